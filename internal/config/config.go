@@ -1,0 +1,233 @@
+// Package config reads the signer's YAML config in the reference implementation's schema
+// (SPEC §9.2), applies defaults, and validates it with errors that name the place and the problem.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+// Defaults.
+const (
+	DefaultAddress        = ":6732"
+	DefaultUtilityAddress = ":9583"
+	DefaultBaseDir        = "/var/lib/signatory"
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = 120 * time.Second
+)
+
+// Config is the whole file.
+type Config struct {
+	BaseDir    string                    `yaml:"base_dir"`
+	Server     Server                    `yaml:"server"`
+	Vaults     map[string]*Backend       `yaml:"vaults"`
+	Watermark  Backend                   `yaml:"watermark"`
+	PolicyHook *yaml.Node                `yaml:"policy_hook"`
+	Tezos      yaml.Node                 `yaml:"tezos"`
+	Policies   map[string]*policy.Policy `yaml:"-"`
+	// KeyOrder lists the keys of `tezos:` in file order.
+	KeyOrder []string `yaml:"-"`
+	// Warnings are deprecations and ignored settings found while loading.
+	Warnings []string `yaml:"-"`
+}
+
+// Server is the `server:` section. Fields after JWT are this project's additions.
+type Server struct {
+	Address        string     `yaml:"address"`
+	UtilityAddress string     `yaml:"utility_address"`
+	AuthorizedKeys StringList `yaml:"authorized_keys"`
+	JWT            *yaml.Node `yaml:"jwt"`
+	TLS            *TLS       `yaml:"tls"`
+	MaxBodyBytes   int64      `yaml:"max_body_bytes"`
+	ReadTimeout    Duration   `yaml:"read_timeout"`
+	WriteTimeout   Duration   `yaml:"write_timeout"`
+	IdleTimeout    Duration   `yaml:"idle_timeout"`
+}
+
+// TLS enables HTTPS on the signing port; ClientCAFile additionally requires client certificates.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Backend is a vault or watermark entry: a driver and its driver-specific config.
+type Backend struct {
+	Driver string    `yaml:"driver"`
+	Config yaml.Node `yaml:"config"`
+}
+
+// StringList accepts a scalar or a (nested) list of strings.
+type StringList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	var walk func(n *yaml.Node) error
+	walk = func(n *yaml.Node) error {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			if n.Tag != "!!null" {
+				*l = append(*l, n.Value)
+			}
+		case yaml.SequenceNode:
+			for _, c := range n.Content {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("line %d: expected a string or a list of strings", n.Line)
+		}
+		return nil
+	}
+	return walk(n)
+}
+
+// Duration is a time.Duration written as "10s" or as a number of seconds.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var secs float64
+	if err := n.Decode(&secs); err == nil {
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Load reads and validates the config file. baseDir, when not empty, overrides base_dir.
+func Load(path, baseDir string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config file: %w", err)
+	}
+	c, err := Parse(data, baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses and validates config data.
+func Parse(data []byte, baseDir string) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if baseDir != "" {
+		c.BaseDir = baseDir
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) finish() error {
+	if c.BaseDir == "" {
+		c.BaseDir = DefaultBaseDir
+	}
+	c.BaseDir = os.ExpandEnv(c.BaseDir)
+	s := &c.Server
+	if s.Address == "" {
+		s.Address = DefaultAddress
+	}
+	if s.UtilityAddress == "" {
+		s.UtilityAddress = DefaultUtilityAddress
+	}
+	for name, addr := range map[string]string{"server.address": s.Address, "server.utility_address": s.UtilityAddress} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", name, addr, err)
+		}
+	}
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = Duration(DefaultReadTimeout)
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = Duration(DefaultWriteTimeout)
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if s.JWT != nil && s.JWT.Tag != "!!null" {
+		if len(s.AuthorizedKeys) > 0 {
+			return errors.New("server: cannot use both JWT and static authorized keys")
+		}
+		return fmt.Errorf("line %d: server.jwt: JWT authentication is not supported by this version yet; use server.authorized_keys", s.JWT.Line)
+	}
+	if s.TLS != nil && (s.TLS.CertFile == "" || s.TLS.KeyFile == "") {
+		return errors.New("server.tls: cert_file and key_file are both required")
+	}
+	for _, k := range s.AuthorizedKeys {
+		if _, err := tezos.ParsePublicKey(k); err != nil {
+			return fmt.Errorf("server.authorized_keys: %w", err)
+		}
+	}
+	if c.PolicyHook != nil && c.PolicyHook.Tag != "!!null" {
+		return fmt.Errorf("line %d: policy_hook is not supported by this version yet; remove it or use a version that supports it", c.PolicyHook.Line)
+	}
+	for name, v := range c.Vaults {
+		if v == nil || v.Driver == "" {
+			return fmt.Errorf("vaults.%s: driver is required", name)
+		}
+	}
+	if c.Watermark.Driver == "" {
+		c.Watermark.Driver = "file"
+	}
+	return c.parsePolicies()
+}
+
+func (c *Config) parsePolicies() error {
+	c.Policies = map[string]*policy.Policy{}
+	n := &c.Tezos
+	if n.Kind == 0 || n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: tezos: expected a map of key hashes to policies", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		pkh, err := tezos.ParsePublicKeyHash(k.Value)
+		if err != nil {
+			return fmt.Errorf("line %d: tezos: %w", k.Line, err)
+		}
+		name := pkh.String()
+		if _, dup := c.Policies[name]; dup {
+			return fmt.Errorf("line %d: tezos: key %s is listed twice", k.Line, name)
+		}
+		p, warnings, err := policy.Parse(name, v)
+		if err != nil {
+			return fmt.Errorf("line %d: tezos.%s: %w", v.Line, name, err)
+		}
+		for _, w := range warnings {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("tezos.%s: %s", name, w))
+		}
+		c.Policies[name] = p
+		c.KeyOrder = append(c.KeyOrder, name)
+	}
+	return nil
+}
+

@@ -1,0 +1,87 @@
+// Package fault defines the one typed error that carries an HTTP meaning
+// from any step of the sign path to the server, which maps kinds to status codes.
+package fault
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Kind classifies an error by what the client should learn from it.
+type Kind int
+
+const (
+	// Internal is the zero kind: a failure of ours or of a backend (500).
+	Internal Kind = iota
+	BadRequest
+	Unauthorized
+	Forbidden
+	NotFound
+	Conflict
+	TooLarge
+	Unavailable
+)
+
+// Status returns the HTTP status code for the kind.
+func (k Kind) Status() int {
+	switch k {
+	case BadRequest:
+		return http.StatusBadRequest
+	case Unauthorized:
+		return http.StatusUnauthorized
+	case Forbidden:
+		return http.StatusForbidden
+	case NotFound:
+		return http.StatusNotFound
+	case Conflict:
+		return http.StatusConflict
+	case TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case Unavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Error is an error with a Kind. Msg is safe to show to a client.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error // optional cause, for logs; never shown to clients unless Msg is empty
+}
+
+func (e *Error) Error() string {
+	if e.Msg != "" {
+		return e.Msg
+	}
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return http.StatusText(e.Kind.Status())
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an error of kind k with message msg.
+func New(k Kind, msg string) error { return &Error{Kind: k, Msg: msg} }
+
+// Wrap returns err with kind k; its message is err's message.
+func Wrap(k Kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Kind: k, Err: err}
+}
+
+// KindOf returns the kind of the first *Error in err's chain, or Internal.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Internal
+}
+
+// Status returns the HTTP status code for err.
+func Status(err error) int { return KindOf(err).Status() }

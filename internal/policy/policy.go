@@ -1,0 +1,227 @@
+// Package policy holds each key's signing rules (request kinds, operation kinds, chains, clients)
+// and decides whether a decoded request may be signed. It does no I/O.
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+// Policy is one key's rules.
+type Policy struct {
+	PKH string
+	// Requests are the allowed request kinds.
+	Requests []request.Kind
+	// Ops are the allowed generic operation kinds (with ballot sub-kinds), when generic is allowed.
+	Ops []string
+	// LogPayloads logs the raw bytes of every request at info level.
+	LogPayloads bool
+	// AllowedChains restricts block and consensus requests to these chain ids; empty means any.
+	AllowedChains []string
+	// AuthorizedKeys restricts which authenticated clients (by key hash) may use the key; empty means any.
+	AuthorizedKeys []string
+	// AllowPoP allows GET /bls_prove_possession for a tz4 key.
+	AllowPoP bool
+	// JWTUsers restricts JWT users; empty means any.
+	JWTUsers []string
+}
+
+// DefaultRequests are the kinds a key listed with a null value may sign.
+var DefaultRequests = []request.Kind{request.Block, request.Preattestation, request.Attestation}
+
+// Default returns the policy of a key listed with no rules: block, preattestation and
+// attestation, no generic operations.
+func Default(pkh string) *Policy {
+	return &Policy{PKH: pkh, Requests: slices.Clone(DefaultRequests)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &fault.Error{Kind: fault.Forbidden, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Violation is a policy refusal; Type is the metric's violation_type (the kind refused).
+type Violation struct {
+	Fault *fault.Error
+	Type  string
+}
+
+func (v *Violation) Error() string { return v.Fault.Msg }
+
+func violation(typ, format string, args ...any) error {
+	return &Violation{Fault: &fault.Error{Kind: fault.Forbidden, Msg: fmt.Sprintf(format, args...)}, Type: typ}
+}
+
+// Unwrap exposes the fault.
+func (v *Violation) Unwrap() error { return v.Fault }
+
+// Check decides whether req may be signed. client is the key hash of the authenticated client,
+// or "" when the request was not authenticated. The checks and messages follow the reference.
+func (p *Policy) Check(req *request.Request, client string) error {
+	if len(p.AllowedChains) > 0 && req.Chain != nil {
+		if c := req.ChainID(); !slices.Contains(p.AllowedChains, c) {
+			return violation("chain", "chain `%s' is not allowed", c)
+		}
+	}
+	if err := p.CheckClient(client); err != nil {
+		return err
+	}
+	if !slices.Contains(p.Requests, req.Kind) {
+		return violation(string(req.Kind), "request kind `%s' is not allowed", req.Kind)
+	}
+	if req.Kind == request.Generic {
+		for _, op := range req.Ops {
+			if slices.Contains(p.Ops, op) {
+				continue
+			}
+			if base, _, ok := strings.Cut(op, ":"); ok && slices.Contains(p.Ops, base) {
+				continue
+			}
+			return violation(op, "operation `%s' is not allowed", op)
+		}
+	}
+	return nil
+}
+
+// CheckClient applies the per-key authorized_keys list.
+func (p *Policy) CheckClient(client string) error {
+	if len(p.AuthorizedKeys) == 0 {
+		return nil
+	}
+	if client == "" {
+		return violation("authentication", "authentication required")
+	}
+	if !slices.Contains(p.AuthorizedKeys, client) {
+		return violation("authentication", "client `%s' is not allowed", client)
+	}
+	return nil
+}
+
+// Config is the YAML shape of one key under `tezos:` (SPEC §3.1).
+type Config struct {
+	Allow                  map[string][]string `yaml:"allow"`
+	LogPayloads            bool                `yaml:"log_payloads"`
+	AllowedChains          []string            `yaml:"allowed_chains"`
+	AllowProofOfPossession bool                `yaml:"allow_proof_of_possession"`
+	AuthorizedKeys         []string            `yaml:"authorized_keys"`
+	JWTUsers               []string            `yaml:"jwt_users"`
+	// Deprecated: used only when Allow is absent.
+	AllowedOperations []string `yaml:"allowed_operations"`
+	AllowedKinds      []string `yaml:"allowed_kinds"`
+}
+
+var requestAliases = map[string]string{"endorsement": "attestation", "preendorsement": "preattestation"}
+
+var opAliases = map[string]string{
+	"endorsement": "attestation", "preendorsement": "preattestation",
+	"double_endorsement_evidence": "double_attestation_evidence", "double_preendorsement_evidence": "double_preattestation_evidence",
+}
+
+// Parse builds and validates the policy of pkh from its YAML node (nil or null means Default).
+// Warnings are returned for deprecated but accepted settings.
+func Parse(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error) {
+	if node == nil || node.Tag == "!!null" {
+		return Default(pkh), nil, nil
+	}
+	var c Config
+	if err := node.Decode(&c); err != nil {
+		return nil, nil, err
+	}
+	p = &Policy{PKH: pkh, LogPayloads: c.LogPayloads, JWTUsers: c.JWTUsers}
+	allow := c.Allow
+	hasAllow := hasKey(node, "allow")
+	if !hasAllow && (len(c.AllowedOperations) > 0 || len(c.AllowedKinds) > 0) {
+		allow = map[string][]string{}
+		for _, k := range c.AllowedOperations {
+			allow[k] = nil
+		}
+		if len(c.AllowedKinds) > 0 {
+			allow["generic"] = c.AllowedKinds
+		}
+		warnings = append(warnings, "allowed_operations and allowed_kinds are deprecated; use `allow:` instead")
+	}
+	for kind, ops := range allow {
+		if a, ok := requestAliases[kind]; ok {
+			warnings = append(warnings, fmt.Sprintf("request kind `%s` is deprecated; use `%s`", kind, a))
+			kind = a
+		}
+		if !request.ValidKind(kind) {
+			return nil, nil, fmt.Errorf("invalid request kind `%s` in `allow` list (valid: %s)", kind, kindList())
+		}
+		if !slices.Contains(p.Requests, request.Kind(kind)) {
+			p.Requests = append(p.Requests, request.Kind(kind))
+		}
+		if kind != string(request.Generic) {
+			if len(ops) > 0 {
+				return nil, nil, fmt.Errorf("request kind `%s` takes no operation list in `allow`", kind)
+			}
+			continue
+		}
+		for _, op := range ops {
+			name := op
+			base, sub, hasSub := strings.Cut(op, ":")
+			if a, ok := opAliases[base]; ok {
+				name = a
+				if hasSub {
+					name += ":" + sub
+				}
+			}
+			if !request.ValidOpKind(name) {
+				return nil, nil, fmt.Errorf("invalid operation kind `%s` in `allow.generic` list", name)
+			}
+			if !slices.Contains(p.Ops, name) {
+				p.Ops = append(p.Ops, name)
+			}
+		}
+	}
+	sort.Slice(p.Requests, func(i, j int) bool { return p.Requests[i] < p.Requests[j] })
+	sort.Strings(p.Ops)
+	for _, chain := range c.AllowedChains {
+		if _, err := tezos.ParseChainID(chain); err != nil {
+			return nil, nil, fmt.Errorf("allowed_chains: %w", err)
+		}
+		p.AllowedChains = append(p.AllowedChains, chain)
+	}
+	for _, s := range c.AuthorizedKeys {
+		pub, err := tezos.ParsePublicKey(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authorized_keys: %w", err)
+		}
+		p.AuthorizedKeys = append(p.AuthorizedKeys, pub.Hash().String())
+	}
+	if c.AllowProofOfPossession {
+		if strings.HasPrefix(pkh, "tz4") {
+			p.AllowPoP = true
+		} else {
+			warnings = append(warnings, fmt.Sprintf("proof of possession is not supported for %s; allow_proof_of_possession is ignored", pkh))
+		}
+	}
+	return p, warnings, nil
+}
+
+func hasKey(node *yaml.Node, key string) bool {
+	if node.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+func kindList() string {
+	s := make([]string, len(request.Kinds))
+	for i, k := range request.Kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,42 @@
+package request
+
+import (
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+)
+
+// FuzzDecode checks that no input panics, every error is a BadRequest, and a decoded request is
+// self-consistent. Seeds are the reference vectors; more live in testdata/fuzz/FuzzDecode.
+func FuzzDecode(f *testing.F) {
+	d := tv.LoadDerived()
+	for _, h := range tv.LoadPolicyHex() {
+		f.Add(tv.Hex(h))
+	}
+	for _, h := range d.W {
+		f.Add(tv.Hex(h))
+	}
+	for _, h := range d.DerivedPayloads {
+		f.Add(tv.Hex(h))
+	}
+	f.Add(tv.Hex(d.Pack))
+	f.Add([]byte{0x02, 0xed})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		for _, v := range []Version{1, VersionLatest} {
+			req, err := Decode(msg, v)
+			if err != nil {
+				if fault.KindOf(err) != fault.BadRequest {
+					t.Fatalf("error of kind %v: %v", fault.KindOf(err), err)
+				}
+				continue
+			}
+			if req.Watermarked() != (req.Class() != "") {
+				t.Fatalf("watermarked=%v but class=%q", req.Watermarked(), req.Class())
+			}
+			if req.Kind == Generic && len(req.Ops) == 0 {
+				t.Fatal("generic request without operations")
+			}
+		}
+	})
+}

@@ -1,0 +1,358 @@
+// Package request decodes the bytes a baker asks to sign into a Request: its kind, chain,
+// level, round and operation kinds. It does no I/O and never panics on hostile input.
+package request
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	tz "github.com/ecadlabs/gotez/v2"
+	"github.com/ecadlabs/gotez/v2/encoding"
+	"github.com/ecadlabs/gotez/v2/protocol/core"
+	"github.com/ecadlabs/gotez/v2/protocol/latest"
+	p022 "github.com/ecadlabs/gotez/v2/protocol/proto_022_PsRiotum"
+	p024 "github.com/ecadlabs/gotez/v2/protocol/proto_024_PtTALLiN"
+	"golang.org/x/crypto/blake2b"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// Kind is a request kind as named in the allow map of a policy.
+type Kind string
+
+const (
+	Generic            Kind = "generic"
+	Pack               Kind = "pack"
+	Block              Kind = "block"
+	Preattestation     Kind = "preattestation"
+	Attestation        Kind = "attestation"
+	AttestationWithDAL Kind = "attestation_with_dal"
+)
+
+// Kinds lists every valid request kind, sorted.
+var Kinds = []Kind{Attestation, AttestationWithDAL, Block, Generic, Pack, Preattestation}
+
+// Magic bytes (the Tezos signing watermark, first byte of a message).
+const (
+	MagicLegacyBlock       = 0x01
+	MagicLegacyEndorsement = 0x02
+	MagicGeneric           = 0x03
+	MagicAuthentication    = 0x04
+	MagicPack              = 0x05
+	MagicBlock             = 0x11
+	MagicPreattestation    = 0x12
+	MagicAttestation       = 0x13
+)
+
+// Version is the signing version from the `version` query parameter.
+type Version int
+
+// VersionLatest is the default signing version.
+const VersionLatest Version = 2
+
+// Request is a decoded sign request.
+type Request struct {
+	Kind   Kind
+	Digest [32]byte // blake2b-256 of the whole message, magic byte included
+	// Chain, Level and Round are set for block and consensus requests (Watermarked() is true).
+	Chain *tz.ChainID
+	Level int32
+	Round int32
+	// Tag is the consensus operation tag (20, 21, 23, 40, 41); 0 for other kinds.
+	Tag uint8
+	// Slot is the consensus slot for tags 20, 21 and 23; -1 otherwise.
+	Slot int32
+	// Ops lists the operation kind of each content of a generic request, in order: the kind name,
+	// the pseudo kind for stake-like transactions, or "ballot:<vote>".
+	Ops []string
+}
+
+// Watermarked reports whether the request is subject to the high watermark.
+func (r *Request) Watermarked() bool { return r.Chain != nil }
+
+// ChainID returns the base58 chain id, or "" when the request has none.
+func (r *Request) ChainID() string {
+	if r.Chain == nil {
+		return ""
+	}
+	return r.Chain.String()
+}
+
+// Class returns the watermark class; attestation_with_dal shares attestation's class.
+func (r *Request) Class() watermark.Class {
+	switch r.Kind {
+	case Block:
+		return watermark.Block
+	case Preattestation:
+		return watermark.Preattestation
+	case Attestation, AttestationWithDAL:
+		return watermark.Attestation
+	}
+	return ""
+}
+
+// Mark returns the request's watermark.
+func (r *Request) Mark() watermark.Mark {
+	return watermark.Mark{Level: r.Level, Round: r.Round, Digest: r.Digest, HasDigest: true}
+}
+
+// OpCounts returns the number of operations of each kind (for generic requests), or {kind: 1}.
+func (r *Request) OpCounts() map[string]int {
+	m := make(map[string]int, len(r.Ops)+1)
+	if r.Kind != Generic {
+		m[string(r.Kind)] = 1
+		return m
+	}
+	for _, op := range r.Ops {
+		m[op]++
+	}
+	return m
+}
+
+func badRequest(format string, args ...any) error {
+	return &fault.Error{Kind: fault.BadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrEmpty is returned for an empty message.
+var ErrEmpty = badRequest("empty message: nothing to sign")
+
+// Decode decodes msg with the encodings of the given signing version.
+// Every error is a *fault.Error of kind BadRequest with a message safe to show a client.
+func Decode(msg []byte, version Version) (req *Request, err error) {
+	if len(msg) == 0 {
+		return nil, ErrEmpty
+	}
+	defer func() {
+		// The encoding library panics on a few malformed inputs; never let that reach the server.
+		if p := recover(); p != nil {
+			req, err = nil, badRequest("malformed %s payload", magicName(msg[0]))
+		}
+	}()
+	switch msg[0] {
+	case MagicLegacyBlock:
+		return nil, badRequest("legacy (Emmy) block magic byte 0x01 is not supported; Tenderbake blocks use 0x11")
+	case MagicLegacyEndorsement:
+		return nil, badRequest("legacy (Emmy) endorsement magic byte 0x02 is not supported; Tenderbake attestations use 0x13")
+	case MagicAuthentication:
+		return nil, badRequest("magic byte 0x04 is the remote-signer authentication prefix, not a signable message")
+	case MagicPack:
+		if len(msg) < 2 {
+			return nil, badRequest("packed data (0x05) is empty")
+		}
+		return &Request{Kind: Pack, Digest: blake2b.Sum256(msg), Slot: -1}, nil
+	case MagicGeneric, MagicBlock, MagicPreattestation, MagicAttestation:
+	default:
+		return nil, badRequest("unknown magic byte 0x%02x", msg[0])
+	}
+	if version == 1 {
+		req, err = decode022(msg)
+	} else {
+		req, err = decodeLatest(msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	req.Digest = blake2b.Sum256(msg)
+	return req, nil
+}
+
+func magicName(b byte) string {
+	switch b {
+	case MagicGeneric:
+		return "generic operation"
+	case MagicBlock:
+		return "block"
+	case MagicPreattestation:
+		return "preattestation"
+	case MagicAttestation:
+		return "attestation"
+	case MagicPack:
+		return "packed data"
+	}
+	return fmt.Sprintf("0x%02x", b)
+}
+
+func decodeError(magic byte, err error) error {
+	var be encoding.ErrBuffer
+	if errors.As(err, &be) || errors.Is(err, encoding.ErrBuffer{}) {
+		return badRequest("truncated %s payload: %v", magicName(magic), err)
+	}
+	return badRequest("invalid %s payload: %v", magicName(magic), err)
+}
+
+func decodeLatest(msg []byte) (*Request, error) {
+	var sr latest.SignRequest
+	rest, err := encoding.Decode(msg, &sr)
+	if err != nil {
+		return nil, decodeError(msg[0], err)
+	}
+	switch r := sr.(type) {
+	case *latest.GenericOperationSignRequest:
+		return generic(r.Contents)
+	case *latest.BlockSignRequest:
+		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
+	case *latest.PreattestationSignRequest:
+		return consensus(msg[0], r.Chain, r.Operation, rest)
+	case *latest.AttestationSignRequest:
+		return consensus(msg[0], r.Chain, r.Operation, rest)
+	}
+	return nil, badRequest("unsupported %s payload", magicName(msg[0]))
+}
+
+func decode022(msg []byte) (*Request, error) {
+	var sr p022.SignRequest
+	rest, err := encoding.Decode(msg, &sr)
+	if err != nil {
+		return nil, decodeError(msg[0], err)
+	}
+	switch r := sr.(type) {
+	case *p022.GenericOperationSignRequest:
+		return generic(r.Contents)
+	case *p022.BlockSignRequest:
+		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
+	case *p022.PreattestationSignRequest:
+		return consensus(msg[0], r.Chain, r.Operation, rest)
+	case *p022.AttestationSignRequest:
+		return consensus(msg[0], r.Chain, r.Operation, rest)
+	}
+	return nil, badRequest("unsupported %s payload", magicName(msg[0]))
+}
+
+func trailing(magic byte, rest []byte) error {
+	if len(rest) != 0 {
+		return badRequest("%d unexpected trailing bytes after the %s payload", len(rest), magicName(magic))
+	}
+	return nil
+}
+
+func block(magic byte, chain *tz.ChainID, level int32, fitness tz.Bytes, rest []byte) (*Request, error) {
+	if err := trailing(magic, rest); err != nil {
+		return nil, err
+	}
+	round, err := FitnessRound(fitness)
+	if err != nil {
+		return nil, err
+	}
+	return &Request{Kind: Block, Chain: chain, Level: level, Round: round, Slot: -1}, nil
+}
+
+// FitnessRound returns the block round: the last 4 bytes of a Tenderbake fitness
+// (not the payload round).
+func FitnessRound(fitness []byte) (int32, error) {
+	// version [len 1][0x02], level [len 4][4], locked round [len 0|4], predecessor round [len 4][4], round [len 4][4]
+	if len(fitness) < 33 {
+		return 0, badRequest("block fitness is %d bytes; a Tenderbake fitness has at least 33", len(fitness))
+	}
+	return int32(binary.BigEndian.Uint32(fitness[len(fitness)-4:])), nil
+}
+
+// consensusFields is what every consensus operation of proto 022–024 carries.
+type consensusOp interface {
+	core.OperationContents
+}
+
+func consensus(magic byte, chain *tz.ChainID, op consensusOp, rest []byte) (*Request, error) {
+	if err := trailing(magic, rest); err != nil {
+		return nil, err
+	}
+	req := &Request{Chain: chain, Slot: -1}
+	switch o := op.(type) {
+	case *latest.Preattestation: // same type in 022
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = Preattestation, 20, o.Level, o.Round, int32(o.Slot)
+	case *p024.BLSModePreattestation:
+		req.Kind, req.Tag, req.Level, req.Round = Preattestation, 40, o.Level, o.Round
+	case *latest.Attestation:
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = Attestation, 21, o.Level, o.Round, int32(o.Slot)
+	case *latest.AttestationWithDAL:
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = AttestationWithDAL, 23, o.Level, o.Round, int32(o.Slot)
+	case *p024.BLSModeAttestation:
+		req.Kind, req.Tag, req.Level, req.Round = Attestation, 41, o.Level, o.Round
+	case *p022.Preattestation:
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = Preattestation, 20, o.Level, o.Round, int32(o.Slot)
+	case *p022.Attestation:
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = Attestation, 21, o.Level, o.Round, int32(o.Slot)
+	case *p022.AttestationWithDAL:
+		req.Kind, req.Tag, req.Level, req.Round, req.Slot = AttestationWithDAL, 23, o.Level, o.Round, int32(o.Slot)
+	default:
+		return nil, badRequest("unsupported consensus operation %q", op.OperationKind())
+	}
+	return req, nil
+}
+
+// ballot is implemented by ballot operations of every protocol.
+type ballot interface {
+	BallotKind() core.BallotKind
+}
+
+// withParameters is implemented by transactions of every protocol.
+type withParameters interface {
+	GetParameters() tz.Option[core.Parameters]
+}
+
+func generic[T core.OperationContents](contents []T) (*Request, error) {
+	if len(contents) == 0 {
+		return nil, badRequest("generic operation has no contents")
+	}
+	req := &Request{Kind: Generic, Slot: -1, Ops: make([]string, 0, len(contents))}
+	for _, c := range contents {
+		req.Ops = append(req.Ops, OpKind(c))
+	}
+	return req, nil
+}
+
+// OpKind is the kind a policy sees for one operation: the pseudo kind for transactions to the
+// stake, unstake, finalize_unstake and set_delegate_parameters entrypoints, "ballot:<vote>" for a
+// ballot, otherwise the operation kind.
+func OpKind(op core.OperationContents) string {
+	switch o := op.(type) {
+	case ballot:
+		return "ballot:" + o.BallotKind().String()
+	case withParameters:
+		if p, ok := o.GetParameters().CheckUnwrap(); ok {
+			if pseudo, ok := p.GetEntrypointValue().(core.PseudoOperation); ok {
+				return pseudo.PseudoOperation()
+			}
+		}
+	}
+	return op.OperationKind()
+}
+
+// PseudoOps lists the pseudo operation kinds a policy may allow.
+var PseudoOps = latest.ListPseudoOperations()
+
+// GenericOps lists the generic operation kinds of the latest protocol.
+var GenericOps = latest.ListGenericOperations()
+
+// consensusOps are operation kinds that are request kinds, not generic contents.
+var consensusOps = []string{"attestation", "attestation_with_dal", "preattestation"}
+
+// ValidOpKind reports whether name may appear in a policy's allow.generic list.
+func ValidOpKind(name string) bool {
+	if slices.Contains(consensusOps, name) {
+		return false
+	}
+	switch name {
+	case "ballot:yay", "ballot:nay", "ballot:pass":
+		return true
+	}
+	return slices.Contains(GenericOps, name) || slices.Contains(PseudoOps, name)
+}
+
+// AllOpKinds returns every generic and pseudo operation kind, sorted.
+func AllOpKinds() []string {
+	var out []string
+	for _, k := range append(append([]string{}, GenericOps...), PseudoOps...) {
+		if !slices.Contains(consensusOps, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// ValidKind reports whether k is a request kind.
+func ValidKind(k string) bool { return slices.Contains(Kinds, Kind(k)) }

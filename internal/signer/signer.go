@@ -1,0 +1,398 @@
+// Package signer runs the steps of a sign request in order: authenticate, look up the policy,
+// decode, find the key, check the policy, advance the watermark, sign, normalise, verify.
+// It is the only place that knows the order.
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	tz "github.com/ecadlabs/gotez/v2"
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// Config wires a Signer.
+type Config struct {
+	Vaults   []vault.Vault
+	Policies map[string]*policy.Policy
+	Store    watermark.Store
+	// AuthorizedKeys are the client public keys allowed to authenticate requests
+	// (server.authorized_keys); when empty, requests need no authentication.
+	AuthorizedKeys []crypt.PublicKey
+	Metrics        *metrics.Metrics
+	Logger         *slog.Logger
+}
+
+// Signer is the signing service. It is safe for concurrent use.
+type Signer struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics.Metrics
+	mu      sync.RWMutex
+	keys    map[string]*keyRef
+	refresh sync.Mutex
+	lastRef time.Time
+}
+
+type keyRef struct {
+	key   vault.Key
+	vault vault.Vault
+	pub   crypt.PublicKey
+	curve tezos.Curve
+}
+
+// KeyInfo describes one key for listing.
+type KeyInfo struct {
+	PKH       string
+	PublicKey crypt.PublicKey
+	Curve     tezos.Curve
+	Vault     string
+	Driver    string
+	Ref       string
+	Policy    *policy.Policy // nil when the key is not listed under tezos:
+}
+
+// New builds a Signer and lists every vault's keys once.
+func New(ctx context.Context, cfg Config) (*Signer, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New("")
+	}
+	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reload lists all vaults. A vault that fails to list is logged and skipped, as in the reference.
+func (s *Signer) reload(ctx context.Context) error {
+	keys := map[string]*keyRef{}
+	for _, v := range s.cfg.Vaults {
+		list, err := v.List(ctx)
+		if err != nil {
+			s.log.Error("cannot list vault keys", "vault", v.Name(), "err", err)
+			continue
+		}
+		for _, k := range list {
+			pub := k.PublicKey()
+			pkh := pub.Hash().String()
+			if other, dup := keys[pkh]; dup {
+				s.log.Warn("key is held by two vaults; using the first", "pkh", pkh, "vault", other.vault.Name(), "other_vault", v.Name())
+				continue
+			}
+			keys[pkh] = &keyRef{key: k, vault: v, pub: pub, curve: tezos.CurveOf(pub)}
+		}
+	}
+	s.mu.Lock()
+	s.keys = keys
+	s.mu.Unlock()
+	return nil
+}
+
+// lookup finds a key; on a miss it relists the vaults at most once a second.
+func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
+	s.mu.RLock()
+	k := s.keys[pkh]
+	s.mu.RUnlock()
+	if k != nil {
+		return k, nil
+	}
+	s.refresh.Lock()
+	if time.Since(s.lastRef) > time.Second {
+		s.lastRef = time.Now()
+		_ = s.reload(ctx)
+	}
+	s.refresh.Unlock()
+	s.mu.RLock()
+	k = s.keys[pkh]
+	s.mu.RUnlock()
+	if k == nil {
+		return nil, fault.New(fault.NotFound, "this key not found in any vault")
+	}
+	return k, nil
+}
+
+// Keys lists every key in every vault, sorted by pkh.
+func (s *Signer) Keys() []KeyInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]KeyInfo, 0, len(s.keys))
+	for pkh, k := range s.keys {
+		out = append(out, KeyInfo{PKH: pkh, PublicKey: k.pub, Curve: k.curve, Vault: k.vault.Name(),
+			Driver: k.vault.Driver(), Ref: k.key.ID(), Policy: s.cfg.Policies[pkh]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PKH < out[j].PKH })
+	return out
+}
+
+// PublicKey returns the public key of pkh. Keys absent from the policy are served too.
+func (s *Signer) PublicKey(ctx context.Context, pkh string) (crypt.PublicKey, error) {
+	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
+		return nil, fault.Wrap(fault.BadRequest, err)
+	}
+	k, err := s.lookup(ctx, pkh)
+	if err != nil {
+		return nil, err
+	}
+	return k.pub, nil
+}
+
+// AuthorizedKeyHashes returns the hashes of server.authorized_keys in config order, or nil.
+func (s *Signer) AuthorizedKeyHashes() []string {
+	if len(s.cfg.AuthorizedKeys) == 0 {
+		return nil
+	}
+	out := make([]string, len(s.cfg.AuthorizedKeys))
+	for i, k := range s.cfg.AuthorizedKeys {
+		out[i] = k.Hash().String()
+	}
+	return out
+}
+
+// SignRequest is one request to sign.
+type SignRequest struct {
+	PKH            string
+	Message        []byte
+	Version        int
+	Authentication string // base58 signature from ?authentication=, or ""
+	ClientIP       string
+}
+
+// SignResult is what Sign learned; Request and Vault may be set even when Sign fails.
+type SignResult struct {
+	Signature crypt.Signature
+	Request   *request.Request
+	Vault     string
+	Client    string // authenticated client key hash
+}
+
+// Sign signs r.Message with the key r.PKH if every check passes.
+func (s *Signer) Sign(ctx context.Context, r *SignRequest) (*SignResult, error) {
+	res := &SignResult{}
+	pkh, err := tezos.ParsePublicKeyHash(r.PKH)
+	if err != nil {
+		return res, fault.Wrap(fault.BadRequest, err)
+	}
+	if res.Client, err = s.authenticate(pkh, r.Message, r.Authentication, r.ClientIP); err != nil {
+		return res, err
+	}
+	pol := s.cfg.Policies[r.PKH]
+	if pol == nil {
+		return res, fault.New(fault.Forbidden, r.PKH+" is not listed in config")
+	}
+	req, err := request.Decode(r.Message, request.Version(r.Version))
+	if err != nil {
+		return res, err
+	}
+	res.Request = req
+	k, err := s.lookup(ctx, r.PKH)
+	if err != nil {
+		return res, err
+	}
+	res.Vault = k.vault.Name()
+	if err := pol.Check(req, res.Client); err != nil {
+		var v *policy.Violation
+		if errors.As(err, &v) {
+			s.m.PolicyViolations.WithLabelValues(v.Type, r.PKH, "request").Inc()
+		}
+		return res, err
+	}
+	start := time.Now()
+	if err := s.advance(ctx, r.PKH, req); err != nil {
+		code := strconv.Itoa(fault.Status(err))
+		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), code, req.ChainID()).Inc()
+		return res, err
+	}
+	sig, err := s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
+	if err != nil {
+		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), req.ChainID()).Inc()
+		return res, err
+	}
+	res.Signature = sig
+	chain := req.ChainID()
+	s.m.VaultSignDuration.WithLabelValues(k.vault.Name(), r.PKH, string(req.Kind), chain).Observe(float64(time.Since(start).Microseconds()) / 1000)
+	for kind, n := range req.OpCounts() {
+		s.m.SigningOps.WithLabelValues(r.PKH, k.vault.Name(), string(req.Kind), kind, chain).Add(float64(n))
+	}
+	if req.Watermarked() {
+		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, strconv.Itoa(int(req.Round))).Inc()
+	}
+	return res, nil
+}
+
+// advance runs the watermark step; generic and pack requests pass through but are counted.
+func (s *Signer) advance(ctx context.Context, pkh string, req *request.Request) error {
+	backend := s.cfg.Store.Name()
+	start := time.Now()
+	var err error
+	if req.Watermarked() {
+		err = s.cfg.Store.Advance(ctx, watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: req.Class()}, req.Mark())
+		result := "success"
+		if err != nil {
+			result = "error"
+			if watermark.IsConflict(err) {
+				result = "rejected"
+			}
+		}
+		s.m.WatermarkStoreLatency.WithLabelValues(backend, result).Observe(time.Since(start).Seconds())
+	}
+	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+		return nil
+	case watermark.IsConflict(err):
+		s.m.WatermarkOps.WithLabelValues("rejected", backend, string(req.Kind)).Inc()
+		s.m.WatermarkRejections.WithLabelValues(pkh, string(req.Kind), req.ChainID(), err.Error()).Inc()
+		return err
+	default:
+		s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
+		if fault.KindOf(err) == fault.Unavailable {
+			return err
+		}
+		return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + err.Error(), Err: err}
+	}
+}
+
+// signWith asks the vault, normalises ECDSA to low-S and verifies before returning.
+func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[32]byte, version int) (crypt.Signature, error) {
+	start := time.Now()
+	sig, err := k.key.Sign(ctx, msg, digest, vault.SignOptions{Version: version})
+	s.m.VaultLatency.WithLabelValues(k.vault.Name(), string(k.curve)).Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Error("vault failed to sign", "vault", k.vault.Name(), "err", err)
+		if fault.KindOf(err) != fault.Internal {
+			return nil, err
+		}
+		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
+	}
+	sig = tezos.LowS(sig)
+	if !tezos.Verify(k.pub, sig, msg, version) {
+		s.log.Error("vault returned a signature that does not verify; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID())
+		return nil, fault.New(fault.Internal, "the vault returned an invalid signature")
+	}
+	return sig, nil
+}
+
+// ProvePossession returns a BLS proof of possession for a tz4 key whose policy allows it.
+func (s *Signer) ProvePossession(ctx context.Context, pkh, authentication, clientIP string) (crypt.Signature, error) {
+	parsed, err := tezos.ParsePublicKeyHash(pkh)
+	if err != nil {
+		return nil, fault.Wrap(fault.BadRequest, err)
+	}
+	client, err := s.authenticate(parsed, nil, authentication, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	pol := s.cfg.Policies[pkh]
+	if pol == nil {
+		return nil, fault.New(fault.Forbidden, pkh+" is not listed in config")
+	}
+	if err := pol.CheckClient(client); err != nil {
+		return nil, err
+	}
+	k, err := s.lookup(ctx, pkh)
+	if err != nil {
+		return nil, err
+	}
+	prover, ok := k.key.(vault.PossessionProver)
+	if !ok || k.curve != tezos.BLS {
+		return nil, fault.New(fault.BadRequest, "proof of possession is not supported")
+	}
+	if !pol.AllowPoP {
+		s.log.Warn("Proof of possession is not allowed. Proof of possession is required for key reveals, consensus key updates, and companion key registration. To enable, set 'allow_proof_of_possession: true' in the config for this key.", "pkh", pkh)
+		return nil, fault.New(fault.BadRequest, "proof of possession is not allowed")
+	}
+	proof, err := prover.ProvePossession(ctx)
+	if err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
+	}
+	if !tezos.VerifyPossession(k.pub, proof) {
+		return nil, fault.New(fault.Internal, "the vault returned an invalid proof of possession")
+	}
+	return proof, nil
+}
+
+// authenticate checks ?authentication= when server.authorized_keys is configured and returns
+// the authenticating client's key hash. The signed bytes are 0x04 0x01 ‖ pkh (21 bytes) ‖ message.
+func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP string) (string, error) {
+	if len(s.cfg.AuthorizedKeys) == 0 {
+		return "", nil
+	}
+	fail := func(err error) (string, error) {
+		s.m.AuthFailures.WithLabelValues(strconv.Itoa(fault.Status(err)), "authentication", clientIP).Inc()
+		return "", err
+	}
+	if auth == "" {
+		return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
+	}
+	sig, err := tezos.ParseSignature(auth)
+	if err != nil {
+		return fail(fault.Wrap(fault.BadRequest, err))
+	}
+	data := AuthenticatedBytes(pkh, msg)
+	for _, k := range s.cfg.AuthorizedKeys {
+		if tezos.Verify(k, sig, data, 2) {
+			return k.Hash().String(), nil
+		}
+	}
+	return fail(fault.New(fault.Forbidden, "invalid authentication signature"))
+}
+
+// AuthenticatedBytes returns what a client signs to authenticate a request:
+// 0x04 0x01 ‖ pkh tag ‖ 20-byte hash ‖ message.
+func AuthenticatedBytes(pkh tz.PublicKeyHash, msg []byte) []byte {
+	var tag byte
+	switch pkh.(type) {
+	case *tz.Ed25519PublicKeyHash:
+		tag = 0
+	case *tz.Secp256k1PublicKeyHash:
+		tag = 1
+	case *tz.P256PublicKeyHash:
+		tag = 2
+	case *tz.BLSPublicKeyHash:
+		tag = 3
+	default:
+		tag = 4
+	}
+	out := make([]byte, 0, 3+20+len(msg))
+	out = append(out, 0x04, 0x01, tag)
+	out = append(out, pkh.PublicKeyHash()...)
+	return append(out, msg...)
+}
+
+// Health reports the readiness of the watermark store and of each vault that can tell.
+func (s *Signer) Health(ctx context.Context) map[string]error {
+	out := map[string]error{"watermark/" + s.cfg.Store.Name(): s.cfg.Store.Health(ctx)}
+	for _, v := range s.cfg.Vaults {
+		var err error
+		if rc, ok := v.(vault.ReadinessChecker); ok {
+			err = rc.Ready(ctx)
+		}
+		out["vault/"+v.Name()] = err
+	}
+	return out
+}
+
+// Policy returns the policy of pkh or nil.
+func (s *Signer) Policy(pkh string) *policy.Policy { return s.cfg.Policies[pkh] }
+
+// Store returns the watermark store.
+func (s *Signer) Store() watermark.Store { return s.cfg.Store }

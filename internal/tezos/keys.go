@@ -1,0 +1,280 @@
+// Package tezos holds what the encoding library (gotez) lacks for a signer: curve names, key
+// generation, secret-key encryption as octez-client does it, low-S normalisation and verification
+// by signing version.
+package tezos
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/ecadlabs/goblst/minpk"
+	tz "github.com/ecadlabs/gotez/v2"
+	"github.com/ecadlabs/gotez/v2/b58"
+	"github.com/ecadlabs/gotez/v2/crypt"
+	"golang.org/x/crypto/nacl/secretbox"
+	"golang.org/x/crypto/pbkdf2"
+)
+
+// Curve names a key type.
+type Curve string
+
+const (
+	Ed25519   Curve = "ed25519"   // tz1
+	Secp256k1 Curve = "secp256k1" // tz2
+	P256      Curve = "p256"      // tz3
+	BLS       Curve = "bls"       // tz4
+)
+
+// Curves lists every supported curve.
+var Curves = []Curve{Ed25519, Secp256k1, P256, BLS}
+
+// ParseCurve accepts a curve name or the address prefix (tz1…tz4), case-insensitively.
+func ParseCurve(s string) (Curve, error) {
+	switch strings.ToLower(s) {
+	case "ed25519", "tz1":
+		return Ed25519, nil
+	case "secp256k1", "tz2":
+		return Secp256k1, nil
+	case "p256", "p-256", "secp256r1", "tz3":
+		return P256, nil
+	case "bls", "bls12-381", "tz4":
+		return BLS, nil
+	}
+	return "", fmt.Errorf("unknown key type %q (want ed25519|tz1, secp256k1|tz2, p256|tz3 or bls|tz4)", s)
+}
+
+// CurveOf returns the curve of a public key.
+func CurveOf(pub crypt.PublicKey) Curve {
+	switch k := pub.(type) {
+	case crypt.Ed25519PublicKey:
+		return Ed25519
+	case *crypt.BLSPublicKey:
+		return BLS
+	case *crypt.ECDSAPublicKey:
+		if k.Curve == elliptic.P256() {
+			return P256
+		}
+		return Secp256k1
+	}
+	return ""
+}
+
+// GenerateKey makes a new random secret key on the curve.
+func GenerateKey(c Curve) (crypt.PrivateKey, error) {
+	switch c {
+	case Ed25519:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return crypt.Ed25519PrivateKey(priv), nil
+	case Secp256k1, P256:
+		curve := elliptic.Curve(crypt.S256())
+		if c == P256 {
+			curve = elliptic.P256()
+		}
+		priv, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return (*crypt.ECDSAPrivateKey)(priv), nil
+	case BLS:
+		priv, err := minpk.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return (*crypt.BLSPrivateKey)(priv), nil
+	}
+	return nil, fmt.Errorf("unknown key type %q", c)
+}
+
+// ErrWrongPassword is returned when an encrypted secret key does not open with the password.
+var ErrWrongPassword = errors.New("wrong password: the encrypted secret key cannot be decrypted")
+
+// ErrNoPassword is returned when an encrypted key is met and no password source is available.
+var ErrNoPassword = errors.New("the secret key is encrypted and no password was given")
+
+// IsEncrypted reports whether s looks like an encrypted secret key (edesk, spesk, p2esk, BLesk).
+func IsEncrypted(s string) bool {
+	for _, p := range []string{"edesk", "spesk", "p2esk", "BLesk"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSecretKey parses a plain (edsk, spsk, p2sk, BLsk) or encrypted (edesk, spesk, p2esk, BLesk)
+// base58 secret key. password is called only for an encrypted key; it may be nil.
+// Errors never contain the key or the password.
+func ParseSecretKey(s string, password func() ([]byte, error)) (crypt.PrivateKey, error) {
+	s = strings.TrimSpace(s)
+	enc, err := b58.ParseEncryptedPrivateKey([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("invalid secret key: %s", scrub(err))
+	}
+	if IsEncrypted(s) && password == nil {
+		return nil, ErrNoPassword
+	}
+	raw, err := enc.Decrypt(password)
+	if err != nil {
+		if errors.Is(err, tz.ErrPrivateKeyDecrypt) {
+			return nil, ErrWrongPassword
+		}
+		return nil, fmt.Errorf("cannot decrypt secret key: %s", scrub(err))
+	}
+	priv, err := crypt.NewPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid secret key: %s", scrub(err))
+	}
+	return priv, nil
+}
+
+// scrub keeps an error message from the encoding library, which never includes the input.
+func scrub(err error) string { return strings.TrimPrefix(err.Error(), "gotez: ") }
+
+const (
+	encIterations = 32768
+	encKeyLen     = 32
+	saltLen       = 8
+)
+
+// EncryptSecretKey encrypts priv as octez-client does: salt (8 bytes) ‖ NaCl secretbox with a zero
+// nonce under PBKDF2-HMAC-SHA512(password, salt, 32768 iterations, 32 bytes).
+func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
+	var plain []byte
+	switch k := priv.ToProtocol().(type) {
+	case *tz.Ed25519PrivateKey:
+		plain = k[:]
+	case *tz.Secp256k1PrivateKey:
+		plain = k[:]
+	case *tz.P256PrivateKey:
+		plain = k[:]
+	case *tz.BLSPrivateKey:
+		plain = k[:]
+	default:
+		return "", fmt.Errorf("cannot encrypt a %T", k)
+	}
+	salt := make([]byte, saltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	var key [32]byte
+	copy(key[:], pbkdf2.Key(password, salt, encIterations, encKeyLen, sha512.New))
+	var nonce [24]byte
+	out := secretbox.Seal(append([]byte{}, salt...), plain, &nonce, &key)
+	clear(key[:])
+	switch priv.ToProtocol().(type) {
+	case *tz.Ed25519PrivateKey:
+		var e tz.Ed25519EncryptedPrivateKey
+		copy(e[:], out)
+		return string(e.ToBase58()), nil
+	case *tz.Secp256k1PrivateKey:
+		var e tz.Secp256k1EncryptedPrivateKey
+		copy(e[:], out)
+		return string(e.ToBase58()), nil
+	case *tz.P256PrivateKey:
+		var e tz.P256EncryptedPrivateKey
+		copy(e[:], out)
+		return string(e.ToBase58()), nil
+	default:
+		var e tz.BLSEncryptedPrivateKey
+		copy(e[:], out)
+		return string(e.ToBase58()), nil
+	}
+}
+
+// ParsePublicKeyHash parses a tz1…tz4 address.
+func ParsePublicKeyHash(s string) (tz.PublicKeyHash, error) {
+	pkh, err := b58.ParsePublicKeyHash([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("invalid public key hash %q: %s", s, scrub(err))
+	}
+	return pkh, nil
+}
+
+// ParsePublicKey parses an edpk, sppk, p2pk or BLpk public key.
+func ParsePublicKey(s string) (crypt.PublicKey, error) {
+	raw, err := b58.ParsePublicKey([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("invalid public key %q: %s", s, scrub(err))
+	}
+	pub, err := crypt.NewPublicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid public key %q: %s", s, scrub(err))
+	}
+	return pub, nil
+}
+
+// ParseSignature parses any base58 signature: edsig, spsig1, p2sig, BLsig or generic sig.
+func ParseSignature(s string) (crypt.Signature, error) {
+	raw, err := b58.ParseSignature([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("invalid signature: %s", scrub(err))
+	}
+	sig, err := crypt.NewSignature(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid signature: %s", scrub(err))
+	}
+	return sig, nil
+}
+
+// LowS returns sig with s replaced by n−s when s > n/2, for both secp256k1 and P-256.
+// Other signatures are returned unchanged.
+func LowS(sig crypt.Signature) crypt.Signature {
+	e, ok := sig.(*crypt.ECDSASignature)
+	if !ok {
+		return sig
+	}
+	n := e.Curve.Params().N
+	half := new(big.Int).Rsh(n, 1)
+	if e.S.Cmp(half) <= 0 {
+		return sig
+	}
+	return &crypt.ECDSASignature{R: new(big.Int).Set(e.R), S: new(big.Int).Sub(n, e.S), Curve: e.Curve}
+}
+
+// IsLowS reports whether an ECDSA signature has s ≤ n/2 (true for other signatures).
+func IsLowS(sig crypt.Signature) bool {
+	e, ok := sig.(*crypt.ECDSASignature)
+	if !ok {
+		return true
+	}
+	return e.S.Cmp(new(big.Int).Rsh(e.Curve.Params().N, 1)) <= 0
+}
+
+// Verify checks sig over message as Tezos does: blake2b-256 then the curve's verification for
+// tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite, or, for signing
+// version 1, the augmented one.
+func Verify(pub crypt.PublicKey, sig crypt.Signature, message []byte, version int) bool {
+	if bpub, ok := pub.(*crypt.BLSPublicKey); ok && version == 1 {
+		return bpub.VerifySignatureAugmented(sig, message)
+	}
+	return pub.VerifySignature(sig, message)
+}
+
+// VerifyPossession checks a BLS proof of possession.
+func VerifyPossession(pub crypt.PublicKey, proof crypt.Signature) bool {
+	bpub, ok1 := pub.(*crypt.BLSPublicKey)
+	bsig, ok2 := proof.(*crypt.BLSSignature)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return minpk.VerifyProof((*minpk.PublicKey)(bpub), (*minpk.Signature)(bsig)) == nil
+}
+
+// ParseChainID parses a base58 chain id (Net…).
+func ParseChainID(s string) (*tz.ChainID, error) {
+	id, err := b58.ParseChainID([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("invalid chain id %q: %s", s, scrub(err))
+	}
+	return id, nil
+}

@@ -1,0 +1,152 @@
+// Package vault defines what a key backend offers the signer: keys that have a public key and
+// sign a digest (or, for BLS, a message). Hashing, low-S, verification and watermarks are the
+// signer's job, so each backend stays a thin adapter to its service.
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	blst "github.com/ecadlabs/goblst"
+	"github.com/ecadlabs/goblst/minpk"
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+// SignOptions carries per-request signing options.
+type SignOptions struct {
+	// Version is the signing version (0, 1 or 2); it selects the BLS ciphersuite.
+	Version int
+}
+
+// Key is a signing key held by a vault.
+type Key interface {
+	// PublicKey returns the key's public key.
+	PublicKey() crypt.PublicKey
+	// ID is the key's reference inside its vault (alias, label, key id, ARN…), for listing.
+	ID() string
+	// Sign signs a request. digest is blake2b-256(message). Ed25519 and ECDSA keys sign digest;
+	// BLS keys sign message. ECDSA backends may return high-S signatures; the signer normalises.
+	Sign(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions) (crypt.Signature, error)
+}
+
+// PossessionProver is a Key that can produce a BLS proof of possession.
+type PossessionProver interface {
+	ProvePossession(ctx context.Context) (crypt.Signature, error)
+}
+
+// Vault is a named key backend.
+type Vault interface {
+	// Name is the vault's name in the config.
+	Name() string
+	// Driver is the backend's driver name ("file", "mem", …).
+	Driver() string
+	// List returns every key the vault can sign with.
+	List(ctx context.Context) ([]Key, error)
+	// Close releases the backend.
+	Close() error
+}
+
+// Importer is a Vault that can store an existing secret key.
+type Importer interface {
+	Import(ctx context.Context, priv crypt.PrivateKey, name string) (Key, error)
+}
+
+// Generator is a Vault that can create a new key.
+type Generator interface {
+	Generate(ctx context.Context, curve tezos.Curve, name string) (Key, error)
+}
+
+// ReadinessChecker is a Vault that can report whether it can sign now.
+type ReadinessChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// ErrBLSVersion0 is returned when a BLS key is asked to sign with signing version 0.
+var ErrBLSVersion0 = errors.New("signing version 0 is not supported for BLS keys")
+
+// SoftwareKey is a key whose secret is held in process memory (file and mem vaults).
+type SoftwareKey struct {
+	Priv crypt.PrivateKey
+	Ref  string
+}
+
+// PublicKey implements Key.
+func (k *SoftwareKey) PublicKey() crypt.PublicKey { return k.Priv.Public() }
+
+// ID implements Key.
+func (k *SoftwareKey) ID() string { return k.Ref }
+
+// Sign implements Key.
+func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions) (crypt.Signature, error) {
+	switch p := k.Priv.(type) {
+	case crypt.Ed25519PrivateKey:
+		return crypt.Ed25519Signature(ed25519.Sign(ed25519.PrivateKey(p), digest[:])), nil
+	case *crypt.ECDSAPrivateKey:
+		r, s, err := ecdsa.Sign(rand.Reader, (*ecdsa.PrivateKey)(p), digest[:])
+		if err != nil {
+			return nil, err
+		}
+		return &crypt.ECDSASignature{R: r, S: s, Curve: p.Curve}, nil
+	case *crypt.BLSPrivateKey:
+		switch opts.Version {
+		case 0:
+			return nil, ErrBLSVersion0
+		case 1:
+			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.Augmentation)), nil
+		default:
+			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.ProofOfPossession)), nil
+		}
+	}
+	return nil, fmt.Errorf("unsupported key type %T", k.Priv)
+}
+
+// ProvePossession implements PossessionProver for BLS keys.
+func (k *SoftwareKey) ProvePossession(ctx context.Context) (crypt.Signature, error) {
+	p, ok := k.Priv.(*crypt.BLSPrivateKey)
+	if !ok {
+		return nil, ErrPossessionUnsupported
+	}
+	return p.ProvePossession(), nil
+}
+
+// ErrPossessionUnsupported is returned by keys that cannot prove possession.
+var ErrPossessionUnsupported = errors.New("proof of possession is not supported")
+
+// Env gives vault constructors what they need beyond their own config section.
+type Env struct {
+	// BaseDir is the signer's base directory (for relative paths).
+	BaseDir string
+	// Create allows a constructor to start from an empty store (for generate and import).
+	Create bool
+	Logger *slog.Logger
+}
+
+// Password reads a password from the environment variable or the file named, in that order;
+// ok is false when neither is configured. The file's trailing newline is dropped.
+func Password(envName, file string) (pw []byte, ok bool, err error) {
+	if envName != "" {
+		if v, set := os.LookupEnv(envName); set {
+			return []byte(v), true, nil
+		}
+		if file == "" {
+			return nil, false, fmt.Errorf("password environment variable %s is not set", envName)
+		}
+	}
+	if file != "" {
+		b, err := os.ReadFile(os.ExpandEnv(file))
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot read password file: %w", err)
+		}
+		return bytes.TrimRight(b, "\r\n"), true, nil
+	}
+	return nil, false, nil
+}
