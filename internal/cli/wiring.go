@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/vault"
+	vaultfile "github.com/signatory-go/signatory/internal/vault/file"
+	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	"github.com/signatory-go/signatory/internal/watermark"
+	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+)
+
+// vaultDrivers is the one table of vault backends: driver name → constructor.
+var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) (vault.Vault, error){
+	vaultfile.Driver: vaultfile.New,
+	vaultmem.Driver:  vaultmem.New,
+}
+
+// watermarkDrivers is the one table of watermark backends.
+var watermarkDrivers = map[string]func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error){
+	"file": func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
+		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log))
+	},
+	"mem": func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
+}
+
+// openVaults builds every configured vault. As in the reference, a vault that fails to open is
+// logged and skipped, unless strict (a command aimed at that vault) is set.
+func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
+	names := make([]string, 0, len(cfg.Vaults))
+	for n := range cfg.Vaults {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []vault.Vault
+	for _, name := range names {
+		b := cfg.Vaults[name]
+		ctor, ok := vaultDrivers[b.Driver]
+		if !ok {
+			log.Error("vault skipped", "vault", name, "err", fmt.Sprintf("unknown vault driver: %s", b.Driver))
+			continue
+		}
+		v, err := ctor(name, &b.Config, env)
+		if err != nil {
+			log.Error("vault skipped", "vault", name, "err", err)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func openVault(cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {
+	b, ok := cfg.Vaults[name]
+	if !ok {
+		return nil, fmt.Errorf("no vault named %q in the config", name)
+	}
+	ctor, ok := vaultDrivers[b.Driver]
+	if !ok {
+		return nil, fmt.Errorf("vault %s: unknown vault driver: %s", name, b.Driver)
+	}
+	return ctor(name, &b.Config, env)
+}
+
+func openWatermark(cfg *config.Config, log *slog.Logger) (watermark.Store, error) {
+	ctor, ok := watermarkDrivers[cfg.Watermark.Driver]
+	if !ok {
+		return nil, fmt.Errorf("unknown watermark backend: %s", cfg.Watermark.Driver)
+	}
+	return ctor(cfg, &cfg.Watermark.Config, log)
+}

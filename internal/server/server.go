@@ -1,0 +1,373 @@
+// Package server exposes the signer over HTTP: the octez remote-signer API on the signing port
+// and /metrics and /healthz on the utility port. It holds no signing logic.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/signer"
+)
+
+// Service is what the handlers need from the signer.
+type Service interface {
+	PublicKey(ctx context.Context, pkh string) (crypt.PublicKey, error)
+	Sign(ctx context.Context, r *signer.SignRequest) (*signer.SignResult, error)
+	ProvePossession(ctx context.Context, pkh, authentication, clientIP string) (crypt.Signature, error)
+	AuthorizedKeyHashes() []string
+	Health(ctx context.Context) map[string]error
+}
+
+// Config configures the HTTP servers.
+type Config struct {
+	Address        string
+	UtilityAddress string
+	MaxBodyBytes   int64
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration
+	// TLS, when CertFile is set, serves the signing port over HTTPS; ClientCAFile requires client certificates.
+	CertFile, KeyFile, ClientCAFile string
+	// LogPayloads returns whether raw payloads of pkh are logged at info level.
+	LogPayloads func(pkh string) bool
+}
+
+// Server is the signing and utility HTTP servers.
+type Server struct {
+	cfg      Config
+	svc      Service
+	m        *metrics.Metrics
+	log      *slog.Logger
+	stopping atomic.Bool
+	reqID    atomic.Uint64
+	idPrefix string
+}
+
+// New builds a Server.
+func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:])}
+}
+
+// Handler returns the signing port's handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /keys/{pkh}", s.getKey)
+	mux.HandleFunc("POST /keys/{pkh}", s.sign)
+	mux.HandleFunc("GET /authorized_keys", s.authorizedKeys)
+	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
+	return mux
+}
+
+// UtilityHandler returns the utility port's handler.
+func (s *Server) UtilityHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
+}
+
+type errorBody struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Msg  string `json:"msg"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the octez error shape: [{"id":"failure","kind":"temporary","msg":"…"}].
+func writeError(w http.ResponseWriter, err error) int {
+	status := fault.Status(err)
+	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: err.Error()}})
+	return status
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
+	pub, err := s.svc.PublicKey(r.Context(), r.PathValue("pkh"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"public_key": pub.String()})
+}
+
+func (s *Server) authorizedKeys(w http.ResponseWriter, r *http.Request) {
+	keys := s.svc.AuthorizedKeyHashes()
+	if keys == nil {
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"authorized_keys": keys})
+}
+
+func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
+	pkh := r.PathValue("pkh")
+	proof, err := s.svc.ProvePossession(r.Context(), pkh, r.URL.Query().Get("authentication"), clientIP(r))
+	if err != nil {
+		status := writeError(w, err)
+		s.log.Info("proof of possession refused", "pkh", pkh, "client", clientIP(r), "status", status, "err", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": proof.String()})
+}
+
+// parseVersion maps the version query: "0", "1", "2" as such; anything else is the latest (2).
+func parseVersion(v string) int {
+	switch v {
+	case "0":
+		return 0
+	case "1":
+		return 1
+	}
+	return 2
+}
+
+// readMessage reads the JSON hex string body.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fault.New(fault.TooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+		}
+		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("cannot read request body: %w", err))
+	}
+	var hexStr string
+	if err := json.Unmarshal(body, &hexStr); err != nil {
+		return nil, fault.Wrap(fault.BadRequest, err)
+	}
+	msg, err := hex.DecodeString(hexStr)
+	if err != nil {
+		return nil, fault.Wrap(fault.BadRequest, err)
+	}
+	return msg, nil
+}
+
+func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	pkh := r.PathValue("pkh")
+	id := s.idPrefix + "-" + strconv.FormatUint(s.reqID.Add(1), 10)
+	ip := clientIP(r)
+	var (
+		res    *signer.SignResult
+		status int
+		err    error
+	)
+	msg, err := s.readMessage(w, r)
+	if err == nil {
+		q := r.URL.Query()
+		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: parseVersion(q.Get("version")),
+			Authentication: q.Get("authentication"), ClientIP: ip})
+	}
+	if err != nil {
+		status = writeError(w, err)
+	} else {
+		status = http.StatusOK
+		writeJSON(w, status, map[string]string{"signature": res.Signature.String()})
+	}
+	elapsed := time.Since(start)
+	address := pkh
+	if res == nil && err != nil && fault.KindOf(err) == fault.BadRequest && !strings.HasPrefix(pkh, "tz") {
+		address = "unknown"
+	}
+	st := strconv.Itoa(status)
+	s.m.SignHandlerRequests.WithLabelValues(address, st).Inc()
+	s.m.SignHandlerDuration.WithLabelValues(address, st).Observe(float64(elapsed.Microseconds()) / 1000)
+	s.logSign(id, pkh, ip, msg, res, status, elapsed, err)
+}
+
+func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult, status int, elapsed time.Duration, err error) {
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	} else if status >= 400 {
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("request_id", id), slog.String("pkh", pkh), slog.String("client", ip),
+		slog.Int("status", status), slog.Duration("duration", elapsed)}
+	if res != nil {
+		if res.Client != "" {
+			attrs = append(attrs, slog.String("client_pkh", res.Client))
+		}
+		if req := res.Request; req != nil {
+			attrs = append(attrs, slog.String("kind", string(req.Kind)))
+			if req.Watermarked() {
+				attrs = append(attrs, slog.String("chain", req.ChainID()), slog.Int("level", int(req.Level)), slog.Int("round", int(req.Round)))
+			} else if len(req.Ops) > 0 {
+				attrs = append(attrs, slog.Any("ops", req.Ops))
+			}
+		}
+		if res.Vault != "" {
+			attrs = append(attrs, slog.String("vault", res.Vault))
+		}
+	}
+	if msg != nil && (err != nil || (s.cfg.LogPayloads != nil && s.cfg.LogPayloads(pkh))) {
+		attrs = append(attrs, slog.String("raw", hex.EncodeToString(msg)))
+	}
+	text := "signed"
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+		text = "sign refused"
+	}
+	s.log.LogAttrs(context.Background(), level, text, attrs...)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.stopping.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "error": "shutting down"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	for name, err := range s.svc.Health(ctx) {
+		if err != nil {
+			ready = false
+			checks[name] = err.Error()
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+func (s *Server) tlsConfig() (*tls.Config, error) {
+	if s.cfg.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if s.cfg.ClientCAFile != "" {
+		pem, err := os.ReadFile(s.cfg.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("server.tls.client_ca_file: no PEM certificate found")
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Listeners holds the bound sockets, so that callers (and tests) can learn the real ports.
+type Listeners struct {
+	Sign, Utility net.Listener
+}
+
+// Listen binds both ports.
+func (s *Server) Listen() (*Listeners, error) {
+	ls, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("signing port: %w", err)
+	}
+	lu, err := net.Listen("tcp", s.cfg.UtilityAddress)
+	if err != nil {
+		ls.Close()
+		return nil, fmt.Errorf("utility port: %w", err)
+	}
+	return &Listeners{Sign: ls, Utility: lu}, nil
+}
+
+// Serve serves on l until ctx is done, then shuts down gracefully: in-flight requests finish
+// (up to 10 s) before Serve returns.
+func (s *Server) Serve(ctx context.Context, l *Listeners) error {
+	tc, err := s.tlsConfig()
+	if err != nil {
+		l.Sign.Close()
+		l.Utility.Close()
+		return err
+	}
+	main := &http.Server{Handler: s.Handler(), ReadTimeout: s.cfg.ReadTimeout, ReadHeaderTimeout: s.cfg.ReadTimeout,
+		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: 64 << 10, TLSConfig: tc,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	util := &http.Server{Handler: s.UtilityHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: s.cfg.IdleTimeout}
+	errc := make(chan error, 2)
+	go func() {
+		if tc != nil {
+			errc <- main.ServeTLS(l.Sign, "", "")
+		} else {
+			errc <- main.Serve(l.Sign)
+		}
+	}()
+	go func() { errc <- util.Serve(l.Utility) }()
+	s.log.Info("signer listening", "address", l.Sign.Addr().String(), "utility_address", l.Utility.Addr().String(), "tls", tc != nil)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			main.Close()
+			util.Close()
+			return err
+		}
+	}
+	s.stopping.Store(true)
+	s.log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err1 := main.Shutdown(sctx)
+	err2 := util.Shutdown(sctx)
+	return errors.Join(err1, err2)
+}
+
+// IsLoopback reports whether a listen address binds only loopback interfaces.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

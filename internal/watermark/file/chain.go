@@ -1,0 +1,199 @@
+package file
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// chain is one chain file and its writer. Advance calls for the chain queue a pending request;
+// the chain's writer goroutine takes everything queued, judges it in arrival order, writes the
+// file once and answers the whole batch (group commit).
+type chain struct {
+	id, dir, path string
+	broken        error // set at Open when the file does not parse; then no writer runs
+
+	state atomic.Pointer[state] // durable state; replaced only after a successful write
+
+	mu       sync.Mutex
+	cond     sync.Cond // signalled when queue grows or closed is set; L is &mu
+	queue    []*pending
+	closed   bool
+	writeErr error // last write failure, nil after a success; for Health
+
+	writes atomic.Int64 // file writes attempted, for tests and benchmarks
+}
+
+// pending is one queued Advance.
+type pending struct {
+	ctx   context.Context
+	pkh   string
+	class int
+	mark  watermark.Mark
+	done  chan error // buffered; receives exactly one outcome
+}
+
+func newChain(id, dir, path string, st *state) *chain {
+	c := &chain{id: id, dir: dir, path: path}
+	c.cond.L = &c.mu
+	c.state.Store(st)
+	return c
+}
+
+var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
+
+func unavailable(err error) error { return fault.Wrap(fault.Unavailable, err) }
+
+// advance queues one request and waits for its batch. If ctx ends first the caller gets an
+// Unavailable error and must not sign; the writer skips requests whose ctx has ended, but one
+// already being written may still become durable, which only makes the mark more conservative.
+func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.Mark) error {
+	p := &pending{ctx: ctx, pkh: pkh, class: class, mark: m, done: make(chan error, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	c.queue = append(c.queue, p)
+	c.mu.Unlock()
+	c.cond.Signal()
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-p.done: // the outcome is already known: report it
+			return err
+		default:
+			return unavailable(ctx.Err())
+		}
+	}
+}
+
+// run is the chain's writer. It returns once closed is set and the queue is empty.
+func (c *chain) run() {
+	var spare []*pending
+	var results []error
+	for {
+		c.mu.Lock()
+		for len(c.queue) == 0 && !c.closed {
+			c.cond.Wait()
+		}
+		batch := c.queue
+		c.queue = spare[:0]
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			return // closed and drained
+		}
+		results = c.commit(batch, results[:0])
+		for i, p := range batch {
+			p.done <- results[i]
+		}
+		clear(batch)
+		spare = batch
+	}
+}
+
+// commit judges batch in order against the durable state plus the batch's earlier changes,
+// writes the file once if anything changed, and returns one outcome per request.
+func (c *chain) commit(batch []*pending, results []error) []error {
+	cur := c.state.Load()
+	var next *state              // cur plus this batch's changes; nil while nothing changed
+	var touched map[slotKey]bool // slots changed in this batch
+	needsWrite := make([]bool, len(batch))
+	for i, p := range batch {
+		results = append(results, nil)
+		if err := p.ctx.Err(); err != nil {
+			results[i] = unavailable(err)
+			continue
+		}
+		st := cur
+		if next != nil {
+			st = next
+		}
+		slots := st.marks[p.pkh]
+		old := slots[p.class]
+		tk := slotKey{p.pkh, p.class}
+		// An outcome that depends on an unwritten change of this batch stands only if the
+		// write succeeds; needsWrite marks those.
+		if !watermark.Allowed(old.mark, old.ok, p.mark) {
+			results[i] = watermark.ErrConflict
+			if touched[tk] {
+				d := cur.marks[p.pkh][p.class]
+				needsWrite[i] = watermark.Allowed(d.mark, d.ok, p.mark)
+			}
+			continue
+		}
+		if old.ok && old.mark == p.mark {
+			needsWrite[i] = touched[tk] // else already durable (an identical re-sign)
+			continue
+		}
+		if next == nil {
+			next = cur.clone()
+			touched = make(map[slotKey]bool)
+		}
+		slots[p.class] = newSlot(p.mark)
+		next.marks[p.pkh] = slots
+		touched[tk] = true
+		needsWrite[i] = true
+	}
+	if next == nil {
+		return results
+	}
+	err := c.write(next)
+	c.mu.Lock()
+	c.writeErr = err
+	c.mu.Unlock()
+	if err != nil {
+		for i := range batch {
+			if needsWrite[i] {
+				results[i] = err
+			}
+		}
+		return results
+	}
+	c.state.Store(next)
+	return results
+}
+
+// slotKey names one slot of a chain's state.
+type slotKey struct {
+	pkh   string
+	class int
+}
+
+// write makes st durable as the chain file.
+func (c *chain) write(st *state) error {
+	c.writes.Add(1)
+	data, err := encode(st)
+	if err == nil {
+		err = writeDurable(c.dir, c.path, data)
+	}
+	if err != nil {
+		return &fault.Error{Kind: fault.Internal, Err: err,
+			Msg: fmt.Sprintf("watermark: cannot write %s: %v", c.path, err)}
+	}
+	return nil
+}
+
+// close stops accepting requests; run answers what is queued, then returns.
+func (c *chain) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+// health returns the last write failure, if any.
+func (c *chain) health() error {
+	if c.broken != nil {
+		return c.broken
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeErr
+}

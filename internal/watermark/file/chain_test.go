@@ -1,0 +1,134 @@
+package file
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+func testChain(t *testing.T) *chain {
+	dir := t.TempDir()
+	id := watermarktest.Chain(0)
+	return newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+}
+
+func req(pkh int, class watermark.Class, level int32, d byte) *pending {
+	return &pending{ctx: context.Background(), pkh: watermarktest.PKH(pkh), class: classIndex(class),
+		mark: watermarktest.M(level, 0, d), done: make(chan error, 1)}
+}
+
+func stored(c *chain, pkh int, class watermark.Class) slot {
+	return c.state.Load().marks[watermarktest.PKH(pkh)][classIndex(class)]
+}
+
+// TestBatchOrder: a batch is judged in arrival order against earlier changes of the same batch,
+// and written once.
+func TestBatchOrder(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	batch := []*pending{
+		req(0, watermark.Block, 2, 1),
+		req(0, watermark.Block, 2, 2), // conflicts with the first
+		req(0, watermark.Block, 2, 1), // identical to the first
+		req(1, watermark.Block, 3, 3),
+		req(0, watermark.Attestation, 2, 4),
+	}
+	res := c.commit(batch, nil)
+	want := []error{nil, watermark.ErrConflict, nil, nil, nil}
+	for i := range want {
+		if res[i] != want[i] {
+			t.Errorf("request %d: %v, want %v", i, res[i], want[i])
+		}
+	}
+	if n := c.writes.Load(); n != 1 {
+		t.Errorf("%d writes, want 1", n)
+	}
+	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.M(2, 0, 1) {
+		t.Errorf("stored %+v", s)
+	}
+	// A batch with nothing new (identical re-signs, refusals) writes nothing.
+	res = c.commit([]*pending{req(0, watermark.Block, 2, 1), req(1, watermark.Block, 1, 9)}, res[:0])
+	if res[0] != nil || res[1] != watermark.ErrConflict || c.writes.Load() != 1 {
+		t.Errorf("no-op batch: %v, %d writes", res, c.writes.Load())
+	}
+}
+
+// TestBatchWriteFailure: when the write fails, every request whose answer depended on the
+// batch's changes gets the write error; refusals against the durable state stay conflicts.
+func TestBatchWriteFailure(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0] != nil {
+		t.Fatal(res[0])
+	}
+	os.Remove(c.path)
+	if err := os.Mkdir(c.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res := c.commit([]*pending{
+		req(0, watermark.Block, 6, 2),
+		req(0, watermark.Block, 6, 3), // refused only because of the first
+		req(0, watermark.Block, 6, 2), // identical to the unwritten first
+		req(0, watermark.Block, 4, 4), // refused by the durable mark
+	}, nil)
+	for i, err := range res[:3] {
+		if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
+			t.Errorf("request %d: %v, want the write error", i, err)
+		}
+	}
+	if res[3] != watermark.ErrConflict {
+		t.Errorf("request 3: %v, want ErrConflict", res[3])
+	}
+	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.M(5, 0, 1) {
+		t.Errorf("memory changed: %+v", s)
+	}
+}
+
+// TestCanceledWhileQueued: a request whose ctx ends before its batch is taken gets Unavailable
+// and is skipped by the writer.
+func TestCanceledWhileQueued(t *testing.T) {
+	t.Parallel()
+	c := testChain(t) // no writer: the request stays queued
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.M(1, 0, 1))
+	if fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("advance = %v, want Unavailable", err)
+	}
+	c.close()
+	c.run() // drains the queue and returns
+	if s := stored(c, 0, watermark.Block); s.ok || c.writes.Load() != 0 {
+		t.Fatalf("canceled request stored: %+v", s)
+	}
+}
+
+// TestGroupCommit: everything queued while the writer is busy goes out in one write, and
+// close answers all queued requests before the writer stops.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	var ps []*pending
+	for i := range 64 {
+		p := req(i, watermark.Block, 10, byte(i))
+		ps = append(ps, p)
+		c.queue = append(c.queue, p)
+	}
+	c.close()
+	c.run()
+	for i, p := range ps {
+		if err := <-p.done; err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if n := c.writes.Load(); n != 1 {
+		t.Fatalf("%d writes for 64 queued requests, want 1", n)
+	}
+	if err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != errClosed {
+		t.Fatalf("advance after close = %v", err)
+	}
+}

@@ -1,0 +1,141 @@
+package file_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// crashEnv names the base dir for TestCrashChild; unset, that test skips.
+const crashEnv = "SIGNATORY_WATERMARK_CRASH_DIR"
+
+const crashKeys = 4
+
+// TestCrashChild is the child of TestCrash: it advances crashKeys keys through rising levels,
+// one goroutine each, and prints "ACK <key> <level>" only after Advance returned nil.
+// It exits when its stdin closes, so it never outlives the parent.
+func TestCrashChild(t *testing.T) {
+	base := os.Getenv(crashEnv)
+	if base == "" {
+		t.Skip("run by TestCrash")
+	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(3)
+	}()
+	s := open(t, base)
+	var wg sync.WaitGroup
+	for g := range crashKeys {
+		k := watermarktest.Key(0, g, watermark.Block)
+		m, _ := watermarktest.Stored(t, s, k)
+		wg.Go(func() {
+			for l := m.Level + 1; l < m.Level+1_000_000; l++ {
+				if err := s.Advance(context.Background(), k, watermarktest.M(l, 0, byte(g))); err != nil {
+					fmt.Fprintln(os.Stderr, "advance:", err)
+					os.Exit(2)
+				}
+				fmt.Fprintf(os.Stdout, "ACK %d %d\n", g, l) // one write(2)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestCrash kills a writing child with SIGKILL, after a random number of acknowledgements or at a
+// random moment, and checks that every acknowledged mark survived and the file still parses.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Parallel()
+	base := t.TempDir()
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	prev := make([]int32, crashKeys) // stored levels before the run
+	for run := range 5 {
+		byTimer := run%2 == 1
+		acked := crashRun(t, base, byTimer, 1+r.IntN(200), time.Duration(r.IntN(50_000))*time.Microsecond)
+
+		s := open(t, base)
+		for g := range crashKeys {
+			m, _ := watermarktest.Stored(t, s, watermarktest.Key(0, g, watermark.Block))
+			hi := max(prev[g], acked[g]) + 1 // at most one request in flight per key
+			if m.Level < acked[g] || m.Level < prev[g] || m.Level > hi {
+				t.Fatalf("run %d key %d: stored level %d, acknowledged %d, before %d", run, g, m.Level, acked[g], prev[g])
+			}
+			prev[g] = m.Level
+		}
+		if err := s.Health(context.Background()); err != nil {
+			t.Fatalf("run %d: Health after crash: %v", run, err)
+		}
+		readChainFile(t, s, watermarktest.Chain(0)) // parses
+		s.Close()
+		t.Logf("run %d (kill by %s): stored levels %v, acknowledged %v", run, map[bool]string{true: "timer", false: "count"}[byTimer], prev, acked)
+	}
+}
+
+// crashRun starts the child, kills it after killAfter ACK lines (or, with byTimer, delay after the
+// first one), reads every line it wrote, and returns the highest acknowledged level per key.
+func crashRun(t *testing.T, base string, byTimer bool, killAfter int, delay time.Duration) []int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=3m")
+	cmd.Env = append(os.Environ(), crashEnv+"="+base)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := func() { cmd.Process.Signal(syscall.SIGKILL) }
+	acked := make([]int32, crashKeys)
+	lines := 0
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var g int
+		var l int32
+		if _, err := fmt.Sscanf(sc.Text(), "ACK %d %d", &g, &l); err != nil || g < 0 || g >= crashKeys {
+			continue // test framework output
+		}
+		acked[g] = max(acked[g], l)
+		lines++
+		switch {
+		case byTimer && lines == 1:
+			time.AfterFunc(delay, kill)
+		case !byTimer && lines == killAfter:
+			kill()
+		}
+	}
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("child timed out; stderr:\n%s", stderr.Bytes())
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child ended with %v, not SIGKILL; stderr:\n%s", err, stderr.Bytes())
+	}
+	if lines == 0 {
+		t.Fatalf("child acknowledged nothing; stderr:\n%s", stderr.Bytes())
+	}
+	return acked
+}

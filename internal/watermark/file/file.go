@@ -1,0 +1,254 @@
+// Package file is the default watermark store (driver "file"): one JSON file per chain in
+// <base_dir>/watermark_v2, in the reference implementation's format, written durably with group commit.
+//
+// Every Advance that returns nil has its mark on disk (temp file, fsync, rename, directory fsync).
+// Requests for one chain are batched by that chain's writer goroutine, so concurrent requests share
+// one fsync; chains never wait on each other. A chain file that does not parse is left untouched and
+// its chain refuses to sign until the operator repairs it; other chains keep working.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/ecadlabs/gotez/v2/b58"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// DirName is the watermark directory under the base dir, as in the reference implementation.
+const DirName = "watermark_v2"
+
+// Store is the file watermark.Store. Create it with Open.
+type Store struct {
+	dir      string
+	log      *slog.Logger
+	problems []error // found at Open: files ignored
+
+	chains sync.Map // chain id → *chain
+
+	mu     sync.Mutex // guards closed and chain creation; never held during I/O
+	closed bool
+	wg     sync.WaitGroup // writers
+}
+
+var _ watermark.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithLogger sets the logger for problems found at Open (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// Open loads every <chain>.json in <base>/watermark_v2, creating the directory (0700) if needed.
+// Unparseable chain files and file names that are not chain ids do not make Open fail: they are
+// logged and reported by Health, and a corrupt chain refuses every Advance.
+func Open(base string, opts ...Option) (*Store, error) {
+	s := &Store{dir: filepath.Join(base, DirName), log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := makeDir(s.dir); err != nil {
+		return nil, fmt.Errorf("watermark: %w", err)
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("watermark: %w", err)
+	}
+	for _, e := range entries {
+		s.load(e.Name())
+	}
+	return s, nil
+}
+
+// makeDir creates dir with mode 0700 and makes its entry durable when it is new.
+func makeDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// load handles one directory entry at Open.
+func (s *Store) load(name string) {
+	path := filepath.Join(s.dir, name)
+	if strings.HasPrefix(name, tmpPrefix) {
+		if err := os.Remove(path); err != nil {
+			s.log.Warn("watermark: cannot remove stale temp file", "path", path, "err", err)
+		}
+		return
+	}
+	id, ok := strings.CutSuffix(name, ".json")
+	if !ok {
+		return
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return
+	}
+	if _, err := b58.ParseChainID([]byte(id)); err != nil {
+		err := fmt.Errorf("watermark file %s: name is not a chain id (%v); file ignored", path, err)
+		s.log.Error(err.Error())
+		s.problems = append(s.problems, err)
+		return
+	}
+	c := newChain(id, s.dir, path, emptyState())
+	data, err := os.ReadFile(path)
+	var st *state
+	if err == nil {
+		st, err = decode(data)
+	}
+	if err != nil {
+		c.broken = &fault.Error{Kind: fault.Internal, Err: err, Msg: fmt.Sprintf(
+			"watermark file %s is corrupt (%v): chain %s refuses to sign until the operator repairs the file",
+			path, err, id)}
+		s.log.Error(c.broken.Error())
+		s.chains.Store(id, c)
+		return
+	}
+	c.state.Store(st)
+	s.chains.Store(id, c)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); c.run() }()
+}
+
+// chain returns the chain for id, creating it (and its writer) on first use.
+func (s *Store) chain(id string) (*chain, error) {
+	if v, ok := s.chains.Load(id); ok {
+		return v.(*chain), nil
+	}
+	if _, err := b58.ParseChainID([]byte(id)); err != nil {
+		return nil, &fault.Error{Kind: fault.Internal, Err: err, Msg: "watermark: invalid chain id " + id}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	if v, ok := s.chains.Load(id); ok {
+		return v.(*chain), nil
+	}
+	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
+	s.chains.Store(id, c)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); c.run() }()
+	return c, nil
+}
+
+// Advance implements watermark.Store.
+func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+	if err := k.Check(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return unavailable(err)
+	}
+	c, err := s.chain(k.Chain)
+	if err != nil {
+		return err
+	}
+	if c.broken != nil {
+		return c.broken
+	}
+	// A key hash already in the file is valid; a new one must be, or the file would not load.
+	if _, known := c.state.Load().marks[k.PKH]; !known {
+		if _, err := b58.ParsePublicKeyHash([]byte(k.PKH)); err != nil {
+			return &fault.Error{Kind: fault.Internal, Err: err, Msg: "watermark: invalid key hash " + k.PKH}
+		}
+	}
+	return c.advance(ctx, k.PKH, classIndex(k.Class), req)
+}
+
+// List implements watermark.Store. Chains whose file is corrupt are left out, and then the
+// error names them alongside the entries of the other chains.
+func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	var out []watermark.Entry
+	var errs []error
+	s.chains.Range(func(_, v any) bool {
+		c := v.(*chain)
+		if c.broken != nil {
+			errs = append(errs, c.broken)
+			return true
+		}
+		for pkh, slots := range c.state.Load().marks {
+			for i, sl := range slots {
+				if sl.ok {
+					out = append(out, watermark.Entry{
+						Key:  watermark.Key{Chain: c.id, PKH: pkh, Class: classes[i]},
+						Mark: sl.mark})
+				}
+			}
+		}
+		return true
+	})
+	slices.SortFunc(out, func(a, b watermark.Entry) int { return watermark.Compare(a.Key, b.Key) })
+	return out, joinErrors(errs)
+}
+
+// Dir returns the watermark directory, <base>/watermark_v2.
+func (s *Store) Dir() string { return s.dir }
+
+// Name implements watermark.Store.
+func (s *Store) Name() string { return "file" }
+
+// Health implements watermark.Store: it reports ignored files, corrupt chains and chains whose
+// last write failed.
+func (s *Store) Health(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errClosed
+	}
+	errs := slices.Clone(s.problems)
+	s.chains.Range(func(_, v any) bool {
+		if err := v.(*chain).health(); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	return joinErrors(errs)
+}
+
+// joinErrors returns nil or one Internal error whose message lists errs, sorted.
+func joinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	slices.Sort(msgs)
+	return &fault.Error{Kind: fault.Internal, Msg: strings.Join(msgs, "; "), Err: errors.Join(errs...)}
+}
+
+// Close implements watermark.Store: queued requests are written and answered, then the writers
+// stop. Later Advance calls fail with an Unavailable error. Close is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.chains.Range(func(_, v any) bool {
+		v.(*chain).close()
+		return true
+	})
+	s.wg.Wait()
+	return nil
+}

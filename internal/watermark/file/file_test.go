@@ -1,0 +1,106 @@
+package file_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/file"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+func open(t testing.TB, base string) *file.Store {
+	t.Helper()
+	s, err := file.Open(base, file.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	watermarktest.Run(t,
+		func(t *testing.T) watermark.Store { return open(t, t.TempDir()) },
+		func(t *testing.T, old watermark.Store) watermark.Store {
+			if err := old.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return open(t, filepath.Dir(old.(*file.Store).Dir()))
+		})
+}
+
+// chainFile is the parsed content of a chain file.
+type chainFile map[string]map[string]struct {
+	Level int32   `json:"level"`
+	Round int32   `json:"round"`
+	Hash  *string `json:"hash"`
+}
+
+func readChainFile(t testing.TB, s *file.Store, chain string) (chainFile, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.Dir(), chain+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f chainFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatalf("chain file does not parse: %v\n%s", err, data)
+	}
+	return f, data
+}
+
+func writeChainFile(t testing.TB, base, chain, content string) string {
+	t.Helper()
+	dir := filepath.Join(base, file.DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, chain+".json")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestModes(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "new", "base")
+	s := open(t, base)
+	defer s.Close()
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	for path, want := range map[string]os.FileMode{
+		s.Dir(): 0o700 | os.ModeDir,
+		filepath.Join(s.Dir(), watermarktest.Chain(0)+".json"): 0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
+		}
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	if len(entries) != 1 {
+		t.Errorf("watermark dir holds %d entries, want only the chain file", len(entries))
+	}
+	if s.Name() != "file" || s.Health(context.Background()) != nil {
+		t.Errorf("Name %q, Health %v", s.Name(), s.Health(context.Background()))
+	}
+}
+
+func TestOpenFails(t *testing.T) {
+	t.Parallel()
+	parent := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(parent, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := file.Open(filepath.Join(parent, "base")); err == nil {
+		s.Close()
+		t.Fatal("Open under a regular file succeeded")
+	}
+}

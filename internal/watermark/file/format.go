@@ -1,0 +1,195 @@
+package file
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+
+	tz "github.com/ecadlabs/gotez/v2"
+	"github.com/ecadlabs/gotez/v2/b58"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// classes are the stored classes in slot order.
+var classes = [...]watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation}
+
+// attestationWithDAL is the reference's separate class name, folded into attestation on read.
+const attestationWithDAL = "attestation_with_dal"
+
+func classIndex(c watermark.Class) int {
+	switch c {
+	case watermark.Block:
+		return 0
+	case watermark.Preattestation:
+		return 1
+	case watermark.Attestation:
+		return 2
+	}
+	return -1
+}
+
+// slot is one stored mark with its base58 hash cached for encoding ("" when there is no digest).
+type slot struct {
+	mark watermark.Mark
+	hash string
+	ok   bool
+}
+
+func newSlot(m watermark.Mark) slot {
+	s := slot{mark: m, ok: true}
+	if m.HasDigest {
+		s.hash = tz.BlockPayloadHash(m.Digest).String()
+	}
+	return s
+}
+
+// state is one chain's watermarks. A published state is never modified: a batch clones it.
+type state struct {
+	marks map[string][len(classes)]slot // pkh → slots
+	// extra holds entries under class names we do not use (e.g. the reference's legacy
+	// "endorsement"), per pkh, kept verbatim so that a rewrite never drops them. Never modified.
+	extra map[string]map[string]json.RawMessage
+}
+
+func emptyState() *state { return &state{marks: map[string][len(classes)]slot{}} }
+
+func (s *state) clone() *state { return &state{marks: maps.Clone(s.marks), extra: s.extra} }
+
+// fileMark is one mark as the reference writes it.
+type fileMark struct {
+	Level int32   `json:"level"`
+	Round int32   `json:"round"`
+	Hash  *string `json:"hash"`
+}
+
+// encode serialises s in the reference format: {pkh: {class: {level, round, hash}}}, 4-space indent.
+func encode(s *state) ([]byte, error) {
+	out := make(map[string]map[string]any, len(s.marks)+len(s.extra))
+	for pkh, ex := range s.extra {
+		m := make(map[string]any, len(ex)+len(classes))
+		for name, raw := range ex {
+			m[name] = raw
+		}
+		out[pkh] = m
+	}
+	for pkh, slots := range s.marks {
+		m := out[pkh]
+		if m == nil {
+			m = make(map[string]any, len(classes))
+			out[pkh] = m
+		}
+		for i, sl := range slots {
+			if !sl.ok {
+				continue
+			}
+			fm := &fileMark{Level: sl.mark.Level, Round: sl.mark.Round}
+			if sl.mark.HasDigest {
+				fm.Hash = &sl.hash
+			}
+			m[string(classes[i])] = fm
+		}
+	}
+	return json.MarshalIndent(out, "", "    ")
+}
+
+// decode parses a chain file. It accepts what the reference writes, with round and hash optional
+// (hash may be null), folds attestation_with_dal into attestation (the higher mark wins) and keeps
+// unknown class names verbatim. Anything else that does not parse is an error: the caller must
+// not guess a watermark.
+func decode(data []byte) (*state, error) {
+	var raw map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, errors.New("top level is not a JSON object")
+	}
+	st := emptyState()
+	for pkh, byClass := range raw {
+		if _, err := b58.ParsePublicKeyHash([]byte(pkh)); err != nil {
+			return nil, fmt.Errorf("key %q: %w", pkh, err)
+		}
+		if byClass == nil {
+			return nil, fmt.Errorf("key %s: null instead of an object", pkh)
+		}
+		var slots [len(classes)]slot
+		for name, msg := range byClass {
+			i := classIndex(watermark.Class(name))
+			if name == attestationWithDAL {
+				i = classIndex(watermark.Attestation)
+			}
+			if i < 0 {
+				if st.extra == nil {
+					st.extra = map[string]map[string]json.RawMessage{}
+				}
+				if st.extra[pkh] == nil {
+					st.extra[pkh] = map[string]json.RawMessage{}
+				}
+				st.extra[pkh][name] = msg
+				continue
+			}
+			m, err := decodeMark(msg)
+			if err != nil {
+				return nil, fmt.Errorf("key %s, %s: %w", pkh, name, err)
+			}
+			// Two names can land in the attestation slot: keep the higher (level, round);
+			// on a tie the one named "attestation" wins, whatever the map order.
+			if old := slots[i]; old.ok && !higher(m, old.mark) &&
+				(!sameLevelRound(m, old.mark) || name == attestationWithDAL) {
+				continue
+			}
+			slots[i] = newSlot(m)
+		}
+		st.marks[pkh] = slots
+	}
+	return st, nil
+}
+
+func higher(a, b watermark.Mark) bool {
+	if a.Level != b.Level {
+		return a.Level > b.Level
+	}
+	return a.Round > b.Round
+}
+
+func sameLevelRound(a, b watermark.Mark) bool { return a.Level == b.Level && a.Round == b.Round }
+
+func decodeMark(msg json.RawMessage) (watermark.Mark, error) {
+	var in struct {
+		Level *int64  `json:"level"`
+		Round *int64  `json:"round"`
+		Hash  *string `json:"hash"`
+	}
+	if bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
+		return watermark.Mark{}, errors.New("null instead of an object")
+	}
+	if err := json.Unmarshal(msg, &in); err != nil {
+		return watermark.Mark{}, err
+	}
+	if in.Level == nil {
+		return watermark.Mark{}, errors.New("level is missing")
+	}
+	var m watermark.Mark
+	if *in.Level < math.MinInt32 || *in.Level > math.MaxInt32 {
+		return m, fmt.Errorf("level %d out of range", *in.Level)
+	}
+	m.Level = int32(*in.Level)
+	if in.Round != nil {
+		if *in.Round < math.MinInt32 || *in.Round > math.MaxInt32 {
+			return m, fmt.Errorf("round %d out of range", *in.Round)
+		}
+		m.Round = int32(*in.Round)
+	}
+	if in.Hash != nil {
+		h, err := b58.ParseBlockPayloadHash([]byte(*in.Hash))
+		if err != nil {
+			return m, fmt.Errorf("hash %q: %w", *in.Hash, err)
+		}
+		m.Digest, m.HasDigest = *h, true
+	}
+	return m, nil
+}
