@@ -149,7 +149,11 @@ func Decode(msg []byte, version Version) (req *Request, err error) {
 		return nil, badRequest("unknown magic byte 0x%02x", msg[0])
 	}
 	if version == 1 {
-		req, err = decode022(msg)
+		// Version 1 clients use protocol 022 encodings; tz4 bakers also send 023+ BLS-mode
+		// consensus tags (40, 41) with it, so fall back to the latest encodings.
+		if req, err = decode022(msg); err != nil {
+			req, err = decodeLatest(msg)
+		}
 	} else {
 		req, err = decodeLatest(msg)
 	}
