@@ -230,4 +230,3 @@ func (c *Config) parsePolicies() error {
 	}
 	return nil
 }
-

@@ -219,4 +219,3 @@ func TestDerivedSignatures(t *testing.T) {
 		}
 	}
 }
-

@@ -1,0 +1,319 @@
+package daemon
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+const chainA = "b3d79f99" // NetXo5iVw1vBoxM
+const chainB = "ed9d217c" // NetXxkAx4woPLyu
+
+// attestation builds a tag-21 attestation: 0x13 ‖ chain ‖ branch ‖ 21 ‖ slot ‖ level ‖ round ‖ payload hash.
+// variant changes the branch, so two variants at one level and round are different payloads.
+func attestation(chain string, level, round int32, variant byte) string {
+	b := []byte{0x13}
+	c, _ := hex.DecodeString(chain)
+	b = append(b, c...)
+	branch := make([]byte, 32)
+	branch[0] = variant
+	b = append(b, branch...)
+	b = append(b, 21, 0, 7)
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	b = append(b, make([]byte, 32)...)
+	return hex.EncodeToString(b)
+}
+
+type testKey struct {
+	priv crypt.PrivateKey
+	pkh  string
+}
+
+func keys(t testing.TB, n int) ([]testKey, string, string) {
+	var ks []testKey
+	var entries []map[string]string
+	var tz strings.Builder
+	for i := 0; i < n; i++ {
+		priv, err := tezos.GenerateKey(tezos.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := testKey{priv: priv, pkh: priv.Public().Hash().String()}
+		ks = append(ks, k)
+		entries = append(entries, map[string]string{"name": fmt.Sprintf("k%d", i), "value": "unencrypted:" + string(priv.ToBase58())})
+		fmt.Fprintf(&tz, "  %s:\n", k.pkh)
+	}
+	js, _ := json.Marshal(entries)
+	return ks, string(js), tz.String()
+}
+
+func verify(t testing.TB, k testKey, payload, sig string) {
+	t.Helper()
+	s, err := tezos.ParseSignature(sig)
+	if err != nil {
+		t.Fatalf("bad signature %q: %v", sig, err)
+	}
+	msg, _ := hex.DecodeString(payload)
+	if !tezos.Verify(k.priv.Public(), s, msg, 2) {
+		t.Fatalf("signature does not verify")
+	}
+}
+
+// TestKillNineKeepsWatermark signs rising levels and kills the daemon with SIGKILL right after a
+// reply; after a restart no lower or equal level with other bytes is ever signed again.
+func TestKillNineKeepsWatermark(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	k := ks[0]
+	d := newDaemon(t, js, tz)
+	level := int32(100)
+	for round := 0; round < 5; round++ {
+		d.start()
+		last := level
+		n := 1 + rand.IntN(20)
+		for i := 0; i < n; i++ {
+			level++
+			p := attestation(chainA, level, 0, 0)
+			status, sig := d.sign(k.pkh, p)
+			if status != 200 {
+				t.Fatalf("level %d: %d %s", level, status, sig)
+			}
+			verify(t, k, p, sig)
+			last = level
+		}
+		d.kill() // SIGKILL right after the last reply
+		d.start()
+		// The same level with other bytes, and a lower level, must be refused; the identical payload is served.
+		if status, msg := d.sign(k.pkh, attestation(chainA, last, 0, 1)); status != 409 {
+			t.Fatalf("after kill -9: same level, other bytes: %d %s", status, msg)
+		}
+		if status, msg := d.sign(k.pkh, attestation(chainA, last-1, 5, 1)); status != 409 {
+			t.Fatalf("after kill -9: lower level: %d %s", status, msg)
+		}
+		if status, msg := d.sign(k.pkh, attestation(chainA, last, 0, 0)); status != 200 {
+			t.Fatalf("after kill -9: identical re-sign: %d %s", status, msg)
+		}
+		d.kill()
+	}
+}
+
+// TestKillNineUnderLoad kills the daemon while many requests are in flight and checks that every
+// signature any client received is at or below the watermark found after restart.
+func TestKillNineUnderLoad(t *testing.T) {
+	ks, js, tz := keys(t, 4)
+	d := newDaemon(t, js, tz)
+	d.start()
+	var mu sync.Mutex
+	highest := map[string]int32{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, k := range ks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for level := int32(1); level < 100000 && ctx.Err() == nil; level++ {
+				status, _ := signCtx(ctx, d.addr, k.pkh, attestation(chainA, level, 0, 0))
+				if status != 200 {
+					return
+				}
+				mu.Lock()
+				highest[k.pkh] = level
+				done := len(highest) == len(ks) && level >= 30
+				mu.Unlock()
+				if done && rand.IntN(10) == 0 {
+					cancel()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d.kill()
+	d.start()
+	for _, k := range ks {
+		mu.Lock()
+		h := highest[k.pkh]
+		mu.Unlock()
+		if h == 0 {
+			t.Fatalf("%s: nothing signed", k.pkh)
+		}
+		if status, msg := d.sign(k.pkh, attestation(chainA, h, 0, 9)); status != 409 {
+			t.Fatalf("%s: level %d acknowledged before kill, other bytes after restart: %d %s", k.pkh, h, status, msg)
+		}
+	}
+}
+
+// TestGracefulShutdown sends SIGTERM during a burst: in-flight requests complete, the exit is
+// clean and the watermark file holds the highest level any client saw signed.
+func TestGracefulShutdown(t *testing.T) {
+	ks, js, tz := keys(t, 2)
+	d := newDaemon(t, js, tz)
+	d.start()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	highest := map[string]int32{}
+	started := make(chan struct{}, 100)
+	for _, k := range ks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for level := int32(1); level < 5000; level++ {
+				status, sig := d.sign(k.pkh, attestation(chainA, level, 0, 0))
+				if status != 200 {
+					if status != 0 && status != 503 {
+						t.Errorf("status %d during shutdown: %s", status, sig)
+					}
+					return
+				}
+				mu.Lock()
+				highest[k.pkh] = level
+				mu.Unlock()
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		<-started
+	}
+	if err := d.stop(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.logs)
+	}
+	wg.Wait()
+	files, _ := filepath.Glob(filepath.Join(d.dir, "data", "watermark_v2", "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("watermark files: %v", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wm map[string]map[string]struct{ Level int32 }
+	if err := json.Unmarshal(raw, &wm); err != nil {
+		t.Fatalf("watermark file does not parse after shutdown: %v\n%s", err, raw)
+	}
+	for _, k := range ks {
+		if got := wm[k.pkh]["attestation"].Level; got < highest[k.pkh] {
+			t.Fatalf("%s: file has level %d, a client saw %d signed", k.pkh, got, highest[k.pkh])
+		}
+	}
+}
+
+// TestUnwritableWatermarkDir replaces the watermark directory with a file while the daemon runs:
+// signing is refused with 500 and a clear log, nothing is signed, and it recovers once repaired.
+func TestUnwritableWatermarkDir(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	k := ks[0]
+	d := newDaemon(t, js, tz)
+	d.start()
+	if status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 0)); status != 200 {
+		t.Fatalf("%d %s", status, msg)
+	}
+	wm := filepath.Join(d.dir, "data", "watermark_v2")
+	if err := os.Rename(wm, wm+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status, msg := d.sign(k.pkh, attestation(chainA, 11, 0, 0))
+	if status != 500 || !strings.Contains(msg, "watermark") {
+		t.Fatalf("unwritable store: %d %s", status, msg)
+	}
+	if !d.waitLog("watermark store failed") {
+		t.Fatalf("no clear log line:\n%s", d.logs)
+	}
+	// Generic operations need no watermark and are still served.
+	os.Remove(wm)
+	if err := os.Rename(wm+".moved", wm); err != nil {
+		t.Fatal(err)
+	}
+	if status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 1)); status != 409 {
+		t.Fatalf("after repair, old level other bytes: %d %s", status, msg)
+	}
+	if status, msg := d.sign(k.pkh, attestation(chainA, 11, 0, 0)); status != 200 {
+		t.Fatalf("after repair: %d %s", status, msg)
+	}
+}
+
+// TestCorruptWatermarkFile: a corrupt chain file stops signing on that chain only; it is never reset.
+func TestCorruptWatermarkFile(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	k := ks[0]
+	d := newDaemon(t, js, tz)
+	dir := filepath.Join(d.dir, "data", "watermark_v2")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, "NetXo5iVw1vBoxM.json")
+	garbage := []byte(`{"` + k.pkh + `": {"attestation": {"level": 5, "ro`)
+	if err := os.WriteFile(corrupt, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	resp, err := http.Get("http://" + d.utility + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("healthz with a corrupt watermark file: %d, want 503", resp.StatusCode)
+	}
+	status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 0))
+	if status != 500 || !strings.Contains(msg, "corrupt") {
+		t.Fatalf("corrupt chain: %d %s", status, msg)
+	}
+	if status, msg := d.sign(k.pkh, attestation(chainB, 10, 0, 0)); status != 200 {
+		t.Fatalf("other chain: %d %s", status, msg)
+	}
+	after, _ := os.ReadFile(corrupt)
+	if string(after) != string(garbage) {
+		t.Fatal("corrupt watermark file was modified")
+	}
+}
+
+// TestManyKeysInParallel: keys do not serialize each other, and nothing is lost.
+func TestManyKeysInParallel(t *testing.T) {
+	ks, js, tz := keys(t, 16)
+	d := newDaemon(t, js, tz)
+	d.start()
+	var wg sync.WaitGroup
+	for _, k := range ks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for level := int32(1); level <= 40; level++ {
+				p := attestation(chainA, level, 0, 0)
+				status, sig := d.sign(k.pkh, p)
+				if status != 200 {
+					t.Errorf("%s level %d: %d %s", k.pkh, level, status, sig)
+					return
+				}
+				verify(t, k, p, sig)
+			}
+		}()
+	}
+	wg.Wait()
+	d.kill()
+	d.start()
+	for _, k := range ks {
+		if status, _ := d.sign(k.pkh, attestation(chainA, 40, 0, 1)); status != 409 {
+			t.Fatalf("%s: level 40 not recorded", k.pkh)
+		}
+	}
+}
