@@ -1,0 +1,137 @@
+package signer
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/tezos"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/vault"
+	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	"github.com/signatory-go/signatory/internal/watermark"
+	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+)
+
+func benchSigner(b *testing.B, store watermark.Store, keys ...crypt.PrivateKey) *Signer {
+	pols := map[string]*policy.Policy{}
+	for _, k := range keys {
+		pkh := k.Public().Hash().String()
+		pols[pkh] = &policy.Policy{PKH: pkh, Requests: []request.Kind{request.Generic, request.Attestation}, Ops: []string{"transaction"}}
+	}
+	s, err := New(context.Background(), Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", keys...)}, Policies: pols,
+		Store: store, Metrics: metrics.New("bench"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+var c3 = tv.Hex(tv.LoadDerived().W["C3"])
+
+func attestationAt(level int32) []byte {
+	msg := append([]byte{}, c3...)
+	binary.BigEndian.PutUint32(msg[40:], uint32(level)) // 0x13 ‖ chain[4] ‖ branch[32] ‖ tag ‖ slot[2] ‖ level
+	return msg
+}
+
+// BenchmarkSignGeneric is the whole sign path (decode, policy, watermark pass-through, sign,
+// low-S, verify) for a generic transaction, per curve.
+func BenchmarkSignGeneric(b *testing.B) {
+	msg := tv.Hex(tv.LoadPolicyHex()["transaction ok"])
+	for _, c := range tezos.Curves {
+		b.Run(string(c), func(b *testing.B) {
+			k, _ := tezos.GenerateKey(c)
+			s := benchSigner(b, wmmem.New(), k)
+			r := &SignRequest{PKH: k.Public().Hash().String(), Message: msg, Version: 2}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Sign(context.Background(), r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignAttestation is the consensus path with each watermark backend.
+func BenchmarkSignAttestation(b *testing.B) {
+	for _, backend := range []string{"mem", "file"} {
+		b.Run(backend, func(b *testing.B) {
+			var store watermark.Store = wmmem.New()
+			if backend == "file" {
+				fs, err := wmfile.Open(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer fs.Close()
+				store = fs
+			}
+			k, _ := tezos.ParseSecretKey(tv.K2SK, nil)
+			s := benchSigner(b, store, k)
+			pkh := k.Public().Hash().String()
+			level := int32(1)
+			b.ReportAllocs()
+			for b.Loop() {
+				level++
+				if _, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(level), Version: 2}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignAttestationParallel signs attestations for 16 keys at once on the file backend:
+// group commit shares fsyncs between keys.
+func BenchmarkSignAttestationParallel(b *testing.B) {
+	fs, err := wmfile.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fs.Close()
+	var keys []crypt.PrivateKey
+	for i := 0; i < 16; i++ {
+		k, _ := tezos.GenerateKey(tezos.Ed25519)
+		keys = append(keys, k)
+	}
+	s := benchSigner(b, fs, keys...)
+	var next atomic.Int32
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		k := keys[int(next.Add(1)-1)%len(keys)]
+		pkh := k.Public().Hash().String()
+		level := int32(1)
+		for pb.Next() {
+			level++
+			if _, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(level), Version: 2}); err != nil {
+				b.Fatal(fmt.Sprint(pkh, err))
+			}
+		}
+	})
+}
+
+// BenchmarkDecode measures payload decoding alone.
+func BenchmarkDecode(b *testing.B) {
+	for name, h := range map[string]string{"transaction": tv.LoadPolicyHex()["transaction ok"], "attestation": tv.LoadDerived().W["C3"], "block": tv.LoadDerived().W["A1"]} {
+		msg := tv.Hex(h)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := request.Decode(msg, 2); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, vet, unit and process tests with the race detector, the
+# Taquito interoperability suite, and a short run of every fuzz target.
+# Usage: ./scripts/test.sh            (FUZZTIME=10s by default; FUZZTIME=0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CGO_ENABLED=1
+FUZZTIME=${FUZZTIME:-10s}
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/interop/node_modules/*'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+
+if [ -f test/interop/package.json ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "== npm ci (test/interop)"
+    npm ci --prefix test/interop --no-audit --no-fund --loglevel=error
+    export SIGNATORY_REQUIRE_INTEROP=1
+  else
+    echo "npm not found: the Taquito interoperability suite will be skipped" >&2
+  fi
+fi
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+if [ "$FUZZTIME" != "0" ]; then
+  echo "== fuzz ($FUZZTIME each)"
+  for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58; do
+    pkg=${target%%:*}; name=${target##*:}
+    go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
+  done
+fi
+echo "== all tests passed"
