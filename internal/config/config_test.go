@@ -1,0 +1,129 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+)
+
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	c, err := Load(filepath.Join("..", "..", "examples", "signatory.yaml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.Address != "127.0.0.1:6732" || c.Watermark.Driver != "file" || len(c.Policies) != 4 {
+		t.Fatalf("%+v", c)
+	}
+	if c.Vaults["local"].Driver != "file" {
+		t.Fatal("vault local missing")
+	}
+	if !c.Policies["tz4XXtsYav3fZz2FSDa7hcx4F8sh8SaDWNME"].AllowPoP {
+		t.Fatal("tz4 PoP not allowed")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte("tezos:\n  "+tv.K1PKH+":\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BaseDir != DefaultBaseDir || c.Server.Address != ":6732" || c.Server.UtilityAddress != ":9583" ||
+		c.Watermark.Driver != "file" || c.Server.MaxBodyBytes != 64<<10 || time.Duration(c.Server.ReadTimeout) != 10*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if len(c.Policies[tv.K1PKH].Requests) != 3 {
+		t.Fatal("null policy is not the default")
+	}
+	c, _ = Parse([]byte("base_dir: /tmp/x\n"), "/override")
+	if c.BaseDir != "/override" {
+		t.Fatal("--base-dir not applied")
+	}
+	t.Setenv("SIG_TEST_DIR", "/from/env")
+	c, _ = Parse([]byte("base_dir: $SIG_TEST_DIR/sub\nserver: {read_timeout: 3, write_timeout: 2m}\n"), "")
+	if c.BaseDir != "/from/env/sub" || time.Duration(c.Server.ReadTimeout) != 3*time.Second || time.Duration(c.Server.WriteTimeout) != 2*time.Minute {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestReferenceConfigShapes(t *testing.T) {
+	t.Parallel()
+	src := `
+base_dir: /var/lib/signatory
+server:
+  address: :6732
+  utility_address: :9583
+  authorized_keys: ` + tv.K3PK + `
+vaults:
+  kms:
+    driver: cloudkms
+    config: {project: p, location: europe-north1, key_ring: ring}
+  local_file:
+    driver: file
+    config: /etc/signatory/secret.json
+watermark:
+  driver: file
+tezos:
+  ` + tv.K1PKH + `:
+    vault: ignored-unknown-field
+    allowed_operations: [generic, block]
+    allowed_kinds: [transaction]
+  ` + tv.K2PKH + `:
+    allow:
+      endorsement:
+      generic: [transaction]
+`
+	c, err := Parse([]byte(src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Server.AuthorizedKeys) != 1 || len(c.Warnings) < 2 {
+		t.Fatalf("authorized keys %v, warnings %v", c.Server.AuthorizedKeys, c.Warnings)
+	}
+	if c.KeyOrder[0] != tv.K1PKH || c.KeyOrder[1] != tv.K2PKH {
+		t.Fatal("key order lost")
+	}
+}
+
+func TestErrorsNameThePlace(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, src, want string }{
+		{"bad pkh", "tezos:\n  tz1nope:\n", "line 2: tezos: invalid public key hash"},
+		{"edpk as key", "tezos:\n  " + tv.K1PK + ":\n", "tezos: invalid public key hash"},
+		{"bad kind", "tezos:\n  " + tv.K1PKH + ":\n    allow: {foo: }\n", "tezos." + tv.K1PKH + ": invalid request kind `foo`"},
+		{"bad op", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [nope]}\n", "invalid operation kind `nope`"},
+		{"dup key", "tezos:\n  " + tv.K1PKH + ":\n  " + tv.K1PKH + ":\n", ""},
+		{"bad address", "server: {address: 6732}\n", "server.address"},
+		{"vault without driver", "vaults:\n  v:\n    config: {}\n", "vaults.v: driver is required"},
+		{"jwt and keys", "server:\n  authorized_keys: [" + tv.K3PK + "]\n  jwt: {users: {}}\n", "cannot use both JWT and static authorized keys"},
+		{"jwt", "server:\n  jwt: {users: {}}\n", "JWT authentication is not supported"},
+		{"policy hook", "policy_hook: {address: http://x}\n", "policy_hook is not supported"},
+		{"bad authorized key", "server: {authorized_keys: [edpkNOPE]}\n", "server.authorized_keys"},
+		{"tls half", "server: {tls: {cert_file: a}}\n", "server.tls"},
+		{"not yaml", "tezos: [\n", "yaml"},
+		{"bad duration", "server: {read_timeout: soon}\n", "invalid duration"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.src), "")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if c.want != "" && !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), ""); err == nil || !strings.Contains(err.Error(), "cannot read config file") {
+		t.Fatalf("missing file: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("tezos:\n  tz1nope:\n"), 0o600)
+	if _, err := Load(p, ""); err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("error does not name the file: %v", err)
+	}
+}
