@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/signatory-go/signatory/internal/tezos"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 )
 
