@@ -51,6 +51,7 @@ func freePort(t testing.TB) string {
 
 type daemon struct {
 	t       testing.TB
+	extra   string // more lines of the server section, indented by two spaces
 	dir     string
 	config  string
 	addr    string
@@ -79,8 +80,13 @@ func (s *syncBuffer) String() string {
 
 // newDaemon writes a config in a fresh directory with the given key file content and tezos section.
 func newDaemon(t testing.TB, keys, tezos string) *daemon {
+	return newDaemonWith(t, keys, tezos, "")
+}
+
+// newDaemonWith is newDaemon with extra lines in the server section.
+func newDaemonWith(t testing.TB, keys, tezos, serverExtra string) *daemon {
 	dir := t.TempDir()
-	d := &daemon{t: t, dir: dir, config: filepath.Join(dir, "signatory.yaml")}
+	d := &daemon{t: t, dir: dir, config: filepath.Join(dir, "signatory.yaml"), extra: serverExtra}
 	if err := os.WriteFile(filepath.Join(dir, "secret_keys.json"), []byte(keys), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +100,7 @@ func (d *daemon) writeConfig(tezos string) {
 server:
   address: %s
   utility_address: %s
-vaults:
+%svaults:
   local:
     driver: file
     config:
@@ -102,7 +108,7 @@ vaults:
 watermark:
   driver: file
 tezos:
-%s`, filepath.Join(d.dir, "data"), d.addr, d.utility, filepath.Join(d.dir, "secret_keys.json"), tezos)
+%s`, filepath.Join(d.dir, "data"), d.addr, d.utility, d.extra, filepath.Join(d.dir, "secret_keys.json"), tezos)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		d.t.Fatal(err)
 	}
