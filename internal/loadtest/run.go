@@ -1,0 +1,249 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Options configure a run.
+type Options struct {
+	URL         string        // signer root, e.g. http://127.0.0.1:6732
+	Keys        []string      // key hashes
+	Workload    string        // generic, consensus, mixed
+	Concurrency int           // streams
+	Duration    time.Duration // measured time (ignored when Requests > 0)
+	Requests    int           // total measured requests; 0 means use Duration
+	Warmup      time.Duration // unmeasured time before the clock starts
+	StartLevel  uint32        // first consensus level (default 1)
+	// RunID selects the chain ids of consensus streams (default: random, so every run starts
+	// from empty watermarks; the signer's file store gets one small file per chain).
+	RunID uint32
+}
+
+// Result is a run's report.
+type Result struct {
+	Workload    string         `json:"workload"`
+	Concurrency int            `json:"concurrency"`
+	Requests    int            `json:"requests"`
+	Seconds     float64        `json:"seconds"`
+	Throughput  float64        `json:"throughput_rps"`
+	Statuses    map[string]int `json:"statuses"`
+	LatencyMs   Latency        `json:"latency_ms"`
+	Errors      int            `json:"errors"`
+	FirstError  string         `json:"first_error,omitempty"`
+}
+
+// Latency percentiles in milliseconds.
+type Latency struct {
+	P50, P90, P99, P999, Max, Mean float64
+}
+
+type worker struct {
+	s        *stream
+	lat      []time.Duration
+	statuses map[int]int
+	errs     int
+	firstErr string
+	buf      bytes.Buffer
+	inWarmup bool
+}
+
+// Run performs the load and returns the report.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.RunID == 0 {
+		o.RunID = rand.Uint32() >> 10
+	}
+	streams, err := newStreams(o.Workload, o.Keys, o.Concurrency, o.StartLevel, o.RunID)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        o.Concurrency * 2,
+		MaxIdleConnsPerHost: o.Concurrency * 2,
+		MaxConnsPerHost:     o.Concurrency * 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	workers := make([]*worker, len(streams))
+	perWorker := 1 << 16
+	if o.Requests > 0 {
+		perWorker = o.Requests/len(streams) + 1
+	}
+	for i, s := range streams {
+		workers[i] = &worker{s: s, statuses: map[int]int{}, lat: make([]time.Duration, 0, perWorker)}
+	}
+
+	var remaining chan struct{}
+	if o.Requests > 0 {
+		remaining = make(chan struct{}, o.Requests)
+		for i := 0; i < o.Requests; i++ {
+			remaining <- struct{}{}
+		}
+		close(remaining)
+	}
+	var (
+		measuring = make(chan struct{})
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+	)
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop(ctx, client, o.URL, measuring, stop, remaining)
+		}()
+	}
+	if o.Warmup > 0 {
+		select {
+		case <-time.After(o.Warmup):
+		case <-ctx.Done():
+		}
+	}
+	start := time.Now()
+	close(measuring)
+	if o.Requests == 0 {
+		select {
+		case <-time.After(o.Duration):
+		case <-ctx.Done():
+		}
+		close(stop)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	return report(o, workers, elapsed), nil
+}
+
+func (w *worker) loop(ctx context.Context, client *http.Client, url string, measuring, stop <-chan struct{}, remaining <-chan struct{}) {
+	warm := true
+	for ctx.Err() == nil {
+		if warm {
+			select {
+			case <-measuring:
+				warm = false
+			default:
+			}
+		}
+		if !warm {
+			if remaining != nil {
+				if _, ok := <-remaining; !ok {
+					return
+				}
+			} else {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}
+		body := w.s.body()
+		t0 := time.Now()
+		status, err := w.do(ctx, client, url+w.s.path, body)
+		d := time.Since(t0)
+		if warm {
+			continue
+		}
+		w.lat = append(w.lat, d)
+		if err != nil {
+			w.errs++
+			if w.firstErr == "" {
+				w.firstErr = err.Error()
+			}
+			continue
+		}
+		w.statuses[status]++
+		if status != 200 && w.firstErr == "" {
+			w.firstErr = fmt.Sprintf("%d %s: %s", status, w.s.kind(), bytes.TrimSpace(w.buf.Bytes()))
+		}
+	}
+}
+
+func (w *worker) do(ctx context.Context, client *http.Client, url string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	w.buf.Reset()
+	_, err = io.Copy(&w.buf, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, err
+}
+
+func report(o Options, workers []*worker, elapsed time.Duration) *Result {
+	r := &Result{Workload: o.Workload, Concurrency: len(workers), Seconds: elapsed.Seconds(), Statuses: map[string]int{}}
+	var all []time.Duration
+	for _, w := range workers {
+		all = append(all, w.lat...)
+		for st, n := range w.statuses {
+			r.Statuses[strconv.Itoa(st)] += n
+		}
+		r.Errors += w.errs
+		if r.FirstError == "" {
+			r.FirstError = w.firstErr
+		}
+	}
+	r.Requests = len(all)
+	if elapsed > 0 {
+		r.Throughput = float64(r.Requests) / elapsed.Seconds()
+	}
+	if len(all) == 0 {
+		return r
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		i := int(p * float64(len(all)-1))
+		return float64(all[i].Microseconds()) / 1000
+	}
+	var sum time.Duration
+	for _, d := range all {
+		sum += d
+	}
+	r.LatencyMs = Latency{P50: pct(0.5), P90: pct(0.9), P99: pct(0.99), P999: pct(0.999),
+		Max: float64(all[len(all)-1].Microseconds()) / 1000, Mean: float64((sum / time.Duration(len(all))).Microseconds()) / 1000}
+	return r
+}
+
+// Format renders a report for a person.
+func (r *Result) Format() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "workload %s, %d streams: %d requests in %.2f s = %.0f req/s\n", r.Workload, r.Concurrency, r.Requests, r.Seconds, r.Throughput)
+	fmt.Fprintf(&b, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
+		r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.P999, r.LatencyMs.Max, r.LatencyMs.Mean)
+	keys := make([]string, 0, len(r.Statuses))
+	for k := range r.Statuses {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Fprint(&b, "statuses:")
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s×%d", k, r.Statuses[k])
+	}
+	if r.Errors > 0 {
+		fmt.Fprintf(&b, " transport-errors×%d", r.Errors)
+	}
+	fmt.Fprintln(&b)
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
+	}
+	return b.String()
+}
