@@ -14,6 +14,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/signer"
@@ -86,8 +87,14 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 		}
 		auth = append(auth, pub)
 	}
+	var journal *audit.Journal
+	if cfg.Audit != nil {
+		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
+			return nil, nil, err
+		}
+	}
 	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
-		AuthorizedKeys: auth, Metrics: m, Logger: log})
+		AuthorizedKeys: auth, Audit: journal, Metrics: m, Logger: log})
 	return s, vaults, err
 }
 
@@ -118,7 +125,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())
 	root.AddCommand(serve, newList(g), newDecode(g), newGenerate(g), newImport(g), newWatermark(g), newVersion(g),
-		newListRequests(g), newListOps(g))
+		newListRequests(g), newListOps(g), newAudit(g))
 	return root
 }
 

@@ -34,16 +34,13 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 		return err
 	}
 	m := metrics.New(Version)
-	svc, vaults, err := g.service(ctx, cfg, log, m)
+	svc, _, err := g.service(ctx, cfg, log, m)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		for _, v := range vaults {
-			v.Close()
-		}
-		if err := svc.Store().Close(); err != nil {
-			log.Error("closing watermark store", "err", err)
+		if err := svc.Close(); err != nil {
+			log.Error("closing", "err", err)
 		}
 	}()
 	if !noList {

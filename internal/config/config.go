@@ -35,6 +35,7 @@ type Config struct {
 	Vaults     map[string]*Backend       `yaml:"vaults"`
 	Watermark  Backend                   `yaml:"watermark"`
 	PolicyHook *yaml.Node                `yaml:"policy_hook"`
+	Audit      *Audit                    `yaml:"audit"`
 	Tezos      yaml.Node                 `yaml:"tezos"`
 	Policies   map[string]*policy.Policy `yaml:"-"`
 	// KeyOrder lists the keys of `tezos:` in file order.
@@ -54,6 +55,12 @@ type Server struct {
 	ReadTimeout    Duration   `yaml:"read_timeout"`
 	WriteTimeout   Duration   `yaml:"write_timeout"`
 	IdleTimeout    Duration   `yaml:"idle_timeout"`
+}
+
+// Audit enables the hash-chained journal of signatures and refusals (an addition of this project).
+type Audit struct {
+	File      string `yaml:"file"`
+	MaxSizeMB int64  `yaml:"max_size_mb"` // rotate past this size; 0 never rotates
 }
 
 // TLS enables HTTPS on the signing port; ClientCAFile additionally requires client certificates.
@@ -187,6 +194,12 @@ func (c *Config) finish() error {
 	}
 	if c.PolicyHook != nil && c.PolicyHook.Tag != "!!null" {
 		return fmt.Errorf("line %d: policy_hook is not supported by this version yet; remove it or use a version that supports it", c.PolicyHook.Line)
+	}
+	if c.Audit != nil {
+		if c.Audit.File == "" {
+			return errors.New("audit: file is required")
+		}
+		c.Audit.File = os.ExpandEnv(c.Audit.File)
 	}
 	for name, v := range c.Vaults {
 		if v == nil || v.Driver == "" {

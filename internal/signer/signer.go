@@ -5,6 +5,7 @@ package signer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
@@ -33,8 +35,11 @@ type Config struct {
 	// AuthorizedKeys are the client public keys allowed to authenticate requests
 	// (server.authorized_keys); when empty, requests need no authentication.
 	AuthorizedKeys []crypt.PublicKey
-	Metrics        *metrics.Metrics
-	Logger         *slog.Logger
+	// Audit, when set, records every signature and refusal; a signature is returned only once
+	// its record is on disk.
+	Audit   *audit.Journal
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 }
 
 // Signer is the signing service. It is safe for concurrent use.
@@ -183,8 +188,37 @@ type SignResult struct {
 	Client    string // authenticated client key hash
 }
 
-// Sign signs r.Message with the key r.PKH if every check passes.
+// Sign signs r.Message with the key r.PKH if every check passes, and journals the outcome.
 func (s *Signer) Sign(ctx context.Context, r *SignRequest) (*SignResult, error) {
+	res, err := s.sign(ctx, r)
+	if s.cfg.Audit == nil {
+		return res, err
+	}
+	e := audit.Entry{Time: time.Now().UTC(), PKH: r.PKH, Client: r.ClientIP, Outcome: "signed", Status: 200}
+	if res.Client != "" {
+		e.Client += " " + res.Client
+	}
+	if req := res.Request; req != nil {
+		e.Kind, e.Digest = string(req.Kind), hex.EncodeToString(req.Digest[:])
+		if req.Watermarked() {
+			e.Chain, e.Level, e.Round = req.ChainID(), &req.Level, &req.Round
+		}
+	}
+	if err != nil {
+		e.Outcome, e.Status, e.Reason = "refused", fault.Status(err), err.Error()
+	}
+	if aerr := s.cfg.Audit.Record(ctx, e); aerr != nil {
+		s.log.Error("audit journal write failed", "err", aerr, "pkh", r.PKH)
+		if err == nil {
+			// The watermark stays advanced, so the same payload can be retried.
+			return &SignResult{Request: res.Request, Vault: res.Vault, Client: res.Client},
+				&fault.Error{Kind: fault.Internal, Msg: "audit journal unavailable: signature withheld", Err: aerr}
+		}
+	}
+	return res, err
+}
+
+func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) {
 	res := &SignResult{}
 	pkh, err := tezos.ParsePublicKeyHash(r.PKH)
 	if err != nil {
@@ -381,6 +415,9 @@ func AuthenticatedBytes(pkh tz.PublicKeyHash, msg []byte) []byte {
 // Health reports the readiness of the watermark store and of each vault that can tell.
 func (s *Signer) Health(ctx context.Context) map[string]error {
 	out := map[string]error{"watermark/" + s.cfg.Store.Name(): s.cfg.Store.Health(ctx)}
+	if s.cfg.Audit != nil {
+		out["audit"] = s.cfg.Audit.Health(ctx)
+	}
 	for _, v := range s.cfg.Vaults {
 		var err error
 		if rc, ok := v.(vault.ReadinessChecker); ok {
@@ -389,6 +426,19 @@ func (s *Signer) Health(ctx context.Context) map[string]error {
 		out["vault/"+v.Name()] = err
 	}
 	return out
+}
+
+// Close closes the vaults, the watermark store and the audit journal.
+func (s *Signer) Close() error {
+	var errs []error
+	for _, v := range s.cfg.Vaults {
+		errs = append(errs, v.Close())
+	}
+	errs = append(errs, s.cfg.Store.Close())
+	if s.cfg.Audit != nil {
+		errs = append(errs, s.cfg.Audit.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Policy returns the policy of pkh or nil.
