@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
@@ -17,6 +18,7 @@ import (
 	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -93,8 +95,19 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 			return nil, nil, err
 		}
 	}
+	var hook *policyhook.Hook
+	if h := cfg.PolicyHook; h != nil {
+		hook = &policyhook.Hook{Address: h.Address, Timeout: time.Duration(h.Timeout)}
+		for _, k := range h.AuthorizedKeys {
+			pub, err := tezos.ParsePublicKey(k)
+			if err != nil {
+				return nil, nil, err
+			}
+			hook.Keys = append(hook.Keys, pub)
+		}
+	}
 	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
-		AuthorizedKeys: auth, Audit: journal, Metrics: m, Logger: log})
+		AuthorizedKeys: auth, Audit: journal, Hook: hook, Metrics: m, Logger: log})
 	return s, vaults, err
 }
 

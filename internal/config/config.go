@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -34,7 +35,7 @@ type Config struct {
 	Server     Server                    `yaml:"server"`
 	Vaults     map[string]*Backend       `yaml:"vaults"`
 	Watermark  Backend                   `yaml:"watermark"`
-	PolicyHook *yaml.Node                `yaml:"policy_hook"`
+	PolicyHook *PolicyHook               `yaml:"policy_hook"`
 	Audit      *Audit                    `yaml:"audit"`
 	Tezos      yaml.Node                 `yaml:"tezos"`
 	Policies   map[string]*policy.Policy `yaml:"-"`
@@ -55,6 +56,13 @@ type Server struct {
 	ReadTimeout    Duration   `yaml:"read_timeout"`
 	WriteTimeout   Duration   `yaml:"write_timeout"`
 	IdleTimeout    Duration   `yaml:"idle_timeout"`
+}
+
+// PolicyHook is the remote policy hook (SPEC §3.4). Timeout is this project's addition.
+type PolicyHook struct {
+	Address        string     `yaml:"address"`
+	AuthorizedKeys StringList `yaml:"authorized_keys"`
+	Timeout        Duration   `yaml:"timeout"`
 }
 
 // Audit enables the hash-chained journal of signatures and refusals (an addition of this project).
@@ -192,8 +200,19 @@ func (c *Config) finish() error {
 			return fmt.Errorf("server.authorized_keys: %w", err)
 		}
 	}
-	if c.PolicyHook != nil && c.PolicyHook.Tag != "!!null" {
-		return fmt.Errorf("line %d: policy_hook is not supported by this version yet; remove it or use a version that supports it", c.PolicyHook.Line)
+	if h := c.PolicyHook; h != nil {
+		u, err := url.Parse(h.Address)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("policy_hook.address: %q is not an http(s) URL", h.Address)
+		}
+		for _, k := range h.AuthorizedKeys {
+			if _, err := tezos.ParsePublicKey(k); err != nil {
+				return fmt.Errorf("policy_hook.authorized_keys: %w", err)
+			}
+		}
+		if h.Timeout <= 0 {
+			h.Timeout = Duration(2 * time.Second)
+		}
 	}
 	if c.Audit != nil {
 		if c.Audit.File == "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/request"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -37,7 +38,9 @@ type Config struct {
 	AuthorizedKeys []crypt.PublicKey
 	// Audit, when set, records every signature and refusal; a signature is returned only once
 	// its record is on disk.
-	Audit   *audit.Journal
+	Audit *audit.Journal
+	// Hook, when set, is asked after the policy and before the watermark.
+	Hook    *policyhook.Hook
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 }
@@ -248,6 +251,9 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		}
 		return res, err
 	}
+	if err := s.askHook(ctx, r.Message, r.ClientIP, r.PKH, res.Client); err != nil {
+		return res, err
+	}
 	start := time.Now()
 	if err := s.advance(ctx, r.PKH, req); err != nil {
 		code := strconv.Itoa(fault.Status(err))
@@ -269,6 +275,19 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, strconv.Itoa(int(req.Round))).Inc()
 	}
 	return res, nil
+}
+
+// askHook consults the remote policy hook, if any.
+func (s *Signer) askHook(ctx context.Context, msg []byte, ip, pkh, client string) error {
+	if s.cfg.Hook == nil {
+		return nil
+	}
+	err := s.cfg.Hook.Check(ctx, &policyhook.Request{Message: msg, Source: ip, PKH: pkh, ClientPKH: client})
+	if err != nil {
+		s.m.PolicyViolations.WithLabelValues("policy_hook", pkh, "request").Inc()
+		s.log.Warn("policy hook refused", "pkh", pkh, "err", err)
+	}
+	return err
 }
 
 // advance runs the watermark step; generic and pack requests pass through but are counted.
@@ -353,6 +372,9 @@ func (s *Signer) ProvePossession(ctx context.Context, pkh, authentication, clien
 	if !pol.AllowPoP {
 		s.log.Warn("Proof of possession is not allowed. Proof of possession is required for key reveals, consensus key updates, and companion key registration. To enable, set 'allow_proof_of_possession: true' in the config for this key.", "pkh", pkh)
 		return nil, fault.New(fault.BadRequest, "proof of possession is not allowed")
+	}
+	if err := s.askHook(ctx, nil, clientIP, pkh, client); err != nil {
+		return nil, err
 	}
 	proof, err := prover.ProvePossession(ctx)
 	if err != nil {
