@@ -13,6 +13,11 @@ import (
 )
 
 func fill(t *testing.T, path string, n int, maxSize int64) {
+	fillWith(t, path, n, maxSize, true)
+}
+
+// fillWith records n entries, concurrently (sharing fsyncs) or one after the other.
+func fillWith(t *testing.T, path string, n int, maxSize int64, concurrent bool) {
 	t.Helper()
 	j, err := Open(path, maxSize)
 	if err != nil {
@@ -29,6 +34,9 @@ func fill(t *testing.T, path string, n int, maxSize int64) {
 				t.Error(err)
 			}
 		}()
+		if !concurrent {
+			wg.Wait()
+		}
 	}
 	wg.Wait()
 	if err := j.Close(); err != nil {
@@ -87,7 +95,7 @@ func TestChainAndTampering(t *testing.T) {
 func TestRotationKeepsChain(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	fill(t, path, 60, 2000)
+	fillWith(t, path, 60, 2000, false)
 	files, err := Files(path)
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 		}
 	}
 	s := cfg.Server
-	if !server.IsLoopback(s.Address) && len(s.AuthorizedKeys) == 0 && (s.TLS == nil || s.TLS.ClientCAFile == "") {
+	if !server.IsLoopback(s.Address) && len(s.AuthorizedKeys) == 0 && s.JWTAuth == nil && (s.TLS == nil || s.TLS.ClientCAFile == "") {
 		log.Warn("SECURITY WARNING: the signing port listens beyond loopback and no client authentication is configured; anyone who can reach " +
 			s.Address + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys or server.tls.client_ca_file.")
 	}
@@ -66,6 +66,7 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 		CertFile: tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
 		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
+		JWT:         s.JWTAuth,
 		LogPayloads: func(pkh string) bool { p := cfg.Policies[pkh]; return p != nil && p.LogPayloads },
 	}, svc, m, log)
 	ls, err := srv.Listen()

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -47,15 +48,16 @@ type Config struct {
 
 // Server is the `server:` section. Fields after JWT are this project's additions.
 type Server struct {
-	Address        string     `yaml:"address"`
-	UtilityAddress string     `yaml:"utility_address"`
-	AuthorizedKeys StringList `yaml:"authorized_keys"`
-	JWT            *yaml.Node `yaml:"jwt"`
-	TLS            *TLS       `yaml:"tls"`
-	MaxBodyBytes   int64      `yaml:"max_body_bytes"`
-	ReadTimeout    Duration   `yaml:"read_timeout"`
-	WriteTimeout   Duration   `yaml:"write_timeout"`
-	IdleTimeout    Duration   `yaml:"idle_timeout"`
+	Address        string        `yaml:"address"`
+	UtilityAddress string        `yaml:"utility_address"`
+	AuthorizedKeys StringList    `yaml:"authorized_keys"`
+	JWT            yaml.Node     `yaml:"jwt"`
+	JWTAuth        *jwtauth.Auth `yaml:"-"`
+	TLS            *TLS          `yaml:"tls"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	ReadTimeout    Duration      `yaml:"read_timeout"`
+	WriteTimeout   Duration      `yaml:"write_timeout"`
+	IdleTimeout    Duration      `yaml:"idle_timeout"`
 }
 
 // PolicyHook is the remote policy hook (SPEC §3.4). Timeout is this project's addition.
@@ -186,11 +188,24 @@ func (c *Config) finish() error {
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = Duration(DefaultIdleTimeout)
 	}
-	if s.JWT != nil && s.JWT.Tag != "!!null" {
+	if s.JWT.Kind != 0 && s.JWT.Tag != "!!null" {
 		if len(s.AuthorizedKeys) > 0 {
 			return errors.New("server: cannot use both JWT and static authorized keys")
 		}
-		return fmt.Errorf("line %d: server.jwt: JWT authentication is not supported by this version yet; use server.authorized_keys", s.JWT.Line)
+		var j struct {
+			Users map[string]*jwtauth.User `yaml:"users"`
+		}
+		if err := s.JWT.Decode(&j); err != nil {
+			return fmt.Errorf("server.jwt: %w", err)
+		}
+		if len(j.Users) == 0 {
+			return fmt.Errorf("line %d: server.jwt: no users", s.JWT.Line)
+		}
+		auth, err := jwtauth.New(j.Users)
+		if err != nil {
+			return err
+		}
+		s.JWTAuth = auth
 	}
 	if s.TLS != nil && (s.TLS.CertFile == "" || s.TLS.KeyFile == "") {
 		return errors.New("server.tls: cert_file and key_file are both required")

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/signer"
 )
@@ -33,7 +34,7 @@ import (
 type Service interface {
 	PublicKey(ctx context.Context, pkh string) (crypt.PublicKey, error)
 	Sign(ctx context.Context, r *signer.SignRequest) (*signer.SignResult, error)
-	ProvePossession(ctx context.Context, pkh, authentication, clientIP string) (crypt.Signature, error)
+	ProvePossession(ctx context.Context, r *signer.PossessionRequest) (crypt.Signature, error)
 	AuthorizedKeyHashes() []string
 	Health(ctx context.Context) map[string]error
 }
@@ -50,6 +51,8 @@ type Config struct {
 	CertFile, KeyFile, ClientCAFile string
 	// LogPayloads returns whether raw payloads of pkh are logged at info level.
 	LogPayloads func(pkh string) bool
+	// JWT, when set, serves POST /login and requires a token on every other route.
+	JWT *jwtauth.Auth
 }
 
 // Server is the signing and utility HTTP servers.
@@ -80,6 +83,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /keys/{pkh}", s.sign)
 	mux.HandleFunc("GET /authorized_keys", s.authorizedKeys)
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
+	if s.cfg.JWT != nil {
+		mux.HandleFunc("POST /login", s.cfg.JWT.LoginHandler)
+		return s.cfg.JWT.Middleware(mux)
+	}
 	return mux
 }
 
@@ -138,7 +145,8 @@ func (s *Server) authorizedKeys(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
 	pkh := r.PathValue("pkh")
-	proof, err := s.svc.ProvePossession(r.Context(), pkh, r.URL.Query().Get("authentication"), clientIP(r))
+	proof, err := s.svc.ProvePossession(r.Context(), &signer.PossessionRequest{PKH: pkh,
+		Authentication: r.URL.Query().Get("authentication"), ClientIP: clientIP(r), JWTUser: jwtauth.UserFrom(r.Context())})
 	if err != nil {
 		status := writeError(w, err)
 		s.log.Info("proof of possession refused", "pkh", pkh, "client", clientIP(r), "status", status, "err", err.Error())
@@ -193,7 +201,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		q := r.URL.Query()
 		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: parseVersion(q.Get("version")),
-			Authentication: q.Get("authentication"), ClientIP: ip})
+			Authentication: q.Get("authentication"), ClientIP: ip, JWTUser: jwtauth.UserFrom(r.Context())})
 	}
 	if err != nil {
 		status = writeError(w, err)

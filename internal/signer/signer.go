@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -181,6 +182,20 @@ type SignRequest struct {
 	Version        int
 	Authentication string // base58 signature from ?authentication=, or ""
 	ClientIP       string
+	JWTUser        string // the JWT user, when JWT authentication is on
+}
+
+// PossessionRequest asks for a BLS proof of possession.
+type PossessionRequest struct {
+	PKH, Authentication, ClientIP, JWTUser string
+}
+
+// checkJWTUser applies the per-key jwt_users list.
+func checkJWTUser(pol *policy.Policy, user string) error {
+	if user == "" || len(pol.JWTUsers) == 0 || slices.Contains(pol.JWTUsers, user) {
+		return nil
+	}
+	return fault.New(fault.Forbidden, fmt.Sprintf("user `%s' is not authorized to access %s", user, pol.PKH))
 }
 
 // SignResult is what Sign learned; Request and Vault may be set even when Sign fails.
@@ -233,6 +248,9 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	pol := s.cfg.Policies[r.PKH]
 	if pol == nil {
 		return res, fault.New(fault.Forbidden, r.PKH+" is not listed in config")
+	}
+	if err := checkJWTUser(pol, r.JWTUser); err != nil {
+		return res, err
 	}
 	req, err := request.Decode(r.Message, request.Version(r.Version))
 	if err != nil {
@@ -345,18 +363,22 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 }
 
 // ProvePossession returns a BLS proof of possession for a tz4 key whose policy allows it.
-func (s *Signer) ProvePossession(ctx context.Context, pkh, authentication, clientIP string) (crypt.Signature, error) {
+func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (crypt.Signature, error) {
+	pkh, clientIP := r.PKH, r.ClientIP
 	parsed, err := tezos.ParsePublicKeyHash(pkh)
 	if err != nil {
 		return nil, fault.Wrap(fault.BadRequest, err)
 	}
-	client, err := s.authenticate(parsed, nil, authentication, clientIP)
+	client, err := s.authenticate(parsed, nil, r.Authentication, clientIP)
 	if err != nil {
 		return nil, err
 	}
 	pol := s.cfg.Policies[pkh]
 	if pol == nil {
 		return nil, fault.New(fault.Forbidden, pkh+" is not listed in config")
+	}
+	if err := checkJWTUser(pol, r.JWTUser); err != nil {
+		return nil, err
 	}
 	if err := pol.CheckClient(client); err != nil {
 		return nil, err

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/jwtauth"
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/signer"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/vault"
+	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+)
+
+// TestJWTPerKeyUsers: with JWT on, every route needs a token, and a key's jwt_users list
+// restricts which users may sign with it (vectors A3).
+func TestJWTPerKeyUsers(t *testing.T) {
+	t.Parallel()
+	auth, err := jwtauth.New(map[string]*jwtauth.User{
+		"username1": {Credentials: jwtauth.Credentials{Password: "87GridNEG3gKZ3I!", Secret: "!sEtcU5RwLQYsA5qQ1c6zpo3FljQxfAKP"}},
+		"username2": {Credentials: jwtauth.Credentials{Password: "RkB143NUCmok2f4!", Secret: "!sEtcU5RwLQYsA5qQ1c6zpo3FljQxfAKP"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := mustPolicy(t, tv.K4PKH, "jwt_users: [username1]\nallow: {generic: [transaction]}")
+	m := metrics.New("test")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := signer.New(context.Background(), signer.Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K4SK))},
+		Policies: map[string]*policy.Policy{tv.K4PKH: pol}, Store: wmmem.New(), Metrics: m, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(New(Config{JWT: auth}, s, m, log).Handler())
+	defer hs.Close()
+	call := func(method, path, body string, h map[string]string) (int, string) {
+		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	msg := `"` + "03c8e312c61a5fd8e9d6ff1d5dccf900e10b5769e55738eb365e99636e3c3fd1d76c006b82198cb179e8306c1bedd08f12dc863f328886df0202e90700c0843d0000a26828841890d3f3a2a1d4083839c7a882fe050100" + `"`
+	if st, b := call("POST", "/keys/"+tv.K4PKH, msg, nil); st != 401 || b != "token required" {
+		t.Fatalf("no token: %d %s", st, b)
+	}
+	if st, b := call("GET", "/authorized_keys", "", nil); st != 401 {
+		t.Fatalf("authorized_keys without token: %d %s", st, b)
+	}
+	token := func(u, p string) string {
+		st, tok := call("POST", "/login", "", map[string]string{"username": u, "password": p})
+		if st != 201 {
+			t.Fatalf("login %s: %d %s", u, st, tok)
+		}
+		return tok
+	}
+	t1, t2 := token("username1", "87GridNEG3gKZ3I!"), token("username2", "RkB143NUCmok2f4!")
+	if st, b := call("POST", "/keys/"+tv.K4PKH, msg, map[string]string{"Authorization": "Bearer " + t1, "username": "username1"}); st != 200 {
+		t.Fatalf("user1: %d %s", st, b)
+	}
+	if st, b := call("POST", "/keys/"+tv.K4PKH, msg, map[string]string{"Authorization": "Bearer " + t2, "username": "username2"}); st != 403 || b != errBody("user `username2' is not authorized to access "+tv.K4PKH) {
+		t.Fatalf("user2: %d %s", st, b)
+	}
+}
