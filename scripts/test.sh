@@ -29,7 +29,8 @@ go test -race -count=1 -timeout 20m ./...
 
 if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
-  for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58; do
+  for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58 ./internal/config:FuzzConfig \
+      ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication; do
     pkg=${target%%:*}; name=${target##*:}
     go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
   done
