@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func (h *hookServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(h.status)
 		return
 	}
-	p := ReplyPayload{Status: h.status, PublicKeyHash: h.key.Public().Hash().String(), Nonce: h.lastBody.Nonce}
+	p := ReplyPayload{Status: h.status, PublicKeyHash: h.key.Public().Hash().String(), Nonce: got.Nonce}
 	if h.status >= 400 {
 		p.Error = "address 127.0.0.1 is not allowed"
 	}
@@ -108,7 +109,7 @@ func TestHook(t *testing.T) {
 					t.Fatalf("message %q, want %q", err, c.msg)
 				}
 			}
-			b := c.srv.lastBody
+			b := c.srv.body()
 			if b.PublicKeyHash != tv.K1PKH || b.ClientKeyHash != tv.K3PKH || b.Source != "127.0.0.1" || b.Request != base64.StdEncoding.EncodeToString(msg) {
 				t.Fatalf("hook request body %+v", b)
 			}
