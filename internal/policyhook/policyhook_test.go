@@ -23,11 +23,22 @@ type hookServer struct {
 	mutate   func(p *ReplyPayload)
 	badSig   bool
 	delay    time.Duration
+	mu       sync.Mutex
 	lastBody body
 }
 
+func (h *hookServer) body() body {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastBody
+}
+
 func (h *hookServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_ = json.NewDecoder(r.Body).Decode(&h.lastBody)
+	var got body
+	_ = json.NewDecoder(r.Body).Decode(&got)
+	h.mu.Lock()
+	h.lastBody = got
+	h.mu.Unlock()
 	if h.delay > 0 {
 		select {
 		case <-time.After(h.delay):
