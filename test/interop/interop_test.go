@@ -1,0 +1,425 @@
+// Package interop proves that the real signatory binary works with a real Tezos client: it
+// starts two daemons on loopback ports and runs the Taquito suite (*.test.mjs, node --test)
+// against them. Taquito comes from npm, pinned in package-lock.json; without node_modules the
+// test is skipped unless SIGNATORY_REQUIRE_INTEROP=1.
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+const (
+	// Sandbox bootstrap1: a fixed, public test key, so that the known-answer signature in
+	// remote_signer.test.mjs is reproducible.
+	fixedTz1SK  = "edsk3gUfUPyBSfrS9CCgmCiQsTCHGkviBDusMxDJstFtojtc1zcpsh"
+	fixedTz1PKH = "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+
+	buildTimeout   = 5 * time.Minute
+	startTimeout   = 30 * time.Second
+	nodeTimeout    = 5 * time.Minute
+	perTestTimeout = 2 * time.Minute
+)
+
+// key is one entry of SIGNATORY_INTEROP_KEYS. SK is set only where the JS side needs it (known
+// answers and client authentication keys); all keys are throwaway test keys.
+type key struct {
+	PKH string `json:"pkh"`
+	PK  string `json:"pk,omitempty"`
+	SK  string `json:"sk,omitempty"`
+}
+
+func newKey(t *testing.T, c tezos.Curve) *key {
+	t.Helper()
+	priv, err := tezos.GenerateKey(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyOf(priv)
+}
+
+func keyOf(priv crypt.PrivateKey) *key {
+	return &key{
+		PKH: priv.Public().Hash().String(),
+		PK:  priv.Public().String(),
+		SK:  string(priv.ToBase58()),
+	}
+}
+
+// withoutSK returns a copy that the JS side gets without its secret key.
+func (k *key) withoutSK() *key { c := *k; c.SK = ""; return &c }
+
+func TestTaquitoInterop(t *testing.T) {
+	required := os.Getenv("SIGNATORY_REQUIRE_INTEROP") == "1"
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		if required {
+			t.Fatalf("%s (SIGNATORY_REQUIRE_INTEROP=1)", msg)
+		}
+		t.Skip(msg)
+	}
+	if err := checkInstalled(); err != nil {
+		unavailable("%v: run `npm ci --prefix test/interop` first", err)
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		unavailable("node is not in PATH (Node 20 or later is needed)")
+	}
+	if v, err := exec.Command(nodeBin, "--version").Output(); err != nil {
+		unavailable("node --version: %v", err)
+	} else if major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(v)), "v"), ".", 2)[0]); major < 20 {
+		unavailable("node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
+	}
+
+	bin := buildSignatory(t)
+
+	// Keys of the main daemon.
+	fixed, err := tezos.ParseSecretKey(fixedTz1SK, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tz1 := keyOf(fixed)
+	if tz1.PKH != fixedTz1PKH {
+		t.Fatalf("fixed key hash %s, want %s", tz1.PKH, fixedTz1PKH)
+	}
+	tz2 := newKey(t, tezos.Secp256k1)
+	tz3 := newKey(t, tezos.P256)
+	tz4 := newKey(t, tezos.BLS)
+	unlisted := newKey(t, tezos.Ed25519)   // in the vault, not under tezos:
+	restricted := newKey(t, tezos.Ed25519) // allow: generic: [transaction] only
+	unknown := newKey(t, tezos.Ed25519)    // in no vault at all
+	// Keys of the authenticating daemon.
+	authTz1 := newKey(t, tezos.Ed25519)
+	authTz4 := newKey(t, tezos.BLS)
+	// Authorized client keys, one per curve, in this config order.
+	clients := []*key{newKey(t, tezos.Ed25519), newKey(t, tezos.P256), newKey(t, tezos.Secp256k1), newKey(t, tezos.BLS)}
+	intruder := newKey(t, tezos.Ed25519) // not authorized
+
+	consensusAllow := `    allow:
+      block:
+      preattestation:
+      attestation:
+      attestation_with_dal:
+      generic: [transaction, reveal, delegation, origination]
+`
+	mainTezos := fmt.Sprintf(`  %s:
+%s  %s:
+%s  %s:
+%s  %s:
+    allow_proof_of_possession: true
+    allow:
+      block:
+      preattestation:
+      attestation:
+      generic: [reveal]
+  %s:
+    allow:
+      generic: [transaction]
+`, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH)
+	mainD := startDaemon(t, bin, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "", mainTezos)
+
+	authServer := "  authorized_keys:\n"
+	for _, c := range clients {
+		authServer += "    - " + c.PK + "\n"
+	}
+	authTezos := fmt.Sprintf(`  %s:
+    allow:
+      attestation:
+      generic: [transaction]
+  %s:
+    allow_proof_of_possession: true
+    allow:
+      attestation:
+`, authTz1.PKH, authTz4.PKH)
+	auth := startDaemon(t, bin, "auth", []*key{authTz1, authTz4}, authServer, authTezos)
+
+	keys := map[string]*key{
+		"tz1":        tz1,
+		"tz2":        tz2.withoutSK(),
+		"tz3":        tz3.withoutSK(),
+		"tz4":        tz4, // BLS signing is deterministic: compared with Taquito's InMemorySigner
+		"unlisted":   unlisted.withoutSK(),
+		"restricted": restricted.withoutSK(),
+		"unknown":    unknown.withoutSK(),
+		"auth_tz1":   authTz1.withoutSK(),
+		"auth_tz4":   authTz4.withoutSK(),
+		"client":     clients[0],
+		"client2":    clients[1],
+		"client3":    clients[2],
+		"client4":    clients[3],
+		"intruder":   intruder,
+	}
+	keysJSON, err := json.Marshal(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	files, err := filepath.Glob("*.test.mjs")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no *.test.mjs files found (%v)", err)
+	}
+	sort.Strings(files)
+
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	args := append([]string{
+		"--test",
+		"--test-reporter=spec",
+		"--test-timeout=" + strconv.Itoa(int(perTestTimeout.Milliseconds())),
+	}, files...)
+	cmd := exec.CommandContext(ctx, nodeBin, args...)
+	cmd.Env = append(os.Environ(),
+		"SIGNATORY_URL=http://"+mainD.addr,
+		"SIGNATORY_AUTH_URL=http://"+auth.addr,
+		"SIGNATORY_INTEROP_KEYS="+string(keysJSON),
+		"NO_COLOR=1",
+	)
+	dieWithTest(cmd)
+	killGroupOnCancel(cmd)
+	cmd.WaitDelay = 10 * time.Second
+	runStreaming(t, cmd)
+	if ctx.Err() != nil {
+		t.Errorf("node --test did not finish within %v", nodeTimeout)
+	}
+}
+
+// checkInstalled reports whether node_modules holds exactly the versions package.json pins.
+func checkInstalled() error {
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	b, err := os.ReadFile("package.json")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		return fmt.Errorf("package.json: %w", err)
+	}
+	for name, want := range pkg.Dependencies {
+		var got struct {
+			Version string `json:"version"`
+		}
+		b, err := os.ReadFile(filepath.Join("node_modules", filepath.FromSlash(name), "package.json"))
+		if err != nil {
+			return fmt.Errorf("Taquito is not installed (%s is missing)", name)
+		}
+		if err := json.Unmarshal(b, &got); err != nil || got.Version != want {
+			return fmt.Errorf("node_modules has %s %q, package.json pins %q", name, got.Version, want)
+		}
+	}
+	return nil
+}
+
+// buildSignatory builds the daemon with the toolchain that runs the test (go test puts its own
+// GOROOT/bin first in PATH).
+func buildSignatory(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "signatory")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/signatory-go/signatory/cmd/signatory")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type daemon struct {
+	name    string
+	addr    string // signer API, host:port
+	utility string // /healthz and /metrics, host:port
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var errPortTaken = errors.New("port taken")
+
+// startDaemon writes a key file and a config into a fresh directory and starts `signatory serve`
+// on free loopback ports, retrying with new ports if one was taken in the meantime.
+func startDaemon(t *testing.T, bin, name string, keys []*key, serverExtra, tezosSection string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	type entry struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	}
+	var entries []entry
+	for i, k := range keys {
+		entries = append(entries, entry{Name: fmt.Sprintf("%s-%d", name, i), Value: "unencrypted:" + k.SK})
+	}
+	js, err := json.MarshalIndent(entries, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "secret_keys.json")
+	if err := os.WriteFile(keyFile, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; ; attempt++ {
+		d := &daemon{name: name, addr: freePort(t), utility: freePort(t), logs: &syncBuffer{}}
+		config := filepath.Join(dir, "signatory.yaml")
+		cfg := fmt.Sprintf(`base_dir: %s
+server:
+  address: %s
+  utility_address: %s
+%svaults:
+  local:
+    driver: file
+    config:
+      file: %s
+watermark:
+  driver: file
+tezos:
+%s`, filepath.Join(dir, "data"), d.addr, d.utility, serverExtra, keyFile, tezosSection)
+		if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := d.start(t, bin, config)
+		if err == nil {
+			return d
+		}
+		if errors.Is(err, errPortTaken) && attempt < 3 {
+			t.Logf("%s daemon: %v; retrying on other ports", name, err)
+			continue
+		}
+		t.Fatalf("%s daemon: %v\nconfig:\n%s\nlog:\n%s", name, err, cfg, d.logs)
+	}
+}
+
+// start runs the daemon and polls /healthz until it answers {"ready":true}, within startTimeout.
+func (d *daemon) start(t *testing.T, bin, config string) error {
+	cmd := exec.Command(bin, "serve", "-c", config)
+	cmd.Stdout, cmd.Stderr = d.logs, d.logs
+	dieWithTest(cmd)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("%s daemon log (last %d lines):\n%s", d.name, logTail, tail(d.logs.String(), logTail))
+		}
+	})
+
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			stopped = true
+			if strings.Contains(d.logs.String(), "address already in use") {
+				return fmt.Errorf("%w: %v", errPortTaken, err)
+			}
+			return fmt.Errorf("exited at start: %v", err)
+		default:
+		}
+		resp, err := client.Get("http://" + d.utility + "/healthz")
+		if err == nil {
+			var h struct {
+				Ready bool `json:"ready"`
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &h) == nil && h.Ready {
+				return nil
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	stop()
+	return fmt.Errorf("not ready within %v", startTimeout)
+}
+
+const logTail = 200
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runStreaming runs cmd with its stdout and stderr streamed line by line to t.Log, and fails the
+// test if it exits non-zero.
+func runStreaming(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			t.Log(sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	wg.Wait()
+	if err != nil {
+		t.Errorf("node --test failed: %v", err)
+	}
+}
