@@ -190,6 +190,7 @@ func TestTaquitoInterop(t *testing.T) {
 	}, files...)
 	cmd := exec.CommandContext(ctx, nodeBin, args...)
 	cmd.Env = append(os.Environ(),
+		"SIGNATORY_ENCRYPTED_KEYS="+encryptedKeys(t),
 		"SIGNATORY_URL=http://"+mainD.addr,
 		"SIGNATORY_AUTH_URL=http://"+auth.addr,
 		"SIGNATORY_INTEROP_KEYS="+string(keysJSON),
@@ -422,4 +423,30 @@ func runStreaming(t *testing.T, cmd *exec.Cmd) {
 	if err != nil {
 		t.Errorf("node --test failed: %v", err)
 	}
+}
+
+// encryptedKeys encrypts fresh tz1, tz2 and tz3 keys the way `signatory generate` writes them into
+// an encrypted file vault, for encrypted_keys.test.mjs to decrypt with Taquito's InMemorySigner.
+func encryptedKeys(t *testing.T) string {
+	t.Helper()
+	type encKey struct {
+		Encrypted string `json:"encrypted"`
+		Password  string `json:"password"`
+		PKH       string `json:"pkh"`
+	}
+	var out []encKey
+	for _, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256} {
+		priv, err := tezos.GenerateKey(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw := "interop password " + string(c)
+		enc, err := tezos.EncryptSecretKey(priv, []byte(pw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, encKey{Encrypted: enc, Password: pw, PKH: priv.Public().Hash().String()})
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
