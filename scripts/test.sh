@@ -24,6 +24,16 @@ if [ -f test/interop/package.json ]; then
   fi
 fi
 
+if [ "${VULNCHECK:-1}" != "0" ]; then
+  echo "== govulncheck (database from the golang.org/x/vulndb module: vuln.go.dev may be unreachable)"
+  go install golang.org/x/vuln/cmd/govulncheck@v1.9.0
+  vulndb_src=$(go mod download -json golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  vulndb=$(mktemp -d)
+  go run ./tools/vulndb "$vulndb_src" "$vulndb"
+  "$(go env GOPATH)/bin/govulncheck" -db "file://$vulndb" ./...
+  rm -rf "$vulndb"
+fi
+
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
