@@ -30,6 +30,8 @@ type Config struct {
 	PasswordEnv string `yaml:"password_env"`
 	// PasswordFile is a file holding that password (used when PasswordEnv is unset).
 	PasswordFile string `yaml:"password_file"`
+	// InsecurePermissions accepts a key file that group or others can read (refused otherwise).
+	InsecurePermissions bool `yaml:"insecure_permissions"`
 }
 
 // entry is one element of octez-client's secret_keys file.
@@ -87,8 +89,11 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 		return v, nil
 	case err != nil:
 		return nil, fmt.Errorf("vault %s: cannot read key file: %w", name, err)
+	case fi.Mode().Perm()&0o077 != 0 && !cfg.InsecurePermissions:
+		return nil, fmt.Errorf("vault %s: key file %s has mode %04o: group or others can access it; run chmod 600 %s (or set insecure_permissions: true)",
+			name, path, fi.Mode().Perm(), path)
 	case fi.Mode().Perm()&0o077 != 0 && env.Logger != nil:
-		env.Logger.Warn("key file is readable by group or others; run chmod 600 on it",
+		env.Logger.Warn("key file is readable by group or others (accepted: insecure_permissions is set)",
 			"vault", name, "file", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
 	data, err := os.ReadFile(path)

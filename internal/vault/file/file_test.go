@@ -177,3 +177,17 @@ func TestImportRefusesDuplicatesAndWritesNothing(t *testing.T) {
 		t.Fatalf("after import: %d keys", len(keys))
 	}
 }
+
+func TestKeyFilePermissions(t *testing.T) {
+	t.Parallel()
+	p := write(t, `[{"name":"a","value":"unencrypted:`+tv.K1SK+`"}]`)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open("local", Config{File: p}, vault.Env{}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key file accepted: %v", err)
+	}
+	if _, err := Open("local", Config{File: p, InsecurePermissions: true}, vault.Env{}); err != nil {
+		t.Fatalf("opt-in refused: %v", err)
+	}
+}
