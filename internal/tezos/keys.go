@@ -254,8 +254,16 @@ func IsLowS(sig crypt.Signature) bool {
 // tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite, or, for signing
 // version 1, the augmented one.
 func Verify(pub crypt.PublicKey, sig crypt.Signature, message []byte, version int) bool {
-	if bpub, ok := pub.(*crypt.BLSPublicKey); ok && version == 1 {
-		return bpub.VerifySignatureAugmented(sig, message)
+	switch p := pub.(type) {
+	case *crypt.BLSPublicKey:
+		if version == 1 {
+			return p.VerifySignatureAugmented(sig, message)
+		}
+	case *crypt.ECDSAPublicKey:
+		if e, ok := sig.(*crypt.ECDSASignature); ok && p.Curve == crypt.S256() && e.Curve == crypt.S256() {
+			d := crypt.DigestFunc(message)
+			return verifySecp256k1(p, e, d[:])
+		}
 	}
 	return pub.VerifySignature(sig, message)
 }

@@ -219,3 +219,34 @@ func TestDerivedSignatures(t *testing.T) {
 		}
 	}
 }
+
+func TestSecp256k1FastPathAgreesWithGeneric(t *testing.T) {
+	t.Parallel()
+	priv, _ := GenerateKey(Secp256k1)
+	ep := (*ecdsa.PrivateKey)(priv.(*crypt.ECDSAPrivateKey))
+	msg := []byte("\x03payload")
+	d := crypt.DigestFunc(msg)
+	for i := 0; i < 32; i++ {
+		r, s, _ := ecdsa.Sign(crand.Reader, ep, d[:])
+		generic := &crypt.ECDSASignature{R: r, S: s, Curve: crypt.S256()}
+		if !Verify(priv.Public(), generic, msg, 2) || !Verify(priv.Public(), LowS(generic), msg, 2) {
+			t.Fatal("signature rejected by the fast path")
+		}
+		bad := &crypt.ECDSASignature{R: r, S: new(big.Int).Add(s, big.NewInt(1)), Curve: crypt.S256()}
+		if Verify(priv.Public(), bad, msg, 2) {
+			t.Fatal("altered signature accepted")
+		}
+		if Verify(priv.Public(), generic, []byte("\x03other"), 2) {
+			t.Fatal("signature accepted for another message")
+		}
+	}
+	other, _ := GenerateKey(Secp256k1)
+	r, s, _ := ecdsa.Sign(crand.Reader, ep, d[:])
+	if Verify(other.Public(), &crypt.ECDSASignature{R: r, S: s, Curve: crypt.S256()}, msg, 2) {
+		t.Fatal("signature accepted for another key")
+	}
+	zero := &crypt.ECDSASignature{R: big.NewInt(0), S: big.NewInt(1), Curve: crypt.S256()}
+	if Verify(priv.Public(), zero, msg, 2) {
+		t.Fatal("r = 0 accepted")
+	}
+}
