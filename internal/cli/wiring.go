@@ -9,17 +9,20 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/vault"
+	vaultawskms "github.com/signatory-go/signatory/internal/vault/awskms"
 	vaultfile "github.com/signatory-go/signatory/internal/vault/file"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	"github.com/signatory-go/signatory/internal/watermark"
+	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
 )
 
 // vaultDrivers is the one table of vault backends: driver name → constructor.
 var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) (vault.Vault, error){
-	vaultfile.Driver: vaultfile.New,
-	vaultmem.Driver:  vaultmem.New,
+	vaultfile.Driver:   vaultfile.New,
+	vaultmem.Driver:    vaultmem.New,
+	vaultawskms.Driver: vaultawskms.New,
 }
 
 // watermarkDrivers is the one table of watermark backends.
@@ -27,7 +30,9 @@ var watermarkDrivers = map[string]func(cfg *config.Config, node *yaml.Node, log 
 	"file": func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
 		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log))
 	},
-	"mem": func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
+	"mem":             func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
+	wmdynamodb.Driver: wmdynamodb.New,
+	"aws":             wmdynamodb.New, // the reference's name for the DynamoDB store
 }
 
 // openVaults builds every configured vault. As in the reference, a vault that fails to open is

@@ -1,0 +1,236 @@
+package dynamodb
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	tz "github.com/ecadlabs/gotez/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
+	wt "github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+var tableSeq atomic.Int64
+
+func newTable() string { return fmt.Sprintf("wm_%d_%d", time.Now().UnixNano()%1e6, tableSeq.Add(1)) }
+
+func open(t testing.TB, srv *dynamotest.Server, table string, timeout time.Duration) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), testConfig(srv, table, timeout), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testConfig(srv *dynamotest.Server, table string, timeout time.Duration) Config {
+	return Config{Table: table, Region: dynamotest.Region, AccessKeyID: dynamotest.AccessKey,
+		SecretAccessKey: dynamotest.SecretKey, Endpoint: srv.Endpoint, Timeout: config.Duration(timeout)}
+}
+
+// TestConformance runs the suite every watermark store passes, each subtest on its own table.
+func TestConformance(t *testing.T) {
+	srv := dynamotest.Start(t)
+	tables := sync.Map{} // *Store → table
+	openFn := func(t *testing.T) watermark.Store {
+		table := newTable()
+		s := open(t, srv, table, 10*time.Second)
+		tables.Store(s, table)
+		return s
+	}
+	reopen := func(t *testing.T, old watermark.Store) watermark.Store {
+		table, _ := tables.Load(old)
+		old.Close()
+		s := open(t, srv, table.(string), 10*time.Second)
+		tables.Store(s, table)
+		return s
+	}
+	wt.Run(t, openFn, reopen)
+}
+
+// TestEmulatorDown: a frozen emulator makes Advance fail as Internal within the store's timeout,
+// and a killed one fails at once; nothing is stored, and once the emulator is back the same
+// payload is accepted and a different one at the same level and round is refused.
+func TestEmulatorDown(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 700*time.Millisecond)
+	defer s.Close()
+	k := wt.Key(0, 0, watermark.Block)
+	wt.MustAdvance(t, s, k, wt.M(10, 0, 1))
+
+	expectInternal := func(what string, m watermark.Mark, bound time.Duration) {
+		t.Helper()
+		start := time.Now()
+		err := s.Advance(context.Background(), k, m)
+		if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
+			t.Fatalf("%s: Advance = %v, want an Internal error", what, err)
+		}
+		if d := time.Since(start); d > bound {
+			t.Fatalf("%s: Advance took %v, want at most %v", what, d, bound)
+		}
+		if s.Health(context.Background()) == nil {
+			t.Fatalf("%s: Health = nil", what)
+		}
+	}
+	srv.Pause()
+	expectInternal("paused", wt.M(11, 0, 2), 3*time.Second)
+	srv.Resume()
+	wt.MustAdvance(t, s, k, wt.M(11, 0, 2)) // the retry of the same payload is served
+	wt.MustRefuse(t, s, k, wt.M(11, 0, 3))
+
+	srv.Stop()
+	expectInternal("stopped", wt.M(12, 0, 4), 3*time.Second)
+	srv.Restart()
+	if err := s.Health(context.Background()); err != nil {
+		t.Fatalf("Health after restart: %v", err)
+	}
+	wt.MustRefuse(t, s, k, wt.M(11, 0, 5)) // the watermark survived the restart
+	wt.MustAdvance(t, s, k, wt.M(12, 0, 4))
+}
+
+// TestReferenceItems: items written by the reference (digest as vh…, kind names) are read and
+// respected; an attestation_with_dal item is not one of ours and is skipped by List.
+func TestReferenceItems(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	var logs bytes.Buffer
+	s, err := Open(context.Background(), testConfig(srv, "watermark", 5*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := wt.Key(0, 0, watermark.Attestation)
+	digest := [32]byte{7}
+	put := func(kind string) {
+		_, err := s.client.PutItem(context.Background(), &ddb.PutItemInput{TableName: aws.String("watermark"), Item: map[string]types.AttributeValue{
+			"idx": &types.AttributeValueMemberS{Value: k.Chain + "/" + k.PKH}, "request": &types.AttributeValueMemberS{Value: kind},
+			"lvl": &types.AttributeValueMemberN{Value: "34"}, "round": &types.AttributeValueMemberN{Value: "4"},
+			"digest": &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(digest).String()},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("attestation")
+	put("attestation_with_dal")
+	es, err := s.List(context.Background())
+	want := watermark.Entry{Key: k, Mark: watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true}}
+	if err != nil || len(es) != 1 || es[0] != want {
+		t.Fatalf("List = %v, %v; want [%v]", es, err, want)
+	}
+	if !strings.Contains(logs.String(), "attestation_with_dal") {
+		t.Fatalf("no warning about the skipped item:\n%s", &logs)
+	}
+	wt.MustRefuse(t, s, k, wt.M(34, 4, 8))
+	wt.MustAdvance(t, s, k, watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true})
+	wt.MustAdvance(t, s, k, wt.M(34, 5, 8))
+}
+
+// TestTable: two processes creating one table at once both succeed; a table with another key
+// schema is refused with a clear error.
+func TestTable(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	table := newTable()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(context.Background(), testConfig(srv, table, 5*time.Second), slog.New(slog.DiscardHandler))
+			if err == nil {
+				err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.M(1, 0, 1))
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("store %d: %v", i, err)
+		}
+	}
+
+	s := open(t, srv, newTable(), 5*time.Second)
+	defer s.Close()
+	_, err := s.client.CreateTable(context.Background(), &ddb.CreateTableInput{
+		TableName:            aws.String("other"),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pkh"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pkh"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), testConfig(srv, "other", 5*time.Second), nil)
+	if err == nil || !strings.Contains(err.Error(), `table other`) || !strings.Contains(err.Error(), `hash key "idx"`) {
+		t.Fatalf("Open over a foreign table = %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	for name, c := range map[string]struct{ yaml, want string }{
+		"half credentials": {"region: us-east-1\nsecret_access_key: s3cr3t\n", "must be given together"},
+		"no region":        {"table: t\n", "region is not set"},
+		"bad timeout":      {"region: us-east-1\ntimeout: [1]\n", "invalid duration"},
+	} {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
+			t.Fatal(err)
+		}
+		_, err := New(nil, n.Content[0], nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+}
+
+// BenchmarkAdvance measures one conditional PutItem through dynalite (an emulator on loopback:
+// the figure is our overhead plus the emulator's, not DynamoDB's latency).
+func BenchmarkAdvance(b *testing.B) {
+	srv := dynamotest.Start(b)
+	s := open(b, srv, newTable(), 10*time.Second)
+	defer s.Close()
+	var seq atomic.Int32 // a fresh key for every run, since -count repeats sub-benchmarks on one table
+	b.Run("rising", func(b *testing.B) {
+		k := wt.Key(0, int(seq.Add(1)), watermark.Block)
+		level := int32(0)
+		for b.Loop() {
+			level++
+			if err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel-keys", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			k := wt.Key(1, int(seq.Add(1)), watermark.Attestation)
+			level := int32(0)
+			for pb.Next() {
+				level++
+				if err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
