@@ -10,7 +10,10 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultawskms "github.com/signatory-go/signatory/internal/vault/awskms"
+	vaultazure "github.com/signatory-go/signatory/internal/vault/azure"
+	vaultcloudkms "github.com/signatory-go/signatory/internal/vault/cloudkms"
 	vaultfile "github.com/signatory-go/signatory/internal/vault/file"
+	vaulthashicorp "github.com/signatory-go/signatory/internal/vault/hashicorp"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
@@ -20,9 +23,12 @@ import (
 
 // vaultDrivers is the one table of vault backends: driver name → constructor.
 var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) (vault.Vault, error){
-	vaultfile.Driver:   vaultfile.New,
-	vaultmem.Driver:    vaultmem.New,
-	vaultawskms.Driver: vaultawskms.New,
+	vaultfile.Driver:      vaultfile.New,
+	vaultmem.Driver:       vaultmem.New,
+	vaultawskms.Driver:    vaultawskms.New,
+	vaultcloudkms.Driver:  vaultcloudkms.New,
+	vaultazure.Driver:     vaultazure.New,
+	vaulthashicorp.Driver: vaulthashicorp.New,
 }
 
 // watermarkDrivers is the one table of watermark backends.

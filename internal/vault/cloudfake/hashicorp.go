@@ -1,0 +1,269 @@
+package cloudfake
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+// Vault is a fake of HashiCorp Vault's Transit secrets engine and AppRole login:
+// LIST (or GET ?list=true) /v1/<mount>/keys, GET /v1/<mount>/keys/<name>,
+// POST or PUT /v1/<mount>/sign/<name>, and POST or PUT /v1/auth/approle/login. Every call but
+// the login needs X-Vault-Token with a valid token, or gets 403 "permission denied".
+type Vault struct {
+	faults
+	Mount string // transit mount path, without slashes; default "transit"
+	// RoleID and SecretID are the AppRole credentials accepted by the login.
+	RoleID, SecretID string
+
+	mu     sync.Mutex
+	tokens map[string]bool
+	keys   map[string]*transitKey
+}
+
+type transitKey struct {
+	typ      string
+	versions []*Key // version n is versions[n-1]; nil keys for types the fake does not sign with
+}
+
+// NewVault returns a fake whose transit engine is mounted at "transit" and that accepts token.
+func NewVault(token string) *Vault {
+	return &Vault{Mount: "transit", tokens: map[string]bool{token: true}, keys: map[string]*transitKey{}}
+}
+
+// Start serves the fake over HTTPS on a loopback port; it returns the address (https://…), the
+// certificate whose PEM a client must trust, and a function that stops the server.
+func (v *Vault) Start() (url string, cert *Cert, stop func()) {
+	srv, cert := ServeTLS(v)
+	return srv.URL, cert, srv.Close
+}
+
+// AddKey creates an ed25519 transit key and returns its first version.
+func (v *Vault) AddKey(name string) *Key {
+	k := NewKey(tezos.Ed25519)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys[name] = &transitKey{typ: "ed25519", versions: []*Key{k}}
+	return k
+}
+
+// AddOther creates a transit key of another type (e.g. "ecdsa-p256", "aes256-gcm96").
+func (v *Vault) AddOther(name, typ string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys[name] = &transitKey{typ: typ, versions: []*Key{nil}}
+}
+
+// Rotate adds a version to an ed25519 key and returns it.
+func (v *Vault) Rotate(name string) *Key {
+	k := NewKey(tezos.Ed25519)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys[name].versions = append(v.keys[name].versions, k)
+	return k
+}
+
+// RevokeAll revokes every token (as when they expire); static tokens are revoked too.
+func (v *Vault) RevokeAll() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	clear(v.tokens)
+}
+
+func vaultFail(w http.ResponseWriter, status int, errs ...string) {
+	if errs == nil {
+		errs = []string{}
+	}
+	vaultReply(w, status, map[string]any{"errors": errs})
+}
+
+func vaultReply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func vaultData(data any) map[string]any {
+	return map[string]any{"request_id": "00000000-0000-0000-0000-000000000000", "lease_id": "", "renewable": false,
+		"lease_duration": 0, "data": data, "wrap_info": nil, "warnings": nil, "auth": nil}
+}
+
+// ServeHTTP implements http.Handler.
+func (v *Vault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && r.URL.Path == "/v1/auth/approle/login" {
+		v.count("login")
+		v.login(w, r)
+		return
+	}
+	v.mu.Lock()
+	ok := v.tokens[r.Header.Get("X-Vault-Token")]
+	v.mu.Unlock()
+	if !ok {
+		vaultFail(w, http.StatusForbidden, "permission denied")
+		return
+	}
+	prefix := "/v1/" + v.Mount + "/"
+	rest, found := strings.CutPrefix(r.URL.Path, prefix)
+	list := r.Method == "LIST" || (r.Method == http.MethodGet && r.URL.Query().Get("list") == "true")
+	switch {
+	case !found:
+		vaultFail(w, http.StatusNotFound, "no handler for route \""+strings.TrimPrefix(r.URL.Path, "/v1/")+"\". route entry not found.")
+	case list && strings.TrimSuffix(rest, "/") == "keys":
+		v.count("list")
+		v.list(w)
+	case r.Method == http.MethodGet && strings.HasPrefix(rest, "keys/"):
+		v.count("read")
+		v.read(w, strings.TrimPrefix(rest, "keys/"))
+	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && strings.HasPrefix(rest, "sign/"):
+		v.sign(w, r, strings.TrimPrefix(rest, "sign/"))
+	default:
+		vaultFail(w, http.StatusMethodNotAllowed, "unsupported operation")
+	}
+}
+
+func (v *Vault) login(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		RoleID   string `json:"role_id"`
+		SecretID string `json:"secret_id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		vaultFail(w, http.StatusBadRequest, "failed to parse JSON input: "+err.Error())
+		return
+	}
+	if body.RoleID == "" {
+		vaultFail(w, http.StatusBadRequest, "missing role_id")
+		return
+	}
+	if v.RoleID == "" || body.RoleID != v.RoleID || body.SecretID != v.SecretID {
+		vaultFail(w, http.StatusBadRequest, "invalid role or secret ID")
+		return
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	token := "hvs." + hex.EncodeToString(b)
+	v.mu.Lock()
+	v.tokens[token] = true
+	v.mu.Unlock()
+	reply := vaultData(nil)
+	reply["auth"] = map[string]any{"client_token": token, "accessor": "acc", "policies": []string{"default", "signer"},
+		"token_policies": []string{"default", "signer"}, "lease_duration": 3600, "renewable": true, "token_type": "service"}
+	vaultReply(w, http.StatusOK, reply)
+}
+
+func (v *Vault) list(w http.ResponseWriter) {
+	v.mu.Lock()
+	names := make([]string, 0, len(v.keys))
+	for n := range v.keys {
+		names = append(names, n)
+	}
+	v.mu.Unlock()
+	if len(names) == 0 {
+		vaultFail(w, http.StatusNotFound)
+		return
+	}
+	sort.Strings(names)
+	vaultReply(w, http.StatusOK, vaultData(map[string]any{"keys": names}))
+}
+
+func (v *Vault) read(w http.ResponseWriter, name string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k := v.keys[name]
+	if k == nil {
+		vaultFail(w, http.StatusNotFound)
+		return
+	}
+	versions := map[string]any{}
+	for i, key := range k.versions {
+		ver := map[string]any{"creation_time": "2026-01-01T00:00:00Z", "name": k.typ}
+		if key != nil {
+			ver["public_key"] = base64.StdEncoding.EncodeToString([]byte(key.ed.Public().(ed25519.PublicKey)))
+		} else if strings.HasPrefix(k.typ, "ecdsa") {
+			ver["public_key"] = "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n"
+		} else {
+			versions[strconv.Itoa(i+1)] = 1700000000 // symmetric keys list creation times only
+			continue
+		}
+		versions[strconv.Itoa(i+1)] = ver
+	}
+	vaultReply(w, http.StatusOK, vaultData(map[string]any{
+		"name": name, "type": k.typ, "keys": versions, "latest_version": len(k.versions),
+		"min_available_version": 0, "min_decryption_version": 1, "min_encryption_version": 0,
+		"supports_signing": k.typ == "ed25519" || strings.HasPrefix(k.typ, "ecdsa"),
+		"deletion_allowed": false, "exportable": false, "derived": false,
+	}))
+}
+
+func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
+	var body map[string]json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		vaultFail(w, http.StatusBadRequest, "failed to parse JSON input: "+err.Error())
+		return
+	}
+	// The body is read, so the server now notices a client that gives up.
+	if v.signFault(r.Context().Done()) {
+		vaultFail(w, http.StatusTooManyRequests, fmt.Sprintf("request path %q: rate limit quota exceeded", v.Mount+"/sign/"+name))
+		return
+	}
+	if r.Context().Err() != nil {
+		return
+	}
+	known := map[string]bool{"input": true, "key_version": true, "prehashed": true, "hash_algorithm": true}
+	for f := range body {
+		if !known[f] {
+			vaultFail(w, http.StatusBadRequest, "the fake does not know the sign parameter "+strconv.Quote(f))
+			return
+		}
+	}
+	var input string
+	var version int
+	var prehashed bool
+	if json.Unmarshal(body["input"], &input) != nil || input == "" {
+		vaultFail(w, http.StatusBadRequest, "missing input to process")
+		return
+	}
+	msg, err := base64.StdEncoding.DecodeString(input)
+	if err != nil {
+		vaultFail(w, http.StatusBadRequest, "unable to decode input as base64: "+err.Error())
+		return
+	}
+	if raw, ok := body["key_version"]; ok && json.Unmarshal(raw, &version) != nil {
+		vaultFail(w, http.StatusBadRequest, "key_version must be an integer")
+		return
+	}
+	if raw, ok := body["prehashed"]; ok && (json.Unmarshal(raw, &prehashed) != nil || prehashed) {
+		vaultFail(w, http.StatusBadRequest, "the fake signs ed25519 input as is; prehashed must be false")
+		return
+	}
+	v.mu.Lock()
+	k := v.keys[name]
+	v.mu.Unlock()
+	switch {
+	case k == nil:
+		vaultFail(w, http.StatusBadRequest, "signing key not found")
+		return
+	case k.typ != "ed25519":
+		vaultFail(w, http.StatusBadRequest, "the fake signs with ed25519 keys only")
+		return
+	case version > len(k.versions) || version < 0:
+		vaultFail(w, http.StatusBadRequest, "requested version for signing is greater than the latest key version")
+		return
+	case version == 0:
+		version = len(k.versions)
+	}
+	sig := k.versions[version-1].signRaw(msg)
+	vaultReply(w, http.StatusOK, vaultData(map[string]any{
+		"signature":   fmt.Sprintf("vault:v%d:%s", version, base64.StdEncoding.EncodeToString(sig)),
+		"key_version": version,
+	}))
+}

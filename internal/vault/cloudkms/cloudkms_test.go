@@ -1,0 +1,260 @@
+package cloudkms
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/kms/apiv1/kmspb"
+	"golang.org/x/crypto/blake2b"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+)
+
+const token = "ya29.test-token"
+
+type env struct {
+	fake *cloudfake.GCP
+	addr string
+	ring string
+}
+
+// newFake starts a plaintext fake holding, in key ring p/l/r: a P-256 key with versions
+// ENABLED, DISABLED, ENABLED; a secp256k1 key; and keys that must be skipped.
+func newFake(t *testing.T, cert *cloudfake.Cert) *env {
+	t.Helper()
+	f := cloudfake.NewGCP(token)
+	ring := f.KeyRing("p", "l", "r")
+	en, dis := kmspb.CryptoKeyVersion_ENABLED, kmspb.CryptoKeyVersion_DISABLED
+	sign := kmspb.CryptoKey_ASYMMETRIC_SIGN
+	f.AddKey(ring, "p256", sign, kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256, en, dis, en)
+	f.AddKey(ring, "symmetric", kmspb.CryptoKey_ENCRYPT_DECRYPT, kmspb.CryptoKeyVersion_GOOGLE_SYMMETRIC_ENCRYPTION, en)
+	f.AddKey(ring, "rsa", sign, kmspb.CryptoKeyVersion_RSA_SIGN_PSS_2048_SHA256, en)
+	f.AddKey(ring, "k1", sign, kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256, en)
+	f.AddKey(ring, "p384", sign, kmspb.CryptoKeyVersion_EC_SIGN_P384_SHA384, en)
+	addr, stop := f.Start(cert)
+	t.Cleanup(stop)
+	return &env{fake: f, addr: addr, ring: ring}
+}
+
+func (e *env) config() Config {
+	return Config{Project: "p", Location: "l", KeyRing: "r", Endpoint: e.addr, Insecure: true, AccessToken: token,
+		Timeout: config.Duration(5 * time.Second)}
+}
+
+func open(t *testing.T, cfg Config) *Vault {
+	t.Helper()
+	v, err := Open(context.Background(), "gcp", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+func digest(t *testing.T) *[32]byte {
+	_, d := message()
+	return d
+}
+
+func message() ([]byte, *[32]byte) {
+	msg := make([]byte, 40)
+	rand.Read(msg)
+	d := blake2b.Sum256(msg)
+	return msg, &d
+}
+
+func TestListAndSign(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	v := open(t, e.config())
+	keys, err := v.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, k := range keys {
+		ids = append(ids, k.ID())
+	}
+	sort.Strings(ids)
+	want := []string{e.ring + "/cryptoKeys/k1/cryptoKeyVersions/1", e.ring + "/cryptoKeys/p256/cryptoKeyVersions/1", e.ring + "/cryptoKeys/p256/cryptoKeyVersions/3"}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("listed %v, want %v", ids, want)
+	}
+	real := e.fake.Keys()
+	for _, k := range keys {
+		if !k.PublicKey().Equal(real[k.ID()].Public()) {
+			t.Fatalf("%s: public key differs from the fake's", k.ID())
+		}
+		curve := tezos.CurveOf(k.PublicKey())
+		highS := 0
+		for i := 0; i < 4; i++ {
+			msg, d := message()
+			sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{})
+			if err != nil {
+				t.Fatalf("%s: %v", k.ID(), err)
+			}
+			if !tezos.IsLowS(sig) {
+				highS++
+			}
+			if !tezos.Verify(k.PublicKey(), tezos.LowS(sig), msg, 2) {
+				t.Fatalf("%s (%s): signature does not verify", k.ID(), curve)
+			}
+		}
+		if highS == 0 {
+			t.Fatalf("%s: no high-S signature came through; normalisation is not exercised", k.ID())
+		}
+	}
+	// A second List reuses the public keys: no more GetPublicKey calls.
+	n := e.fake.Calls("GetPublicKey")
+	if _, err := v.List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.fake.Calls("GetPublicKey") != n {
+		t.Fatal("public keys were fetched again")
+	}
+}
+
+func TestWrongToken(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	cfg := e.config()
+	cfg.AccessToken = "wrong"
+	_, err := open(t, cfg).List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Unauthenticated") || !strings.Contains(err.Error(), "ListCryptoKeys") {
+		t.Fatalf("err = %v, want a clear Unauthenticated error", err)
+	}
+	cfg.AccessToken = ""
+	if _, err := open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Fatalf("no token: err = %v", err)
+	}
+}
+
+func TestUnknownKeyRingAndDisabledVersion(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	cfg := e.config()
+	cfg.KeyRing = "nope"
+	if _, err := open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("unknown key ring: err = %v", err)
+	}
+	v := open(t, e.config())
+	keys, err := v.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.SetState(keys[0].ID(), kmspb.CryptoKeyVersion_DISABLED)
+	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") || !strings.Contains(err.Error(), keys[0].ID()) {
+		t.Fatalf("disabled version: err = %v", err)
+	}
+	if keys, _ = v.List(context.Background()); len(keys) != 2 {
+		t.Fatalf("a disabled version is still listed: %d keys", len(keys))
+	}
+}
+
+func TestThrottlingIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	v := open(t, e.config())
+	keys, err := v.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Throttle(2)
+	start := time.Now()
+	if _, err := keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
+		t.Fatalf("throttled twice, then: %v", err)
+	}
+	if n := e.fake.Calls("sign"); n != 3 {
+		t.Fatalf("%d sign calls, want 3", n)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("two retries took %v", d)
+	}
+	// More throttling than retries: the last error is returned.
+	e.fake.Throttle(10)
+	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	if err == nil || !strings.Contains(err.Error(), "ResourceExhausted") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := e.fake.Calls("sign"); n != 3+1+DefaultMaxRetries {
+		t.Fatalf("%d sign calls, want %d", n, 3+1+DefaultMaxRetries)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	cfg := e.config()
+	cfg.Timeout = config.Duration(300 * time.Millisecond)
+	v := open(t, cfg)
+	keys, err := v.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Delay(10 * time.Second)
+	start := time.Now()
+	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("timed out after %v, want about 300ms", d)
+	}
+}
+
+func TestTLSEndpoint(t *testing.T) {
+	t.Parallel()
+	cert := cloudfake.NewCert()
+	e := newFake(t, cert)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, cert.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := &yaml.Node{}
+	if err := yaml.Unmarshal([]byte("project: p\nlocation: l\nkey_ring: r\nendpoint: "+e.addr+
+		"\ntls_ca_cert: "+ca+"\naccess_token: "+token+"\ntimeout: 5\n"), node); err != nil {
+		t.Fatal(err)
+	}
+	vv, err := New("gcp", node.Content[0], vault.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vv.Close()
+	keys, err := vv.List(context.Background())
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("%d keys, %v", len(keys), err)
+	}
+	if _, err := keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ yaml, want string }{
+		{"project: p\nlocation: l\n", "key_ring are required"},
+		{"project: p\nlocation: l\nkeyring: r\n", `unknown config key "keyring"`},
+		{"project: p\nlocation: l\nkey_ring: r\ninsecure: true\n", "insecure needs an endpoint"},
+		{"project: p\nlocation: l\nkey_ring: r\napplication_credentials_data: '{\"type\":\"x\"}'\n", `type "x" are not supported`},
+	} {
+		node := &yaml.Node{}
+		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
+			t.Fatal(err)
+		}
+		_, err := New("gcp", node.Content[0], vault.Env{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

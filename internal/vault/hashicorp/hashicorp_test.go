@@ -1,0 +1,245 @@
+package hashicorp
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/blake2b"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+)
+
+const token = "hvs.root-test-token"
+
+type env struct {
+	fake *cloudfake.Vault
+	url  string
+	ca   string
+	real map[string]*cloudfake.Key
+}
+
+// newFake serves a Transit engine at mount with two ed25519 keys and keys to skip.
+func newFake(t *testing.T, mount string) *env {
+	t.Helper()
+	f := cloudfake.NewVault(token)
+	f.Mount = mount
+	f.RoleID, f.SecretID = "role-1", "secret-1"
+	url, cert, stop := f.Start()
+	t.Cleanup(stop)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, cert.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{fake: f, url: url, ca: ca, real: map[string]*cloudfake.Key{}}
+	e.real["a"] = f.AddKey("a")
+	e.real["b"] = f.AddKey("b")
+	f.AddOther("ec", "ecdsa-p256")
+	f.AddOther("aes", "aes256-gcm96")
+	return e
+}
+
+func (e *env) config() Config {
+	return Config{Address: e.url, Token: token, TLSCACert: e.ca, Timeout: config.Duration(5 * time.Second)}
+}
+
+func open(t *testing.T, cfg Config) *Vault {
+	t.Helper()
+	v, err := Open("hc", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func message() ([]byte, *[32]byte) {
+	msg := make([]byte, 40)
+	rand.Read(msg)
+	d := blake2b.Sum256(msg)
+	return msg, &d
+}
+
+func signVerify(t *testing.T, k vault.Key) {
+	t.Helper()
+	msg, d := message()
+	sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{})
+	if err != nil {
+		t.Fatalf("%s: %v", k.ID(), err)
+	}
+	if !tezos.Verify(k.PublicKey(), sig, msg, 2) {
+		t.Fatalf("%s: signature does not verify", k.ID())
+	}
+}
+
+func TestListAndSign(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	keys, err := open(t, e.config()).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].ID() != "a/v1" || keys[1].ID() != "b/v1" {
+		t.Fatalf("listed %v", keys)
+	}
+	for _, k := range keys {
+		if !k.PublicKey().Equal(e.real[k.(*Key).name].Public()) {
+			t.Fatalf("%s: public key differs from the fake's", k.ID())
+		}
+		signVerify(t, k)
+	}
+}
+
+// TestRotationKeepsListedVersion: after a rotation the listed key still signs with its version;
+// the next List offers the new version.
+func TestRotationKeepsListedVersion(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	v := open(t, e.config())
+	keys, _ := v.List(context.Background())
+	e.fake.Rotate("a")
+	signVerify(t, keys[0])
+	keys, err := v.List(context.Background())
+	if err != nil || keys[0].ID() != "a/v2" {
+		t.Fatalf("%v %v", keys, err)
+	}
+	signVerify(t, keys[0])
+}
+
+// TestAppRoleReferenceSchema uses the reference's keys, a custom mount and AppRole; when every
+// token is revoked, the vault logs in again.
+func TestAppRoleReferenceSchema(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "signing/transit")
+	node := &yaml.Node{}
+	doc := "address: " + e.url + "\nroleID: role-1\nsecretID: secret-1\ntlsCaCert: " + e.ca +
+		"\ntransitConfig:\n  mountPoint: signing/transit/\n"
+	if err := yaml.Unmarshal([]byte(doc), node); err != nil {
+		t.Fatal(err)
+	}
+	v, err := New("hc", node.Content[0], vault.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := v.List(context.Background())
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("%v %v", keys, err)
+	}
+	signVerify(t, keys[1])
+	if n := e.fake.Calls("login"); n != 1 {
+		t.Fatalf("%d logins, want 1", n)
+	}
+	e.fake.RevokeAll()
+	signVerify(t, keys[1])
+	if n := e.fake.Calls("login"); n != 2 {
+		t.Fatalf("%d logins, want 2", n)
+	}
+}
+
+func TestWrongCredentials(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	cfg := e.config()
+	cfg.Token = "wrong"
+	_, err := open(t, cfg).List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Vault answered 403: permission denied") {
+		t.Fatalf("err = %v", err)
+	}
+	cfg.Token, cfg.RoleID, cfg.SecretID = "", "role-1", "wrong"
+	_, err = open(t, cfg).List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "AppRole login: Vault answered 400: invalid role or secret ID") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestNamedAndUnknownKeys(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	cfg := e.config()
+	cfg.Keys = []string{"b", "ec"}
+	keys, err := open(t, cfg).List(context.Background())
+	if err != nil || len(keys) != 1 || keys[0].ID() != "b/v1" || e.fake.Calls("list") != 0 {
+		t.Fatalf("%v %v", keys, err)
+	}
+	cfg.Keys = []string{"missing"}
+	if _, err = open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "no such key") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	gone := &Key{v: keys[0].(*Key).v, name: "gone", version: 1, pub: keys[0].(*Key).pub}
+	msg, d := message()
+	if _, err = gone.Sign(context.Background(), msg, d, vault.SignOptions{}); err == nil || !strings.Contains(err.Error(), "signing key not found") {
+		t.Fatalf("sign with an unknown key: %v", err)
+	}
+}
+
+func TestThrottlingIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	keys, err := open(t, e.config()).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Throttle(2)
+	signVerify(t, keys[0])
+	if n := e.fake.Calls("sign"); n != 3 {
+		t.Fatalf("%d sign calls, want 3", n)
+	}
+	e.fake.Throttle(10)
+	msg, d := message()
+	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	if err == nil || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := e.fake.Calls("sign"); n != 3+1+DefaultMaxRetries {
+		t.Fatalf("%d sign calls, want %d", n, 3+1+DefaultMaxRetries)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	cfg := e.config()
+	cfg.Timeout = config.Duration(300 * time.Millisecond)
+	keys, err := open(t, cfg).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Delay(10 * time.Second)
+	start := time.Now()
+	msg, d := message()
+	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("timed out after %v, want about 300ms", el)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Setenv("VAULT_TOKEN", "")
+	t.Setenv("VAULT_ADDR", "")
+	for _, tc := range []struct{ yaml, want string }{
+		{"address: https://v:8200\n", "no credentials"},
+		{"address: ftp://v\ntoken: t\n", "is not a Vault URL"},
+		{"address: https://v:8200\ntoken: t\ntls_client_cert: c.pem\n", "go together"},
+		{"address: https://v:8200\ntoken: t\ntransitConfig:\n  mount: x\n", `unknown config key "mount"`},
+	} {
+		node := &yaml.Node{}
+		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
+			t.Fatal(err)
+		}
+		_, err := New("hc", node.Content[0], vault.Env{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
