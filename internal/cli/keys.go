@@ -366,6 +366,7 @@ func newWatermark(g *globals) *cobra.Command {
 	}
 	show.Flags().BoolVar(&g.jsonOut, "json", false, "print JSON")
 	cmd.AddCommand(show)
+	cmd.AddCommand(newWatermarkExport(g), newWatermarkImport(g))
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -17,8 +18,10 @@ import (
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
+	wmetcd "github.com/signatory-go/signatory/internal/watermark/etcd"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+	wmpostgres "github.com/signatory-go/signatory/internal/watermark/postgres"
 )
 
 // vaultDrivers is the one table of vault backends: driver name → constructor.
@@ -36,7 +39,13 @@ var watermarkDrivers = map[string]func(cfg *config.Config, node *yaml.Node, log 
 	"file": func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
 		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log))
 	},
-	"mem":             func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
+	"mem": func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
+	wmpostgres.Driver: func(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
+		return wmpostgres.New(context.Background(), node, log)
+	},
+	wmetcd.Driver: func(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
+		return wmetcd.New(context.Background(), node, log)
+	},
 	wmdynamodb.Driver: wmdynamodb.New,
 	"aws":             wmdynamodb.New, // the reference's name for the DynamoDB store
 }

@@ -334,10 +334,9 @@ func (s *Signer) advance(ctx context.Context, pkh string, req *request.Request) 
 		s.m.WatermarkRejections.WithLabelValues(pkh, string(req.Kind), req.ChainID(), err.Error()).Inc()
 		return err
 	default:
+		// Whatever the store's trouble (unreachable, timed out, corrupt), the answer is 500: refused,
+		// never signed without a recorded watermark.
 		s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
-		if fault.KindOf(err) == fault.Unavailable {
-			return err
-		}
 		return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + err.Error(), Err: err}
 	}
 }

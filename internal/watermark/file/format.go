@@ -193,3 +193,22 @@ func decodeMark(msg json.RawMessage) (watermark.Mark, error) {
 	}
 	return m, nil
 }
+
+// ParseChainFile parses one watermark_v2/<chain>.json file with the reader the store uses at start
+// (round and hash optional, attestation_with_dal folded into attestation, other class names
+// skipped) and returns its marks, keyed with chain, in no particular order. It is for importers.
+func ParseChainFile(chain string, data []byte) ([]watermark.Entry, error) {
+	st, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	var out []watermark.Entry
+	for pkh, slots := range st.marks {
+		for i, sl := range slots {
+			if sl.ok {
+				out = append(out, watermark.Entry{Key: watermark.Key{Chain: chain, PKH: pkh, Class: classes[i]}, Mark: sl.mark})
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,226 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/storetest"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+	"github.com/signatory-go/signatory/test/servers"
+)
+
+var prefixSeq atomic.Int32
+
+// freshPrefix returns a key prefix not used before in this process.
+func freshPrefix() string { return fmt.Sprintf("/test/%d/", prefixSeq.Add(1)) }
+
+func openStore(t testing.TB, endpoint, prefix string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{Endpoints: []string{endpoint}, Prefix: prefix,
+		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(5 * time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	e := servers.StartEtcd(t)
+	watermarktest.Run(t, func(t *testing.T) watermark.Store {
+		return openStore(t, e.Endpoint(), freshPrefix())
+	}, func(t *testing.T, old watermark.Store) watermark.Store {
+		prefix := old.(*Store).prefix
+		if err := old.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return openStore(t, e.Endpoint(), prefix)
+	})
+}
+
+// TestStoreDown: with the server stopped Advance fails with a store error (never nil, never a
+// conflict); after a restart the old mark is still enforced and signing resumes.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint()}, Prefix: freshPrefix(),
+		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.StoreDown(t, s, e.Stop, e.Start)
+}
+
+// TestDeadline: with the server gone, Advance returns by the caller's deadline with an
+// Unavailable error that wraps context.DeadlineExceeded, and refuses nothing it should not.
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	s := openStore(t, e.Endpoint(), freshPrefix())
+	defer s.Close()
+	k := watermarktest.Key(0, 0, watermark.Attestation)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	e.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Advance(ctx, k, watermarktest.M(2, 0, 2))
+	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Advance with the server gone = %v, want Unavailable wrapping DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Advance took %v after a 300ms deadline", d)
+	}
+	e.Start()
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 3)) // the timed-out request changed nothing
+}
+
+// TestTwoSigners is a conflicting concurrent load through two Store instances (two signer
+// processes) on one prefix: for every (key, level, round) at most one digest is ever accepted.
+func TestTwoSigners(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	prefix := freshPrefix()
+	a, b := openStore(t, e.Endpoint(), prefix), openStore(t, e.Endpoint(), prefix)
+	defer a.Close()
+	defer b.Close()
+	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
+}
+
+// TestCorruptValue: a value that does not decode refuses (Internal), it is never read as no mark.
+func TestCorruptValue(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	prefix := freshPrefix()
+	s := openStore(t, e.Endpoint(), prefix)
+	defer s.Close()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	if _, err := s.cli.Put(context.Background(), s.key(k), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Advance(context.Background(), k, watermarktest.M(1, 0, 1))
+	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
+		t.Fatalf("Advance over a corrupt value = %v", err)
+	}
+	if _, err := s.List(context.Background()); err == nil {
+		t.Fatal("List over a corrupt value succeeded")
+	}
+}
+
+// TestAuth enables etcd authentication and checks that the store signs in with the user and
+// password taken from the environment, and that a wrong password fails at start.
+func TestAuth(t *testing.T) {
+	e := servers.StartEtcd(t)
+	ctx := context.Background()
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	steps := []func() error{
+		func() error { _, err := root.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.UserAdd(ctx, "signer", "s3cret"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "wm"); return err },
+		func() error {
+			_, err := root.RoleGrantPermission(ctx, "wm", "/auth/", clientv3.GetPrefixRangeEnd("/auth/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := root.UserGrantRole(ctx, "signer", "wm"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	}
+	for i, f := range steps {
+		if err := f(); err != nil {
+			t.Fatalf("auth setup step %d: %v", i, err)
+		}
+	}
+	t.Setenv("WM_TEST_ETCD_USER", "signer")
+	t.Setenv("WM_TEST_ETCD_PASSWORD", "s3cret")
+	c := Config{Endpoints: []string{e.Endpoint()}, Prefix: "/auth/", UsernameEnv: "WM_TEST_ETCD_USER",
+		PasswordEnv: "WM_TEST_ETCD_PASSWORD", DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(5 * time.Second)}
+	s, err := Open(ctx, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	watermarktest.MustRefuse(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 2))
+	s.Close()
+	t.Setenv("WM_TEST_ETCD_PASSWORD", "wrong")
+	if s, err := Open(ctx, c, nil); err == nil {
+		s.Close()
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	c.Prefix = "/elsewhere/" // the user may not read here
+	t.Setenv("WM_TEST_ETCD_PASSWORD", "s3cret")
+	if s, err := Open(ctx, c, nil); err == nil {
+		s.Close()
+		t.Fatal("Open on a prefix without permission succeeded")
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		yaml, err string
+	}{
+		{"endpoints: [http://127.0.0.1:2379]\n", ""},
+		{"endpoints: http://127.0.0.1:2379\nprefix: /x\ndial_timeout: 2s\n", ""},
+		{"prefix: /x/\n", "endpoints is required"},
+		{"endpoints: [a]\nprefx: /x/\n", `line 2: unknown key "prefx"`},
+		{"endpoints: [a]\ntimeout: soon\n", "soon"},
+	}
+	for _, c := range cases {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ParseConfig(n.Content[0])
+		if c.err == "" {
+			if err != nil {
+				t.Errorf("%q: %v", c.yaml, err)
+			} else if !strings.HasSuffix(cfg.Prefix, "/") || cfg.Timeout <= 0 || cfg.DialTimeout <= 0 {
+				t.Errorf("%q: defaults not set: %+v", c.yaml, cfg)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q: error %v, want %q", c.yaml, err, c.err)
+		}
+	}
+	bad := []Config{
+		{Endpoints: []string{"x"}, PasswordEnv: "WM_TEST_NOT_SET_ANYWHERE", Username: "u"},
+		{Endpoints: []string{"x"}, UsernameEnv: "WM_TEST_NOT_SET_ANYWHERE"},
+		{Endpoints: []string{"x"}, TLS: &TLSConfig{CertFile: "c"}},
+		{Endpoints: []string{"x"}, TLS: &TLSConfig{CAFile: "/nonexistent/ca.pem"}},
+	}
+	for i, c := range bad {
+		if s, err := Open(context.Background(), c, nil); err == nil {
+			s.Close()
+			t.Errorf("bad config %d opened", i)
+		}
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	_, err := Open(context.Background(), Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/",
+		DialTimeout: config.Duration(time.Second), Timeout: config.Duration(time.Second)}, nil)
+	if err == nil {
+		t.Fatal("Open on a closed port succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Open took %v", d)
+	}
+}

@@ -1,0 +1,236 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/storetest"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+	"github.com/signatory-go/signatory/test/servers"
+)
+
+var tableSeq atomic.Int32
+
+// freshTable returns a table name not used before in this process.
+func freshTable() string { return fmt.Sprintf("wm_%d", tableSeq.Add(1)) }
+
+func openStore(t testing.TB, dsn, table string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{DSN: dsn, Table: table, Timeout: config.Duration(5 * time.Second),
+		ConnectTimeout: config.Duration(10 * time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	pg := servers.StartPostgres(t)
+	tables := map[watermark.Store]string{}
+	var mu sync.Mutex
+	watermarktest.Run(t, func(t *testing.T) watermark.Store {
+		s := openStore(t, pg.DSN(), freshTable())
+		mu.Lock()
+		tables[s] = s.table
+		mu.Unlock()
+		return s
+	}, func(t *testing.T, old watermark.Store) watermark.Store {
+		if err := old.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		table := tables[old]
+		mu.Unlock()
+		s := openStore(t, pg.DSN(), strings.Trim(table, `"`))
+		mu.Lock()
+		tables[s] = table
+		mu.Unlock()
+		return s
+	})
+}
+
+// TestStoreDown: with the server stopped Advance fails with a store error (never nil, never a
+// conflict); after a restart the old mark is still enforced and signing resumes.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	s := openStore(t, pg.DSN(), freshTable())
+	defer s.Close()
+	storetest.StoreDown(t, s, pg.Stop, pg.Start)
+}
+
+// TestDeadline: a request stuck behind a row lock held by another session returns when its
+// context's deadline passes, with an Unavailable error that wraps context.DeadlineExceeded.
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	table := freshTable()
+	s := openStore(t, pg.DSN(), table)
+	defer s.Close()
+	k := watermarktest.Key(0, 0, watermark.Attestation)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+table+" FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Advance(dctx, k, watermarktest.M(2, 0, 2))
+	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Advance behind a lock = %v, want Unavailable wrapping DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Advance took %v after a 300ms deadline", d)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 3)) // the timed-out request changed nothing
+}
+
+// TestTwoSigners is a conflicting concurrent load through two Store instances (two signer
+// processes) on one table: for every (key, level, round) at most one digest is ever accepted.
+func TestTwoSigners(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	table := freshTable()
+	a, b := openStore(t, pg.DSN(), table), openStore(t, pg.DSN(), table)
+	defer a.Close()
+	defer b.Close()
+	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
+}
+
+func TestMigration(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	ctx := context.Background()
+	// Three signers starting together on a fresh table: one creates it, the others find it.
+	table := freshTable()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(ctx, Config{DSN: pg.DSN(), Table: table, Timeout: config.Duration(time.Second),
+				ConnectTimeout: config.Duration(10 * time.Second)}, nil)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent start: %v", err)
+		}
+	}
+	c, err := pgx.Connect(ctx, pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v int
+	if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("schema version = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	// A role that may only read and write the rows opens the existing schema and signs.
+	for _, q := range []string{"CREATE ROLE limited LOGIN", "GRANT SELECT, INSERT, UPDATE ON " + table + " TO limited",
+		"GRANT SELECT ON " + table + "_schema_version TO limited"} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limited := openStore(t, strings.Replace(pg.DSN(), "//test@", "//limited@", 1), table)
+	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(2, 0, 1))
+	limited.Close()
+	// A schema newer than the code is refused.
+	if _, err := c.Exec(ctx, "UPDATE "+table+"_schema_version SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, Config{DSN: pg.DSN(), Table: table, Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(5 * time.Second)}, nil)
+	if err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open on schema version 99 = %v", err)
+	}
+	// A schema-qualified table.
+	if _, err := c.Exec(ctx, "CREATE SCHEMA wm"); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, pg.DSN(), "wm.marks")
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	s.Close()
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	_, err := Open(context.Background(), Config{DSN: "postgres://x@127.0.0.1:1/x?sslmode=disable", Table: "w",
+		Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(2 * time.Second)}, nil)
+	if err == nil {
+		t.Fatal("Open on a closed port succeeded")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("Open took %v", time.Since(start))
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		yaml, err string
+	}{
+		{"dsn: postgres://a@h/d\n", ""},
+		{"dsn: postgres://a@h/d\ntable: s.t\ntimeout: 2s\nmax_conns: 3\n", ""},
+		{"table: t\n", "dsn is required"},
+		{"dsn: x\ntabel: t\n", `line 2: unknown key "tabel"`},
+		{"dsn: x\ntable: a;drop\n", "want [schema.]name"},
+		{"dsn: x\ntable: a.b.c\n", "want [schema.]name"},
+		{"dsn: x\nmax_conns: -1\n", "negative"},
+		{"- a\n", "must be a mapping"},
+	}
+	for _, c := range cases {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ParseConfig(n.Content[0])
+		if c.err == "" {
+			if err != nil {
+				t.Errorf("%q: %v", c.yaml, err)
+			} else if cfg.Table == "" || cfg.Timeout <= 0 || cfg.ConnectTimeout <= 0 {
+				t.Errorf("%q: defaults not set: %+v", c.yaml, cfg)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q: error %v, want %q", c.yaml, err, c.err)
+		}
+	}
+	_, err := Open(context.Background(), Config{DSN: "postgres://a@127.0.0.1:1/d", PasswordEnv: "WM_TEST_NOT_SET_ANYWHERE",
+		Table: "t", Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(time.Second)}, nil)
+	if err == nil || !strings.Contains(err.Error(), "WM_TEST_NOT_SET_ANYWHERE is not set") {
+		t.Fatalf("unset password_env: %v", err)
+	}
+}

@@ -1,0 +1,87 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations[i] brings the schema from version i to version i+1; %[1]s is the watermark table.
+// A migration that has shipped is never edited: a change is a new entry at the end.
+var migrations = []string{
+	// 1: one row per (chain, key, class). digest is blake2b-256 of the signed bytes, NULL when the
+	// mark was stored without one (imported or hand-written). Rows are never deleted.
+	`CREATE TABLE %[1]s (
+		chain_id   text        NOT NULL,
+		pkh        text        NOT NULL,
+		class      text        NOT NULL CHECK (class IN ('block', 'preattestation', 'attestation')),
+		level      integer     NOT NULL,
+		round      integer     NOT NULL,
+		digest     bytea       CHECK (digest IS NULL OR octet_length(digest) = 32),
+		updated_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (chain_id, pkh, class)
+	)`,
+}
+
+// SchemaVersion is the schema version this code writes and reads.
+var SchemaVersion = len(migrations)
+
+// versionTable names the table that records the schema version of table: <table>_schema_version,
+// in the same schema.
+func versionTable(table pgx.Identifier) pgx.Identifier {
+	v := append(pgx.Identifier{}, table...)
+	v[len(v)-1] += "_schema_version"
+	return v
+}
+
+// migrate creates the tables or brings them to SchemaVersion, in one transaction under an advisory
+// lock, so that several signers starting together do not race. It returns the version found.
+func migrate(ctx context.Context, pool *pgxpool.Pool, table pgx.Identifier) (from int, err error) {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	t, vt := table.Sanitize(), versionTable(table).Sanitize()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "signatory watermark schema "+t); err != nil {
+		return 0, fmt.Errorf("schema lock: %w", err)
+	}
+	// Look before creating: CREATE TABLE IF NOT EXISTS needs the CREATE privilege even when the
+	// table exists, and a signer that only reads and writes its rows should not need it.
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", vt).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("looking for %s: %w", vt, err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+vt+" (version integer NOT NULL)"); err != nil {
+			return 0, fmt.Errorf("creating %s: %w", vt, err)
+		}
+	}
+	var v *int32
+	if err := tx.QueryRow(ctx, "SELECT max(version) FROM "+vt).Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading %s: %w", vt, err)
+	}
+	if v != nil {
+		from = int(*v)
+	}
+	if from > SchemaVersion {
+		return from, fmt.Errorf("table %s has schema version %d, newer than this signatory understands (%d): upgrade signatory", t, from, SchemaVersion)
+	}
+	if from == SchemaVersion {
+		return from, tx.Commit(ctx)
+	}
+	for i := from; i < SchemaVersion; i++ {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[i], t)); err != nil {
+			return from, fmt.Errorf("schema migration %d→%d of %s: %w", i, i+1, t, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM "+vt); err != nil {
+		return from, err
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+vt+" (version) VALUES ($1)", SchemaVersion); err != nil {
+		return from, err
+	}
+	return from, tx.Commit(ctx)
+}

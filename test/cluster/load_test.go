@@ -1,0 +1,214 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+const chain = "b3d79f99" // NetXo5iVw1vBoxM
+
+// consensus builds a tag-20 preattestation (magic 0x12) or tag-21 attestation (magic 0x13):
+// magic ‖ chain ‖ branch ‖ tag ‖ slot ‖ level ‖ round ‖ payload hash. variant is the first branch
+// byte, so two variants at one level and round are different payloads.
+func consensus(magic byte, level, round int32, variant byte) string {
+	b := []byte{magic}
+	c, _ := hex.DecodeString(chain)
+	b = append(b, c...)
+	branch := make([]byte, 32)
+	branch[0] = variant
+	b = append(b, branch...)
+	b = append(b, magic+2, 0, 7) // 0x12 → tag 20, 0x13 → tag 21
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	b = append(b, make([]byte, 32)...)
+	return hex.EncodeToString(b)
+}
+
+var classOf = map[byte]string{0x12: "preattestation", 0x13: "attestation"}
+
+// job is one sign request.
+type job struct {
+	inst         *instance
+	key          testKey
+	magic        byte
+	level, round int32
+	variant      byte
+}
+
+type slot struct {
+	pkh, class   string
+	level, round int32
+}
+
+// ledger keeps every signed payload per (key, class, level, round), across all phases.
+type ledger struct {
+	mu     sync.Mutex
+	signed map[slot]map[string]bool
+}
+
+func newLedger() *ledger { return &ledger{signed: map[slot]map[string]bool{}} }
+
+func (l *ledger) add(s slot, payload string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.signed[s] == nil {
+		l.signed[s] = map[string]bool{}
+	}
+	l.signed[s][payload] = true
+}
+
+// check fails t for every (key, class, level, round) with more than one distinct signed payload,
+// and returns how many slots were signed and how many had two or more payloads.
+func (l *ledger) check(t testing.TB) (slots, double int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for s, payloads := range l.signed {
+		if len(payloads) > 1 {
+			double++
+			var ps []string
+			for p := range payloads {
+				ps = append(ps, p[:80]+"…")
+			}
+			t.Errorf("DOUBLE SIGN: %s %s level %d round %d signed %d payloads: %v", s.pkh, s.class, s.level, s.round, len(payloads), ps)
+		}
+	}
+	return len(l.signed), double
+}
+
+// recorder sends the requests of one phase, records signatures in the ledger, counts statuses and
+// fails t on a status the phase does not allow.
+type recorder struct {
+	t        testing.TB
+	ledger   *ledger
+	mu       sync.Mutex
+	statuses map[int]int // 0 = no HTTP answer (instance down)
+	sent     int
+	allowed  map[int]bool
+}
+
+func newRecorder(t testing.TB, l *ledger, allowed ...int) *recorder {
+	r := &recorder{t: t, ledger: l, statuses: map[int]int{}, allowed: map[int]bool{}}
+	for _, s := range allowed {
+		r.allowed[s] = true
+	}
+	return r
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// do sends j and records the outcome; every returned signature is verified.
+func (r *recorder) do(j job) int {
+	payload := consensus(j.magic, j.level, j.round, j.variant)
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", "http://"+j.inst.addr+"/keys/"+j.key.pkh,
+		strings.NewReader(`"`+payload+`"`))
+	status, body := 0, ""
+	if resp, err := client.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status, body = resp.StatusCode, string(b)
+	}
+	if status == 200 {
+		var out struct{ Signature string }
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			r.t.Errorf("bad 200 body %q", body)
+		} else if sig, err := tezos.ParseSignature(out.Signature); err != nil {
+			r.t.Errorf("bad signature %q: %v", out.Signature, err)
+		} else if msg, _ := hex.DecodeString(payload); !tezos.Verify(j.key.priv.Public(), sig, msg, 2) {
+			r.t.Errorf("signature from %s does not verify", j.inst.name)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent++
+	r.statuses[status]++
+	if !r.allowed[status] {
+		r.t.Errorf("%s: status %d in this phase: %s", j.inst.name, status, body)
+	}
+	if status == 200 {
+		r.ledger.add(slot{j.key.pkh, classOf[j.magic], j.level, j.round}, payload)
+	}
+	return status
+}
+
+// run sends jobs with the given number of workers and returns when all have answered.
+func (r *recorder) run(jobs []job, workers int) {
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range ch {
+				r.do(j)
+			}
+		})
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// level returns every combination for one level, shuffled: each key, class, round and variant is
+// sent to each instance, so identical payloads race across instances and different payloads of
+// one (key, class, level, round) race against each other.
+func level(insts []*instance, ks []testKey, l int32, rounds []int32, variants int, rng *rand.Rand) []job {
+	var jobs []job
+	for _, in := range insts {
+		for _, k := range ks {
+			for _, magic := range []byte{0x12, 0x13} {
+				for _, r := range rounds {
+					for v := range variants {
+						jobs = append(jobs, job{inst: in, key: k, magic: magic, level: l, round: r, variant: byte(v)})
+					}
+				}
+			}
+		}
+	}
+	rng.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
+	return jobs
+}
+
+// summary returns the counters as text, e.g. "sent 1296: 200×412 409×884".
+func (r *recorder) summary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var codes []int
+	for c := range r.statuses {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	var parts []string
+	for _, c := range codes {
+		name := fmt.Sprint(c)
+		if c == 0 {
+			name = "no-answer"
+		}
+		parts = append(parts, fmt.Sprintf("%s×%d", name, r.statuses[c]))
+	}
+	return fmt.Sprintf("sent %d: %s", r.sent, strings.Join(parts, " "))
+}
+
+func (r *recorder) count(status int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.statuses[status]
+}
+
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent
+}
