@@ -16,6 +16,7 @@ import (
 	vaultfile "github.com/signatory-go/signatory/internal/vault/file"
 	vaulthashicorp "github.com/signatory-go/signatory/internal/vault/hashicorp"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	vaultpkcs11 "github.com/signatory-go/signatory/internal/vault/pkcs11"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
 	wmetcd "github.com/signatory-go/signatory/internal/watermark/etcd"
@@ -29,6 +30,7 @@ var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) 
 	vaultfile.Driver:      vaultfile.New,
 	vaultmem.Driver:       vaultmem.New,
 	vaultawskms.Driver:    vaultawskms.New,
+	vaultpkcs11.Driver:    vaultpkcs11.New,
 	vaultcloudkms.Driver:  vaultcloudkms.New,
 	vaultazure.Driver:     vaultazure.New,
 	vaulthashicorp.Driver: vaulthashicorp.New,

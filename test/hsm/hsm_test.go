@@ -1,0 +1,267 @@
+package hsm
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/tezos"
+)
+
+// started makes the token, lists its keys with the CLI, allows them in the config and starts
+// the daemon. It returns the key hashes of k1, k2, k3.
+func started(t *testing.T) (*hsm, []string) {
+	h := newHSM(t)
+	byLabel := h.pkhs()
+	var pkhs []string
+	for _, label := range []string{"k1", "k2", "k3"} {
+		if byLabel[label] == "" {
+			t.Fatalf("key %s not listed: %v", label, byLabel)
+		}
+		pkhs = append(pkhs, byLabel[label])
+	}
+	h.writeConfig(pkhs)
+	h.start()
+	return h, pkhs
+}
+
+var transaction = tv.LoadPolicyHex()["transaction ok"]
+
+// TestSignEveryCurveOverHTTP signs generic and consensus payloads with tz3, tz2 and tz1 keys on
+// the token, verifies every signature with the key from GET /keys, and checks watermark refusals.
+func TestSignEveryCurveOverHTTP(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	for i, prefix := range []string{"tz3", "tz2", "tz1"} {
+		pkh := pkhs[i]
+		if !strings.HasPrefix(pkh, prefix) {
+			t.Fatalf("key %d is %s, want %s", i, pkh, prefix)
+		}
+		for round := range 20 { // many signatures: ECDSA high-S must be normalised every time
+			for _, payload := range []string{transaction, attestation(100, int32(round), 0)} {
+				status, sig := h.sign(pkh, payload)
+				if status != 200 {
+					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
+				}
+				if err := h.verify(pkh, payload, sig); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Watermarks: the same payload again is fine, another one at the same level and round is not.
+		if status, msg := h.sign(pkh, attestation(100, 19, 0)); status != 200 {
+			t.Fatalf("%s: identical re-sign: %d %s", pkh, status, msg)
+		}
+		if status, msg := h.sign(pkh, attestation(100, 19, 1)); status != 409 {
+			t.Fatalf("%s: double attestation: %d %s", pkh, status, msg)
+		}
+		if status, msg := h.sign(pkh, attestation(99, 0, 0)); status != 409 {
+			t.Fatalf("%s: lower level: %d %s", pkh, status, msg)
+		}
+	}
+	if status, body := h.health(); status != 200 || !strings.Contains(body, `"vault/hsm":"ok"`) {
+		t.Fatalf("healthz: %d %s", status, body)
+	}
+}
+
+// TestConcurrentLoad signs from many clients at once: rising consensus levels per key and
+// generic operations, all through the daemon's session pool.
+func TestConcurrentLoad(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	const n = 60
+	for _, pkh := range pkhs {
+		wg.Add(1)
+		go func() { // consensus, one level after the other
+			defer wg.Done()
+			for level := int32(1); level <= n; level++ {
+				p := attestation(level, 0, 0)
+				status, sig := h.sign(pkh, p)
+				if status != 200 {
+					errs <- fmt.Errorf("%s level %d: %d %s", pkh, level, status, sig)
+					return
+				}
+				if err := h.verify(pkh, p, sig); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range n {
+					status, sig := h.sign(pkh, transaction)
+					if status != 200 {
+						errs <- fmt.Errorf("%s generic: %d %s", pkh, status, sig)
+						return
+					}
+					if err := h.verify(pkh, transaction, sig); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	h.checkAlive()
+}
+
+// TestTokenRemovedMidRun moves the token directory away while the daemon runs under load:
+// signing answers a clear 500 (the watermark is still taken first, so nothing can be signed
+// twice), /healthz reports the vault, and once the token is back signing recovers.
+func TestTokenRemovedMidRun(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	for _, pkh := range pkhs {
+		if status, sig := h.sign(pkh, attestation(10, 0, 0)); status != 200 {
+			t.Fatalf("before: %d %s", status, sig)
+		}
+	}
+	// Background clients keep signing generic operations throughout.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for _, pkh := range pkhs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, sig := h.sign(pkh, transaction)
+				if status == 200 {
+					if err := h.verify(pkh, transaction, sig); err != nil {
+						t.Error(err)
+					}
+				}
+				mu.Lock()
+				statuses[status]++
+				mu.Unlock()
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	if err := h.store.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	plugged := false
+	defer func() {
+		if !plugged {
+			_ = h.store.Plug()
+		}
+	}()
+	for _, pkh := range pkhs {
+		status, msg := h.sign(pkh, attestation(11, 0, 0))
+		if status != 500 {
+			t.Fatalf("%s with the token gone: %d %s", pkh, status, msg)
+		}
+		if !strings.Contains(msg, "PKCS#11") && !strings.Contains(msg, "token") {
+			t.Errorf("%s: unclear error: %s", pkh, msg)
+		}
+		t.Logf("%s with the token gone: %s", pkh, msg)
+		// The watermark was taken before the vault failed: other bytes at level 11 stay refused.
+		if status, msg := h.sign(pkh, attestation(11, 0, 1)); status != 409 {
+			t.Fatalf("%s: conflicting payload after a failed sign: %d %s", pkh, status, msg)
+		}
+	}
+	if status, body := h.health(); status != 503 || !strings.Contains(body, "vault/hsm") {
+		t.Errorf("healthz with the token gone: %d %s", status, body)
+	}
+	h.checkAlive()
+
+	if err := h.store.Plug(); err != nil {
+		t.Fatal(err)
+	}
+	plugged = true
+	deadline := time.Now().Add(15 * time.Second)
+	for _, pkh := range pkhs {
+		p := attestation(11, 0, 0) // the identical payload may be signed now
+		for {
+			status, sig := h.sign(pkh, p)
+			if status == 200 {
+				if err := h.verify(pkh, p, sig); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not recovered 15 s after the token came back: %d %s\n%s", pkh, status, sig, h.logs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if status, sig := h.sign(pkh, attestation(12, 0, 0)); status != 200 {
+			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
+		}
+	}
+	if status, body := h.health(); status != 200 {
+		t.Errorf("healthz after recovery: %d %s", status, body)
+	}
+	h.checkAlive()
+	mu.Lock()
+	t.Logf("background generic requests by status: %v", statuses)
+	for status := range statuses {
+		if status != 200 && status != 500 {
+			t.Errorf("background requests got status %d", status)
+		}
+	}
+	mu.Unlock()
+	if !strings.Contains(h.logs.String(), "re-initialised") {
+		t.Errorf("the log does not mention the module's re-initialisation:\n%s", h.logs)
+	}
+}
+
+// TestGenerateAndImportWithTheCLI runs `signatory generate --vault hsm -t tz3` and `signatory
+// import --vault hsm`, then signs with both keys through the daemon.
+func TestGenerateAndImportWithTheCLI(t *testing.T) {
+	t.Parallel()
+	h := newHSM(t)
+	gen := h.cli("", "generate", "--vault", "hsm", "-t", "tz3")
+	if len(gen) != 1 || !strings.HasPrefix(gen[0].PKH, "tz3") || gen[0].Reference != gen[0].PKH {
+		t.Fatalf("generate: %+v", gen)
+	}
+	named := h.cli("", "generate", "--vault", "hsm", "-t", "tz1", "--name", "baker")
+	if len(named) != 1 || named[0].Reference != "baker" || !strings.HasPrefix(named[0].PKH, "tz1") {
+		t.Fatalf("generate --name: %+v", named)
+	}
+	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
+	imp := h.cli(string(priv.ToBase58())+"\n", "import", "--vault", "hsm")
+	if len(imp) != 1 || imp[0].PKH != priv.Public().Hash().String() {
+		t.Fatalf("import: %+v", imp)
+	}
+	listed := h.pkhs()
+	pkhs := []string{gen[0].PKH, named[0].PKH, imp[0].PKH}
+	for _, pkh := range pkhs {
+		if listed[pkh] != pkh && listed["baker"] != pkh {
+			t.Fatalf("%s not listed: %v", pkh, listed)
+		}
+	}
+	h.writeConfig(pkhs)
+	h.start()
+	for _, pkh := range pkhs {
+		p := attestation(5, 0, 0)
+		status, sig := h.sign(pkh, p)
+		if status != 200 {
+			t.Fatalf("%s: %d %s", pkh, status, sig)
+		}
+		if err := h.verify(pkh, p, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
