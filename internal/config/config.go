@@ -163,7 +163,9 @@ func (c *Config) finish() error {
 	if c.BaseDir == "" {
 		c.BaseDir = DefaultBaseDir
 	}
-	c.BaseDir = os.ExpandEnv(c.BaseDir)
+	if c.BaseDir = os.ExpandEnv(c.BaseDir); c.BaseDir == "" {
+		return errors.New("base_dir is empty after expanding environment variables")
+	}
 	s := &c.Server
 	if s.Address == "" {
 		s.Address = DefaultAddress

@@ -108,6 +108,7 @@ func TestErrorsNameThePlace(t *testing.T) {
 		{"tls half", "server: {tls: {cert_file: a}}\n", "server.tls"},
 		{"not yaml", "tezos: [\n", "yaml"},
 		{"bad duration", "server: {read_timeout: soon}\n", "invalid duration"},
+		{"base_dir from an unset variable (found by FuzzConfig)", "base_dir: $SIGNATORY_TEST_UNSET_VAR\n", "base_dir is empty"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
