@@ -37,6 +37,9 @@ fi
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+echo "== every benchmark once (so they cannot rot; timings are not judged)"
+go test -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+
 if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
   for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58 ./internal/config:FuzzConfig \
