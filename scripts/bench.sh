@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 BIN=$(mktemp -d)
 go build -o "$BIN/signatory" ./cmd/signatory
 go build -o "$BIN/signatory-bench" ./cmd/signatory-bench
@@ -41,7 +42,9 @@ for c in 1 8 64; do bench "selftest-c$c" --self-test -c "$c"; done
 
 run_daemon file
 for c in 1 8 64; do bench "generic-tz1-c$c" -w generic --keys "${KEY[tz1]}" -c "$c"; done
-for k in tz2 tz3 tz4; do bench "generic-$k-c8" -w generic --keys "${KEY[$k]}" -c 8; done
+for k in tz2 tz3; do bench "generic-$k-c8" -w generic --keys "${KEY[$k]}" -c 8; done
+bench "consensus-file-tz4-c1" -w consensus --keys "${KEY[tz4]}" -c 1   # the example's tz4 key signs consensus only
+bench "consensus-file-tz1+tz4-c2" -w consensus --keys "${KEY[tz1]},${KEY[tz4]}" -c 2
 bench "consensus-file-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
 bench "consensus-file-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 ps -o rss= -p "$PID" > "$OUT/rss-after-file.txt"

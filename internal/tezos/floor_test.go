@@ -49,6 +49,14 @@ func BenchmarkFloor(b *testing.B) {
 				_ = ecdsa.Verify(&ep.PublicKey, digest[:], r, s)
 			}
 		})
+		if c == Secp256k1 {
+			pub, sig := priv.Public().(*crypt.ECDSAPublicKey), &crypt.ECDSASignature{R: r, S: s, Curve: crypt.S256()}
+			b.Run("verify/secp256k1-decred", func(b *testing.B) {
+				for b.Loop() {
+					_ = verifySecp256k1(pub, sig, digest[:])
+				}
+			})
+		}
 	}
 	bk, _ := minpk.GenerateKey(rand.Reader)
 	b.Run("sign/bls", func(b *testing.B) {

@@ -9,8 +9,8 @@ import (
 )
 
 // Verifying over gotez's secp256k1 curve goes through crypto/ecdsa's generic math/big path;
-// decred's native implementation verifies about 3.5 times faster (measured in BenchmarkFloor's
-// neighbourhood). Signing stays on crypto/ecdsa, which is faster than decred's RFC 6979 signing.
+// decred's native implementation is faster (BenchmarkFloor: 129 µs against 171 µs on the project's
+// machine). Signing stays on crypto/ecdsa, which is faster than decred's RFC 6979 signing.
 
 func scalar(x *big.Int) (secp256k1.ModNScalar, bool) {
 	var s secp256k1.ModNScalar
