@@ -318,11 +318,7 @@ func newWatermark(g *globals) *cobra.Command {
 		Short: "Show every stored watermark",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, log, err := g.load()
-			if err != nil {
-				return err
-			}
-			store, err := openWatermark(cfg, log)
+			store, _, log, err := g.loadStore()
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // Version is set at build time with -ldflags "-X github.com/signatory-go/signatory/internal/cli.Version=…".
@@ -150,4 +151,14 @@ func Execute() int {
 		return 1
 	}
 	return 0
+}
+
+// loadStore loads the config and opens its watermark store, for the watermark commands.
+func (g *globals) loadStore() (watermark.Store, *config.Config, *slog.Logger, error) {
+	cfg, log, err := g.load()
+	if err != nil {
+		return nil, nil, log, err
+	}
+	store, err := openWatermark(cfg, log)
+	return store, cfg, log, err
 }

@@ -28,11 +28,7 @@ export is a snapshot: a signer that keeps running may raise marks after it. 'wat
 reads it back, and only ever raises.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, log, err := g.load()
-			if err != nil {
-				return err
-			}
-			store, err := openWatermark(cfg, log)
+			store, _, _, err := g.loadStore()
 			if err != nil {
 				return err
 			}
@@ -147,11 +143,7 @@ not shared between processes, and a running signer would overwrite the imported 
 					entries = append(entries, s.Entries...)
 				}
 			}
-			cfg, log, err := g.load()
-			if err != nil {
-				return err
-			}
-			store, err := openWatermark(cfg, log)
+			store, cfg, log, err := g.loadStore()
 			if err != nil {
 				return err
 			}
