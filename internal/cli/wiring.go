@@ -17,6 +17,7 @@ import (
 	vaulthashicorp "github.com/signatory-go/signatory/internal/vault/hashicorp"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	vaultpkcs11 "github.com/signatory-go/signatory/internal/vault/pkcs11"
+	vaultyubihsm "github.com/signatory-go/signatory/internal/vault/yubihsm"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
 	wmetcd "github.com/signatory-go/signatory/internal/watermark/etcd"
@@ -34,6 +35,7 @@ var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) 
 	vaultcloudkms.Driver:  vaultcloudkms.New,
 	vaultazure.Driver:     vaultazure.New,
 	vaulthashicorp.Driver: vaulthashicorp.New,
+	vaultyubihsm.Driver:   vaultyubihsm.New,
 }
 
 // watermarkDrivers is the one table of watermark backends.

@@ -1,0 +1,270 @@
+package yubihsm
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault/yubihsm/yubihsmfake"
+)
+
+// started makes the device, lists its keys with the CLI, allows them in the config and starts the
+// daemon. It returns the key hashes of 0101 (tz3), 0102 (tz2) and 0103 (tz1).
+func started(t *testing.T) (*harness, []string) {
+	h := newHarness(t)
+	byRef := h.pkhs()
+	var pkhs []string
+	for _, ref := range []string{"0101", "0102", "0103"} {
+		if byRef[ref] == "" {
+			t.Fatalf("key %s not listed: %v", ref, byRef)
+		}
+		pkhs = append(pkhs, byRef[ref])
+	}
+	h.writeConfig(pkhs)
+	h.start()
+	return h, pkhs
+}
+
+var transaction = tv.LoadPolicyHex()["transaction ok"]
+
+// TestSignEveryCurveOverHTTP signs generic and consensus payloads with the tz3, tz2 and tz1 keys
+// on the device, which returns every ECDSA signature high-S; every signature must come out low-S
+// and verify with the key from GET /keys. Watermark refusals are 409.
+func TestSignEveryCurveOverHTTP(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	h.dev.SetHighS(yubihsmfake.HighSAlways)
+	for i, prefix := range []string{"tz3", "tz2", "tz1"} {
+		pkh := pkhs[i]
+		if !strings.HasPrefix(pkh, prefix) {
+			t.Fatalf("key %d is %s, want %s", i, pkh, prefix)
+		}
+		for round := range 10 {
+			for _, payload := range []string{transaction, attestation(100, int32(round), 0)} {
+				status, sig := h.sign(pkh, payload)
+				if status != 200 {
+					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
+				}
+				if err := h.verify(pkh, payload, sig); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if status, msg := h.sign(pkh, attestation(100, 9, 0)); status != 200 {
+			t.Fatalf("%s: identical re-sign: %d %s", pkh, status, msg)
+		}
+		if status, msg := h.sign(pkh, attestation(100, 9, 1)); status != 409 {
+			t.Fatalf("%s: double attestation: %d %s", pkh, status, msg)
+		}
+		if status, msg := h.sign(pkh, attestation(99, 0, 0)); status != 409 {
+			t.Fatalf("%s: lower level: %d %s", pkh, status, msg)
+		}
+	}
+	if st := h.dev.Stats(); st.HighSSignatures != 2*21 || st.Signatures != 3*21 {
+		t.Fatalf("device stats: %+v", st)
+	}
+	if status, body := h.health(); status != 200 || !strings.Contains(body, `"vault/yubi":"ok"`) {
+		t.Fatalf("healthz: %d %s", status, body)
+	}
+	if n := h.dev.Stats().SessionsAuthenticated; n > 2 {
+		t.Errorf("the daemon authenticated %d sessions for sequential requests", n)
+	}
+}
+
+// TestConnectorStoppedMidRun stops the connector while clients sign: requests answer a clear 500
+// (the watermark is still taken first, so a conflicting payload stays refused), /healthz reports
+// the vault, and once the connector is back signing recovers by itself.
+func TestConnectorStoppedMidRun(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	for _, pkh := range pkhs {
+		if status, sig := h.sign(pkh, attestation(10, 0, 0)); status != 200 {
+			t.Fatalf("before: %d %s", status, sig)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for _, pkh := range pkhs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, sig := h.sign(pkh, transaction)
+				if status == 200 {
+					if err := h.verify(pkh, transaction, sig); err != nil {
+						t.Error(err)
+					}
+				}
+				mu.Lock()
+				statuses[status]++
+				mu.Unlock()
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	h.conn.Stop()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = h.conn.Restart()
+		}
+	}()
+	for _, pkh := range pkhs {
+		status, msg := h.sign(pkh, attestation(11, 0, 0))
+		if status != 500 || !strings.Contains(msg, "YubiHSM/") || !strings.Contains(msg, "yubihsm-connector") {
+			t.Fatalf("%s with the connector down: %d %s", pkh, status, msg)
+		}
+		if strings.Contains(msg, password) {
+			t.Fatalf("the error holds the password: %s", msg)
+		}
+		t.Logf("%s with the connector down: %s", pkh, msg)
+		if status, msg := h.sign(pkh, attestation(11, 0, 1)); status != 409 {
+			t.Fatalf("%s: conflicting payload after a failed sign: %d %s", pkh, status, msg)
+		}
+	}
+	if status, body := h.health(); status != 503 || !strings.Contains(body, "vault/yubi") {
+		t.Errorf("healthz with the connector down: %d %s", status, body)
+	}
+	h.checkAlive()
+
+	if err := h.conn.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	deadline := time.Now().Add(15 * time.Second)
+	for _, pkh := range pkhs {
+		p := attestation(11, 0, 0) // the identical payload may be signed now
+		for {
+			status, sig := h.sign(pkh, p)
+			if status == 200 {
+				if err := h.verify(pkh, p, sig); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not recovered 15 s after the connector came back: %d %s\n%s", pkh, status, sig, h.logs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if status, sig := h.sign(pkh, attestation(12, 0, 0)); status != 200 {
+			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
+		}
+	}
+	if status, body := h.health(); status != 200 {
+		t.Errorf("healthz after recovery: %d %s", status, body)
+	}
+	h.checkAlive()
+	mu.Lock()
+	t.Logf("background generic requests by status: %v", statuses)
+	for status := range statuses {
+		if status != 200 && status != 500 {
+			t.Errorf("background requests got status %d", status)
+		}
+	}
+	mu.Unlock()
+}
+
+// TestDeviceForgetsSessions: the device drops every session (inactivity timeout, power cycle);
+// the next requests authenticate new ones without an error reaching the client.
+func TestDeviceForgetsSessions(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	for level := int32(1); level <= 3; level++ {
+		h.dev.ExpireSessions()
+		for _, pkh := range pkhs {
+			p := attestation(level, 0, 0)
+			status, sig := h.sign(pkh, p)
+			if status != 200 {
+				t.Fatalf("%s level %d after the device forgot its sessions: %d %s", pkh, level, status, sig)
+			}
+			if err := h.verify(pkh, p, sig); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !strings.Contains(h.logs.String(), "YubiHSM session lost") {
+		t.Errorf("the log does not mention the lost sessions:\n%s", h.logs)
+	}
+}
+
+// TestGenerateAndImportWithTheCLI runs `signatory generate --vault yubi` and `signatory import
+// --vault yubi`, then signs with the new keys through the daemon.
+func TestGenerateAndImportWithTheCLI(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	gen := h.cli("", "generate", "--vault", "yubi", "-t", "tz3")
+	if len(gen) != 1 || !strings.HasPrefix(gen[0].PKH, "tz3") || len(gen[0].Reference) != 4 {
+		t.Fatalf("generate: %+v", gen)
+	}
+	named := h.cli("", "generate", "--vault", "yubi", "-t", "tz1", "--name", "baker")
+	if len(named) != 1 || !strings.HasPrefix(named[0].PKH, "tz1") {
+		t.Fatalf("generate --name: %+v", named)
+	}
+	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
+	imp := h.cli(string(priv.ToBase58())+"\n", "import", "--vault", "yubi", "--name", "imported")
+	if len(imp) != 1 || imp[0].PKH != priv.Public().Hash().String() {
+		t.Fatalf("import: %+v", imp)
+	}
+	labels := map[string]bool{}
+	for _, k := range h.dev.Keys() {
+		labels[k.Label] = true
+	}
+	if !labels["baker"] || !labels["imported"] || len(h.dev.Keys()) != 6 {
+		t.Fatalf("device keys: %+v", h.dev.Keys())
+	}
+	listed := h.pkhs()
+	pkhs := []string{gen[0].PKH, named[0].PKH, imp[0].PKH}
+	for i, pkh := range pkhs {
+		ref := []string{gen[0].Reference, named[0].Reference, imp[0].Reference}[i]
+		if listed[ref] != pkh {
+			t.Fatalf("%s not listed as %s: %v", pkh, ref, listed)
+		}
+	}
+	h.writeConfig(pkhs)
+	h.start()
+	for _, pkh := range pkhs {
+		p := attestation(5, 0, 0)
+		status, sig := h.sign(pkh, p)
+		if status != 200 {
+			t.Fatalf("%s: %d %s", pkh, status, sig)
+		}
+		if err := h.verify(pkh, p, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWrongPasswordAtStart: the vault is skipped with a clear log line that does not hold the
+// password, and the daemon still runs.
+func TestWrongPasswordAtStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	pkh := h.pkhs()["0101"]
+	h.writeConfig([]string{pkh})
+	wrong := "not the " + password
+	h.env = append(h.env, "TEST_YUBIHSM_PASSWORD="+wrong)
+	h.start()
+	logs := h.logs.String()
+	if !strings.Contains(logs, "vault skipped") || !strings.Contains(logs, "wrong password") {
+		t.Fatalf("no clear error in the log:\n%s", logs)
+	}
+	if strings.Contains(logs, wrong) {
+		t.Fatalf("the log holds the password:\n%s", logs)
+	}
+	if status, msg := h.sign(pkh, attestation(1, 0, 0)); status != 404 {
+		t.Fatalf("signing with the vault skipped: %d %s", status, msg)
+	}
+	h.checkAlive()
+}
