@@ -88,6 +88,7 @@ func newList(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer svc.Close()
 			var out []keyJSON
 			for _, k := range svc.Keys() {
 				out = append(out, describe(k.PKH, k.PublicKey.String(), k.Curve, k.Vault, k.Driver, k.Ref, k.Policy))
@@ -229,6 +230,7 @@ func newGenerate(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer v.Close()
 			gen, ok := v.(vault.Generator)
 			if !ok {
 				return fmt.Errorf("vault %s (%s) cannot generate keys", vaultName, v.Driver())
@@ -291,6 +293,7 @@ func newImport(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer v.Close()
 			imp, ok := v.(vault.Importer)
 			if !ok {
 				return fmt.Errorf("vault %s (%s) cannot import keys", vaultName, v.Driver())
