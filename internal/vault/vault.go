@@ -150,3 +150,37 @@ func Password(envName, file string) (pw []byte, ok bool, err error) {
 	}
 	return nil, false, nil
 }
+
+// Secret returns a credential given in a vault's config: inline, through an environment variable
+// the config names, or in a file (at most one of these three), else from fallbackEnv. name is the
+// config key ("pin", "password") used in error messages, which never contain the secret.
+func Secret(name, inline, envName, file, fallbackEnv string) (string, error) {
+	n := 0
+	for _, v := range []string{inline, envName, file} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return "", fmt.Errorf("give only one of %s, %s_env and %s_file", name, name, name)
+	}
+	if inline != "" {
+		return inline, nil
+	}
+	pw, ok, err := Password(envName, file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	if ok {
+		return string(pw), nil
+	}
+	if v, set := os.LookupEnv(fallbackEnv); set {
+		return v, nil
+	}
+	return "", fmt.Errorf("%w: set %s, %s_env or %s_file, or %s", ErrNoSecret(name), name, name, name, fallbackEnv)
+}
+
+// ErrNoSecret is the error Secret wraps when no credential is configured anywhere.
+type ErrNoSecret string
+
+func (e ErrNoSecret) Error() string { return "no " + string(e) }

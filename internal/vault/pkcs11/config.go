@@ -171,29 +171,12 @@ func (c Config) settings() (*settings, error) {
 
 // pin returns the PIN from pin, pin_env, pin_file or $PKCS11_PIN, in that order.
 func (c Config) pin() (string, error) {
-	n := 0
-	for _, v := range []string{c.PIN, c.PINEnv, c.PINFile} {
-		if v != "" {
-			n++
-		}
+	pin, err := vault.Secret("pin", c.PIN, c.PINEnv, c.PINFile, EnvPIN)
+	var none vault.ErrNoSecret
+	if errors.As(err, &none) {
+		return "", fmt.Errorf("no user PIN: set pin, pin_env or pin_file, or %s", EnvPIN)
 	}
-	if n > 1 {
-		return "", errors.New("give only one of pin, pin_env and pin_file")
-	}
-	if c.PIN != "" {
-		return c.PIN, nil
-	}
-	pw, ok, err := vault.Password(c.PINEnv, c.PINFile)
-	if err != nil {
-		return "", fmt.Errorf("PIN: %w", err)
-	}
-	if ok {
-		return string(pw), nil
-	}
-	if v, ok := os.LookupEnv(EnvPIN); ok {
-		return v, nil
-	}
-	return "", fmt.Errorf("no user PIN: set pin, pin_env or pin_file, or %s", EnvPIN)
+	return pin, err
 }
 
 func (k KeyConfig) spec() (keySpec, error) {

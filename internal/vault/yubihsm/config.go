@@ -145,33 +145,11 @@ func (c Config) settings() (*settings, error) {
 
 // password returns the password from password, password_env, password_file or $YUBIHSM_PASSWORD.
 func (c Config) password() (string, error) {
-	n := 0
-	for _, v := range []string{c.Password, c.PasswordEnv, c.PasswordFile} {
-		if v != "" {
-			n++
-		}
+	pw, err := vault.Secret("password", c.Password, c.PasswordEnv, c.PasswordFile, EnvPassword)
+	if err == nil && pw == "" {
+		err = errors.New("the password is empty")
 	}
-	if n > 1 {
-		return "", errors.New("give only one of password, password_env and password_file")
-	}
-	if c.Password != "" {
-		return c.Password, nil
-	}
-	pw, ok, err := vault.Password(c.PasswordEnv, c.PasswordFile)
-	if err != nil {
-		return "", fmt.Errorf("password: %w", err)
-	}
-	if !ok {
-		v, set := os.LookupEnv(EnvPassword)
-		if !set {
-			return "", fmt.Errorf("no password: set password, password_env or password_file, or %s", EnvPassword)
-		}
-		pw = []byte(v)
-	}
-	if len(pw) == 0 {
-		return "", errors.New("the password is empty")
-	}
-	return string(pw), nil
+	return pw, err
 }
 
 // connectorURL turns host:port or a URL into the connector's base URL.
