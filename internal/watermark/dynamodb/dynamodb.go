@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/awsconf"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -101,7 +103,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if cfg.MaxRetries != nil {
 		retries = max(*cfg.MaxRetries, 0)
 	}
-	awsCfg, err := loadAWSConfig(ctx, cfg.Region, cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken, retries)
+	awsCfg, err := awsconf.Load(ctx, cfg.Region, cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken, retries)
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb watermark: %w", err)
 	}
