@@ -2,8 +2,6 @@ package cloud
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/vault/awskms"
 	"github.com/signatory-go/signatory/internal/vault/awskms/awskmstest"
@@ -25,32 +24,13 @@ import (
 
 const awsChain = "b3d79f99" // NetXo5iVw1vBoxM
 
-// awsConsensus builds a tag-20 preattestation or tag-21 attestation:
-// 0x12|0x13 ‖ chain ‖ branch ‖ tag ‖ slot ‖ level ‖ round ‖ payload hash. variant changes the
-// branch, so two variants at one level and round are different payloads.
+// awsConsensus builds a tag-20 preattestation or tag-21 attestation on awsChain; variant changes
+// the branch, so two variants at one level and round are different payloads.
 func awsConsensus(attestation bool, level, round int32, variant byte) string {
-	magic, tag := byte(0x12), byte(20)
 	if attestation {
-		magic, tag = 0x13, 21
+		return testdaemon.Attestation(awsChain, level, round, variant)
 	}
-	b := []byte{magic}
-	c, _ := hex.DecodeString(awsChain)
-	b = append(b, c...)
-	branch := make([]byte, 32)
-	branch[0] = variant
-	b = append(b, branch...)
-	b = append(b, tag, 0, 7)
-	b = binary.BigEndian.AppendUint32(b, uint32(level))
-	b = binary.BigEndian.AppendUint32(b, uint32(round))
-	return hex.EncodeToString(append(b, make([]byte, 32)...))
-}
-
-func awsPolicy(pkhs ...string) string {
-	var b strings.Builder
-	for _, p := range pkhs {
-		fmt.Fprintf(&b, "  %s:\n    allow:\n      block:\n      preattestation:\n      attestation:\n      generic: [transaction]\n", p)
-	}
-	return b.String()
+	return testdaemon.Preattestation(awsChain, level, round, variant)
 }
 
 // awsPKHs lists keys through the vault package to learn their key hashes before the daemon
@@ -80,7 +60,6 @@ func awsPKHs(t *testing.T, endpoint string, keys ...string) []string {
 func TestAWS(t *testing.T) {
 	kms := awskmstest.Start(t)
 	dyn := dynamotest.Start(t)
-	bin := awsBuild(t, t.TempDir())
 	_, p256 := kms.CreateKey(t, types.KeyUsageTypeSignVerify, types.KeySpecEccNistP256)
 	kms.CreateAlias(t, "alias/tz3-baker", p256)
 	_, k1 := kms.CreateKey(t, types.KeyUsageTypeSignVerify, types.KeySpecEccSecgP256k1)
@@ -88,11 +67,7 @@ func TestAWS(t *testing.T) {
 	if !strings.HasPrefix(pkhs[0], "tz3") || !strings.HasPrefix(pkhs[1], "tz2") {
 		t.Fatalf("key hashes %v", pkhs)
 	}
-	d := awsStart(t, bin, fmt.Sprintf(`base_dir: {{base}}
-server:
-  address: {{addr}}
-  utility_address: {{utility}}
-vaults:
+	d := awsStart(t, fmt.Sprintf(`vaults:
   kms:
     driver: awskms
     config:
@@ -114,7 +89,7 @@ watermark:
     timeout: 2s
     max_retries: 1
 tezos:
-%[7]s`, awskmstest.Region, awskmstest.AccessKey, awskmstest.SecretKey, kms.Endpoint, k1, dyn.Endpoint, awsPolicy(pkhs...)), true)
+%[7]s`, awskmstest.Region, awskmstest.AccessKey, awskmstest.SecretKey, kms.Endpoint, k1, dyn.Endpoint, testdaemon.Policy(pkhs...)), true)
 
 	// expect500 signs payload and wants a 500 within bound and no call to the vault when
 	// noVault is set (the watermark store was down).
@@ -239,11 +214,7 @@ tezos:
 		}))
 		defer fake.Close()
 		const unknown = "11111111-2222-3333-4444-555555555555"
-		bad := awsStart(t, bin, fmt.Sprintf(`base_dir: {{base}}
-server:
-  address: {{addr}}
-  utility_address: {{utility}}
-vaults:
+		bad := awsStart(t, fmt.Sprintf(`vaults:
   badcreds:
     driver: awskms
     config: {region: us-east-1, access_key_id: AKIDWRONG, secret_access_key: %s, endpoint: "%s", max_retries: 0}
@@ -253,7 +224,7 @@ vaults:
 watermark:
   driver: mem
 tezos:
-%s`, secret, fake.URL, kms.Endpoint, unknown, awsPolicy(pkhs...)), true)
+%s`, secret, fake.URL, kms.Endpoint, unknown, testdaemon.Policy(pkhs...)), true)
 		if code, _ := bad.publicKey(pkhs[0]); code != http.StatusNotFound {
 			t.Fatalf("GET /keys = %d, want 404", code)
 		}
@@ -261,37 +232,33 @@ tezos:
 			t.Fatalf("sign = %d %q, want 404", code, msg)
 		}
 		for _, want := range []string{"UnrecognizedClientException", "key " + unknown, "NotFoundException"} {
-			if !bad.waitLog(want, 5*time.Second) {
+			if !bad.WaitLogWithin(want, 5*time.Second) {
 				t.Errorf("the log does not say %q", want)
 			}
 		}
-		if strings.Contains(bad.logs.String(), secret) {
+		if strings.Contains(bad.Logs(), secret) {
 			t.Fatal("the log shows the secret access key")
 		}
 	})
 
 	t.Run("NoCredentials", func(t *testing.T) {
-		base := `base_dir: {{base}}
-server:
-  address: {{addr}}
-  utility_address: {{utility}}
-vaults:
+		base := `vaults:
   kms:
     driver: awskms
     config: {region: us-east-1, endpoint: "` + kms.Endpoint + `"}
 `
-		v := awsStart(t, bin, base+"watermark:\n  driver: mem\n", true)
-		if !v.waitLog("credentials", 10*time.Second) {
+		v := awsStart(t, base+"watermark:\n  driver: mem\n", true)
+		if !v.WaitLogWithin("credentials", 10*time.Second) {
 			t.Error("the vault's missing credentials are not reported")
 		}
-		w := awsStart(t, bin, base+"watermark:\n  driver: dynamodb\n  config: {region: us-east-1, endpoint: \""+dyn.Endpoint+"\"}\n", false)
+		w := awsStart(t, base+"watermark:\n  driver: dynamodb\n  config: {region: us-east-1, endpoint: \""+dyn.Endpoint+"\"}\n", false)
 		select {
-		case err := <-w.done:
-			if err == nil || !strings.Contains(w.logs.String(), "dynamodb watermark") || !strings.Contains(w.logs.String(), "credentials") {
-				t.Fatalf("exit %v with log:\n%s", err, w.logs)
+		case <-w.Done():
+			if err := w.Err(); err == nil || !strings.Contains(w.Logs(), "dynamodb watermark") || !strings.Contains(w.Logs(), "credentials") {
+				t.Fatalf("exit %v with log:\n%s", err, w.Logs())
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("the daemon did not refuse to start without credentials:\n%s", w.logs)
+			t.Fatalf("the daemon did not refuse to start without credentials:\n%s", w.Logs())
 		}
 	})
 }

@@ -5,159 +5,39 @@ package cloud
 // the services' documented wire protocols and sign with real keys; they are not the services.
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault/cloudfake"
 )
 
-var (
-	fakeBinOnce sync.Once
-	fakeBin     string
-	fakeBinErr  error
-)
-
-// fakeDaemonBinary builds the daemon once per test process, next to the test binary: go test
-// removes that work directory when the run ends.
-func fakeDaemonBinary(t *testing.T) string {
-	t.Helper()
-	fakeBinOnce.Do(func() {
-		dir, err := os.MkdirTemp(fakeWorkDir(), "signatory-fakes-")
-		if err != nil {
-			fakeBinErr = err
-			return
-		}
-		fakeBin = filepath.Join(dir, "signatory")
-		out, err := exec.Command("go", "build", "-o", fakeBin, "github.com/signatory-go/signatory/cmd/signatory").CombinedOutput()
-		if err != nil {
-			fakeBinErr = fmt.Errorf("building signatory: %v\n%s", err, out)
-		}
-	})
-	if fakeBinErr != nil {
-		t.Fatal(fakeBinErr)
-	}
-	return fakeBin
-}
-
-func fakeWorkDir() string {
-	if exe, err := os.Executable(); err == nil {
-		if f, err := os.CreateTemp(filepath.Dir(exe), ".w"); err == nil {
-			f.Close()
-			os.Remove(f.Name())
-			return filepath.Dir(exe)
-		}
-	}
-	return os.TempDir()
-}
-
-func fakeFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type fakeLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *fakeLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *fakeLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // fakeStartDaemon runs the daemon with the config (server and base_dir are added) and waits
 // until /healthz answers. Cloud credentials in the environment are dropped.
-func fakeStartDaemon(t *testing.T, config string) (addr string, logs *fakeLog) {
+func fakeStartDaemon(t *testing.T, config string) *testdaemon.Daemon {
 	t.Helper()
-	dir := t.TempDir()
-	addr, utility := fakeFreeAddr(t), fakeFreeAddr(t)
-	config = fmt.Sprintf("base_dir: %s\nserver:\n  address: %s\n  utility_address: %s\n%s", filepath.Join(dir, "data"), addr, utility, config)
-	path := filepath.Join(dir, "signatory.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(fakeDaemonBinary(t), "serve", "-c", path)
+	d := testdaemon.New(t)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AZURE_") && !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "GOOGLE_") {
-			cmd.Env = append(cmd.Env, kv)
+			d.Env = append(d.Env, kv)
 		}
 	}
-	logs = &fakeLog{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs)
-		}
-	})
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("daemon exited at start: %v\n%s", err, logs)
-		default:
-		}
-		if resp, err := http.Get("http://" + utility + "/healthz"); err == nil {
-			resp.Body.Close()
-			return addr, logs
-		}
-	}
-	t.Fatalf("daemon not up within 60 s:\n%s", logs)
-	return "", nil
-}
-
-var fakeClient = &http.Client{Timeout: 30 * time.Second}
-
-// fakeCall makes a request and decodes a 200 JSON body into out.
-func fakeCall(t *testing.T, method, url, body string, out any) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	resp, err := fakeClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
+	d.StartTimeout = 60 * time.Second
+	d.FailureLogLines = -1
+	d.WriteConfig(config)
+	d.Serve()
+	return d
 }
 
 func fakeCAFile(t *testing.T, cert *cloudfake.Cert) string {
@@ -207,7 +87,7 @@ func TestFakeClouds(t *testing.T) {
 	for pkh := range keys {
 		fmt.Fprintf(&policy, "  %s:\n    allow:\n      generic: [transaction]\n", pkh)
 	}
-	addr, logs := fakeStartDaemon(t, fmt.Sprintf(`vaults:
+	d := fakeStartDaemon(t, fmt.Sprintf(`vaults:
   gcp:
     driver: cloudkms
     config:
@@ -247,23 +127,25 @@ tezos:
 	msg, _ := hex.DecodeString(payload)
 	for pkh, k := range keys {
 		t.Run(vaultOf[pkh]+"/"+string(k.Curve), func(t *testing.T) {
-			var got struct {
-				PublicKey string `json:"public_key"`
+			status, pk := d.PublicKey(pkh)
+			if status != http.StatusOK {
+				t.Fatalf("GET /keys/%s: %d %s", pkh, status, pk)
 			}
-			fakeCall(t, "GET", "http://"+addr+"/keys/"+pkh, "", &got)
-			pub, err := tezos.ParsePublicKey(got.PublicKey)
+			pub, err := tezos.ParsePublicKey(pk)
 			if err != nil || !pub.Equal(k.Public()) {
-				t.Fatalf("GET /keys: %q (%v), want the fake's key %s", got.PublicKey, err, k.Public())
+				t.Fatalf("GET /keys: %q (%v), want the fake's key %s", pk, err, k.Public())
 			}
 			for i := 0; i < 6; i++ {
-				var res struct{ Signature string }
-				fakeCall(t, "POST", "http://"+addr+"/keys/"+pkh, `"`+payload+`"`, &res)
-				sig, err := tezos.ParseSignature(res.Signature)
+				status, res := d.Sign(pkh, payload)
+				if status != http.StatusOK {
+					t.Fatalf("POST /keys/%s: %d %s", pkh, status, res)
+				}
+				sig, err := tezos.ParseSignature(res)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if !tezos.Verify(pub, sig, msg, 2) {
-					t.Fatalf("signature %d (%s) does not verify", i, res.Signature)
+					t.Fatalf("signature %d (%s) does not verify", i, res)
 				}
 				if e, ok := sig.(*crypt.ECDSASignature); ok && !tezos.IsLowS(e) {
 					t.Fatalf("signature %d is high-S", i)
@@ -278,9 +160,7 @@ tezos:
 		t.Errorf("%d AppRole logins, want 1", n)
 	}
 	want := "vault azure-wrong-token: list keys: Key Vault answered 401 Unauthorized"
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), want); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line %q", want)
-		}
+	if !d.WaitLog(want) {
+		t.Fatalf("no log line %q", want)
 	}
 }

@@ -66,7 +66,7 @@ func runCluster(t *testing.T, watermark string, st store) {
 	defer func() {
 		if t.Failed() {
 			for _, in := range insts {
-				t.Logf("%s log:\n%s", in.name, in.logs)
+				t.Logf("%s log:\n%s", in.Name, in.Logs())
 			}
 		}
 	}()
@@ -97,7 +97,7 @@ func runCluster(t *testing.T, watermark string, st store) {
 			base := kill.total()
 			go func() { kill.run(jobs, workers); close(done) }()
 			waitUntil(t, "a third of the level answered", 30*time.Second, func() bool { return kill.total() >= base+len(jobs)/3 })
-			insts[1].kill()
+			insts[1].Kill()
 			<-done
 		}
 		if i == 3 {
@@ -117,8 +117,8 @@ func runCluster(t *testing.T, watermark string, st store) {
 	jobs := level(insts, ks, l+1, []int32{0}, 2, rng)
 	outage.run(jobs, len(jobs))
 	for _, in := range insts {
-		if h := in.health(); h != 503 {
-			t.Errorf("%s /healthz with the store down: %d, want 503", in.name, h)
+		if h, _ := in.GetUtility("/healthz"); h != 503 {
+			t.Errorf("%s /healthz with the store down: %d, want 503", in.Name, h)
 		}
 	}
 	t.Logf("store down: %s", outage.summary())
@@ -129,7 +129,7 @@ func runCluster(t *testing.T, watermark string, st store) {
 	probe := newRecorder(t, led, 200, 500, 503)
 	for _, in := range insts {
 		p := job{inst: in, key: ks[0], magic: 0x13, level: l + 1, round: 0, variant: 0}
-		waitUntil(t, in.name+" to sign after the store restart", 30*time.Second, func() bool { return probe.do(p) == 200 })
+		waitUntil(t, in.Name+" to sign after the store restart", 30*time.Second, func() bool { return probe.do(p) == 200 })
 	}
 	tot.add(probe)
 	after := newRecorder(t, led, 200, 409)

@@ -1,12 +1,8 @@
 package cluster
 
 import (
-	"context"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -15,27 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 const chain = "b3d79f99" // NetXo5iVw1vBoxM
-
-// consensus builds a tag-20 preattestation (magic 0x12) or tag-21 attestation (magic 0x13):
-// magic ‖ chain ‖ branch ‖ tag ‖ slot ‖ level ‖ round ‖ payload hash. variant is the first branch
-// byte, so two variants at one level and round are different payloads.
-func consensus(magic byte, level, round int32, variant byte) string {
-	b := []byte{magic}
-	c, _ := hex.DecodeString(chain)
-	b = append(b, c...)
-	branch := make([]byte, 32)
-	branch[0] = variant
-	b = append(b, branch...)
-	b = append(b, magic+2, 0, 7) // 0x12 → tag 20, 0x13 → tag 21
-	b = binary.BigEndian.AppendUint32(b, uint32(level))
-	b = binary.BigEndian.AppendUint32(b, uint32(round))
-	b = append(b, make([]byte, 32)...)
-	return hex.EncodeToString(b)
-}
 
 var classOf = map[byte]string{0x12: "preattestation", 0x13: "attestation"}
 
@@ -111,23 +91,13 @@ var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 
 // do sends j and records the outcome; every returned signature is verified.
 func (r *recorder) do(j job) int {
-	payload := consensus(j.magic, j.level, j.round, j.variant)
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", "http://"+j.inst.addr+"/keys/"+j.key.pkh,
-		strings.NewReader(`"`+payload+`"`))
-	status, body := 0, ""
-	if resp, err := client.Do(req); err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		status, body = resp.StatusCode, string(b)
-	}
+	payload := testdaemon.Consensus(j.magic, chain, j.level, j.round, j.variant)
+	status, msg := j.inst.Sign(j.key.pkh, payload)
 	if status == 200 {
-		var out struct{ Signature string }
-		if err := json.Unmarshal([]byte(body), &out); err != nil {
-			r.t.Errorf("bad 200 body %q", body)
-		} else if sig, err := tezos.ParseSignature(out.Signature); err != nil {
-			r.t.Errorf("bad signature %q: %v", out.Signature, err)
-		} else if msg, _ := hex.DecodeString(payload); !tezos.Verify(j.key.priv.Public(), sig, msg, 2) {
-			r.t.Errorf("signature from %s does not verify", j.inst.name)
+		if sig, err := tezos.ParseSignature(msg); err != nil {
+			r.t.Errorf("bad signature %q: %v", msg, err)
+		} else if m, _ := hex.DecodeString(payload); !tezos.Verify(j.key.priv.Public(), sig, m, 2) {
+			r.t.Errorf("signature from %s does not verify", j.inst.Name)
 		}
 	}
 	r.mu.Lock()
@@ -135,7 +105,7 @@ func (r *recorder) do(j job) int {
 	r.sent++
 	r.statuses[status]++
 	if !r.allowed[status] {
-		r.t.Errorf("%s: status %d in this phase: %s", j.inst.name, status, body)
+		r.t.Errorf("%s: status %d in this phase: %s", j.inst.Name, status, msg)
 	}
 	if status == 200 {
 		r.ledger.add(slot{j.key.pkh, classOf[j.magic], j.level, j.round}, payload)

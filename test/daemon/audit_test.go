@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // TestAuditJournal: every signature and refusal is journaled before the reply, and
@@ -16,21 +18,21 @@ func TestAuditJournal(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	d := newDaemon(t, js, tz)
-	journal := filepath.Join(d.dir, "audit", "audit.jsonl")
-	cfg, _ := os.ReadFile(d.config)
-	if err := os.WriteFile(d.config, append(cfg, []byte("audit:\n  file: "+journal+"\n")...), 0o600); err != nil {
+	journal := filepath.Join(d.Dir, "audit", "audit.jsonl")
+	cfg, _ := os.ReadFile(d.Config)
+	if err := os.WriteFile(d.Config, append(cfg, []byte("audit:\n  file: "+journal+"\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
+	d.Serve()
 	var signed int
 	for level := int32(1); level <= 10; level++ {
-		if status, _ := d.sign(k.pkh, attestation(chainA, level, 0, 0)); status == 200 {
+		if status, _ := d.Sign(k.pkh, attestation(chainA, level, 0, 0)); status == 200 {
 			signed++
 		}
-		d.sign(k.pkh, attestation(chainA, level, 0, 1)) // 409
+		d.Sign(k.pkh, attestation(chainA, level, 0, 1)) // 409
 	}
-	d.sign(k.pkh, "0201")                                                        // 400
-	d.sign("tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", attestation(chainA, 1, 0, 0)) // 403
+	d.Sign(k.pkh, "0201")                                                        // 400
+	d.Sign("tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", attestation(chainA, 1, 0, 0)) // 403
 	// The journal holds every outcome already: no need to stop the daemon.
 	f, err := os.Open(journal)
 	if err != nil {
@@ -56,13 +58,13 @@ func TestAuditJournal(t *testing.T) {
 		t.Fatalf("journal outcomes %v, signed %d", outcomes, signed)
 	}
 	verify := func() (string, error) {
-		out, err := exec.Command(signatoryBin, "audit", "verify", journal).CombinedOutput()
+		out, err := exec.Command(testdaemon.Binary(t), "audit", "verify", journal).CombinedOutput()
 		return string(out), err
 	}
 	if out, err := verify(); err != nil || !strings.Contains(out, "ok: 22 lines") {
 		t.Fatalf("verify: %v %s", err, out)
 	}
-	d.stop()
+	d.Stop()
 	for name, edit := range map[string]func([]string) []string{
 		"changed":   func(l []string) []string { l[5] = strings.Replace(l[5], `"refused"`, `"signed"`, 1); return l },
 		"removed":   func(l []string) []string { return append(l[:4], l[5:]...) },

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,27 +15,16 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 const chainA = "b3d79f99" // NetXo5iVw1vBoxM
 const chainB = "ed9d217c" // NetXxkAx4woPLyu
 
-// attestation builds a tag-21 attestation: 0x13 ‖ chain ‖ branch ‖ 21 ‖ slot ‖ level ‖ round ‖ payload hash.
-// variant changes the branch, so two variants at one level and round are different payloads.
-func attestation(chain string, level, round int32, variant byte) string {
-	b := []byte{0x13}
-	c, _ := hex.DecodeString(chain)
-	b = append(b, c...)
-	branch := make([]byte, 32)
-	branch[0] = variant
-	b = append(b, branch...)
-	b = append(b, 21, 0, 7)
-	b = binary.BigEndian.AppendUint32(b, uint32(level))
-	b = binary.BigEndian.AppendUint32(b, uint32(round))
-	b = append(b, make([]byte, 32)...)
-	return hex.EncodeToString(b)
-}
+// attestation builds a tag-21 attestation; variant changes the branch, so two variants at one
+// level and round are different payloads.
+var attestation = testdaemon.Attestation
 
 type testKey struct {
 	priv crypt.PrivateKey
@@ -81,32 +69,32 @@ func TestKillNineKeepsWatermark(t *testing.T) {
 	d := newDaemon(t, js, tz)
 	level := int32(100)
 	for round := 0; round < 5; round++ {
-		d.start()
+		d.Serve()
 		last := level
 		n := 1 + rand.IntN(20)
 		for i := 0; i < n; i++ {
 			level++
 			p := attestation(chainA, level, 0, 0)
-			status, sig := d.sign(k.pkh, p)
+			status, sig := d.Sign(k.pkh, p)
 			if status != 200 {
 				t.Fatalf("level %d: %d %s", level, status, sig)
 			}
 			verify(t, k, p, sig)
 			last = level
 		}
-		d.kill() // SIGKILL right after the last reply
-		d.start()
+		d.Kill() // SIGKILL right after the last reply
+		d.Serve()
 		// The same level with other bytes, and a lower level, must be refused; the identical payload is served.
-		if status, msg := d.sign(k.pkh, attestation(chainA, last, 0, 1)); status != 409 {
+		if status, msg := d.Sign(k.pkh, attestation(chainA, last, 0, 1)); status != 409 {
 			t.Fatalf("after kill -9: same level, other bytes: %d %s", status, msg)
 		}
-		if status, msg := d.sign(k.pkh, attestation(chainA, last-1, 5, 1)); status != 409 {
+		if status, msg := d.Sign(k.pkh, attestation(chainA, last-1, 5, 1)); status != 409 {
 			t.Fatalf("after kill -9: lower level: %d %s", status, msg)
 		}
-		if status, msg := d.sign(k.pkh, attestation(chainA, last, 0, 0)); status != 200 {
+		if status, msg := d.Sign(k.pkh, attestation(chainA, last, 0, 0)); status != 200 {
 			t.Fatalf("after kill -9: identical re-sign: %d %s", status, msg)
 		}
-		d.kill()
+		d.Kill()
 	}
 }
 
@@ -115,7 +103,7 @@ func TestKillNineKeepsWatermark(t *testing.T) {
 func TestKillNineUnderLoad(t *testing.T) {
 	ks, js, tz := keys(t, 4)
 	d := newDaemon(t, js, tz)
-	d.start()
+	d.Serve()
 	var mu sync.Mutex
 	highest := map[string]int32{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -126,7 +114,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for level := int32(1); level < 100000 && ctx.Err() == nil; level++ {
-				status, _ := signCtx(ctx, d.addr, k.pkh, attestation(chainA, level, 0, 0))
+				status, _ := d.SignContext(ctx, k.pkh, attestation(chainA, level, 0, 0))
 				if status != 200 {
 					return
 				}
@@ -141,8 +129,8 @@ func TestKillNineUnderLoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	d.kill()
-	d.start()
+	d.Kill()
+	d.Serve()
 	for _, k := range ks {
 		mu.Lock()
 		h := highest[k.pkh]
@@ -150,7 +138,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 		if h == 0 {
 			t.Fatalf("%s: nothing signed", k.pkh)
 		}
-		if status, msg := d.sign(k.pkh, attestation(chainA, h, 0, 9)); status != 409 {
+		if status, msg := d.Sign(k.pkh, attestation(chainA, h, 0, 9)); status != 409 {
 			t.Fatalf("%s: level %d acknowledged before kill, other bytes after restart: %d %s", k.pkh, h, status, msg)
 		}
 	}
@@ -161,7 +149,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	ks, js, tz := keys(t, 2)
 	d := newDaemon(t, js, tz)
-	d.start()
+	d.Serve()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	highest := map[string]int32{}
@@ -171,7 +159,7 @@ func TestGracefulShutdown(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for level := int32(1); level < 5000; level++ {
-				status, sig := d.sign(k.pkh, attestation(chainA, level, 0, 0))
+				status, sig := d.Sign(k.pkh, attestation(chainA, level, 0, 0))
 				if status != 200 {
 					if status != 0 && status != 503 {
 						t.Errorf("status %d during shutdown: %s", status, sig)
@@ -191,11 +179,11 @@ func TestGracefulShutdown(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		<-started
 	}
-	if err := d.stop(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.logs)
+	if err := d.Stop(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.Logs())
 	}
 	wg.Wait()
-	files, _ := filepath.Glob(filepath.Join(d.dir, "data", "watermark_v2", "*.json"))
+	files, _ := filepath.Glob(filepath.Join(d.Dir, "data", "watermark_v2", "*.json"))
 	if len(files) != 1 {
 		t.Fatalf("watermark files: %v", files)
 	}
@@ -220,33 +208,33 @@ func TestUnwritableWatermarkDir(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	d := newDaemon(t, js, tz)
-	d.start()
-	if status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 0)); status != 200 {
+	d.Serve()
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 0)); status != 200 {
 		t.Fatalf("%d %s", status, msg)
 	}
-	wm := filepath.Join(d.dir, "data", "watermark_v2")
+	wm := filepath.Join(d.Dir, "data", "watermark_v2")
 	if err := os.Rename(wm, wm+".moved"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	status, msg := d.sign(k.pkh, attestation(chainA, 11, 0, 0))
+	status, msg := d.Sign(k.pkh, attestation(chainA, 11, 0, 0))
 	if status != 500 || !strings.Contains(msg, "watermark") {
 		t.Fatalf("unwritable store: %d %s", status, msg)
 	}
-	if !d.waitLog("watermark store failed") {
-		t.Fatalf("no clear log line:\n%s", d.logs)
+	if !d.WaitLog("watermark store failed") {
+		t.Fatalf("no clear log line:\n%s", d.Logs())
 	}
 	// Generic operations need no watermark and are still served.
 	os.Remove(wm)
 	if err := os.Rename(wm+".moved", wm); err != nil {
 		t.Fatal(err)
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 1)); status != 409 {
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 1)); status != 409 {
 		t.Fatalf("after repair, old level other bytes: %d %s", status, msg)
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainA, 11, 0, 0)); status != 200 {
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 11, 0, 0)); status != 200 {
 		t.Fatalf("after repair: %d %s", status, msg)
 	}
 }
@@ -256,7 +244,7 @@ func TestCorruptWatermarkFile(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	d := newDaemon(t, js, tz)
-	dir := filepath.Join(d.dir, "data", "watermark_v2")
+	dir := filepath.Join(d.Dir, "data", "watermark_v2")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +253,8 @@ func TestCorruptWatermarkFile(t *testing.T) {
 	if err := os.WriteFile(corrupt, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
-	resp, err := http.Get("http://" + d.utility + "/healthz")
+	d.Serve()
+	resp, err := http.Get("http://" + d.UtilityAddr + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,11 +262,11 @@ func TestCorruptWatermarkFile(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("healthz with a corrupt watermark file: %d, want 503", resp.StatusCode)
 	}
-	status, msg := d.sign(k.pkh, attestation(chainA, 10, 0, 0))
+	status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 0))
 	if status != 500 || !strings.Contains(msg, "corrupt") {
 		t.Fatalf("corrupt chain: %d %s", status, msg)
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainB, 10, 0, 0)); status != 200 {
+	if status, msg := d.Sign(k.pkh, attestation(chainB, 10, 0, 0)); status != 200 {
 		t.Fatalf("other chain: %d %s", status, msg)
 	}
 	after, _ := os.ReadFile(corrupt)
@@ -291,7 +279,7 @@ func TestCorruptWatermarkFile(t *testing.T) {
 func TestManyKeysInParallel(t *testing.T) {
 	ks, js, tz := keys(t, 16)
 	d := newDaemon(t, js, tz)
-	d.start()
+	d.Serve()
 	var wg sync.WaitGroup
 	for _, k := range ks {
 		wg.Add(1)
@@ -299,7 +287,7 @@ func TestManyKeysInParallel(t *testing.T) {
 			defer wg.Done()
 			for level := int32(1); level <= 40; level++ {
 				p := attestation(chainA, level, 0, 0)
-				status, sig := d.sign(k.pkh, p)
+				status, sig := d.Sign(k.pkh, p)
 				if status != 200 {
 					t.Errorf("%s level %d: %d %s", k.pkh, level, status, sig)
 					return
@@ -309,10 +297,10 @@ func TestManyKeysInParallel(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	d.kill()
-	d.start()
+	d.Kill()
+	d.Serve()
 	for _, k := range ks {
-		if status, _ := d.sign(k.pkh, attestation(chainA, 40, 0, 1)); status != 409 {
+		if status, _ := d.Sign(k.pkh, attestation(chainA, 40, 0, 1)); status != 409 {
 			t.Fatalf("%s: level 40 not recorded", k.pkh)
 		}
 	}

@@ -15,7 +15,7 @@ func TestFullWatermarkDisk(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	d := newDaemon(t, js, tz)
-	data := filepath.Join(d.dir, "data")
+	data := filepath.Join(d.Dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -23,8 +23,8 @@ func TestFullWatermarkDisk(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
-	d.start()
-	if status, msg := d.sign(k.pkh, attestation(chainA, 1, 0, 0)); status != 200 {
+	d.Serve()
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 1, 0, 0)); status != 200 {
 		t.Fatalf("%d %s", status, msg)
 	}
 	filler := filepath.Join(data, "filler")
@@ -39,20 +39,20 @@ func TestFullWatermarkDisk(t *testing.T) {
 		}
 	}
 	f.Close()
-	status, msg := d.sign(k.pkh, attestation(chainA, 2, 0, 0))
+	status, msg := d.Sign(k.pkh, attestation(chainA, 2, 0, 0))
 	if status != 500 || !strings.Contains(msg, "watermark") {
 		t.Fatalf("full disk: %d %s", status, msg)
 	}
-	if !d.waitLog("watermark store failed") {
-		t.Fatalf("no clear log line:\n%s", d.logs)
+	if !d.WaitLog("watermark store failed") {
+		t.Fatalf("no clear log line:\n%s", d.Logs())
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainA, 1, 0, 1)); status != 409 {
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 1, 0, 1)); status != 409 {
 		t.Fatalf("after freeing space, old level with other bytes: %d %s", status, msg)
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainA, 2, 0, 0)); status != 200 {
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 2, 0, 0)); status != 200 {
 		t.Fatalf("after freeing space: %d %s", status, msg)
 	}
 }

@@ -16,10 +16,10 @@ func TestHostileClients(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	d := newDaemonWith(t, js, tz, "  read_timeout: 1s\n  max_body_bytes: 4096\n")
-	d.start()
+	d.Serve()
 
 	// Slowloris: headers trickle in and never finish.
-	conn, err := net.Dial("tcp", d.addr)
+	conn, err := net.Dial("tcp", d.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestHostileClients(t *testing.T) {
 	}()
 	// Meanwhile, normal clients are served.
 	for level := int32(1); level <= 5; level++ {
-		if status, msg := d.sign(k.pkh, attestation(chainA, level, 0, 0)); status != 200 {
+		if status, msg := d.Sign(k.pkh, attestation(chainA, level, 0, 0)); status != 200 {
 			t.Fatalf("during slowloris: %d %s", status, msg)
 		}
 	}
@@ -50,13 +50,13 @@ func TestHostileClients(t *testing.T) {
 	}
 
 	// Oversized body: 413 with a clear message, the watermark unchanged.
-	status, msg := d.sign(k.pkh, strings.Repeat("00", 8192))
+	status, msg := d.Sign(k.pkh, strings.Repeat("00", 8192))
 	if status != 413 || !strings.Contains(msg, "larger than 4096") {
 		t.Fatalf("oversized body: %d %s", status, msg)
 	}
 
 	// A flood of headers beyond the header limit is refused.
-	conn2, err := net.Dial("tcp", d.addr)
+	conn2, err := net.Dial("tcp", d.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestHostileClients(t *testing.T) {
 			t.Fatalf("header flood: %d", resp.StatusCode)
 		}
 	}
-	if status, msg := d.sign(k.pkh, attestation(chainA, 6, 0, 0)); status != 200 {
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 6, 0, 0)); status != 200 {
 		t.Fatalf("after hostile clients: %d %s", status, msg)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -36,38 +37,38 @@ func TestNoSecretLeaks(t *testing.T) {
 		tz += "  " + p + ":\n    allow: {generic: [transaction]}\n"
 	}
 	d := newDaemon(t, string(js), tz)
-	cfg, _ := os.ReadFile(d.config)
+	cfg, _ := os.ReadFile(d.Config)
 	withPw := strings.Replace(string(cfg), "      file: ", "      password_env: LEAK_TEST_PASSWORD\n      file: ", 1)
-	if err := os.WriteFile(d.config, []byte(withPw), 0o600); err != nil {
+	if err := os.WriteFile(d.Config, []byte(withPw), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("LEAK_TEST_PASSWORD", password)
-	d.start()
+	d.Serve()
 
 	var bodies strings.Builder
 	for _, pkh := range pkhs {
 		for _, payload := range []string{"", "zz", "03", "0201", attestation(chainA, 1, 0, 0), strings.Repeat("ab", 100)} {
-			_, msg := d.sign(pkh, payload)
+			_, msg := d.Sign(pkh, payload)
 			bodies.WriteString(msg)
 		}
-		resp, err := http.Get("http://" + d.addr + "/bls_prove_possession/" + pkh)
+		resp, err := http.Get("http://" + d.Addr + "/bls_prove_possession/" + pkh)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			bodies.Write(b)
 		}
 	}
-	resp, err := http.Get("http://" + d.utility + "/metrics")
+	resp, err := http.Get("http://" + d.UtilityAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	d.stop()
+	d.Stop()
 
 	// A wrong password at start-up must fail without echoing either password or key.
 	t.Setenv("LEAK_TEST_PASSWORD", "wrong-"+password)
-	out, err := exec.Command(signatoryBin, "list", "-c", d.config).CombinedOutput()
+	out, err := exec.Command(testdaemon.Binary(t), "list", "-c", d.Config).CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "No keys") && !strings.Contains(string(out), "wrong password") {
 		t.Fatalf("wrong password: %v\n%s", err, out)
 	}
@@ -75,7 +76,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		t.Fatalf("wrong password not reported clearly:\n%s", out)
 	}
 
-	for where, text := range map[string]string{"logs": d.logs.String(), "error bodies": bodies.String(),
+	for where, text := range map[string]string{"logs": d.Logs(), "error bodies": bodies.String(),
 		"metrics": string(metrics), "wrong-password output": string(out)} {
 		for _, s := range append(secrets, password) {
 			if strings.Contains(text, s) || strings.Contains(text, s[len(s)/2:]) {

@@ -73,7 +73,7 @@ func TestMutualTLS(t *testing.T) {
 		"\n    client_ca_file: " + write("ca.crt", ca.pem) + "\n"
 	ks, js, tz := keys(t, 1)
 	d := newDaemonWith(t, js, tz, extra)
-	d.start()
+	d.Serve()
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	get := func(cert *certPair) (int, error) {
@@ -82,7 +82,7 @@ func TestMutualTLS(t *testing.T) {
 			tc.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.cert.Raw}, PrivateKey: cert.key}}
 		}
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
-		resp, err := c.Post("https://"+d.addr+"/keys/"+ks[0].pkh, "application/json", strings.NewReader(`"`+attestation(chainA, 5, 0, 0)+`"`))
+		resp, err := c.Post("https://"+d.Addr+"/keys/"+ks[0].pkh, "application/json", strings.NewReader(`"`+attestation(chainA, 5, 0, 0)+`"`))
 		if err != nil {
 			return 0, err
 		}
@@ -100,7 +100,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("client with another CA's certificate was served")
 	}
 	// Plain HTTP on the TLS port gets no signature.
-	if status, _ := d.sign(ks[0].pkh, attestation(chainA, 6, 0, 0)); status == 200 {
+	if status, _ := d.Sign(ks[0].pkh, attestation(chainA, 6, 0, 0)); status == 200 {
 		t.Fatal("plain HTTP served on the TLS port")
 	}
 }
@@ -111,19 +111,19 @@ func TestLoudWarningWithoutAuthentication(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	_ = ks
 	d := newDaemon(t, js, tz)
-	d.start()
-	if strings.Contains(d.logs.String(), "SECURITY WARNING") {
+	d.Serve()
+	if strings.Contains(d.Logs(), "SECURITY WARNING") {
 		t.Fatal("warning on a loopback listener")
 	}
-	d.kill()
+	d.Kill()
 	// Rewrite the config to listen on all interfaces (port still free, loopback reachable).
-	cfg, _ := os.ReadFile(d.config)
-	open := strings.Replace(string(cfg), "address: "+d.addr, "address: 0.0.0.0:"+strings.Split(d.addr, ":")[1], 1)
-	if err := os.WriteFile(d.config, []byte(open), 0o600); err != nil {
+	cfg, _ := os.ReadFile(d.Config)
+	open := strings.Replace(string(cfg), "address: "+d.Addr, "address: 0.0.0.0:"+strings.Split(d.Addr, ":")[1], 1)
+	if err := os.WriteFile(d.Config, []byte(open), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
-	if !d.waitLog("SECURITY WARNING") {
-		t.Fatalf("no warning for 0.0.0.0 without authentication:\n%s", d.logs)
+	d.Serve()
+	if !d.WaitLog("SECURITY WARNING") {
+		t.Fatalf("no warning for 0.0.0.0 without authentication:\n%s", d.Logs())
 	}
 }

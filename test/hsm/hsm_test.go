@@ -15,7 +15,7 @@ import (
 // the daemon. It returns the key hashes of k1, k2, k3.
 func started(t *testing.T) (*hsm, []string) {
 	h := newHSM(t)
-	byLabel := h.pkhs()
+	byLabel := h.KeysByReference()
 	var pkhs []string
 	for _, label := range []string{"k1", "k2", "k3"} {
 		if byLabel[label] == "" {
@@ -24,7 +24,7 @@ func started(t *testing.T) (*hsm, []string) {
 		pkhs = append(pkhs, byLabel[label])
 	}
 	h.writeConfig(pkhs)
-	h.start()
+	h.Serve()
 	return h, pkhs
 }
 
@@ -42,7 +42,7 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 		}
 		for round := range 20 { // many signatures: ECDSA high-S must be normalised every time
 			for _, payload := range []string{transaction, attestation(100, int32(round), 0)} {
-				status, sig := h.sign(pkh, payload)
+				status, sig := h.Sign(pkh, payload)
 				if status != 200 {
 					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
 				}
@@ -52,17 +52,17 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 			}
 		}
 		// Watermarks: the same payload again is fine, another one at the same level and round is not.
-		if status, msg := h.sign(pkh, attestation(100, 19, 0)); status != 200 {
+		if status, msg := h.Sign(pkh, attestation(100, 19, 0)); status != 200 {
 			t.Fatalf("%s: identical re-sign: %d %s", pkh, status, msg)
 		}
-		if status, msg := h.sign(pkh, attestation(100, 19, 1)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(100, 19, 1)); status != 409 {
 			t.Fatalf("%s: double attestation: %d %s", pkh, status, msg)
 		}
-		if status, msg := h.sign(pkh, attestation(99, 0, 0)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(99, 0, 0)); status != 409 {
 			t.Fatalf("%s: lower level: %d %s", pkh, status, msg)
 		}
 	}
-	if status, body := h.health(); status != 200 || !strings.Contains(body, `"vault/hsm":"ok"`) {
+	if status, body := h.Health(); status != 200 || !strings.Contains(body, `"vault/hsm":"ok"`) {
 		t.Fatalf("healthz: %d %s", status, body)
 	}
 }
@@ -81,7 +81,7 @@ func TestConcurrentLoad(t *testing.T) {
 			defer wg.Done()
 			for level := int32(1); level <= n; level++ {
 				p := attestation(level, 0, 0)
-				status, sig := h.sign(pkh, p)
+				status, sig := h.Sign(pkh, p)
 				if status != 200 {
 					errs <- fmt.Errorf("%s level %d: %d %s", pkh, level, status, sig)
 					return
@@ -97,7 +97,7 @@ func TestConcurrentLoad(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range n {
-					status, sig := h.sign(pkh, transaction)
+					status, sig := h.Sign(pkh, transaction)
 					if status != 200 {
 						errs <- fmt.Errorf("%s generic: %d %s", pkh, status, sig)
 						return
@@ -115,7 +115,7 @@ func TestConcurrentLoad(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 }
 
 // TestTokenRemovedMidRun moves the token directory away while the daemon runs under load:
@@ -125,7 +125,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 	t.Parallel()
 	h, pkhs := started(t)
 	for _, pkh := range pkhs {
-		if status, sig := h.sign(pkh, attestation(10, 0, 0)); status != 200 {
+		if status, sig := h.Sign(pkh, attestation(10, 0, 0)); status != 200 {
 			t.Fatalf("before: %d %s", status, sig)
 		}
 	}
@@ -144,7 +144,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 					return
 				default:
 				}
-				status, sig := h.sign(pkh, transaction)
+				status, sig := h.Sign(pkh, transaction)
 				if status == 200 {
 					if err := h.verify(pkh, transaction, sig); err != nil {
 						t.Error(err)
@@ -168,7 +168,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 		}
 	}()
 	for _, pkh := range pkhs {
-		status, msg := h.sign(pkh, attestation(11, 0, 0))
+		status, msg := h.Sign(pkh, attestation(11, 0, 0))
 		if status != 500 {
 			t.Fatalf("%s with the token gone: %d %s", pkh, status, msg)
 		}
@@ -177,14 +177,14 @@ func TestTokenRemovedMidRun(t *testing.T) {
 		}
 		t.Logf("%s with the token gone: %s", pkh, msg)
 		// The watermark was taken before the vault failed: other bytes at level 11 stay refused.
-		if status, msg := h.sign(pkh, attestation(11, 0, 1)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 409 {
 			t.Fatalf("%s: conflicting payload after a failed sign: %d %s", pkh, status, msg)
 		}
 	}
-	if status, body := h.health(); status != 503 || !strings.Contains(body, "vault/hsm") {
+	if status, body := h.Health(); status != 503 || !strings.Contains(body, "vault/hsm") {
 		t.Errorf("healthz with the token gone: %d %s", status, body)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 
 	if err := h.store.Plug(); err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 	for _, pkh := range pkhs {
 		p := attestation(11, 0, 0) // the identical payload may be signed now
 		for {
-			status, sig := h.sign(pkh, p)
+			status, sig := h.Sign(pkh, p)
 			if status == 200 {
 				if err := h.verify(pkh, p, sig); err != nil {
 					t.Fatal(err)
@@ -202,18 +202,18 @@ func TestTokenRemovedMidRun(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not recovered 15 s after the token came back: %d %s\n%s", pkh, status, sig, h.logs)
+				t.Fatalf("%s: not recovered 15 s after the token came back: %d %s\n%s", pkh, status, sig, h.Logs())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if status, sig := h.sign(pkh, attestation(12, 0, 0)); status != 200 {
+		if status, sig := h.Sign(pkh, attestation(12, 0, 0)); status != 200 {
 			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
 		}
 	}
-	if status, body := h.health(); status != 200 {
+	if status, body := h.Health(); status != 200 {
 		t.Errorf("healthz after recovery: %d %s", status, body)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 	mu.Lock()
 	t.Logf("background generic requests by status: %v", statuses)
 	for status := range statuses {
@@ -222,8 +222,8 @@ func TestTokenRemovedMidRun(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if !strings.Contains(h.logs.String(), "re-initialised") {
-		t.Errorf("the log does not mention the module's re-initialisation:\n%s", h.logs)
+	if !strings.Contains(h.Logs(), "re-initialised") {
+		t.Errorf("the log does not mention the module's re-initialisation:\n%s", h.Logs())
 	}
 }
 
@@ -232,20 +232,20 @@ func TestTokenRemovedMidRun(t *testing.T) {
 func TestGenerateAndImportWithTheCLI(t *testing.T) {
 	t.Parallel()
 	h := newHSM(t)
-	gen := h.cli("", "generate", "--vault", "hsm", "-t", "tz3")
+	gen := h.CLI("", "generate", "--vault", "hsm", "-t", "tz3")
 	if len(gen) != 1 || !strings.HasPrefix(gen[0].PKH, "tz3") || gen[0].Reference != gen[0].PKH {
 		t.Fatalf("generate: %+v", gen)
 	}
-	named := h.cli("", "generate", "--vault", "hsm", "-t", "tz1", "--name", "baker")
+	named := h.CLI("", "generate", "--vault", "hsm", "-t", "tz1", "--name", "baker")
 	if len(named) != 1 || named[0].Reference != "baker" || !strings.HasPrefix(named[0].PKH, "tz1") {
 		t.Fatalf("generate --name: %+v", named)
 	}
 	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
-	imp := h.cli(string(priv.ToBase58())+"\n", "import", "--vault", "hsm")
+	imp := h.CLI(string(priv.ToBase58())+"\n", "import", "--vault", "hsm")
 	if len(imp) != 1 || imp[0].PKH != priv.Public().Hash().String() {
 		t.Fatalf("import: %+v", imp)
 	}
-	listed := h.pkhs()
+	listed := h.KeysByReference()
 	pkhs := []string{gen[0].PKH, named[0].PKH, imp[0].PKH}
 	for _, pkh := range pkhs {
 		if listed[pkh] != pkh && listed["baker"] != pkh {
@@ -253,10 +253,10 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 		}
 	}
 	h.writeConfig(pkhs)
-	h.start()
+	h.Serve()
 	for _, pkh := range pkhs {
 		p := attestation(5, 0, 0)
-		status, sig := h.sign(pkh, p)
+		status, sig := h.Sign(pkh, p)
 		if status != 200 {
 			t.Fatalf("%s: %d %s", pkh, status, sig)
 		}

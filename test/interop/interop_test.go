@@ -6,13 +6,11 @@ package interop
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -69,6 +68,8 @@ func keyOf(priv crypt.PrivateKey) *key {
 // withoutSK returns a copy that the JS side gets without its secret key.
 func (k *key) withoutSK() *key { c := *k; c.SK = ""; return &c }
 
+func TestMain(m *testing.M) { testdaemon.Main(m) }
+
 func TestTaquitoInterop(t *testing.T) {
 	required := os.Getenv("SIGNATORY_REQUIRE_INTEROP") == "1"
 	unavailable := func(format string, args ...any) {
@@ -92,7 +93,9 @@ func TestTaquitoInterop(t *testing.T) {
 		unavailable("node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
 	}
 
-	bin := buildSignatory(t)
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), buildTimeout)
+	testdaemon.BinaryContext(buildCtx, t)
+	cancelBuild()
 
 	// Keys of the main daemon.
 	fixed, err := tezos.ParseSecretKey(fixedTz1SK, nil)
@@ -137,7 +140,7 @@ func TestTaquitoInterop(t *testing.T) {
     allow:
       generic: [transaction]
 `, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH)
-	mainD := startDaemon(t, bin, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "", mainTezos)
+	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "", mainTezos)
 
 	authServer := "  authorized_keys:\n"
 	for _, c := range clients {
@@ -152,7 +155,7 @@ func TestTaquitoInterop(t *testing.T) {
     allow:
       attestation:
 `, authTz1.PKH, authTz4.PKH)
-	auth := startDaemon(t, bin, "auth", []*key{authTz1, authTz4}, authServer, authTezos)
+	auth := startDaemon(t, "auth", []*key{authTz1, authTz4}, authServer, authTezos)
 
 	keys := map[string]*key{
 		"tz1":        tz1,
@@ -191,13 +194,13 @@ func TestTaquitoInterop(t *testing.T) {
 	cmd := exec.CommandContext(ctx, nodeBin, args...)
 	cmd.Env = append(os.Environ(),
 		"SIGNATORY_ENCRYPTED_KEYS="+encryptedKeys(t),
-		"SIGNATORY_URL=http://"+mainD.addr,
-		"SIGNATORY_AUTH_URL=http://"+auth.addr,
+		"SIGNATORY_URL=http://"+mainD.Addr,
+		"SIGNATORY_AUTH_URL=http://"+auth.Addr,
 		"SIGNATORY_INTEROP_KEYS="+string(keysJSON),
 		"NO_COLOR=1",
 	)
-	dieWithTest(cmd)
-	killGroupOnCancel(cmd)
+	testdaemon.DieWithTest(cmd)
+	testdaemon.KillGroupOnCancel(cmd)
 	cmd.WaitDelay = 10 * time.Second
 	runStreaming(t, cmd)
 	if ctx.Err() != nil {
@@ -232,62 +235,10 @@ func checkInstalled() error {
 	return nil
 }
 
-// buildSignatory builds the daemon with the toolchain that runs the test (go test puts its own
-// GOROOT/bin first in PATH).
-func buildSignatory(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "signatory")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/signatory-go/signatory/cmd/signatory")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type daemon struct {
-	name    string
-	addr    string // signer API, host:port
-	utility string // /healthz and /metrics, host:port
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-var errPortTaken = errors.New("port taken")
-
 // startDaemon writes a key file and a config into a fresh directory and starts `signatory serve`
 // on free loopback ports, retrying with new ports if one was taken in the meantime.
-func startDaemon(t *testing.T, bin, name string, keys []*key, serverExtra, tezosSection string) *daemon {
+func startDaemon(t *testing.T, name string, keys []*key, serverExtra, tezosSection string) *testdaemon.Daemon {
 	t.Helper()
-	dir := t.TempDir()
 	type entry struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
@@ -300,105 +251,38 @@ func startDaemon(t *testing.T, bin, name string, keys []*key, serverExtra, tezos
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(dir, "secret_keys.json")
+	keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
 	if err := os.WriteFile(keyFile, js, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 0; ; attempt++ {
-		d := &daemon{name: name, addr: freePort(t), utility: freePort(t), logs: &syncBuffer{}}
-		config := filepath.Join(dir, "signatory.yaml")
-		cfg := fmt.Sprintf(`base_dir: %s
-server:
-  address: %s
-  utility_address: %s
-%svaults:
-  local:
-    driver: file
-    config:
-      file: %s
-watermark:
-  driver: file
-tezos:
-%s`, filepath.Join(dir, "data"), d.addr, d.utility, serverExtra, keyFile, tezosSection)
-		if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		err := d.start(t, bin, config)
-		if err == nil {
-			return d
-		}
-		if errors.Is(err, errPortTaken) && attempt < 3 {
-			t.Logf("%s daemon: %v; retrying on other ports", name, err)
-			continue
-		}
-		t.Fatalf("%s daemon: %v\nconfig:\n%s\nlog:\n%s", name, err, cfg, d.logs)
-	}
-}
-
-// start runs the daemon and polls /healthz until it answers {"ready":true}, within startTimeout.
-func (d *daemon) start(t *testing.T, bin, config string) error {
-	cmd := exec.Command(bin, "serve", "-c", config)
-	cmd.Stdout, cmd.Stderr = d.logs, d.logs
-	dieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("%s daemon log (last %d lines):\n%s", d.name, logTail, tail(d.logs.String(), logTail))
-		}
-	})
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			stopped = true
-			if strings.Contains(d.logs.String(), "address already in use") {
-				return fmt.Errorf("%w: %v", errPortTaken, err)
-			}
-			return fmt.Errorf("exited at start: %v", err)
-		default:
-		}
-		resp, err := client.Get("http://" + d.utility + "/healthz")
-		if err == nil {
+		d := testdaemon.New(t)
+		d.Name = name + " daemon"
+		d.StartTimeout = startTimeout
+		d.Ready = func(status int, body []byte) bool {
 			var h struct {
 				Ready bool `json:"ready"`
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &h) == nil && h.Ready {
-				return nil
-			}
+			return status == http.StatusOK && json.Unmarshal(body, &h) == nil && h.Ready
 		}
-		time.Sleep(25 * time.Millisecond)
+		d.FailureLogLines = logTail
+		d.WriteConfig(serverExtra + testdaemon.FileVault(keyFile) + "watermark:\n  driver: file\ntezos:\n" + tezosSection)
+		d.Launch("serve", "-c", d.Config)
+		err := d.WaitReady()
+		if err == nil {
+			return d
+		}
+		d.Kill()
+		if errors.Is(err, testdaemon.ErrExited) && strings.Contains(d.Logs(), "address already in use") && attempt < 3 {
+			t.Logf("%s: %v; retrying on other ports", d.Name, err)
+			continue
+		}
+		cfg, _ := os.ReadFile(d.Config)
+		t.Fatalf("%s: %v\nconfig:\n%s\nlog:\n%s", d.Name, err, cfg, d.Logs())
 	}
-	stop()
-	return fmt.Errorf("not ready within %v", startTimeout)
 }
 
 const logTail = 200
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // runStreaming runs cmd with its stdout and stderr streamed line by line to t.Log, and fails the
 // test if it exits non-zero.

@@ -15,7 +15,7 @@ import (
 // daemon. It returns the key hashes of 0101 (tz3), 0102 (tz2) and 0103 (tz1).
 func started(t *testing.T) (*harness, []string) {
 	h := newHarness(t)
-	byRef := h.pkhs()
+	byRef := h.KeysByReference()
 	var pkhs []string
 	for _, ref := range []string{"0101", "0102", "0103"} {
 		if byRef[ref] == "" {
@@ -24,7 +24,7 @@ func started(t *testing.T) (*harness, []string) {
 		pkhs = append(pkhs, byRef[ref])
 	}
 	h.writeConfig(pkhs)
-	h.start()
+	h.Serve()
 	return h, pkhs
 }
 
@@ -44,7 +44,7 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 		}
 		for round := range 10 {
 			for _, payload := range []string{transaction, attestation(100, int32(round), 0)} {
-				status, sig := h.sign(pkh, payload)
+				status, sig := h.Sign(pkh, payload)
 				if status != 200 {
 					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
 				}
@@ -53,20 +53,20 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 				}
 			}
 		}
-		if status, msg := h.sign(pkh, attestation(100, 9, 0)); status != 200 {
+		if status, msg := h.Sign(pkh, attestation(100, 9, 0)); status != 200 {
 			t.Fatalf("%s: identical re-sign: %d %s", pkh, status, msg)
 		}
-		if status, msg := h.sign(pkh, attestation(100, 9, 1)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(100, 9, 1)); status != 409 {
 			t.Fatalf("%s: double attestation: %d %s", pkh, status, msg)
 		}
-		if status, msg := h.sign(pkh, attestation(99, 0, 0)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(99, 0, 0)); status != 409 {
 			t.Fatalf("%s: lower level: %d %s", pkh, status, msg)
 		}
 	}
 	if st := h.dev.Stats(); st.HighSSignatures != 2*21 || st.Signatures != 3*21 {
 		t.Fatalf("device stats: %+v", st)
 	}
-	if status, body := h.health(); status != 200 || !strings.Contains(body, `"vault/yubi":"ok"`) {
+	if status, body := h.Health(); status != 200 || !strings.Contains(body, `"vault/yubi":"ok"`) {
 		t.Fatalf("healthz: %d %s", status, body)
 	}
 	if n := h.dev.Stats().SessionsAuthenticated; n > 2 {
@@ -81,7 +81,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 	t.Parallel()
 	h, pkhs := started(t)
 	for _, pkh := range pkhs {
-		if status, sig := h.sign(pkh, attestation(10, 0, 0)); status != 200 {
+		if status, sig := h.Sign(pkh, attestation(10, 0, 0)); status != 200 {
 			t.Fatalf("before: %d %s", status, sig)
 		}
 	}
@@ -99,7 +99,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 					return
 				default:
 				}
-				status, sig := h.sign(pkh, transaction)
+				status, sig := h.Sign(pkh, transaction)
 				if status == 200 {
 					if err := h.verify(pkh, transaction, sig); err != nil {
 						t.Error(err)
@@ -121,7 +121,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 		}
 	}()
 	for _, pkh := range pkhs {
-		status, msg := h.sign(pkh, attestation(11, 0, 0))
+		status, msg := h.Sign(pkh, attestation(11, 0, 0))
 		if status != 500 || !strings.Contains(msg, "YubiHSM/") || !strings.Contains(msg, "yubihsm-connector") {
 			t.Fatalf("%s with the connector down: %d %s", pkh, status, msg)
 		}
@@ -129,14 +129,14 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 			t.Fatalf("the error holds the password: %s", msg)
 		}
 		t.Logf("%s with the connector down: %s", pkh, msg)
-		if status, msg := h.sign(pkh, attestation(11, 0, 1)); status != 409 {
+		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 409 {
 			t.Fatalf("%s: conflicting payload after a failed sign: %d %s", pkh, status, msg)
 		}
 	}
-	if status, body := h.health(); status != 503 || !strings.Contains(body, "vault/yubi") {
+	if status, body := h.Health(); status != 503 || !strings.Contains(body, "vault/yubi") {
 		t.Errorf("healthz with the connector down: %d %s", status, body)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 
 	if err := h.conn.Restart(); err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 	for _, pkh := range pkhs {
 		p := attestation(11, 0, 0) // the identical payload may be signed now
 		for {
-			status, sig := h.sign(pkh, p)
+			status, sig := h.Sign(pkh, p)
 			if status == 200 {
 				if err := h.verify(pkh, p, sig); err != nil {
 					t.Fatal(err)
@@ -154,18 +154,18 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not recovered 15 s after the connector came back: %d %s\n%s", pkh, status, sig, h.logs)
+				t.Fatalf("%s: not recovered 15 s after the connector came back: %d %s\n%s", pkh, status, sig, h.Logs())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if status, sig := h.sign(pkh, attestation(12, 0, 0)); status != 200 {
+		if status, sig := h.Sign(pkh, attestation(12, 0, 0)); status != 200 {
 			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
 		}
 	}
-	if status, body := h.health(); status != 200 {
+	if status, body := h.Health(); status != 200 {
 		t.Errorf("healthz after recovery: %d %s", status, body)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 	mu.Lock()
 	t.Logf("background generic requests by status: %v", statuses)
 	for status := range statuses {
@@ -185,7 +185,7 @@ func TestDeviceForgetsSessions(t *testing.T) {
 		h.dev.ExpireSessions()
 		for _, pkh := range pkhs {
 			p := attestation(level, 0, 0)
-			status, sig := h.sign(pkh, p)
+			status, sig := h.Sign(pkh, p)
 			if status != 200 {
 				t.Fatalf("%s level %d after the device forgot its sessions: %d %s", pkh, level, status, sig)
 			}
@@ -194,8 +194,8 @@ func TestDeviceForgetsSessions(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(h.logs.String(), "YubiHSM session lost") {
-		t.Errorf("the log does not mention the lost sessions:\n%s", h.logs)
+	if !strings.Contains(h.Logs(), "YubiHSM session lost") {
+		t.Errorf("the log does not mention the lost sessions:\n%s", h.Logs())
 	}
 }
 
@@ -204,16 +204,16 @@ func TestDeviceForgetsSessions(t *testing.T) {
 func TestGenerateAndImportWithTheCLI(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	gen := h.cli("", "generate", "--vault", "yubi", "-t", "tz3")
+	gen := h.CLI("", "generate", "--vault", "yubi", "-t", "tz3")
 	if len(gen) != 1 || !strings.HasPrefix(gen[0].PKH, "tz3") || len(gen[0].Reference) != 4 {
 		t.Fatalf("generate: %+v", gen)
 	}
-	named := h.cli("", "generate", "--vault", "yubi", "-t", "tz1", "--name", "baker")
+	named := h.CLI("", "generate", "--vault", "yubi", "-t", "tz1", "--name", "baker")
 	if len(named) != 1 || !strings.HasPrefix(named[0].PKH, "tz1") {
 		t.Fatalf("generate --name: %+v", named)
 	}
 	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
-	imp := h.cli(string(priv.ToBase58())+"\n", "import", "--vault", "yubi", "--name", "imported")
+	imp := h.CLI(string(priv.ToBase58())+"\n", "import", "--vault", "yubi", "--name", "imported")
 	if len(imp) != 1 || imp[0].PKH != priv.Public().Hash().String() {
 		t.Fatalf("import: %+v", imp)
 	}
@@ -224,7 +224,7 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 	if !labels["baker"] || !labels["imported"] || len(h.dev.Keys()) != 6 {
 		t.Fatalf("device keys: %+v", h.dev.Keys())
 	}
-	listed := h.pkhs()
+	listed := h.KeysByReference()
 	pkhs := []string{gen[0].PKH, named[0].PKH, imp[0].PKH}
 	for i, pkh := range pkhs {
 		ref := []string{gen[0].Reference, named[0].Reference, imp[0].Reference}[i]
@@ -233,10 +233,10 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 		}
 	}
 	h.writeConfig(pkhs)
-	h.start()
+	h.Serve()
 	for _, pkh := range pkhs {
 		p := attestation(5, 0, 0)
-		status, sig := h.sign(pkh, p)
+		status, sig := h.Sign(pkh, p)
 		if status != 200 {
 			t.Fatalf("%s: %d %s", pkh, status, sig)
 		}
@@ -251,20 +251,20 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 func TestWrongPasswordAtStart(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	pkh := h.pkhs()["0101"]
+	pkh := h.KeysByReference()["0101"]
 	h.writeConfig([]string{pkh})
 	wrong := "not the " + password
-	h.env = append(h.env, "TEST_YUBIHSM_PASSWORD="+wrong)
-	h.start()
-	logs := h.logs.String()
+	h.Env = append(h.Env, "TEST_YUBIHSM_PASSWORD="+wrong)
+	h.Serve()
+	logs := h.Logs()
 	if !strings.Contains(logs, "vault skipped") || !strings.Contains(logs, "wrong password") {
 		t.Fatalf("no clear error in the log:\n%s", logs)
 	}
 	if strings.Contains(logs, wrong) {
 		t.Fatalf("the log holds the password:\n%s", logs)
 	}
-	if status, msg := h.sign(pkh, attestation(1, 0, 0)); status != 404 {
+	if status, msg := h.Sign(pkh, attestation(1, 0, 0)); status != 404 {
 		t.Fatalf("signing with the vault skipped: %d %s", status, msg)
 	}
-	h.checkAlive()
+	h.CheckAlive()
 }

@@ -1,17 +1,16 @@
 package pkcs11
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/pkcs11/softhsmtest"
 )
@@ -78,26 +77,8 @@ func need(t testing.TB) {
 	}
 }
 
-// logBuffer collects a vault's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // open opens a vault from YAML (the SoftHSM2 library_path is added unless given) and closes it at the end of the test.
-func open(t testing.TB, config string) (*Vault, *logBuffer) {
+func open(t testing.TB, config string) (*Vault, *testdaemon.Buffer) {
 	t.Helper()
 	v, logs, err := tryOpen(config)
 	if err != nil {
@@ -107,7 +88,7 @@ func open(t testing.TB, config string) (*Vault, *logBuffer) {
 	return v, logs
 }
 
-func tryOpen(config string) (*Vault, *logBuffer, error) {
+func tryOpen(config string) (*Vault, *testdaemon.Buffer, error) {
 	var node yaml.Node
 	full := config
 	if !strings.Contains(config, "library_path:") {
@@ -116,7 +97,7 @@ func tryOpen(config string) (*Vault, *logBuffer, error) {
 	if err := yaml.Unmarshal([]byte(full), &node); err != nil {
 		return nil, nil, err
 	}
-	logs := &logBuffer{}
+	logs := &testdaemon.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	v, err := New("hsm", node.Content[0], vault.Env{Logger: log})
 	if err != nil {

@@ -1,17 +1,16 @@
 package yubihsm
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/yubihsm/yubihsmfake"
@@ -53,35 +52,17 @@ func newDevice(t *testing.T) *testDevice {
 	return d
 }
 
-// logBuffer collects a vault's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func (d *testDevice) config() Config {
 	return Config{Address: d.conn.Addr(), Password: password, AuthKeyID: 1}
 }
 
-func (d *testDevice) open(t *testing.T, edit func(*Config)) (*Vault, *logBuffer) {
+func (d *testDevice) open(t *testing.T, edit func(*Config)) (*Vault, *testdaemon.Buffer) {
 	t.Helper()
 	cfg := d.config()
 	if edit != nil {
 		edit(&cfg)
 	}
-	logs := &logBuffer{}
+	logs := &testdaemon.Buffer{}
 	v, err := Open(context.Background(), "yubi", cfg, vault.Env{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

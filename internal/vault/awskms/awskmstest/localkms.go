@@ -6,13 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // Module is the pinned local-kms version (DEPENDENCIES.md §2b).
@@ -33,32 +31,9 @@ const (
 	SecretKey = "local-kms-secret"
 )
 
-// Unavailable skips t with the reason, or fails it when SIGNATORY_REQUIRE_SERVERS=1 (CI).
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("SIGNATORY_REQUIRE_SERVERS") == "1" {
-		t.Fatalf("%s (SIGNATORY_REQUIRE_SERVERS=1)", msg)
-	}
-	t.Skipf("%s; set SIGNATORY_REQUIRE_SERVERS=1 to make this a failure", msg)
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 // Binary returns the path of local-kms: from PATH, or installed once per machine into a folder
 // under the temp dir (go install into a private GOBIN, then an atomic rename).
-func Binary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() { binPath, binErr = install() })
-	if binErr != nil {
-		Unavailable(t, "local-kms is not available: %v", binErr)
-	}
-	return binPath
-}
+var Binary = testdaemon.Installed("local-kms", install)
 
 func install() (string, error) {
 	if p, err := exec.LookPath("local-kms"); err == nil {
@@ -89,107 +64,24 @@ func install() (string, error) {
 	return target, nil
 }
 
-// Server is a running local-kms.
+// Server is a running local-kms; Stop, Restart (on the same port, with the same keys), Pause
+// and Resume come from testdaemon.Service.
 type Server struct {
-	t        testing.TB
-	bin      string
-	port     int
-	dataDir  string
+	*testdaemon.Service
 	Endpoint string // http://127.0.0.1:port
-	cmd      *exec.Cmd
-	done     chan struct{}
-	logs     *logBuffer
-}
-
-// logBuffer collects the emulator's output; it is safe to read while the process writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Start runs local-kms on a free port with its data in a temp folder; it is killed at cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dataDir: t.TempDir(), port: freePort(t)}
-	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(s.port)
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
+	bin, dataDir := Binary(t), t.TempDir()
+	svc := testdaemon.StartService(t, "local-kms", 20*time.Second, func(port string) *exec.Cmd {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "PORT="+port, "KMS_DATA_PATH="+dataDir, "KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account)
+		return cmd
+	})
+	return &Server{Service: svc, Endpoint: "http://" + svc.Addr}
 }
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (s *Server) start() {
-	s.t.Helper()
-	s.logs = new(logBuffer)
-	s.cmd = exec.Command(s.bin)
-	s.cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(s.port), "KMS_DATA_PATH="+s.dataDir,
-		"KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		Unavailable(s.t, "cannot start local-kms: %v", err)
-	}
-	done := make(chan struct{})
-	s.done = done
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			s.t.Fatalf("local-kms exited at start:\n%s", s.logs)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.port), time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("local-kms did not listen on port %d within 20 s:\n%s", s.port, s.logs)
-}
-
-// Stop kills the emulator (keys stay in its data folder); it can be called twice.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-// Restart starts the emulator again on the same port with the same keys.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.start()
-}
-
-// Pause freezes the process (SIGSTOP): connections are accepted by the kernel but never answered.
-func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
-
-// Resume undoes Pause.
-func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Client returns an SDK client for the emulator.
 func (s *Server) Client() *kms.Client {

@@ -6,15 +6,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // Credentials the tests use; dynalite accepts any.
@@ -24,32 +23,9 @@ const (
 	SecretKey = "dynalite-secret"
 )
 
-// Unavailable skips t with the reason, or fails it when SIGNATORY_REQUIRE_SERVERS=1 (CI).
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("SIGNATORY_REQUIRE_SERVERS") == "1" {
-		t.Fatalf("%s (SIGNATORY_REQUIRE_SERVERS=1)", msg)
-	}
-	t.Skipf("%s; set SIGNATORY_REQUIRE_SERVERS=1 to make this a failure", msg)
-}
-
-var (
-	installOnce sync.Once
-	cliPath     string
-	installErr  error
-)
-
 // CLI returns the path of dynalite's cli.js, running `npm ci` in test/dynalite first if the
 // package is not installed (under a lock, as test packages run in parallel).
-func CLI(t testing.TB) string {
-	t.Helper()
-	installOnce.Do(func() { cliPath, installErr = install() })
-	if installErr != nil {
-		Unavailable(t, "dynalite is not available: %v", installErr)
-	}
-	return cliPath
-}
+var CLI = testdaemon.Installed("dynalite", install)
 
 // packageDir finds test/dynalite above the working directory (the module root holds go.mod).
 func packageDir() (string, error) {
@@ -104,101 +80,21 @@ func install() (string, error) {
 	return cli, nil
 }
 
-// Server is a running dynalite with its data on disk, so that it can be restarted.
+// Server is a running dynalite with its data on disk; Stop, Restart (on the same port over the
+// same data), Pause and Resume come from testdaemon.Service.
 type Server struct {
-	t        testing.TB
-	cli      string
-	port     int
-	dataDir  string
+	*testdaemon.Service
 	Endpoint string // http://127.0.0.1:port
-	cmd      *exec.Cmd
-	done     chan struct{}
-	logs     *logBuffer
-}
-
-// logBuffer collects the emulator's output; it is safe to read while the process writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Start runs dynalite on a free loopback port with a LevelDB store in a temp folder; it is
 // killed at cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, cli: CLI(t), dataDir: t.TempDir()}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(s.port)
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
+	cli, dataDir := CLI(t), t.TempDir()
+	svc := testdaemon.StartService(t, "dynalite", 30*time.Second, func(port string) *exec.Cmd {
+		return exec.Command("node", cli, "--host", "127.0.0.1", "--port", port,
+			"--path", dataDir, "--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
+	})
+	return &Server{Service: svc, Endpoint: "http://" + svc.Addr}
 }
-
-func (s *Server) start() {
-	s.t.Helper()
-	s.logs = new(logBuffer)
-	s.cmd = exec.Command("node", s.cli, "--host", "127.0.0.1", "--port", strconv.Itoa(s.port),
-		"--path", s.dataDir, "--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		Unavailable(s.t, "cannot start dynalite: %v", err)
-	}
-	done := make(chan struct{})
-	s.done = done
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			s.t.Fatalf("dynalite exited at start:\n%s", s.logs)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.port), time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("dynalite did not listen on port %d within 30 s:\n%s", s.port, s.logs)
-}
-
-// Stop kills the emulator (the data stays on disk); it can be called twice.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-// Restart starts the emulator again on the same port over the same data.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.start()
-}
-
-// Pause freezes the process (SIGSTOP): connections are accepted by the kernel but never answered.
-func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
-
-// Resume undoes Pause.
-func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }

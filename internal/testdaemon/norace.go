@@ -1,5 +1,5 @@
 //go:build !race
 
-package yubihsm
+package testdaemon
 
 const raceEnabled = false

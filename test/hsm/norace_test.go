@@ -1,5 +1,0 @@
-//go:build !race
-
-package hsm
-
-const raceEnabled = false

@@ -1,6 +1,0 @@
-//go:build race
-
-package hsm
-
-// raceEnabled builds the daemon with the race detector when the tests run with -race.
-const raceEnabled = true
