@@ -112,6 +112,9 @@ Formats (told from the name and content, or given with --format):
   reference  the reference signer's <base_dir>/watermark_v2/<chain id>.json (chain from the name or --chain)
   octez      octez-signer's <base_dir>/{block,preattestation,attestation}_high_watermarks
              (also the older preendorsement/endorsement names; class from the name or --class)
+  reference-v1, reference-v0
+             the reference signer's older watermark_v1/<chain id>.json and watermark/<chain id>.json
+             (never guessed: give --format; consensus marks are mapped to today's classes)
 A directory is searched for such files, and its watermark_v2 subdirectory too.
 
 With the file backend, stop every signatory that uses the same base_dir first: the file store is
@@ -120,9 +123,10 @@ not shared between processes, and a running signer would overwrite the imported 
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := interchange.Options{Format: interchange.Format(format), Chain: chain}
 			switch opts.Format {
-			case interchange.Auto, interchange.Signatory, interchange.Reference, interchange.Octez:
+			case interchange.Auto, interchange.Signatory, interchange.Reference, interchange.Octez,
+				interchange.ReferenceV1, interchange.ReferenceV0:
 			default:
-				return fmt.Errorf("--format %q: want signatory, reference or octez", format)
+				return fmt.Errorf("--format %q: want signatory, reference, reference-v1, reference-v0 or octez", format)
 			}
 			if class != "" {
 				c, ok := watermark.ClassOf(class)
@@ -160,7 +164,7 @@ not shared between processes, and a running signer would overwrite the imported 
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "", "file format: signatory, reference or octez (default: tell from name and content)")
+	cmd.Flags().StringVar(&format, "format", "", "file format: signatory, reference, reference-v1, reference-v0 or octez (default: tell from name and content)")
 	cmd.Flags().StringVar(&chain, "chain", "", "chain id of reference files whose name is not <chain id>.json")
 	cmd.Flags().StringVar(&class, "class", "", "class of octez files whose name is not <kind>_high_watermarks")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be raised and kept, write nothing")

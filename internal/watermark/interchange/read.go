@@ -32,6 +32,10 @@ const (
 	Reference Format = "reference"
 	// Octez is octez-signer's <base_dir>/<kind>_high_watermarks file; see parseOctez.
 	Octez Format = "octez"
+	// ReferenceV1 and ReferenceV0 are the reference signer's older watermark_v1/<chain>.json and
+	// watermark/<chain>.json files; see legacy.go. They are never guessed: give the format.
+	ReferenceV1 Format = "reference-v1"
+	ReferenceV0 Format = "reference-v0"
 )
 
 // Options steer Read when the file name does not tell everything.
@@ -125,7 +129,7 @@ func Parse(name string, data []byte, o Options) ([]watermark.Entry, Format, erro
 	switch f {
 	case Signatory:
 		es, err = parseSignatory(data)
-	case Reference:
+	case Reference, ReferenceV1, ReferenceV0:
 		chain := o.Chain
 		if chain == "" {
 			chain = strings.TrimSuffix(name, ".json")
@@ -133,7 +137,14 @@ func Parse(name string, data []byte, o Options) ([]watermark.Entry, Format, erro
 		if _, cerr := b58.ParseChainID([]byte(chain)); cerr != nil {
 			return nil, f, fmt.Errorf("reference watermark file: the file name must be <chain id>.json, or give the chain (%q: %v)", chain, cerr)
 		}
-		es, err = wmfile.ParseChainFile(chain, data)
+		switch f {
+		case ReferenceV1:
+			es, err = parseReferenceV1(chain, data)
+		case ReferenceV0:
+			es, err = parseReferenceV0(chain, data)
+		default:
+			es, err = wmfile.ParseChainFile(chain, data)
+		}
 	case Octez:
 		class := o.Class
 		if class == "" {
