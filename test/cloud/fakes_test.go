@@ -67,6 +67,7 @@ func TestFakeClouds(t *testing.T) {
 	en, sign := kmspb.CryptoKeyVersion_ENABLED, kmspb.CryptoKey_ASYMMETRIC_SIGN
 	add("gcp", gcp.AddKey(ring, "baker-p256", sign, kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256, en)[0])
 	add("gcp", gcp.AddKey(ring, "baker-k1", sign, kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256, en)[0])
+	add("gcp", gcp.AddKey(ring, "baker-ed25519", sign, kmspb.CryptoKeyVersion_EC_SIGN_ED25519, en)[0])
 	gcpCert := cloudfake.NewCert()
 	gcpAddr, stop := gcp.Start(gcpCert)
 	t.Cleanup(stop)
@@ -80,6 +81,7 @@ func TestFakeClouds(t *testing.T) {
 	hc := cloudfake.NewVault("unused-root-token")
 	hc.RoleID, hc.SecretID = "signatory-role", "signatory-secret"
 	add("hashicorp", hc.AddKey("baker-ed25519"))
+	add("hashicorp", hc.AddKeyOfType("baker-p256", "ecdsa-p256"))
 	hcURL, hcCert, stop := hc.Start()
 	t.Cleanup(stop)
 

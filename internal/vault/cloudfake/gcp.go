@@ -3,6 +3,7 @@ package cloudfake
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"hash/crc32"
@@ -66,7 +67,8 @@ func (g *GCP) KeyRing(project, location, ring string) string {
 }
 
 // AddKey creates crypto key id in ring with one version per state, all of algorithm alg, and
-// returns the versions' keys (nil entries for algorithms other than the two EC ones).
+// returns the versions' keys (nil entries for algorithms other than EC_SIGN_P256_SHA256,
+// EC_SIGN_SECP256K1_SHA256 and EC_SIGN_ED25519).
 func (g *GCP) AddKey(ring, id string, purpose kmspb.CryptoKey_CryptoKeyPurpose, alg kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm, states ...kmspb.CryptoKeyVersion_CryptoKeyVersionState) []*Key {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -80,6 +82,8 @@ func (g *GCP) AddKey(ring, id string, purpose kmspb.CryptoKey_CryptoKeyPurpose, 
 			v.key = NewKey(tezos.P256)
 		case kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256:
 			v.key = NewKey(tezos.Secp256k1)
+		case kmspb.CryptoKeyVersion_EC_SIGN_ED25519:
+			v.key = NewKey(tezos.Ed25519)
 		}
 		k.versions = append(k.versions, v)
 		out = append(out, v.key)
@@ -246,7 +250,12 @@ func (g *GCP) GetPublicKey(ctx context.Context, req *kmspb.GetPublicKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	der, err := remote.MarshalSPKI(v.key.ecdsaPublic())
+	var der []byte
+	if v.key.Curve == tezos.Ed25519 {
+		der, err = x509.MarshalPKIXPublicKey(v.key.ed.Public()) // RFC 8410
+	} else {
+		der, err = remote.MarshalSPKI(v.key.ecdsaPublic())
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -270,7 +279,10 @@ func (g *GCP) AsymmetricSign(ctx context.Context, req *kmspb.AsymmetricSignReque
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Data) != 0 {
+	if v.alg == kmspb.CryptoKeyVersion_EC_SIGN_ED25519 {
+		return g.signEd25519(req, v)
+	}
+	if len(req.Data) != 0 || req.DataCrc32C != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "Algorithm %s requires a digest, not data.", v.alg)
 	}
 	digest := req.GetDigest().GetSha256()
@@ -291,6 +303,27 @@ func (g *GCP) AsymmetricSign(ctx context.Context, req *kmspb.AsymmetricSignReque
 	}
 	return &kmspb.AsymmetricSignResponse{Signature: der, SignatureCrc32C: wrapperspb.Int64(crc32c(der)),
 		VerifiedDigestCrc32C: verified, Name: v.name, ProtectionLevel: kmspb.ProtectionLevel_HSM}, nil
+}
+
+// signEd25519 signs req.Data with pure Ed25519, as Cloud KMS does for EC_SIGN_ED25519: the
+// message goes in data; a digest is refused.
+func (g *GCP) signEd25519(req *kmspb.AsymmetricSignRequest, v *gcpVersion) (*kmspb.AsymmetricSignResponse, error) {
+	if req.Digest != nil || req.DigestCrc32C != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "Algorithm %s requires data, not a digest.", v.alg)
+	}
+	if len(req.Data) == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "Algorithm %s requires data to sign.", v.alg)
+	}
+	verified := false
+	if req.DataCrc32C != nil {
+		if req.DataCrc32C.Value != crc32c(req.Data) {
+			return nil, status.Error(codes.InvalidArgument, "The checksum in field data_crc32c did not match the data in field data.")
+		}
+		verified = true
+	}
+	sig := v.key.signRaw(req.Data)
+	return &kmspb.AsymmetricSignResponse{Signature: sig, SignatureCrc32C: wrapperspb.Int64(crc32c(sig)),
+		VerifiedDataCrc32C: verified, Name: v.name, ProtectionLevel: kmspb.ProtectionLevel_HSM}, nil
 }
 
 // Keys returns the key of every version the fake can sign with, by version name.

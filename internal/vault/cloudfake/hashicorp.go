@@ -3,9 +3,11 @@ package cloudfake
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault/remote"
 )
 
 // Vault is a fake of HashiCorp Vault's Transit secrets engine and AppRole login:
@@ -48,28 +51,41 @@ func (v *Vault) Start() (url string, cert *Cert, stop func()) {
 	return srv.URL, cert, srv.Close
 }
 
+// transitCurves are the key types the fake signs with.
+var transitCurves = map[string]tezos.Curve{"ed25519": tezos.Ed25519, "ecdsa-p256": tezos.P256}
+
 // AddKey creates an ed25519 transit key and returns its first version.
-func (v *Vault) AddKey(name string) *Key {
-	k := NewKey(tezos.Ed25519)
+func (v *Vault) AddKey(name string) *Key { return v.AddKeyOfType(name, "ed25519") }
+
+// AddKeyOfType creates a transit key of type "ed25519" or "ecdsa-p256" and returns its first
+// version.
+func (v *Vault) AddKeyOfType(name, typ string) *Key {
+	c, ok := transitCurves[typ]
+	if !ok {
+		panic("cloudfake: the fake does not sign with transit keys of type " + typ)
+	}
+	k := NewKey(c)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.keys[name] = &transitKey{typ: "ed25519", versions: []*Key{k}}
+	v.keys[name] = &transitKey{typ: typ, versions: []*Key{k}}
 	return k
 }
 
-// AddOther creates a transit key of another type (e.g. "ecdsa-p256", "aes256-gcm96").
+// AddOther creates a transit key of a type the fake does not sign with (e.g. "ecdsa-p384",
+// "aes256-gcm96").
 func (v *Vault) AddOther(name, typ string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.keys[name] = &transitKey{typ: typ, versions: []*Key{nil}}
 }
 
-// Rotate adds a version to an ed25519 key and returns it.
+// Rotate adds a version to an ed25519 or ecdsa-p256 key and returns it.
 func (v *Vault) Rotate(name string) *Key {
-	k := NewKey(tezos.Ed25519)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.keys[name].versions = append(v.keys[name].versions, k)
+	tk := v.keys[name]
+	k := NewKey(transitCurves[tk.typ])
+	tk.versions = append(tk.versions, k)
 	return k
 }
 
@@ -186,11 +202,19 @@ func (v *Vault) read(w http.ResponseWriter, name string) {
 	versions := map[string]any{}
 	for i, key := range k.versions {
 		ver := map[string]any{"creation_time": "2026-01-01T00:00:00Z", "name": k.typ}
-		if key != nil {
+		switch {
+		case key != nil && key.Curve == tezos.Ed25519:
 			ver["public_key"] = base64.StdEncoding.EncodeToString([]byte(key.ed.Public().(ed25519.PublicKey)))
-		} else if strings.HasPrefix(k.typ, "ecdsa") {
+		case key != nil: // ECDSA: a PEM SubjectPublicKeyInfo, and the curve as the version's name
+			der, err := x509.MarshalPKIXPublicKey(key.ecdsaPublic())
+			if err != nil {
+				panic(err)
+			}
+			ver["public_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+			ver["name"] = "P-256"
+		case strings.HasPrefix(k.typ, "ecdsa"):
 			ver["public_key"] = "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n"
-		} else {
+		default:
 			versions[strconv.Itoa(i+1)] = 1700000000 // symmetric keys list creation times only
 			continue
 		}
@@ -218,14 +242,14 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 	if r.Context().Err() != nil {
 		return
 	}
-	known := map[string]bool{"input": true, "key_version": true, "prehashed": true, "hash_algorithm": true}
+	known := map[string]bool{"input": true, "key_version": true, "prehashed": true, "hash_algorithm": true, "marshaling_algorithm": true}
 	for f := range body {
 		if !known[f] {
 			vaultFail(w, http.StatusBadRequest, "the fake does not know the sign parameter "+strconv.Quote(f))
 			return
 		}
 	}
-	var input string
+	var input, hashAlg, marshaling string
 	var version int
 	var prehashed bool
 	if json.Unmarshal(body["input"], &input) != nil || input == "" {
@@ -241,9 +265,11 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 		vaultFail(w, http.StatusBadRequest, "key_version must be an integer")
 		return
 	}
-	if raw, ok := body["prehashed"]; ok && (json.Unmarshal(raw, &prehashed) != nil || prehashed) {
-		vaultFail(w, http.StatusBadRequest, "the fake signs ed25519 input as is; prehashed must be false")
-		return
+	for f, dst := range map[string]any{"prehashed": &prehashed, "hash_algorithm": &hashAlg, "marshaling_algorithm": &marshaling} {
+		if raw, ok := body[f]; ok && json.Unmarshal(raw, dst) != nil {
+			vaultFail(w, http.StatusBadRequest, "invalid value for "+f)
+			return
+		}
 	}
 	v.mu.Lock()
 	k := v.keys[name]
@@ -252,8 +278,19 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 	case k == nil:
 		vaultFail(w, http.StatusBadRequest, "signing key not found")
 		return
-	case k.typ != "ed25519":
-		vaultFail(w, http.StatusBadRequest, "the fake signs with ed25519 keys only")
+	case transitCurves[k.typ] == "":
+		vaultFail(w, http.StatusBadRequest, "the fake signs with ed25519 and ecdsa-p256 keys only")
+		return
+	case k.typ == "ed25519" && (prehashed || hashAlg != "" || marshaling != ""):
+		// Tezos signs the digest as the message (pure Ed25519); Ed25519ph is not what it wants.
+		vaultFail(w, http.StatusBadRequest, "the fake signs ed25519 input as is: prehashed must be false, and hash_algorithm and marshaling_algorithm absent")
+		return
+	case k.typ == "ecdsa-p256" && (!prehashed || hashAlg != "sha2-256" || len(msg) != 32):
+		// The signer sends the blake2b digest, which must not be hashed again.
+		vaultFail(w, http.StatusBadRequest, "the fake signs ecdsa-p256 digests only: prehashed must be true, hash_algorithm sha2-256, input 32 bytes")
+		return
+	case k.typ == "ecdsa-p256" && marshaling != "" && marshaling != "asn1":
+		vaultFail(w, http.StatusBadRequest, "the fake only marshals ECDSA signatures as asn1")
 		return
 	case version > len(k.versions) || version < 0:
 		vaultFail(w, http.StatusBadRequest, "requested version for signing is greater than the latest key version")
@@ -261,7 +298,18 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 	case version == 0:
 		version = len(k.versions)
 	}
-	sig := k.versions[version-1].signRaw(msg)
+	key := k.versions[version-1]
+	var sig []byte
+	if key.Curve == tezos.Ed25519 {
+		sig = key.signRaw(msg)
+	} else {
+		r, s := key.signECDSA(msg)
+		var err error
+		if sig, err = remote.MarshalDER(r, s); err != nil {
+			vaultFail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
 	vaultReply(w, http.StatusOK, vaultData(map[string]any{
 		"signature":   fmt.Sprintf("vault:v%d:%s", version, base64.StdEncoding.EncodeToString(sig)),
 		"key_version": version,

@@ -1,10 +1,11 @@
 // Package cloudkms is the vault of Google Cloud KMS asymmetric signing keys: the ENABLED versions
-// of a key ring's EC_SIGN_P256_SHA256 (tz3) and EC_SIGN_SECP256K1_SHA256 (tz2) keys sign the
-// blake2b digest through AsymmetricSign, with retries within a deadline.
+// of a key ring's EC_SIGN_ED25519 (tz1), EC_SIGN_P256_SHA256 (tz3) and EC_SIGN_SECP256K1_SHA256
+// (tz2) keys sign the blake2b digest through AsymmetricSign, with retries within a deadline.
 package cloudkms
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -86,7 +87,7 @@ type Key struct {
 	v     *Vault
 	name  string // projects/…/cryptoKeyVersions/n
 	curve tezos.Curve
-	pub   *crypt.ECDSAPublicKey
+	pub   crypt.PublicKey
 }
 
 // New builds a cloudkms vault from its config node.
@@ -217,10 +218,11 @@ func (r *retryer) Retry(err error) (time.Duration, bool) {
 var curves = map[kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm]tezos.Curve{
 	kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256:      tezos.P256,
 	kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256: tezos.Secp256k1,
+	kmspb.CryptoKeyVersion_EC_SIGN_ED25519:          tezos.Ed25519,
 }
 
 // List implements vault.Vault: the ENABLED versions of the ring's ASYMMETRIC_SIGN keys whose
-// algorithm is EC_SIGN_P256_SHA256 or EC_SIGN_SECP256K1_SHA256.
+// algorithm is EC_SIGN_ED25519, EC_SIGN_P256_SHA256 or EC_SIGN_SECP256K1_SHA256.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 	lctx, cancel, opts := v.call(ctx)
 	defer cancel()
@@ -294,7 +296,7 @@ func (v *Vault) key(ctx context.Context, ver *kmspb.CryptoKeyVersion) (*Key, err
 	if resp.PemCrc32C != nil && resp.PemCrc32C.Value != crc32c([]byte(resp.Pem)) {
 		return nil, fmt.Errorf("vault %s: GetPublicKey %s: the public key was corrupted in transit (CRC32C mismatch)", v.name, ver.Name)
 	}
-	pub, err := remote.ParsePEMPublicKey([]byte(resp.Pem))
+	pub, err := remote.ParsePEMSigningKey([]byte(resp.Pem))
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: %s: %w", v.name, ver.Name, err)
 	}
@@ -325,26 +327,39 @@ func (k *Key) PublicKey() crypt.PublicKey { return k.pub }
 // ID implements vault.Key: the crypto key version's resource name.
 func (k *Key) ID() string { return k.name }
 
-// Sign implements vault.Key: AsymmetricSign over the digest, passed as if it were SHA-256, with
-// CRC32C integrity checks both ways.
+// Sign implements vault.Key: AsymmetricSign with CRC32C integrity checks both ways. ECDSA keys
+// sign the digest, passed as if it were SHA-256; Ed25519 keys (pure EdDSA) sign the digest as
+// the message, so it goes in the data field, as Tezos signs it.
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
 	ctx, cancel, callOpts := k.v.call(ctx)
 	defer cancel()
-	resp, err := k.v.client.AsymmetricSign(ctx, &kmspb.AsymmetricSignRequest{
-		Name:         k.name,
-		Digest:       &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: digest[:]}},
-		DigestCrc32C: wrapperspb.Int64(crc32c(digest[:])),
-	}, callOpts...)
+	req := &kmspb.AsymmetricSignRequest{Name: k.name}
+	ed := k.curve == tezos.Ed25519
+	if ed {
+		req.Data, req.DataCrc32C = digest[:], wrapperspb.Int64(crc32c(digest[:]))
+	} else {
+		req.Digest = &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: digest[:]}}
+		req.DigestCrc32C = wrapperspb.Int64(crc32c(digest[:]))
+	}
+	resp, err := k.v.client.AsymmetricSign(ctx, req, callOpts...)
 	if err != nil {
 		return nil, k.v.fail("AsymmetricSign", k.name, err)
 	}
 	switch {
 	case resp.Name != k.name:
 		return nil, fmt.Errorf("vault %s: AsymmetricSign %s: the reply is for %s", k.v.name, k.name, resp.Name)
-	case !resp.VerifiedDigestCrc32C:
+	case ed && !resp.VerifiedDataCrc32C:
+		return nil, fmt.Errorf("vault %s: AsymmetricSign %s: the service did not verify the data's checksum", k.v.name, k.name)
+	case !ed && !resp.VerifiedDigestCrc32C:
 		return nil, fmt.Errorf("vault %s: AsymmetricSign %s: the service did not verify the digest's checksum", k.v.name, k.name)
 	case resp.SignatureCrc32C != nil && resp.SignatureCrc32C.Value != crc32c(resp.Signature):
 		return nil, fmt.Errorf("vault %s: AsymmetricSign %s: the signature was corrupted in transit (CRC32C mismatch)", k.v.name, k.name)
+	}
+	if ed {
+		if len(resp.Signature) != ed25519.SignatureSize {
+			return nil, fmt.Errorf("vault %s: AsymmetricSign %s: Ed25519 signature of %d bytes, want %d", k.v.name, k.name, len(resp.Signature), ed25519.SignatureSize)
+		}
+		return crypt.Ed25519Signature(resp.Signature), nil
 	}
 	sig, err := remote.SignatureFromDER(resp.Signature, k.curve)
 	if err != nil {

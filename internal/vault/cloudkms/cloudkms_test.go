@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
+	"github.com/ecadlabs/gotez/v2/crypt"
 	"golang.org/x/crypto/blake2b"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/config"
@@ -29,7 +33,7 @@ type env struct {
 }
 
 // newFake starts a plaintext fake holding, in key ring p/l/r: a P-256 key with versions
-// ENABLED, DISABLED, ENABLED; a secp256k1 key; and keys that must be skipped.
+// ENABLED, DISABLED, ENABLED; a secp256k1 key; an Ed25519 key; and keys that must be skipped.
 func newFake(t *testing.T, cert *cloudfake.Cert) *env {
 	t.Helper()
 	f := cloudfake.NewGCP(token)
@@ -41,6 +45,7 @@ func newFake(t *testing.T, cert *cloudfake.Cert) *env {
 	f.AddKey(ring, "rsa", sign, kmspb.CryptoKeyVersion_RSA_SIGN_PSS_2048_SHA256, en)
 	f.AddKey(ring, "k1", sign, kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256, en)
 	f.AddKey(ring, "p384", sign, kmspb.CryptoKeyVersion_EC_SIGN_P384_SHA384, en)
+	f.AddKey(ring, "ed", sign, kmspb.CryptoKeyVersion_EC_SIGN_ED25519, en, dis)
 	addr, stop := f.Start(cert)
 	t.Cleanup(stop)
 	return &env{fake: f, addr: addr, ring: ring}
@@ -86,7 +91,8 @@ func TestListAndSign(t *testing.T) {
 		ids = append(ids, k.ID())
 	}
 	sort.Strings(ids)
-	want := []string{e.ring + "/cryptoKeys/k1/cryptoKeyVersions/1", e.ring + "/cryptoKeys/p256/cryptoKeyVersions/1", e.ring + "/cryptoKeys/p256/cryptoKeyVersions/3"}
+	want := []string{e.ring + "/cryptoKeys/ed/cryptoKeyVersions/1", e.ring + "/cryptoKeys/k1/cryptoKeyVersions/1",
+		e.ring + "/cryptoKeys/p256/cryptoKeyVersions/1", e.ring + "/cryptoKeys/p256/cryptoKeyVersions/3"}
 	if strings.Join(ids, " ") != strings.Join(want, " ") {
 		t.Fatalf("listed %v, want %v", ids, want)
 	}
@@ -110,7 +116,11 @@ func TestListAndSign(t *testing.T) {
 				t.Fatalf("%s (%s): signature does not verify", k.ID(), curve)
 			}
 		}
-		if highS == 0 {
+		if curve == tezos.Ed25519 {
+			if _, ok := k.PublicKey().(crypt.Ed25519PublicKey); !ok {
+				t.Fatalf("%s: public key is %T", k.ID(), k.PublicKey())
+			}
+		} else if highS == 0 {
 			t.Fatalf("%s: no high-S signature came through; normalisation is not exercised", k.ID())
 		}
 	}
@@ -157,7 +167,7 @@ func TestUnknownKeyRingAndDisabledVersion(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") || !strings.Contains(err.Error(), keys[0].ID()) {
 		t.Fatalf("disabled version: err = %v", err)
 	}
-	if keys, _ = v.List(context.Background()); len(keys) != 2 {
+	if keys, _ = v.List(context.Background()); len(keys) != 3 {
 		t.Fatalf("a disabled version is still listed: %d keys", len(keys))
 	}
 }
@@ -232,11 +242,41 @@ func TestTLSEndpoint(t *testing.T) {
 	}
 	defer vv.Close()
 	keys, err := vv.List(context.Background())
-	if err != nil || len(keys) != 3 {
+	if err != nil || len(keys) != 4 {
 		t.Fatalf("%d keys, %v", len(keys), err)
 	}
-	if _, err := keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
-		t.Fatal(err)
+	for _, k := range keys {
+		if _, err := k.Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFakeRequestShapes: the fake refuses a digest for Ed25519 (pure EdDSA signs data) and data
+// for ECDSA, as Cloud KMS does, so the vault's choice of field is really checked.
+func TestFakeRequestShapes(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	v := open(t, e.config())
+	ctx := context.Background()
+	d := digest(t)
+	for _, tc := range []struct {
+		key  string
+		req  *kmspb.AsymmetricSignRequest
+		want string
+	}{
+		{"ed", &kmspb.AsymmetricSignRequest{Digest: &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: d[:]}}}, "requires data, not a digest"},
+		{"ed", &kmspb.AsymmetricSignRequest{Data: d[:], Digest: &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: d[:]}}}, "requires data, not a digest"},
+		{"ed", &kmspb.AsymmetricSignRequest{}, "requires data to sign"},
+		{"ed", &kmspb.AsymmetricSignRequest{Data: d[:], DataCrc32C: wrapperspb.Int64(1)}, "data_crc32c did not match"},
+		{"p256", &kmspb.AsymmetricSignRequest{Data: d[:]}, "requires a digest, not data"},
+		{"k1", &kmspb.AsymmetricSignRequest{Data: d[:], Digest: &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: d[:]}}}, "requires a digest, not data"},
+	} {
+		tc.req.Name = e.ring + "/cryptoKeys/" + tc.key + "/cryptoKeyVersions/1"
+		_, err := v.client.AsymmetricSign(ctx, tc.req)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want InvalidArgument %q", tc.key, err, tc.want)
+		}
 	}
 }
 

@@ -1,5 +1,6 @@
-// Package hashicorp is the vault of HashiCorp Vault (or OpenBao) Transit ed25519 keys (tz1): the
-// key's latest version signs the 32-byte blake2b digest as is, authenticated by a token or an
+// Package hashicorp is the vault of HashiCorp Vault (or OpenBao) Transit ed25519 (tz1) and
+// ecdsa-p256 (tz3) keys: the key's latest version signs the 32-byte blake2b digest (as the message
+// for ed25519, as a prehashed SHA-256-sized digest for ECDSA), authenticated by a token or an
 // AppRole login that is renewed when it expires.
 package hashicorp
 
@@ -24,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/remote"
 )
@@ -93,12 +95,12 @@ type Vault struct {
 	expiry                    time.Time  // of the AppRole token; zero when it does not expire
 }
 
-// Key is a version of a Transit ed25519 key.
+// Key is a version of a Transit ed25519 or ecdsa-p256 key.
 type Key struct {
 	v       *Vault
 	name    string
 	version int
-	pub     crypt.Ed25519PublicKey
+	pub     crypt.PublicKey // crypt.Ed25519PublicKey or a P-256 *crypt.ECDSAPublicKey
 }
 
 // New builds a hashicorpvault vault from its config node.
@@ -232,7 +234,8 @@ func (v *Vault) fail(op string, err error) error {
 	return fmt.Errorf("vault %s: %s: %w", v.name, op, err)
 }
 
-// List implements vault.Vault: the ed25519 keys of the Transit engine (or those named in keys).
+// List implements vault.Vault: the ed25519 and ecdsa-p256 keys of the Transit engine (or those
+// named in keys).
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 	names := v.keys
 	if len(names) == 0 {
@@ -270,7 +273,7 @@ type keyInfo struct {
 	Keys          map[string]json.RawMessage
 }
 
-// key reads a key; nil when it is not an ed25519 key.
+// key reads a key; nil when it is neither an ed25519 nor an ecdsa-p256 key.
 func (v *Vault) key(ctx context.Context, name string) (*Key, error) {
 	path := v.mount + "keys/" + url.PathEscape(name)
 	s, err := v.do(ctx, func(ctx context.Context) (*api.Secret, error) { return v.client.Logical().ReadWithContext(ctx, path) })
@@ -285,7 +288,7 @@ func (v *Vault) key(ctx context.Context, name string) (*Key, error) {
 	if err := json.Unmarshal(raw, &info); err != nil {
 		return nil, fmt.Errorf("vault %s: read %s: %v", v.name, path, err)
 	}
-	if info.Type != "ed25519" {
+	if info.Type != "ed25519" && info.Type != "ecdsa-p256" {
 		return nil, nil
 	}
 	var ver struct {
@@ -294,11 +297,21 @@ func (v *Vault) key(ctx context.Context, name string) (*Key, error) {
 	if err := json.Unmarshal(info.Keys[strconv.Itoa(info.LatestVersion)], &ver); err != nil {
 		return nil, fmt.Errorf("vault %s: read %s: no public key for the latest version %d", v.name, path, info.LatestVersion)
 	}
+	k := &Key{v: v, name: name, version: info.LatestVersion}
+	if info.Type == "ecdsa-p256" { // public_key is a PEM SubjectPublicKeyInfo
+		pub, err := remote.ParsePEMPublicKey([]byte(ver.PublicKey))
+		if err != nil || tezos.CurveOf(pub) != tezos.P256 {
+			return nil, fmt.Errorf("vault %s: read %s: version %d has no valid P-256 public key (%v)", v.name, path, info.LatestVersion, err)
+		}
+		k.pub = pub
+		return k, nil
+	}
 	pub, err := base64.StdEncoding.DecodeString(ver.PublicKey)
 	if err != nil || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("vault %s: read %s: version %d has no valid ed25519 public key", v.name, path, info.LatestVersion)
 	}
-	return &Key{v: v, name: name, version: info.LatestVersion, pub: crypt.Ed25519PublicKey(pub)}, nil
+	k.pub = crypt.Ed25519PublicKey(pub)
+	return k, nil
 }
 
 // PublicKey implements vault.Key.
@@ -309,13 +322,19 @@ func (k *Key) ID() string { return k.name + "/v" + strconv.Itoa(k.version) }
 
 var sigPrefix = regexp.MustCompile(`^vault:v([0-9]+):`)
 
-// Sign implements vault.Key: Transit signs the 32-byte digest as is (pure Ed25519) with the
-// version that was listed, so a rotation cannot change the key behind a public key hash.
+// Sign implements vault.Key with the version that was listed, so a rotation cannot change the
+// key behind a public key hash. Transit signs the 32-byte digest as is with ed25519 keys (pure
+// Ed25519), and as a prehashed sha2-256-sized digest with ecdsa-p256 keys (ASN.1 DER signature,
+// which the signer makes low-S).
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
 	path := k.v.mount + "sign/" + url.PathEscape(k.name)
+	_, ecKey := k.pub.(*crypt.ECDSAPublicKey)
+	body := map[string]any{"input": base64.StdEncoding.EncodeToString(digest[:]), "key_version": k.version, "prehashed": false}
+	if ecKey {
+		body["prehashed"], body["hash_algorithm"], body["marshaling_algorithm"] = true, "sha2-256", "asn1"
+	}
 	s, err := k.v.do(ctx, func(ctx context.Context) (*api.Secret, error) {
-		return k.v.client.Logical().WriteWithContext(ctx, path, map[string]any{
-			"input": base64.StdEncoding.EncodeToString(digest[:]), "key_version": k.version, "prehashed": false})
+		return k.v.client.Logical().WriteWithContext(ctx, path, body)
 	})
 	if err != nil {
 		return nil, k.v.fail("sign with "+k.ID(), err)
@@ -329,6 +348,16 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 		return nil, fmt.Errorf("vault %s: sign with %s: unexpected signature %q", k.v.name, k.ID(), str)
 	}
 	sig, err := base64.StdEncoding.DecodeString(str[len(m[0]):])
+	if ecKey {
+		if err != nil {
+			return nil, fmt.Errorf("vault %s: sign with %s: the signature is not base64", k.v.name, k.ID())
+		}
+		ec, err := remote.SignatureFromDER(sig, tezos.P256)
+		if err != nil {
+			return nil, fmt.Errorf("vault %s: sign with %s: %w", k.v.name, k.ID(), err)
+		}
+		return ec, nil
+	}
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("vault %s: sign with %s: the signature is not 64 bytes of base64", k.v.name, k.ID())
 	}

@@ -3,6 +3,7 @@ package hashicorp
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -28,7 +29,8 @@ type env struct {
 	real map[string]*cloudfake.Key
 }
 
-// newFake serves a Transit engine at mount with two ed25519 keys and keys to skip.
+// newFake serves a Transit engine at mount with two ed25519 keys, an ecdsa-p256 key and keys to
+// skip.
 func newFake(t *testing.T, mount string) *env {
 	t.Helper()
 	f := cloudfake.NewVault(token)
@@ -43,7 +45,8 @@ func newFake(t *testing.T, mount string) *env {
 	e := &env{fake: f, url: url, ca: ca, real: map[string]*cloudfake.Key{}}
 	e.real["a"] = f.AddKey("a")
 	e.real["b"] = f.AddKey("b")
-	f.AddOther("ec", "ecdsa-p256")
+	e.real["ec"] = f.AddKeyOfType("ec", "ecdsa-p256")
+	f.AddOther("p384", "ecdsa-p384")
 	f.AddOther("aes", "aes256-gcm96")
 	return e
 }
@@ -75,7 +78,7 @@ func signVerify(t *testing.T, k vault.Key) {
 	if err != nil {
 		t.Fatalf("%s: %v", k.ID(), err)
 	}
-	if !tezos.Verify(k.PublicKey(), sig, msg, 2) {
+	if !tezos.Verify(k.PublicKey(), tezos.LowS(sig), msg, 2) { // the signer normalises ECDSA to low-S
 		t.Fatalf("%s: signature does not verify", k.ID())
 	}
 }
@@ -87,14 +90,53 @@ func TestListAndSign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0].ID() != "a/v1" || keys[1].ID() != "b/v1" {
+	if len(keys) != 3 || keys[0].ID() != "a/v1" || keys[1].ID() != "b/v1" || keys[2].ID() != "ec/v1" {
 		t.Fatalf("listed %v", keys)
 	}
 	for _, k := range keys {
 		if !k.PublicKey().Equal(e.real[k.(*Key).name].Public()) {
 			t.Fatalf("%s: public key differs from the fake's", k.ID())
 		}
-		signVerify(t, k)
+		for i := 0; i < 4; i++ {
+			signVerify(t, k)
+		}
+	}
+	if c := tezos.CurveOf(keys[2].PublicKey()); c != tezos.P256 {
+		t.Fatalf("ec: curve %s", c)
+	}
+	if e.real["ec"].HighS() == 0 {
+		t.Fatal("ec: no high-S signature came through; normalisation is not exercised")
+	}
+}
+
+// TestFakeRequestShapes: the fake refuses an ed25519 sign request that is prehashed and an
+// ecdsa-p256 one that is not (Transit would hash the digest again), so the vault's parameters
+// are really checked.
+func TestFakeRequestShapes(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	v := open(t, e.config())
+	_, d := message()
+	in := base64.StdEncoding.EncodeToString(d[:])
+	for _, tc := range []struct {
+		key  string
+		body map[string]any
+	}{
+		{"a", map[string]any{"input": in, "prehashed": true}},
+		{"a", map[string]any{"input": in, "hash_algorithm": "sha2-256"}},
+		{"ec", map[string]any{"input": in}},
+		{"ec", map[string]any{"input": in, "prehashed": true, "hash_algorithm": "sha2-512"}},
+		{"ec", map[string]any{"input": in, "prehashed": true, "hash_algorithm": "sha2-256", "marshaling_algorithm": "jws"}},
+		{"ec", map[string]any{"input": base64.StdEncoding.EncodeToString(d[:20]), "prehashed": true, "hash_algorithm": "sha2-256"}},
+		{"p384", map[string]any{"input": in, "prehashed": true, "hash_algorithm": "sha2-256"}},
+	} {
+		_, err := v.client.Logical().Write("transit/sign/"+tc.key, tc.body)
+		if err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("%s %v: err = %v, want 400", tc.key, tc.body, err)
+		}
+	}
+	if _, err := v.client.Logical().Write("transit/sign/ec", map[string]any{"input": in, "prehashed": true, "hash_algorithm": "sha2-256"}); err != nil {
+		t.Errorf("ec, default marshaling: %v", err)
 	}
 }
 
@@ -106,12 +148,15 @@ func TestRotationKeepsListedVersion(t *testing.T) {
 	v := open(t, e.config())
 	keys, _ := v.List(context.Background())
 	e.fake.Rotate("a")
+	e.fake.Rotate("ec")
 	signVerify(t, keys[0])
+	signVerify(t, keys[2])
 	keys, err := v.List(context.Background())
-	if err != nil || keys[0].ID() != "a/v2" {
+	if err != nil || keys[0].ID() != "a/v2" || keys[2].ID() != "ec/v2" {
 		t.Fatalf("%v %v", keys, err)
 	}
 	signVerify(t, keys[0])
+	signVerify(t, keys[2])
 }
 
 // TestAppRoleReferenceSchema uses the reference's keys, a custom mount and AppRole; when every
@@ -130,7 +175,7 @@ func TestAppRoleReferenceSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys, err := v.List(context.Background())
-	if err != nil || len(keys) != 2 {
+	if err != nil || len(keys) != 3 {
 		t.Fatalf("%v %v", keys, err)
 	}
 	signVerify(t, keys[1])
@@ -164,9 +209,9 @@ func TestNamedAndUnknownKeys(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, "transit")
 	cfg := e.config()
-	cfg.Keys = []string{"b", "ec"}
+	cfg.Keys = []string{"b", "p384", "ec", "aes"}
 	keys, err := open(t, cfg).List(context.Background())
-	if err != nil || len(keys) != 1 || keys[0].ID() != "b/v1" || e.fake.Calls("list") != 0 {
+	if err != nil || len(keys) != 2 || keys[0].ID() != "b/v1" || keys[1].ID() != "ec/v1" || e.fake.Calls("list") != 0 {
 		t.Fatalf("%v %v", keys, err)
 	}
 	cfg.Keys = []string{"missing"}

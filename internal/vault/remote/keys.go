@@ -2,6 +2,7 @@ package remote
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -20,6 +21,7 @@ var (
 	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
 	oidP256        = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
 	oidSecp256k1   = asn1.ObjectIdentifier{1, 3, 132, 0, 10}
+	oidEd25519     = asn1.ObjectIdentifier{1, 3, 101, 112} // RFC 8410
 )
 
 // Elliptic returns the curve of a tz2 or tz3 key type.
@@ -105,6 +107,26 @@ func ParsePEMPublicKey(data []byte) (*crypt.ECDSAPublicKey, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "PUBLIC KEY" {
 		return nil, errors.New("public key is not a PEM PUBLIC KEY block")
+	}
+	return ParseSPKI(block.Bytes)
+}
+
+// ParsePEMSigningKey parses a PEM "PUBLIC KEY" block holding an Ed25519 (RFC 8410), P-256 or
+// secp256k1 SubjectPublicKeyInfo.
+func ParsePEMSigningKey(data []byte) (crypt.PublicKey, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("public key is not a PEM PUBLIC KEY block")
+	}
+	var info spki
+	if rest, err := asn1.Unmarshal(block.Bytes, &info); err == nil && len(rest) == 0 && info.Algorithm.Algorithm.Equal(oidEd25519) {
+		if len(info.Algorithm.Parameters.FullBytes) != 0 {
+			return nil, errors.New("invalid Ed25519 public key info: parameters must be absent")
+		}
+		if info.PublicKey.BitLength != 8*ed25519.PublicKeySize {
+			return nil, fmt.Errorf("invalid Ed25519 public key: %d bits, want %d", info.PublicKey.BitLength, 8*ed25519.PublicKeySize)
+		}
+		return crypt.Ed25519PublicKey(info.PublicKey.Bytes), nil
 	}
 	return ParseSPKI(block.Bytes)
 }

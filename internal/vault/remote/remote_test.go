@@ -55,6 +55,18 @@ func TestSPKIRoundTrip(t *testing.T) {
 	if _, err := ParseSPKI(ed); err == nil || !strings.Contains(err.Error(), "not an EC public key") {
 		t.Fatalf("ed25519 SPKI: %v", err)
 	}
+	edPub := crypt.Ed25519PublicKey(make([]byte, 32))
+	edPub[0] = 7
+	ed, _ = x509.MarshalPKIXPublicKey(edPub.Unwrap())
+	if pub, err := ParsePEMSigningKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ed})); err != nil || !pub.Equal(edPub) {
+		t.Fatalf("ed25519 PEM: %v %v", pub, err)
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&p256.PublicKey)
+	if pub, err := ParsePEMSigningKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})); err != nil ||
+		!pub.Equal((*crypt.ECDSAPublicKey)(&p256.PublicKey)) {
+		t.Fatalf("P-256 PEM: %v %v", pub, err)
+	}
 }
 
 func TestSignatures(t *testing.T) {
