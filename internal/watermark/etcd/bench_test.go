@@ -1,9 +1,6 @@
 package etcd
 
 import (
-	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -16,28 +13,5 @@ import (
 // trips); parallel runs 32 goroutines with a key each over one client connection.
 func BenchmarkAdvance(b *testing.B) {
 	e := servers.StartEtcd(b)
-	b.Run("serial", func(b *testing.B) {
-		s := openStore(b, e.Endpoint(), freshPrefix())
-		defer s.Close()
-		k := watermarktest.Key(0, 0, watermark.Block)
-		for i := 0; b.Loop(); i++ {
-			if err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		s := openStore(b, e.Endpoint(), freshPrefix())
-		defer s.Close()
-		var next atomic.Int32
-		b.SetParallelism(16)
-		b.RunParallel(func(pb *testing.PB) {
-			k := watermarktest.Key(0, int(next.Add(1)), watermark.Block)
-			for l := int32(1); pb.Next(); l++ {
-				if err := s.Advance(context.Background(), k, watermarktest.M(l, 0, 1)); err != nil {
-					panic(fmt.Sprint(err))
-				}
-			}
-		})
-	})
+	watermarktest.BenchAdvance(b, func(b *testing.B) watermark.Store { return openStore(b, e.Endpoint(), freshPrefix()) })
 }
