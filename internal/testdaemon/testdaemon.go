@@ -8,7 +8,7 @@
 // payloads the end-to-end tests sign. On Linux every child gets SIGKILL when the test process
 // dies, so that none outlives an aborted test.
 //
-// It imports only the standard library and testing. Production code must not import it.
+// It imports the standard library, testing and internal/tezos. Production code must not import it.
 package testdaemon
 
 import (

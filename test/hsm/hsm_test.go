@@ -46,7 +46,7 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 				if status != 200 {
 					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
 				}
-				if err := h.verify(pkh, payload, sig); err != nil {
+				if err := h.Verify(pkh, payload, sig); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -86,7 +86,7 @@ func TestConcurrentLoad(t *testing.T) {
 					errs <- fmt.Errorf("%s level %d: %d %s", pkh, level, status, sig)
 					return
 				}
-				if err := h.verify(pkh, p, sig); err != nil {
+				if err := h.Verify(pkh, p, sig); err != nil {
 					errs <- err
 					return
 				}
@@ -102,7 +102,7 @@ func TestConcurrentLoad(t *testing.T) {
 						errs <- fmt.Errorf("%s generic: %d %s", pkh, status, sig)
 						return
 					}
-					if err := h.verify(pkh, transaction, sig); err != nil {
+					if err := h.Verify(pkh, transaction, sig); err != nil {
 						errs <- err
 						return
 					}
@@ -146,7 +146,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 				}
 				status, sig := h.Sign(pkh, transaction)
 				if status == 200 {
-					if err := h.verify(pkh, transaction, sig); err != nil {
+					if err := h.Verify(pkh, transaction, sig); err != nil {
 						t.Error(err)
 					}
 				}
@@ -196,7 +196,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 		for {
 			status, sig := h.Sign(pkh, p)
 			if status == 200 {
-				if err := h.verify(pkh, p, sig); err != nil {
+				if err := h.Verify(pkh, p, sig); err != nil {
 					t.Fatal(err)
 				}
 				break
@@ -260,7 +260,7 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("%s: %d %s", pkh, status, sig)
 		}
-		if err := h.verify(pkh, p, sig); err != nil {
+		if err := h.Verify(pkh, p, sig); err != nil {
 			t.Fatal(err)
 		}
 	}

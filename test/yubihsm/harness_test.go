@@ -5,7 +5,6 @@
 package yubihsm
 
 import (
-	"encoding/hex"
 	"fmt"
 	"os"
 	"testing"
@@ -71,30 +70,6 @@ watermark:
   driver: file
 tezos:
 %s`, h.conn.Addr(), testdaemon.Policy(pkhs...)))
-}
-
-// verify checks sig over payload with the public key served by GET /keys/pkh.
-func (h *harness) verify(pkh, payload, sig string) error {
-	status, pk := h.PublicKey(pkh)
-	if status != 200 {
-		return fmt.Errorf("GET /keys/%s: %d %s", pkh, status, pk)
-	}
-	pub, err := tezos.ParsePublicKey(pk)
-	if err != nil {
-		return err
-	}
-	if pub.Hash().String() != pkh {
-		return fmt.Errorf("GET /keys/%s served the key of %s", pkh, pub.Hash())
-	}
-	s, err := tezos.ParseSignature(sig)
-	if err != nil {
-		return fmt.Errorf("signature %q: %v", sig, err)
-	}
-	msg, _ := hex.DecodeString(payload)
-	if !tezos.IsLowS(s) || !tezos.Verify(pub, s, msg, 2) {
-		return fmt.Errorf("signature %s over %s… does not verify (or is high-S)", sig, payload[:8])
-	}
-	return nil
 }
 
 const chain = "ed9d217c" // NetXxkAx4woPLyu

@@ -48,7 +48,7 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 				if status != 200 {
 					t.Fatalf("%s: sign: %d %s", pkh, status, sig)
 				}
-				if err := h.verify(pkh, payload, sig); err != nil {
+				if err := h.Verify(pkh, payload, sig); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -101,7 +101,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 				}
 				status, sig := h.Sign(pkh, transaction)
 				if status == 200 {
-					if err := h.verify(pkh, transaction, sig); err != nil {
+					if err := h.Verify(pkh, transaction, sig); err != nil {
 						t.Error(err)
 					}
 				}
@@ -148,7 +148,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 		for {
 			status, sig := h.Sign(pkh, p)
 			if status == 200 {
-				if err := h.verify(pkh, p, sig); err != nil {
+				if err := h.Verify(pkh, p, sig); err != nil {
 					t.Fatal(err)
 				}
 				break
@@ -189,7 +189,7 @@ func TestDeviceForgetsSessions(t *testing.T) {
 			if status != 200 {
 				t.Fatalf("%s level %d after the device forgot its sessions: %d %s", pkh, level, status, sig)
 			}
-			if err := h.verify(pkh, p, sig); err != nil {
+			if err := h.Verify(pkh, p, sig); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -240,7 +240,7 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("%s: %d %s", pkh, status, sig)
 		}
-		if err := h.verify(pkh, p, sig); err != nil {
+		if err := h.Verify(pkh, p, sig); err != nil {
 			t.Fatal(err)
 		}
 	}
