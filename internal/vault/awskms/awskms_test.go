@@ -240,3 +240,13 @@ func TestSignTimeout(t *testing.T) {
 		t.Fatalf("Sign took %v with a 300 ms timeout", d)
 	}
 }
+
+var (
+	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidSecp256k1   = asn1.ObjectIdentifier{1, 3, 132, 0, 10}
+)
+
+type spki struct {
+	Algorithm pkix.AlgorithmIdentifier
+	PublicKey asn1.BitString
+}

@@ -2,20 +2,16 @@ package yubihsm
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/certusone/yubihsm-go/commands"
 	"github.com/ecadlabs/gotez/v2/crypt"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/vault/remote"
 )
 
 // Key is an asymmetric key object on the device, found by its object ID.
@@ -54,7 +50,10 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 			sig = crypt.Ed25519Signature(append([]byte(nil), r.Signature...))
 		}
 	case *commands.SignDataEcdsaResponse:
-		sig, err = parseDER(ellipticCurve(k.curve), r.Signature)
+		var e *crypt.ECDSASignature
+		if e, err = remote.SignatureFromDER(r.Signature, k.curve); err == nil {
+			sig = tezos.LowS(e) // this vault returns low-S signatures
+		}
 	default:
 		err = fmt.Errorf("unexpected reply %T", resp)
 	}
@@ -80,29 +79,6 @@ func signCapName(c tezos.Curve) string {
 		return "sign-eddsa"
 	}
 	return "sign-ecdsa"
-}
-
-// parseDER reads a DER ECDSA signature, strictly, and returns it low-S.
-func parseDER(curve elliptic.Curve, der []byte) (crypt.Signature, error) {
-	r, s := new(big.Int), new(big.Int)
-	var inner cryptobyte.String
-	in := cryptobyte.String(der)
-	if !in.ReadASN1(&inner, cbasn1.SEQUENCE) || !in.Empty() ||
-		!inner.ReadASN1Integer(r) || !inner.ReadASN1Integer(s) || !inner.Empty() {
-		return nil, fmt.Errorf("the device returned a %d-byte ECDSA signature that is not DER", len(der))
-	}
-	n := curve.Params().N
-	if r.Sign() <= 0 || s.Sign() <= 0 || r.Cmp(n) >= 0 || s.Cmp(n) >= 0 {
-		return nil, errors.New("the device returned an ECDSA signature out of range")
-	}
-	return tezos.LowS(&crypt.ECDSASignature{R: r, S: s, Curve: curve}), nil
-}
-
-func ellipticCurve(c tezos.Curve) elliptic.Curve {
-	if c == tezos.P256 {
-		return elliptic.P256()
-	}
-	return crypt.S256()
 }
 
 // algorithms maps the Tezos curves to YubiHSM algorithms and back.
@@ -162,15 +138,14 @@ func (v *Vault) publicKey(ctx context.Context, id uint16) (*Key, error) {
 		k.pub = crypt.Ed25519PublicKey(append([]byte(nil), r.KeyData...))
 		return k, nil
 	}
-	ec := ellipticCurve(curve)
 	if len(r.KeyData) != 64 {
 		return nil, fmt.Errorf("key %04x: a %d-byte %s public key", id, len(r.KeyData), curve)
 	}
-	x, y := new(big.Int).SetBytes(r.KeyData[:32]), new(big.Int).SetBytes(r.KeyData[32:])
-	if !ec.IsOnCurve(x, y) {
-		return nil, fmt.Errorf("key %04x: the public key is not a point on %s", id, curve)
+	pub, err := remote.ECDSAPublicKey(curve, r.KeyData[:32], r.KeyData[32:])
+	if err != nil {
+		return nil, fmt.Errorf("key %04x: %w", id, err)
 	}
-	k.pub = (*crypt.ECDSAPublicKey)(&ecdsa.PublicKey{Curve: ec, X: x, Y: y})
+	k.pub = pub
 	return k, nil
 }
 
