@@ -1,20 +1,16 @@
 package pkcs11
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"encoding/asn1"
-	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	p11 "github.com/miekg/pkcs11"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault/remote"
 )
 
 // PKCS#11 3.0 names the binding (miekg/pkcs11 v1.1.2) does not define.
@@ -132,11 +128,11 @@ func parsePoint(c tezos.Curve, raw []byte) (crypt.PublicKey, error) {
 	if pt[0] != 4 {
 		return nil, fmt.Errorf("CKA_EC_POINT has an unknown point format 0x%02x", pt[0])
 	}
-	x, y := new(big.Int).SetBytes(pt[1:33]), new(big.Int).SetBytes(pt[33:])
-	if !curve.IsOnCurve(x, y) {
+	pub, err := remote.ParsePoint(c, pt)
+	if err != nil {
 		return nil, fmt.Errorf("CKA_EC_POINT is not a point on %s", c)
 	}
-	return (*crypt.ECDSAPublicKey)(&ecdsa.PublicKey{Curve: curve, X: x, Y: y}), nil
+	return pub, nil
 }
 
 // encodePoint is the CKA_EC_POINT of pub: a DER OCTET STRING around the uncompressed point or
@@ -165,22 +161,13 @@ func signature(c tezos.Curve, raw []byte) (crypt.Signature, error) {
 		}
 		return crypt.Ed25519Signature(append([]byte(nil), raw...)), nil
 	}
-	curve := ellipticCurve(c)
-	r, s := new(big.Int), new(big.Int)
+	parse := remote.SignatureFromDER
 	if len(raw) == 64 {
-		r.SetBytes(raw[:32])
-		s.SetBytes(raw[32:])
-	} else {
-		var inner cryptobyte.String
-		in := cryptobyte.String(raw)
-		if !in.ReadASN1(&inner, cbasn1.SEQUENCE) || !in.Empty() ||
-			!inner.ReadASN1Integer(r) || !inner.ReadASN1Integer(s) || !inner.Empty() {
-			return nil, fmt.Errorf("the token returned a %d-byte ECDSA signature that is neither r‖s nor DER", len(raw))
-		}
+		parse = remote.SignatureFromRaw
 	}
-	n := curve.Params().N
-	if r.Sign() <= 0 || s.Sign() <= 0 || r.Cmp(n) >= 0 || s.Cmp(n) >= 0 {
-		return nil, errors.New("the token returned an ECDSA signature out of range")
+	sig, err := parse(raw, c)
+	if err != nil {
+		return nil, fmt.Errorf("the token returned a %d-byte ECDSA signature: %w", len(raw), err)
 	}
-	return tezos.LowS(&crypt.ECDSASignature{R: r, S: s, Curve: curve}), nil
+	return tezos.LowS(sig), nil
 }
