@@ -152,6 +152,13 @@ func (a *Auth) Validate(username, token string) error {
 	if u == nil {
 		return errors.New("JWT: user not found")
 	}
+	// Go's base64 decoder skips '\r' and '\n', so the JWT library would accept an issued token
+	// with line breaks inserted; only the compact form's alphabet is a token.
+	if strings.IndexFunc(token, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) >= 0 {
+		return errors.New("JWT: malformed token")
+	}
 	var lastErr error
 	for _, c := range u.current(a.now()) {
 		tok, err := jwt.Parse(token, func(t *jwt.Token) (any, error) { return []byte(c.Secret), nil },
