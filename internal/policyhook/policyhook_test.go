@@ -99,7 +99,8 @@ func TestHook(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(c.srv)
 			defer srv.Close()
-			h := &Hook{Address: srv.URL + "/check", Keys: c.keys, Timeout: 200 * time.Millisecond}
+			// Its own client: another subtest's srv.Close closes the default transport's idle connections.
+			h := &Hook{Address: srv.URL + "/check", Keys: c.keys, Timeout: 200 * time.Millisecond, Client: srv.Client()}
 			start := time.Now()
 			err := h.Check(context.Background(), &Request{Message: msg, Source: "127.0.0.1", PKH: tv.K1PKH, ClientPKH: tv.K3PKH})
 			if time.Since(start) > 3*time.Second {
