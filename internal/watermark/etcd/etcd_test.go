@@ -74,13 +74,9 @@ func TestDeadline(t *testing.T) {
 	e.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	err := s.Advance(ctx, k, watermarktest.M(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance with the server gone = %v, want Unavailable wrapping DeadlineExceeded", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("Advance took %v after a 300ms deadline", d)
 	}
 	e.Start()
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 3)) // the timed-out request changed nothing

@@ -96,13 +96,9 @@ func TestDeadline(t *testing.T) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	err = s.Advance(dctx, k, watermarktest.M(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance behind a lock = %v, want Unavailable wrapping DeadlineExceeded", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("Advance took %v after a 300ms deadline", d)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
