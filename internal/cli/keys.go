@@ -321,7 +321,7 @@ func newWatermark(g *globals) *cobra.Command {
 		Short: "Show every stored watermark",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, _, log, err := g.loadStore()
+			store, _, log, err := g.loadSnapshot()
 			if err != nil {
 				return err
 			}

@@ -153,12 +153,23 @@ func Execute() int {
 	return 0
 }
 
-// loadStore loads the config and opens its watermark store, for the watermark commands.
+// loadStore loads the config and opens its watermark store, for the watermark commands. The
+// file store is then locked: import and export refuse while a daemon holds the directory.
 func (g *globals) loadStore() (watermark.Store, *config.Config, *slog.Logger, error) {
 	cfg, log, err := g.load()
 	if err != nil {
 		return nil, nil, log, err
 	}
 	store, err := openWatermark(cfg, log)
+	return store, cfg, log, err
+}
+
+// loadSnapshot is loadStore for reading only (watermark show), also while a daemon runs.
+func (g *globals) loadSnapshot() (watermark.Store, *config.Config, *slog.Logger, error) {
+	cfg, log, err := g.load()
+	if err != nil {
+		return nil, nil, log, err
+	}
+	store, err := openWatermarkSnapshot(cfg, log)
 	return store, cfg, log, err
 }

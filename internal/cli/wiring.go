@@ -92,6 +92,15 @@ func openVault(cfg *config.Config, name string, env vault.Env) (vault.Vault, err
 	return ctor(name, &b.Config, env)
 }
 
+// openWatermarkSnapshot opens the store for reading only: the file store then takes no lock, so
+// `watermark show` works while the daemon runs. Other stores open as usual.
+func openWatermarkSnapshot(cfg *config.Config, log *slog.Logger) (watermark.Store, error) {
+	if cfg.Watermark.Driver == "file" {
+		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log), wmfile.ReadOnly())
+	}
+	return openWatermark(cfg, log)
+}
+
 func openWatermark(cfg *config.Config, log *slog.Logger) (watermark.Store, error) {
 	ctor, ok := watermarkDrivers[cfg.Watermark.Driver]
 	if !ok {

@@ -48,13 +48,15 @@ type Config struct {
 
 // Signer is the signing service. It is safe for concurrent use.
 type Signer struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *metrics.Metrics
-	mu      sync.RWMutex
-	keys    map[string]*keyRef
-	refresh sync.Mutex
-	lastRef time.Time
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics.Metrics
+	mu        sync.RWMutex
+	keys      map[string]*keyRef
+	refresh   sync.Mutex
+	lastRef   time.Time     // start of the last reload on a miss
+	reloading chan struct{} // closed when the reload in flight ends; nil when none
+	slots     slotLocks
 }
 
 type keyRef struct {
@@ -90,13 +92,36 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	return s, nil
 }
 
-// reload lists all vaults. A vault that fails to list is logged and skipped, as in the reference.
+// Reload timing: a lookup miss relists the vaults at most once per ReloadInterval, detached from
+// the request that missed, each vault's List bounded by ReloadTimeout.
+const (
+	ReloadInterval = 10 * time.Second
+	ReloadTimeout  = 30 * time.Second
+)
+
+// reload lists all vaults. A vault that fails to list is logged and keeps the keys it had (none at
+// start-up, as in the reference): a throttled or unreachable vault never makes the signer forget
+// a key it was signing with.
 func (s *Signer) reload(ctx context.Context) error {
+	s.mu.RLock()
+	prev := s.keys
+	s.mu.RUnlock()
 	keys := map[string]*keyRef{}
 	for _, v := range s.cfg.Vaults {
-		list, err := v.List(ctx)
+		lctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
+		list, err := v.List(lctx)
+		cancel()
 		if err != nil {
-			s.log.Error("cannot list vault keys", "vault", v.Name(), "err", err)
+			kept := 0
+			for pkh, k := range prev {
+				if k.vault == v {
+					if _, dup := keys[pkh]; !dup {
+						keys[pkh] = k
+						kept++
+					}
+				}
+			}
+			s.log.Error("cannot list vault keys; keeping the keys it had", "vault", v.Name(), "kept", kept, "err", err)
 			continue
 		}
 		for _, k := range list {
@@ -115,7 +140,9 @@ func (s *Signer) reload(ctx context.Context) error {
 	return nil
 }
 
-// lookup finds a key; on a miss it relists the vaults at most once a second.
+// lookup finds a key. On a miss it relists the vaults, at most once per ReloadInterval, in a
+// reload that does not depend on this request: a client that hangs up cannot cut it short, and
+// the request stops waiting for it when its own context ends.
 func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
 	s.mu.RLock()
 	k := s.keys[pkh]
@@ -124,11 +151,27 @@ func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
 		return k, nil
 	}
 	s.refresh.Lock()
-	if time.Since(s.lastRef) > time.Second {
+	done := s.reloading
+	if done == nil && (s.lastRef.IsZero() || time.Since(s.lastRef) >= ReloadInterval) {
 		s.lastRef = time.Now()
-		_ = s.reload(ctx)
+		done = make(chan struct{})
+		s.reloading = done
+		go func() {
+			defer close(done)
+			_ = s.reload(context.WithoutCancel(ctx))
+			s.refresh.Lock()
+			s.reloading = nil
+			s.refresh.Unlock()
+		}()
 	}
 	s.refresh.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fault.Wrap(fault.Unavailable, ctx.Err())
+		}
+	}
 	s.mu.RLock()
 	k = s.keys[pkh]
 	s.mu.RUnlock()
@@ -273,12 +316,13 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		return res, err
 	}
 	start := time.Now()
-	if err := s.advance(ctx, r.PKH, req); err != nil {
-		code := strconv.Itoa(fault.Status(err))
-		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), code, req.ChainID()).Inc()
-		return res, err
+	var sig crypt.Signature
+	if req.Watermarked() {
+		sig, err = s.signWatermarked(ctx, k, r, req)
+	} else {
+		s.countGeneric(req)
+		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	}
-	sig, err := s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	if err != nil {
 		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), req.ChainID()).Inc()
 		return res, err
@@ -308,37 +352,119 @@ func (s *Signer) askHook(ctx context.Context, msg []byte, ip, pkh, client string
 	return err
 }
 
-// advance runs the watermark step; generic and pack requests pass through but are counted.
-func (s *Signer) advance(ctx context.Context, pkh string, req *request.Request) error {
+// countGeneric records a request without a watermark (generic, pack): it passes the watermark
+// step and is counted as a success there, as in the reference.
+func (s *Signer) countGeneric(req *request.Request) {
+	backend := s.cfg.Store.Name()
+	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(0)
+	s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+}
+
+// signWatermarked signs a block or consensus request so that no two signatures ever leave for
+// one (chain, key, class, level, round), nor two signatures for the same bytes:
+//  1. the slot is reserved in this process (one request per watermark key at a time);
+//  2. the stored record decides: the same bytes with a stored signature get that signature back
+//     without asking the vault; a request at or below the mark with other bytes is refused;
+//  3. otherwise the vault signs, and the signature is verified;
+//  4. mark and signature are committed in one durable write (a compare-and-swap in shared
+//     stores). Only then does the signature leave. A commit that loses a race to another
+//     process returns the winner's stored signature for the same bytes, or a refusal.
+//
+// A crash at any point before step 4 completes leaves no trace of the signature outside this
+// process, and the slot as it was: a retry is safe.
+func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request) (crypt.Signature, error) {
+	wk := watermark.Key{Chain: req.ChainID(), PKH: r.PKH, Class: req.Class()}
+	unlock, err := s.slots.lock(ctx, wk)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	mark := req.Mark()
 	backend := s.cfg.Store.Name()
 	start := time.Now()
-	var err error
-	if req.Watermarked() {
-		err = s.cfg.Store.Advance(ctx, watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: req.Class()}, req.Mark())
-		result := "success"
-		if err != nil {
-			result = "error"
-			if watermark.IsConflict(err) {
-				result = "rejected"
-			}
-		}
-		s.m.WatermarkStoreLatency.WithLabelValues(backend, result).Observe(time.Since(start).Seconds())
+	stored, ok, err := s.cfg.Store.Load(ctx, wk)
+	if err != nil {
+		return nil, s.storeFailed(r.PKH, req, start, err)
 	}
-	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
-	switch {
-	case err == nil:
+	o, err := watermark.Check(wk, stored, ok, mark)
+	switch o {
+	case watermark.Refuse:
+		return nil, s.refused(r, req, start, err)
+	case watermark.Identical:
+		s.m.WatermarkStoreLatency.WithLabelValues(backend, "success").Observe(time.Since(start).Seconds())
+		s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
 		s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
-		return nil
-	case watermark.IsConflict(err):
-		s.m.WatermarkOps.WithLabelValues("rejected", backend, string(req.Kind)).Inc()
-		s.m.WatermarkRejections.WithLabelValues(pkh, string(req.Kind), req.ChainID(), err.Error()).Inc()
-		return err
-	default:
-		// Whatever the store's trouble (unreachable, timed out, corrupt), the answer is 500: refused,
-		// never signed without a recorded watermark.
-		s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
-		return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + err.Error(), Err: err}
+		return s.storedSignature(k, r, stored)
 	}
+	loadTime := time.Since(start)
+	sig, err := s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
+	if err != nil {
+		return nil, err
+	}
+	mark.Signature = sig.String()
+	start = time.Now()
+	rec, err := s.cfg.Store.Advance(ctx, wk, mark)
+	if err != nil {
+		if watermark.IsConflict(err) {
+			return nil, s.refused(r, req, start, err)
+		}
+		return nil, s.storeFailed(r.PKH, req, start, err)
+	}
+	took := time.Since(start) + loadTime
+	s.m.WatermarkStoreLatency.WithLabelValues(backend, "success").Observe(took.Seconds())
+	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(took.Seconds())
+	s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+	if rec.Signature != mark.Signature {
+		// Another process committed the same bytes first: its signature is the one released.
+		s.log.Info("identical request already signed by another signer: returning the stored signature",
+			"pkh", r.PKH, "chain", wk.Chain, "class", wk.Class, "level", rec.Level, "round", rec.Round)
+		return s.storedSignature(k, r, rec)
+	}
+	return sig, nil
+}
+
+// storedSignature returns the signature stored for byte-identical bytes, after checking it
+// against the key and the message. One that does not parse or verify is never overwritten: the
+// request is refused, and the operator must look at the record.
+func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) (crypt.Signature, error) {
+	sig, err := tezos.ParseSignature(rec.Signature)
+	if err == nil && !tezos.Verify(k.pub, sig, r.Message, r.Version) {
+		err = errors.New("it does not verify against the key and these bytes")
+	}
+	if err != nil {
+		s.log.Error("the stored watermark record's signature is unusable; refusing (the record is left as is)",
+			"pkh", r.PKH, "level", rec.Level, "round", rec.Round, "err", err)
+		return nil, &fault.Error{Kind: fault.Internal, Msg: "the stored signature for this watermark is invalid: refusing to sign", Err: err}
+	}
+	return sig, nil
+}
+
+// refused records and logs a watermark refusal; the log says what blocked the request.
+func (s *Signer) refused(r *SignRequest, req *request.Request, start time.Time, err error) error {
+	backend := s.cfg.Store.Name()
+	s.m.WatermarkStoreLatency.WithLabelValues(backend, "rejected").Observe(time.Since(start).Seconds())
+	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
+	s.m.WatermarkOps.WithLabelValues("rejected", backend, string(req.Kind)).Inc()
+	s.m.WatermarkRejections.WithLabelValues(r.PKH, string(req.Kind), req.ChainID(), watermark.ErrConflict.Error()).Inc()
+	attrs := []any{"pkh", r.PKH, "kind", req.Kind, "chain", req.ChainID(), "level", req.Level, "round", req.Round}
+	var c *watermark.Conflict
+	if errors.As(err, &c) {
+		attrs = append(attrs, "stored_level", c.Stored.Level, "stored_round", c.Stored.Round, "reason", c.Reason)
+	} else {
+		attrs = append(attrs, "reason", "another signer committed this slot first")
+	}
+	s.log.Warn("watermark refused the request", attrs...)
+	return err
+}
+
+// storeFailed records a store failure: whatever the trouble (unreachable, timed out, corrupt),
+// the answer is 500 and no signature leaves.
+func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, err error) error {
+	backend := s.cfg.Store.Name()
+	s.m.WatermarkStoreLatency.WithLabelValues(backend, "error").Observe(time.Since(start).Seconds())
+	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
+	s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
+	return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + err.Error(), Err: err}
 }
 
 // signWith asks the vault, normalises ECDSA to low-S and verifies before returning.

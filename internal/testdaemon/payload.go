@@ -40,3 +40,80 @@ func Attestation(chain string, level, round int32, variant byte) string {
 func Preattestation(chain string, level, round int32, variant byte) string {
 	return Consensus(MagicPreattestation, chain, level, round, variant)
 }
+
+// Consensus tags ConsensusTag builds.
+const (
+	TagPreattestation     = 20
+	TagAttestation        = 21
+	TagAttestationWithDAL = 23
+	TagBLSPreattestation  = 40
+	TagBLSAttestation     = 41
+)
+
+// ConsensusTag returns, in hex, a consensus operation to sign with any tag of the live protocol:
+// 20 (preattestation) and 40 (BLS-mode preattestation) under magic 0x12; 21 (attestation),
+// 23 (attestation with DAL) and 41 (BLS-mode attestation) under magic 0x13. Tags 20, 21 and 23
+// carry slot 7; tag 23 ends with a DAL bitfield of 5. variant is the first byte of the branch.
+func ConsensusTag(tag byte, chain string, level, round int32, variant byte) string {
+	c, err := hex.DecodeString(chain)
+	if err != nil || len(c) != 4 {
+		panic(fmt.Sprintf("testdaemon.ConsensusTag: chain %q", chain))
+	}
+	var magic byte
+	switch tag {
+	case TagPreattestation, TagBLSPreattestation:
+		magic = MagicPreattestation
+	case TagAttestation, TagAttestationWithDAL, TagBLSAttestation:
+		magic = MagicAttestation
+	default:
+		panic(fmt.Sprintf("testdaemon.ConsensusTag: tag %d", tag))
+	}
+	b := append([]byte{magic}, c...)
+	branch := make([]byte, 32)
+	branch[0] = variant
+	b = append(append(b, branch...), tag)
+	if tag != TagBLSPreattestation && tag != TagBLSAttestation {
+		b = append(b, 0, 7)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(level))
+	b = binary.BigEndian.AppendUint32(b, uint32(round))
+	b = append(b, make([]byte, 32)...)
+	if tag == TagAttestationWithDAL {
+		b = append(b, 5)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Block returns, in hex, a block header to sign (magic 0x11) at level and round (the round is the
+// last element of the Tenderbake fitness, as bakers send it). variant is the first byte of the
+// predecessor, so two variants at one level and round are different blocks.
+func Block(chain string, level, round int32, variant byte) string {
+	c, err := hex.DecodeString(chain)
+	if err != nil || len(c) != 4 {
+		panic(fmt.Sprintf("testdaemon.Block: chain %q", chain))
+	}
+	u32 := binary.BigEndian.AppendUint32
+	b := append([]byte{0x11}, c...)
+	b = u32(b, uint32(level))
+	b = append(b, 0x18) // proto
+	pred := make([]byte, 32)
+	pred[0] = variant
+	b = append(b, pred...)
+	b = binary.BigEndian.AppendUint64(b, 0x69a8c3a3) // timestamp
+	b = append(b, 4)                                 // validation passes
+	b = append(b, make([]byte, 32)...)               // operations hash
+	// fitness: version 02, level, no locked round, predecessor round, round
+	fit := u32(nil, 1)
+	fit = append(fit, 2)
+	fit = u32(u32(fit, 4), uint32(level))
+	fit = u32(fit, 0)
+	fit = u32(u32(fit, 4), 0xffffffff)
+	fit = u32(u32(fit, 4), uint32(round))
+	b = append(u32(b, uint32(len(fit))), fit...)
+	b = append(b, make([]byte, 32)...) // context
+	b = append(b, make([]byte, 32)...) // payload hash
+	b = u32(b, 0)                      // payload round
+	b = append(b, make([]byte, 8)...)  // proof-of-work nonce
+	b = append(b, 0, 0)                // no seed nonce hash; per-block votes
+	return hex.EncodeToString(b)
+}

@@ -5,6 +5,7 @@ package cloud
 // the services' documented wire protocols and sign with real keys; they are not the services.
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -164,5 +165,58 @@ tezos:
 	want := "vault azure-wrong-token: list keys: Key Vault answered 401 Unauthorized"
 	if !d.WaitLog(want) {
 		t.Fatalf("no log line %q", want)
+	}
+}
+
+// TestKeysNeverForgotten is the regression test of a reproduced outage: a GET /keys/<unknown>
+// relisted every vault with the client's context and replaced the key map, so a client that
+// hung up, or a throttled List, emptied a vault's keys and the baker's next request got 404.
+func TestKeysNeverForgotten(t *testing.T) {
+	az := cloudfake.NewAzure("eyJ.e2e")
+	k := az.AddKey("baker-p256", tezos.P256)
+	azCert, stop := az.Start()
+	t.Cleanup(stop)
+	pkh := k.Public().Hash().String()
+	d := fakeStartDaemon(t, fmt.Sprintf(`vaults:
+  azure:
+    driver: azure
+    config:
+      vault: %s
+      access_token: eyJ.e2e
+      tls_ca_cert: %s
+      disable_challenge_resource_verification: true
+watermark:
+  driver: file
+tezos:
+  %s:
+    allow:
+      generic: [transaction]
+`, az.URL, fakeCAFile(t, azCert), pkh))
+	payload := tv.LoadPolicyHex()["transaction ok"]
+	if status, msg := d.Sign(pkh, payload); status != 200 {
+		t.Fatalf("before: %d %s", status, msg)
+	}
+	az.FailList(true) // the vault's List is throttled from now on
+	lists := az.Calls("list")
+	// A client asks for an unknown key and hangs up at once; another waits for its 404.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.SignContext(ctx, "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", payload)
+	if status, _ := d.PublicKey("tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU"); status != 404 {
+		t.Fatalf("unknown key: %d", status)
+	}
+	if az.Calls("list") == lists {
+		t.Fatal("the miss did not relist the vault: the test proves nothing")
+	}
+	for range 3 {
+		if status, msg := d.Sign(pkh, payload); status != 200 {
+			t.Fatalf("after a failed relist the key is forgotten: %d %s", status, msg)
+		}
+		if status, _ := d.PublicKey(pkh); status != 200 {
+			t.Fatalf("GET /keys after a failed relist: %d", status)
+		}
+	}
+	if !strings.Contains(d.Logs(), "keeping the keys it had") {
+		t.Fatalf("no log of the failed relist:\n%s", d.Logs())
 	}
 }

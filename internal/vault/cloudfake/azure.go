@@ -117,6 +117,10 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && len(parts) == 1 && parts[0] == "keys":
 		a.count("list")
+		if a.listFails() {
+			azureFail(w, http.StatusTooManyRequests, "Throttled", "Request was not processed because too many requests were received.")
+			return
+		}
 		a.list(w, r)
 	case r.Method == http.MethodGet && len(parts) >= 2 && len(parts) <= 3 && parts[0] == "keys":
 		a.count("get")

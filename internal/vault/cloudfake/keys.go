@@ -181,7 +181,22 @@ type faults struct {
 	mu       sync.Mutex
 	throttle int           // the next n sign calls answer "throttled"
 	delay    time.Duration // sign calls wait this long first (or until the caller gives up)
+	failList bool          // list calls answer "throttled"
 	calls    map[string]int
+}
+
+// FailList makes every list call fail as a throttled service does (true), or work again (false).
+// Only the Azure fake honours it.
+func (f *faults) FailList(fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failList = fail
+}
+
+func (f *faults) listFails() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failList
 }
 
 // Throttle makes the next n sign calls fail as the service does when a quota is exceeded.

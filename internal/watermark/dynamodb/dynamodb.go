@@ -1,16 +1,59 @@
 // Package dynamodb is the watermark store kept in an AWS DynamoDB table (driver "dynamodb", or
-// "aws" as in the reference): one item per (chain, key, class), advanced by a conditional write.
+// "aws" as in the reference): one item per (chain, key, class), advanced by conditional writes.
+//
+// # Items
+//
+// The reference's layout, so that a reference table can be reused and handed back: hash key idx
+// ("<chain>/<pkh>"), range key request ("block", "preattestation", "attestation" or
+// "attestation_with_dal"), lvl and round (numbers), digest (blake2b-256 of the signed bytes as
+// base58 vh…, absent for a mark without one), plus signature: the base58 signature released for
+// the mark, absent when none is stored (items of the reference, of an import, or of a version of
+// this store that kept no signatures). The reference ignores the attribute.
+//
+// # Advance
+//
+// A block or preattestation is one PutItem conditioned on a strictly higher (level, round). When
+// the condition fails the item is read consistently (GetItem) and watermark.Decide applied:
+// Identical returns the stored record, Refuse the conflict; Write (a signature recorded for
+// identical bytes of a tz1/tz4 key over an item without one, or the item changed meanwhile) is a
+// PutItem conditioned on the item being exactly as read (level, round, digest, signature, each
+// present or absent), and the read-decide-write is repeated a bounded number of times.
+//
+// # Attestations and the reference's attestation_with_dal items
+//
+// The reference keeps DAL attestations (tag 23) in an attestation_with_dal item of their own; here
+// both kinds are one class, and that item is part of its mark, for the two directions of a
+// migration:
+//
+//   - Reading a reference table: an attestation must be allowed over the attestation item and
+//     over the attestation_with_dal item (the higher of the two decides; at a tie both must
+//     agree), else the reference's DAL attestation at that level would be followed by ours.
+//     Advance therefore reads both items first (one consistent Query), then writes the attestation
+//     item as above. Load and List fold the two (the higher mark; at a tie the attestation item,
+//     without its signature if the other item holds other bytes at that level and round).
+//   - Rollback to the reference: whenever an attestation record is returned (written or
+//     identical), the attestation_with_dal item has first been raised to at least its mark by a
+//     PutItem conditioned on that item being lower or absent, so that the reference, started
+//     again on the table, refuses a DAL attestation at any level this store attested.
+//
+// DynamoDB's TransactWriteItems would make the two writes one, but dynalite, the emulator every
+// test runs against, does not implement it (UnknownOperationException), so the store makes the
+// attestation item the commit and raises the other item after it. A crash (or a failed write)
+// between the two leaves the attestation item ahead of the attestation_with_dal item. That is a
+// concern for a rollback only: no signature for that mark has been released (Advance returns
+// only after the raise, and fails, withholding the signature, if the raise fails); any later
+// Advance or Load of that key that returns the stored record raises the item first; and should
+// the reference be started meanwhile and sign a DAL attestation at that level, the tie rule
+// above refuses to release the stored signature afterwards. The reference and this store must
+// not serve one key at the same time: the reference's DAL attestations check only the
+// attestation_with_dal item, which this store raises after its commit.
 package dynamodb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +62,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	tz "github.com/ecadlabs/gotez/v2"
-	"github.com/ecadlabs/gotez/v2/b58"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/config"
@@ -64,10 +105,12 @@ type api interface {
 	ddb.ScanAPIClient
 	CreateTable(ctx context.Context, in *ddb.CreateTableInput, opt ...func(*ddb.Options)) (*ddb.CreateTableOutput, error)
 	PutItem(ctx context.Context, in *ddb.PutItemInput, opt ...func(*ddb.Options)) (*ddb.PutItemOutput, error)
+	GetItem(ctx context.Context, in *ddb.GetItemInput, opt ...func(*ddb.Options)) (*ddb.GetItemOutput, error)
+	Query(ctx context.Context, in *ddb.QueryInput, opt ...func(*ddb.Options)) (*ddb.QueryOutput, error)
 }
 
-// Store is a DynamoDB watermark.Store. Each Advance is one conditional PutItem, so any number
-// of signer processes may share a table: DynamoDB serialises the writes to one item.
+// Store is a DynamoDB watermark.Store. Every change of an item is a conditional PutItem, so any
+// number of signer processes may share a table: DynamoDB serialises the writes to one item.
 type Store struct {
 	table   string
 	client  api
@@ -131,149 +174,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 }
 
 var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
-
-// Attribute names. "round" is written through a placeholder in expressions.
-const (
-	attrIdx     = "idx"
-	attrRequest = "request"
-	attrLevel   = "lvl"
-	attrRound   = "round"
-	attrDigest  = "digest"
-)
-
-// Advance implements watermark.Store with one conditional PutItem: the write happens iff there is
-// no item, or (level, round) is strictly higher, or the stored digest equals req's (watermark.Allowed).
-func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
-	if err := k.Check(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fault.Wrap(fault.Unavailable, err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return errClosed
-	}
-	item := map[string]types.AttributeValue{
-		attrIdx:     &types.AttributeValueMemberS{Value: k.Chain + "/" + k.PKH},
-		attrRequest: &types.AttributeValueMemberS{Value: string(k.Class)},
-		attrLevel:   num(req.Level),
-		attrRound:   num(req.Round),
-	}
-	cond := "attribute_not_exists(#i) OR #l < :l OR (#l = :l AND #r < :r)"
-	names := map[string]string{"#i": attrIdx, "#l": attrLevel, "#r": attrRound}
-	values := map[string]types.AttributeValue{":l": num(req.Level), ":r": num(req.Round)}
-	if req.HasDigest {
-		d := &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(req.Digest).String()}
-		item[attrDigest] = d
-		cond += " OR #d = :d"
-		names["#d"] = attrDigest
-		values[":d"] = d
-	}
-	octx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	_, err := s.client.PutItem(octx, &ddb.PutItemInput{
-		TableName:                 aws.String(s.table),
-		Item:                      item,
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names,
-		ExpressionAttributeValues: values,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ccf):
-		return watermark.ErrConflict
-	default:
-		return s.fail(ctx, "PutItem", err)
-	}
-}
-
-// fail maps an SDK error: the caller's context ending is Unavailable; anything else (our timeout
-// included) is Internal. Both refuse the request.
-func (s *Store) fail(ctx context.Context, op string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return &fault.Error{Kind: fault.Unavailable, Msg: "dynamodb watermark: " + cerr.Error(), Err: cerr}
-	}
-	return &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("dynamodb watermark: table %s: %s: %v", s.table, op, err), Err: err}
-}
-
-func num(v int32) *types.AttributeValueMemberN {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(int64(v), 10)}
-}
-
-// List implements watermark.Store with a consistent Scan. Items that this store did not write
-// (e.g. the reference's attestation_with_dal items) are skipped with a warning.
-func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed
-	}
-	var out []watermark.Entry
-	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true)})
-	for p.HasMorePages() {
-		octx, cancel := context.WithTimeout(ctx, s.timeout)
-		page, err := p.NextPage(octx)
-		cancel()
-		if err != nil {
-			return nil, s.fail(ctx, "Scan", err)
-		}
-		for _, it := range page.Items {
-			e, err := parseItem(it)
-			if err != nil {
-				s.log.Warn("dynamodb watermark: item skipped", "table", s.table, "err", err)
-				continue
-			}
-			out = append(out, e)
-		}
-	}
-	slices.SortFunc(out, func(a, b watermark.Entry) int { return watermark.Compare(a.Key, b.Key) })
-	return out, nil
-}
-
-func parseItem(it map[string]types.AttributeValue) (watermark.Entry, error) {
-	str := func(name string) string {
-		if v, ok := it[name].(*types.AttributeValueMemberS); ok {
-			return v.Value
-		}
-		return ""
-	}
-	var e watermark.Entry
-	idx := str(attrIdx)
-	chain, pkh, ok := strings.Cut(idx, "/")
-	e.Key = watermark.Key{Chain: chain, PKH: pkh, Class: watermark.Class(str(attrRequest))}
-	if !ok || e.Key.Check() != nil {
-		return e, fmt.Errorf("item %q/%q is not a watermark of this store", idx, str(attrRequest))
-	}
-	for name, dst := range map[string]*int32{attrLevel: &e.Level, attrRound: &e.Round} {
-		n, ok := it[name].(*types.AttributeValueMemberN)
-		if !ok {
-			if name == attrRound && it[name] == nil {
-				continue // the reader accepts marks without a round, as the file store does
-			}
-			return e, fmt.Errorf("item %s/%s: %s is not a number", idx, e.Class, name)
-		}
-		v, err := strconv.ParseInt(n.Value, 10, 32)
-		if err != nil {
-			return e, fmt.Errorf("item %s/%s: %s: %v", idx, e.Class, name, err)
-		}
-		*dst = int32(v)
-	}
-	if d := str(attrDigest); d != "" {
-		h, err := b58.ParseBlockPayloadHash([]byte(d))
-		if err != nil {
-			return e, fmt.Errorf("item %s/%s: digest: %v", idx, e.Class, err)
-		}
-		e.Digest, e.HasDigest = *h, true
-	}
-	return e, nil
-}
 
 // Name implements watermark.Store.
 func (s *Store) Name() string { return Driver }

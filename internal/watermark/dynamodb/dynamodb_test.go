@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	tz "github.com/ecadlabs/gotez/v2"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/config"
@@ -77,7 +76,7 @@ func TestEmulatorDown(t *testing.T) {
 	// bound is asserted, so a loaded machine cannot fail this test).
 	expectInternal := func(what string, m watermark.Mark) {
 		t.Helper()
-		err := s.Advance(context.Background(), k, m)
+		_, err := s.Advance(context.Background(), k, m)
 		if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 			t.Fatalf("%s: Advance = %v, want an Internal error", what, err)
 		}
@@ -102,7 +101,8 @@ func TestEmulatorDown(t *testing.T) {
 }
 
 // TestReferenceItems: items written by the reference (digest as vh…, kind names) are read and
-// respected; an attestation_with_dal item is not one of ours and is skipped by List.
+// respected; its attestation_with_dal item is folded into the attestation entry (at a tie, the
+// attestation item's mark), and an item of another kind is skipped by List with a warning.
 func TestReferenceItems(t *testing.T) {
 	t.Parallel()
 	srv := dynamotest.Start(t)
@@ -114,29 +114,23 @@ func TestReferenceItems(t *testing.T) {
 	defer s.Close()
 	k := wt.Key(0, 0, watermark.Attestation)
 	digest := [32]byte{7}
-	put := func(kind string) {
-		_, err := s.client.PutItem(context.Background(), &ddb.PutItemInput{TableName: aws.String("watermark"), Item: map[string]types.AttributeValue{
-			"idx": &types.AttributeValueMemberS{Value: k.Chain + "/" + k.PKH}, "request": &types.AttributeValueMemberS{Value: kind},
-			"lvl": &types.AttributeValueMemberN{Value: "34"}, "round": &types.AttributeValueMemberN{Value: "4"},
-			"digest": &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(digest).String()},
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, kind := range []string{"attestation", "attestation_with_dal", "endorsement"} {
+		refPut(t, s, k, kind, 34, 4, digest)
 	}
-	put("attestation")
-	put("attestation_with_dal")
 	es, err := s.List(context.Background())
 	want := watermark.Entry{Key: k, Mark: watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true}}
 	if err != nil || len(es) != 1 || es[0] != want {
 		t.Fatalf("List = %v, %v; want [%v]", es, err, want)
 	}
-	if !strings.Contains(logs.String(), "attestation_with_dal") {
-		t.Fatalf("no warning about the skipped item:\n%s", &logs)
+	if !strings.Contains(logs.String(), "endorsement") || strings.Contains(logs.String(), "attestation_with_dal") {
+		t.Fatalf("want one warning, about the endorsement item only:\n%s", &logs)
 	}
 	wt.MustRefuse(t, s, k, wt.M(34, 4, 8))
 	wt.MustAdvance(t, s, k, watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true})
 	wt.MustAdvance(t, s, k, wt.M(34, 5, 8))
+	if m, ok := rawMark(t, s, k, requestDAL); !ok || m != wt.M(34, 5, 8) {
+		t.Fatalf("attestation_with_dal item = %+v (present %v), want raised to 34/5", m, ok)
+	}
 }
 
 // TestTable: two processes creating one table at once both succeed; a table with another key
@@ -151,7 +145,7 @@ func TestTable(t *testing.T) {
 		wg.Go(func() {
 			s, err := Open(context.Background(), testConfig(srv, table, 5*time.Second), slog.New(slog.DiscardHandler))
 			if err == nil {
-				err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.M(1, 0, 1))
+				_, err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.M(1, 0, 1))
 				s.Close()
 			}
 			errs[i] = err
@@ -214,7 +208,7 @@ func BenchmarkAdvance(b *testing.B) {
 		level := int32(0)
 		for b.Loop() {
 			level++
-			if err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+			if _, err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -225,7 +219,7 @@ func BenchmarkAdvance(b *testing.B) {
 			level := int32(0)
 			for pb.Next() {
 				level++
-				if err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+				if _, err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,6 +1,7 @@
 // Package etcd is the etcd watermark store (driver "etcd"): one key per (chain, key, class) under
-// a prefix, checked with watermark.Allowed and advanced by a compare-and-swap transaction on the
-// key's revision, so that several signers can share one etcd cluster without ever signing twice.
+// a prefix, holding the mark and the signature released for it, decided with watermark.Decide and
+// advanced by a compare-and-swap transaction on the key's revision, so that several signers can
+// share one etcd cluster without ever signing twice, nor releasing two signatures for one mark.
 package etcd
 
 import (
@@ -97,15 +98,19 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// stored is a mark as kept in etcd, the same fields as the interchange format.
+// stored is a mark as kept in etcd: the fields of the interchange format and the signature
+// released for the mark. Values written before signatures were kept have no "signature" (read as
+// ""), and a mark without a signature is written without it, in that earlier shape; a reader that
+// does not know the field ignores it.
 type stored struct {
-	Level  int32   `json:"level"`
-	Round  int32   `json:"round"`
-	Digest *string `json:"digest"` // base58 "vh…", null when the mark has no digest
+	Level     int32   `json:"level"`
+	Round     int32   `json:"round"`
+	Digest    *string `json:"digest"`              // base58 "vh…", null when the mark has no digest
+	Signature string  `json:"signature,omitempty"` // base58, opaque here
 }
 
 func encode(m watermark.Mark) string {
-	v := stored{Level: m.Level, Round: m.Round}
+	v := stored{Level: m.Level, Round: m.Round, Signature: m.Signature}
 	if m.HasDigest {
 		h := tz.BlockPayloadHash(m.Digest).String()
 		v.Digest = &h
@@ -119,7 +124,7 @@ func decode(key, val []byte) (watermark.Mark, error) {
 	if err := json.Unmarshal(val, &v); err != nil {
 		return watermark.Mark{}, fault.New(fault.Internal, fmt.Sprintf("etcd watermark store: %s: corrupt value: %v", key, err))
 	}
-	m := watermark.Mark{Level: v.Level, Round: v.Round}
+	m := watermark.Mark{Level: v.Level, Round: v.Round, Signature: v.Signature}
 	if v.Digest != nil {
 		h, err := b58.ParseBlockPayloadHash([]byte(*v.Digest))
 		if err != nil {
@@ -140,59 +145,102 @@ var errClosed = fault.New(fault.Unavailable, "etcd watermark store is closed")
 // request for the same key was recorded in between, so the loop ends quickly in practice.
 const maxRaces = 100
 
-// Advance implements watermark.Store: read the key, apply watermark.Allowed, and write the new
-// mark only if the key's ModRevision is still the one read (CreateRevision 0 when it was absent).
-// A lost race re-checks against the value that won. Every failure returns an error.
-func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+// checkKey returns an Internal error when k cannot name a watermark, or would not make one etcd
+// key under the prefix.
+func checkKey(k watermark.Key) error {
 	if err := k.Check(); err != nil {
 		return err
 	}
 	if strings.Contains(k.Chain, "/") || strings.Contains(k.PKH, "/") {
 		return fault.New(fault.Internal, "invalid watermark key "+k.Chain+"/"+k.PKH)
 	}
+	return nil
+}
+
+// Advance implements watermark.Store: read the key, apply watermark.Decide, and on a Write put
+// req only if the key's ModRevision is still the one read (CreateRevision 0 when it was absent).
+// A lost race decides again against the value that won. Identical returns the stored record,
+// read with quorum and so durable, without writing. Every failure returns an error.
+func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
+	if err := checkKey(k); err != nil {
+		return watermark.Mark{}, err
+	}
 	if err := ctx.Err(); err != nil {
-		return fault.Wrap(fault.Unavailable, err)
+		return watermark.Mark{}, fault.Wrap(fault.Unavailable, err)
 	}
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return errClosed
+		return watermark.Mark{}, errClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	key := s.key(k)
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
-		return s.fail(ctx, "advance "+key, err)
+		return watermark.Mark{}, s.fail(ctx, "advance "+key, err)
 	}
 	kvs := resp.Kvs
 	for range maxRaces {
-		var cmp clientv3.Cmp
-		if len(kvs) == 0 {
-			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-		} else {
-			old, err := decode(kvs[0].Key, kvs[0].Value)
-			if err != nil {
-				return err
-			}
-			if !watermark.Allowed(old, true, req) {
-				return watermark.ErrConflict
-			}
-			if old == req { // an identical re-sign: the mark is already durable (read with quorum)
-				return nil
+		var (
+			old watermark.Mark
+			cmp clientv3.Cmp
+		)
+		ok := len(kvs) > 0
+		if ok {
+			if old, err = decode(kvs[0].Key, kvs[0].Value); err != nil {
+				return watermark.Mark{}, err
 			}
 			cmp = clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)
+		} else {
+			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		}
+		switch o, refusal := watermark.Decide(k, old, ok, req); o {
+		case watermark.Refuse:
+			return watermark.Mark{}, refusal
+		case watermark.Identical:
+			return old, nil
 		}
 		tr, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, encode(req))).Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
-			return s.fail(ctx, "advance "+key, err)
+			return watermark.Mark{}, s.fail(ctx, "advance "+key, err)
 		}
 		if tr.Succeeded {
-			return nil
+			return req, nil
 		}
-		kvs = tr.Responses[0].GetResponseRange().GetKvs() // lost a race: check against the winner
+		kvs = tr.Responses[0].GetResponseRange().GetKvs() // lost a race: decide against the winner
 	}
-	return fault.New(fault.Unavailable, fmt.Sprintf("etcd watermark store: advance %s: lost %d races in a row", key, maxRaces))
+	return watermark.Mark{}, fault.New(fault.Unavailable, fmt.Sprintf("etcd watermark store: advance %s: lost %d races in a row", key, maxRaces))
+}
+
+// Load implements watermark.Store: one linearizable read of the key.
+func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool, error) {
+	if err := checkKey(k); err != nil {
+		return watermark.Mark{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return watermark.Mark{}, false, fault.Wrap(fault.Unavailable, err)
+	}
+	s.inflight.RLock()
+	defer s.inflight.RUnlock()
+	if s.closed.Load() {
+		return watermark.Mark{}, false, errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	key := s.key(k)
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return watermark.Mark{}, false, s.fail(ctx, "load "+key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return watermark.Mark{}, false, nil
+	}
+	m, err := decode(resp.Kvs[0].Key, resp.Kvs[0].Value)
+	if err != nil {
+		return watermark.Mark{}, false, err
+	}
+	return m, true, nil
 }
 
 // fail wraps a client error: Unavailable, naming the store, and wrapping the context's error when

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	tz "github.com/ecadlabs/gotez/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"gopkg.in/yaml.v3"
 
@@ -74,7 +75,7 @@ func TestDeadline(t *testing.T) {
 	e.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := s.Advance(ctx, k, watermarktest.M(2, 0, 2))
+	_, err := s.Advance(ctx, k, watermarktest.M(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance with the server gone = %v, want Unavailable wrapping DeadlineExceeded", err)
 	}
@@ -106,7 +107,7 @@ func TestCorruptValue(t *testing.T) {
 	if _, err := s.cli.Put(context.Background(), s.key(k), "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Advance(context.Background(), k, watermarktest.M(1, 0, 1))
+	_, err := s.Advance(context.Background(), k, watermarktest.M(1, 0, 1))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance over a corrupt value = %v", err)
 	}
@@ -218,5 +219,51 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Open took %v", d)
+	}
+}
+
+// TestPreviousFormatValues: values written before signatures were kept (no "signature" field) are
+// read with Signature "" and still enforced: identical bytes with a signature are refused on an
+// ECDSA (tz2) key and recorded and returned on a deterministic (tz1) key.
+func TestPreviousFormatValues(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	s := openStore(t, e.Endpoint(), freshPrefix())
+	defer s.Close()
+	ctx := context.Background()
+	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}
+	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(1), Class: watermark.Block}
+	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(2), Class: watermark.Attestation}
+	vh := tz.BlockPayloadHash(watermarktest.M(9, 0, 1).Digest).String()
+	for k, v := range map[watermark.Key]string{
+		tz1: `{"level":9,"round":0,"digest":"` + vh + `"}`,
+		tz2: `{"level":9,"round":0,"digest":"` + vh + `"}`,
+		nod: `{"level":4,"round":1,"digest":null}`,
+	} {
+		if _, err := s.cli.Put(ctx, s.key(k), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.M(9, 0, 1), tz2: watermarktest.M(9, 0, 1),
+		nod: {Level: 4, Round: 1}} {
+		if m, ok, err := s.Load(ctx, k); err != nil || !ok || m != want {
+			t.Fatalf("Load(%v) of a previous-format value = %+v, %v, %v; want %+v", k, m, ok, err, want)
+		}
+		if m, ok := watermarktest.Stored(t, s, k); !ok || m != want {
+			t.Fatalf("List shows %v = %+v, %v; want %+v", k, m, ok, want)
+		}
+	}
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 1, 1))
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 2, 1))
+	watermarktest.MustRefuse(t, s, nod, watermarktest.MS(4, 1, 1, 1))
+	watermarktest.MustAdvance(t, s, tz2, watermarktest.M(9, 0, 1)) // an import of the same mark: unchanged
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 1), 1)
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 2), 1)
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.MS(9, 0, 1, 1) {
+		t.Fatalf("Load after recording = %+v, %v, %v", m, ok, err)
+	}
+	resp, err := s.cli.Get(ctx, s.key(tz2))
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != `{"level":9,"round":0,"digest":"`+vh+`"}` {
+		t.Fatalf("the tz2 value changed: %v, %v", resp, err)
 	}
 }

@@ -35,7 +35,7 @@ func BenchmarkAdvance(b *testing.B) {
 		s := benchStore(b)
 		k := watermarktest.Key(0, 0, watermark.Block)
 		for i := 0; b.Loop(); i++ {
-			if err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
+			if _, err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -54,7 +54,7 @@ func BenchmarkAdvance(b *testing.B) {
 					k.Chain = watermarktest.Chain(g)
 				}
 				for l := int32(1); pb.Next(); l++ {
-					if err := s.Advance(context.Background(), k, watermarktest.M(l, 0, 1)); err != nil {
+					if _, err := s.Advance(context.Background(), k, watermarktest.M(l, 0, 1)); err != nil {
 						panic(fmt.Sprint(err))
 					}
 				}

@@ -34,7 +34,13 @@ type pending struct {
 	pkh   string
 	class int
 	mark  watermark.Mark
-	done  chan error // buffered; receives exactly one outcome
+	done  chan result // buffered; receives exactly one outcome
+}
+
+// result is one request's outcome: the record whose signature is released, or an error.
+type result struct {
+	mark watermark.Mark
+	err  error
 }
 
 func newChain(id, dir, path string, st *state) *chain {
@@ -51,25 +57,25 @@ func unavailable(err error) error { return fault.Wrap(fault.Unavailable, err) }
 // advance queues one request and waits for its batch. If ctx ends first the caller gets an
 // Unavailable error and must not sign; the writer skips requests whose ctx has ended, but one
 // already being written may still become durable, which only makes the mark more conservative.
-func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.Mark) error {
-	p := &pending{ctx: ctx, pkh: pkh, class: class, mark: m, done: make(chan error, 1)}
+func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.Mark) (watermark.Mark, error) {
+	p := &pending{ctx: ctx, pkh: pkh, class: class, mark: m, done: make(chan result, 1)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return errClosed
+		return watermark.Mark{}, errClosed
 	}
 	c.queue = append(c.queue, p)
 	c.mu.Unlock()
 	c.cond.Signal()
 	select {
-	case err := <-p.done:
-		return err
+	case r := <-p.done:
+		return r.mark, r.err
 	case <-ctx.Done():
 		select {
-		case err := <-p.done: // the outcome is already known: report it
-			return err
+		case r := <-p.done: // the outcome is already known: report it
+			return r.mark, r.err
 		default:
-			return unavailable(ctx.Err())
+			return watermark.Mark{}, unavailable(ctx.Err())
 		}
 	}
 }
@@ -77,7 +83,7 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 // run is the chain's writer. It returns once closed is set and the queue is empty.
 func (c *chain) run() {
 	var spare []*pending
-	var results []error
+	var results []result
 	for {
 		c.mu.Lock()
 		for len(c.queue) == 0 && !c.closed {
@@ -98,17 +104,18 @@ func (c *chain) run() {
 	}
 }
 
-// commit judges batch in order against the durable state plus the batch's earlier changes,
-// writes the file once if anything changed, and returns one outcome per request.
-func (c *chain) commit(batch []*pending, results []error) []error {
+// commit judges batch in order against the durable state plus the batch's earlier changes
+// (watermark.Decide), writes the file once if anything changed, and returns one outcome per
+// request.
+func (c *chain) commit(batch []*pending, results []result) []result {
 	cur := c.state.Load()
 	var next *state              // cur plus this batch's changes; nil while nothing changed
 	var touched map[slotKey]bool // slots changed in this batch
 	needsWrite := make([]bool, len(batch))
 	for i, p := range batch {
-		results = append(results, nil)
+		results = append(results, result{})
 		if err := p.ctx.Err(); err != nil {
-			results[i] = unavailable(err)
+			results[i].err = unavailable(err)
 			continue
 		}
 		st := cur
@@ -118,18 +125,22 @@ func (c *chain) commit(batch []*pending, results []error) []error {
 		slots := st.marks[p.pkh]
 		old := slots[p.class]
 		tk := slotKey{p.pkh, p.class}
+		k := watermark.Key{Chain: c.id, PKH: p.pkh, Class: classes[p.class]}
 		// An outcome that depends on an unwritten change of this batch stands only if the
 		// write succeeds; needsWrite marks those.
-		if !watermark.Allowed(old.mark, old.ok, p.mark) {
-			results[i] = watermark.ErrConflict
+		o, err := watermark.Decide(k, old.mark, old.ok, p.mark)
+		switch o {
+		case watermark.Refuse:
+			results[i].err = err
 			if touched[tk] {
 				d := cur.marks[p.pkh][p.class]
-				needsWrite[i] = watermark.Allowed(d.mark, d.ok, p.mark)
+				od, _ := watermark.Decide(k, d.mark, d.ok, p.mark)
+				needsWrite[i] = od != watermark.Refuse
 			}
 			continue
-		}
-		if old.ok && old.mark == p.mark {
-			needsWrite[i] = touched[tk] // else already durable (an identical re-sign)
+		case watermark.Identical:
+			results[i].mark = old.mark
+			needsWrite[i] = touched[tk] // else already durable
 			continue
 		}
 		if next == nil {
@@ -140,6 +151,7 @@ func (c *chain) commit(batch []*pending, results []error) []error {
 		next.marks[p.pkh] = slots
 		touched[tk] = true
 		needsWrite[i] = true
+		results[i].mark = p.mark
 	}
 	if next == nil {
 		return results
@@ -151,7 +163,7 @@ func (c *chain) commit(batch []*pending, results []error) []error {
 	if err != nil {
 		for i := range batch {
 			if needsWrite[i] {
-				results[i] = err
+				results[i] = result{err: err}
 			}
 		}
 		return results

@@ -19,7 +19,7 @@ func testChain(t *testing.T) *chain {
 
 func req(pkh int, class watermark.Class, level int32, d byte) *pending {
 	return &pending{ctx: context.Background(), pkh: watermarktest.PKH(pkh), class: classIndex(class),
-		mark: watermarktest.M(level, 0, d), done: make(chan error, 1)}
+		mark: watermarktest.M(level, 0, d), done: make(chan result, 1)}
 }
 
 func stored(c *chain, pkh int, class watermark.Class) slot {
@@ -39,11 +39,14 @@ func TestBatchOrder(t *testing.T) {
 		req(0, watermark.Attestation, 2, 4),
 	}
 	res := c.commit(batch, nil)
-	want := []error{nil, watermark.ErrConflict, nil, nil, nil}
+	want := []bool{true, false, true, true, true}
 	for i := range want {
-		if res[i] != want[i] {
-			t.Errorf("request %d: %v, want %v", i, res[i], want[i])
+		if (res[i].err == nil) != want[i] || (!want[i] && !watermark.IsConflict(res[i].err)) {
+			t.Errorf("request %d: %v, want ok=%v", i, res[i].err, want[i])
 		}
+	}
+	if res[2].mark != res[0].mark {
+		t.Errorf("identical request got %+v, the first %+v", res[2].mark, res[0].mark)
 	}
 	if n := c.writes.Load(); n != 1 {
 		t.Errorf("%d writes, want 1", n)
@@ -53,7 +56,7 @@ func TestBatchOrder(t *testing.T) {
 	}
 	// A batch with nothing new (identical re-signs, refusals) writes nothing.
 	res = c.commit([]*pending{req(0, watermark.Block, 2, 1), req(1, watermark.Block, 1, 9)}, res[:0])
-	if res[0] != nil || res[1] != watermark.ErrConflict || c.writes.Load() != 1 {
+	if res[0].err != nil || !watermark.IsConflict(res[1].err) || c.writes.Load() != 1 {
 		t.Errorf("no-op batch: %v, %d writes", res, c.writes.Load())
 	}
 }
@@ -63,8 +66,8 @@ func TestBatchOrder(t *testing.T) {
 func TestBatchWriteFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0] != nil {
-		t.Fatal(res[0])
+	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
 	}
 	os.Remove(c.path)
 	if err := os.Mkdir(c.path, 0o700); err != nil {
@@ -76,13 +79,13 @@ func TestBatchWriteFailure(t *testing.T) {
 		req(0, watermark.Block, 6, 2), // identical to the unwritten first
 		req(0, watermark.Block, 4, 4), // refused by the durable mark
 	}, nil)
-	for i, err := range res[:3] {
-		if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
+	for i, r := range res[:3] {
+		if err := r.err; err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 			t.Errorf("request %d: %v, want the write error", i, err)
 		}
 	}
-	if res[3] != watermark.ErrConflict {
-		t.Errorf("request 3: %v, want ErrConflict", res[3])
+	if !watermark.IsConflict(res[3].err) {
+		t.Errorf("request 3: %v, want ErrConflict", res[3].err)
 	}
 	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.M(5, 0, 1) {
 		t.Errorf("memory changed: %+v", s)
@@ -96,7 +99,7 @@ func TestCanceledWhileQueued(t *testing.T) {
 	c := testChain(t) // no writer: the request stays queued
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.M(1, 0, 1))
+	_, err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.M(1, 0, 1))
 	if fault.KindOf(err) != fault.Unavailable {
 		t.Fatalf("advance = %v, want Unavailable", err)
 	}
@@ -121,14 +124,14 @@ func TestGroupCommit(t *testing.T) {
 	c.close()
 	c.run()
 	for i, p := range ps {
-		if err := <-p.done; err != nil {
-			t.Fatalf("request %d: %v", i, err)
+		if r := <-p.done; r.err != nil {
+			t.Fatalf("request %d: %v", i, r.err)
 		}
 	}
 	if n := c.writes.Load(); n != 1 {
 		t.Fatalf("%d writes for 64 queued requests, want 1", n)
 	}
-	if err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != errClosed {
+	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != errClosed {
 		t.Fatalf("advance after close = %v", err)
 	}
 }

@@ -43,7 +43,7 @@ func TestCorrupt(t *testing.T) {
 			badPath := writeChainFile(t, base, badChain, content)
 			writeChainFile(t, base, goodChain, `{"`+pkh+`": {"block": {"level": 5, "round": 0, "hash": null}}}`)
 			s := open(t, base)
-			err := s.Advance(context.Background(), watermarktest.Key(1, 0, watermark.Block), watermarktest.M(100, 0, 1))
+			_, err := s.Advance(context.Background(), watermarktest.Key(1, 0, watermark.Block), watermarktest.M(100, 0, 1))
 			if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), badPath) ||
 				!strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "operator") {
 				t.Fatalf("Advance on the corrupt chain = %v", err)
@@ -117,7 +117,7 @@ func TestWriteFailure(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2))
+	_, err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Advance with the target blocked = %v, want an Internal error naming %s", err, path)
 	}
@@ -140,7 +140,7 @@ func TestWriteFailure(t *testing.T) {
 		t.Fatalf("file block %+v", b)
 	}
 	entries, _ := os.ReadDir(s.Dir())
-	if len(entries) != 1 {
+	if len(entries) != 2 || entries[0].Name() != watermarktest.Chain(0)+".json" || entries[1].Name() != file.LockName {
 		t.Fatalf("temp files left behind: %v", entries)
 	}
 }
@@ -162,7 +162,7 @@ func TestReadOnlyDir(t *testing.T) {
 		os.Remove(f.Name())
 		t.Skip("privileged: chmod does not stop writes here (TestWriteFailure covers the failure)")
 	}
-	if err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
+	if _, err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance in a read-only dir = %v", err)
 	}
 	watermarktest.MustRefuse(t, s, k, watermarktest.M(10, 0, 3))

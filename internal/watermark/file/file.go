@@ -1,6 +1,10 @@
 // Package file is the default watermark store (driver "file"): one JSON file per chain in
 // <base_dir>/watermark_v2, in the reference implementation's format, written durably with group commit.
 //
+// The Store holds an exclusive flock on <base_dir>/watermark_v2/signatory.lock from Open to Close:
+// a second process (another `signatory serve`, or `signatory watermark import`) on the same
+// directory fails to open, naming the holder, instead of signing from its own stale memory.
+//
 // Every Advance that returns nil has its mark on disk (temp file, fsync, rename, directory fsync).
 // Requests for one chain are batched by that chain's writer goroutine, so concurrent requests share
 // one fsync; chains never wait on each other. A chain file that does not parse is left untouched and
@@ -33,6 +37,8 @@ type Store struct {
 	dir      string
 	log      *slog.Logger
 	problems []error // found at Open: files ignored
+	lock     *dirLock
+	readOnly bool
 
 	chains sync.Map // chain id → *chain
 
@@ -49,6 +55,11 @@ type Option func(*Store)
 // WithLogger sets the logger for problems found at Open (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
+// ReadOnly opens a snapshot for reading (`watermark show`) while a daemon may hold the directory:
+// no lock is taken, nothing is created or removed, and Advance always fails. Each chain file is
+// replaced by an atomic rename, so every file read is whole.
+func ReadOnly() Option { return func(s *Store) { s.readOnly = true } }
+
 // Open loads every <chain>.json in <base>/watermark_v2, creating the directory (0700) if needed.
 // Unparseable chain files and file names that are not chain ids do not make Open fail: they are
 // logged and reported by Health, and a corrupt chain refuses every Advance.
@@ -57,11 +68,30 @@ func Open(base string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.readOnly {
+		entries, err := os.ReadDir(s.dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("watermark: %w", err)
+		}
+		for _, e := range entries {
+			s.load(e.Name())
+		}
+		s.closed = true // no writer runs, Advance fails
+		return s, nil
+	}
 	if err := makeDir(s.dir); err != nil {
 		return nil, fmt.Errorf("watermark: %w", err)
 	}
+	// The lock comes before anything is read: another process's writes would otherwise be
+	// invisible to this one's memory.
+	lock, err := lockDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("watermark: %w", err)
+	}
+	s.lock = lock
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
+		lock.release()
 		return nil, fmt.Errorf("watermark: %w", err)
 	}
 	for _, e := range entries {
@@ -87,6 +117,9 @@ func makeDir(dir string) error {
 func (s *Store) load(name string) {
 	path := filepath.Join(s.dir, name)
 	if strings.HasPrefix(name, tmpPrefix) {
+		if s.readOnly {
+			return
+		}
 		if err := os.Remove(path); err != nil {
 			s.log.Warn("watermark: cannot remove stale temp file", "path", path, "err", err)
 		}
@@ -121,6 +154,10 @@ func (s *Store) load(name string) {
 	}
 	c.state.Store(st)
 	s.chains.Store(id, c)
+	if s.readOnly {
+		c.closed = true
+		return
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); c.run() }()
 }
@@ -149,27 +186,47 @@ func (s *Store) chain(id string) (*chain, error) {
 }
 
 // Advance implements watermark.Store.
-func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
 	if err := k.Check(); err != nil {
-		return err
+		return watermark.Mark{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return unavailable(err)
+		return watermark.Mark{}, unavailable(err)
 	}
 	c, err := s.chain(k.Chain)
 	if err != nil {
-		return err
+		return watermark.Mark{}, err
 	}
 	if c.broken != nil {
-		return c.broken
+		return watermark.Mark{}, c.broken
 	}
 	// A key hash already in the file is valid; a new one must be, or the file would not load.
 	if _, known := c.state.Load().marks[k.PKH]; !known {
 		if _, err := b58.ParsePublicKeyHash([]byte(k.PKH)); err != nil {
-			return &fault.Error{Kind: fault.Internal, Err: err, Msg: "watermark: invalid key hash " + k.PKH}
+			return watermark.Mark{}, &fault.Error{Kind: fault.Internal, Err: err, Msg: "watermark: invalid key hash " + k.PKH}
 		}
 	}
 	return c.advance(ctx, k.PKH, classIndex(k.Class), req)
+}
+
+// Load implements watermark.Store: the durable record, from memory.
+func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool, error) {
+	if err := k.Check(); err != nil {
+		return watermark.Mark{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return watermark.Mark{}, false, unavailable(err)
+	}
+	v, ok := s.chains.Load(k.Chain)
+	if !ok {
+		return watermark.Mark{}, false, nil
+	}
+	c := v.(*chain)
+	if c.broken != nil {
+		return watermark.Mark{}, false, c.broken
+	}
+	sl := c.state.Load().marks[k.PKH][classIndex(k.Class)]
+	return sl.mark, sl.ok, nil
 }
 
 // List implements watermark.Store. Chains whose file is corrupt are left out, and then the
@@ -211,7 +268,7 @@ func (s *Store) Name() string { return "file" }
 // last write failed.
 func (s *Store) Health(ctx context.Context) error {
 	s.mu.Lock()
-	closed := s.closed
+	closed := s.closed && !s.readOnly
 	s.mu.Unlock()
 	if closed {
 		return errClosed
@@ -250,5 +307,7 @@ func (s *Store) Close() error {
 		return true
 	})
 	s.wg.Wait()
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lock.release()
 }

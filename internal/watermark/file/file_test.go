@@ -75,6 +75,7 @@ func TestModes(t *testing.T) {
 	for path, want := range map[string]os.FileMode{
 		s.Dir(): 0o700 | os.ModeDir,
 		filepath.Join(s.Dir(), watermarktest.Chain(0)+".json"): 0o600,
+		filepath.Join(s.Dir(), file.LockName):                  0o600,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -85,8 +86,8 @@ func TestModes(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(s.Dir())
-	if len(entries) != 1 {
-		t.Errorf("watermark dir holds %d entries, want only the chain file", len(entries))
+	if len(entries) != 2 {
+		t.Errorf("watermark dir holds %v, want only the chain file and the lock", entries)
 	}
 	if s.Name() != "file" || s.Health(context.Background()) != nil {
 		t.Errorf("Name %q, Health %v", s.Name(), s.Health(context.Background()))

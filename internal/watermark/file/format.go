@@ -59,14 +59,19 @@ func emptyState() *state { return &state{marks: map[string][len(classes)]slot{}}
 
 func (s *state) clone() *state { return &state{marks: maps.Clone(s.marks), extra: s.extra} }
 
-// fileMark is one mark as the reference writes it.
+// fileMark is one mark as the reference writes it, plus the signature released for it. The
+// reference's reader ignores fields it does not know, so it still reads our files.
 type fileMark struct {
-	Level int32   `json:"level"`
-	Round int32   `json:"round"`
-	Hash  *string `json:"hash"`
+	Level     int32   `json:"level"`
+	Round     int32   `json:"round"`
+	Hash      *string `json:"hash"`
+	Signature string  `json:"signature,omitempty"`
 }
 
-// encode serialises s in the reference format: {pkh: {class: {level, round, hash}}}, 4-space indent.
+// encode serialises s in the reference format: {pkh: {class: {level, round, hash, signature}}},
+// 4-space indent. The attestation mark is written under "attestation" and, without its signature,
+// under the reference's "attestation_with_dal" too: the reference keeps a separate watermark for
+// DAL attestations, and after a rollback it must find every level we attested.
 func encode(s *state) ([]byte, error) {
 	out := make(map[string]map[string]any, len(s.marks)+len(s.extra))
 	for pkh, ex := range s.extra {
@@ -86,11 +91,16 @@ func encode(s *state) ([]byte, error) {
 			if !sl.ok {
 				continue
 			}
-			fm := &fileMark{Level: sl.mark.Level, Round: sl.mark.Round}
+			fm := &fileMark{Level: sl.mark.Level, Round: sl.mark.Round, Signature: sl.mark.Signature}
 			if sl.mark.HasDigest {
 				fm.Hash = &sl.hash
 			}
 			m[string(classes[i])] = fm
+			if classes[i] == watermark.Attestation {
+				dal := *fm
+				dal.Signature = ""
+				m[attestationWithDAL] = &dal
+			}
 		}
 	}
 	return json.MarshalIndent(out, "", "    ")
@@ -160,9 +170,10 @@ func sameLevelRound(a, b watermark.Mark) bool { return a.Level == b.Level && a.R
 
 func decodeMark(msg json.RawMessage) (watermark.Mark, error) {
 	var in struct {
-		Level *int64  `json:"level"`
-		Round *int64  `json:"round"`
-		Hash  *string `json:"hash"`
+		Level     *int64  `json:"level"`
+		Round     *int64  `json:"round"`
+		Hash      *string `json:"hash"`
+		Signature *string `json:"signature"`
 	}
 	if bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
 		return watermark.Mark{}, errors.New("null instead of an object")
@@ -190,6 +201,12 @@ func decodeMark(msg json.RawMessage) (watermark.Mark, error) {
 			return m, fmt.Errorf("hash %q: %w", *in.Hash, err)
 		}
 		m.Digest, m.HasDigest = *h, true
+	}
+	if in.Signature != nil {
+		if *in.Signature == "" || !m.HasDigest {
+			return m, errors.New("a signature needs a hash and must not be empty")
+		}
+		m.Signature = *in.Signature
 	}
 	return m, nil
 }

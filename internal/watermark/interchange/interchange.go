@@ -9,7 +9,8 @@
 //	  {"chain_id": "NetXdQprcVkpaWU", "pkh": "tz1…", "class": "attestation", "level": 34, "round": 4, "digest": null}]}
 //
 // class is block, preattestation or attestation; digest is the base58 ("vh…") blake2b-256 of the
-// last signed bytes, or null when the mark has none. Entries are sorted by chain, pkh and class.
+// last signed bytes, or null when the mark has none; signature, when present, is the signature
+// released for those bytes. Entries are sorted by chain, pkh and class.
 package interchange
 
 import (
@@ -42,6 +43,8 @@ type Record struct {
 	Level  int32   `json:"level"`
 	Round  int32   `json:"round"`
 	Digest *string `json:"digest"`
+	// Signature is the signature released for the mark, when the store kept it.
+	Signature string `json:"signature,omitempty"`
 }
 
 // FromEntries converts store entries to a Document, sorted as Store.List sorts.
@@ -50,7 +53,7 @@ func FromEntries(es []watermark.Entry) *Document {
 	slices.SortStableFunc(es, func(a, b watermark.Entry) int { return watermark.Compare(a.Key, b.Key) })
 	d := &Document{Version: Version, Watermarks: make([]Record, 0, len(es))}
 	for _, e := range es {
-		r := Record{Chain: e.Chain, PKH: e.PKH, Class: string(e.Class), Level: e.Level, Round: e.Round}
+		r := Record{Chain: e.Chain, PKH: e.PKH, Class: string(e.Class), Level: e.Level, Round: e.Round, Signature: e.Signature}
 		if e.HasDigest {
 			h := tz.BlockPayloadHash(e.Digest).String()
 			r.Digest = &h
@@ -150,7 +153,7 @@ func Import(ctx context.Context, s watermark.Store, entries []watermark.Entry, d
 				it.Outcome = Raised
 			}
 		default:
-			err := s.Advance(ctx, e.Key, e.Mark)
+			_, err := s.Advance(ctx, e.Key, e.Mark)
 			switch {
 			case err == nil:
 				it.Outcome = Raised

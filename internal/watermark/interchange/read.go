@@ -221,6 +221,15 @@ func (r Record) entry() (watermark.Entry, error) {
 		}
 		e.Digest, e.HasDigest = *h, true
 	}
+	if r.Signature != "" {
+		if !e.HasDigest {
+			return e, errors.New("a signature needs a digest")
+		}
+		if _, err := b58.ParseSignature([]byte(r.Signature)); err != nil {
+			return e, fmt.Errorf("signature: %w", err)
+		}
+		e.Signature = r.Signature
+	}
 	return e, nil
 }
 
@@ -254,7 +263,9 @@ type octezMark struct {
 //
 // (Data_encoding assoc objects; the hash is raw bytes, so hex). octez hashes the whole signed
 // message, magic byte included, as signatory does, so the hash is imported as the mark's digest.
-// A missing round is round 0, as octez itself reads it; the signature is not used.
+// A mark without a round (written before Tenderbake) covers its whole level: it is imported at the
+// highest round, so that nothing at that level is signed again. octez keeps the signature it
+// released; it is imported with a round-carrying mark, so that identical bytes get it back.
 func parseOctez(class watermark.Class, data []byte) ([]watermark.Entry, error) {
 	var all map[string]map[string]*octezMark
 	if err := json.Unmarshal(data, &all); err != nil {
@@ -277,6 +288,7 @@ func parseOctez(class watermark.Class, data []byte) ([]watermark.Entry, error) {
 				return nil, fmt.Errorf("octez-signer file: %s/%s: level %d out of range", chain, pkh, *m.Level)
 			}
 			e.Level = int32(*m.Level)
+			e.Round = math.MaxInt32
 			if m.Round != nil {
 				if *m.Round < 0 || *m.Round > math.MaxInt32 {
 					return nil, fmt.Errorf("octez-signer file: %s/%s: round %d out of range", chain, pkh, *m.Round)
@@ -288,6 +300,12 @@ func parseOctez(class watermark.Class, data []byte) ([]watermark.Entry, error) {
 				return nil, fmt.Errorf("octez-signer file: %s/%s: hash %q is not 32 bytes of hex", chain, pkh, *m.Hash)
 			}
 			e.Digest, e.HasDigest = [32]byte(h), true
+			if m.Signature != nil && m.Round != nil {
+				if _, err := b58.ParseSignature([]byte(*m.Signature)); err != nil {
+					return nil, fmt.Errorf("octez-signer file: %s/%s: signature: %w", chain, pkh, err)
+				}
+				e.Signature = *m.Signature
+			}
 			out = append(out, e)
 		}
 	}

@@ -32,15 +32,15 @@ func New() *Store { return new(Store) }
 var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
 
 // Advance implements watermark.Store.
-func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
 	if err := k.Check(); err != nil {
-		return err
+		return watermark.Mark{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fault.Wrap(fault.Unavailable, err)
+		return watermark.Mark{}, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return errClosed
+		return watermark.Mark{}, errClosed
 	}
 	v, ok := s.marks.Load(k)
 	if !ok {
@@ -49,11 +49,33 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 	sl := v.(*slot)
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if !watermark.Allowed(sl.mark, sl.ok, req) {
-		return watermark.ErrConflict
+	switch o, err := watermark.Decide(k, sl.mark, sl.ok, req); o {
+	case watermark.Write:
+		sl.mark, sl.ok = req, true
+		return req, nil
+	case watermark.Identical:
+		return sl.mark, nil
+	default:
+		return watermark.Mark{}, err
 	}
-	sl.mark, sl.ok = req, true
-	return nil
+}
+
+// Load implements watermark.Store.
+func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return watermark.Mark{}, false, fault.Wrap(fault.Unavailable, err)
+	}
+	if s.closed.Load() {
+		return watermark.Mark{}, false, errClosed
+	}
+	v, ok := s.marks.Load(k)
+	if !ok {
+		return watermark.Mark{}, false, nil
+	}
+	sl := v.(*slot)
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.mark, sl.ok, nil
 }
 
 // List implements watermark.Store.

@@ -1,6 +1,7 @@
 // Package postgres is the PostgreSQL watermark store (driver "postgres"): one row per (chain, key,
-// class), checked with watermark.Allowed and advanced in one transaction, so that several signers
-// can share one database without ever signing twice.
+// class) holding the mark and the signature released for it, decided with watermark.Decide and
+// advanced in one transaction under the row's lock, so that several signers can share one database
+// without ever signing twice, nor releasing two signatures for one mark.
 package postgres
 
 import (
@@ -32,7 +33,7 @@ type Store struct {
 	timeout time.Duration
 	closed  atomic.Bool
 
-	insert, lock, update, list string
+	insert, lock, update, load, list string
 }
 
 var _ watermark.Store = (*Store)(nil)
@@ -78,12 +79,13 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 	}
 	table := pgx.Identifier(strings.Split(c.Table, "."))
 	s := &Store{table: table.Sanitize(), timeout: time.Duration(c.Timeout)}
-	s.insert = "INSERT INTO " + s.table + " (chain_id, pkh, class, level, round, digest) VALUES ($1, $2, $3, $4, $5, $6) " +
-		"ON CONFLICT (chain_id, pkh, class) DO NOTHING"
-	s.lock = "SELECT level, round, digest FROM " + s.table + " WHERE chain_id = $1 AND pkh = $2 AND class = $3 FOR UPDATE"
-	s.update = "UPDATE " + s.table + " SET level = $4, round = $5, digest = $6, updated_at = now() " +
+	s.insert = "INSERT INTO " + s.table + " (chain_id, pkh, class, level, round, digest, signature) " +
+		"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain_id, pkh, class) DO NOTHING"
+	s.load = "SELECT level, round, digest, signature FROM " + s.table + " WHERE chain_id = $1 AND pkh = $2 AND class = $3"
+	s.lock = s.load + " FOR UPDATE"
+	s.update = "UPDATE " + s.table + " SET level = $4, round = $5, digest = $6, signature = $7, updated_at = now() " +
 		"WHERE chain_id = $1 AND pkh = $2 AND class = $3"
-	s.list = "SELECT chain_id, pkh, class, level, round, digest FROM " + s.table
+	s.list = "SELECT chain_id, pkh, class, level, round, digest, signature FROM " + s.table
 
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.ConnectTimeout))
 	defer cancel()
@@ -106,54 +108,58 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 
 var errClosed = fault.New(fault.Unavailable, "postgres watermark store is closed")
 
-// errRefused is advanceOnce's refusal, returned to the caller as watermark.ErrConflict.
-var errRefused = errors.New("refused")
-
-// maxAttempts bounds the tries of one Advance. Only connection-level failures are retried: a
-// retry is safe even when an earlier COMMIT did reach the database, because the same request then
-// finds its own byte-identical mark (or, without a digest, is refused: the caller does not sign).
+// maxAttempts bounds the tries of one Advance or Load. Only connection-level failures are retried.
+// A retry of Advance is safe even when an earlier COMMIT did reach the database unacknowledged: the
+// same request then finds its own record (same level, round and digest, and its own signature),
+// which Decide finds Identical, and that record is returned as if the retry had written it; or,
+// for a mark without a digest, the retry is refused and the caller releases nothing.
 const maxAttempts = 3
 
 // Advance implements watermark.Store: in one READ COMMITTED transaction it inserts the row if it is
-// missing (then req is the first mark and is allowed), else locks it with SELECT … FOR UPDATE,
-// applies watermark.Allowed and updates it. Every failure returns an error and nothing is signed.
-func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+// missing (then req is the first mark: a Write), else locks it with SELECT … FOR UPDATE, applies
+// watermark.Decide and updates it on a Write only. Every failure returns an error and nothing is
+// signed.
+func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
 	if err := k.Check(); err != nil {
-		return err
+		return watermark.Mark{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fault.Wrap(fault.Unavailable, err)
+		return watermark.Mark{}, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return errClosed
+		return watermark.Mark{}, errClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var err error
+	var (
+		m   watermark.Mark
+		err error
+	)
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		err = s.advanceOnce(ctx, k, req)
-		if err == nil || err == errRefused || !retryable(err) || ctx.Err() != nil {
+		m, err = s.advanceOnce(ctx, k, req)
+		if err == nil || watermark.IsConflict(err) || !retryable(err) || ctx.Err() != nil {
 			break
 		}
 	}
 	switch {
 	case err == nil:
-		return nil
-	case err == errRefused:
-		return watermark.ErrConflict
+		return m, nil
+	case watermark.IsConflict(err): // Decide's refusal, naming the stored mark
+		return watermark.Mark{}, err
 	case s.closed.Load():
-		return errClosed
+		return watermark.Mark{}, errClosed
 	}
-	return s.fail("advance "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
+	return watermark.Mark{}, s.fail("advance "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
 }
 
 // advanceOnce runs the transaction in two round trips: BEGIN, INSERT and SELECT … FOR UPDATE in one
-// pipeline, then UPDATE and COMMIT (or ROLLBACK) in another. A connection left inside a transaction
-// by an error is destroyed by the pool on release, which rolls the transaction back.
-func (s *Store) advanceOnce(ctx context.Context, k watermark.Key, req watermark.Mark) error {
+// pipeline, then UPDATE and COMMIT (or COMMIT or ROLLBACK alone) in another. A connection left
+// inside a transaction by an error is destroyed by the pool on release, which rolls the
+// transaction back. It returns the record whose signature the caller releases, or Decide's refusal.
+func (s *Store) advanceOnce(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return watermark.Mark{}, err
 	}
 	defer conn.Release()
 	c := conn.Conn()
@@ -161,26 +167,33 @@ func (s *Store) advanceOnce(ctx context.Context, k watermark.Key, req watermark.
 	if req.HasDigest {
 		digest = req.Digest[:]
 	}
-	args := []any{k.Chain, k.PKH, string(k.Class), req.Level, req.Round, digest}
-	inserted, stored, err := s.lockRow(ctx, c, args)
-	switch {
-	case err != nil:
-		return err
-	case inserted: // the first mark of this key: nothing to compare
-		return finish(ctx, c, "COMMIT")
-	case !watermark.Allowed(stored, true, req):
-		if err := finish(ctx, c, "ROLLBACK"); err != nil {
-			return err
-		}
-		return errRefused
-	case stored == req: // an identical re-sign: the mark is already durable
-		return finish(ctx, c, "COMMIT")
+	var sig *string // NULL when req carries no signature
+	if req.Signature != "" {
+		sig = &req.Signature
 	}
-	return s.updateAndCommit(ctx, c, args)
+	args := []any{k.Chain, k.PKH, string(k.Class), req.Level, req.Round, digest, sig}
+	inserted, stored, err := s.lockRow(ctx, c, args)
+	if err != nil {
+		return watermark.Mark{}, err
+	}
+	if inserted { // the first mark of this key: nothing to compare (Decide: Write)
+		return req, finish(ctx, c, "COMMIT")
+	}
+	switch o, refusal := watermark.Decide(k, stored, true, req); o {
+	case watermark.Write:
+		return req, s.updateAndCommit(ctx, c, args)
+	case watermark.Identical: // the stored record stands, committed and durable: nothing to write
+		return stored, finish(ctx, c, "COMMIT")
+	default:
+		if err := finish(ctx, c, "ROLLBACK"); err != nil {
+			return watermark.Mark{}, err
+		}
+		return watermark.Mark{}, refusal
+	}
 }
 
 // lockRow opens the transaction, inserts the row if it is missing and locks it, in one round
-// trip. inserted reports that the row is new (it holds args); otherwise stored is the locked mark.
+// trip. inserted reports that the row is new (it holds args); otherwise stored is the locked record.
 func (s *Store) lockRow(ctx context.Context, c *pgx.Conn, args []any) (inserted bool, stored watermark.Mark, err error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -193,21 +206,35 @@ func (s *Store) lockRow(ctx context.Context, c *pgx.Conn, args []any) (inserted 
 		tag, err = br.Exec()
 	}
 	var d []byte
+	var sig *string
 	if err == nil {
-		err = br.QueryRow().Scan(&stored.Level, &stored.Round, &d)
+		err = br.QueryRow().Scan(&stored.Level, &stored.Round, &d, &sig)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	switch {
-	case err != nil:
-		return false, stored, err
-	case len(d) == 32:
-		stored.Digest, stored.HasDigest = [32]byte(d), true
-	case d != nil:
-		return false, stored, fault.New(fault.Internal, fmt.Sprintf("stored digest of %d bytes", len(d)))
+	if err == nil {
+		err = setRecord(&stored, d, sig)
+	}
+	if err != nil {
+		return false, watermark.Mark{}, err
 	}
 	return tag.RowsAffected() == 1, stored, nil
+}
+
+// setRecord fills in m's digest and signature from their columns, which are NULL when the mark
+// has none. A digest of another length than 32 bytes is an Internal error.
+func setRecord(m *watermark.Mark, digest []byte, sig *string) error {
+	switch {
+	case len(digest) == 32:
+		m.Digest, m.HasDigest = [32]byte(digest), true
+	case digest != nil:
+		return fault.New(fault.Internal, fmt.Sprintf("stored digest of %d bytes", len(digest)))
+	}
+	if sig != nil {
+		m.Signature = *sig
+	}
+	return nil
 }
 
 // updateAndCommit writes args over the locked row and commits, in one round trip.
@@ -231,6 +258,47 @@ func (s *Store) updateAndCommit(ctx context.Context, c *pgx.Conn, args []any) er
 		err = fmt.Errorf("commit answered %q", commit.String())
 	}
 	return err
+}
+
+// Load implements watermark.Store: a plain read of the row, without a lock, retried like Advance
+// on connection-level failures.
+func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool, error) {
+	if err := k.Check(); err != nil {
+		return watermark.Mark{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return watermark.Mark{}, false, fault.Wrap(fault.Unavailable, err)
+	}
+	if s.closed.Load() {
+		return watermark.Mark{}, false, errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var (
+		m   watermark.Mark
+		d   []byte
+		sig *string
+		err error
+	)
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		m, d, sig = watermark.Mark{}, nil, nil
+		err = s.pool.QueryRow(ctx, s.load, k.Chain, k.PKH, string(k.Class)).Scan(&m.Level, &m.Round, &d, &sig)
+		if err == nil || errors.Is(err, pgx.ErrNoRows) || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		if err := setRecord(&m, d, sig); err != nil {
+			return watermark.Mark{}, false, s.fail("load "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
+		}
+		return m, true, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return watermark.Mark{}, false, nil
+	case s.closed.Load():
+		return watermark.Mark{}, false, errClosed
+	}
+	return watermark.Mark{}, false, s.fail("load "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
 }
 
 // finish ends the transaction with COMMIT or ROLLBACK. A COMMIT that PostgreSQL turns into a
@@ -281,17 +349,15 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 		var e watermark.Entry
 		var class string
 		var d []byte
-		if err := rows.Scan(&e.Chain, &e.PKH, &class, &e.Level, &e.Round, &d); err != nil {
+		var sig *string
+		if err := rows.Scan(&e.Chain, &e.PKH, &class, &e.Level, &e.Round, &d, &sig); err != nil {
 			rows.Close()
 			return nil, s.fail("list", err)
 		}
 		e.Class = watermark.Class(class)
-		if d != nil {
-			if len(d) != 32 {
-				rows.Close()
-				return nil, fault.New(fault.Internal, fmt.Sprintf("postgres watermark store: %s/%s/%s: stored digest of %d bytes", e.Chain, e.PKH, class, len(d)))
-			}
-			e.Digest, e.HasDigest = [32]byte(d), true
+		if err := setRecord(&e.Mark, d, sig); err != nil {
+			rows.Close()
+			return nil, s.fail("list "+e.Chain+"/"+e.PKH+"/"+class, err)
 		}
 		out = append(out, e)
 	}

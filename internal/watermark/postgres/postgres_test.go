@@ -96,7 +96,7 @@ func TestDeadline(t *testing.T) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err = s.Advance(dctx, k, watermarktest.M(2, 0, 2))
+	_, err = s.Advance(dctx, k, watermarktest.M(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance behind a lock = %v, want Unavailable wrapping DeadlineExceeded", err)
 	}
@@ -229,4 +229,78 @@ func TestParseConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "WM_TEST_NOT_SET_ANYWHERE is not set") {
 		t.Fatalf("unset password_env: %v", err)
 	}
+}
+
+// TestPreviousSchemaRows: rows written at schema version 1 (before signatures were kept) are read
+// after the migration with Signature "" and still enforced: identical bytes with a signature are
+// refused on an ECDSA (tz2) key and recorded and returned on a deterministic (tz1) key. A signer of
+// version 1 still running after the migration writes marks that keep no stale signature.
+func TestPreviousSchemaRows(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	table := freshTable()
+	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}
+	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(1), Class: watermark.Block}
+	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(2), Class: watermark.Attestation}
+	// Version 1 as its code left it: the table, its version, and rows inserted by its statement.
+	v1Insert := "INSERT INTO " + table + " (chain_id, pkh, class, level, round, digest) VALUES ($1, $2, $3, $4, $5, $6)"
+	v1Update := "UPDATE " + table + " SET level = $4, round = $5, digest = $6, updated_at = now() " +
+		"WHERE chain_id = $1 AND pkh = $2 AND class = $3"
+	d := watermarktest.M(9, 0, 1).Digest
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{fmt.Sprintf(migrations[0], table), nil},
+		{"CREATE TABLE " + table + "_schema_version (version integer NOT NULL)", nil},
+		{"INSERT INTO " + table + "_schema_version (version) VALUES (1)", nil},
+		{v1Insert, []any{tz1.Chain, tz1.PKH, string(tz1.Class), 9, 0, d[:]}},
+		{v1Insert, []any{tz2.Chain, tz2.PKH, string(tz2.Class), 9, 0, d[:]}},
+		{v1Insert, []any{nod.Chain, nod.PKH, string(nod.Class), 4, 1, nil}},
+	} {
+		if _, err := c.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	s := openStore(t, pg.DSN(), table)
+	defer s.Close()
+	var v int
+	if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("schema version after migration = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.M(9, 0, 1), tz2: watermarktest.M(9, 0, 1),
+		nod: {Level: 4, Round: 1}} {
+		if m, ok, err := s.Load(ctx, k); err != nil || !ok || m != want {
+			t.Fatalf("Load(%v) of a version 1 row = %+v, %v, %v; want %+v", k, m, ok, err, want)
+		}
+		if m, ok := watermarktest.Stored(t, s, k); !ok || m != want {
+			t.Fatalf("List shows %v = %+v, %v; want %+v", k, m, ok, want)
+		}
+	}
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 1, 1))
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 2, 1))
+	watermarktest.MustRefuse(t, s, nod, watermarktest.MS(4, 1, 1, 1))
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 1), 1)
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 2), 1)
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.MS(9, 0, 1, 1) {
+		t.Fatalf("Load after recording = %+v, %v, %v", m, ok, err)
+	}
+	if m, ok, err := s.Load(ctx, tz2); err != nil || !ok || m != watermarktest.M(9, 0, 1) {
+		t.Fatalf("the refusals changed the tz2 row: %+v, %v, %v", m, ok, err)
+	}
+	// A version 1 signer still running moves tz1 to a new mark: the signature of the old one goes.
+	d2 := watermarktest.M(10, 0, 2).Digest
+	if _, err := c.Exec(ctx, v1Update, tz1.Chain, tz1.PKH, string(tz1.Class), 10, 0, d2[:]); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.M(10, 0, 2) {
+		t.Fatalf("Load after a version 1 update = %+v, %v, %v; want no signature", m, ok, err)
+	}
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(10, 0, 2, 3), 3)
 }

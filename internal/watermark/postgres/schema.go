@@ -8,8 +8,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// migrations[i] brings the schema from version i to version i+1; %[1]s is the watermark table.
-// A migration that has shipped is never edited: a change is a new entry at the end.
+// migrations[i] brings the schema from version i to version i+1; %[1]s is the watermark table and
+// %[2]s the name of a function of its own in the same schema (<table>_clear_sig). An entry may hold
+// several statements. A migration that has shipped is never edited: a change is a new entry at the end.
 var migrations = []string{
 	// 1: one row per (chain, key, class). digest is blake2b-256 of the signed bytes, NULL when the
 	// mark was stored without one (imported or hand-written). Rows are never deleted.
@@ -23,6 +24,23 @@ var migrations = []string{
 		updated_at timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (chain_id, pkh, class)
 	)`,
+	// 2: the base58 signature released for the mark, NULL when none is known (rows of version 1,
+	// imported marks). A signer of version 1 still running against the table updates level, round
+	// and digest and leaves signature alone: the trigger clears it then, so that a signature is
+	// never kept with a mark it was not made for (the next identical ECDSA request is refused, as
+	// for any mark signed before signatures were kept, instead of being answered with it).
+	`ALTER TABLE %[1]s ADD COLUMN signature text CHECK (signature IS NULL OR signature <> '');
+	CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.signature IS NOT DISTINCT FROM OLD.signature THEN
+			NEW.signature := NULL;
+		END IF;
+		RETURN NEW;
+	END
+	$$;
+	CREATE TRIGGER clear_stale_signature BEFORE UPDATE ON %[1]s FOR EACH ROW
+		WHEN ((NEW.level, NEW.round, NEW.digest) IS DISTINCT FROM (OLD.level, OLD.round, OLD.digest))
+		EXECUTE FUNCTION %[2]s()`,
 }
 
 // SchemaVersion is the schema version this code writes and reads.
@@ -34,6 +52,13 @@ func versionTable(table pgx.Identifier) pgx.Identifier {
 	v := append(pgx.Identifier{}, table...)
 	v[len(v)-1] += "_schema_version"
 	return v
+}
+
+// clearSigFunction names the trigger function of migration 2: <table>_clear_sig, in the same schema.
+func clearSigFunction(table pgx.Identifier) pgx.Identifier {
+	f := append(pgx.Identifier{}, table...)
+	f[len(f)-1] += "_clear_sig"
+	return f
 }
 
 // migrate creates the tables or brings them to SchemaVersion, in one transaction under an advisory
@@ -73,7 +98,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, table pgx.Identifier) (fro
 		return from, tx.Commit(ctx)
 	}
 	for i := from; i < SchemaVersion; i++ {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[i], t)); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[i], t, clearSigFunction(table).Sanitize())); err != nil {
 			return from, fmt.Errorf("schema migration %d→%d of %s: %w", i, i+1, t, err)
 		}
 	}

@@ -38,7 +38,7 @@ func RaceSigners(t *testing.T, stores []watermark.Store, keys, levels, perStore 
 						id := lr{key: r.IntN(keys), level: l, round: r.Int32N(3)}
 						m := watermark.Mark{Level: l, Round: id.round, HasDigest: true,
 							Digest: [32]byte{byte(si), byte(g), byte(l), byte(id.round), 0x77}}
-						err := s.Advance(context.Background(), watermarktest.Key(0, id.key, watermark.Attestation), m)
+						_, err := s.Advance(context.Background(), watermarktest.Key(0, id.key, watermark.Attestation), m)
 						mu.Lock()
 						switch {
 						case err == nil:
@@ -85,7 +85,7 @@ func StoreDown(t *testing.T, s watermark.Store, stop, start func()) {
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(10, 1, 1))
 	stop()
 	for i, m := range []watermark.Mark{watermarktest.M(11, 0, 2), watermarktest.M(10, 1, 1), watermarktest.M(9, 0, 3)} {
-		err := s.Advance(ctx, k, m)
+		_, err := s.Advance(ctx, k, m)
 		if err == nil || watermark.IsConflict(err) {
 			t.Fatalf("request %d with the store down: Advance = %v, want a store error", i, err)
 		}

@@ -21,7 +21,7 @@ func testConcurrentSameKey(t *testing.T, s watermark.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Advance(context.Background(), k, M(2, 0, byte(0xA1+i%2)))
+			_, errs[i] = s.Advance(context.Background(), k, M(2, 0, byte(0xA1+i%2)))
 		})
 	}
 	close(start)
@@ -54,7 +54,7 @@ func testConcurrentManyKeys(t *testing.T, s watermark.Store) {
 		wg.Go(func() {
 			k := Key(g%3, g, watermark.Attestation)
 			for l := int32(1); l <= levels; l++ {
-				if err := s.Advance(context.Background(), k, M(l, 0, byte(g))); err != nil {
+				if _, err := s.Advance(context.Background(), k, M(l, 0, byte(g))); err != nil {
 					errs <- fmt.Errorf("key %d level %d: %w", g, l, err)
 					return
 				}
@@ -96,7 +96,7 @@ func testRisingStress(t *testing.T, s watermark.Store) {
 				a := accepted{key: r.IntN(keys), level: l, round: r.Int32N(3)}
 				a.digest = [32]byte{byte(g), byte(l), byte(a.round), 0x5A}
 				m := watermark.Mark{Level: a.level, Round: a.round, Digest: a.digest, HasDigest: true}
-				err := s.Advance(context.Background(), Key(0, a.key, watermark.Block), m)
+				_, err := s.Advance(context.Background(), Key(0, a.key, watermark.Block), m)
 				if err != nil && !watermark.IsConflict(err) {
 					t.Errorf("goroutine %d: %v", g, err)
 					return

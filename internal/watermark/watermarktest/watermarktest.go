@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 
 	tz "github.com/ecadlabs/gotez/v2"
@@ -47,7 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *t
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if err := s.Advance(context.Background(), k, M(2, 0, 2)); err == nil || watermark.IsConflict(err) {
+		if _, err := s.Advance(context.Background(), k, M(2, 0, 2)); err == nil || watermark.IsConflict(err) {
 			t.Fatalf("Advance after Close = %v, want a non-conflict error", err)
 		}
 	})
@@ -57,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *t
 			testPersistence(t, open, reopen)
 		})
 	}
+	runSignatures(t, open, reopen)
 }
 
 // Chain returns a valid base58 chain id; Chain(0) is the zero chain.
@@ -86,7 +88,7 @@ func M(level, round int32, d byte) watermark.Mark {
 // MustAdvance fails t unless Advance returns nil.
 func MustAdvance(t testing.TB, s watermark.Store, k watermark.Key, m watermark.Mark) {
 	t.Helper()
-	if err := s.Advance(context.Background(), k, m); err != nil {
+	if _, err := s.Advance(context.Background(), k, m); err != nil {
 		t.Fatalf("Advance(%v, %+v) = %v, want nil", k, m, err)
 	}
 }
@@ -94,7 +96,7 @@ func MustAdvance(t testing.TB, s watermark.Store, k watermark.Key, m watermark.M
 // MustRefuse fails t unless Advance returns ErrConflict (kind Conflict).
 func MustRefuse(t testing.TB, s watermark.Store, k watermark.Key, m watermark.Mark) {
 	t.Helper()
-	err := s.Advance(context.Background(), k, m)
+	_, err := s.Advance(context.Background(), k, m)
 	if !watermark.IsConflict(err) || fault.KindOf(err) != fault.Conflict {
 		t.Fatalf("Advance(%v, %+v) = %v, want ErrConflict", k, m, err)
 	}
@@ -141,7 +143,7 @@ func testWUnit(t *testing.T, s watermark.Store) {
 	}
 	for i, st := range steps {
 		k := Key(0, st.pkh, st.class)
-		err := s.Advance(context.Background(), k, M(st.level, 0, st.d))
+		_, err := s.Advance(context.Background(), k, M(st.level, 0, st.d))
 		if st.ok != (err == nil) || (!st.ok && !watermark.IsConflict(err)) {
 			t.Fatalf("step %d: Advance = %v, want ok=%v", i+1, err, st.ok)
 		}
@@ -248,7 +250,7 @@ func testCanceled(t *testing.T, s watermark.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	k := Key(0, 0, watermark.Block)
-	err := s.Advance(ctx, k, M(1, 0, 1))
+	_, err := s.Advance(ctx, k, M(1, 0, 1))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Unavailable ||
 		!errors.Is(err, context.Canceled) {
 		t.Fatalf("Advance with a canceled context = %v, want Unavailable wrapping context.Canceled", err)
@@ -266,7 +268,7 @@ func testInvalidKey(t *testing.T, s watermark.Store) {
 		{Chain: Chain(0), PKH: "", Class: watermark.Block},
 		{Chain: "", PKH: PKH(0), Class: watermark.Block},
 	} {
-		if err := s.Advance(context.Background(), k, M(1, 0, 1)); err == nil || watermark.IsConflict(err) {
+		if _, err := s.Advance(context.Background(), k, M(1, 0, 1)); err == nil || watermark.IsConflict(err) {
 			t.Errorf("Advance(%v) = %v, want a non-conflict error", k, err)
 		}
 	}
@@ -300,5 +302,163 @@ func testPersistence(t *testing.T, open func(*testing.T) watermark.Store, reopen
 		MustRefuse(t, s, Key(0, 0, watermark.Attestation), watermark.Mark{Level: 124, Round: 2})
 		MustRefuse(t, s, Key(0, 1, watermark.Block), M(6, 9, 9))
 		s = reopen(t, s) // the refusals and the identical re-sign change nothing
+	}
+}
+
+// PKH2 returns a valid tz2 (secp256k1, ECDSA) key hash, distinct for each i.
+func PKH2(i int) string {
+	var h tz.Secp256k1PublicKeyHash
+	binary.BigEndian.PutUint32(h[:], uint32(i))
+	return h.String()
+}
+
+// Sig returns a valid base58 generic signature ("sig…"), distinct for each i. Stores keep
+// signatures as opaque text; the signer parses and verifies them.
+func Sig(i int) string {
+	var s tz.GenericSignature
+	binary.BigEndian.PutUint32(s[:], uint32(i))
+	return s.String()
+}
+
+// MS returns M(level, round, d) carrying signature Sig(sig).
+func MS(level, round int32, d byte, sig int) watermark.Mark {
+	m := M(level, round, d)
+	m.Signature = Sig(sig)
+	return m
+}
+
+// MustAdvanceSig fails t unless Advance returns nil and the record whose signature is Sig(want).
+func MustAdvanceSig(t testing.TB, s watermark.Store, k watermark.Key, m watermark.Mark, want int) {
+	t.Helper()
+	got, err := s.Advance(context.Background(), k, m)
+	if err != nil {
+		t.Fatalf("Advance(%v, %+v) = %v, want nil", k, m, err)
+	}
+	if got.Signature != Sig(want) || got.Level != m.Level || got.Round != m.Round || got.Digest != m.Digest {
+		t.Fatalf("Advance(%v, %+v) returned %+v, want the record of signature %d", k, m, got, want)
+	}
+}
+
+// runSignatures is the part of the suite about stored signatures: the first signature released
+// for a mark is returned for every identical request, never a second one; an imported mark
+// without a signature refuses identical ECDSA bytes and records a deterministic signature;
+// Load returns what is stored; concurrent identical commits all get one signature.
+func runSignatures(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *testing.T, old watermark.Store) watermark.Store) {
+	sub := func(name string, f func(t *testing.T, s watermark.Store)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			defer s.Close()
+			f(t, s)
+		})
+	}
+	sub("StoredSignature", testStoredSignature)
+	sub("UnsignedImportedMark", testUnsignedMark)
+	sub("Load", testLoad)
+	sub("ConcurrentIdenticalCommits", testConcurrentIdentical)
+	if reopen != nil {
+		t.Run("SignaturePersistence", func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			k := watermark.Key{Chain: Chain(4), PKH: PKH2(1), Class: watermark.Block}
+			MustAdvanceSig(t, s, k, MS(50, 1, 1, 1), 1)
+			s = reopen(t, s)
+			defer func() { s.Close() }()
+			MustAdvanceSig(t, s, k, MS(50, 1, 1, 2), 1) // the stored signature, not the new one
+			if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != MS(50, 1, 1, 1) {
+				t.Fatalf("Load after reopen = %+v, %v, %v", m, ok, err)
+			}
+			MustRefuse(t, s, k, MS(50, 1, 2, 3))
+		})
+	}
+}
+
+func testStoredSignature(t *testing.T, s watermark.Store) {
+	for _, pkh := range []string{PKH(1), PKH2(1)} {
+		k := watermark.Key{Chain: Chain(1), PKH: pkh, Class: watermark.Attestation}
+		MustAdvanceSig(t, s, k, MS(5, 0, 1, 1), 1)
+		for i := range 3 {
+			MustAdvanceSig(t, s, k, MS(5, 0, 1, 10+i), 1) // identical bytes: the first signature
+		}
+		if m, _ := Stored(t, s, k); m.Signature != Sig(1) {
+			t.Fatalf("List shows %+v, want signature 1", m)
+		}
+		_, err := s.Advance(context.Background(), k, MS(5, 0, 2, 2))
+		var c *watermark.Conflict
+		if !watermark.IsConflict(err) || fault.KindOf(err) != fault.Conflict || err.Error() != "watermark validation failed" {
+			t.Fatalf("conflicting bytes: %v", err)
+		}
+		if errors.As(err, &c) && (c.Stored.Level != 5 || c.Stored.Round != 0) {
+			t.Fatalf("conflict names stored %d/%d, want 5/0", c.Stored.Level, c.Stored.Round)
+		}
+		MustAdvanceSig(t, s, k, MS(5, 1, 3, 3), 3)
+		MustAdvanceSig(t, s, k, MS(6, 0, 4, 4), 4)
+		MustRefuse(t, s, k, MS(5, 0, 1, 1)) // the old identical bytes are now below the mark
+		expectStored(t, s, k, MS(6, 0, 4, 4))
+	}
+}
+
+func testUnsignedMark(t *testing.T, s watermark.Store) {
+	// An ECDSA key: the signature released for the imported mark is unknown, a new one would differ.
+	k := watermark.Key{Chain: Chain(2), PKH: PKH2(2), Class: watermark.Block}
+	MustAdvance(t, s, k, M(9, 0, 1))
+	MustRefuse(t, s, k, MS(9, 0, 1, 1))
+	MustAdvance(t, s, k, M(9, 0, 1)) // importing the same mark again changes nothing
+	expectStored(t, s, k, M(9, 0, 1))
+	MustAdvanceSig(t, s, k, MS(9, 1, 2, 2), 2)
+	// A deterministic key (tz1): the same bytes give the same signature, which is recorded.
+	k1 := watermark.Key{Chain: Chain(2), PKH: PKH(2), Class: watermark.Block}
+	MustAdvance(t, s, k1, M(9, 0, 1))
+	MustAdvanceSig(t, s, k1, MS(9, 0, 1, 5), 5)
+	MustAdvanceSig(t, s, k1, MS(9, 0, 1, 6), 5)
+	expectStored(t, s, k1, MS(9, 0, 1, 5))
+	// An import never lowers a mark nor drops a stored signature.
+	MustRefuse(t, s, k1, M(8, 0, 7))
+	MustAdvance(t, s, k1, M(9, 0, 1))
+	expectStored(t, s, k1, MS(9, 0, 1, 5))
+}
+
+func testLoad(t *testing.T, s watermark.Store) {
+	k := watermark.Key{Chain: Chain(3), PKH: PKH2(3), Class: watermark.Preattestation}
+	if m, ok, err := s.Load(context.Background(), k); err != nil || ok {
+		t.Fatalf("Load on an empty slot = %+v, %v, %v", m, ok, err)
+	}
+	MustAdvanceSig(t, s, k, MS(3, 2, 1, 1), 1)
+	MustRefuse(t, s, k, MS(3, 2, 2, 2))
+	if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != MS(3, 2, 1, 1) {
+		t.Fatalf("Load = %+v, %v, %v; want %+v", m, ok, err, MS(3, 2, 1, 1))
+	}
+	MustAdvance(t, s, watermark.Key{Chain: Chain(3), PKH: PKH2(4), Class: watermark.Preattestation}, watermark.Mark{Level: 4})
+	if m, ok, err := s.Load(context.Background(), watermark.Key{Chain: Chain(3), PKH: PKH2(4), Class: watermark.Preattestation}); err != nil || !ok || m != (watermark.Mark{Level: 4}) {
+		t.Fatalf("Load of a mark without digest = %+v, %v, %v", m, ok, err)
+	}
+}
+
+// testConcurrentIdentical: many commits of the same bytes with different signatures (ECDSA
+// signed again by racing requests) release exactly one signature between them.
+func testConcurrentIdentical(t *testing.T, s watermark.Store) {
+	for level := int32(1); level <= 5; level++ {
+		k := watermark.Key{Chain: Chain(5), PKH: PKH2(5), Class: watermark.Block}
+		const n = 12
+		got := make([]watermark.Mark, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				got[i], errs[i] = s.Advance(context.Background(), k, MS(level, 0, byte(level), int(level)*100+i))
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("level %d, request %d: %v", level, i, errs[i])
+			}
+			if got[i].Signature != got[0].Signature {
+				t.Fatalf("level %d: two signatures released for one mark: %s and %s", level, got[0].Signature, got[i].Signature)
+			}
+		}
+		if m, _ := Stored(t, s, k); m.Signature != got[0].Signature {
+			t.Fatalf("level %d: stored %s, released %s", level, m.Signature, got[0].Signature)
+		}
 	}
 }

@@ -1,0 +1,338 @@
+// Package adversarial fires randomized streams of conflicting, identical and stale block and
+// consensus requests at real `signatory serve` processes — one process on the file and mem
+// stores, three on one PostgreSQL, etcd or DynamoDB (dynalite) store — while instances are killed
+// with SIGKILL and restarted and the shared store is stopped and started, and checks every answer
+// with an oracle (see oracle): never two payloads signed for one slot, never two signatures for
+// one payload, marks only rise.
+//
+// The default run (fixed seed, a few levels) is part of the test suite. A longer one:
+//
+//	go test ./test/adversarial -run Adversarial -v -args -levels 200 -seed 7
+package adversarial
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
+	"github.com/signatory-go/signatory/test/servers"
+)
+
+var (
+	levelsFlag = flag.Int("levels", 8, "levels of requests per store")
+	seedFlag   = flag.Uint64("seed", 1, "random seed of the request streams")
+)
+
+func TestMain(m *testing.M) { testdaemon.Main(m) }
+
+// chains are two chain ids (hex): NetXo5iVw1vBoxM and another.
+var chains = []string{"b3d79f99", "7a06a770"}
+
+// kinds per class: the tags a request of that class is built with.
+var kinds = map[string][]byte{
+	"block":          {0},
+	"preattestation": {testdaemon.TagPreattestation, testdaemon.TagBLSPreattestation},
+	"attestation":    {testdaemon.TagAttestation, testdaemon.TagAttestationWithDAL, testdaemon.TagBLSAttestation},
+}
+
+var classes = []string{"block", "preattestation", "attestation"}
+
+// request is one sign request of the stream.
+type request struct {
+	key          *testKey
+	chain, class string
+	tag          byte
+	level, round int32
+	variant      byte
+	payload      string
+}
+
+func (r *request) at() lr             { return lr{r.level, r.round} }
+func (r *request) classKey() classKey { return classKey{r.chain, r.key.pkh, r.class} }
+func (r *request) slotKey() slotKey   { return slotKey{r.chain, r.key.pkh, r.class, r.at()} }
+func (r *request) String() string {
+	return fmt.Sprintf("%s %s %s tag %d level %d round %d variant %d", r.key.curve, r.chain, r.class, r.tag, r.level, r.round, r.variant)
+}
+
+func newRequest(k *testKey, chain, class string, tag byte, level, round int32, variant byte) *request {
+	r := &request{key: k, chain: chain, class: class, tag: tag, level: level, round: round, variant: variant}
+	if class == "block" {
+		r.payload = testdaemon.Block(chain, level, round, variant)
+	} else {
+		r.payload = testdaemon.ConsensusTag(tag, chain, level, round, variant)
+	}
+	return r
+}
+
+// stream returns the requests of one level, shuffled: for every key, chain and class, three
+// different payloads at each of rounds 0 and 1 (with the class's tags in turn, so a DAL or BLS-mode
+// attestation conflicts with a plain one), each sent once or twice (identical retries), plus stale
+// requests two levels down.
+func stream(rng *rand.Rand, ks []*testKey, level int32) []*request {
+	var out []*request
+	for _, k := range ks {
+		for _, c := range chains {
+			for _, class := range classes {
+				tags := kinds[class]
+				for round := int32(0); round < 2; round++ {
+					for v := range 3 {
+						r := newRequest(k, c, class, tags[(v+int(round))%len(tags)], level, round, byte(v))
+						for range 1 + rng.IntN(2) {
+							out = append(out, r)
+						}
+					}
+				}
+				if level > 2 && rng.IntN(3) == 0 {
+					out = append(out, newRequest(k, c, class, tags[0], level-2, rng.Int32N(2), byte(10+rng.IntN(3))))
+				}
+			}
+		}
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// newKeys writes a key file with one fresh key per curve.
+func newKeys(t testing.TB) ([]*testKey, string) {
+	var ks []*testKey
+	var entries []map[string]string
+	for i, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256, tezos.BLS} {
+		priv, err := tezos.GenerateKey(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := priv.Public()
+		ks = append(ks, &testKey{priv: priv, pub: pub, pkh: pub.Hash().String(), curve: c})
+		entries = append(entries, map[string]string{"name": fmt.Sprintf("k%d", i), "value": "unencrypted:" + string(priv.ToBase58())})
+	}
+	js, _ := json.Marshal(entries)
+	path := filepath.Join(t.TempDir(), "secret_keys.json")
+	if err := os.WriteFile(path, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ks, path
+}
+
+var client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// newInstance writes the config of one signer: the key file, its own base_dir and ports, the
+// watermark section (indented under `watermark:`), and a policy allowing every consensus kind.
+func newInstance(t testing.TB, name, keyFile string, ks []*testKey, watermark string) *testdaemon.Daemon {
+	d := testdaemon.New(t)
+	d.Name = name
+	d.StartTimeout = 60 * time.Second
+	d.Ready = func(status int, _ []byte) bool { return status == 200 }
+	d.Client = client
+	d.FailureLogLines = 60
+	var tz strings.Builder
+	for _, k := range ks {
+		fmt.Fprintf(&tz, "  %s:\n    allow:\n      block:\n      preattestation:\n      attestation:\n      attestation_with_dal:\n", k.pkh)
+	}
+	d.WriteConfig(testdaemon.FileVault(keyFile) + "watermark:\n" + watermark + "tezos:\n" + tz.String())
+	return d
+}
+
+// run is one store's adversarial run.
+type run struct {
+	t       *testing.T
+	name    string
+	rng     *rand.Rand
+	keys    []*testKey
+	insts   []*testdaemon.Daemon
+	oracle  *oracle
+	workers int
+	kills   int
+	stores  int
+	// allowed answers, per phase
+	mu      sync.Mutex
+	allowed map[int]bool
+}
+
+func (r *run) allow(codes ...int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.allowed = map[int]bool{}
+	for _, c := range codes {
+		r.allowed[c] = true
+	}
+}
+
+// send fires reqs at random instances with r.workers workers and returns when all are answered.
+// onProgress, when set, is called once after about a third of them, from a worker.
+func (r *run) send(reqs []*request, onProgress func()) {
+	type job struct {
+		req  *request
+		inst *testdaemon.Daemon
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	var n int
+	var nmu sync.Mutex
+	var once sync.Once
+	for range r.workers {
+		wg.Go(func() {
+			for j := range jobs {
+				epoch, highest, had := r.oracle.before(j.req)
+				status, msg := j.inst.Sign(j.req.key.pkh, j.req.payload)
+				r.oracle.record(j.req, epoch, highest, had, status, msg)
+				r.mu.Lock()
+				ok := r.allowed[status]
+				r.mu.Unlock()
+				if !ok {
+					r.t.Errorf("%s: %s answered %d: %s", j.inst.Name, j.req, status, msg)
+				}
+				nmu.Lock()
+				n++
+				third := n == len(reqs)/3
+				nmu.Unlock()
+				if third && onProgress != nil {
+					once.Do(onProgress)
+				}
+			}
+		})
+	}
+	for _, q := range reqs {
+		jobs <- job{q, r.insts[r.rng.IntN(len(r.insts))]}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// start starts an instance, logging a marker first.
+func start(d *testdaemon.Daemon) {
+	d.Logf("---- start %s", time.Now().Format(time.RFC3339Nano))
+	d.Serve("--no-list")
+}
+
+// store is a shared watermark server the run stops and starts.
+type store interface {
+	Stop()
+	Start()
+}
+
+// adversarial runs the phases on the instances: steady load; an instance killed with SIGKILL in
+// the middle of a level and restarted two levels later (its requests unanswered meanwhile); for
+// a shared store, an outage (every request refused with 5xx) and its restart; then load again.
+// memStore: the store forgets everything at a restart, so the oracle starts a new epoch then.
+func adversarial(t *testing.T, name string, n int, watermark string, st store, memStore bool) {
+	ks, keyFile := newKeys(t)
+	r := &run{t: t, name: name, rng: rand.New(rand.NewPCG(*seedFlag, uint64(len(name)))), keys: ks,
+		oracle: newOracle(t), workers: 8}
+	for i := range n {
+		in := newInstance(t, fmt.Sprintf("%s-%d", name, i), keyFile, ks, watermark)
+		start(in)
+		r.insts = append(r.insts, in)
+	}
+	levels := int32(*levelsFlag)
+	victim := r.insts[len(r.insts)-1]
+	down := false // the victim is killed and not restarted yet: its requests go unanswered
+	ok := func(codes ...int) {
+		if down {
+			codes = append(codes, 0)
+		}
+		r.allow(codes...)
+	}
+	for l := int32(1); l <= levels; l++ {
+		reqs := stream(r.rng, ks, l)
+		switch {
+		case l == 3: // SIGKILL in the middle of a level
+			r.allow(200, 409, 0)
+			r.send(reqs, func() { victim.Kill(); r.kills++ })
+			if n == 1 {
+				if memStore {
+					r.oracle.newEpoch() // mem keeps nothing: a new process starts from scratch
+				}
+				start(victim)
+			} else {
+				down = true
+			}
+		case l == 5 && down: // the killed instance comes back, two levels later
+			start(victim)
+			down = false
+			ok(200, 409)
+			r.send(reqs, nil)
+		case l == 6 && st != nil: // store outage, then a new stream at the same level once it is back
+			st.Stop()
+			ok(500, 503)
+			// A sample is enough: each request waits for the store's timeout.
+			r.send(reqs[:min(len(reqs), 4*r.workers)], nil)
+			st.Start()
+			r.stores++
+			r.waitSigning(l)
+			ok(200, 409)
+			r.send(stream(r.rng, ks, l), nil)
+		default:
+			ok(200, 409)
+			r.send(reqs, nil)
+		}
+	}
+	if down {
+		start(victim)
+	}
+	t.Log(r.oracle.summary(name, r.kills, r.stores))
+	if r.oracle.signed == 0 || r.oracle.refused == 0 {
+		t.Error("the stream produced no signatures or no refusals")
+	}
+}
+
+// waitSigning polls every instance with a fresh probe payload until it signs again after a store
+// restart (each probe is one more request for the oracle).
+func (r *run) waitSigning(level int32) {
+	r.allow(200, 409, 500, 503)
+	for i, in := range r.insts {
+		deadline := time.Now().Add(60 * time.Second)
+		for v := byte(0); ; v++ {
+			q := newRequest(r.keys[0], chains[0], "attestation", testdaemon.TagAttestation, level, 10+int32(i), 100+v)
+			epoch, h, had := r.oracle.before(q)
+			status, msg := in.Sign(q.key.pkh, q.payload)
+			r.oracle.record(q, epoch, h, had, status, msg)
+			if status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				r.t.Fatalf("%s does not sign 60 s after the store restart: %d %s", in.Name, status, msg)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a recovering server, not synchronisation
+		}
+	}
+}
+
+func TestAdversarialFile(t *testing.T) {
+	t.Parallel()
+	adversarial(t, "file", 1, "  driver: file\n", nil, false)
+}
+
+func TestAdversarialMem(t *testing.T) {
+	t.Parallel()
+	adversarial(t, "mem", 1, "  driver: mem\n", nil, true)
+}
+
+func TestAdversarialPostgres(t *testing.T) {
+	t.Parallel()
+	pg := servers.StartPostgres(t)
+	adversarial(t, "postgres", 3, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: adversarial\n    timeout: 5s\n", pg.DSN()), pg, false)
+}
+
+func TestAdversarialEtcd(t *testing.T) {
+	t.Parallel()
+	e := servers.StartEtcd(t)
+	adversarial(t, "etcd", 3, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /adversarial/\n    timeout: 5s\n", e.Endpoint()), e, false)
+}
+
+func TestAdversarialDynamoDB(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	adversarial(t, "dynamodb", 3, fmt.Sprintf("  driver: dynamodb\n  config:\n    table: adversarial\n    region: %s\n    access_key_id: %s\n"+
+		"    secret_access_key: %s\n    endpoint: %s\n    timeout: 5s\n", dynamotest.Region, dynamotest.AccessKey, dynamotest.SecretKey, srv.Endpoint), srv, false)
+}
