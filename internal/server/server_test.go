@@ -215,10 +215,21 @@ func TestBLSSignVersions(t *testing.T) {
 	if status != 200 || !strings.Contains(body, d.BLS.Sigs[0].V2) {
 		t.Fatalf("v2: %d %s", status, body)
 	}
+	// The same bytes with another ciphersuite would be a second, different signature: refused,
+	// and the stored one is still served.
+	status, body = e.post(t, "/keys/"+tv.K7PKH+"?version=1", `"`+payload+`"`)
+	if status != 409 {
+		t.Fatalf("v1 after v2 on the same bytes: %d %s", status, body)
+	}
+	if status, body = e.post(t, "/keys/"+tv.K7PKH, `"`+payload+`"`); status != 200 || !strings.Contains(body, d.BLS.Sigs[0].V2) {
+		t.Fatalf("v2 again: %d %s", status, body)
+	}
+	e = newEnv(t, nil, nil, 0)
 	status, body = e.post(t, "/keys/"+tv.K7PKH+"?version=1", `"`+payload+`"`)
 	if status != 200 || !strings.Contains(body, d.BLS.Sigs[0].V1) {
 		t.Fatalf("v1: %d %s", status, body)
 	}
+	e = newEnv(t, nil, nil, 0)
 	status, body = e.post(t, "/keys/"+tv.K7PKH+"?version=0", `"`+payload+`"`)
 	if status != 500 || !strings.Contains(body, "version 0") {
 		t.Fatalf("v0: %d %s", status, body)

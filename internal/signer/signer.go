@@ -429,6 +429,15 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) (crypt.Signature, error) {
 	sig, err := tezos.ParseSignature(rec.Signature)
 	if err == nil && !tezos.Verify(k.pub, sig, r.Message, r.Version) {
+		for v := range 3 {
+			if v != r.Version && tezos.Verify(k.pub, sig, r.Message, v) {
+				// The same bytes were signed with another signing version (a BLS ciphersuite):
+				// a second, different signature is what a double sign is made of.
+				s.log.Warn("watermark refused the request", "pkh", r.PKH, "level", rec.Level, "round", rec.Round,
+					"reason", fmt.Sprintf("these bytes were signed before with signing version %d; refusing a second signature with version %d", v, r.Version))
+				return nil, watermark.Refused(rec, "signed before with another signing version")
+			}
+		}
 		err = errors.New("it does not verify against the key and these bytes")
 	}
 	if err != nil {
