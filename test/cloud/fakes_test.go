@@ -216,7 +216,7 @@ tezos:
 			t.Fatalf("GET /keys after a failed relist: %d", status)
 		}
 	}
-	if !strings.Contains(d.Logs(), "keeping the keys it had") {
+	if !d.WaitLogWithin("keeping the keys it had", time.Minute) {
 		t.Fatalf("no log of the failed relist:\n%s", d.Logs())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -59,8 +60,13 @@ func TestECDSAIdenticalGetsStoredSignature(t *testing.T) {
 					t.Fatalf("identical request after kill -9: %d %s, want %s", status, again, sig)
 				}
 			}
-			if status, msg := d.Sign(k.pkh, testdaemon.Block(chainA, 100, 0, 2)); status != 409 {
+			if status, msg := d.Sign(k.pkh, testdaemon.Block(chainA, 100, 0, 2)); status != 409 || msg != "watermark validation failed" {
 				t.Fatalf("other block at the same level and round: %d %s", status, msg)
+			}
+			// The client sees the reference's message; the log says what blocked the request.
+			// (The log reaches the test through a pipe, after the answer: wait for it.)
+			if !d.WaitLogWithin("stored_level=100", time.Minute) || !strings.Contains(d.Logs(), "the bytes differ") {
+				t.Fatalf("the refusal's log line does not say what blocked it:\n%s", d.Logs())
 			}
 		})
 	}
