@@ -56,6 +56,7 @@ type Signer struct {
 	refresh   sync.Mutex
 	lastRef   time.Time     // start of the last reload on a miss
 	reloading chan struct{} // closed when the reload in flight ends; nil when none
+	reloads   sync.WaitGroup // the reload in flight, for Close
 	slots     slotLocks
 }
 
@@ -86,7 +87,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		cfg.Metrics = metrics.New("")
 	}
 	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}}
-	if err := s.reload(ctx); err != nil {
+	if err := s.reload(ctx, 0); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -99,16 +100,20 @@ const (
 	ReloadTimeout  = 30 * time.Second
 )
 
-// reload lists all vaults. A vault that fails to list is logged and keeps the keys it had (none at
-// start-up, as in the reference): a throttled or unreachable vault never makes the signer forget
-// a key it was signing with.
-func (s *Signer) reload(ctx context.Context) error {
+// reload lists all vaults, each List bounded by timeout when it is not 0 (at start-up only the
+// caller's context bounds it: a vault may take long to list many keys). A vault that fails to
+// list is logged and keeps the keys it had (none at start-up, as in the reference): a throttled
+// or unreachable vault never makes the signer forget a key it was signing with.
+func (s *Signer) reload(ctx context.Context, timeout time.Duration) error {
 	s.mu.RLock()
 	prev := s.keys
 	s.mu.RUnlock()
 	keys := map[string]*keyRef{}
 	for _, v := range s.cfg.Vaults {
-		lctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			lctx, cancel = context.WithTimeout(ctx, timeout)
+		}
 		list, err := v.List(lctx)
 		cancel()
 		if err != nil {
@@ -156,9 +161,11 @@ func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
 		s.lastRef = time.Now()
 		done = make(chan struct{})
 		s.reloading = done
+		s.reloads.Add(1)
 		go func() {
+			defer s.reloads.Done()
 			defer close(done)
-			_ = s.reload(context.WithoutCancel(ctx))
+			_ = s.reload(context.WithoutCancel(ctx), ReloadTimeout)
 			s.refresh.Lock()
 			s.reloading = nil
 			s.refresh.Unlock()
@@ -473,7 +480,9 @@ func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, 
 	s.m.WatermarkStoreLatency.WithLabelValues(backend, "error").Observe(time.Since(start).Seconds())
 	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
 	s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
-	return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + err.Error(), Err: err}
+	// The client learns the kind of failure; the store's own text (paths, hosts, tables) stays in
+	// the log.
+	return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: refusing to sign (the signer's log has the cause)", Err: err}
 }
 
 // signWith asks the vault, normalises ECDSA to low-S and verifies before returning.
@@ -606,8 +615,10 @@ func (s *Signer) Health(ctx context.Context) map[string]error {
 	return out
 }
 
-// Close closes the vaults, the watermark store and the audit journal.
+// Close waits for a reload in flight, then closes the vaults, the watermark store and the audit
+// journal.
 func (s *Signer) Close() error {
+	s.reloads.Wait()
 	var errs []error
 	for _, v := range s.cfg.Vaults {
 		errs = append(errs, v.Close())

@@ -82,18 +82,20 @@ const (
 )
 
 // Deterministic reports whether the scheme of pkh always gives the same signature for the same
-// bytes (Ed25519 for tz1, BLS for tz4). ECDSA (tz2, tz3) signatures are randomized: there a
-// second signature over the same block header is a second block hash at one level and round.
+// bytes, whatever the request: Ed25519 (tz1). ECDSA (tz2, tz3) signatures are randomized, so a
+// second signature over the same block header is a second block hash at one level and round;
+// BLS (tz4) signatures depend on the signing version (two ciphersuites), which an imported mark
+// does not record, so tz4 is treated as ECDSA here.
 func Deterministic(pkh string) bool {
-	return strings.HasPrefix(pkh, "tz1") || strings.HasPrefix(pkh, "tz4")
+	return strings.HasPrefix(pkh, "tz1")
 }
 
 // Decide is the one rule, applied atomically by every store when it commits req:
 //   - no stored mark: Write;
 //   - the same digest (and level and round) as the stored mark: Identical when a signature is stored (it is returned
 //     again, never a second one) or when req carries none (an import: nothing to add); else,
-//     for a deterministic scheme, Write (the signature is recorded); for ECDSA, Refuse, since
-//     the signature released for that mark is unknown and a new one would differ;
+//     for a deterministic scheme (tz1), Write (the signature is recorded); otherwise Refuse,
+//     since the signature released for that mark is unknown and a new one could differ;
 //   - a strictly higher (level, round): Write;
 //   - anything else: Refuse.
 func Decide(k Key, stored Mark, ok bool, req Mark) (Outcome, error) {

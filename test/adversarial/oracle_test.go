@@ -44,8 +44,10 @@ type oracle struct {
 	sigs     map[string]map[string]bool // pkh+payload → signatures (across epochs: (b) holds always)
 	done     map[int]map[classKey]lr    // highest slot answered 200, per epoch
 
-	sent, signed, refused, failed, unanswered, violations int
-	statuses                                              map[int]int
+	signedReqs []*request // every request answered 200 once, for replays after restarts
+
+	sent, signed, refused, failed, unanswered, violations, replays int
+	statuses                                                       map[int]int
 }
 
 func newOracle(t testing.TB) *oracle {
@@ -121,6 +123,9 @@ func (o *oracle) record(r *request, epoch int, highest lr, hadHighest bool, stat
 		ss = map[string]bool{}
 		o.sigs[id] = ss
 	}
+	if len(ss) == 0 {
+		o.signedReqs = append(o.signedReqs, r)
+	}
 	ss[msg] = true
 	if len(ss) == 2 {
 		o.violation("(b) two signatures returned for one payload (%s): %v", r, keys(ss))
@@ -144,6 +149,21 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
+// sample returns up to n requests answered 200 so far, picked with rng.
+func (o *oracle) sample(rng interface{ IntN(int) int }, n int) []*request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	// From the most recent ones: those are likely still the stored record, so the answer must be
+	// the very signature returned before the restart.
+	recent := o.signedReqs[max(0, len(o.signedReqs)-2*n):]
+	out := make([]*request, 0, n)
+	for range min(n, len(recent)) {
+		out = append(out, recent[rng.IntN(len(recent))])
+	}
+	o.replays += len(out)
+	return out
+}
+
 // summary is the closing line of a run.
 func (o *oracle) summary(name string, kills, storeRestarts int) string {
 	o.mu.Lock()
@@ -162,8 +182,8 @@ func (o *oracle) summary(name string, kills, storeRestarts int) string {
 		slots += len(m)
 	}
 	return fmt.Sprintf("ADVERSARIAL %s: %d requests, %d signatures (all verified), %d slots signed, %d refused (409), "+
-		"%d failed (5xx), %d unanswered, %d kills, %d store restarts, %d violations [%s]",
-		name, o.sent, o.signed, slots, o.refused, o.failed, o.unanswered, kills, storeRestarts, o.violations, strings.Join(codes, " "))
+		"%d failed (5xx), %d unanswered, %d kills, %d store restarts, %d replays of signed payloads after restarts, %d violations [%s]",
+		name, o.sent, o.signed, slots, o.refused, o.failed, o.unanswered, kills, storeRestarts, o.replays, o.violations, strings.Join(codes, " "))
 }
 
 // testKey is one signing key of the run.

@@ -120,7 +120,7 @@ func (r *Report) Count(o Outcome) int {
 // raised only if it is strictly higher than the stored one (or there is none), and a refusal
 // (watermark.ErrConflict) means the store already holds at least as much, so its mark is kept.
 // Marks of one key are applied from lowest to highest. With dryRun nothing is written: the
-// outcomes are computed with watermark.Allowed from the marks read at the start.
+// outcomes are computed with watermark.Decide from the marks read at the start.
 //
 // A store error stops the import; the report then holds the items applied before it.
 func Import(ctx context.Context, s watermark.Store, entries []watermark.Entry, dryRun bool) (*Report, error) {
@@ -149,21 +149,23 @@ func Import(ctx context.Context, s watermark.Store, entries []watermark.Entry, d
 		case ok && old == e.Mark:
 			// Already recorded: nothing to raise.
 		case dryRun:
-			if watermark.Allowed(old, ok, e.Mark) {
+			if o, _ := watermark.Decide(e.Key, old, ok, e.Mark); o == watermark.Write {
 				it.Outcome = Raised
+				cur[e.Key] = e.Mark
 			}
 		default:
-			_, err := s.Advance(ctx, e.Key, e.Mark)
+			rec, err := s.Advance(ctx, e.Key, e.Mark)
 			switch {
-			case err == nil:
+			case err == nil && rec == e.Mark:
 				it.Outcome = Raised
+				cur[e.Key] = rec
+			case err == nil:
+				// The store kept its record for the same bytes (with its signature): unchanged.
+				cur[e.Key] = rec
 			case watermark.IsConflict(err):
 			default:
 				return rep, fmt.Errorf("importing %s/%s/%s: %w", e.Chain, e.PKH, e.Class, err)
 			}
-		}
-		if it.Outcome == Raised {
-			cur[e.Key] = e.Mark
 		}
 		rep.Items = append(rep.Items, it)
 	}
