@@ -148,6 +148,12 @@ func Decode(msg []byte, version Version) (req *Request, err error) {
 	default:
 		return nil, badRequest("unknown magic byte 0x%02x", msg[0])
 	}
+	if msg[0] == MagicGeneric {
+		// Only generic operations carry Micheline, which the decoder reads recursively.
+		if err := checkMichelineDepth(msg); err != nil {
+			return nil, err
+		}
+	}
 	if version == 1 {
 		// Version 1 clients use protocol 022 encodings; tz4 bakers also send 023+ BLS-mode
 		// consensus tags (40, 41) with it, so fall back to the latest encodings.

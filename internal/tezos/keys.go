@@ -116,6 +116,9 @@ func IsEncrypted(s string) bool {
 // Errors never contain the key or the password.
 func ParseSecretKey(s string, password func() ([]byte, error)) (crypt.PrivateKey, error) {
 	s = strings.TrimSpace(s)
+	if len(s) > MaxBase58Length {
+		return nil, fmt.Errorf("invalid secret key: %d characters is too long", len(s))
+	}
 	enc, err := b58.ParseEncryptedPrivateKey([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid secret key: %s", scrub(err))
@@ -191,8 +194,31 @@ func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
 	}
 }
 
+// Input bounds for base58 text. Base58 decoding costs time quadratic in the input, so text from a
+// client is measured before it is decoded.
+const (
+	// PKHLength is the length of every base58 key hash.
+	PKHLength = 36
+	// MaxBase58Length bounds every other base58 value: the longest, an encrypted BLS secret key
+	// or a BLS signature, is under 150 characters.
+	MaxBase58Length = 160
+)
+
+// quoteShort quotes s for an error message, cut to 40 characters.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%q… (%d characters)", s[:40], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 // ParsePublicKeyHash parses a tz1…tz4 address.
 func ParsePublicKeyHash(s string) (tz.PublicKeyHash, error) {
+	// Base58 decoding is quadratic in its input: the length is checked first. Every key hash
+	// (tz1–tz4, KT1) is 36 characters.
+	if len(s) != PKHLength {
+		return nil, fmt.Errorf("invalid public key hash %s: a key hash is %d characters, not %d", quoteShort(s), PKHLength, len(s))
+	}
 	pkh, err := b58.ParsePublicKeyHash([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid public key hash %q: %s", s, scrub(err))
@@ -202,6 +228,9 @@ func ParsePublicKeyHash(s string) (tz.PublicKeyHash, error) {
 
 // ParsePublicKey parses an edpk, sppk, p2pk or BLpk public key.
 func ParsePublicKey(s string) (crypt.PublicKey, error) {
+	if len(s) > MaxBase58Length {
+		return nil, fmt.Errorf("invalid public key %s: %d characters is too long", quoteShort(s), len(s))
+	}
 	raw, err := b58.ParsePublicKey([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid public key %q: %s", s, scrub(err))
@@ -215,6 +244,9 @@ func ParsePublicKey(s string) (crypt.PublicKey, error) {
 
 // ParseSignature parses any base58 signature: edsig, spsig1, p2sig, BLsig or generic sig.
 func ParseSignature(s string) (crypt.Signature, error) {
+	if len(s) > MaxBase58Length {
+		return nil, fmt.Errorf("invalid signature: %d characters is too long", len(s))
+	}
 	raw, err := b58.ParseSignature([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid signature: %s", scrub(err))
@@ -280,6 +312,9 @@ func VerifyPossession(pub crypt.PublicKey, proof crypt.Signature) bool {
 
 // ParseChainID parses a base58 chain id (Net…).
 func ParseChainID(s string) (*tz.ChainID, error) {
+	if len(s) > MaxBase58Length {
+		return nil, fmt.Errorf("invalid chain id %s: %d characters is too long", quoteShort(s), len(s))
+	}
 	id, err := b58.ParseChainID([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid chain id %q: %s", s, scrub(err))
