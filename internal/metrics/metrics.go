@@ -27,6 +27,8 @@ type Metrics struct {
 	VaultLatency          *prometheus.HistogramVec // vault, curve (s) — ours
 	WatermarkStoreLatency *prometheus.HistogramVec // backend, result (s) — ours
 	BuildInfo             *prometheus.GaugeVec
+
+	chains, clients *LabelSet
 }
 
 var msBuckets = []float64{10, 100, 1e3, 1e4, 1e5}
@@ -36,7 +38,7 @@ var fineBuckets = prometheus.ExponentialBuckets(25e-6, 2, 20)
 
 // New creates the metrics and registers them, with the Go and process collectors, in a new registry.
 func New(version string) *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m := &Metrics{Registry: prometheus.NewRegistry(), chains: NewLabelSet(MaxChainLabels), clients: NewLabelSet(MaxClientLabels)}
 	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 		m.Registry.MustRegister(c)

@@ -71,6 +71,9 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	// Vectors without observations are not in the exposition yet: add every registered name.
 	v := reflect.ValueOf(e.m).Elem()
 	for i := 0; i < v.NumField(); i++ {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
 		c, ok := v.Field(i).Interface().(prometheus.Collector)
 		if !ok {
 			continue

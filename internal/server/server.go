@@ -23,11 +23,13 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/blake2b"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/signer"
+	"github.com/signatory-go/signatory/internal/vault"
 )
 
 // Service is what the handlers need from the signer.
@@ -37,6 +39,8 @@ type Service interface {
 	ProvePossession(ctx context.Context, r *signer.PossessionRequest) (crypt.Signature, error)
 	AuthorizedKeyHashes() []string
 	Health(ctx context.Context) map[string]error
+	// Known reports whether pkh is a configured key: only those get their own metric labels.
+	Known(pkh string) bool
 }
 
 // Config configures the HTTP servers.
@@ -64,6 +68,7 @@ type Server struct {
 	stopping atomic.Bool
 	reqID    atomic.Uint64
 	idPrefix string
+	refusals *refusalLimiter
 }
 
 // New builds a Server.
@@ -73,7 +78,7 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:])}
+	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter()}
 }
 
 // Handler returns the signing port's handler.
@@ -111,10 +116,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError writes the octez error shape: [{"id":"failure","kind":"temporary","msg":"…"}].
-func writeError(w http.ResponseWriter, err error) int {
+func writeError(w http.ResponseWriter, err error) int { return writeErrorID(w, err, "") }
+
+// writeErrorID is writeError for a request with an id. A client error (4xx) carries its message,
+// which says what was wrong with the request. A server error (5xx) carries only the kind of
+// failure and the request id: the cause (paths, hosts, a backend's own words) stays in the log,
+// under that id.
+func writeErrorID(w http.ResponseWriter, err error, id string) int {
 	status := fault.Status(err)
-	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: err.Error()}})
+	msg := err.Error()
+	if status >= 500 {
+		msg = clientMessage(err)
+		if id != "" {
+			msg += " (request " + id + ")"
+		}
+	}
+	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: msg}})
 	return status
+}
+
+// clientMessage is the kind of a server failure, as a client may see it.
+func clientMessage(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, vault.ErrBLSVersion0):
+		return vault.ErrBLSVersion0.Error()
+	case strings.HasPrefix(msg, "watermark store error"):
+		return "watermark store error: refusing to sign"
+	case strings.HasPrefix(msg, "audit journal"):
+		return "audit journal unavailable: signature withheld"
+	case strings.Contains(msg, "stored signature"):
+		return "the stored signature for this watermark is invalid: refusing to sign"
+	case strings.Contains(msg, "invalid signature") || strings.Contains(msg, "invalid proof"):
+		return "the vault returned an invalid signature"
+	case strings.Contains(msg, "policy hook"):
+		return "policy hook error"
+	case fault.KindOf(err) == fault.Unavailable:
+		return "service unavailable"
+	}
+	return "signing failed: vault error"
 }
 
 func clientIP(r *http.Request) string {
@@ -204,21 +244,25 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 			Authentication: q.Get("authentication"), ClientIP: ip, JWTUser: jwtauth.UserFrom(r.Context())})
 	}
 	if err != nil {
-		status = writeError(w, err)
+		status = writeErrorID(w, err, id)
 	} else {
 		status = http.StatusOK
 		writeJSON(w, status, map[string]string{"signature": res.Signature.String()})
 	}
 	elapsed := time.Since(start)
 	address := pkh
-	if res == nil && err != nil && fault.KindOf(err) == fault.BadRequest && !strings.HasPrefix(pkh, "tz") {
-		address = "unknown"
+	if !s.svc.Known(pkh) {
+		address = "unknown" // the path is the client's: only configured keys get their own series
 	}
 	st := strconv.Itoa(status)
 	s.m.SignHandlerRequests.WithLabelValues(address, st).Inc()
 	s.m.SignHandlerDuration.WithLabelValues(address, st).Observe(float64(elapsed.Microseconds()) / 1000)
 	s.logSign(id, pkh, ip, msg, res, status, elapsed, err)
 }
+
+// Log bounds: a refused payload is logged as its first logPrefixBytes bytes and its digest; a
+// path longer than a key hash is cut.
+const logPrefixBytes = 32
 
 func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult, status int, elapsed time.Duration, err error) {
 	level := slog.LevelInfo
@@ -229,6 +273,17 @@ func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult,
 	}
 	if !s.log.Enabled(context.Background(), level) {
 		return
+	}
+	suppressed := 0
+	if err != nil {
+		ok, n := s.refusals.allow(ip, status, err.Error())
+		if !ok {
+			return
+		}
+		suppressed = n
+	}
+	if len(pkh) > 40 {
+		pkh = pkh[:40] + "…"
 	}
 	attrs := []slog.Attr{slog.String("request_id", id), slog.String("pkh", pkh), slog.String("client", ip),
 		slog.Int("status", status), slog.Duration("duration", elapsed)}
@@ -241,20 +296,38 @@ func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult,
 			if req.Watermarked() {
 				attrs = append(attrs, slog.String("chain", req.ChainID()), slog.Int("level", int(req.Level)), slog.Int("round", int(req.Round)))
 			} else if len(req.Ops) > 0 {
-				attrs = append(attrs, slog.Any("ops", req.Ops))
+				ops := req.Ops
+				if len(ops) > 16 {
+					ops = ops[:16]
+				}
+				attrs = append(attrs, slog.Any("ops", ops))
 			}
 		}
 		if res.Vault != "" {
 			attrs = append(attrs, slog.String("vault", res.Vault))
 		}
 	}
-	if msg != nil && (err != nil || (s.cfg.LogPayloads != nil && s.cfg.LogPayloads(pkh))) {
+	switch {
+	case msg != nil && err != nil:
+		// Before authentication anything can arrive here: a prefix and the digest identify it.
+		d := blake2b.Sum256(msg)
+		attrs = append(attrs, slog.String("raw_prefix", hex.EncodeToString(msg[:min(len(msg), logPrefixBytes)])),
+			slog.Int("raw_len", len(msg)), slog.String("raw_digest", hex.EncodeToString(d[:])))
+	case msg != nil && s.cfg.LogPayloads != nil && s.cfg.LogPayloads(pkh):
+		// Signed, so authenticated (when authentication is on) and for a configured key.
 		attrs = append(attrs, slog.String("raw", hex.EncodeToString(msg)))
 	}
 	text := "signed"
 	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
+		e := err.Error()
+		if len(e) > 300 {
+			e = e[:300] + "…"
+		}
+		attrs = append(attrs, slog.String("err", e))
 		text = "sign refused"
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Int("similar_refusals_not_logged", suppressed))
+		}
 	}
 	s.log.LogAttrs(context.Background(), level, text, attrs...)
 }

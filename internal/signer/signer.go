@@ -331,17 +331,17 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	}
 	if err != nil {
-		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), req.ChainID()).Inc()
+		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), s.m.Chain(req.ChainID())).Inc()
 		return res, err
 	}
 	res.Signature = sig
-	chain := req.ChainID()
+	chain := s.m.Chain(req.ChainID())
 	s.m.VaultSignDuration.WithLabelValues(k.vault.Name(), r.PKH, string(req.Kind), chain).Observe(float64(time.Since(start).Microseconds()) / 1000)
 	for kind, n := range req.OpCounts() {
 		s.m.SigningOps.WithLabelValues(r.PKH, k.vault.Name(), string(req.Kind), kind, chain).Add(float64(n))
 	}
 	if req.Watermarked() {
-		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, strconv.Itoa(int(req.Round))).Inc()
+		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, metrics.Round(req.Round)).Inc()
 	}
 	return res, nil
 }
@@ -461,7 +461,7 @@ func (s *Signer) refused(r *SignRequest, req *request.Request, start time.Time, 
 	s.m.WatermarkStoreLatency.WithLabelValues(backend, "rejected").Observe(time.Since(start).Seconds())
 	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
 	s.m.WatermarkOps.WithLabelValues("rejected", backend, string(req.Kind)).Inc()
-	s.m.WatermarkRejections.WithLabelValues(r.PKH, string(req.Kind), req.ChainID(), watermark.ErrConflict.Error()).Inc()
+	s.m.WatermarkRejections.WithLabelValues(r.PKH, string(req.Kind), s.m.Chain(req.ChainID()), watermark.ErrConflict.Error()).Inc()
 	attrs := []any{"pkh", r.PKH, "kind", req.Kind, "chain", req.ChainID(), "level", req.Level, "round", req.Round}
 	var c *watermark.Conflict
 	if errors.As(err, &c) {
@@ -558,7 +558,7 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP s
 		return "", nil
 	}
 	fail := func(err error) (string, error) {
-		s.m.AuthFailures.WithLabelValues(strconv.Itoa(fault.Status(err)), "authentication", clientIP).Inc()
+		s.m.AuthFailures.WithLabelValues(strconv.Itoa(fault.Status(err)), "authentication", s.m.Client(clientIP)).Inc()
 		return "", err
 	}
 	if auth == "" {
@@ -629,6 +629,9 @@ func (s *Signer) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Known reports whether pkh is a configured key (listed under tezos:).
+func (s *Signer) Known(pkh string) bool { return s.cfg.Policies[pkh] != nil }
 
 // Policy returns the policy of pkh or nil.
 func (s *Signer) Policy(pkh string) *policy.Policy { return s.cfg.Policies[pkh] }
