@@ -12,7 +12,9 @@ import (
 
 // chain is one chain file and its writer. Advance calls for the chain queue a pending request;
 // the chain's writer goroutine takes everything queued, judges it in arrival order, writes the
-// file once and answers the whole batch (group commit).
+// file once and answers the whole batch (group commit). The writer runs only while there is work:
+// it is started by the request that finds none running and exits when the queue is empty, so an
+// idle chain (say, one a client made up) costs no goroutine.
 type chain struct {
 	id, dir, path string
 	broken        error // set at Open when the file does not parse; then no writer runs
@@ -20,8 +22,9 @@ type chain struct {
 	state atomic.Pointer[state] // durable state; replaced only after a successful write
 
 	mu       sync.Mutex
-	cond     sync.Cond // signalled when queue grows or closed is set; L is &mu
 	queue    []*pending
+	running  bool         // a writer is running (guarded by mu)
+	start    func(func()) // runs the writer in a goroutine; nil: requests wait for a run call (tests)
 	closed   bool
 	writeErr error // last write failure, nil after a success; for Health
 
@@ -45,7 +48,6 @@ type result struct {
 
 func newChain(id, dir, path string, st *state) *chain {
 	c := &chain{id: id, dir: dir, path: path}
-	c.cond.L = &c.mu
 	c.state.Store(st)
 	return c
 }
@@ -65,8 +67,14 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 		return watermark.Mark{}, errClosed
 	}
 	c.queue = append(c.queue, p)
+	spawn := !c.running && c.start != nil
+	if spawn {
+		c.running = true
+	}
 	c.mu.Unlock()
-	c.cond.Signal()
+	if spawn {
+		c.start(c.run)
+	}
 	select {
 	case r := <-p.done:
 		return r.mark, r.err
@@ -80,21 +88,21 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 	}
 }
 
-// run is the chain's writer. It returns once closed is set and the queue is empty.
+// run is the chain's writer: it answers batches until the queue is empty, then returns.
 func (c *chain) run() {
 	var spare []*pending
 	var results []result
 	for {
 		c.mu.Lock()
-		for len(c.queue) == 0 && !c.closed {
-			c.cond.Wait()
-		}
 		batch := c.queue
 		c.queue = spare[:0]
-		c.mu.Unlock()
 		if len(batch) == 0 {
-			return // closed and drained
+			c.running = false
+			c.mu.Unlock()
+			return
 		}
+		c.running = true
+		c.mu.Unlock()
 		results = c.commit(batch, results[:0])
 		for i, p := range batch {
 			p.done <- results[i]
@@ -192,12 +200,11 @@ func (c *chain) write(st *state) error {
 	return nil
 }
 
-// close stops accepting requests; run answers what is queued, then returns.
+// close stops accepting requests; a running writer answers what is queued, then returns.
 func (c *chain) close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
-	c.cond.Broadcast()
 }
 
 // health returns the last write failure, if any.

@@ -135,3 +135,27 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("advance after close = %v", err)
 	}
 }
+
+// TestIdleChainsHoldNoGoroutine: after 200 chains (as a client making up chain ids would create)
+// have been written, no writer is left running (the store's WaitGroup drains without Close); a
+// new request starts a writer again.
+func TestIdleChainsHoldNoGoroutine(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 200 {
+		watermarktest.MustAdvance(t, s, watermarktest.Key(i, 0, watermark.Attestation), watermarktest.M(1, 0, 1))
+	}
+	s.wg.Wait() // returns only once every writer has exited
+	k := watermarktest.Key(7, 0, watermark.Attestation)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 1))
+	watermarktest.MustRefuse(t, s, k, watermarktest.M(2, 0, 2))
+	s.wg.Wait()
+	fi, err := os.Stat(filepath.Join(s.Dir(), watermarktest.Chain(7)+".json"))
+	if err != nil || fi.Size() > 512 {
+		t.Fatalf("chain file: %v, %d bytes", err, fi.Size())
+	}
+}

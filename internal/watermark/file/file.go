@@ -158,8 +158,13 @@ func (s *Store) load(name string) {
 		c.closed = true
 		return
 	}
+	c.start = s.startWriter
+}
+
+// startWriter runs a chain's writer in a goroutine that Close waits for.
+func (s *Store) startWriter(run func()) {
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); c.run() }()
+	go func() { defer s.wg.Done(); run() }()
 }
 
 // chain returns the chain for id, creating it (and its writer) on first use.
@@ -179,9 +184,8 @@ func (s *Store) chain(id string) (*chain, error) {
 		return v.(*chain), nil
 	}
 	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
+	c.start = s.startWriter
 	s.chains.Store(id, c)
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); c.run() }()
 	return c, nil
 }
 
