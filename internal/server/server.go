@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,6 +70,7 @@ type Server struct {
 	reqID    atomic.Uint64
 	idPrefix string
 	refusals *refusalLimiter
+	generic  *admission
 }
 
 // New builds a Server.
@@ -78,7 +80,8 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter()}
+	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter(),
+		generic: newAdmission(max(2, runtime.GOMAXPROCS(0)), GenericQueue)}
 }
 
 // Handler returns the signing port's handler.
@@ -141,6 +144,8 @@ func clientMessage(err error) string {
 	switch {
 	case errors.Is(err, vault.ErrBLSVersion0):
 		return vault.ErrBLSVersion0.Error()
+	case errors.Is(err, errOverloaded):
+		return errOverloaded.Error()
 	case strings.HasPrefix(msg, "watermark store error"):
 		return "watermark store error: refusing to sign"
 	case strings.HasPrefix(msg, "audit journal"):
@@ -238,6 +243,15 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		err    error
 	)
 	msg, err := s.readMessage(w, r)
+	if err == nil && !isConsensus(msg) {
+		// Everything but blocks and consensus operations (generic operations, packed data,
+		// garbage) waits for one of a few slots, so that a flood of them cannot delay a baker's
+		// attestations; past the queue it is refused at once.
+		var release func()
+		if release, err = s.generic.acquire(r.Context()); err == nil {
+			defer release()
+		}
+	}
 	if err == nil {
 		q := r.URL.Query()
 		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: parseVersion(q.Get("version")),
