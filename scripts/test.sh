@@ -43,7 +43,8 @@ go test -run '^$' -bench . -benchtime 1x -timeout 10m ./...
 if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
   for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58 ./internal/config:FuzzConfig \
-      ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication; do
+      ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication ./internal/request:FuzzMichelineDepth \
+      ./internal/server:FuzzHTTP; do
     pkg=${target%%:*}; name=${target##*:}
     go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
   done

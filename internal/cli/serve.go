@@ -64,7 +64,7 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 	}
 	srv := server.New(server.Config{
 		CertFile: tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
-		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes,
+		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
 		JWT:         s.JWTAuth,
 		LogPayloads: func(pkh string) bool { p := cfg.Policies[pkh]; return p != nil && p.LogPayloads },

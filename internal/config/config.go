@@ -25,9 +25,11 @@ const (
 	DefaultUtilityAddress = ":9583"
 	DefaultBaseDir        = "/var/lib/signatory"
 	DefaultMaxBodyBytes   = 64 << 10
-	DefaultReadTimeout    = 10 * time.Second
-	DefaultWriteTimeout   = 30 * time.Second
-	DefaultIdleTimeout    = 120 * time.Second
+	// MaxMaxBodyBytes is the largest server.max_body_bytes accepted.
+	MaxMaxBodyBytes     = 1 << 20
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultIdleTimeout  = 120 * time.Second
 )
 
 // Config is the whole file.
@@ -55,9 +57,12 @@ type Server struct {
 	JWTAuth        *jwtauth.Auth `yaml:"-"`
 	TLS            *TLS          `yaml:"tls"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
-	ReadTimeout    Duration      `yaml:"read_timeout"`
-	WriteTimeout   Duration      `yaml:"write_timeout"`
-	IdleTimeout    Duration      `yaml:"idle_timeout"`
+	// MaxGenericInFlight bounds the requests other than blocks and consensus operations signed
+	// at once (default: half the CPUs, at least 1); up to 64 more wait, the rest get 503.
+	MaxGenericInFlight int      `yaml:"max_generic_in_flight"`
+	ReadTimeout        Duration `yaml:"read_timeout"`
+	WriteTimeout       Duration `yaml:"write_timeout"`
+	IdleTimeout        Duration `yaml:"idle_timeout"`
 }
 
 // PolicyHook is the remote policy hook (SPEC §3.4). Timeout is this project's addition.
@@ -180,6 +185,13 @@ func (c *Config) finish() error {
 	}
 	if s.MaxBodyBytes <= 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MaxBodyBytes > MaxMaxBodyBytes {
+		return fmt.Errorf("server.max_body_bytes: %d is above the limit of %d (1 MiB): a request body is a hex string, "+
+			"and no Tezos operation is larger than 32 KiB", s.MaxBodyBytes, MaxMaxBodyBytes)
+	}
+	if s.MaxGenericInFlight < 0 {
+		return fmt.Errorf("server.max_generic_in_flight: %d is negative", s.MaxGenericInFlight)
 	}
 	if s.ReadTimeout <= 0 {
 		s.ReadTimeout = Duration(DefaultReadTimeout)

@@ -57,7 +57,8 @@ type env struct {
 	store watermark.Store
 }
 
-func newEnv(t testing.TB, store watermark.Store, auth []crypt.PublicKey, maxBody int64) *env {
+// newEnvSigner builds the signer of newEnv: a mem vault with the test keys and their policies.
+func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (*signer.Signer, *metrics.Metrics, *slog.Logger) {
 	if store == nil {
 		store = wmmem.New()
 	}
@@ -79,6 +80,14 @@ func newEnv(t testing.TB, store watermark.Store, auth []crypt.PublicKey, maxBody
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, m, log
+}
+
+func newEnv(t testing.TB, store watermark.Store, auth []crypt.PublicKey, maxBody int64) *env {
+	if store == nil {
+		store = wmmem.New()
+	}
+	s, m, log := newEnvSigner(t, store, auth)
 	srv := New(Config{MaxBodyBytes: maxBody}, s, m, log)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
