@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/signatory-go/signatory/internal/metrics"
 
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 )
@@ -114,4 +118,49 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	if n < 10 {
 		t.Fatalf("only %d metric references found in the dashboard", n)
 	}
+}
+
+// TestMetricLabelsBounded: requests for 40 made-up key hashes (and garbage paths) add one
+// `unknown` series, not 40; client addresses, chain ids and rounds are bounded label sets.
+func TestMetricLabelsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, 0)
+	transfer := `"` + tv.LoadPolicyHex()["transaction ok"] + `"`
+	for i := range 40 {
+		pkh := fmt.Sprintf("tz1%033d", i)
+		e.post(t, "/keys/"+pkh, transfer)
+		e.post(t, "/keys/"+strings.Repeat("x", i+1), transfer)
+	}
+	n := 0
+	for _, mf := range mustGather(t, e.m) {
+		if mf.GetName() == "sign_handler_requests_total" {
+			for _, m := range mf.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "address" && l.GetValue() != "unknown" {
+						t.Errorf("address label %q", l.GetValue())
+					}
+				}
+				n++
+			}
+		}
+	}
+	if n == 0 || n > 3 { // unknown × a few statuses
+		t.Fatalf("%d sign_handler_requests_total series", n)
+	}
+	ls := metrics.NewLabelSet(metrics.MaxClientLabels)
+	for i := range 1000 {
+		ls.Value(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+	}
+	if ls.Value("192.168.1.1") != metrics.Other || metrics.Round(10) != "10+" || metrics.Round(3) != "3" {
+		t.Fatal("label bounds")
+	}
+}
+
+func mustGather(t *testing.T, m *metrics.Metrics) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }

@@ -250,3 +250,22 @@ func TestSecp256k1FastPathAgreesWithGeneric(t *testing.T) {
 		t.Fatal("r = 0 accepted")
 	}
 }
+
+// TestBase58LengthBoundedBeforeDecoding: 60 KB of base58 (quadratic to decode) is refused by its
+// length, and the error does not echo it.
+func TestBase58LengthBoundedBeforeDecoding(t *testing.T) {
+	t.Parallel()
+	long := "tz1" + strings.Repeat("z", 60<<10)
+	if _, err := ParsePublicKeyHash(long); err == nil || !strings.Contains(err.Error(), "36 characters") || len(err.Error()) > 200 {
+		t.Fatalf("key hash: %v", err)
+	}
+	for name, f := range map[string]func(string) error{
+		"signature":  func(s string) error { _, err := ParseSignature(s); return err },
+		"public key": func(s string) error { _, err := ParsePublicKey(s); return err },
+		"chain id":   func(s string) error { _, err := ParseChainID(s); return err },
+	} {
+		if err := f(long); err == nil || !strings.Contains(err.Error(), "too long") || len(err.Error()) > 200 {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+}
