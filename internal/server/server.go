@@ -206,7 +206,12 @@ func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
 		Authentication: r.URL.Query().Get("authentication"), ClientIP: clientIP(r), JWTUser: jwtauth.UserFrom(r.Context())})
 	if err != nil {
 		status := writeError(w, err)
-		s.log.Info("proof of possession refused", "pkh", pkh, "client", clientIP(r), "status", status, "err", err.Error())
+		if ok, _ := s.refusals.allow(clientIP(r), status, err.Error()); ok {
+			if len(pkh) > 40 {
+				pkh = pkh[:40] + "…"
+			}
+			s.log.Info("proof of possession refused", "pkh", pkh, "client", clientIP(r), "status", status, "err", err.Error())
+		}
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": proof.String()})

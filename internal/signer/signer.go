@@ -54,8 +54,8 @@ type Signer struct {
 	mu        sync.RWMutex
 	keys      map[string]*keyRef
 	refresh   sync.Mutex
-	lastRef   time.Time     // start of the last reload on a miss
-	reloading chan struct{} // closed when the reload in flight ends; nil when none
+	lastRef   time.Time      // start of the last reload on a miss
+	reloading chan struct{}  // closed when the reload in flight ends; nil when none
 	reloads   sync.WaitGroup // the reload in flight, for Close
 	slots     slotLocks
 }
