@@ -1,5 +1,5 @@
 // Package config reads the signer's YAML config in the reference implementation's schema
-// (SPEC §9.2), applies defaults, and validates it with errors that name the place and the problem.
+// (the reference implementation's schema, see examples/signatory.yaml), applies defaults, and validates it with errors that name the place and the problem.
 package config
 
 import (
@@ -65,7 +65,7 @@ type Server struct {
 	IdleTimeout        Duration `yaml:"idle_timeout"`
 }
 
-// PolicyHook is the remote policy hook (SPEC §3.4). Timeout is this project's addition.
+// PolicyHook is the remote policy hook (see the README's policy hook section). Timeout is this project's addition.
 type PolicyHook struct {
 	Address        string     `yaml:"address"`
 	AuthorizedKeys StringList `yaml:"authorized_keys"`

@@ -1,4 +1,4 @@
-// Package jwtauth is the JWT authentication of the signing port (SPEC §5.2): users log in with a
+// Package jwtauth is the JWT authentication of the signing port, as in the reference implementation: users log in with a
 // password at POST /login and receive an HS256 token; every other route needs it. Credentials can
 // be rotated without a restart: old and new both work until old_cred_exp, then only the new.
 package jwtauth

@@ -1,5 +1,5 @@
 // Package metrics defines every Prometheus metric of the signer in one place: the reference
-// implementation's names and labels (SPEC §8) plus fine-grained latency of vaults and watermark stores.
+// implementation's names and labels plus fine-grained latency of vaults and watermark stores.
 package metrics
 
 import (

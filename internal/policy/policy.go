@@ -104,7 +104,7 @@ func (p *Policy) CheckClient(client string) error {
 	return nil
 }
 
-// Config is the YAML shape of one key under `tezos:` (SPEC §3.1).
+// Config is the YAML shape of one key under `tezos:`, in the reference implementation's schema.
 type Config struct {
 	Allow                  map[string][]string `yaml:"allow"`
 	LogPayloads            bool                `yaml:"log_payloads"`

@@ -1,4 +1,4 @@
-// Package policyhook asks an external service whether a request may be signed (SPEC §3.4):
+// Package policyhook asks an external service whether a request may be signed, as the reference implementation's hook does:
 // it POSTs the request and, when hook keys are configured, checks the signed reply.
 // A hook that does not answer in time means refuse.
 package policyhook
@@ -21,7 +21,8 @@ import (
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
-// DefaultTimeout bounds a hook call (SPEC decision 7).
+// DefaultTimeout bounds a hook call: the reference waits forever, which would let a stuck hook
+// hold every request.
 const DefaultTimeout = 2 * time.Second
 
 // Hook is a configured policy hook.

@@ -104,7 +104,7 @@ func TestWatermarkClass(t *testing.T) {
 	t.Parallel()
 	d := tv.LoadDerived()
 	for name, want := range map[string]watermark.Class{
-		"attestation_with_dal_tag23": watermark.Attestation, // shares attestation's class (SPEC decision 3)
+		"attestation_with_dal_tag23": watermark.Attestation, // shares attestation's class (docs/watermarks.md)
 		"bls_attestation_tag41":      watermark.Attestation,
 		"bls_preattestation_tag40":   watermark.Preattestation,
 	} {

@@ -291,6 +291,15 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	s.logSign(id, pkh, ip, msg, res, status, elapsed, err)
 }
 
+// logText is err for the log: its client message and, when that hides it, its cause.
+func logText(err error) string {
+	var fe *fault.Error
+	if errors.As(err, &fe) && fe.Msg != "" && fe.Err != nil && !strings.Contains(fe.Msg, fe.Err.Error()) {
+		return err.Error() + ": " + fe.Err.Error()
+	}
+	return err.Error()
+}
+
 // Log bounds: a refused payload is logged as its first logPrefixBytes bytes and its digest; a
 // path longer than a key hash is cut.
 const logPrefixBytes = 32
@@ -350,9 +359,9 @@ func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult,
 	}
 	text := "signed"
 	if err != nil {
-		e := err.Error()
-		if len(e) > 300 {
-			e = e[:300] + "…"
+		e := logText(err)
+		if len(e) > 1000 {
+			e = e[:1000] + "…"
 		}
 		attrs = append(attrs, slog.String("err", e))
 		text = "sign refused"

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,6 +224,29 @@ func (d *Daemon) WaitLogWithin(s string, within time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// requestIDInBody finds the request id a 5xx body names: "… (request <id>)".
+var requestIDInBody = regexp.MustCompile(`\(request ([0-9a-f]+-[0-9]+)\)`)
+
+// ErrorCause returns the log line of the request whose 5xx error message msg names, waiting up to
+// a minute for it (the log travels through a pipe): the body only says the kind of failure, the
+// cause is logged under the request id. It returns "" when msg names no request or no line comes.
+func (d *Daemon) ErrorCause(msg string) string {
+	m := requestIDInBody.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	key := "request_id=" + m[1]
+	if !d.WaitLogWithin(key, time.Minute) {
+		return ""
+	}
+	for _, line := range strings.Split(d.Logs(), "\n") {
+		if strings.Contains(line, key) {
+			return line
+		}
+	}
+	return ""
 }
 
 func (d *Daemon) client() *http.Client {

@@ -1,5 +1,5 @@
-// Package testvectors loads the reference implementation's known answers (copied from
-// shared/reference-vectors into testdata/vectors) for use in tests.
+// Package testvectors loads the reference implementation's known answers (testdata/vectors:
+// payloads, keys, signatures and watermark scenarios taken from its test suite) for use in tests.
 package testvectors
 
 import (
@@ -10,7 +10,7 @@ import (
 	"runtime"
 )
 
-// Keys from the reference test suite (vectors.md, section K).
+// Keys from the reference implementation's test suite (testdata/vectors).
 const (
 	K1SK  = "edsk4FTF78Qf1m2rykGpHqostAiq5gYW4YZEoGUSWBTJr2njsDHSnd"
 	K1PK  = "edpkv45regue1bWtuHnCgLU8xWKLwa9qRqv4gimgJKro4LSc3C5VjV"

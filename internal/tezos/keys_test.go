@@ -181,7 +181,7 @@ func TestDerivedSignatures(t *testing.T) {
 	// tz4: deterministic, both versions, and proofs of possession.
 	k7, _ := ParseSecretKey(tv.K7SK, nil)
 	bk := k7.(*crypt.BLSPrivateKey)
-	// vectors.md section S: the first is over bls_attestation_tag41, the second over bls_preattestation_tag40.
+	// The reference's derived BLS signatures: the first is over bls_attestation_tag41, the second over bls_preattestation_tag40.
 	for i, name := range []string{"bls_attestation_tag41", "bls_preattestation_tag40"} {
 		s := d.BLS.Sigs[i]
 		prefix := strings.TrimSuffix(s.Msg, "...")

@@ -17,7 +17,7 @@ func (c Class) Valid() bool {
 }
 
 // ClassOf maps a request kind ("block", "preattestation", "attestation", "attestation_with_dal")
-// to its watermark class. attestation_with_dal shares Attestation (project decision 3).
+// to its watermark class. attestation_with_dal shares Attestation (docs/watermarks.md).
 // ok is false for kinds that carry no watermark.
 func ClassOf(kind string) (c Class, ok bool) {
 	switch kind {

@@ -6,7 +6,7 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 )
 
-// TestAllowed is the Validate table of vectors.md, section W-unit.
+// TestAllowed is the reference's Validate table.
 func TestAllowed(t *testing.T) {
 	t.Parallel()
 	d := func(b byte) [32]byte { return [32]byte{b} }

@@ -263,8 +263,12 @@ func TestCorruptWatermarkFile(t *testing.T) {
 		t.Fatalf("healthz with a corrupt watermark file: %d, want 503", resp.StatusCode)
 	}
 	status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 0))
-	if status != 500 || !strings.Contains(msg, "corrupt") {
+	if status != 500 || !strings.Contains(msg, "watermark store error") {
 		t.Fatalf("corrupt chain: %d %s", status, msg)
+	}
+	// The body says the kind of failure; the log, under the request id, says which file.
+	if cause := d.ErrorCause(msg); !strings.Contains(cause, "corrupt") {
+		t.Fatalf("no log line with the cause for %q: %q", msg, cause)
 	}
 	if status, msg := d.Sign(k.pkh, attestation(chainB, 10, 0, 0)); status != 200 {
 		t.Fatalf("other chain: %d %s", status, msg)

@@ -48,7 +48,7 @@ func loadVecs(t testing.TB) map[string]vec {
 	return meta
 }
 
-// TestVectorHashes: the vh hashes of vectors.md W-int are blake2b-256 of the payloads in base58.
+// TestVectorHashes: the vh hashes of the reference's watermark scenarios (testdata/vectors) are blake2b-256 of the payloads in base58.
 func TestVectorHashes(t *testing.T) {
 	t.Parallel()
 	want := testvectors.LoadDerived().WHash
@@ -89,7 +89,7 @@ func refJSON(t testing.TB, pkh string, marks map[string]fm) string {
 	return string(b)
 }
 
-// TestWIntScenarios replays W1–W8 of vectors.md on the file store, seeding "before" as a
+// TestWIntScenarios replays the reference's watermark scenarios W1–W8 (testdata/vectors) on the file store, seeding "before" as a
 // reference-format file, and checks the answers and the exact file afterwards.
 func TestWIntScenarios(t *testing.T) {
 	t.Parallel()

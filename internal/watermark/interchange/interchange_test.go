@@ -86,7 +86,7 @@ func TestParseSignatoryErrors(t *testing.T) {
 	}
 }
 
-// referenceFile is SPEC section 4.3's example.
+// referenceFile is the reference implementation's documented example file.
 const referenceFile = `{
     "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf": {
         "block":          {"level": 34, "round": 4, "hash": "vh2QmrcNURnrNwT5HEJv6ZA8n2gfw1MzThoBHK7dgyJsjHmVJhvj"},

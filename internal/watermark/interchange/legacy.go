@@ -10,7 +10,7 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
-// The reference signer's older layouts (SPEC §4.3, "Migration at startup"):
+// The reference signer's older layouts (which it migrated at start-up):
 //   - v1: <base_dir>/watermark_v1/<chain>.json = {pkh: {"level", "round"?, "order", "hash"}},
 //     where order 0 is a block, 1 a preendorsement (preattestation) and anything else an
 //     endorsement (attestation);

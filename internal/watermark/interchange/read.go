@@ -28,7 +28,7 @@ const (
 	// Signatory is this package's export format (see the package comment).
 	Signatory Format = "signatory"
 	// Reference is the reference signer's watermark_v2/<chain>.json: {pkh: {class: {level, round, hash}}}
-	// (SPEC section 4.3). The chain comes from the file name, or from Options.Chain.
+	// (see docs/watermarks.md). The chain comes from the file name, or from Options.Chain.
 	Reference Format = "reference"
 	// Octez is octez-signer's <base_dir>/<kind>_high_watermarks file; see parseOctez.
 	Octez Format = "octez"

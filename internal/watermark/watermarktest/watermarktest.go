@@ -1,5 +1,5 @@
 // Package watermarktest is the conformance suite that every watermark.Store backend passes:
-// the rule (vectors.md section W), independence of classes, chains and keys, persistence and concurrency.
+// the rule (docs/watermarks.md), independence of classes, chains and keys, persistence and concurrency.
 package watermarktest
 
 import (
@@ -124,7 +124,7 @@ func expectStored(t testing.TB, s watermark.Store, k watermark.Key, want waterma
 	}
 }
 
-// testWUnit is the W-unit table of vectors.md: zero chain, kind0 = block, kind1 = preattestation.
+// testWUnit is the reference's watermark unit table: zero chain, kind0 = block, kind1 = preattestation.
 func testWUnit(t *testing.T, s watermark.Store) {
 	steps := []struct {
 		pkh   int
@@ -153,7 +153,7 @@ func testWUnit(t *testing.T, s watermark.Store) {
 	expectStored(t, s, Key(0, 0, watermark.Preattestation), M(124, 0, 0))
 }
 
-// testAllowedTable is the Validate table of vectors.md, each case on a fresh key: a success
+// testAllowedTable is the reference's Validate table, each case on a fresh key: a success
 // replaces the stored mark, a refusal leaves it unchanged.
 func testAllowedTable(t *testing.T, s watermark.Store) {
 	noHash := watermark.Mark{Level: 1, Round: 1}
