@@ -245,8 +245,9 @@ func adversarial(t *testing.T, name string, n int, watermark string, st store, m
 	}
 	for l := int32(1); l <= levels; l++ {
 		reqs := stream(r.rng, ks, l)
+		phase := (l-1)%8 + 1 // the phases repeat every 8 levels in a longer run
 		switch {
-		case l == 3: // SIGKILL in the middle of a level
+		case phase == 3: // SIGKILL in the middle of a level
 			r.allow(200, 409, 0)
 			r.send(reqs, func() { victim.Kill(); r.kills++ })
 			if n == 1 {
@@ -258,13 +259,13 @@ func adversarial(t *testing.T, name string, n int, watermark string, st store, m
 			} else {
 				down = true
 			}
-		case l == 5 && down: // the killed instance comes back, two levels later
+		case phase == 5 && down: // the killed instance comes back, two levels later
 			start(victim)
 			down = false
 			r.replay(memStore)
 			ok(200, 409)
 			r.send(reqs, nil)
-		case l == 6 && st != nil: // store outage, then a new stream at the same level once it is back
+		case phase == 6 && st != nil: // store outage, then a new stream at the same level once it is back
 			st.Stop()
 			ok(500, 503)
 			// A sample is enough: each request waits for the store's timeout.
