@@ -151,3 +151,26 @@ func TestListsAndVersion(t *testing.T) {
 		t.Fatalf("serve without config: %v", err)
 	}
 }
+
+// TestConfigTyposStopStartUp: a misspelt driver name or an unknown key in a driver's config
+// stops start-up with the place named, instead of a vault skipped or a setting ignored.
+func TestConfigTyposStopStartUp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct{ vaults, want string }{
+		{"  hsm:\n    driver: threshhold\n", "vault hsm: unknown vault driver: threshhold"},
+		{"  hsm:\n    driver: pkcs11\n    config:\n      library_path: /nonexistent.so\n      slott: 3\n", `vaults.hsm.config: vault hsm: line 7: unknown config key "slott"`},
+		{"  local:\n    driver: file\n    config: {file: " + filepath.Join(dir, "k.json") + ", pasword_env: X}\n", `unknown config key "pasword_env"`},
+		{"  kms:\n    driver: awskms\n    config: {region: eu-west-1, keyz: [a]}\n", `unknown config key "keyz"`},
+	} {
+		cfg := filepath.Join(t.TempDir(), "signatory.yaml")
+		src := "base_dir: " + filepath.Join(dir, "data") + "\nvaults:\n" + c.vaults + "tezos:\n"
+		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := run(t, "list", "-c", cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", strings.TrimSpace(c.vaults), err, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -24,6 +25,7 @@ import (
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
 	wmpostgres "github.com/signatory-go/signatory/internal/watermark/postgres"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // vaultDrivers is the one table of vault backends: driver name → constructor.
@@ -54,9 +56,12 @@ var watermarkDrivers = map[string]func(cfg *config.Config, node *yaml.Node, log 
 	"aws":             wmdynamodb.New, // the reference's name for the DynamoDB store
 }
 
-// openVaults builds every configured vault. As in the reference, a vault that fails to open is
-// logged and skipped, unless strict (a command aimed at that vault) is set.
-func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
+// openVaults builds every configured vault. As in the reference, a vault that fails to open (a
+// wrong password, an unreachable service) is logged and skipped. A config mistake — an unknown
+// driver name, an unknown key in a driver's config — stops start-up instead: it will not fix
+// itself, and the operator would believe a setting applies that does not. The vaults already
+// opened are closed then.
+func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) (vaults []vault.Vault, err error) {
 	names := make([]string, 0, len(cfg.Vaults))
 	for n := range cfg.Vaults {
 		names = append(names, n)
@@ -67,17 +72,36 @@ func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Va
 		b := cfg.Vaults[name]
 		ctor, ok := vaultDrivers[b.Driver]
 		if !ok {
-			log.Error("vault skipped", "vault", name, "err", fmt.Sprintf("unknown vault driver: %s", b.Driver))
-			continue
+			closeAll(out)
+			return nil, fmt.Errorf("vault %s: unknown vault driver: %s (known: %s)", name, b.Driver, strings.Join(driverNames(), ", "))
 		}
 		v, err := ctor(name, &b.Config, env)
 		if err != nil {
+			if yamlstrict.IsConfigError(err) {
+				closeAll(out)
+				return nil, fmt.Errorf("vaults.%s.config: %w", name, err)
+			}
 			log.Error("vault skipped", "vault", name, "err", err)
 			continue
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+func closeAll(vs []vault.Vault) {
+	for _, v := range vs {
+		v.Close()
+	}
+}
+
+func driverNames() []string {
+	names := make([]string, 0, len(vaultDrivers))
+	for n := range vaultDrivers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func openVault(cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {

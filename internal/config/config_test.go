@@ -69,7 +69,7 @@ watermark:
   driver: file
 tezos:
   ` + tv.K1PKH + `:
-    vault: ignored-unknown-field
+    vault: no-effect-but-accepted
     allowed_operations: [generic, block]
     allowed_kinds: [transaction]
   ` + tv.K2PKH + `:
@@ -98,6 +98,7 @@ func TestErrorsNameThePlace(t *testing.T) {
 		{"bad op", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [nope]}\n", "invalid operation kind `nope`"},
 		{"dup key", "tezos:\n  " + tv.K1PKH + ":\n  " + tv.K1PKH + ":\n", ""},
 		{"bad address", "server: {address: 6732}\n", "server.address"},
+		{"unknown policy key", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction]}\n    limits: {max_fee: 1}\n", `line 4: unknown config key "limits"`},
 		{"body limit above the bound", "server: {max_body_bytes: 2000000}\n", "server.max_body_bytes: 2000000 is above the limit"},
 		{"vault without driver", "vaults:\n  v:\n    config: {}\n", "vaults.v: driver is required"},
 		{"jwt and keys", "server:\n  authorized_keys: [" + tv.K3PK + "]\n  jwt: {users: {}}\n", "cannot use both JWT and static authorized keys"},

@@ -13,6 +13,7 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/request"
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Policy is one key's rules.
@@ -115,6 +116,9 @@ type Config struct {
 	// Deprecated: used only when Allow is absent.
 	AllowedOperations []string `yaml:"allowed_operations"`
 	AllowedKinds      []string `yaml:"allowed_kinds"`
+	// Vault is accepted because the reference implementation's documentation shows it, but it
+	// has no effect there nor here: a key is found in whichever vault holds it. A warning says so.
+	Vault string `yaml:"vault"`
 }
 
 var requestAliases = map[string]string{"endorsement": "attestation", "preendorsement": "preattestation"}
@@ -131,10 +135,15 @@ func Parse(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error
 		return Default(pkh), nil, nil
 	}
 	var c Config
-	if err := node.Decode(&c); err != nil {
+	// Strict: an unknown key (a typo, or a rule this version does not have, such as `limits:`)
+	// is an error, never a rule the operator believes applies and does not.
+	if err := yamlstrict.Decode(node, &c); err != nil {
 		return nil, nil, err
 	}
 	p = &Policy{PKH: pkh, LogPayloads: c.LogPayloads, JWTUsers: c.JWTUsers}
+	if c.Vault != "" {
+		warnings = append(warnings, "`vault` under a key has no effect: the key is used from whichever vault holds it")
+	}
 	allow := c.Allow
 	hasAllow := hasKey(node, "allow")
 	if !hasAllow && (len(c.AllowedOperations) > 0 || len(c.AllowedKinds) > 0) {

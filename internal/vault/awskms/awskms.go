@@ -21,6 +21,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -78,7 +79,7 @@ var _ vault.Vault = (*Vault)(nil)
 func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
 	if node != nil && !node.IsZero() {
-		if err := node.Decode(&cfg); err != nil {
+		if err := yamlstrict.Decode(node, &cfg); err != nil {
 			return nil, fmt.Errorf("vault %s: %w", name, err)
 		}
 	}

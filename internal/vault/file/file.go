@@ -17,6 +17,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -58,7 +59,7 @@ func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	if node != nil && node.Kind == yaml.ScalarNode {
 		cfg.File = node.Value
 	} else if node != nil {
-		if err := node.Decode(&cfg); err != nil {
+		if err := yamlstrict.Decode(node, &cfg); err != nil {
 			return nil, fmt.Errorf("vault %s: %w", name, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -37,7 +38,7 @@ func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 		if node.Kind == yaml.SequenceNode {
 			err = node.Decode(&cfg.Keys)
 		} else {
-			err = node.Decode(&cfg)
+			err = yamlstrict.Decode(node, &cfg)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("vault %s: %w", name, err)

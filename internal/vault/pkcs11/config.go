@@ -12,6 +12,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Environment variables read when the config leaves the matching key out (as in the reference).
@@ -122,7 +123,7 @@ func DecodeConfig(node *yaml.Node) (Config, error) {
 	if node == nil || node.Kind == 0 {
 		return cfg, nil
 	}
-	err := node.Decode(&cfg)
+	err := yamlstrict.Decode(node, &cfg)
 	return cfg, err
 }
 

@@ -7,12 +7,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"reflect"
-	"sort"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Decode decodes a vault's config node into out (a pointer to a struct), refusing keys that no
@@ -23,46 +22,9 @@ func Decode(node *yaml.Node, out any) error {
 		return nil
 	}
 	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: config must be a mapping", node.Line)
+		return &yamlstrict.Error{Err: fmt.Errorf("line %d: config must be a mapping", node.Line)}
 	}
-	if err := checkKeys(node, reflect.TypeOf(out).Elem()); err != nil {
-		return err
-	}
-	return node.Decode(out)
-}
-
-func checkKeys(node *yaml.Node, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct || node.Kind != yaml.MappingNode {
-		return nil
-	}
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		fields[name] = f.Type
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		ft, ok := fields[k.Value]
-		if !ok {
-			known := make([]string, 0, len(fields))
-			for n := range fields {
-				known = append(known, n)
-			}
-			sort.Strings(known)
-			return fmt.Errorf("line %d: unknown config key %q (known keys: %s)", k.Line, k.Value, strings.Join(known, ", "))
-		}
-		if err := checkKeys(v, ft); err != nil {
-			return err
-		}
-	}
-	return nil
+	return yamlstrict.Decode(node, out)
 }
 
 // Env returns value when it is not empty, else the first non-empty environment variable of

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Environment variables read when the config leaves the matching key out (as in the reference).
@@ -84,7 +85,7 @@ func DecodeConfig(node *yaml.Node) (Config, error) {
 	if node == nil || node.Kind == 0 {
 		return cfg, nil
 	}
-	err := node.Decode(&cfg)
+	err := yamlstrict.Decode(node, &cfg)
 	return cfg, err
 }
 

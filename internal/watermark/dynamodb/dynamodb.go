@@ -67,6 +67,7 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config; "aws" (the reference's name) is accepted too.
@@ -126,7 +127,7 @@ var _ watermark.Store = (*Store)(nil)
 func New(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
 	var cfg Config
 	if node != nil && !node.IsZero() {
-		if err := node.Decode(&cfg); err != nil {
+		if err := yamlstrict.Decode(node, &cfg); err != nil {
 			return nil, fmt.Errorf("dynamodb watermark: %w", err)
 		}
 	}
