@@ -174,7 +174,7 @@ func TestTokenRemovedMidRun(t *testing.T) {
 		}
 		// The body says the kind of failure; the log says which token (identical refusals are
 		// logged a few times a minute, then counted: the background load makes many).
-		if !strings.Contains(msg, "vault error") || !h.WaitLog("PKCS#11 module") {
+		if !strings.Contains(msg, "vault error") || !h.WaitLogWithin("PKCS#11 module", time.Minute) {
 			t.Errorf("%s: unclear error: %s", pkh, msg)
 		}
 		t.Logf("%s with the token gone: %s", pkh, msg)

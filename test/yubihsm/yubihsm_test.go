@@ -126,7 +126,7 @@ func TestConnectorStoppedMidRun(t *testing.T) {
 		status, msg := h.Sign(pkh, attestation(11, 0, 0))
 		// The body says the kind of failure; the log says which device (identical refusals are
 		// logged a few times a minute, then counted).
-		if status != 500 || !strings.Contains(msg, "vault error") || !h.WaitLog("yubihsm-connector") || !strings.Contains(h.Logs(), "YubiHSM/") {
+		if status != 500 || !strings.Contains(msg, "vault error") || !h.WaitLogWithin("yubihsm-connector", time.Minute) || !h.WaitLogWithin("YubiHSM/", time.Minute) {
 			t.Fatalf("%s with the connector down: %d %s", pkh, status, msg)
 		}
 		if strings.Contains(msg, password) || strings.Contains(h.Logs(), password) {
