@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/blake2b"
+
+	"github.com/signatory-go/signatory/internal/durable"
 )
 
 // Entry is one journal line. Prev is the hex blake2b-256 of the previous line's bytes (without
@@ -221,11 +223,12 @@ func (j *Journal) rotate() error {
 	if err != nil {
 		return fmt.Errorf("audit journal: rotate: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(j.path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	j.f, j.size = f, 0
+	// The rename and the new file must survive a crash, or the chain could restart from a file
+	// the journal no longer has.
+	if err := durable.SyncDir(filepath.Dir(j.path)); err != nil {
+		return fmt.Errorf("audit journal: rotate: %w", err)
+	}
 	return nil
 }
 

@@ -3,12 +3,13 @@ package cli
 import (
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/interchange"
 )
@@ -51,25 +52,10 @@ reads it back, and only ever raises.`,
 	return cmd
 }
 
-// writeFileDurably writes a new file next to path, fsyncs it and renames it over path.
+// writeFileDurably replaces path with what write produces (durable.WriteFile: temp file, fsync,
+// rename, directory fsync).
 func writeFileDurably(path string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".export-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return durable.WriteFile(path, ".export-", func(w io.Writer) error { return write(w.(*os.File)) })
 }
 
 type importItemJSON struct {

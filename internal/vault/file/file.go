@@ -15,6 +15,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
@@ -226,35 +227,11 @@ func writeFile(path string, entries []entry) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cannot create key directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".secret_keys-*")
-	if err != nil {
+	// Temp file (0600), fsync, rename, directory fsync: a crash leaves the old file or the new one.
+	if err := durable.WriteBytes(path, ".secret_keys-", append(data, '\n')); err != nil {
 		return fmt.Errorf("cannot write key file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cannot write key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cannot write key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cannot write key file: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 var (

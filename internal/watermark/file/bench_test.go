@@ -71,7 +71,7 @@ func BenchmarkFsyncFloor(b *testing.B) {
 	path := filepath.Join(dir, "floor.json")
 	data := make([]byte, 200)
 	for b.Loop() {
-		if err := writeDurable(dir, path, data); err != nil {
+		if err := writeDurable(path, data); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -191,7 +191,7 @@ func (c *chain) write(st *state) error {
 	c.writes.Add(1)
 	data, err := encode(st)
 	if err == nil {
-		err = writeDurable(c.dir, c.path, data)
+		err = writeDurable(c.path, data)
 	}
 	if err != nil {
 		return &fault.Error{Kind: fault.Internal, Err: err,
