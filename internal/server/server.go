@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -105,9 +106,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
 	if s.cfg.JWT != nil {
 		mux.HandleFunc("POST /login", s.cfg.JWT.LoginHandler)
-		return s.cfg.JWT.Middleware(mux)
+		return cleanPaths(s.cfg.JWT.Middleware(mux))
 	}
-	return mux
+	return cleanPaths(mux)
+}
+
+// cleanPaths refuses a path that is not in clean form (dot segments, doubled slashes) with a
+// short 400, where the mux would answer with a redirect that echoes the whole path. No client of
+// the API sends such paths.
+func cleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "" || p[0] != '/' || (p != "/" && path.Clean(p) != p) {
+			writeError(w, fault.New(fault.BadRequest, "invalid request path"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // UtilityHandler returns the utility port's handler.
