@@ -1,4 +1,4 @@
-// Baker payloads over plain HTTP, built here from their documented encodings (SPEC.md §2.2):
+// Baker payloads over plain HTTP, built here from their encodings (docs/protocol.md, "Payloads"):
 // blocks (0x11), preattestations (0x12, tag 20), attestations (0x13, tag 21) and attestations
 // with DAL content (tag 23), at rising levels and rounds, with the watermark's refusals.
 // Every signature is checked with Taquito's verifier.

@@ -1,5 +1,5 @@
 // Shared helpers for the interop suite: the environment the Go test passes, plain-HTTP calls to
-// the signer, payload builders for the consensus encodings (SPEC.md §2.2) and signature checks
+// the signer, payload builders for the consensus encodings (docs/protocol.md) and signature checks
 // done with Taquito's own code.
 import assert from 'node:assert/strict';
 import {
@@ -128,7 +128,7 @@ export function assertValid(kind, pk, hex, sig) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Consensus payloads (SPEC.md §2.2). All integers big-endian.
+// Consensus payloads (docs/protocol.md, "Payloads"). All integers big-endian.
 
 export const CHAIN_MAIN = '7a06a770'; // NetXdQprcVkpaWU (mainnet)
 export const CHAIN_TEST = 'b3d79f99'; // NetXo5iVw1vBoxM

@@ -58,7 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *t
 			testPersistence(t, open, reopen)
 		})
 	}
-	runSignatures(t, open, reopen)
+	runSignatures(t, sub, open, reopen)
 }
 
 // Chain returns a valid base58 chain id; Chain(0) is the zero chain.
@@ -343,15 +343,9 @@ func MustAdvanceSig(t testing.TB, s watermark.Store, k watermark.Key, m watermar
 // for a mark is returned for every identical request, never a second one; an imported mark
 // without a signature refuses identical ECDSA bytes and records a deterministic signature;
 // Load returns what is stored; concurrent identical commits all get one signature.
-func runSignatures(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *testing.T, old watermark.Store) watermark.Store) {
-	sub := func(name string, f func(t *testing.T, s watermark.Store)) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			s := open(t)
-			defer s.Close()
-			f(t, s)
-		})
-	}
+// sub is Run's: each test on a fresh store, in parallel.
+func runSignatures(t *testing.T, sub func(string, func(*testing.T, watermark.Store)),
+	open func(t *testing.T) watermark.Store, reopen func(t *testing.T, old watermark.Store) watermark.Store) {
 	sub("StoredSignature", testStoredSignature)
 	sub("UnsignedImportedMark", testUnsignedMark)
 	sub("Load", testLoad)
