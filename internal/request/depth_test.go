@@ -3,12 +3,15 @@ package request
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/ecadlabs/gotez/v2/encoding"
 	"github.com/ecadlabs/gotez/v2/protocol/core/expression"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // randomExpr builds a random Micheline tree of exactly the given depth.
@@ -72,22 +75,10 @@ func TestMichelineDepthAgainstGotez(t *testing.T) {
 	}
 }
 
-// deepTransaction is a transaction whose parameter is Prim10 nested depth times.
+// deepTransaction is testdaemon.DeepTransaction as bytes.
 func deepTransaction(depth int) []byte {
-	b := []byte{0x03}
-	b = append(b, make([]byte, 32)...)
-	b = append(b, 0x6c, 0x00)
-	b = append(b, make([]byte, 20)...)
-	b = append(b, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00)
-	b = append(b, make([]byte, 20)...)
-	b = append(b, 0xff, 0x00)
-	var m []byte
-	for range depth {
-		m = append(m, 0x05, 0x09)
-	}
-	m = append(m, 0x03, 0x0b)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m)))
-	return append(b, m...)
+	b, _ := hex.DecodeString(testdaemon.DeepTransaction(depth))
+	return b
 }
 
 // TestDeepTransactionRefused: a transaction nested past the limit is refused before the

@@ -117,3 +117,22 @@ func Block(chain string, level, round int32, variant byte) string {
 	b = append(b, 0, 0)                // no seed nonce hash; per-block votes
 	return hex.EncodeToString(b)
 }
+
+// DeepTransaction returns, in hex, a generic operation: one transaction whose parameter is a
+// Micheline prim with one argument, nested depth times (2 bytes a level).
+func DeepTransaction(depth int) string {
+	b := []byte{0x03}
+	b = append(b, make([]byte, 32)...) // branch
+	b = append(b, 0x6c, 0x00)          // transaction, tz1 source
+	b = append(b, make([]byte, 20)...)
+	b = append(b, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00) // fee, counter, gas, storage, amount; tz1 destination
+	b = append(b, make([]byte, 20)...)
+	b = append(b, 0xff, 0x00) // parameters: default entrypoint
+	m := make([]byte, 0, 2*depth+2)
+	for range depth {
+		m = append(m, 0x05, 0x09)
+	}
+	m = append(m, 0x03, 0x0b)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m)))
+	return hex.EncodeToString(append(b, m...))
+}

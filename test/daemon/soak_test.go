@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -56,24 +54,6 @@ func stats(t *testing.T, d *testdaemon.Daemon) processStats {
 		}
 	}
 	return s
-}
-
-// deepGeneric is a transaction whose parameter nests depth levels of Micheline.
-func deepGeneric(depth int) string {
-	b := []byte{0x03}
-	b = append(b, make([]byte, 32)...)
-	b = append(b, 0x6c, 0x00)
-	b = append(b, make([]byte, 20)...)
-	b = append(b, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00)
-	b = append(b, make([]byte, 20)...)
-	b = append(b, 0xff, 0x00)
-	m := make([]byte, 0, 2*depth+2)
-	for range depth {
-		m = append(m, 0x05, 0x09)
-	}
-	m = append(m, 0x03, 0x0b)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m)))
-	return hex.EncodeToString(append(b, m...))
 }
 
 // TestHostileSoak attacks the real binary for -soak (30 s by default) from several connections
@@ -142,7 +122,7 @@ func TestHostileSoak(t *testing.T) {
 	}
 	long := strings.Repeat("tz1", 20<<10)
 	garbage := `"` + strings.Repeat("ab", 30<<10) + `"`
-	deep := `"` + deepGeneric(16<<10) + `"`
+	deep := `"` + testdaemon.DeepTransaction(16<<10) + `"`
 	transfer := `"` + tv.LoadPolicyHex()["transaction ok"] + `"`
 	randomPKH := func(rng *rand.Rand) string {
 		priv, _ := tezos.GenerateKey(tezos.Ed25519)
