@@ -152,25 +152,53 @@ func TestListsAndVersion(t *testing.T) {
 	}
 }
 
-// TestConfigTyposStopStartUp: a misspelt driver name or an unknown key in a driver's config
-// stops start-up with the place named, instead of a vault skipped or a setting ignored.
+// TestConfigTyposStopStartUp: a misspelt driver name, an unknown key in any driver's config or a
+// required setting missing stops start-up with the place named, instead of a vault skipped or a
+// setting ignored.
 func TestConfigTyposStopStartUp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	for _, c := range []struct{ vaults, want string }{
-		{"  hsm:\n    driver: threshhold\n", "vault hsm: unknown vault driver: threshhold"},
-		{"  hsm:\n    driver: pkcs11\n    config:\n      library_path: /nonexistent.so\n      slott: 3\n", `vaults.hsm.config: vault hsm: line 7: unknown config key "slott"`},
-		{"  local:\n    driver: file\n    config: {file: " + filepath.Join(dir, "k.json") + ", pasword_env: X}\n", `unknown config key "pasword_env"`},
-		{"  kms:\n    driver: awskms\n    config: {region: eu-west-1, keyz: [a]}\n", `unknown config key "keyz"`},
+	keys := filepath.Join(dir, "k.json")
+	for _, c := range []struct{ vaults, watermark, want string }{
+		{"  hsm:\n    driver: threshhold\n", "", `vaults.hsm: unknown vault driver "threshhold" (known: awskms, azure, cloudkms, file, hashicorpvault, mem, pkcs11, yubihsm)`},
+		{"  hsm:\n    driver: pkcs11\n    config:\n      library_path: /nonexistent.so\n      slott: 3\n", "", `vaults.hsm.config: vault hsm: line 7: unknown config key "slott"`},
+		{"  hsm:\n    driver: pkcs11\n    config: {library_path: /nonexistent.so, sessions: -1}\n", "", "vaults.hsm.config: vault hsm: sessions must be between 1 and"},
+		{"  local:\n    driver: file\n    config: {file: " + keys + ", pasword_env: X}\n", "", `line 5: unknown config key "pasword_env"`},
+		{"  local:\n    driver: file\n    config: {password_env: X}\n", "", "vaults.local.config: vault local: config.file is required"},
+		{"  local:\n    driver: mem\n    config: {keys: [], pasword_file: x}\n", "", `line 5: unknown config key "pasword_file"`},
+		{"  kms:\n    driver: awskms\n    config: {region: eu-west-1, keyz: [a]}\n", "", `line 5: unknown config key "keyz"`},
+		{"  kms:\n    driver: awskms\n    config: {region: eu-west-1, keys: [\"\"]}\n", "", "vaults.kms.config: vault kms: keys[0] is empty"},
+		{"  gcp:\n    driver: cloudkms\n    config: {project: p, location: l, keyring: r}\n", "", `line 5: unknown config key "keyring"`},
+		{"  gcp:\n    driver: cloudkms\n    config: {project: p, location: l}\n", "", "project, location and key_ring are required"},
+		{"  az:\n    driver: azure\n    config: {vault: https://x.vault.azure.net, tenantid: t}\n", "", `line 5: unknown config key "tenantid"`},
+		{"  az:\n    driver: azure\n    config: {vault: http://x.vault.azure.net}\n", "", "vault must be the key vault's https URL"},
+		{"  hc:\n    driver: hashicorpvault\n    config: {address: https://v:8200, token: t, transit: x}\n", "", `line 5: unknown config key "transit"`},
+		{"  hc:\n    driver: hashicorpvault\n    config: {address: \"ftp://v\", token: t}\n", "", "is not a Vault URL"},
+		{"  yubi:\n    driver: yubihsm\n    config: {address: 127.0.0.1:1, auth_key_id: 1, pasword: x}\n", "", `line 5: unknown config key "pasword"`},
+		{"  yubi:\n    driver: yubihsm\n    config: {address: 127.0.0.1:1, auth_key_id: 1, keys: [{}]}\n", "", "keys[0]: a key needs an id or a label"},
+		{"", "  driver: postgress\n", `watermark: unknown watermark driver "postgress" (known: aws, dynamodb, etcd, file, mem, postgres)`},
+		{"", "  driver: file\n  config: {dir: x}\n", `line 4: unknown config key "dir"`},
+		{"", "  driver: mem\n  config: {size: 1}\n", `line 4: unknown config key "size"`},
+		{"", "  driver: postgres\n  config: {dsn: postgres://127.0.0.1:1/x, tabel: w}\n", `line 4: unknown config key "tabel"`},
+		{"", "  driver: postgres\n  config: {table: w}\n", "watermark.config.dsn is required"},
+		{"", "  driver: etcd\n  config:\n    endpoints: [http://127.0.0.1:1]\n    prefixx: /x/\n", `line 6: unknown config key "prefixx"`},
+		{"", "  driver: dynamodb\n  config: {table: w, regoin: x}\n", `line 4: unknown config key "regoin"`},
+		{"", "  driver: aws\n  config: {tabel: w}\n", `line 4: unknown config key "tabel"`},
 	} {
 		cfg := filepath.Join(t.TempDir(), "signatory.yaml")
-		src := "base_dir: " + filepath.Join(dir, "data") + "\nvaults:\n" + c.vaults + "tezos:\n"
+		src := "base_dir: " + filepath.Join(dir, "data") + "\n"
+		if c.watermark != "" {
+			src += "watermark:\n" + c.watermark
+		} else {
+			src += "vaults:\n" + c.vaults
+		}
+		src += "tezos:\n"
 		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		_, _, err := run(t, "list", "-c", cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want %q", strings.TrimSpace(c.vaults), err, c.want)
+			t.Errorf("%s: %v, want %q", strings.TrimSpace(c.vaults+c.watermark), err, c.want)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func (g *globals) aimedVault(ctx context.Context, name string) (vault.Vault, map
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := openVault(cfg, name, vault.Env{BaseDir: cfg.BaseDir, Create: true, Logger: log})
+	v, err := openVault(ctx, cfg, name, vault.Env{BaseDir: cfg.BaseDir, Create: true, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -69,18 +69,11 @@ func (g *globals) load() (*config.Config, *slog.Logger, error) {
 	return cfg, log, nil
 }
 
-// service builds a signer over every configured vault and the configured watermark store.
-func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*signer.Signer, []vault.Vault, error) {
+// service builds a signer over every configured vault and the configured watermark store. When a
+// step fails, what the earlier steps opened is closed before the error is returned.
+func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (_ *signer.Signer, _ []vault.Vault, err error) {
 	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("base directory: %w", err)
-	}
-	vaults, err := openVaults(cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log}, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	store, err := openWatermark(cfg, log)
-	if err != nil {
-		return nil, nil, err
 	}
 	var auth []crypt.PublicKey
 	for _, s := range cfg.Server.AuthorizedKeys {
@@ -89,12 +82,6 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 			return nil, nil, err
 		}
 		auth = append(auth, pub)
-	}
-	var journal *audit.Journal
-	if cfg.Audit != nil {
-		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
-			return nil, nil, err
-		}
 	}
 	var hook *policyhook.Hook
 	if h := cfg.PolicyHook; h != nil {
@@ -107,9 +94,44 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 			hook.Keys = append(hook.Keys, pub)
 		}
 	}
+	vaults, err := openVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		store   watermark.Store
+		journal *audit.Journal
+	)
+	defer func() {
+		if err == nil {
+			return
+		}
+		closeVaults(vaults, log)
+		if store != nil {
+			if cerr := store.Close(); cerr != nil {
+				log.Error("closing watermark store", "err", cerr)
+			}
+		}
+		if journal != nil {
+			if cerr := journal.Close(); cerr != nil {
+				log.Error("closing audit journal", "err", cerr)
+			}
+		}
+	}()
+	if store, err = openWatermark(ctx, cfg, log, false); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Audit != nil {
+		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
+			return nil, nil, err
+		}
+	}
 	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
 		AuthorizedKeys: auth, Audit: journal, Hook: hook, Metrics: m, Logger: log})
-	return s, vaults, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, vaults, nil
 }
 
 func (g *globals) printJSON(v any) error {
@@ -154,22 +176,13 @@ func Execute() int {
 }
 
 // loadStore loads the config and opens its watermark store, for the watermark commands. The
-// file store is then locked: import and export refuse while a daemon holds the directory.
-func (g *globals) loadStore() (watermark.Store, *config.Config, *slog.Logger, error) {
+// file store is then locked: import and export refuse while a daemon holds the directory. With
+// readOnly (watermark show) the store is a snapshot that works while a daemon runs.
+func (g *globals) loadStore(ctx context.Context, readOnly bool) (watermark.Store, *config.Config, *slog.Logger, error) {
 	cfg, log, err := g.load()
 	if err != nil {
 		return nil, nil, log, err
 	}
-	store, err := openWatermark(cfg, log)
-	return store, cfg, log, err
-}
-
-// loadSnapshot is loadStore for reading only (watermark show), also while a daemon runs.
-func (g *globals) loadSnapshot() (watermark.Store, *config.Config, *slog.Logger, error) {
-	cfg, log, err := g.load()
-	if err != nil {
-		return nil, nil, log, err
-	}
-	store, err := openWatermarkSnapshot(cfg, log)
+	store, err := openWatermark(ctx, cfg, log, readOnly)
 	return store, cfg, log, err
 }

@@ -15,7 +15,7 @@ func newWatermark(g *globals) *cobra.Command {
 		Short: "Show every stored watermark",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, _, log, err := g.loadSnapshot()
+			store, _, log, err := g.loadStore(cmd.Context(), true)
 			if err != nil {
 				return err
 			}

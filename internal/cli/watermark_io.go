@@ -11,6 +11,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/watermark"
+	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/interchange"
 )
 
@@ -29,7 +30,7 @@ export is a snapshot: a signer that keeps running may raise marks after it. 'wat
 reads it back, and only ever raises.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, _, _, err := g.loadStore()
+			store, _, _, err := g.loadStore(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -133,12 +134,12 @@ not shared between processes, and a running signer would overwrite the imported 
 					entries = append(entries, s.Entries...)
 				}
 			}
-			store, cfg, log, err := g.loadStore()
+			store, cfg, log, err := g.loadStore(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			if store.Name() == "file" && !dryRun {
+			if store.Name() == wmfile.Driver && !dryRun {
 				log.Warn("importing into the file store: make sure no signatory is running on base_dir " + cfg.BaseDir)
 			}
 			rep, err := interchange.Import(cmd.Context(), store, entries, dryRun)

@@ -2,12 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -28,8 +27,9 @@ import (
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
-// vaultDrivers is the one table of vault backends: driver name → constructor.
-var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) (vault.Vault, error){
+// vaultDrivers is the one table of vault backends: driver name → constructor. Every constructor
+// has the same shape (vault.Constructor).
+var vaultDrivers = map[string]vault.Constructor{
 	vaultfile.Driver:      vaultfile.New,
 	vaultmem.Driver:       vaultmem.New,
 	vaultawskms.Driver:    vaultawskms.New,
@@ -40,28 +40,22 @@ var vaultDrivers = map[string]func(name string, node *yaml.Node, env vault.Env) 
 	vaultyubihsm.Driver:   vaultyubihsm.New,
 }
 
-// watermarkDrivers is the one table of watermark backends.
-var watermarkDrivers = map[string]func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error){
-	"file": func(cfg *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
-		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log))
-	},
-	"mem": func(*config.Config, *yaml.Node, *slog.Logger) (watermark.Store, error) { return wmmem.New(), nil },
-	wmpostgres.Driver: func(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
-		return wmpostgres.New(context.Background(), node, log)
-	},
-	wmetcd.Driver: func(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
-		return wmetcd.New(context.Background(), node, log)
-	},
-	wmdynamodb.Driver: wmdynamodb.New,
-	"aws":             wmdynamodb.New, // the reference's name for the DynamoDB store
+// watermarkDrivers is the one table of watermark backends, of the same shape.
+var watermarkDrivers = map[string]watermark.Constructor{
+	wmfile.Driver:          wmfile.New,
+	wmmem.Driver:           wmmem.New,
+	wmpostgres.Driver:      wmpostgres.New,
+	wmetcd.Driver:          wmetcd.New,
+	wmdynamodb.Driver:      wmdynamodb.New,
+	wmdynamodb.DriverAlias: wmdynamodb.New,
 }
 
 // openVaults builds every configured vault. As in the reference, a vault that fails to open (a
 // wrong password, an unreachable service) is logged and skipped. A config mistake — an unknown
-// driver name, an unknown key in a driver's config — stops start-up instead: it will not fix
-// itself, and the operator would believe a setting applies that does not. The vaults already
-// opened are closed then.
-func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) (vaults []vault.Vault, err error) {
+// driver name, an unknown key in a driver's config, a required setting missing — stops start-up
+// instead: it will not fix itself, and the operator would believe a setting applies that does
+// not. The vaults already opened are closed then, as they are when ctx is cancelled.
+func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
 	names := make([]string, 0, len(cfg.Vaults))
 	for n := range cfg.Vaults {
 		names = append(names, n)
@@ -69,16 +63,20 @@ func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) (vaults []v
 	sort.Strings(names)
 	var out []vault.Vault
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			closeVaults(out, log)
+			return nil, err
+		}
 		b := cfg.Vaults[name]
 		ctor, ok := vaultDrivers[b.Driver]
 		if !ok {
-			closeAll(out)
-			return nil, fmt.Errorf("vault %s: unknown vault driver: %s (known: %s)", name, b.Driver, strings.Join(driverNames(), ", "))
+			closeVaults(out, log)
+			return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(vaultDrivers), ", "))
 		}
-		v, err := ctor(name, &b.Config, env)
+		v, err := ctor(ctx, name, &b.Config, env)
 		if err != nil {
-			if yamlstrict.IsConfigError(err) {
-				closeAll(out)
+			if yamlstrict.IsConfigError(err) || errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				closeVaults(out, log)
 				return nil, fmt.Errorf("vaults.%s.config: %w", name, err)
 			}
 			log.Error("vault skipped", "vault", name, "err", err)
@@ -89,46 +87,44 @@ func openVaults(cfg *config.Config, env vault.Env, log *slog.Logger) (vaults []v
 	return out, nil
 }
 
-func closeAll(vs []vault.Vault) {
+// closeVaults closes vaults opened before a failed start-up step, logging what fails to close.
+func closeVaults(vs []vault.Vault, log *slog.Logger) {
 	for _, v := range vs {
-		v.Close()
+		if err := v.Close(); err != nil {
+			log.Error("closing vault", "vault", v.Name(), "err", err)
+		}
 	}
 }
 
-func driverNames() []string {
-	names := make([]string, 0, len(vaultDrivers))
-	for n := range vaultDrivers {
+func driverNames[T any](table map[string]T) []string {
+	names := make([]string, 0, len(table))
+	for n := range table {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-func openVault(cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {
+// openVault opens one vault by name (generate, import): here any failure is the command's error.
+func openVault(ctx context.Context, cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {
 	b, ok := cfg.Vaults[name]
 	if !ok {
 		return nil, fmt.Errorf("no vault named %q in the config", name)
 	}
 	ctor, ok := vaultDrivers[b.Driver]
 	if !ok {
-		return nil, fmt.Errorf("vault %s: unknown vault driver: %s", name, b.Driver)
+		return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(vaultDrivers), ", "))
 	}
-	return ctor(name, &b.Config, env)
+	return ctor(ctx, name, &b.Config, env)
 }
 
-// openWatermarkSnapshot opens the store for reading only: the file store then takes no lock, so
-// `watermark show` works while the daemon runs. Other stores open as usual.
-func openWatermarkSnapshot(cfg *config.Config, log *slog.Logger) (watermark.Store, error) {
-	if cfg.Watermark.Driver == "file" {
-		return wmfile.Open(cfg.BaseDir, wmfile.WithLogger(log), wmfile.ReadOnly())
-	}
-	return openWatermark(cfg, log)
-}
-
-func openWatermark(cfg *config.Config, log *slog.Logger) (watermark.Store, error) {
+// openWatermark opens the configured watermark store. With readOnly, the store is opened for
+// reading only: the file store then takes no lock, so `watermark show` works while the daemon
+// runs; other stores open as usual.
+func openWatermark(ctx context.Context, cfg *config.Config, log *slog.Logger, readOnly bool) (watermark.Store, error) {
 	ctor, ok := watermarkDrivers[cfg.Watermark.Driver]
 	if !ok {
-		return nil, fmt.Errorf("unknown watermark backend: %s", cfg.Watermark.Driver)
+		return nil, fmt.Errorf("watermark: unknown watermark driver %q (known: %s)", cfg.Watermark.Driver, strings.Join(driverNames(watermarkDrivers), ", "))
 	}
-	return ctor(cfg, &cfg.Watermark.Config, log)
+	return ctor(ctx, "watermark", &cfg.Watermark.Config, vault.Env{BaseDir: cfg.BaseDir, Logger: log, ReadOnly: readOnly})
 }

@@ -60,7 +60,7 @@ type env struct {
 // newEnvSigner builds the signer of newEnv: a mem vault with the test keys and their policies.
 func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (*signer.Signer, *metrics.Metrics, *slog.Logger) {
 	if store == nil {
-		store = wmmem.New()
+		store = wmmem.NewStore()
 	}
 	v := vaultmem.NewFromKeys("mem", mustKey(t, tv.K1SK), mustKey(t, tv.K2SK), mustKey(t, tv.K4SK),
 		mustKey(t, tv.K5SK), mustKey(t, tv.K6SK), mustKey(t, tv.K7SK), mustKey(t, tv.K8SK))
@@ -85,7 +85,7 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 
 func newEnv(t testing.TB, store watermark.Store, auth []crypt.PublicKey, maxBody int64) *env {
 	if store == nil {
-		store = wmmem.New()
+		store = wmmem.NewStore()
 	}
 	s, m, log := newEnvSigner(t, store, auth)
 	srv := New(Config{MaxBodyBytes: maxBody}, s, m, log)
@@ -300,7 +300,7 @@ func TestConcurrentConflictingRequests(t *testing.T) {
 	d := tv.LoadDerived()
 	for _, backend := range []string{"mem", "file"} {
 		t.Run(backend, func(t *testing.T) {
-			var store watermark.Store = wmmem.New()
+			var store watermark.Store = wmmem.NewStore()
 			if backend == "file" {
 				fs, err := wmfile.Open(t.TempDir())
 				if err != nil {

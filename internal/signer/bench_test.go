@@ -52,7 +52,7 @@ func BenchmarkSignGeneric(b *testing.B) {
 	for _, c := range tezos.Curves {
 		b.Run(string(c), func(b *testing.B) {
 			k, _ := tezos.GenerateKey(c)
-			s := benchSigner(b, wmmem.New(), k)
+			s := benchSigner(b, wmmem.NewStore(), k)
 			r := &SignRequest{PKH: k.Public().Hash().String(), Message: msg, Version: 2}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -68,7 +68,7 @@ func BenchmarkSignGeneric(b *testing.B) {
 func BenchmarkSignAttestation(b *testing.B) {
 	for _, backend := range []string{"mem", "file"} {
 		b.Run(backend, func(b *testing.B) {
-			var store watermark.Store = wmmem.New()
+			var store watermark.Store = wmmem.NewStore()
 			if backend == "file" {
 				fs, err := wmfile.Open(b.TempDir())
 				if err != nil {

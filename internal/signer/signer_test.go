@@ -132,7 +132,7 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 		t.Fatal(err)
 	}
 	f := &fixture{key: &fakeKey{SoftwareKey: vault.SoftwareKey{Priv: priv, Ref: "k"}, mode: mode, release: make(chan struct{})},
-		store: &fakeStore{Store: wmmem.New()}, pkh: priv.Public().Hash().String()}
+		store: &fakeStore{Store: wmmem.NewStore()}, pkh: priv.Public().Hash().String()}
 	f.vault = &fakeVault{keys: []vault.Key{f.key}}
 	c := Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Metrics: metrics.New("t"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

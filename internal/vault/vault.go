@@ -11,13 +11,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 
 	blst "github.com/ecadlabs/goblst"
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -122,13 +122,10 @@ func (k *SoftwareKey) ProvePossession(ctx context.Context) (crypt.Signature, err
 var ErrPossessionUnsupported = errors.New("proof of possession is not supported")
 
 // Env gives vault constructors what they need beyond their own config section.
-type Env struct {
-	// BaseDir is the signer's base directory (for relative paths).
-	BaseDir string
-	// Create allows a constructor to start from an empty store (for generate and import).
-	Create bool
-	Logger *slog.Logger
-}
+type Env = backend.Env
+
+// Constructor is the shape of every vault driver's New.
+type Constructor = backend.Constructor[Vault]
 
 // Password reads a password from the environment variable or the file named, in that order;
 // ok is false when neither is configured. The file's trailing newline is dropped.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 )
 
@@ -141,6 +142,9 @@ func Allowed(stored Mark, ok bool, req Mark) bool {
 	o, _ := Decide(Key{PKH: "tz1"}, stored, ok, req)
 	return o != Refuse
 }
+
+// Constructor is the shape of every store driver's New.
+type Constructor = backend.Constructor[Store]
 
 // Store records watermarks and the signatures released for them. Implementations must be safe
 // for concurrent use, must not serialize requests of different keys behind one lock for the

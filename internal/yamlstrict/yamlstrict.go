@@ -37,6 +37,13 @@ func Decode(node *yaml.Node, out any) error {
 	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
 		node = node.Content[0]
 	}
+	t := reflect.TypeOf(out)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Struct && node.Kind != yaml.MappingNode && node.Kind != yaml.AliasNode {
+		return &Error{fmt.Errorf("line %d: expected a mapping of settings", node.Line)}
+	}
 	if err := Check(node, reflect.TypeOf(out)); err != nil {
 		return &Error{err}
 	}
@@ -125,3 +132,16 @@ func collect(t reflect.Type, fields map[string]reflect.Type) {
 		fields[name] = f.Type
 	}
 }
+
+// Invalid marks err, a driver's own check of its decoded config (a required field missing, two
+// settings that exclude each other), as a config error, so that it stops start-up like an
+// unknown key. nil stays nil.
+func Invalid(err error) error {
+	if err == nil || IsConfigError(err) {
+		return err
+	}
+	return &Error{err}
+}
+
+// Invalidf is Invalid(fmt.Errorf(format, args...)).
+func Invalidf(format string, args ...any) error { return &Error{fmt.Errorf(format, args...)} }

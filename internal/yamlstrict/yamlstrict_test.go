@@ -3,6 +3,7 @@ package yamlstrict
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -37,6 +38,8 @@ func TestDecode(t *testing.T) {
 		"map: {k: {d: 1}}\n":       `unknown config key "d"`,
 		"Ignore: x\n":              `unknown config key "Ignore"`,
 		"in: {a: notanint}\n":      "cannot unmarshal",
+		"- name\n":                 "line 1: expected a mapping of settings",
+		"just a string\n":          "line 1: expected a mapping of settings",
 	} {
 		var n yaml.Node
 		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
@@ -57,5 +60,42 @@ func TestDecode(t *testing.T) {
 	var o outer
 	if err := Decode(nil, &o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	if Invalid(nil) != nil {
+		t.Fatal("Invalid(nil) is not nil")
+	}
+	err := Invalidf("keys[%d] is empty", 2)
+	if !IsConfigError(err) || err.Error() != "keys[2] is empty" {
+		t.Fatalf("%v", err)
+	}
+	if again := Invalid(err); again != err {
+		t.Fatalf("Invalid wrapped a config error twice: %v", again)
+	}
+}
+
+func TestTypes(t *testing.T) {
+	t.Parallel()
+	var c struct {
+		D  Duration   `yaml:"d"`
+		S  Duration   `yaml:"s"`
+		L  StringList `yaml:"l"`
+		L2 StringList `yaml:"l2"`
+	}
+	if err := yaml.Unmarshal([]byte("d: 1m30s\ns: 2.5\nl: one\nl2: [a, [b, c]]\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.D) != 90*time.Second || time.Duration(c.S) != 2500*time.Millisecond ||
+		strings.Join(c.L, ",") != "one" || strings.Join(c.L2, ",") != "a,b,c" {
+		t.Fatalf("%+v", c)
+	}
+	if err := yaml.Unmarshal([]byte("d: soon\n"), &c); err == nil || !strings.Contains(err.Error(), `invalid duration "soon"`) {
+		t.Fatalf("%v", err)
+	}
+	if err := yaml.Unmarshal([]byte("l: {a: b}\n"), &c); err == nil {
+		t.Fatal("a mapping was accepted as a string list")
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/aws/smithy-go"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
@@ -47,7 +46,7 @@ type Config struct {
 	// Keys lists key ids, ARNs or alias/… names; when empty every usable key is listed.
 	Keys []string `yaml:"keys"`
 	// Timeout bounds one operation, retries included (default 10 s).
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout yamlstrict.Duration `yaml:"timeout"`
 	// MaxRetries is the number of retries of throttled or transient failures (default 3).
 	MaxRetries *int `yaml:"max_retries"`
 }
@@ -76,14 +75,12 @@ type Vault struct {
 var _ vault.Vault = (*Vault)(nil)
 
 // New opens the vault described by node.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
-	if node != nil && !node.IsZero() {
-		if err := yamlstrict.Decode(node, &cfg); err != nil {
-			return nil, fmt.Errorf("vault %s: %w", name, err)
-		}
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
+		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
-	return Open(context.Background(), name, cfg, env.Logger)
+	return Open(ctx, name, cfg, env.Logger)
 }
 
 // Open builds the vault. It makes no request: credentials and keys are checked by List.
@@ -109,7 +106,7 @@ func Open(ctx context.Context, name string, cfg Config, log *slog.Logger) (*Vaul
 	for i, k := range cfg.Keys {
 		k = os.ExpandEnv(k)
 		if k == "" {
-			return nil, fmt.Errorf("vault %s: keys[%d] is empty", name, i)
+			return nil, yamlstrict.Invalidf("vault %s: keys[%d] is empty", name, i)
 		}
 		v.keys = append(v.keys, k)
 	}

@@ -118,7 +118,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New("aws", n.Content[0], vault.Env{})
+		_, err := New(context.Background(), "aws", n.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "vault aws") {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}

@@ -21,11 +21,11 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/remote"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -55,7 +55,7 @@ type Config struct {
 	// Keys restricts the vault to these key names (then listing needs only the "get" permission).
 	Keys []string `yaml:"keys"`
 	// Timeout bounds each call, retries included (seconds or a duration; default 10 s).
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout yamlstrict.Duration `yaml:"timeout"`
 	// MaxRetries on 408, 429, 500, 502, 503 and 504 (default 3, 0 for none).
 	MaxRetries *int `yaml:"max_retries"`
 
@@ -86,9 +86,9 @@ type Key struct {
 }
 
 // New builds an azure vault from its config node.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
-	if err := remote.Decode(node, &cfg); err != nil {
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
 	return Open(name, cfg)
@@ -104,7 +104,7 @@ func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 func Open(name string, cfg Config) (*Vault, error) {
 	u, err := url.Parse(os.ExpandEnv(cfg.Vault))
 	if cfg.Vault == "" || err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("vault %s: vault must be the key vault's https URL, e.g. https://myvault.vault.azure.net", name)
+		return nil, yamlstrict.Invalidf("vault %s: vault must be the key vault's https URL, e.g. https://myvault.vault.azure.net", name)
 	}
 	cred, err := credential(cfg)
 	if err != nil {

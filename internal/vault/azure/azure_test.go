@@ -226,7 +226,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New("az", node.Content[0], vault.Env{})
+		_, err := New(context.Background(), "az", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}

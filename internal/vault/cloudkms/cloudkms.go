@@ -29,10 +29,10 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/remote"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -55,7 +55,7 @@ type Config struct {
 	ApplicationCredentials     string `yaml:"application_credentials"`
 	ApplicationCredentialsData string `yaml:"application_credentials_data"`
 	// Timeout bounds each call, retries included: seconds or a duration ("1.5s"). Default 10 s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout yamlstrict.Duration `yaml:"timeout"`
 	// MaxRetries is the number of retries on UNAVAILABLE, DEADLINE_EXCEEDED and
 	// RESOURCE_EXHAUSTED (default 3, at most 100, 0 for none).
 	MaxRetries *int `yaml:"max_retries"`
@@ -91,18 +91,18 @@ type Key struct {
 }
 
 // New builds a cloudkms vault from its config node.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
-	if err := remote.Decode(node, &cfg); err != nil {
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
-	return Open(context.Background(), name, cfg)
+	return Open(ctx, name, cfg)
 }
 
 // Open connects to Cloud KMS. No call is made until List.
 func Open(ctx context.Context, name string, cfg Config) (*Vault, error) {
 	if cfg.Project == "" || cfg.Location == "" || cfg.KeyRing == "" {
-		return nil, fmt.Errorf("vault %s: project, location and key_ring are required", name)
+		return nil, yamlstrict.Invalidf("vault %s: project, location and key_ring are required", name)
 	}
 	opts, err := clientOptions(cfg)
 	if err != nil {
@@ -130,7 +130,7 @@ func clientOptions(cfg Config) ([]option.ClientOption, error) {
 	switch {
 	case cfg.Insecure:
 		if cfg.Endpoint == "" {
-			return nil, errors.New("insecure needs an endpoint")
+			return nil, yamlstrict.Invalidf("insecure needs an endpoint")
 		}
 		opts = append(opts, option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	case cfg.TLSCACert != "":

@@ -233,7 +233,7 @@ func TestTLSEndpoint(t *testing.T) {
 		"\ntls_ca_cert: "+ca+"\naccess_token: "+token+"\ntimeout: 5\n"), node); err != nil {
 		t.Fatal(err)
 	}
-	vv, err := New("gcp", node.Content[0], vault.Env{})
+	vv, err := New(context.Background(), "gcp", node.Content[0], vault.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New("gcp", node.Content[0], vault.Env{})
+		_, err := New(context.Background(), "gcp", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}

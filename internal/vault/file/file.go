@@ -55,7 +55,7 @@ type Vault struct {
 }
 
 // New opens the vault described by node.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
 	if node != nil && node.Kind == yaml.ScalarNode {
 		cfg.File = node.Value
@@ -70,7 +70,7 @@ func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 // Open opens a file vault from its config.
 func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 	if cfg.File == "" {
-		return nil, fmt.Errorf("vault %s: config.file is required (path of a secret_keys JSON file)", name)
+		return nil, yamlstrict.Invalidf("vault %s: config.file is required (path of a secret_keys JSON file)", name)
 	}
 	path := os.ExpandEnv(cfg.File)
 	if !filepath.IsAbs(path) && env.BaseDir != "" {

@@ -24,10 +24,10 @@ import (
 	"github.com/hashicorp/vault/api"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/remote"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the driver name in the config.
@@ -60,7 +60,7 @@ type Config struct {
 	TLSClientCert string `yaml:"tls_client_cert"`
 	TLSClientKey  string `yaml:"tls_client_key"`
 	// Timeout bounds each call, retries included (seconds or a duration; default 10 s).
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout yamlstrict.Duration `yaml:"timeout"`
 	// MaxRetries on 412, 429 and 5xx answers (default 2, 0 for none).
 	MaxRetries *int `yaml:"max_retries"`
 
@@ -104,9 +104,9 @@ type Key struct {
 }
 
 // New builds a hashicorpvault vault from its config node.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg Config
-	if err := remote.Decode(node, &cfg); err != nil {
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
 	return Open(name, cfg)
@@ -124,13 +124,13 @@ func Open(name string, cfg Config) (*Vault, error) {
 		c.Address = os.ExpandEnv(cfg.Address)
 	}
 	if u, err := url.Parse(c.Address); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fail(fmt.Errorf("address %q is not a Vault URL (https://host:8200)", c.Address))
+		return fail(yamlstrict.Invalidf("address %q is not a Vault URL (https://host:8200)", c.Address))
 	}
 	tlsCfg := &api.TLSConfig{CACert: or(cfg.TLSCACert, cfg.RefTLSCACert), ClientCert: or(cfg.TLSClientCert, cfg.RefTLSClientCert),
 		ClientKey: or(cfg.TLSClientKey, cfg.RefTLSClientKey)}
 	if tlsCfg.CACert != "" || tlsCfg.ClientCert != "" || tlsCfg.ClientKey != "" {
 		if (tlsCfg.ClientCert == "") != (tlsCfg.ClientKey == "") {
-			return fail(errors.New("tls_client_cert and tls_client_key go together"))
+			return fail(yamlstrict.Invalidf("tls_client_cert and tls_client_key go together"))
 		}
 		if err := c.ConfigureTLS(tlsCfg); err != nil {
 			return fail(err)

@@ -170,7 +170,7 @@ func TestAppRoleReferenceSchema(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(doc), node); err != nil {
 		t.Fatal(err)
 	}
-	v, err := New("hc", node.Content[0], vault.Env{})
+	v, err := New(context.Background(), "hc", node.Content[0], vault.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New("hc", node.Content[0], vault.Env{})
+		_, err := New(context.Background(), "hc", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}

@@ -27,7 +27,7 @@ type Vault struct {
 
 // New builds a mem vault. The config is a list of base58 secret keys, or a mapping
 // {keys: [...], password_env: NAME, password_file: PATH} when some are encrypted.
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	var cfg struct {
 		Keys         []string `yaml:"keys"`
 		PasswordEnv  string   `yaml:"password_env"`
@@ -58,7 +58,7 @@ func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vault %s: key %d: %w", name, i, err)
 		}
-		if _, err := v.Import(context.Background(), priv, ""); err != nil {
+		if _, err := v.Import(ctx, priv, ""); err != nil {
 			return nil, err
 		}
 	}

@@ -120,9 +120,6 @@ type settings struct {
 // DecodeConfig decodes the vault's YAML config section.
 func DecodeConfig(node *yaml.Node) (Config, error) {
 	var cfg Config
-	if node == nil || node.Kind == 0 {
-		return cfg, nil
-	}
 	err := yamlstrict.Decode(node, &cfg)
 	return cfg, err
 }
@@ -133,13 +130,13 @@ func (c Config) settings() (*settings, error) {
 		s.library = os.Getenv(EnvLibraryPath)
 	}
 	if s.library == "" {
-		return nil, fmt.Errorf("library_path is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so), or set %s", EnvLibraryPath)
+		return nil, yamlstrict.Invalidf("library_path is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so), or set %s", EnvLibraryPath)
 	}
 	if s.slot == nil {
 		if v := os.Getenv(EnvSlot); v != "" {
 			n, err := strconv.ParseUint(v, 0, 0)
 			if err != nil {
-				return nil, fmt.Errorf("%s=%q is not a slot number", EnvSlot, v)
+				return nil, yamlstrict.Invalidf("%s=%q is not a slot number", EnvSlot, v)
 			}
 			u := uint(n)
 			s.slot = &u
@@ -149,7 +146,7 @@ func (c Config) settings() (*settings, error) {
 	case s.sessions == 0:
 		s.sessions = defaultSessions
 	case s.sessions < 0 || s.sessions > maxSessions:
-		return nil, fmt.Errorf("sessions must be between 1 and %d", maxSessions)
+		return nil, yamlstrict.Invalidf("sessions must be between 1 and %d", maxSessions)
 	}
 	pin, err := c.pin()
 	if err != nil {
@@ -163,7 +160,7 @@ func (c Config) settings() (*settings, error) {
 	for i, k := range c.Keys {
 		spec, err := k.spec()
 		if err != nil {
-			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+			return nil, yamlstrict.Invalidf("keys[%d]: %w", i, err)
 		}
 		s.keys = append(s.keys, spec)
 	}

@@ -99,7 +99,7 @@ func tryOpen(config string) (*Vault, *testdaemon.Buffer, error) {
 	}
 	logs := &testdaemon.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	v, err := New("hsm", node.Content[0], vault.Env{Logger: log})
+	v, err := New(context.Background(), "hsm", node.Content[0], vault.Env{Logger: log})
 	if err != nil {
 		return nil, logs, err
 	}

@@ -43,12 +43,12 @@ type Vault struct {
 }
 
 // New opens the vault described by node (the driver's constructor for the vault table).
-func New(name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
 	cfg, err := DecodeConfig(node)
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
-	return Open(context.Background(), name, cfg, env)
+	return Open(ctx, name, cfg, env)
 }
 
 // Open loads the module, finds the token and logs in, so that a missing library, a missing token

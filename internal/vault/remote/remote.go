@@ -1,5 +1,5 @@
 // Package remote holds what the vault drivers that talk to a key service over the network
-// (cloudkms, azure, hashicorpvault) share: strict config decoding, environment fallbacks, TLS
+// (cloudkms, azure, hashicorpvault) share: environment fallbacks, TLS
 // roots, public-key and signature formats, and a bounded retry policy.
 package remote
 
@@ -8,24 +8,7 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"gopkg.in/yaml.v3"
-
-	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
-
-// Decode decodes a vault's config node into out (a pointer to a struct), refusing keys that no
-// field of the struct (or of a nested struct) names, so that a typo is an error with its line
-// rather than a silently ignored setting.
-func Decode(node *yaml.Node, out any) error {
-	if node == nil || node.Kind == 0 || node.Tag == "!!null" {
-		return nil
-	}
-	if node.Kind != yaml.MappingNode {
-		return &yamlstrict.Error{Err: fmt.Errorf("line %d: config must be a mapping", node.Line)}
-	}
-	return yamlstrict.Decode(node, out)
-}
 
 // Env returns value when it is not empty, else the first non-empty environment variable of
 // names. $VARS in a configured value are expanded.

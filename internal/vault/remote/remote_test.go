@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
-	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -91,31 +90,6 @@ func TestSignatures(t *testing.T) {
 	rs[31], rs[63] = 1, 2
 	if sig, err := SignatureFromRaw(rs, tezos.Secp256k1); err != nil || sig.Curve != crypt.S256() || sig.S.Int64() != 2 {
 		t.Fatalf("%v %v", sig, err)
-	}
-}
-
-func TestDecodeRefusesUnknownKeys(t *testing.T) {
-	t.Parallel()
-	var cfg struct {
-		A string `yaml:"a"`
-		B struct {
-			C string `yaml:"c"`
-		} `yaml:"b"`
-	}
-	for doc, want := range map[string]string{
-		"a: x\nb:\n  c: y\n": "",
-		"a: x\nd: 1\n":       `line 2: unknown config key "d" (known keys: a, b)`,
-		"b:\n  e: 1\n":       `line 2: unknown config key "e" (known keys: c)`,
-		"- a\n":              "must be a mapping",
-	} {
-		node := &yaml.Node{}
-		if err := yaml.Unmarshal([]byte(doc), node); err != nil {
-			t.Fatal(err)
-		}
-		err := Decode(node.Content[0], &cfg)
-		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
-			t.Errorf("%q: err = %v, want %q", doc, err, want)
-		}
 	}
 }
 

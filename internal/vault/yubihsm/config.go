@@ -82,9 +82,6 @@ type settings struct {
 // DecodeConfig decodes the vault's YAML config section.
 func DecodeConfig(node *yaml.Node) (Config, error) {
 	var cfg Config
-	if node == nil || node.Kind == 0 {
-		return cfg, nil
-	}
 	err := yamlstrict.Decode(node, &cfg)
 	return cfg, err
 }
@@ -95,20 +92,20 @@ func (c Config) settings() (*settings, error) {
 		s.address = os.Getenv(EnvAddress)
 	}
 	if s.address == "" {
-		return nil, fmt.Errorf("address is required (yubihsm-connector's host:port, e.g. 127.0.0.1:12345), or set %s", EnvAddress)
+		return nil, yamlstrict.Invalidf("address is required (yubihsm-connector's host:port, e.g. 127.0.0.1:12345), or set %s", EnvAddress)
 	}
 	var err error
 	if s.url, err = connectorURL(s.address); err != nil {
-		return nil, err
+		return nil, yamlstrict.Invalid(err)
 	}
 	if s.authKeyID == 0 {
 		v := os.Getenv(EnvAuthKeyID)
 		if v == "" {
-			return nil, fmt.Errorf("auth_key_id is required (the authentication key's object ID, 1 for the factory key), or set %s", EnvAuthKeyID)
+			return nil, yamlstrict.Invalidf("auth_key_id is required (the authentication key's object ID, 1 for the factory key), or set %s", EnvAuthKeyID)
 		}
 		n, err := strconv.ParseUint(v, 0, 16)
 		if err != nil || n == 0 {
-			return nil, fmt.Errorf("%s=%q is not an object ID (1–65534, decimal or 0x hex)", EnvAuthKeyID, v)
+			return nil, yamlstrict.Invalidf("%s=%q is not an object ID (1–65534, decimal or 0x hex)", EnvAuthKeyID, v)
 		}
 		s.authKeyID = uint16(n)
 	}
@@ -116,7 +113,7 @@ func (c Config) settings() (*settings, error) {
 		if v := os.Getenv(EnvKeyImportDomains); v != "" {
 			n, err := strconv.ParseUint(v, 0, 16)
 			if err != nil {
-				return nil, fmt.Errorf("%s=%q is not a domain bit mask (1–65535)", EnvKeyImportDomains, v)
+				return nil, yamlstrict.Invalidf("%s=%q is not a domain bit mask (1–65535)", EnvKeyImportDomains, v)
 			}
 			s.domains = uint16(n)
 		}
@@ -128,14 +125,14 @@ func (c Config) settings() (*settings, error) {
 	case s.sessions == 0:
 		s.sessions = defaultSessions
 	case s.sessions < 0 || s.sessions > maxSessions:
-		return nil, fmt.Errorf("sessions must be between 1 and %d (the device has %d for all its clients)", maxSessions, maxSessions)
+		return nil, yamlstrict.Invalidf("sessions must be between 1 and %d (the device has %d for all its clients)", maxSessions, maxSessions)
 	}
 	for i, k := range s.keys {
 		if k.ID == nil && k.Label == "" {
-			return nil, fmt.Errorf("keys[%d]: a key needs an id or a label", i)
+			return nil, yamlstrict.Invalidf("keys[%d]: a key needs an id or a label", i)
 		}
 		if len(k.Label) > labelLen {
-			return nil, fmt.Errorf("keys[%d]: label %q is longer than %d bytes", i, k.Label, labelLen)
+			return nil, yamlstrict.Invalidf("keys[%d]: label %q is longer than %d bytes", i, k.Label, labelLen)
 		}
 	}
 	if s.password, err = c.password(); err != nil {

@@ -64,14 +64,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
-// Driver is the driver name in the config; "aws" (the reference's name) is accepted too.
-const Driver = "dynamodb"
+// Driver is the driver name in the config; DriverAlias (the reference's name) is accepted too.
+const (
+	Driver      = "dynamodb"
+	DriverAlias = "aws"
+)
 
 // Defaults of the optional settings.
 const (
@@ -93,11 +96,11 @@ type Config struct {
 	// Endpoint overrides the DynamoDB endpoint (an emulator, a VPC endpoint).
 	Endpoint string `yaml:"endpoint"`
 	// Timeout bounds one Advance, retries included (default 5 s).
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout yamlstrict.Duration `yaml:"timeout"`
 	// MaxRetries is the number of retries of throttled or transient failures (default 3).
 	MaxRetries *int `yaml:"max_retries"`
 	// CreateTimeout bounds the wait for a new table to become active at start (default 5 min).
-	CreateTimeout config.Duration `yaml:"create_timeout"`
+	CreateTimeout yamlstrict.Duration `yaml:"create_timeout"`
 }
 
 // api is the part of the DynamoDB client the store uses.
@@ -123,15 +126,13 @@ type Store struct {
 
 var _ watermark.Store = (*Store)(nil)
 
-// New opens the store described by node (the watermarkDrivers constructor).
-func New(_ *config.Config, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
+// New opens the store described by node.
+func New(ctx context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
 	var cfg Config
-	if node != nil && !node.IsZero() {
-		if err := yamlstrict.Decode(node, &cfg); err != nil {
-			return nil, fmt.Errorf("dynamodb watermark: %w", err)
-		}
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
+		return nil, fmt.Errorf("watermark.config: %w", err)
 	}
-	s, err := Open(context.Background(), cfg, log)
+	s, err := Open(ctx, cfg, env.Logger)
 	if err != nil {
 		return nil, err
 	}

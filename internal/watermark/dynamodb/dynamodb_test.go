@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -189,7 +190,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(nil, n.Content[0], nil)
+		_, err := New(context.Background(), "watermark", n.Content[0], backend.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}

@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // Driver is the name of this backend in the config's watermark.driver.
@@ -36,14 +35,14 @@ const (
 //	timeout: 5s                        # optional; bound on one check-and-advance
 //	tls: {ca_file: …, cert_file: …, key_file: …}   # optional; for https:// endpoints
 type Config struct {
-	Endpoints   config.StringList `yaml:"endpoints"`
-	Prefix      string            `yaml:"prefix"`
-	Username    string            `yaml:"username"`
-	UsernameEnv string            `yaml:"username_env"`
-	PasswordEnv string            `yaml:"password_env"`
-	DialTimeout config.Duration   `yaml:"dial_timeout"`
-	Timeout     config.Duration   `yaml:"timeout"`
-	TLS         *TLSConfig        `yaml:"tls"`
+	Endpoints   yamlstrict.StringList `yaml:"endpoints"`
+	Prefix      string                `yaml:"prefix"`
+	Username    string                `yaml:"username"`
+	UsernameEnv string                `yaml:"username_env"`
+	PasswordEnv string                `yaml:"password_env"`
+	DialTimeout yamlstrict.Duration   `yaml:"dial_timeout"`
+	Timeout     yamlstrict.Duration   `yaml:"timeout"`
+	TLS         *TLSConfig            `yaml:"tls"`
 }
 
 // TLSConfig names the files for TLS to etcd. ca_file alone verifies the server; cert_file and
@@ -54,28 +53,15 @@ type TLSConfig struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-var knownKeys = []string{"endpoints", "prefix", "username", "username_env", "password_env", "dial_timeout", "timeout", "tls"}
-
 // ParseConfig decodes a watermark.config node and fills in the defaults. Unknown keys are an
 // error, so that a misspelt setting is not silently ignored.
 func ParseConfig(node *yaml.Node) (Config, error) {
 	var c Config
-	if node != nil && node.Kind != 0 && node.Tag != "!!null" {
-		if node.Kind != yaml.MappingNode {
-			return c, fmt.Errorf("line %d: watermark.config must be a mapping", node.Line)
-		}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			if k := node.Content[i]; !slices.Contains(knownKeys, k.Value) {
-				return c, fmt.Errorf("line %d: unknown key %q in watermark.config for driver %s (known: %s)",
-					k.Line, k.Value, Driver, strings.Join(knownKeys, ", "))
-			}
-		}
-		if err := node.Decode(&c); err != nil {
-			return c, fmt.Errorf("watermark.config: %w", err)
-		}
+	if err := yamlstrict.Decode(node, &c); err != nil {
+		return c, fmt.Errorf("watermark.config: %w", err)
 	}
 	if len(c.Endpoints) == 0 {
-		return c, fmt.Errorf("watermark.config.endpoints is required for driver %s (e.g. [http://127.0.0.1:2379])", Driver)
+		return c, yamlstrict.Invalidf("watermark.config.endpoints is required for driver %s (e.g. [http://127.0.0.1:2379])", Driver)
 	}
 	for i, e := range c.Endpoints {
 		c.Endpoints[i] = os.ExpandEnv(e)
@@ -87,10 +73,10 @@ func ParseConfig(node *yaml.Node) (Config, error) {
 		c.Prefix += "/"
 	}
 	if c.DialTimeout <= 0 {
-		c.DialTimeout = config.Duration(DefaultDialTimeout)
+		c.DialTimeout = yamlstrict.Duration(DefaultDialTimeout)
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = config.Duration(DefaultTimeout)
+		c.Timeout = yamlstrict.Duration(DefaultTimeout)
 	}
 	return c, nil
 }

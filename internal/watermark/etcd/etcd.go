@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
@@ -44,12 +45,12 @@ type Store struct {
 var _ watermark.Store = (*Store)(nil)
 
 // New opens the store described by a watermark.config node; see Config.
-func New(ctx context.Context, node *yaml.Node, log *slog.Logger) (watermark.Store, error) {
+func New(ctx context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
 	c, err := ParseConfig(node)
 	if err != nil {
 		return nil, err
 	}
-	s, err := Open(ctx, c, log)
+	s, err := Open(ctx, c, env.Logger)
 	if err != nil {
 		return nil, err
 	}

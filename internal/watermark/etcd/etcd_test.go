@@ -174,7 +174,7 @@ func TestParseConfig(t *testing.T) {
 		{"endpoints: [http://127.0.0.1:2379]\n", ""},
 		{"endpoints: http://127.0.0.1:2379\nprefix: /x\ndial_timeout: 2s\n", ""},
 		{"prefix: /x/\n", "endpoints is required"},
-		{"endpoints: [a]\nprefx: /x/\n", `line 2: unknown key "prefx"`},
+		{"endpoints: [a]\nprefx: /x/\n", `line 2: unknown config key "prefx"`},
 		{"endpoints: [a]\ntimeout: soon\n", "soon"},
 	}
 	for _, c := range cases {

@@ -24,9 +24,12 @@ import (
 	"sync"
 
 	"github.com/ecadlabs/gotez/v2/b58"
+	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 // DirName is the watermark directory under the base dir, as in the reference implementation.
@@ -51,6 +54,22 @@ var _ watermark.Store = (*Store)(nil)
 
 // Option configures Open.
 type Option func(*Store)
+
+// Driver is the name of this backend in the config's watermark.driver.
+const Driver = "file"
+
+// New is the driver's constructor: the store under env.BaseDir (read-only when env.ReadOnly).
+// The file store takes no settings.
+func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
+	if err := yamlstrict.Decode(node, &struct{}{}); err != nil {
+		return nil, fmt.Errorf("watermark.config: %w", err)
+	}
+	opts := []Option{WithLogger(env.Log())}
+	if env.ReadOnly {
+		opts = append(opts, ReadOnly())
+	}
+	return Open(env.BaseDir, opts...)
+}
 
 // WithLogger sets the logger for problems found at Open (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }

@@ -24,7 +24,7 @@ var (
 )
 
 func TestExportRoundTrip(t *testing.T) {
-	s := mem.New()
+	s := mem.NewStore()
 	want := []watermark.Entry{
 		{Key: key(1, 0, watermark.Block), Mark: mark(34, 4, 1)},
 		{Key: key(1, 0, watermark.Attestation), Mark: watermark.Mark{Level: 34, Round: 2}},
@@ -181,7 +181,7 @@ func TestParseOctez(t *testing.T) {
 
 func TestImportOnlyRaises(t *testing.T) {
 	ctx := context.Background()
-	s := mem.New()
+	s := mem.NewStore()
 	watermarktest.MustAdvance(t, s, key(0, 0, watermark.Block), mark(10, 0, 1))
 	watermarktest.MustAdvance(t, s, key(0, 1, watermark.Block), mark(10, 0, 1))
 	watermarktest.MustAdvance(t, s, key(0, 2, watermark.Block), mark(10, 0, 1))
@@ -251,7 +251,7 @@ func outcomes(list []Outcome) []string {
 }
 
 func TestImportStoreError(t *testing.T) {
-	s := mem.New()
+	s := mem.NewStore()
 	s.Close()
 	if _, err := Import(context.Background(), s, []watermark.Entry{{Key: key(0, 0, watermark.Block), Mark: mark(1, 0, 1)}}, false); err == nil {
 		t.Fatal("import into a closed store succeeded")
@@ -298,7 +298,7 @@ var octezSig = watermarktest.Sig(7)
 // TestImportKeepsStoredSignature: importing a mark without a signature over the record of the
 // same bytes (with its signature) changes nothing and is reported as kept.
 func TestImportKeepsStoredSignature(t *testing.T) {
-	s := mem.New()
+	s := mem.NewStore()
 	k := watermarktest.Key(0, 0, watermark.Block)
 	watermarktest.MustAdvanceSig(t, s, k, watermarktest.MS(5, 0, 1, 1), 1)
 	for _, dry := range []bool{true, false} {

@@ -4,12 +4,16 @@ package mem
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
+	"gopkg.in/yaml.v3"
 )
 
 // Store is an in-memory watermark.Store. The zero value is not usable; call New.
@@ -26,8 +30,20 @@ type slot struct {
 
 var _ watermark.Store = (*Store)(nil)
 
-// New returns an empty store.
-func New() *Store { return new(Store) }
+// Driver is the name of this backend in the config's watermark.driver.
+const Driver = "mem"
+
+// NewStore returns an empty store.
+func NewStore() *Store { return new(Store) }
+
+// New is the driver's constructor: an empty store. The mem store takes no settings, and keeps
+// nothing across restarts (for tests and throw-away signers only).
+func New(_ context.Context, _ string, node *yaml.Node, _ backend.Env) (watermark.Store, error) {
+	if err := yamlstrict.Decode(node, &struct{}{}); err != nil {
+		return nil, fmt.Errorf("watermark.config: %w", err)
+	}
+	return NewStore(), nil
+}
 
 var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
 

@@ -12,11 +12,11 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	watermarktest.Run(t, func(*testing.T) watermark.Store { return mem.New() }, nil)
+	watermarktest.Run(t, func(*testing.T) watermark.Store { return mem.NewStore() }, nil)
 }
 
 func TestName(t *testing.T) {
-	s := mem.New()
+	s := mem.NewStore()
 	if s.Name() != "mem" || s.Health(context.Background()) != nil {
 		t.Fatal("Name or Health")
 	}
@@ -24,7 +24,7 @@ func TestName(t *testing.T) {
 
 func BenchmarkAdvance(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
-		s := mem.New()
+		s := mem.NewStore()
 		k := watermarktest.Key(0, 0, watermark.Block)
 		for i := 0; b.Loop(); i++ {
 			if _, err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
@@ -33,7 +33,7 @@ func BenchmarkAdvance(b *testing.B) {
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
-		s := mem.New()
+		s := mem.NewStore()
 		var next atomic.Int32
 		b.SetParallelism(16)
 		b.RunParallel(func(pb *testing.PB) {

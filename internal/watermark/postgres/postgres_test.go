@@ -200,11 +200,11 @@ func TestParseConfig(t *testing.T) {
 		{"dsn: postgres://a@h/d\n", ""},
 		{"dsn: postgres://a@h/d\ntable: s.t\ntimeout: 2s\nmax_conns: 3\n", ""},
 		{"table: t\n", "dsn is required"},
-		{"dsn: x\ntabel: t\n", `line 2: unknown key "tabel"`},
+		{"dsn: x\ntabel: t\n", `line 2: unknown config key "tabel"`},
 		{"dsn: x\ntable: a;drop\n", "want [schema.]name"},
 		{"dsn: x\ntable: a.b.c\n", "want [schema.]name"},
 		{"dsn: x\nmax_conns: -1\n", "negative"},
-		{"- a\n", "must be a mapping"},
+		{"- a\n", "expected a mapping of settings"},
 	}
 	for _, c := range cases {
 		var n yaml.Node
