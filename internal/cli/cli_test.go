@@ -202,3 +202,34 @@ func TestConfigTyposStopStartUp(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedStartUpClosesWhatItOpened: when a step of start-up fails after the watermark store
+// is open (here the audit journal cannot be created), the store is closed: its lock is released,
+// so the same process (a supervisor retrying, a test) can open it again at once.
+func TestFailedStartUpClosesWhatItOpened(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(keys, []byte("[]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(dir, "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "signatory.yaml")
+	src := fmt.Sprintf("base_dir: %s\nvaults:\n  local:\n    driver: file\n    config: {file: %s}\naudit: {file: %s}\ntezos:\n",
+		filepath.Join(dir, "data"), keys, filepath.Join(blocker, "audit.log"))
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		_, _, err := run(t, "list", "-c", cfg)
+		if err == nil || strings.Contains(err.Error(), "locked") || !strings.Contains(err.Error(), "audit") {
+			t.Fatalf("start-up %d: %v, want the audit journal's error", i, err)
+		}
+	}
+	if _, _, err := run(t, "watermark", "export", "-c", cfg); err != nil {
+		t.Fatalf("the store was left locked by the failed start-up: %v", err)
+	}
+}
