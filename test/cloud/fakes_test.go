@@ -1,7 +1,7 @@
 package cloud
 
 // The real daemon against in-repo fakes of Google Cloud KMS, Azure Key Vault and HashiCorp Vault
-// Transit (internal/vault/cloudfake), served on loopback by this test process. The fakes follow
+// Transit (internal/vault/cloudkms/cloudkmstest, azure/azuretest, hashicorp/hashicorptest), served on loopback by this test process. The fakes follow
 // the services' documented wire protocols and sign with real keys; they are not the services.
 
 import (
@@ -21,7 +21,10 @@ import (
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+	"github.com/signatory-go/signatory/internal/vault/azure/azuretest"
+	"github.com/signatory-go/signatory/internal/vault/cloudkms/cloudkmstest"
+	"github.com/signatory-go/signatory/internal/vault/hashicorp/hashicorptest"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 // fakeStartDaemon runs the daemon with the config (server and base_dir are added) and waits
@@ -41,7 +44,7 @@ func fakeStartDaemon(t *testing.T, config string) *testdaemon.Daemon {
 	return d
 }
 
-func fakeCAFile(t *testing.T, cert *cloudfake.Cert) string {
+func fakeCAFile(t *testing.T, cert *remotetest.Cert) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(p, cert.PEM, 0o600); err != nil {
@@ -56,30 +59,30 @@ func fakeCAFile(t *testing.T, cert *cloudfake.Cert) string {
 // ECDSA ones must be low-S although the fakes return high-S half the time. A fourth vault with a
 // wrong token is skipped with a clear log line and does not disturb the others.
 func TestFakeClouds(t *testing.T) {
-	keys := map[string]*cloudfake.Key{} // by pkh
+	keys := map[string]*remotetest.Key{} // by pkh
 	vaultOf := map[string]string{}
-	add := func(vault string, k *cloudfake.Key) {
+	add := func(vault string, k *remotetest.Key) {
 		pkh := k.Public().Hash().String()
 		keys[pkh], vaultOf[pkh] = k, vault
 	}
 
-	gcp := cloudfake.NewGCP("ya29.e2e")
+	gcp := cloudkmstest.New("ya29.e2e")
 	ring := gcp.KeyRing("proj", "europe-west6", "signers")
 	en, sign := kmspb.CryptoKeyVersion_ENABLED, kmspb.CryptoKey_ASYMMETRIC_SIGN
 	add("gcp", gcp.AddKey(ring, "baker-p256", sign, kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256, en)[0])
 	add("gcp", gcp.AddKey(ring, "baker-k1", sign, kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256, en)[0])
 	add("gcp", gcp.AddKey(ring, "baker-ed25519", sign, kmspb.CryptoKeyVersion_EC_SIGN_ED25519, en)[0])
-	gcpCert := cloudfake.NewCert()
+	gcpCert := remotetest.NewCert()
 	gcpAddr, stop := gcp.Start(gcpCert)
 	t.Cleanup(stop)
 
-	az := cloudfake.NewAzure("eyJ.e2e")
+	az := azuretest.New("eyJ.e2e")
 	add("azure", az.AddKey("baker-p256", tezos.P256))
 	add("azure", az.AddKey("baker-k1", tezos.Secp256k1))
 	azCert, stop := az.Start()
 	t.Cleanup(stop)
 
-	hc := cloudfake.NewVault("unused-root-token")
+	hc := hashicorptest.New("unused-root-token")
 	hc.RoleID, hc.SecretID = "signatory-role", "signatory-secret"
 	add("hashicorp", hc.AddKey("baker-ed25519"))
 	add("hashicorp", hc.AddKeyOfType("baker-p256", "ecdsa-p256"))
@@ -172,7 +175,7 @@ tezos:
 // relisted every vault with the client's context and replaced the key map, so a client that
 // hung up, or a throttled List, emptied a vault's keys and the baker's next request got 404.
 func TestKeysNeverForgotten(t *testing.T) {
-	az := cloudfake.NewAzure("eyJ.e2e")
+	az := azuretest.New("eyJ.e2e")
 	k := az.AddKey("baker-p256", tezos.P256)
 	azCert, stop := az.Start()
 	t.Cleanup(stop)

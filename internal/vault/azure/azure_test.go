@@ -18,28 +18,29 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
-	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+	"github.com/signatory-go/signatory/internal/vault/azure/azuretest"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 const token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.test"
 
 type env struct {
-	fake *cloudfake.Azure
+	fake *azuretest.Azure
 	ca   string
-	real map[string]*cloudfake.Key
+	real map[string]*remotetest.Key
 }
 
 // newFake serves a vault holding P-256 and P-256K keys and keys the signer must skip.
 func newFake(t *testing.T) *env {
 	t.Helper()
-	f := cloudfake.NewAzure(token)
+	f := azuretest.New(token)
 	cert, stop := f.Start()
 	t.Cleanup(stop)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, cert.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{fake: f, ca: ca, real: map[string]*cloudfake.Key{}}
+	e := &env{fake: f, ca: ca, real: map[string]*remotetest.Key{}}
 	e.real["p256"] = f.AddKey("p256", tezos.P256)
 	f.AddOther("rsa", "RSA", "")
 	e.real["k1"] = f.AddKey("k1", tezos.Secp256k1)

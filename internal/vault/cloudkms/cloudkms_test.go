@@ -21,22 +21,23 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
-	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+	"github.com/signatory-go/signatory/internal/vault/cloudkms/cloudkmstest"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 const token = "ya29.test-token"
 
 type env struct {
-	fake *cloudfake.GCP
+	fake *cloudkmstest.GCP
 	addr string
 	ring string
 }
 
 // newFake starts a plaintext fake holding, in key ring p/l/r: a P-256 key with versions
 // ENABLED, DISABLED, ENABLED; a secp256k1 key; an Ed25519 key; and keys that must be skipped.
-func newFake(t *testing.T, cert *cloudfake.Cert) *env {
+func newFake(t *testing.T, cert *remotetest.Cert) *env {
 	t.Helper()
-	f := cloudfake.NewGCP(token)
+	f := cloudkmstest.New(token)
 	ring := f.KeyRing("p", "l", "r")
 	en, dis := kmspb.CryptoKeyVersion_ENABLED, kmspb.CryptoKeyVersion_DISABLED
 	sign := kmspb.CryptoKey_ASYMMETRIC_SIGN
@@ -222,7 +223,7 @@ func TestTimeout(t *testing.T) {
 
 func TestTLSEndpoint(t *testing.T) {
 	t.Parallel()
-	cert := cloudfake.NewCert()
+	cert := remotetest.NewCert()
 	e := newFake(t, cert)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, cert.PEM, 0o600); err != nil {

@@ -17,23 +17,24 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
-	"github.com/signatory-go/signatory/internal/vault/cloudfake"
+	"github.com/signatory-go/signatory/internal/vault/hashicorp/hashicorptest"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 const token = "hvs.root-test-token"
 
 type env struct {
-	fake *cloudfake.Vault
+	fake *hashicorptest.Vault
 	url  string
 	ca   string
-	real map[string]*cloudfake.Key
+	real map[string]*remotetest.Key
 }
 
 // newFake serves a Transit engine at mount with two ed25519 keys, an ecdsa-p256 key and keys to
 // skip.
 func newFake(t *testing.T, mount string) *env {
 	t.Helper()
-	f := cloudfake.NewVault(token)
+	f := hashicorptest.New(token)
 	f.Mount = mount
 	f.RoleID, f.SecretID = "role-1", "secret-1"
 	url, cert, stop := f.Start()
@@ -42,7 +43,7 @@ func newFake(t *testing.T, mount string) *env {
 	if err := os.WriteFile(ca, cert.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{fake: f, url: url, ca: ca, real: map[string]*cloudfake.Key{}}
+	e := &env{fake: f, url: url, ca: ca, real: map[string]*remotetest.Key{}}
 	e.real["a"] = f.AddKey("a")
 	e.real["b"] = f.AddKey("b")
 	e.real["ec"] = f.AddKeyOfType("ec", "ecdsa-p256")

@@ -1,4 +1,4 @@
-package cloudfake
+package azuretest
 
 import (
 	"encoding/base64"
@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 // Azure is a fake of the Azure Key Vault keys REST API: GET {vault}/keys (paged),
@@ -17,7 +18,7 @@ import (
 // needs ?api-version= and "Authorization: Bearer <Token>"; without it the answer is 401 with the
 // WWW-Authenticate challenge that Key Vault clients use to find the token's scope and tenant.
 type Azure struct {
-	faults
+	remotetest.Faults
 	Token  string
 	Tenant string
 	// URL is the vault's base URL, set by Start (or by the caller when serving Handler itself).
@@ -32,24 +33,24 @@ type azureKey struct {
 	version  string
 	kty, crv string
 	enabled  bool
-	key      *Key // nil for key types the fake cannot sign with
+	key      *remotetest.Key // nil for key types the fake cannot sign with
 }
 
-// NewAzure returns a fake that accepts the bearer token.
-func NewAzure(token string) *Azure {
+// New returns a fake that accepts the bearer token.
+func New(token string) *Azure {
 	return &Azure{Token: token, Tenant: "00000000-0000-0000-0000-00000000cafe", keys: map[string]*azureKey{}}
 }
 
 // Start serves the fake over HTTPS on a loopback port and sets URL; cert.PEM is its CA.
-func (a *Azure) Start() (cert *Cert, stop func()) {
-	srv, cert := ServeTLS(a)
+func (a *Azure) Start() (cert *remotetest.Cert, stop func()) {
+	srv, cert := remotetest.ServeTLS(a)
 	a.URL = srv.URL
 	return cert, srv.Close
 }
 
 // AddKey creates an enabled EC-HSM key on curve (p256 or secp256k1) and returns it.
-func (a *Azure) AddKey(name string, c tezos.Curve) *Key {
-	k := NewKey(c)
+func (a *Azure) AddKey(name string, c tezos.Curve) *remotetest.Key {
+	k := remotetest.NewKey(c)
 	crv := map[tezos.Curve]string{tezos.P256: "P-256", tezos.Secp256k1: "P-256K"}[c]
 	a.add(name, &azureKey{kty: "EC-HSM", crv: crv, enabled: true, key: k})
 	return k
@@ -59,7 +60,7 @@ func (a *Azure) AddKey(name string, c tezos.Curve) *Key {
 // disabled P-256 key when kty is "disabled".
 func (a *Azure) AddOther(name, kty, crv string) {
 	if kty == "disabled" {
-		a.add(name, &azureKey{kty: "EC", crv: "P-256", key: NewKey(tezos.P256)})
+		a.add(name, &azureKey{kty: "EC", crv: "P-256", key: remotetest.NewKey(tezos.P256)})
 		return
 	}
 	a.add(name, &azureKey{kty: kty, crv: crv, enabled: true})
@@ -116,14 +117,14 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Method == http.MethodGet && len(parts) == 1 && parts[0] == "keys":
-		a.count("list")
-		if a.listFails() {
+		a.Record("list")
+		if a.ListFails() {
 			azureFail(w, http.StatusTooManyRequests, "Throttled", "Request was not processed because too many requests were received.")
 			return
 		}
 		a.list(w, r)
 	case r.Method == http.MethodGet && len(parts) >= 2 && len(parts) <= 3 && parts[0] == "keys":
-		a.count("get")
+		a.Record("get")
 		a.get(w, parts[1:])
 	case r.Method == http.MethodPost && len(parts) == 4 && parts[0] == "keys" && parts[3] == "sign":
 		a.sign(w, r, parts[1], parts[2])
@@ -200,7 +201,7 @@ func (a *Azure) get(w http.ResponseWriter, p []string) {
 		jwk["crv"] = k.crv
 	}
 	if k.key != nil {
-		pub := k.key.ecdsaPublic()
+		pub := k.key.ECDSAPublic()
 		jwk["x"], jwk["y"] = b64url.EncodeToString(pub.X.FillBytes(make([]byte, 32))), b64url.EncodeToString(pub.Y.FillBytes(make([]byte, 32)))
 	} else if k.kty == "RSA" {
 		jwk["n"], jwk["e"] = b64url.EncodeToString(make([]byte, 256)), "AQAB"
@@ -224,7 +225,7 @@ func (a *Azure) sign(w http.ResponseWriter, r *http.Request, name, version strin
 		return
 	}
 	// The body is read, so the server now notices a client that gives up.
-	if a.signFault(r.Context().Done()) {
+	if a.SignFault(r.Context().Done()) {
 		azureFail(w, http.StatusTooManyRequests, "Throttled", "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached")
 		return
 	}
@@ -249,7 +250,7 @@ func (a *Azure) sign(w http.ResponseWriter, r *http.Request, name, version strin
 		azureFail(w, http.StatusBadRequest, "BadParameter", "value must be a base64url SHA-256 digest of 32 bytes.")
 		return
 	}
-	azureReply(w, map[string]string{"kid": a.URL + "/keys/" + name + "/" + k.version, "value": b64url.EncodeToString(k.key.signRaw(digest))})
+	azureReply(w, map[string]string{"kid": a.URL + "/keys/" + name + "/" + k.version, "value": b64url.EncodeToString(k.key.SignRaw(digest))})
 }
 
 // Disable disables a key.

@@ -1,7 +1,6 @@
-package cloudfake
+package hashicorptest
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault/remote"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 // Vault is a fake of HashiCorp Vault's Transit secrets engine and AppRole login:
@@ -24,7 +24,7 @@ import (
 // POST or PUT /v1/<mount>/sign/<name>, and POST or PUT /v1/auth/approle/login. Every call but
 // the login needs X-Vault-Token with a valid token, or gets 403 "permission denied".
 type Vault struct {
-	faults
+	remotetest.Faults
 	Mount string // transit mount path, without slashes; default "transit"
 	// RoleID and SecretID are the AppRole credentials accepted by the login.
 	RoleID, SecretID string
@@ -36,18 +36,18 @@ type Vault struct {
 
 type transitKey struct {
 	typ      string
-	versions []*Key // version n is versions[n-1]; nil keys for types the fake does not sign with
+	versions []*remotetest.Key // version n is versions[n-1]; nil keys for types the fake does not sign with
 }
 
-// NewVault returns a fake whose transit engine is mounted at "transit" and that accepts token.
-func NewVault(token string) *Vault {
+// New returns a fake whose transit engine is mounted at "transit" and that accepts token.
+func New(token string) *Vault {
 	return &Vault{Mount: "transit", tokens: map[string]bool{token: true}, keys: map[string]*transitKey{}}
 }
 
 // Start serves the fake over HTTPS on a loopback port; it returns the address (https://…), the
 // certificate whose PEM a client must trust, and a function that stops the server.
-func (v *Vault) Start() (url string, cert *Cert, stop func()) {
-	srv, cert := ServeTLS(v)
+func (v *Vault) Start() (url string, cert *remotetest.Cert, stop func()) {
+	srv, cert := remotetest.ServeTLS(v)
 	return srv.URL, cert, srv.Close
 }
 
@@ -55,19 +55,19 @@ func (v *Vault) Start() (url string, cert *Cert, stop func()) {
 var transitCurves = map[string]tezos.Curve{"ed25519": tezos.Ed25519, "ecdsa-p256": tezos.P256}
 
 // AddKey creates an ed25519 transit key and returns its first version.
-func (v *Vault) AddKey(name string) *Key { return v.AddKeyOfType(name, "ed25519") }
+func (v *Vault) AddKey(name string) *remotetest.Key { return v.AddKeyOfType(name, "ed25519") }
 
 // AddKeyOfType creates a transit key of type "ed25519" or "ecdsa-p256" and returns its first
 // version.
-func (v *Vault) AddKeyOfType(name, typ string) *Key {
+func (v *Vault) AddKeyOfType(name, typ string) *remotetest.Key {
 	c, ok := transitCurves[typ]
 	if !ok {
-		panic("cloudfake: the fake does not sign with transit keys of type " + typ)
+		panic("hashicorptest: the fake does not sign with transit keys of type " + typ)
 	}
-	k := NewKey(c)
+	k := remotetest.NewKey(c)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.keys[name] = &transitKey{typ: typ, versions: []*Key{k}}
+	v.keys[name] = &transitKey{typ: typ, versions: []*remotetest.Key{k}}
 	return k
 }
 
@@ -76,15 +76,15 @@ func (v *Vault) AddKeyOfType(name, typ string) *Key {
 func (v *Vault) AddOther(name, typ string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.keys[name] = &transitKey{typ: typ, versions: []*Key{nil}}
+	v.keys[name] = &transitKey{typ: typ, versions: []*remotetest.Key{nil}}
 }
 
 // Rotate adds a version to an ed25519 or ecdsa-p256 key and returns it.
-func (v *Vault) Rotate(name string) *Key {
+func (v *Vault) Rotate(name string) *remotetest.Key {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	tk := v.keys[name]
-	k := NewKey(transitCurves[tk.typ])
+	k := remotetest.NewKey(transitCurves[tk.typ])
 	tk.versions = append(tk.versions, k)
 	return k
 }
@@ -117,7 +117,7 @@ func vaultData(data any) map[string]any {
 // ServeHTTP implements http.Handler.
 func (v *Vault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && r.URL.Path == "/v1/auth/approle/login" {
-		v.count("login")
+		v.Record("login")
 		v.login(w, r)
 		return
 	}
@@ -135,10 +135,10 @@ func (v *Vault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !found:
 		vaultFail(w, http.StatusNotFound, "no handler for route \""+strings.TrimPrefix(r.URL.Path, "/v1/")+"\". route entry not found.")
 	case list && strings.TrimSuffix(rest, "/") == "keys":
-		v.count("list")
+		v.Record("list")
 		v.list(w)
 	case r.Method == http.MethodGet && strings.HasPrefix(rest, "keys/"):
-		v.count("read")
+		v.Record("read")
 		v.read(w, strings.TrimPrefix(rest, "keys/"))
 	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && strings.HasPrefix(rest, "sign/"):
 		v.sign(w, r, strings.TrimPrefix(rest, "sign/"))
@@ -204,9 +204,9 @@ func (v *Vault) read(w http.ResponseWriter, name string) {
 		ver := map[string]any{"creation_time": "2026-01-01T00:00:00Z", "name": k.typ}
 		switch {
 		case key != nil && key.Curve == tezos.Ed25519:
-			ver["public_key"] = base64.StdEncoding.EncodeToString([]byte(key.ed.Public().(ed25519.PublicKey)))
+			ver["public_key"] = base64.StdEncoding.EncodeToString([]byte(key.Ed25519Public()))
 		case key != nil: // ECDSA: a PEM SubjectPublicKeyInfo, and the curve as the version's name
-			der, err := x509.MarshalPKIXPublicKey(key.ecdsaPublic())
+			der, err := x509.MarshalPKIXPublicKey(key.ECDSAPublic())
 			if err != nil {
 				panic(err)
 			}
@@ -235,7 +235,7 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	// The body is read, so the server now notices a client that gives up.
-	if v.signFault(r.Context().Done()) {
+	if v.SignFault(r.Context().Done()) {
 		vaultFail(w, http.StatusTooManyRequests, fmt.Sprintf("request path %q: rate limit quota exceeded", v.Mount+"/sign/"+name))
 		return
 	}
@@ -301,9 +301,9 @@ func (v *Vault) sign(w http.ResponseWriter, r *http.Request, name string) {
 	key := k.versions[version-1]
 	var sig []byte
 	if key.Curve == tezos.Ed25519 {
-		sig = key.signRaw(msg)
+		sig = key.SignRaw(msg)
 	} else {
-		r, s := key.signECDSA(msg)
+		r, s := key.SignECDSA(msg)
 		var err error
 		if sig, err = remote.MarshalDER(r, s); err != nil {
 			vaultFail(w, http.StatusInternalServerError, err.Error())

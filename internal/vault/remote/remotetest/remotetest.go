@@ -1,11 +1,11 @@
-// Package cloudfake holds in-process fakes of the key services behind the cloudkms, azure and
-// hashicorpvault vaults: Google Cloud KMS (gRPC), Azure Key Vault keys (REST) and the HashiCorp
-// Vault Transit engine (REST). Each fake follows the service's documented wire protocol, checks
-// request shapes and credentials strictly, and signs with real keys (Go crypto/ecdsa P-256,
-// decred secp256k1, crypto/ed25519). ECDSA signatures alternate between low-S and high-S, so
-// the signer's low-S normalisation is exercised. They are test tools, not emulators: only the
-// calls the vaults make are implemented.
-package cloudfake
+// Package remotetest holds what the in-process fakes of the key services share (cloudkmstest,
+// azuretest, hashicorptest): real keys (Go crypto/ecdsa P-256, decred secp256k1,
+// crypto/ed25519) whose ECDSA signatures alternate between low-S and high-S, so that the signer's
+// low-S normalisation is exercised; a self-signed TLS certificate; and the Faults a test injects
+// (throttling, delays, failing lists). Each fake follows its service's documented wire protocol
+// and checks request shapes and credentials strictly; they are test tools, not emulators: only
+// the calls the vaults make are implemented.
+package remotetest
 
 import (
 	"crypto/ecdsa"
@@ -53,7 +53,7 @@ func NewKey(c tezos.Curve) *Key {
 	case tezos.Ed25519:
 		_, k.ed, err = ed25519.GenerateKey(rand.Reader)
 	default:
-		panic("cloudfake: unsupported curve " + string(c))
+		panic("remotetest: unsupported curve " + string(c))
 	}
 	if err != nil {
 		panic(err)
@@ -73,7 +73,7 @@ func (k *Key) Public() crypt.PublicKey {
 }
 
 // ecdsaPublic returns the ECDSA public key (nil for Ed25519).
-func (k *Key) ecdsaPublic() *ecdsa.PublicKey {
+func (k *Key) ECDSAPublic() *ecdsa.PublicKey {
 	if k.Curve == tezos.Ed25519 {
 		return nil
 	}
@@ -87,8 +87,8 @@ func (k *Key) HighS() int {
 	return k.highS
 }
 
-// signECDSA signs a 32-byte digest, returning low-S and high-S signatures in turn.
-func (k *Key) signECDSA(digest []byte) (r, s *big.Int) {
+// SignECDSA signs a 32-byte digest, returning low-S and high-S signatures in turn.
+func (k *Key) SignECDSA(digest []byte) (r, s *big.Int) {
 	switch k.Curve {
 	case tezos.P256:
 		var err error
@@ -102,9 +102,9 @@ func (k *Key) signECDSA(digest []byte) (r, s *big.Int) {
 		rb, sb := rv.Bytes(), sv.Bytes()
 		r, s = new(big.Int).SetBytes(rb[:]), new(big.Int).SetBytes(sb[:])
 	default:
-		panic("cloudfake: not an ECDSA key")
+		panic("remotetest: not an ECDSA key")
 	}
-	n := k.ecdsaPublic().Curve.Params().N
+	n := k.ECDSAPublic().Curve.Params().N
 	half := new(big.Int).Rsh(n, 1)
 	if s.Cmp(half) > 0 {
 		s = new(big.Int).Sub(n, s) // low-S first
@@ -120,11 +120,11 @@ func (k *Key) signECDSA(digest []byte) (r, s *big.Int) {
 }
 
 // signRaw signs digest and returns r ‖ s (64 bytes) for ECDSA or the Ed25519 signature.
-func (k *Key) signRaw(digest []byte) []byte {
+func (k *Key) SignRaw(digest []byte) []byte {
 	if k.Curve == tezos.Ed25519 {
 		return ed25519.Sign(k.ed, digest)
 	}
-	r, s := k.signECDSA(digest)
+	r, s := k.SignECDSA(digest)
 	out := make([]byte, 64)
 	r.FillBytes(out[:32])
 	s.FillBytes(out[32:])
@@ -146,7 +146,7 @@ func NewCert() *Cert {
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "cloudfake"},
+		Subject:               pkix.Name{CommonName: "remotetest"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -176,8 +176,8 @@ func ServeTLS(h http.Handler) (srv *httptest.Server, cert *Cert) {
 	return srv, cert
 }
 
-// faults holds the failures a test asks a fake to inject into its sign calls.
-type faults struct {
+// Faults holds the failures a test asks a fake to inject into its sign calls.
+type Faults struct {
 	mu       sync.Mutex
 	throttle int           // the next n sign calls answer "throttled"
 	delay    time.Duration // sign calls wait this long first (or until the caller gives up)
@@ -187,40 +187,42 @@ type faults struct {
 
 // FailList makes every list call fail as a throttled service does (true), or work again (false).
 // Only the Azure fake honours it.
-func (f *faults) FailList(fail bool) {
+func (f *Faults) FailList(fail bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failList = fail
 }
 
-func (f *faults) listFails() bool {
+// ListFails reports whether list calls must fail (see FailList).
+func (f *Faults) ListFails() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failList
 }
 
 // Throttle makes the next n sign calls fail as the service does when a quota is exceeded.
-func (f *faults) Throttle(n int) {
+func (f *Faults) Throttle(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.throttle = n
 }
 
 // Delay makes sign calls wait d before answering (0 to stop).
-func (f *faults) Delay(d time.Duration) {
+func (f *Faults) Delay(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.delay = d
 }
 
 // Calls returns how many requests of kind op (e.g. "sign") the fake has received.
-func (f *faults) Calls(op string) int {
+func (f *Faults) Calls(op string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[op]
 }
 
-func (f *faults) count(op string) {
+// Record counts one request of kind op.
+func (f *Faults) Record(op string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.calls == nil {
@@ -229,9 +231,9 @@ func (f *faults) count(op string) {
 	f.calls[op]++
 }
 
-// signFault counts a sign call and reports whether it must be throttled, after any delay;
+// SignFault counts a sign call and reports whether it must be throttled, after any delay;
 // done is the request's cancellation.
-func (f *faults) signFault(done <-chan struct{}) (throttled bool) {
+func (f *Faults) SignFault(done <-chan struct{}) (throttled bool) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
@@ -253,3 +255,6 @@ func (f *faults) signFault(done <-chan struct{}) (throttled bool) {
 	}
 	return throttled
 }
+
+// Ed25519Public returns the public key of an Ed25519 key.
+func (k *Key) Ed25519Public() ed25519.PublicKey { return k.ed.Public().(ed25519.PublicKey) }

@@ -1,4 +1,4 @@
-package cloudfake
+package cloudkmstest
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault/remote"
+	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
 )
 
 // GCP is a fake of Cloud KMS's KeyManagementService (google.cloud.kms.v1) serving ListCryptoKeys,
@@ -30,7 +31,7 @@ import (
 // metadata "authorization: Bearer <Token>" or fails with UNAUTHENTICATED, as Cloud KMS does.
 type GCP struct {
 	kmspb.UnimplementedKeyManagementServiceServer
-	faults
+	remotetest.Faults
 	Token string
 
 	mu    sync.Mutex
@@ -47,11 +48,11 @@ type gcpVersion struct {
 	name  string
 	state kmspb.CryptoKeyVersion_CryptoKeyVersionState
 	alg   kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm
-	key   *Key // nil for algorithms the fake cannot sign with
+	key   *remotetest.Key // nil for algorithms the fake cannot sign with
 }
 
-// NewGCP returns a fake that requires token (none when empty).
-func NewGCP(token string) *GCP {
+// New returns a fake that requires token (none when empty).
+func New(token string) *GCP {
 	return &GCP{Token: token, rings: map[string][]string{}, keys: map[string]*gcpKey{}}
 }
 
@@ -69,21 +70,21 @@ func (g *GCP) KeyRing(project, location, ring string) string {
 // AddKey creates crypto key id in ring with one version per state, all of algorithm alg, and
 // returns the versions' keys (nil entries for algorithms other than EC_SIGN_P256_SHA256,
 // EC_SIGN_SECP256K1_SHA256 and EC_SIGN_ED25519).
-func (g *GCP) AddKey(ring, id string, purpose kmspb.CryptoKey_CryptoKeyPurpose, alg kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm, states ...kmspb.CryptoKeyVersion_CryptoKeyVersionState) []*Key {
+func (g *GCP) AddKey(ring, id string, purpose kmspb.CryptoKey_CryptoKeyPurpose, alg kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm, states ...kmspb.CryptoKeyVersion_CryptoKeyVersionState) []*remotetest.Key {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	name := ring + "/cryptoKeys/" + id
 	k := &gcpKey{purpose: purpose}
-	var out []*Key
+	var out []*remotetest.Key
 	for i, st := range states {
 		v := &gcpVersion{name: fmt.Sprintf("%s/cryptoKeyVersions/%d", name, i+1), state: st, alg: alg}
 		switch alg {
 		case kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256:
-			v.key = NewKey(tezos.P256)
+			v.key = remotetest.NewKey(tezos.P256)
 		case kmspb.CryptoKeyVersion_EC_SIGN_SECP256K1_SHA256:
-			v.key = NewKey(tezos.Secp256k1)
+			v.key = remotetest.NewKey(tezos.Secp256k1)
 		case kmspb.CryptoKeyVersion_EC_SIGN_ED25519:
-			v.key = NewKey(tezos.Ed25519)
+			v.key = remotetest.NewKey(tezos.Ed25519)
 		}
 		k.versions = append(k.versions, v)
 		out = append(out, v.key)
@@ -95,7 +96,7 @@ func (g *GCP) AddKey(ring, id string, purpose kmspb.CryptoKey_CryptoKeyPurpose, 
 
 // Start serves the fake on a loopback port, over TLS with cert when it is not nil, else in
 // plaintext. It returns the host:port and a function that stops the server.
-func (g *GCP) Start(cert *Cert) (addr string, stop func()) {
+func (g *GCP) Start(cert *remotetest.Cert) (addr string, stop func()) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -111,7 +112,7 @@ func (g *GCP) Start(cert *Cert) (addr string, stop func()) {
 }
 
 func (g *GCP) authenticate(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	g.count(info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:])
+	g.Record(info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:])
 	if g.Token == "" {
 		return h(ctx, req)
 	}
@@ -252,9 +253,9 @@ func (g *GCP) GetPublicKey(ctx context.Context, req *kmspb.GetPublicKeyRequest) 
 	}
 	var der []byte
 	if v.key.Curve == tezos.Ed25519 {
-		der, err = x509.MarshalPKIXPublicKey(v.key.ed.Public()) // RFC 8410
+		der, err = x509.MarshalPKIXPublicKey(v.key.Ed25519Public()) // RFC 8410
 	} else {
-		der, err = remote.MarshalSPKI(v.key.ecdsaPublic())
+		der, err = remote.MarshalSPKI(v.key.ECDSAPublic())
 	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -269,7 +270,7 @@ func (g *GCP) AsymmetricSign(ctx context.Context, req *kmspb.AsymmetricSignReque
 	if err := routed(ctx, "name", req.Name); err != nil {
 		return nil, err
 	}
-	if g.signFault(ctx.Done()) {
+	if g.SignFault(ctx.Done()) {
 		return nil, status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Asymmetric cryptographic requests' and limit 'Asymmetric cryptographic requests per minute'.")
 	}
 	if ctx.Err() != nil {
@@ -296,7 +297,7 @@ func (g *GCP) AsymmetricSign(ctx context.Context, req *kmspb.AsymmetricSignReque
 		}
 		verified = true
 	}
-	r, s := v.key.signECDSA(digest)
+	r, s := v.key.SignECDSA(digest)
 	der, err := remote.MarshalDER(r, s)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -321,16 +322,16 @@ func (g *GCP) signEd25519(req *kmspb.AsymmetricSignRequest, v *gcpVersion) (*kms
 		}
 		verified = true
 	}
-	sig := v.key.signRaw(req.Data)
+	sig := v.key.SignRaw(req.Data)
 	return &kmspb.AsymmetricSignResponse{Signature: sig, SignatureCrc32C: wrapperspb.Int64(crc32c(sig)),
 		VerifiedDataCrc32C: verified, Name: v.name, ProtectionLevel: kmspb.ProtectionLevel_HSM}, nil
 }
 
 // Keys returns the key of every version the fake can sign with, by version name.
-func (g *GCP) Keys() map[string]*Key {
+func (g *GCP) Keys() map[string]*remotetest.Key {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := map[string]*Key{}
+	out := map[string]*remotetest.Key{}
 	for _, k := range g.keys {
 		for _, v := range k.versions {
 			if v.key != nil {
