@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	blst "github.com/ecadlabs/goblst"
 	"github.com/ecadlabs/goblst/minpk"
@@ -77,6 +78,8 @@ var ErrBLSVersion0 = errors.New("signing version 0 is not supported for BLS keys
 type SoftwareKey struct {
 	Priv crypt.PrivateKey
 	Ref  string
+	// Life is the owning vault's lifecycle (nil: a key that is never closed).
+	Life *Lifecycle
 }
 
 // PublicKey implements Key.
@@ -87,6 +90,13 @@ func (k *SoftwareKey) ID() string { return k.Ref }
 
 // Sign implements Key.
 func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions) (crypt.Signature, error) {
+	if k.Life != nil {
+		if err := k.Life.Usable(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
 	switch p := k.Priv.(type) {
 	case crypt.Ed25519PrivateKey:
 		return crypt.Ed25519Signature(ed25519.Sign(ed25519.PrivateKey(p), digest[:])), nil
@@ -181,3 +191,27 @@ func Secret(name, inline, envName, file, fallbackEnv string) (string, error) {
 type ErrNoSecret string
 
 func (e ErrNoSecret) Error() string { return "no " + string(e) }
+
+// ErrClosed is returned by the keys of a vault that has been closed.
+var ErrClosed = errors.New("vault is closed")
+
+// Lifecycle is what every driver embeds to keep the vault contract's two rules about when a key
+// may sign: never after its vault is closed, and never for a request whose context is already
+// done (its deadline passed while it waited: the baker has given up on the answer).
+type Lifecycle struct{ closed atomic.Bool }
+
+// MarkClosed records that the vault is closed; it reports whether this call closed it (so Close
+// releases the backend once).
+func (l *Lifecycle) MarkClosed() (first bool) { return !l.closed.Swap(true) }
+
+// Closed reports whether the vault is closed.
+func (l *Lifecycle) Closed() bool { return l.closed.Load() }
+
+// Usable returns ErrClosed after Close, else ctx's error when ctx is done, else nil. Keys call it
+// first in Sign.
+func (l *Lifecycle) Usable(ctx context.Context) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return context.Cause(ctx)
+}

@@ -44,6 +44,7 @@ type entry struct {
 
 // Vault is a file vault.
 type Vault struct {
+	life     vault.Lifecycle
 	name     string
 	path     string
 	cfg      Config
@@ -124,7 +125,7 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 			return nil, fmt.Errorf("vault %s: key file %s: keys %q and %q are the same key %s", name, path, other, e.Name, pkh)
 		}
 		seenPKH[pkh] = e.Name
-		v.keys = append(v.keys, &vault.SoftwareKey{Priv: priv, Ref: e.Name})
+		v.keys = append(v.keys, &vault.SoftwareKey{Priv: priv, Ref: e.Name, Life: &v.life})
 	}
 	return v, nil
 }
@@ -159,6 +160,9 @@ func (v *Vault) Path() string { return v.path }
 
 // List implements vault.Vault.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make([]vault.Key, len(v.keys))
@@ -170,12 +174,19 @@ func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 
 // Close implements vault.Vault.
 func (v *Vault) Close() error {
-	clear(v.password)
+	if v.life.MarkClosed() {
+		v.mu.Lock()
+		clear(v.password)
+		v.mu.Unlock()
+	}
 	return nil
 }
 
 // Import stores priv under name (the key hash when empty), encrypted when the vault has a password.
 func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) (vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	pkh := priv.Public().Hash().String()
@@ -202,7 +213,7 @@ func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) 
 	if err := writeFile(v.path, entries); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", v.name, err)
 	}
-	key := &vault.SoftwareKey{Priv: priv, Ref: name}
+	key := &vault.SoftwareKey{Priv: priv, Ref: name, Life: &v.life}
 	v.entries = entries
 	v.keys = append(v.keys, key)
 	return key, nil

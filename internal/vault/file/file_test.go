@@ -12,6 +12,8 @@ import (
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
+	"gopkg.in/yaml.v3"
 )
 
 func write(t *testing.T, entries string) string {
@@ -190,4 +192,32 @@ func TestKeyFilePermissions(t *testing.T) {
 	if _, err := Open("local", Config{File: p, InsecurePermissions: true}, vault.Env{}); err != nil {
 		t.Fatalf("opt-in refused: %v", err)
 	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	pw := filepath.Join(t.TempDir(), "password") // for the keys Import and Generate encrypt
+	if err := os.WriteFile(pw, []byte("conformance password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := write(t, `[{"name":"a","value":"unencrypted:`+tv.K1SK+`"},{"name":"b","value":"unencrypted:`+tv.K5SK+`"},
+		{"name":"c","value":"unencrypted:`+tv.K6SK+`"},{"name":"d","value":"unencrypted:`+tv.K7SK+`"}]`)
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: Driver,
+		Open: func(t *testing.T) vault.Vault {
+			node := &yaml.Node{}
+			if err := yaml.Unmarshal([]byte("{file: "+p+", password_file: "+pw+"}"), node); err != nil {
+				t.Fatal(err)
+			}
+			v, err := New(context.Background(), "local", node.Content[0], vault.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		},
+		Curves:     tezos.Curves,
+		Generate:   tezos.Curves,
+		Import:     tezos.Curves,
+		Persistent: true,
+	})
 }

@@ -20,6 +20,7 @@ const Driver = "mem"
 
 // Vault is an in-memory vault.
 type Vault struct {
+	life vault.Lifecycle
 	name string
 	mu   sync.Mutex
 	keys []*vault.SoftwareKey
@@ -69,7 +70,7 @@ func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vaul
 func NewFromKeys(name string, keys ...crypt.PrivateKey) *Vault {
 	v := &Vault{name: name}
 	for _, k := range keys {
-		v.keys = append(v.keys, &vault.SoftwareKey{Priv: k, Ref: k.Public().Hash().String()})
+		v.keys = append(v.keys, &vault.SoftwareKey{Priv: k, Ref: k.Public().Hash().String(), Life: &v.life})
 	}
 	return v
 }
@@ -82,6 +83,9 @@ func (v *Vault) Driver() string { return Driver }
 
 // List implements vault.Vault.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make([]vault.Key, len(v.keys))
@@ -92,10 +96,16 @@ func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 }
 
 // Close implements vault.Vault.
-func (v *Vault) Close() error { return nil }
+func (v *Vault) Close() error {
+	v.life.MarkClosed()
+	return nil
+}
 
 // Import implements vault.Importer.
 func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) (vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	pkh := priv.Public().Hash().String()
@@ -107,7 +117,7 @@ func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) 
 			return nil, fmt.Errorf("vault %s: duplicate key %s", v.name, pkh)
 		}
 	}
-	k := &vault.SoftwareKey{Priv: priv, Ref: name}
+	k := &vault.SoftwareKey{Priv: priv, Ref: name, Life: &v.life}
 	v.keys = append(v.keys, k)
 	return k, nil
 }
