@@ -1,6 +1,12 @@
 // Package vault defines what a key backend offers the signer: keys that have a public key and
 // sign a digest (or, for BLS, a message). Hashing, low-S, verification and watermarks are the
 // signer's job, so each backend stays a thin adapter to its service.
+//
+// A driver is a package with a Driver name constant and a New of the one constructor shape
+// (Constructor: context, name, config node, Env); it decodes its config node with
+// yamlstrict.Decode and marks its own config checks with yamlstrict.Invalid, so that a mistake
+// stops start-up; it embeds a Lifecycle; and its tests run vaulttest.Run against the real
+// token, an emulator or an in-repo fake of the service.
 package vault
 
 import (
@@ -35,7 +41,10 @@ type Key interface {
 	// ID is the key's reference inside its vault (alias, label, key id, ARN…), for listing.
 	ID() string
 	// Sign signs a request. digest is blake2b-256(message). Ed25519 and ECDSA keys sign digest;
-	// BLS keys sign message. ECDSA backends may return high-S signatures; the signer normalises.
+	// BLS keys sign message. ECDSA signatures are returned as the backend made them, high-S
+	// included: low-S normalisation is the signer's job, never a driver's. Sign fails with
+	// ErrClosed once the vault is closed, and with the context's error when ctx is done before
+	// or while the backend is asked (see Lifecycle). Every driver passes the vaulttest suite.
 	Sign(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions) (crypt.Signature, error)
 }
 

@@ -60,6 +60,7 @@ type kmsAPI interface {
 
 // Vault is an AWS KMS vault.
 type Vault struct {
+	life     vault.Lifecycle
 	name     string
 	client   kmsAPI
 	keys     []string
@@ -127,13 +128,19 @@ func (v *Vault) Name() string { return v.name }
 func (v *Vault) Driver() string { return Driver }
 
 // Close implements vault.Vault.
-func (v *Vault) Close() error { return nil }
+func (v *Vault) Close() error {
+	v.life.MarkClosed()
+	return nil
+}
 
 // List implements vault.Vault. With configured keys, each is fetched; a key that cannot be used
 // is logged with the reason and left out, and List fails only when none is usable. Without
 // configured keys, every key of the account and region is listed and those that are not
 // SIGN_VERIFY P-256 or secp256k1 keys (or are disabled, or not readable) are skipped.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	if len(v.keys) > 0 {
 		return v.listConfigured(ctx)
 	}

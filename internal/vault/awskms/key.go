@@ -35,9 +35,12 @@ func (k *Key) ID() string { return k.ref }
 func (k *Key) ARN() string { return k.arn }
 
 // Sign implements vault.Key: ECDSA_SHA_256 over the 32-byte digest (MessageType DIGEST, so KMS
-// does not hash again), normalised to low S. Throttled and transient failures are retried with
+// does not hash again), returned as KMS made it (the signer normalises it to low-S). Throttled and transient failures are retried with
 // backoff until the vault's timeout or ctx's deadline, whichever comes first.
 func (k *Key) Sign(ctx context.Context, _ []byte, digest *[32]byte, _ vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, k.v.timeout)
 	defer cancel()
 	out, err := k.v.client.Sign(ctx, &kms.SignInput{
@@ -53,7 +56,7 @@ func (k *Key) Sign(ctx context.Context, _ []byte, digest *[32]byte, _ vault.Sign
 	if err != nil {
 		return nil, fmt.Errorf("awskms %s: key %s: %w", k.v.name, k.ref, err)
 	}
-	return tezos.LowS(sig), nil
+	return sig, nil
 }
 
 // specCurve maps the KMS key specs Signatory can use to their Tezos curves.

@@ -69,6 +69,7 @@ type Config struct {
 
 // Vault is an Azure key vault.
 type Vault struct {
+	life    vault.Lifecycle
 	name    string
 	url     string
 	client  *azkeys.Client
@@ -193,11 +194,17 @@ func (v *Vault) Name() string { return v.name }
 func (v *Vault) Driver() string { return Driver }
 
 // Close implements vault.Vault.
-func (v *Vault) Close() error { return nil }
+func (v *Vault) Close() error {
+	v.life.MarkClosed()
+	return nil
+}
 
 // List implements vault.Vault: the enabled EC keys on P-256 or P-256K (all of them, or those
 // named in keys), each at its current version.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	names := v.keys
 	if len(names) == 0 {
 		lctx, cancel := context.WithTimeout(ctx, v.timeout)
@@ -292,6 +299,9 @@ func (k *Key) ID() string { return k.name + "/" + k.version }
 
 // Sign implements vault.Key: ES256 or ES256K over the digest, on the listed version.
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, k.v.timeout)
 	defer cancel()
 	alg := azkeys.SignatureAlgorithmES256

@@ -14,12 +14,13 @@ import (
 	"golang.org/x/crypto/blake2b"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/azure/azuretest"
 	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 const token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.test"
@@ -52,7 +53,7 @@ func newFake(t *testing.T) *env {
 
 func (e *env) config() Config {
 	return Config{Vault: e.fake.URL, AccessToken: token, TLSCACert: e.ca, DisableChallengeResourceVerification: true,
-		Timeout: config.Duration(5 * time.Second)}
+		Timeout: yamlstrict.Duration(5 * time.Second)}
 }
 
 func open(t *testing.T, cfg Config) *Vault {
@@ -232,4 +233,18 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	e := newFake(t)
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: Driver,
+		Open:   func(t *testing.T) vault.Vault { return open(t, e.config()) },
+		Curves: []tezos.Curve{tezos.Secp256k1, tezos.P256},
+		Stall: func(*testing.T) func() {
+			e.fake.Delay(time.Hour)
+			return func() { e.fake.Delay(0) }
+		},
+	})
 }

@@ -72,6 +72,7 @@ type Config struct {
 
 // Vault is a Cloud KMS key ring.
 type Vault struct {
+	life    vault.Lifecycle
 	name    string
 	ring    string
 	client  *kms.KeyManagementClient
@@ -193,7 +194,12 @@ func (v *Vault) Name() string { return v.name }
 func (v *Vault) Driver() string { return Driver }
 
 // Close implements vault.Vault.
-func (v *Vault) Close() error { return v.client.Close() }
+func (v *Vault) Close() error {
+	if !v.life.MarkClosed() {
+		return nil
+	}
+	return v.client.Close()
+}
 
 // call bounds ctx by the vault's timeout and returns the options that retry retryable codes
 // with exponential backoff (100 ms, doubling, at most 10 s) while the deadline allows.
@@ -224,6 +230,9 @@ var curves = map[kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm]tezos.Curve{
 // List implements vault.Vault: the ENABLED versions of the ring's ASYMMETRIC_SIGN keys whose
 // algorithm is EC_SIGN_ED25519, EC_SIGN_P256_SHA256 or EC_SIGN_SECP256K1_SHA256.
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	lctx, cancel, opts := v.call(ctx)
 	defer cancel()
 	var cryptoKeys []*kmspb.CryptoKey
@@ -331,6 +340,9 @@ func (k *Key) ID() string { return k.name }
 // sign the digest, passed as if it were SHA-256; Ed25519 keys (pure EdDSA) sign the digest as
 // the message, so it goes in the data field, as Tezos signs it.
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel, callOpts := k.v.call(ctx)
 	defer cancel()
 	req := &kmspb.AsymmetricSignRequest{Name: k.name}

@@ -18,11 +18,12 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/cloudkms/cloudkmstest"
 	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 const token = "ya29.test-token"
@@ -54,7 +55,7 @@ func newFake(t *testing.T, cert *remotetest.Cert) *env {
 
 func (e *env) config() Config {
 	return Config{Project: "p", Location: "l", KeyRing: "r", Endpoint: e.addr, Insecure: true, AccessToken: token,
-		Timeout: config.Duration(5 * time.Second)}
+		Timeout: yamlstrict.Duration(5 * time.Second)}
 }
 
 func open(t *testing.T, cfg Config) *Vault {
@@ -295,4 +296,24 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, nil)
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: Driver,
+		Open: func(t *testing.T) vault.Vault {
+			v, err := Open(context.Background(), "gcp", e.config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		},
+		Curves: []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256},
+		Stall: func(*testing.T) func() {
+			e.fake.Delay(time.Hour)
+			return func() { e.fake.Delay(0) }
+		},
+	})
 }

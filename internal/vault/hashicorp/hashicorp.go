@@ -84,6 +84,7 @@ func or(a, b string) string {
 
 // Vault is a Transit engine.
 type Vault struct {
+	life    vault.Lifecycle
 	name    string
 	client  *api.Client
 	mount   string // "transit/"
@@ -168,7 +169,10 @@ func (v *Vault) Name() string { return v.name }
 func (v *Vault) Driver() string { return Driver }
 
 // Close implements vault.Vault.
-func (v *Vault) Close() error { return nil }
+func (v *Vault) Close() error {
+	v.life.MarkClosed()
+	return nil
+}
 
 // login gets an AppRole token unless the current one is valid and is not stale (the token a
 // call was refused with).
@@ -237,6 +241,9 @@ func (v *Vault) fail(op string, err error) error {
 // List implements vault.Vault: the ed25519 and ecdsa-p256 keys of the Transit engine (or those
 // named in keys).
 func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	names := v.keys
 	if len(names) == 0 {
 		s, err := v.do(ctx, func(ctx context.Context) (*api.Secret, error) {
@@ -327,6 +334,9 @@ var sigPrefix = regexp.MustCompile(`^vault:v([0-9]+):`)
 // Ed25519), and as a prehashed sha2-256-sized digest with ecdsa-p256 keys (ASN.1 DER signature,
 // which the signer makes low-S).
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	path := k.v.mount + "sign/" + url.PathEscape(k.name)
 	_, ecKey := k.pub.(*crypt.ECDSAPublicKey)
 	body := map[string]any{"input": base64.StdEncoding.EncodeToString(digest[:]), "key_version": k.version, "prehashed": false}

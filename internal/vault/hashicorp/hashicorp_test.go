@@ -14,11 +14,12 @@ import (
 	"golang.org/x/crypto/blake2b"
 	"gopkg.in/yaml.v3"
 
-	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/vault/hashicorp/hashicorptest"
 	"github.com/signatory-go/signatory/internal/vault/remote/remotetest"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 const token = "hvs.root-test-token"
@@ -53,7 +54,7 @@ func newFake(t *testing.T, mount string) *env {
 }
 
 func (e *env) config() Config {
-	return Config{Address: e.url, Token: token, TLSCACert: e.ca, Timeout: config.Duration(5 * time.Second)}
+	return Config{Address: e.url, Token: token, TLSCACert: e.ca, Timeout: yamlstrict.Duration(5 * time.Second)}
 }
 
 func open(t *testing.T, cfg Config) *Vault {
@@ -285,4 +286,18 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	e := newFake(t, "transit")
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: Driver,
+		Open:   func(t *testing.T) vault.Vault { return open(t, e.config()) },
+		Curves: []tezos.Curve{tezos.Ed25519, tezos.P256},
+		Stall: func(*testing.T) func() {
+			e.fake.Delay(time.Hour)
+			return func() { e.fake.Delay(0) }
+		},
+	})
 }

@@ -153,7 +153,8 @@ func encodePoint(pub crypt.PublicKey) []byte {
 }
 
 // signature turns a token's signature into a Tezos one. ECDSA signatures may come as raw r‖s
-// (the PKCS#11 format) or DER; the result is low-S.
+// (the PKCS#11 format) or DER; they are returned as the token made them (the signer normalises
+// them to low-S, as for every vault).
 func signature(c tezos.Curve, raw []byte) (crypt.Signature, error) {
 	if c == tezos.Ed25519 {
 		if len(raw) != ed25519.SignatureSize {
@@ -169,5 +170,5 @@ func signature(c tezos.Curve, raw []byte) (crypt.Signature, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the token returned a %d-byte ECDSA signature: %w", len(raw), err)
 	}
-	return tezos.LowS(sig), nil
+	return sig, nil
 }

@@ -44,6 +44,9 @@ func (k *Key) ID() string {
 
 // Sign implements vault.Key: EdDSA or ECDSA over the 32-byte digest, on the token.
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	raw, err := k.v.sign(ctx, k, digest[:])
 	if err != nil {
 		return nil, err

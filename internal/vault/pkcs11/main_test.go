@@ -21,6 +21,7 @@ import (
 //	test  k1 P-256 (id 01), k2 secp256k1 (02), k3 Ed25519 (03), k5 P-384 (05), k9 RSA (09)
 //	gen   empty, for import and generate
 //	pin   empty, only ever opened with a wrong PIN
+//	conf  c1 P-256 (id 11), c2 secp256k1 (12), c3 Ed25519 (13), for the conformance suite
 const (
 	testPIN = "1234"
 	soPIN   = "5678"
@@ -55,7 +56,7 @@ func setup(dir string) (*softhsmtest.Store, error) {
 	os.Unsetenv(EnvPIN)
 	os.Unsetenv(EnvSlot)
 	os.Unsetenv(EnvLibraryPath)
-	for _, label := range []string{"test", "gen", "pin"} {
+	for _, label := range []string{"test", "gen", "pin", "conf"} {
 		if err := s.InitToken(label, testPIN, soPIN); err != nil {
 			return nil, err
 		}
@@ -63,6 +64,11 @@ func setup(dir string) (*softhsmtest.Store, error) {
 	for _, k := range [][3]string{{"EC:prime256v1", "01", "k1"}, {"EC:secp256k1", "02", "k2"},
 		{"EC:edwards25519", "03", "k3"}, {"EC:secp384r1", "05", "k5"}, {"rsa:2048", "09", "k9"}} {
 		if err := s.KeyPair("test", testPIN, k[0], k[1], k[2]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range [][3]string{{"EC:prime256v1", "11", "c1"}, {"EC:secp256k1", "12", "c2"}, {"EC:edwards25519", "13", "c3"}} {
+		if err := s.KeyPair("conf", testPIN, k[0], k[1], k[2]); err != nil {
 			return nil, err
 		}
 	}

@@ -39,7 +39,7 @@ type Vault struct {
 	pinErr  error // sticky: a wrong or locked PIN is never retried
 
 	opened atomic.Bool // Open succeeded: from now on a lost token may re-initialise the module
-	closed atomic.Bool
+	life   vault.Lifecycle
 }
 
 // New opens the vault described by node (the driver's constructor for the vault table).
@@ -134,15 +134,13 @@ func (v *Vault) Ready(ctx context.Context) error {
 
 // Close implements vault.Vault. Sessions still in use are closed when they are given back.
 func (v *Vault) Close() error {
-	if v.closed.Swap(true) {
+	if !v.life.MarkClosed() {
 		return nil
 	}
 	v.pool.drain()
 	v.mod.release()
 	return nil
 }
-
-var errClosed = errors.New("the vault is closed")
 
 // errStale is returned when a session outlived its module generation.
 var errStale = errors.New("the session belongs to a module that was re-initialised")
@@ -153,8 +151,8 @@ var errStale = errors.New("the session belongs to a module that was re-initialis
 func (v *Vault) withSession(ctx context.Context, fn func(c *p11.Ctx, s *session) error) error {
 	var err error
 	for range 3 {
-		if v.closed.Load() {
-			return errClosed
+		if v.life.Closed() {
+			return vault.ErrClosed
 		}
 		var s *session
 		if s, err = v.pool.get(ctx); err != nil {

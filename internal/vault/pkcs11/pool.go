@@ -96,7 +96,7 @@ func (p *pool) popIdle(gen uint64) *session {
 func (p *pool) put(s *session, healthy bool) {
 	defer func() { <-p.sem }()
 	gen, needInit := p.v.mod.state()
-	if healthy && s.gen == gen && !needInit && !p.v.closed.Load() {
+	if healthy && s.gen == gen && !needInit && !p.v.life.Closed() {
 		p.mu.Lock()
 		p.idle = append(p.idle, s)
 		p.mu.Unlock()

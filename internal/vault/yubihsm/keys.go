@@ -29,8 +29,12 @@ func (k *Key) PublicKey() crypt.PublicKey { return k.pub }
 func (k *Key) ID() string { return fmt.Sprintf("%04x", k.id) }
 
 // Sign implements vault.Key: Sign EdDSA over the 32-byte digest for Ed25519, Sign ECDSA over the
-// digest for secp256k1 and P-256 (the DER reply is returned low-S).
+// digest for secp256k1 and P-256 (the DER reply is returned as the device made it: the signer
+// normalises it to low-S).
 func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	if err := k.v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
 	var cmd *commands.CommandMessage
 	if k.curve == tezos.Ed25519 {
 		cmd, _ = commands.CreateSignDataEddsaCommand(k.id, digest[:])
@@ -52,7 +56,7 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 	case *commands.SignDataEcdsaResponse:
 		var e *crypt.ECDSASignature
 		if e, err = remote.SignatureFromDER(r.Signature, k.curve); err == nil {
-			sig = tezos.LowS(e) // this vault returns low-S signatures
+			sig = e
 		}
 	default:
 		err = fmt.Errorf("unexpected reply %T", resp)

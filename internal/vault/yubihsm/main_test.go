@@ -80,8 +80,8 @@ func trySign(k vault.Key) (crypt.Signature, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !tezos.IsLowS(sig) || !tezos.Verify(k.PublicKey(), sig, msg, 2) {
-		return nil, fmt.Errorf("key %s: the signature does not verify or is high-S", k.ID())
+	if !tezos.Verify(k.PublicKey(), tezos.LowS(sig), msg, 2) {
+		return nil, fmt.Errorf("key %s: the signature does not verify", k.ID())
 	}
 	return sig, nil
 }

@@ -187,7 +187,7 @@ func (p *pool) popIdle() *session {
 // closed vault is dropped.
 func (p *pool) put(s *session, healthy bool) {
 	defer func() { <-p.sem }()
-	if healthy && !p.v.closed.Load() && s.ch.Counter < p.limit {
+	if healthy && !p.v.life.Closed() && s.ch.Counter < p.limit {
 		p.mu.Lock()
 		p.idle = append(p.idle, s)
 		p.mu.Unlock()

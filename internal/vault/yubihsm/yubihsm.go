@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/certusone/yubihsm-go/commands"
 	"gopkg.in/yaml.v3"
@@ -31,7 +30,7 @@ type Vault struct {
 	log    *slog.Logger
 	client *http.Client
 	pool   *pool
-	closed atomic.Bool
+	life   vault.Lifecycle
 }
 
 // New opens the vault described by node (the driver's constructor for the vault table).
@@ -82,16 +81,14 @@ func (v *Vault) Driver() string { return Driver }
 // where names the device for messages and logs, as the reference does; never the password.
 func (v *Vault) where() string { return "YubiHSM/" + v.cfg.address }
 
-var errClosed = errors.New("the vault is closed")
-
 // do sends cmd on a pooled session. A reused session that fails at the session level (expired on
 // the device, connector restarted, transport or MAC failure) is dropped, and an idempotent command
 // is sent once more on a newly authenticated session. Signing twice is harmless: the watermark
 // was taken before the vault was asked.
 func (v *Vault) do(ctx context.Context, cmd *commands.CommandMessage, idempotent bool) (commands.Response, error) {
 	for attempt := 0; ; attempt++ {
-		if v.closed.Load() {
-			return nil, errClosed
+		if v.life.Closed() {
+			return nil, vault.ErrClosed
 		}
 		s, fresh, err := v.pool.get(ctx)
 		if err != nil {
@@ -185,7 +182,7 @@ func (v *Vault) Ready(ctx context.Context) error {
 // Close implements vault.Vault: idle sessions are closed on the device; sessions in use are
 // closed when they are given back.
 func (v *Vault) Close() error {
-	if v.closed.Swap(true) {
+	if !v.life.MarkClosed() {
 		return nil
 	}
 	v.pool.drain()

@@ -13,6 +13,7 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
 	"github.com/signatory-go/signatory/internal/vault/yubihsm/yubihsmfake"
 )
 
@@ -393,4 +394,30 @@ func TestSessionRenewedBeforeMessageLimit(t *testing.T) {
 	if n := d.dev.Stats().SessionsAuthenticated; n != 2 {
 		t.Fatalf("%d sessions authenticated", n)
 	}
+}
+
+// TestConformance runs the vault suite on the emulated device, through a proxy in front of the
+// connector that can stall it.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	d := newDevice(t)
+	proxy := vaulttest.NewProxy(t, d.conn.URL())
+	three := []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256}
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: Driver,
+		Open: func(t *testing.T) vault.Vault {
+			cfg := d.config()
+			cfg.Address = strings.TrimPrefix(proxy.URL, "http://")
+			v, err := Open(context.Background(), "yubi", cfg, vault.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		},
+		Curves:     three,
+		Generate:   three,
+		Import:     three,
+		Persistent: true,
+		Stall:      proxy.Stall,
+	})
 }
