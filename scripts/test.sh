@@ -47,7 +47,7 @@ if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
   for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58 ./internal/config:FuzzConfig \
       ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication ./internal/request:FuzzMichelineDepth \
-      ./internal/server:FuzzHTTP; do
+      ./internal/server:FuzzHTTP ./internal/tezos:FuzzSecp256k1Verify; do
     pkg=${target%%:*}; name=${target##*:}
     go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
   done

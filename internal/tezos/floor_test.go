@@ -53,6 +53,11 @@ func BenchmarkFloor(b *testing.B) {
 			pub, sig := priv.Public().(*crypt.ECDSAPublicKey), &crypt.ECDSASignature{R: r, S: s, Curve: crypt.S256()}
 			b.Run("verify/secp256k1-decred", func(b *testing.B) {
 				for b.Loop() {
+					_ = verifySecp256k1Decred(pub, sig, digest[:])
+				}
+			})
+			b.Run("verify/secp256k1-libsecp256k1", func(b *testing.B) {
+				for b.Loop() {
 					_ = verifySecp256k1(pub, sig, digest[:])
 				}
 			})
