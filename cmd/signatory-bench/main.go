@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,8 @@ func main() {
 	var o loadtest.Options
 	var keys string
 	var jsonOut, selfTest bool
+	var pid int
+	var metricsURL string
 	cmd := &cobra.Command{
 		Use:   "signatory-bench",
 		Short: "Load-test an octez remote signer",
@@ -42,6 +45,14 @@ to show the tool's own ceiling on this machine.`,
 				}
 				defer closeFn()
 				o.URL = url
+			}
+			switch {
+			case pid != 0 && metricsURL != "":
+				return fmt.Errorf("give --pid or --metrics-url, not both")
+			case pid != 0:
+				o.SignerCPU = loadtest.ProcCPU(pid)
+			case metricsURL != "":
+				o.SignerCPU = loadtest.MetricsCPU(metricsURL)
 			}
 			r, err := loadtest.Run(ctx, o)
 			if err != nil {
@@ -68,6 +79,32 @@ to show the tool's own ceiling on this machine.`,
 	f.Uint32Var(&o.RunID, "run-id", 0, "selects the consensus chain ids (default: random, fresh watermarks each run)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	f.BoolVar(&selfTest, "self-test", false, "measure the tool itself against a trivial in-process server")
+	f.IntVar(&pid, "pid", 0, "the signer's process id on this machine: report its CPU per request (from /proc)")
+	f.StringVar(&metricsURL, "metrics-url", "", "a Prometheus endpoint of the signer (e.g. http://127.0.0.1:9583/metrics): report its CPU per request from process_cpu_seconds_total")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "trivial-server [address]",
+		Short: "Serve a constant signature with no work (the HTTP floor), as its own process",
+		Long: `Serve POST /keys/<pkh> with a constant signature and no work, on address (default
+127.0.0.1:0), printing its URL. Measured with --pid as a separate process, it gives the machine's
+HTTP floor: the CPU per request of a Go net/http server that signs nothing.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr := "127.0.0.1:0"
+			if len(args) == 1 {
+				addr = args[0]
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			url, closeFn, err := loadtest.TrivialServerAt(addr)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			fmt.Println(url)
+			<-ctx.Done()
+			return nil
+		},
+	})
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)

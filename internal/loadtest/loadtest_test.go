@@ -4,7 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/request"
 )
@@ -61,5 +67,48 @@ func TestRunAgainstTrivialServer(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: "nope"}); err == nil {
 		t.Fatal("unknown workload accepted")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	t.Parallel()
+	// pid (comm with a space and a parenthesis) state ppid … utime=250 stime=50 …
+	line := "4242 (sig (x) y) S 1 4242 4242 0 -1 4194560 1021 0 0 0 250 50 0 0 20 0 9 0 123 0 0\n"
+	d, err := parseProcStat(line)
+	if err != nil || d != 3*time.Second {
+		t.Fatalf("%v %v, want 3s", d, err)
+	}
+	if _, err := parseProcStat("4242 (short) S 1 2"); err == nil {
+		t.Fatal("a short line was accepted")
+	}
+}
+
+// TestSignerCPU: the CPU sampled at the start and the end of the window becomes a per-request
+// figure; the trivial server runs in this process, so this process's own /proc entry serves.
+func TestSignerCPU(t *testing.T) {
+	t.Parallel()
+	url, stop, err := TrivialServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	r, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Concurrency: 2,
+		Requests: 2000, SignerCPU: ProcCPU(os.Getpid())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 2000 || r.SignerCPUUs <= 0 || r.ToolCPUUs <= 0 {
+		t.Fatalf("%+v", r)
+	}
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total 12.5\ngo_goroutines 7\n")
+	}))
+	defer metrics.Close()
+	if d, err := MetricsCPU(metrics.URL)(context.Background()); err != nil || d != 12500*time.Millisecond {
+		t.Fatalf("%v %v", d, err)
+	}
+	failing := func(context.Context) (time.Duration, error) { return 0, errors.New("no such process") }
+	if _, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Requests: 10, SignerCPU: failing}); err == nil {
+		t.Fatal("a failing CPU sampler was ignored")
 	}
 }

@@ -27,6 +27,9 @@ type Options struct {
 	// RunID selects the chain ids of consensus streams (default: random, so every run starts
 	// from empty watermarks; the signer's file store gets one small file per chain).
 	RunID uint32
+	// SignerCPU, when set, samples the signer's CPU time at the start and the end of the measured
+	// window, for its CPU per request.
+	SignerCPU CPUSampler
 }
 
 // Result is a run's report.
@@ -40,6 +43,10 @@ type Result struct {
 	LatencyMs   Latency        `json:"latency_ms"`
 	Errors      int            `json:"errors"`
 	FirstError  string         `json:"first_error,omitempty"`
+	// SignerCPUUs is the signer's CPU time per measured request in µs (with --pid or
+	// --metrics-url); ToolCPUUs is the load tool's own.
+	SignerCPUUs float64 `json:"signer_cpu_us_per_request,omitempty"`
+	ToolCPUUs   float64 `json:"tool_cpu_us_per_request,omitempty"`
 }
 
 // Latency percentiles in milliseconds.
@@ -69,6 +76,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        o.Concurrency * 2,
@@ -114,6 +123,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		case <-ctx.Done():
 		}
 	}
+	var cpu0, tool0 time.Duration
+	if o.SignerCPU != nil {
+		if cpu0, err = o.SignerCPU(ctx); err != nil {
+			cancel() // the workers stop at their next request
+			wg.Wait()
+			return nil, err
+		}
+	}
+	tool0 = selfCPU()
 	start := time.Now()
 	close(measuring)
 	if o.Requests == 0 {
@@ -125,7 +143,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	return report(o, workers, elapsed), nil
+	r := report(o, workers, elapsed)
+	if r.Requests > 0 {
+		r.ToolCPUUs = float64((selfCPU() - tool0).Microseconds()) / float64(r.Requests)
+		if o.SignerCPU != nil {
+			cpu1, err := o.SignerCPU(context.WithoutCancel(ctx))
+			if err != nil {
+				return nil, err
+			}
+			r.SignerCPUUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
+		}
+	}
+	return r, nil
 }
 
 func (w *worker) loop(ctx context.Context, client *http.Client, url string, measuring, stop <-chan struct{}, remaining <-chan struct{}) {
@@ -242,6 +271,9 @@ func (r *Result) Format() string {
 		fmt.Fprintf(&b, " transport-errors×%d", r.Errors)
 	}
 	fmt.Fprintln(&b)
+	if r.SignerCPUUs > 0 {
+		fmt.Fprintf(&b, "CPU per request: signer %.1f µs, load tool %.1f µs\n", r.SignerCPUUs, r.ToolCPUUs)
+	}
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
 	}

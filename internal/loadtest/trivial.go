@@ -8,8 +8,11 @@ import (
 
 // TrivialServer serves POST /keys/{pkh} with a constant signature and no work, to measure the
 // load tool's own ceiling on this machine. It returns the listener's URL and a stop function.
-func TrivialServer() (string, func(), error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func TrivialServer() (string, func(), error) { return TrivialServerAt("127.0.0.1:0") }
+
+// TrivialServerAt is TrivialServer on addr.
+func TrivialServerAt(addr string) (string, func(), error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
 	}
