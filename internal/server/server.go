@@ -31,6 +31,7 @@ import (
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/signer"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 )
 
@@ -292,7 +293,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		status = writeErrorID(w, err, id)
 	} else {
 		status = http.StatusOK
-		writeJSON(w, status, map[string]string{"signature": res.Signature.String()})
+		writeJSON(w, status, map[string]string{"signature": tezos.SignatureString(res.Signature)})
 	}
 	elapsed := time.Since(start)
 	address := pkh

@@ -408,7 +408,7 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 	if err != nil {
 		return nil, err
 	}
-	mark.Signature = sig.String()
+	mark.Signature = tezos.SignatureString(sig)
 	start = time.Now()
 	rec, err := s.cfg.Store.Advance(ctx, wk, mark)
 	if err != nil {

@@ -3,11 +3,12 @@ package tezos
 import (
 	"testing"
 
+	"github.com/ecadlabs/gotez/v2/b58/base58"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 )
 
-// FuzzBase58 checks that the base58 parsers never panic and that whatever parses prints back
-// to the same string.
+// FuzzBase58 checks that the base58 parsers never panic, that whatever parses prints back to the
+// same string, and that our base58 encoder agrees with gotez's on any bytes.
 func FuzzBase58(f *testing.F) {
 	for _, s := range []string{tv.K1SK, tv.K1PK, tv.K1PKH, tv.K5SK, tv.K5PK, tv.K5PKH, tv.K6SK, tv.K6PK, tv.K6PKH,
 		tv.K7SK, tv.K7PK, tv.K7PKH, tv.LoadDerived().AuthPop.Sig, tv.LoadDerived().BLS.PoP, tv.LoadDerived().ECDSA["tz2"],
@@ -21,8 +22,16 @@ func FuzzBase58(f *testing.F) {
 		if pub, err := ParsePublicKey(s); err == nil && pub.String() != s {
 			t.Fatalf("public key %q printed as %q", s, pub)
 		}
-		if sig, err := ParseSignature(s); err == nil && sig.String() == "" {
-			t.Fatalf("signature %q printed empty", s)
+		if sig, err := ParseSignature(s); err == nil {
+			if sig.String() == "" {
+				t.Fatalf("signature %q printed empty", s)
+			}
+			if fast := SignatureString(sig); fast != sig.String() {
+				t.Fatalf("signature %q: SignatureString %q, gotez %q", s, fast, sig)
+			}
+		}
+		if got, want := string(encodeBase58([]byte(s))), string(base58.Encode([]byte(s))); got != want {
+			t.Fatalf("base58 of %x: %q, gotez %q", s, got, want)
 		}
 		if id, err := ParseChainID(s); err == nil && id.String() != s {
 			t.Fatalf("chain id %q printed as %q", s, id)

@@ -1,0 +1,98 @@
+package tezos
+
+import (
+	"crypto/elliptic"
+	"crypto/sha256"
+
+	"github.com/ecadlabs/goblst/minpk"
+	"github.com/ecadlabs/gotez/v2/b58/prefix"
+	"github.com/ecadlabs/gotez/v2/crypt"
+)
+
+// Every released signature is base58check-encoded once for the answer (and once more for the
+// watermark record). gotez's encoder divides the whole number by 58 one digit at a time; this one
+// works in limbs of 58^5 (which fit in 32 bits), about ten times faster, with the same output:
+// TestBase58MatchesGotez compares the two on random inputs of every length up to 200 bytes,
+// leading zeros included, and every signature kind.
+
+const (
+	b58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+	b58Limb     = 58 * 58 * 58 * 58 * 58 // 656 356 768 < 2^32
+)
+
+// encodeBase58 encodes src in base58 (Bitcoin alphabet), each leading zero byte as '1'.
+func encodeBase58(src []byte) []byte {
+	zeros := 0
+	for zeros < len(src) && src[zeros] == 0 {
+		zeros++
+	}
+	// log(256)/log(58^5) ≈ 0.2732 limbs per byte.
+	limbs := make([]uint32, 0, (len(src)-zeros)*2733/10000+1)
+	for _, b := range src[zeros:] {
+		carry := uint64(b)
+		for i := range limbs {
+			x := uint64(limbs[i])<<8 | carry
+			limbs[i] = uint32(x % b58Limb)
+			carry = x / b58Limb
+		}
+		for carry > 0 {
+			limbs = append(limbs, uint32(carry%b58Limb))
+			carry /= b58Limb
+		}
+	}
+	// Digits, least significant first.
+	digits := make([]byte, 0, len(limbs)*5)
+	for i, l := range limbs {
+		for j := 0; j < 5; j++ {
+			if i == len(limbs)-1 && l == 0 {
+				break // no leading zero digits from the top limb
+			}
+			digits = append(digits, b58Alphabet[l%58])
+			l /= 58
+		}
+	}
+	out := make([]byte, zeros+len(digits))
+	for i := range zeros {
+		out[i] = '1'
+	}
+	for i, d := range digits {
+		out[len(out)-1-i] = d
+	}
+	return out
+}
+
+// encodeBase58Check encodes prefix ‖ payload ‖ the first 4 bytes of sha256(sha256(prefix ‖
+// payload)), as Tezos' base58check does.
+func encodeBase58Check(pre, payload []byte) string {
+	buf := make([]byte, 0, len(pre)+len(payload)+4)
+	buf = append(buf, pre...)
+	buf = append(buf, payload...)
+	s0 := sha256.Sum256(buf)
+	s1 := sha256.Sum256(s0[:])
+	return string(encodeBase58(append(buf, s1[:4]...)))
+}
+
+// SignatureString is sig.String() (edsig…, spsig1…, p2sig…, BLsig…), faster.
+func SignatureString(sig crypt.Signature) string {
+	switch s := sig.(type) {
+	case crypt.Ed25519Signature:
+		if len(s) == prefix.Ed25519Signature.Len {
+			return encodeBase58Check(prefix.Ed25519Signature.Prefix, s)
+		}
+	case *crypt.ECDSASignature:
+		if s.R.Sign() > 0 && s.S.Sign() > 0 && s.R.BitLen() <= 256 && s.S.BitLen() <= 256 {
+			var rs [64]byte
+			s.R.FillBytes(rs[:32])
+			s.S.FillBytes(rs[32:])
+			switch s.Curve {
+			case crypt.S256():
+				return encodeBase58Check(prefix.Secp256k1Signature.Prefix, rs[:])
+			case elliptic.P256():
+				return encodeBase58Check(prefix.P256Signature.Prefix, rs[:])
+			}
+		}
+	case *crypt.BLSSignature:
+		return encodeBase58Check(prefix.BLS12_381Signature.Prefix, (*minpk.Signature)(s).Bytes())
+	}
+	return sig.String()
+}

@@ -1,0 +1,81 @@
+package tezos
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ecadlabs/gotez/v2/b58/base58"
+)
+
+// TestBase58MatchesGotez: the limb encoder gives gotez's output on random inputs of every length
+// up to 200 bytes, with and without leading zero bytes, and on the edge cases.
+func TestBase58MatchesGotez(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	check := func(src []byte) {
+		t.Helper()
+		if got, want := string(encodeBase58(src)), string(base58.Encode(append([]byte(nil), src...))); got != want {
+			t.Fatalf("%x: %q, gotez %q", src, got, want)
+		}
+	}
+	check(nil)
+	check([]byte{0})
+	check([]byte{0, 0, 0})
+	check([]byte{57})
+	check([]byte{58})
+	check([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	for n := 1; n <= 200; n++ {
+		for range 8 {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(rng.Uint32())
+			}
+			for z := rng.IntN(4); z > 0 && z <= n; z-- {
+				src[z-1] = 0
+			}
+			check(src)
+		}
+	}
+}
+
+// TestSignatureStringMatchesGotez: every signature kind the signer releases encodes as gotez's
+// String does.
+func TestSignatureStringMatchesGotez(t *testing.T) {
+	t.Parallel()
+	msg := []byte("\x03payload")
+	for _, c := range Curves {
+		for range 16 {
+			priv, err := GenerateKey(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := priv.Sign(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := SignatureString(sig), sig.String(); got != want {
+				t.Fatalf("%s: %q, gotez %q", c, got, want)
+			}
+			if c == Secp256k1 || c == P256 {
+				if got, want := SignatureString(LowS(sig)), LowS(sig).String(); got != want {
+					t.Fatalf("%s low-S: %q, gotez %q", c, got, want)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkSignatureString(b *testing.B) {
+	priv, _ := GenerateKey(Ed25519)
+	sig, _ := priv.Sign([]byte("\x03payload"))
+	b.Run("gotez", func(b *testing.B) {
+		for b.Loop() {
+			_ = sig.String()
+		}
+	})
+	b.Run("limbs", func(b *testing.B) {
+		for b.Loop() {
+			_ = SignatureString(sig)
+		}
+	})
+}
