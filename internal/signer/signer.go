@@ -488,14 +488,33 @@ func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, 
 // signWith asks the vault, normalises ECDSA to low-S and verifies before returning.
 func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[32]byte, version int) (crypt.Signature, error) {
 	start := time.Now()
-	sig, err := k.key.Sign(ctx, msg, digest, vault.SignOptions{Version: version})
+	var (
+		sig     crypt.Signature
+		checked bool
+		err     error
+	)
+	opts := vault.SignOptions{Version: version}
+	if cs, ok := k.key.(vault.CheckedSigner); ok {
+		// A key whose secret is in this process checks its deterministic signatures itself, by a
+		// second computation (see vault.SoftwareKey.SignChecked); the others are verified below.
+		sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, k.pub)
+	} else {
+		sig, err = k.key.Sign(ctx, msg, digest, opts)
+	}
 	s.m.VaultLatency.WithLabelValues(k.vault.Name(), string(k.curve)).Observe(time.Since(start).Seconds())
+	if errors.Is(err, vault.ErrFault) {
+		s.log.Error("the key's own check of a signature failed; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID(), "err", err)
+		return nil, fault.New(fault.Internal, "the vault returned an invalid signature")
+	}
 	if err != nil {
 		s.log.Error("vault failed to sign", "vault", k.vault.Name(), "err", err)
 		if fault.KindOf(err) != fault.Internal {
 			return nil, err
 		}
 		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
+	}
+	if checked {
+		return sig, nil
 	}
 	sig = tezos.LowS(sig)
 	if !tezos.Verify(k.pub, sig, msg, version) {

@@ -29,14 +29,18 @@ import (
 	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
 )
 
-// fakeKey is a real software key whose behaviour a test can spoil.
+// fakeKey is a real software key whose behaviour a test can spoil. It is not a
+// vault.CheckedSigner: its signatures take the verification path of HSM and KMS keys.
 type fakeKey struct {
-	vault.SoftwareKey
+	soft    *vault.SoftwareKey
 	mode    string        // "" ok, "error", "wrong", "highS", "slow"
 	release chan struct{} // for "slow": Sign waits for it or for ctx
 	cancel  func()        // for "slow": called once Sign is entered (the client gives up)
 	calls   atomic.Int32
 }
+
+func (k *fakeKey) PublicKey() crypt.PublicKey { return k.soft.PublicKey() }
+func (k *fakeKey) ID() string                 { return k.soft.ID() }
 
 func (k *fakeKey) Sign(ctx context.Context, msg []byte, d *[32]byte, o vault.SignOptions) (crypt.Signature, error) {
 	k.calls.Add(1)
@@ -45,7 +49,7 @@ func (k *fakeKey) Sign(ctx context.Context, msg []byte, d *[32]byte, o vault.Sig
 		return nil, errors.New("HSM on fire")
 	case "wrong":
 		var other [32]byte
-		return k.SoftwareKey.Sign(ctx, msg, &other, o)
+		return k.soft.Sign(ctx, msg, &other, o)
 	case "slow":
 		if k.cancel != nil {
 			k.cancel()
@@ -56,7 +60,7 @@ func (k *fakeKey) Sign(ctx context.Context, msg []byte, d *[32]byte, o vault.Sig
 			return nil, ctx.Err()
 		}
 	}
-	sig, err := k.SoftwareKey.Sign(ctx, msg, d, o)
+	sig, err := k.soft.Sign(ctx, msg, d, o)
 	if e, ok := sig.(*crypt.ECDSASignature); ok && k.mode == "highS" && err == nil {
 		n := e.Curve.Params().N
 		if e.S.Cmp(new(big.Int).Rsh(n, 1)) <= 0 {
@@ -131,7 +135,7 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{key: &fakeKey{SoftwareKey: vault.SoftwareKey{Priv: priv, Ref: "k"}, mode: mode, release: make(chan struct{})},
+	f := &fixture{key: &fakeKey{soft: &vault.SoftwareKey{Priv: priv, Ref: "k"}, mode: mode, release: make(chan struct{})},
 		store: &fakeStore{Store: wmmem.NewStore()}, pkh: priv.Public().Hash().String()}
 	f.vault = &fakeVault{keys: []vault.Key{f.key}}
 	c := Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Metrics: metrics.New("t"),
@@ -313,7 +317,7 @@ func TestRacingCommitOfSameBytes(t *testing.T) {
 	f := newFixture(t, tezos.Secp256k1, "", nil)
 	var theirs string
 	f.store.race = func(m *wmmem.Store, k watermark.Key, req watermark.Mark) {
-		sig, err := f.key.SoftwareKey.Sign(context.Background(), attestationAt(5), &req.Digest, vault.SignOptions{})
+		sig, err := f.key.soft.Sign(context.Background(), attestationAt(5), &req.Digest, vault.SignOptions{})
 		if err != nil {
 			t.Error(err)
 		}
@@ -336,7 +340,7 @@ func TestUnusableStoredSignature(t *testing.T) {
 		k, m, _ := mark(t, attestationAt(5))
 		k.PKH = f.pkh
 		if bad == "spsig1" { // a valid signature of other bytes
-			other, _ := f.key.SoftwareKey.Sign(context.Background(), nil, &[32]byte{1}, vault.SignOptions{})
+			other, _ := f.key.soft.Sign(context.Background(), nil, &[32]byte{1}, vault.SignOptions{})
 			bad = tezos.LowS(other).String()
 		}
 		m.Signature = bad
@@ -442,5 +446,38 @@ func TestKeysNeverForgotten(t *testing.T) {
 	}
 	if after := f.vault.lists.Load(); after-before > 1 {
 		t.Fatalf("%d relists for 20 misses", after-before)
+	}
+}
+
+// TestSoftwareKeyFaultReleasesNothing: an in-process key checks its own signature instead of the
+// signer verifying it (vault.CheckedSigner); when that check fails (here the public half of an
+// Ed25519 key is corrupted in memory after the key was listed), the request gets 500 and no
+// signature leaves nor is recorded.
+func TestSoftwareKeyFaultReleasesNothing(t *testing.T) {
+	t.Parallel()
+	priv, _ := tezos.GenerateKey(tezos.Ed25519)
+	ed := priv.(crypt.Ed25519PrivateKey)
+	key := &vault.SoftwareKey{Priv: ed, Ref: "k"}
+	pkh := priv.Public().Hash().String()
+	store := wmmem.NewStore()
+	s, err := New(context.Background(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{key}}}, Store: store,
+		Metrics: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Attestation, request.Generic}, Ops: []string{"transaction"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(5), Version: 2})
+	if err != nil || !tezos.Verify(priv.Public(), res.Signature, attestationAt(5), 2) {
+		t.Fatalf("healthy key: %v, %v", res.Signature, err)
+	}
+	ed[40] ^= 1 // a bit of the public half, after the key was listed
+	res, err = s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(6), Version: 2})
+	if res.Signature != nil || fault.Status(err) != 500 {
+		t.Fatalf("corrupted key: %v, %v (status %d), want no signature and 500", res.Signature, err, fault.Status(err))
+	}
+	req, _ := request.Decode(attestationAt(6), 2)
+	m, _, err := store.Load(context.Background(), watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: watermark.Attestation})
+	if err != nil || m.Level != 5 {
+		t.Fatalf("the refused request moved the record: %+v, %v", m, err)
 	}
 }
