@@ -30,7 +30,9 @@ func main() {
 
 Workloads: generic (one transaction, no watermark), consensus (preattestation then attestation at
 rising levels; stream i uses key i mod len(keys); the first len(keys) streams share one chain, extra
-streams of a key get their own chain id so they never conflict; chain ids are fresh for every run), mixed (half generic, half consensus).
+streams of a key get their own chain id so they never conflict; chain ids are fresh for every run), mixed (half generic, half consensus),
+burst (every key at once, one consensus request each per burst, bursts in turn: the time to the last
+signature of a burst is reported; see burst-config).
 Requests are built before the clock starts. --self-test runs against a trivial in-process server
 to show the tool's own ceiling on this machine.`,
 		SilenceUsage: true,
@@ -81,6 +83,7 @@ to show the tool's own ceiling on this machine.`,
 	f.BoolVar(&selfTest, "self-test", false, "measure the tool itself against a trivial in-process server")
 	f.IntVar(&pid, "pid", 0, "the signer's process id on this machine: report its CPU per request (from /proc)")
 	f.StringVar(&metricsURL, "metrics-url", "", "a Prometheus endpoint of the signer (e.g. http://127.0.0.1:9583/metrics): report its CPU per request from process_cpu_seconds_total")
+	cmd.AddCommand(newBurstConfig())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "trivial-server [address]",
 		Short: "Serve a constant signature with no work (the HTTP floor), as its own process",

@@ -112,3 +112,28 @@ func TestSignerCPU(t *testing.T) {
 		t.Fatal("a failing CPU sampler was ignored")
 	}
 }
+
+// TestBurst: every key sends one request per burst, all bursts are counted and answered, and a
+// burst lasts at least as long as its slowest request.
+func TestBurst(t *testing.T) {
+	t.Parallel()
+	url, stop, err := TrivialServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	keys := make([]string, 16)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("tz1key%02d", i)
+	}
+	r, err := Run(context.Background(), Options{URL: url, Keys: keys, Workload: Burst, Requests: 160})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Burst == nil || r.Burst.Keys != 16 || r.Burst.Bursts != 10 || r.Requests != 160 || r.Statuses["200"] != 160 {
+		t.Fatalf("%+v %+v", r, r.Burst)
+	}
+	if r.Burst.Ms.Max < r.LatencyMs.Max {
+		t.Fatalf("the longest burst (%v ms) is shorter than its slowest request (%v ms)", r.Burst.Ms.Max, r.LatencyMs.Max)
+	}
+}

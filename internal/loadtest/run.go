@@ -47,6 +47,8 @@ type Result struct {
 	// --metrics-url); ToolCPUUs is the load tool's own.
 	SignerCPUUs float64 `json:"signer_cpu_us_per_request,omitempty"`
 	ToolCPUUs   float64 `json:"tool_cpu_us_per_request,omitempty"`
+	// Burst is set by the burst workload.
+	Burst *BurstResult `json:"burst,omitempty"`
 }
 
 // Latency percentiles in milliseconds.
@@ -71,6 +73,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.RunID == 0 {
 		o.RunID = rand.Uint32() >> 10
+	}
+	if o.Workload == Burst {
+		return runBurst(ctx, o)
 	}
 	streams, err := newStreams(o.Workload, o.Keys, o.Concurrency, o.StartLevel, o.RunID)
 	if err != nil {
@@ -188,17 +193,22 @@ func (w *worker) loop(ctx context.Context, client *http.Client, url string, meas
 			continue
 		}
 		w.lat = append(w.lat, d)
-		if err != nil {
-			w.errs++
-			if w.firstErr == "" {
-				w.firstErr = err.Error()
-			}
-			continue
+		w.record(status, err)
+	}
+}
+
+// record counts one measured answer.
+func (w *worker) record(status int, err error) {
+	if err != nil {
+		w.errs++
+		if w.firstErr == "" {
+			w.firstErr = err.Error()
 		}
-		w.statuses[status]++
-		if status != 200 && w.firstErr == "" {
-			w.firstErr = fmt.Sprintf("%d %s: %s", status, w.s.kind(), bytes.TrimSpace(w.buf.Bytes()))
-		}
+		return
+	}
+	w.statuses[status]++
+	if status != 200 && w.firstErr == "" {
+		w.firstErr = fmt.Sprintf("%d %s: %s", status, w.s.kind(), bytes.TrimSpace(w.buf.Bytes()))
 	}
 }
 
@@ -238,17 +248,7 @@ func report(o Options, workers []*worker, elapsed time.Duration) *Result {
 	if len(all) == 0 {
 		return r
 	}
-	slices.Sort(all)
-	pct := func(p float64) float64 {
-		i := int(p * float64(len(all)-1))
-		return float64(all[i].Microseconds()) / 1000
-	}
-	var sum time.Duration
-	for _, d := range all {
-		sum += d
-	}
-	r.LatencyMs = Latency{P50: pct(0.5), P90: pct(0.9), P99: pct(0.99), P999: pct(0.999),
-		Max: float64(all[len(all)-1].Microseconds()) / 1000, Mean: float64((sum / time.Duration(len(all))).Microseconds()) / 1000}
+	r.LatencyMs = percentiles(all)
 	return r
 }
 
@@ -271,6 +271,10 @@ func (r *Result) Format() string {
 		fmt.Fprintf(&b, " transport-errors×%d", r.Errors)
 	}
 	fmt.Fprintln(&b)
+	if r.Burst != nil {
+		fmt.Fprintf(&b, "bursts of %d keys: %d; time to the last signature ms: p50 %.3f  p90 %.3f  max %.3f\n",
+			r.Burst.Keys, r.Burst.Bursts, r.Burst.Ms.P50, r.Burst.Ms.P90, r.Burst.Ms.Max)
+	}
 	if r.SignerCPUUs > 0 {
 		fmt.Fprintf(&b, "CPU per request: signer %.1f µs, load tool %.1f µs\n", r.SignerCPUUs, r.ToolCPUUs)
 	}
