@@ -118,9 +118,11 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 			}
 		}
 	}()
-	if store, err = openWatermark(ctx, cfg, log, false); err != nil {
-		return nil, nil, err
+	st, err := openWatermark(ctx, cfg, log, false)
+	if err != nil {
+		return nil, nil, err // st may be a nil pointer in a non-nil interface: never closed
 	}
+	store = st
 	if cfg.Audit != nil {
 		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
 			return nil, nil, err
