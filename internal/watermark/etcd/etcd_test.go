@@ -16,7 +16,6 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/storetest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 	"github.com/signatory-go/signatory/test/servers"
 )
@@ -60,7 +59,7 @@ func TestStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	storetest.StoreDown(t, s, e.Stop, e.Start)
+	watermarktest.StoreDown(t, s, e.Stop, e.Start)
 }
 
 // TestDeadline: with the server gone, Advance returns by the caller's deadline with an
@@ -92,7 +91,7 @@ func TestTwoSigners(t *testing.T) {
 	a, b := openStore(t, e.Endpoint(), prefix), openStore(t, e.Endpoint(), prefix)
 	defer a.Close()
 	defer b.Close()
-	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	accepted, refused := watermarktest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
 	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
 }
 

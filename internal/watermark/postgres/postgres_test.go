@@ -16,7 +16,6 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/storetest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 	"github.com/signatory-go/signatory/test/servers"
 )
@@ -68,7 +67,7 @@ func TestStoreDown(t *testing.T) {
 	pg := servers.StartPostgres(t)
 	s := openStore(t, pg.DSN(), freshTable())
 	defer s.Close()
-	storetest.StoreDown(t, s, pg.Stop, pg.Start)
+	watermarktest.StoreDown(t, s, pg.Stop, pg.Start)
 }
 
 // TestDeadline: a request stuck behind a row lock held by another session returns when its
@@ -115,7 +114,7 @@ func TestTwoSigners(t *testing.T) {
 	a, b := openStore(t, pg.DSN(), table), openStore(t, pg.DSN(), table)
 	defer a.Close()
 	defer b.Close()
-	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	accepted, refused := watermarktest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
 	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
 }
 
