@@ -26,7 +26,8 @@ import (
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
 var (
@@ -335,14 +336,14 @@ func TestAdversarialMem(t *testing.T) {
 
 func TestAdversarialPostgres(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
-	adversarial(t, "postgres", 3, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: adversarial\n    timeout: 5s\n", pg.DSN()), pg, false)
+	pg := postgrestest.Start(t)
+	adversarial(t, "postgres", 3, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: adversarial\n    timeout: 5s\n", pg.DSN), pg, false)
 }
 
 func TestAdversarialEtcd(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	adversarial(t, "etcd", 3, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /adversarial/\n    timeout: 5s\n", e.Endpoint()), e, false)
+	e := etcdtest.Start(t)
+	adversarial(t, "etcd", 3, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /adversarial/\n    timeout: 5s\n", e.Endpoint), e, false)
 }
 
 func TestAdversarialDynamoDB(t *testing.T) {

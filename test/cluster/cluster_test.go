@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
 // store is the shared watermark server, which the outage phase stops and starts.
@@ -17,14 +18,14 @@ type store interface {
 
 func TestClusterPostgres(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
-	runCluster(t, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: cluster\n    timeout: 2s\n", pg.DSN()), pg)
+	pg := postgrestest.Start(t)
+	runCluster(t, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: cluster\n    timeout: 2s\n", pg.DSN), pg)
 }
 
 func TestClusterEtcd(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	runCluster(t, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /cluster/\n    timeout: 2s\n", e.Endpoint()), e)
+	e := etcdtest.Start(t)
+	runCluster(t, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /cluster/\n    timeout: 2s\n", e.Endpoint), e)
 }
 
 // totals adds up the phases for the closing log line.
