@@ -15,10 +15,14 @@
 //   - Binary builds the daemon once per test binary (with the race detector when the tests run
 //     with it); Daemon starts `signatory serve` on free loopback ports, waits for /healthz,
 //     captures the log, stops it with SIGKILL or SIGTERM and talks to its HTTP API.
+//   - NewKeys, NewMember and StartMembers run several daemons on one shared watermark store
+//     (cluster.go, for test/cluster and test/adversarial); Eventually waits for a server coming
+//     back from an outage.
 //   - Attestation, Consensus, Block and the other payload builders make what the end-to-end tests
 //     sign.
 //
-// It imports the standard library, testing and internal/tezos. Production code must not import it.
+// It imports the standard library, testing, internal/tezos and gotez. Production code must not
+// import it.
 package testdaemon
 
 import (
