@@ -18,6 +18,8 @@
 //   - NewKeys, NewMember and StartMembers run several daemons on one shared watermark store
 //     (cluster.go, for test/cluster and test/adversarial); Eventually waits for a server coming
 //     back from an outage.
+//   - Outage is the scenario of a vault's backend going away under a running daemon and coming
+//     back, which test/hsm (SoftHSM2 token removed) and test/yubihsm (connector stopped) share.
 //   - Attestation, Consensus, Block and the other payload builders make what the end-to-end tests
 //     sign.
 //
