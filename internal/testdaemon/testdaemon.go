@@ -4,7 +4,7 @@
 //
 //   - Unavailable is the one skip-or-fail rule: a test that needs a program from outside Go
 //     (PostgreSQL, etcd, SoftHSM2, local-kms, Node) is skipped without it, or fails when
-//     SIGNATORY_REQUIRE_SERVERS=1 (CI). Installed finds or installs such a program once.
+//     RequireServersEnv is "1" (CI). Installed finds or installs such a program once.
 //   - Process is every long-running child process of the tests, with its output in a Buffer that
 //     can be waited on; RunTool runs the short one-shot tools (initdb, softhsm2-util, go build,
 //     npm ci). On Linux every child gets SIGKILL when the test process dies, so that none outlives
