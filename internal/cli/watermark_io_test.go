@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
 // wmConfig writes a config with only a watermark section and returns its path and base_dir.
@@ -105,7 +105,7 @@ func TestWatermarkExportImportFile(t *testing.T) {
 }
 
 func TestWatermarkMigrateToPostgres(t *testing.T) {
-	pg := servers.StartPostgres(t)
-	dst, _ := wmConfig(t, "  driver: postgres\n  config:\n    dsn: "+pg.DSN()+"\n    table: migrated\n")
+	pg := postgrestest.Start(t)
+	dst, _ := wmConfig(t, "  driver: postgres\n  config:\n    dsn: "+pg.DSN+"\n    table: migrated\n")
 	migrate(t, dst)
 }

@@ -216,14 +216,9 @@ func (d *Daemon) WaitLog(s string) bool { return d.WaitLogWithin(s, 5*time.Secon
 
 // WaitLogWithin is WaitLog with another deadline.
 func (d *Daemon) WaitLogWithin(s string, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if strings.Contains(d.Logs(), s) {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	return d.logs.WaitFor(ctx, s)
 }
 
 // requestIDInBody finds the request id a 5xx body names: "… (request <id>)".
@@ -339,6 +334,7 @@ func (d *Daemon) CLI(stdin string, args ...string) []Key {
 	cmd := exec.Command(Binary(d.TB), append(args, "-c", d.Config, "--json")...)
 	cmd.Env = d.Env
 	cmd.Stdin = strings.NewReader(stdin)
+	DieWithTest(cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

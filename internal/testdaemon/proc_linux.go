@@ -1,6 +1,7 @@
 package testdaemon
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -19,4 +20,10 @@ func DieWithTest(cmd *exec.Cmd) {
 // (cmd must have been through DieWithTest), so that the children of cmd do not outlive it.
 func KillGroupOnCancel(cmd *exec.Cmd) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+}
+
+// killGroup sends SIGKILL to the group p leads (DieWithTest made it a leader), and to p itself.
+func killGroup(p *os.Process) {
+	_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+	_ = p.Kill()
 }

@@ -1,14 +1,30 @@
-// Package testdaemon is for tests only: it runs the real signatory binary, or another program
-// such as an emulator, as a child process of a test.
+// Package testdaemon is the one home of the tests' infrastructure: it runs the real signatory
+// binary, or another program such as an emulator or a database server, as a child process of a
+// test, and says what a test does when such a program cannot run here.
 //
-// Binary builds the daemon once per test binary (with the race detector when the tests run with
-// it); Daemon starts `signatory serve` on free loopback ports, waits for /healthz, captures the
-// log, stops it with SIGKILL or SIGTERM and talks to its HTTP API; Process is the bare child
-// process under it, with a Buffer for its output; Attestation and Consensus build the consensus
-// payloads the end-to-end tests sign. On Linux every child gets SIGKILL when the test process
-// dies, so that none outlives an aborted test.
+//   - Unavailable is the one skip-or-fail rule: a test that needs a program from outside Go
+//     (PostgreSQL, etcd, SoftHSM2, local-kms, Node) is skipped without it, or fails when
+//     RequireServersEnv is "1" (CI). Installed finds or installs such a program once.
+//   - Process is every long-running child process of the tests, with its output in a Buffer that
+//     can be waited on; RunTool runs the short one-shot tools (initdb, softhsm2-util, go build,
+//     npm ci). On Linux every child gets SIGKILL when the test process dies, so that none outlives
+//     an aborted test, and Kill ends its whole process group.
+//   - Service is a Process serving on free loopback ports (the emulators and servers of the
+//     <pkg>test packages: postgrestest, etcdtest, dynamotest, awskmstest), with readiness checks,
+//     an orderly stop, restart on the same ports and data, pause and resume.
+//   - Binary builds the daemon once per test binary (with the race detector when the tests run
+//     with it); Daemon starts `signatory serve` on free loopback ports, waits for /healthz,
+//     captures the log, stops it with SIGKILL or SIGTERM and talks to its HTTP API.
+//   - NewKeys, NewMember and StartMembers run several daemons on one shared watermark store
+//     (cluster.go, for test/cluster and test/adversarial); Eventually waits for a server coming
+//     back from an outage.
+//   - Outage is the scenario of a vault's backend going away under a running daemon and coming
+//     back, which test/hsm (SoftHSM2 token removed) and test/yubihsm (connector stopped) share.
+//   - Attestation, Consensus, Block and the other payload builders make what the end-to-end tests
+//     sign.
 //
-// It imports the standard library, testing and internal/tezos. Production code must not import it.
+// It imports the standard library, testing, internal/tezos and gotez. Production code must not
+// import it.
 package testdaemon
 
 import (
@@ -19,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -71,9 +88,8 @@ func buildBinary(ctx context.Context) (string, error) {
 		args = append(args, "-race")
 	}
 	// go test puts the toolchain that runs the tests first in PATH.
-	out, err := exec.CommandContext(ctx, "go", append(args, Package)...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building signatory: %v\n%s", err, out)
+	if _, err := RunTool(exec.CommandContext(ctx, "go", append(args, Package)...)); err != nil {
+		return "", fmt.Errorf("building signatory: %v", err)
 	}
 	return bin, nil
 }
@@ -111,10 +127,12 @@ func Main(m *testing.M) {
 }
 
 // RequireServersEnv is the environment variable that, set to "1" (as in CI), turns a missing
-// program that a test needs into a failure rather than a skip.
+// program that a test needs into a failure rather than a skip. This is its only mention in Go
+// code: every test goes through Unavailable.
 const RequireServersEnv = "SIGNATORY_REQUIRE_SERVERS"
 
-// Unavailable skips tb with the reason, or fails it when RequireServersEnv is "1".
+// Unavailable is the one skip-or-fail rule for a server, emulator or tool that cannot run here: it
+// skips tb with the reason, or fails it when RequireServersEnv is "1".
 func Unavailable(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	msg := fmt.Sprintf(format, args...)
@@ -149,16 +167,21 @@ func FreeAddr(tb testing.TB) string {
 	return l.Addr().String()
 }
 
-// Buffer collects output, such as a child process's or a logger's, and can be read while it is
-// written to.
+// Buffer collects output, such as a child process's or a logger's, and can be read, and waited
+// on, while it is written to.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	wake chan struct{} // closed by the next Write, for WaitFor
 }
 
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
 	return b.b.Write(p)
 }
 
@@ -167,4 +190,29 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// WaitFor waits until the output holds s, woken by each write (no polling), and reports whether
+// it does; it gives up when ctx ends.
+func (b *Buffer) WaitFor(ctx context.Context, s string) bool {
+	from := 0 // the output before from was searched already
+	for {
+		b.mu.Lock()
+		data := b.b.Bytes()
+		if bytes.Contains(data[from:], []byte(s)) {
+			b.mu.Unlock()
+			return true
+		}
+		from = max(0, len(data)-len(s)+1)
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return strings.Contains(b.String(), s)
+		}
+	}
 }

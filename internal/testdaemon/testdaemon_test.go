@@ -1,14 +1,18 @@
 package testdaemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,25 +23,59 @@ const helperEnv = "TESTDAEMON_HELPER"
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "serve": // answer "ok" to every connection on TESTDAEMON_ADDR
-		l, err := net.Listen("tcp", os.Getenv("TESTDAEMON_ADDR"))
-		if err != nil {
-			fmt.Println(err)
-			os.Exit(2)
-		}
-		fmt.Println("serving")
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				os.Exit(2)
-			}
-			fmt.Fprintln(c, "ok")
-			c.Close()
-		}
+		serve(os.Getenv("TESTDAEMON_ADDR"), false)
 	case "exit":
 		fmt.Println("giving up")
 		os.Exit(3)
+	case "busy-once": // fail as if the port were taken, the first time only
+		if f, err := os.OpenFile(os.Getenv("TESTDAEMON_MARK"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
+			fmt.Println("listen tcp: bind: Address already in use")
+			os.Exit(1)
+		}
+		serve(os.Getenv("TESTDAEMON_ADDR"), true)
+	case "terminate": // serve; on SIGTERM, say so and exit 0
+		serve(os.Getenv("TESTDAEMON_ADDR"), true)
+	case "group": // start a grandchild that serves on TESTDAEMON_ADDR, then wait
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=serve")
+		cmd.Stdout = os.Stdout
+		if err := cmd.Start(); err != nil {
+			fmt.Println(err)
+			os.Exit(2)
+		}
+		cmd.Wait()
+		os.Exit(0)
 	}
 	Main(m)
+}
+
+// serve answers "ok" to every connection on addr; with onTerm, SIGTERM makes it print
+// "terminating" and exit 0.
+func serve(addr string, onTerm bool) {
+	if onTerm {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		go func() {
+			<-sig
+			fmt.Println("terminating")
+			os.Exit(0)
+		}()
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(2)
+	}
+	fmt.Println("serving")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			os.Exit(2)
+		}
+		fmt.Fprintln(c, "ok")
+		c.Close()
+	}
 }
 
 func helper(mode, addr string) *exec.Cmd {
@@ -225,5 +263,94 @@ func TestDaemon(t *testing.T) {
 	bad.Launch("serve", "-c", bad.Config)
 	if err := bad.WaitReady(); !errors.Is(err, ErrExited) {
 		t.Fatalf("bad config: %v", err)
+	}
+}
+
+func TestWaitOutputAndStop(t *testing.T) {
+	addr := FreeAddr(t)
+	var out Buffer
+	p, err := StartProcess(helper("terminate", addr), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.WaitOutput(&out, "serving\n", time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if p.Pid() <= 0 {
+		t.Fatalf("pid %d", p.Pid())
+	}
+	p.Stop(syscall.SIGTERM, time.Minute) // exits by itself: no SIGKILL needed
+	if err := p.Err(); err != nil || !strings.Contains(out.String(), "terminating") {
+		t.Fatalf("after Stop(SIGTERM): %v, output %q", err, out.String())
+	}
+	if err := p.WaitOutput(&out, "never printed", time.Minute); !errors.Is(err, ErrExited) {
+		t.Fatalf("WaitOutput on an exited process: %v", err)
+	}
+
+	out = Buffer{}
+	p, err = StartProcess(helper("serve", FreeAddr(t)), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.WaitOutput(&out, "never printed", 50*time.Millisecond); err == nil || errors.Is(err, ErrExited) {
+		t.Fatalf("WaitOutput for a line that does not come: %v", err)
+	}
+}
+
+func TestBufferWaitFor(t *testing.T) {
+	var b Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	found := make(chan bool)
+	go func() { found <- b.WaitFor(ctx, "needle") }()
+	fmt.Fprint(&b, "hay ne")
+	fmt.Fprint(&b, "edle hay") // split over two writes
+	if !<-found {
+		t.Fatal("WaitFor missed a string split over two writes")
+	}
+	go func() { found <- b.WaitFor(ctx, "absent") }()
+	cancel()
+	if <-found {
+		t.Fatal("WaitFor found what is not there")
+	}
+}
+
+func TestRunTool(t *testing.T) {
+	out, err := RunTool(helper("exit", ""))
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "giving up") ||
+		!strings.Contains(string(out), "giving up") {
+		t.Fatalf("a tool that fails: %v, output %q", err, out)
+	}
+	if _, err := RunTool(helper("none", "")); err != nil {
+		t.Fatalf("a tool that succeeds: %v", err)
+	}
+	if _, err := RunTool(exec.Command(filepath.Join(t.TempDir(), "missing"))); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("a tool that does not exist: %v", err)
+	}
+}
+
+// TestKillGroup: Kill also ends what the process started (a server's workers).
+func TestKillGroup(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("process groups are only used on Linux")
+	}
+	addr := FreeAddr(t)
+	var out Buffer
+	p, err := StartProcess(helper("group", addr), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitListening(addr, time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	p.Kill()
+	// The grandchild got SIGKILL too: its port closes (when the kernel has torn it down).
+	deadline := time.Now().Add(time.Minute)
+	for Listening(context.Background(), addr) {
+		if time.Now().After(deadline) {
+			t.Fatal("the grandchild outlived Kill")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the kernel's teardown of a killed process
 	}
 }

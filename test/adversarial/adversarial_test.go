@@ -11,14 +11,9 @@
 package adversarial
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +21,8 @@ import (
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
 var (
@@ -50,7 +46,7 @@ var classes = []string{"block", "preattestation", "attestation"}
 
 // request is one sign request of the stream.
 type request struct {
-	key          *testKey
+	key          *testdaemon.TestKey
 	chain, class string
 	tag          byte
 	level, round int32
@@ -59,13 +55,13 @@ type request struct {
 }
 
 func (r *request) at() lr             { return lr{r.level, r.round} }
-func (r *request) classKey() classKey { return classKey{r.chain, r.key.pkh, r.class} }
-func (r *request) slotKey() slotKey   { return slotKey{r.chain, r.key.pkh, r.class, r.at()} }
+func (r *request) classKey() classKey { return classKey{r.chain, r.key.PKH, r.class} }
+func (r *request) slotKey() slotKey   { return slotKey{r.chain, r.key.PKH, r.class, r.at()} }
 func (r *request) String() string {
-	return fmt.Sprintf("%s %s %s tag %d level %d round %d variant %d", r.key.curve, r.chain, r.class, r.tag, r.level, r.round, r.variant)
+	return fmt.Sprintf("%s %s %s tag %d level %d round %d variant %d", r.key.Curve, r.chain, r.class, r.tag, r.level, r.round, r.variant)
 }
 
-func newRequest(k *testKey, chain, class string, tag byte, level, round int32, variant byte) *request {
+func newRequest(k *testdaemon.TestKey, chain, class string, tag byte, level, round int32, variant byte) *request {
 	r := &request{key: k, chain: chain, class: class, tag: tag, level: level, round: round, variant: variant}
 	if class == "block" {
 		r.payload = testdaemon.Block(chain, level, round, variant)
@@ -79,7 +75,7 @@ func newRequest(k *testKey, chain, class string, tag byte, level, round int32, v
 // different payloads at each of rounds 0 and 1 (with the class's tags in turn, so a DAL or BLS-mode
 // attestation conflicts with a plain one), each sent once or twice (identical retries), plus stale
 // requests two levels down.
-func stream(rng *rand.Rand, ks []*testKey, level int32) []*request {
+func stream(rng *rand.Rand, ks []*testdaemon.TestKey, level int32) []*request {
 	var out []*request
 	for _, k := range ks {
 		for _, c := range chains {
@@ -103,52 +99,12 @@ func stream(rng *rand.Rand, ks []*testKey, level int32) []*request {
 	return out
 }
 
-// newKeys writes a key file with one fresh key per curve.
-func newKeys(t testing.TB) ([]*testKey, string) {
-	var ks []*testKey
-	var entries []map[string]string
-	for i, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256, tezos.BLS} {
-		priv, err := tezos.GenerateKey(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub := priv.Public()
-		ks = append(ks, &testKey{priv: priv, pub: pub, pkh: pub.Hash().String(), curve: c})
-		entries = append(entries, map[string]string{"name": fmt.Sprintf("k%d", i), "value": "unencrypted:" + string(priv.ToBase58())})
-	}
-	js, _ := json.Marshal(entries)
-	path := filepath.Join(t.TempDir(), "secret_keys.json")
-	if err := os.WriteFile(path, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return ks, path
-}
-
-var client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-
-// newInstance writes the config of one signer: the key file, its own base_dir and ports, the
-// watermark section (indented under `watermark:`), and a policy allowing every consensus kind.
-func newInstance(t testing.TB, name, keyFile string, ks []*testKey, watermark string) *testdaemon.Daemon {
-	d := testdaemon.New(t)
-	d.Name = name
-	d.StartTimeout = 60 * time.Second
-	d.Ready = func(status int, _ []byte) bool { return status == 200 }
-	d.Client = client
-	d.FailureLogLines = 60
-	var tz strings.Builder
-	for _, k := range ks {
-		fmt.Fprintf(&tz, "  %s:\n    allow:\n      block:\n      preattestation:\n      attestation:\n      attestation_with_dal:\n", k.pkh)
-	}
-	d.WriteConfig(testdaemon.FileVault(keyFile) + "watermark:\n" + watermark + "tezos:\n" + tz.String())
-	return d
-}
-
 // run is one store's adversarial run.
 type run struct {
 	t       *testing.T
 	name    string
 	rng     *rand.Rand
-	keys    []*testKey
+	keys    []*testdaemon.TestKey
 	insts   []*testdaemon.Daemon
 	oracle  *oracle
 	workers int
@@ -184,7 +140,7 @@ func (r *run) send(reqs []*request, onProgress func()) {
 		wg.Go(func() {
 			for j := range jobs {
 				epoch, highest, had := r.oracle.before(j.req)
-				status, msg := j.inst.Sign(j.req.key.pkh, j.req.payload)
+				status, msg := j.inst.Sign(j.req.key.PKH, j.req.payload)
 				r.oracle.record(j.req, epoch, highest, had, status, msg)
 				r.mu.Lock()
 				ok := r.allowed[status]
@@ -209,31 +165,21 @@ func (r *run) send(reqs []*request, onProgress func()) {
 	wg.Wait()
 }
 
-// start starts an instance, logging a marker first.
-func start(d *testdaemon.Daemon) {
-	d.Logf("---- start %s", time.Now().Format(time.RFC3339Nano))
-	d.Serve("--no-list")
-}
-
-// store is a shared watermark server the run stops and starts.
-type store interface {
-	Stop()
-	Start()
-}
-
 // adversarial runs the phases on the instances: steady load; an instance killed with SIGKILL in
 // the middle of a level and restarted two levels later (its requests unanswered meanwhile); for
 // a shared store, an outage (every request refused with 5xx) and its restart; then load again.
 // memStore: the store forgets everything at a restart, so the oracle starts a new epoch then.
-func adversarial(t *testing.T, name string, n int, watermark string, st store, memStore bool) {
-	ks, keyFile := newKeys(t)
+func adversarial(t *testing.T, name string, n int, watermark string, st testdaemon.SharedStore, memStore bool) {
+	keys, keyFile := testdaemon.NewKeys(t, tezos.Ed25519, tezos.Secp256k1, tezos.P256, tezos.BLS)
+	var ks []*testdaemon.TestKey
+	var pkhs []string
+	for i := range keys {
+		ks = append(ks, &keys[i])
+		pkhs = append(pkhs, keys[i].PKH)
+	}
 	r := &run{t: t, name: name, rng: rand.New(rand.NewPCG(*seedFlag, uint64(len(name)))), keys: ks,
 		oracle: newOracle(t), workers: 8}
-	for i := range n {
-		in := newInstance(t, fmt.Sprintf("%s-%d", name, i), keyFile, ks, watermark)
-		start(in)
-		r.insts = append(r.insts, in)
-	}
+	r.insts = testdaemon.StartMembers(t, n, name, keyFile, watermark, testdaemon.ConsensusPolicy(pkhs...))
 	levels := int32(*levelsFlag)
 	victim := r.insts[len(r.insts)-1]
 	down := false // the victim is killed and not restarted yet: its requests go unanswered
@@ -254,13 +200,13 @@ func adversarial(t *testing.T, name string, n int, watermark string, st store, m
 				if memStore {
 					r.oracle.newEpoch() // mem keeps nothing: a new process starts from scratch
 				}
-				start(victim)
+				victim.ServeMember()
 				r.replay(memStore)
 			} else {
 				down = true
 			}
 		case phase == 5 && down: // the killed instance comes back, two levels later
-			start(victim)
+			victim.ServeMember()
 			down = false
 			r.replay(memStore)
 			ok(200, 409)
@@ -282,7 +228,7 @@ func adversarial(t *testing.T, name string, n int, watermark string, st store, m
 		}
 	}
 	if down {
-		start(victim)
+		victim.ServeMember()
 	}
 	t.Log(r.oracle.summary(name, r.kills, r.stores))
 	if r.oracle.signed == 0 || r.oracle.refused == 0 {
@@ -306,20 +252,18 @@ func (r *run) replay(memStore bool) {
 func (r *run) waitSigning(level int32) {
 	r.allow(200, 409, 500, 503)
 	for i, in := range r.insts {
-		deadline := time.Now().Add(60 * time.Second)
-		for v := byte(0); ; v++ {
+		v := byte(0)
+		testdaemon.Eventually(r.t, time.Minute, in.Name+" signing after the store restart", func() error {
 			q := newRequest(r.keys[0], chains[0], "attestation", testdaemon.TagAttestation, level, 10+int32(i), 100+v)
+			v++
 			epoch, h, had := r.oracle.before(q)
-			status, msg := in.Sign(q.key.pkh, q.payload)
+			status, msg := in.Sign(q.key.PKH, q.payload)
 			r.oracle.record(q, epoch, h, had, status, msg)
-			if status == 200 {
-				break
+			if status != 200 {
+				return fmt.Errorf("%d %s", status, msg)
 			}
-			if time.Now().After(deadline) {
-				r.t.Fatalf("%s does not sign 60 s after the store restart: %d %s", in.Name, status, msg)
-			}
-			time.Sleep(20 * time.Millisecond) // polling a recovering server, not synchronisation
-		}
+			return nil
+		})
 	}
 }
 
@@ -335,14 +279,14 @@ func TestAdversarialMem(t *testing.T) {
 
 func TestAdversarialPostgres(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
-	adversarial(t, "postgres", 3, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: adversarial\n    timeout: 5s\n", pg.DSN()), pg, false)
+	pg := postgrestest.Start(t)
+	adversarial(t, "postgres", 3, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: adversarial\n    timeout: 5s\n", pg.DSN), pg, false)
 }
 
 func TestAdversarialEtcd(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	adversarial(t, "etcd", 3, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /adversarial/\n    timeout: 5s\n", e.Endpoint()), e, false)
+	e := etcdtest.Start(t)
+	adversarial(t, "etcd", 3, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /adversarial/\n    timeout: 5s\n", e.Endpoint), e, false)
 }
 
 func TestAdversarialDynamoDB(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ecadlabs/gotez/v2/crypt"
-
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -84,9 +82,9 @@ func (o *oracle) record(r *request, epoch int, highest lr, hadHighest bool, stat
 	if status == 200 {
 		sig, err := tezos.ParseSignature(msg)
 		m, _ := hex.DecodeString(r.payload)
-		if err != nil || !tezos.Verify(r.key.pub, sig, m, 2) {
+		if err != nil || !tezos.Verify(r.key.Pub, sig, m, 2) {
 			o.mu.Lock()
-			o.violation("%s: signature %q for %s does not verify (%v)", r.key.curve, msg, r, err)
+			o.violation("%s: signature %q for %s does not verify (%v)", r.key.Curve, msg, r, err)
 			o.mu.Unlock()
 		}
 	}
@@ -117,7 +115,7 @@ func (o *oracle) record(r *request, epoch int, highest lr, hadHighest bool, stat
 	if len(ps) == 2 {
 		o.violation("(a) two payloads signed for %s %s %s level %d round %d", sk.chain, sk.pkh, sk.class, sk.at.level, sk.at.round)
 	}
-	id := r.key.pkh + r.payload
+	id := r.key.PKH + r.payload
 	ss := o.sigs[id]
 	if ss == nil {
 		ss = map[string]bool{}
@@ -184,12 +182,4 @@ func (o *oracle) summary(name string, kills, storeRestarts int) string {
 	return fmt.Sprintf("ADVERSARIAL %s: %d requests, %d signatures (all verified), %d slots signed, %d refused (409), "+
 		"%d failed (5xx), %d unanswered, %d kills, %d store restarts, %d replays of signed payloads after restarts, %d violations [%s]",
 		name, o.sent, o.signed, slots, o.refused, o.failed, o.unanswered, kills, storeRestarts, o.replays, o.violations, strings.Join(codes, " "))
-}
-
-// testKey is one signing key of the run.
-type testKey struct {
-	priv  crypt.PrivateKey
-	pub   crypt.PublicKey
-	pkh   string
-	curve tezos.Curve
 }

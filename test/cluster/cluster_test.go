@@ -3,28 +3,26 @@ package cluster
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/testdaemon"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
-
-// store is the shared watermark server, which the outage phase stops and starts.
-type store interface {
-	Stop()
-	Start()
-}
 
 func TestClusterPostgres(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
-	runCluster(t, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: cluster\n    timeout: 2s\n", pg.DSN()), pg)
+	pg := postgrestest.Start(t)
+	runCluster(t, fmt.Sprintf("  driver: postgres\n  config:\n    dsn: %s\n    table: cluster\n    timeout: 2s\n", pg.DSN), pg)
 }
 
 func TestClusterEtcd(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	runCluster(t, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /cluster/\n    timeout: 2s\n", e.Endpoint()), e)
+	e := etcdtest.Start(t)
+	runCluster(t, fmt.Sprintf("  driver: etcd\n  config:\n    endpoints: [%s]\n    prefix: /cluster/\n    timeout: 2s\n", e.Endpoint), e)
 }
 
 // totals adds up the phases for the closing log line.
@@ -38,38 +36,21 @@ func (tt *totals) add(r *recorder) {
 	tt.noAnswer += r.count(0)
 }
 
-// waitUntil polls cond every 10 ms until it holds or the deadline passes.
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // runCluster starts three signers on one store and runs the phases: a steady conflicting load,
 // the same while one signer is killed with SIGKILL and restarted, and a store outage (every request
 // refused with a 5xx) followed by a load over the levels tried during the outage. At the end no
 // (key, class, level, round) may have two different payloads signed.
-func runCluster(t *testing.T, watermark string, st store) {
+func runCluster(t *testing.T, watermark string, st testdaemon.SharedStore) {
 	const workers = 12
-	ks, keyFile := newKeys(t, 3)
-	var insts []*instance
-	for i := range 3 {
-		in := newInstance(t, fmt.Sprintf("signatory-%d", i), keyFile, ks, watermark)
-		in.start()
-		insts = append(insts, in)
+	ks, keyFile := testdaemon.NewKeys(t, tezos.Ed25519, tezos.Ed25519, tezos.Ed25519)
+	var pkhs []string
+	for _, k := range ks {
+		pkhs = append(pkhs, k.PKH)
 	}
-	defer func() {
-		if t.Failed() {
-			for _, in := range insts {
-				t.Logf("%s log:\n%s", in.Name, in.Logs())
-			}
-		}
-	}()
+	insts := testdaemon.StartMembers(t, 3, "signatory", keyFile, watermark, testdaemon.ConsensusPolicy(pkhs...))
+	for _, in := range insts {
+		in.FailureLogLines = -1 // all of it
+	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	led := newLedger()
 	var tot totals
@@ -93,15 +74,19 @@ func runCluster(t *testing.T, watermark string, st store) {
 		if i != 1 {
 			kill.run(jobs, workers)
 		} else {
-			done := make(chan struct{})
-			base := kill.total()
-			go func() { kill.run(jobs, workers); close(done) }()
-			waitUntil(t, "a third of the level answered", 30*time.Second, func() bool { return kill.total() >= base+len(jobs)/3 })
-			insts[1].Kill()
-			<-done
+			// Kill from the worker that gets the answer completing a third of the level.
+			third := kill.total() + len(jobs)/3
+			var once sync.Once
+			kill.onAnswer = func(total int) {
+				if total >= third {
+					once.Do(insts[1].Kill)
+				}
+			}
+			kill.run(jobs, workers)
+			kill.onAnswer = nil
 		}
 		if i == 3 {
-			insts[1].start()
+			insts[1].ServeMember()
 		}
 	}
 	if kill.count(0) == 0 {
@@ -129,7 +114,12 @@ func runCluster(t *testing.T, watermark string, st store) {
 	probe := newRecorder(t, led, 200, 500, 503)
 	for _, in := range insts {
 		p := job{inst: in, key: ks[0], magic: 0x13, level: l + 1, round: 0, variant: 0}
-		waitUntil(t, in.Name+" to sign after the store restart", 30*time.Second, func() bool { return probe.do(p) == 200 })
+		testdaemon.Eventually(t, time.Minute, in.Name+" signing after the store restart", func() error {
+			if status := probe.do(p); status != 200 {
+				return fmt.Errorf("status %d", status)
+			}
+			return nil
+		})
 	}
 	tot.add(probe)
 	after := newRecorder(t, led, 200, 409)

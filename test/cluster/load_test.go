@@ -4,12 +4,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -21,8 +19,8 @@ var classOf = map[byte]string{0x12: "preattestation", 0x13: "attestation"}
 
 // job is one sign request.
 type job struct {
-	inst         *instance
-	key          testKey
+	inst         *testdaemon.Daemon
+	key          testdaemon.TestKey
 	magic        byte
 	level, round int32
 	variant      byte
@@ -77,6 +75,9 @@ type recorder struct {
 	statuses map[int]int // 0 = no HTTP answer (instance down)
 	sent     int
 	allowed  map[int]bool
+	// onAnswer, when set, is called (outside the lock) with the number of answers so far after
+	// each one.
+	onAnswer func(total int)
 }
 
 func newRecorder(t testing.TB, l *ledger, allowed ...int) *recorder {
@@ -87,28 +88,31 @@ func newRecorder(t testing.TB, l *ledger, allowed ...int) *recorder {
 	return r
 }
 
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-
 // do sends j and records the outcome; every returned signature is verified.
 func (r *recorder) do(j job) int {
 	payload := testdaemon.Consensus(j.magic, chain, j.level, j.round, j.variant)
-	status, msg := j.inst.Sign(j.key.pkh, payload)
+	status, msg := j.inst.Sign(j.key.PKH, payload)
 	if status == 200 {
 		if sig, err := tezos.ParseSignature(msg); err != nil {
 			r.t.Errorf("bad signature %q: %v", msg, err)
-		} else if m, _ := hex.DecodeString(payload); !tezos.Verify(j.key.priv.Public(), sig, m, 2) {
+		} else if m, _ := hex.DecodeString(payload); !tezos.Verify(j.key.Pub, sig, m, 2) {
 			r.t.Errorf("signature from %s does not verify", j.inst.Name)
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.sent++
+	total := r.sent
 	r.statuses[status]++
 	if !r.allowed[status] {
 		r.t.Errorf("%s: status %d in this phase: %s", j.inst.Name, status, msg)
 	}
 	if status == 200 {
-		r.ledger.add(slot{j.key.pkh, classOf[j.magic], j.level, j.round}, payload)
+		r.ledger.add(slot{j.key.PKH, classOf[j.magic], j.level, j.round}, payload)
+	}
+	onAnswer := r.onAnswer
+	r.mu.Unlock()
+	if onAnswer != nil {
+		onAnswer(total)
 	}
 	return status
 }
@@ -134,7 +138,7 @@ func (r *recorder) run(jobs []job, workers int) {
 // level returns every combination for one level, shuffled: each key, class, round and variant is
 // sent to each instance, so identical payloads race across instances and different payloads of
 // one (key, class, level, round) race against each other.
-func level(insts []*instance, ks []testKey, l int32, rounds []int32, variants int, rng *rand.Rand) []job {
+func level(insts []*testdaemon.Daemon, ks []testdaemon.TestKey, l int32, rounds []int32, variants int, rng *rand.Rand) []job {
 	var jobs []job
 	for _, in := range insts {
 		for _, k := range ks {

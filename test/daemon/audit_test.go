@@ -58,7 +58,7 @@ func TestAuditJournal(t *testing.T) {
 		t.Fatalf("journal outcomes %v, signed %d", outcomes, signed)
 	}
 	verify := func() (string, error) {
-		out, err := exec.Command(testdaemon.Binary(t), "audit", "verify", journal).CombinedOutput()
+		out, err := testdaemon.RunTool(exec.Command(testdaemon.Binary(t), "audit", "verify", journal))
 		return string(out), err
 	}
 	if out, err := verify(); err != nil || !strings.Contains(out, "ok: 22 lines") {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // TestFullWatermarkDisk puts the base directory on a tiny tmpfs, fills it, and checks that signing
@@ -19,10 +21,10 @@ func TestFullWatermarkDisk(t *testing.T) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+	if _, err := testdaemon.RunTool(exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", data)); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
 	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	t.Cleanup(func() { _, _ = testdaemon.RunTool(exec.Command("umount", "-l", data)) })
 	d.Serve()
 	if status, msg := d.Sign(k.pkh, attestation(chainA, 1, 0, 0)); status != 200 {
 		t.Fatalf("%d %s", status, msg)

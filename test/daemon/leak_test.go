@@ -68,7 +68,7 @@ func TestNoSecretLeaks(t *testing.T) {
 
 	// A wrong password at start-up must fail without echoing either password or key.
 	t.Setenv("LEAK_TEST_PASSWORD", "wrong-"+password)
-	out, err := exec.Command(testdaemon.Binary(t), "list", "-c", d.Config).CombinedOutput()
+	out, err := testdaemon.RunTool(exec.Command(testdaemon.Binary(t), "list", "-c", d.Config))
 	if err != nil && !strings.Contains(string(out), "No keys") && !strings.Contains(string(out), "wrong password") {
 		t.Fatalf("wrong password: %v\n%s", err, out)
 	}

@@ -35,7 +35,7 @@ type hsm struct {
 // newHSM makes the token with keys k1 (P-256), k2 (secp256k1) and k3 (Ed25519).
 func newHSM(t *testing.T) *hsm {
 	if toolsErr != nil {
-		softhsmtest.Missing(t, toolsErr)
+		testdaemon.Unavailable(t, "%v", toolsErr)
 	}
 	d := testdaemon.New(t)
 	store, err := softhsmtest.NewStore(tools, filepath.Join(d.Dir, "softhsm"))

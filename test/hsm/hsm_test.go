@@ -5,8 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -120,118 +120,22 @@ func TestConcurrentLoad(t *testing.T) {
 
 // TestTokenRemovedMidRun moves the token directory away while the daemon runs under load:
 // signing answers a clear 500 (the watermark is still taken first, so nothing can be signed
-// twice), /healthz reports the vault, and once the token is back signing recovers.
+// twice), /healthz reports the vault, and once the token is back signing recovers, the module
+// re-initialised without a restart of the daemon: testdaemon.Outage, shared with test/yubihsm.
 func TestTokenRemovedMidRun(t *testing.T) {
 	t.Parallel()
 	h, pkhs := started(t)
-	for _, pkh := range pkhs {
-		if status, sig := h.Sign(pkh, attestation(10, 0, 0)); status != 200 {
-			t.Fatalf("before: %d %s", status, sig)
-		}
-	}
-	// Background clients keep signing generic operations throughout.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	for _, pkh := range pkhs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, sig := h.Sign(pkh, transaction)
-				if status == 200 {
-					if err := h.Verify(pkh, transaction, sig); err != nil {
-						t.Error(err)
-					}
-				}
-				mu.Lock()
-				statuses[status]++
-				mu.Unlock()
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
-
-	if err := h.store.Unplug(); err != nil {
-		t.Fatal(err)
-	}
-	plugged := false
-	defer func() {
-		if !plugged {
-			_ = h.store.Plug()
-		}
-	}()
-	for _, pkh := range pkhs {
-		status, msg := h.Sign(pkh, attestation(11, 0, 0))
-		if status != 500 {
-			t.Fatalf("%s with the token gone: %d %s", pkh, status, msg)
-		}
-		// The body says the kind of failure; the log says which token (identical refusals are
-		// logged a few times a minute, then counted: the background load makes many).
-		if !strings.Contains(msg, "vault error") || !h.WaitLogWithin("PKCS#11 module", time.Minute) {
-			t.Errorf("%s: unclear error: %s", pkh, msg)
-		}
-		t.Logf("%s with the token gone: %s", pkh, msg)
-		// No signature left, so nothing was recorded: other bytes at level 11 reach the vault too
-		// (and fail the same way); none of them is signed until it is back.
-		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 500 {
-			t.Fatalf("%s: other payload after a failed sign: %d %s", pkh, status, msg)
-		}
-	}
-	if status, body := h.Health(); status != 503 || !strings.Contains(body, "vault/hsm") {
-		t.Errorf("healthz with the token gone: %d %s", status, body)
-	}
-	h.CheckAlive()
-
-	if err := h.store.Plug(); err != nil {
-		t.Fatal(err)
-	}
-	plugged = true
-	deadline := time.Now().Add(15 * time.Second)
-	for _, pkh := range pkhs {
-		p := attestation(11, 0, 0) // the identical payload may be signed now
-		for {
-			status, sig := h.Sign(pkh, p)
-			if status == 200 {
-				if err := h.Verify(pkh, p, sig); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not recovered 15 s after the token came back: %d %s\n%s", pkh, status, sig, h.Logs())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		// Now that it is signed, the other bytes at that slot are refused.
-		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 409 {
-			t.Fatalf("%s: conflicting payload after recovery: %d %s", pkh, status, msg)
-		}
-		if status, sig := h.Sign(pkh, attestation(12, 0, 0)); status != 200 {
-			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
-		}
-	}
-	if status, body := h.Health(); status != 200 {
-		t.Errorf("healthz after recovery: %d %s", status, body)
-	}
-	h.CheckAlive()
-	mu.Lock()
-	t.Logf("background generic requests by status: %v", statuses)
-	for status := range statuses {
-		if status != 200 && status != 500 {
-			t.Errorf("background requests got status %d", status)
-		}
-	}
-	mu.Unlock()
-	if !strings.Contains(h.Logs(), "re-initialised") {
-		t.Errorf("the log does not mention the module's re-initialisation:\n%s", h.Logs())
-	}
+	testdaemon.Outage{
+		Daemon:       h.Daemon,
+		PKHs:         pkhs,
+		Chain:        chain,
+		Vault:        "hsm",
+		Generic:      transaction,
+		Remove:       h.store.Unplug,
+		Restore:      h.store.Plug,
+		DownLog:      []string{"PKCS#11 module"},
+		RecoveredLog: []string{"re-initialised"},
+	}.Run(t)
 }
 
 // TestGenerateAndImportWithTheCLI runs `signatory generate --vault hsm -t tz3` and `signatory

@@ -1,7 +1,8 @@
 // Package interop proves that the real signatory binary works with a real Tezos client: it
 // starts two daemons on loopback ports and runs the Taquito suite (*.test.mjs, node --test)
-// against them. Taquito comes from npm, pinned in package-lock.json; without node_modules the
-// test is skipped unless SIGNATORY_REQUIRE_INTEROP=1.
+// against them. Taquito comes from npm, pinned in package-lock.json; without node_modules (or
+// Node 20) the test is testdaemon.Unavailable: skipped, or failed where the test servers and
+// tools are required (CI).
 package interop
 
 import (
@@ -71,26 +72,17 @@ func (k *key) withoutSK() *key { c := *k; c.SK = ""; return &c }
 func TestMain(m *testing.M) { testdaemon.Main(m) }
 
 func TestTaquitoInterop(t *testing.T) {
-	required := os.Getenv("SIGNATORY_REQUIRE_INTEROP") == "1"
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if required {
-			t.Fatalf("%s (SIGNATORY_REQUIRE_INTEROP=1)", msg)
-		}
-		t.Skip(msg)
-	}
 	if err := checkInstalled(); err != nil {
-		unavailable("%v: run `npm ci --prefix test/interop` first", err)
+		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
 	}
 	nodeBin, err := exec.LookPath("node")
 	if err != nil {
-		unavailable("node is not in PATH (Node 20 or later is needed)")
+		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
 	}
-	if v, err := exec.Command(nodeBin, "--version").Output(); err != nil {
-		unavailable("node --version: %v", err)
+	if v, err := testdaemon.RunTool(exec.Command(nodeBin, "--version")); err != nil {
+		testdaemon.Unavailable(t, "%v", err)
 	} else if major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(v)), "v"), ".", 2)[0]); major < 20 {
-		unavailable("node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
+		testdaemon.Unavailable(t, "node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
 	}
 
 	buildCtx, cancelBuild := context.WithTimeout(context.Background(), buildTimeout)
@@ -199,8 +191,6 @@ func TestTaquitoInterop(t *testing.T) {
 		"SIGNATORY_INTEROP_KEYS="+string(keysJSON),
 		"NO_COLOR=1",
 	)
-	testdaemon.DieWithTest(cmd)
-	testdaemon.KillGroupOnCancel(cmd)
 	cmd.WaitDelay = 10 * time.Second
 	runStreaming(t, cmd)
 	if ctx.Err() != nil {
@@ -284,12 +274,12 @@ func startDaemon(t *testing.T, name string, keys []*key, serverExtra, tezosSecti
 
 const logTail = 200
 
-// runStreaming runs cmd with its stdout and stderr streamed line by line to t.Log, and fails the
+// runStreaming runs cmd (a testdaemon.Process: killed with its group when its context ends or
+// the test process dies) with its stdout and stderr streamed line by line to t.Log, and fails the
 // test if it exits non-zero.
 func runStreaming(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -301,7 +291,10 @@ func runStreaming(t *testing.T, cmd *exec.Cmd) {
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	err := cmd.Run()
+	p, err := testdaemon.StartProcess(cmd, pw)
+	if err == nil {
+		err = p.Err()
+	}
 	pw.Close()
 	wg.Wait()
 	if err != nil {

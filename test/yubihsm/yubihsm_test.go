@@ -2,10 +2,9 @@ package yubihsm
 
 import (
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault/yubihsm/yubihsmfake"
@@ -78,112 +77,25 @@ func TestSignEveryCurveOverHTTP(t *testing.T) {
 
 // TestConnectorStoppedMidRun stops the connector while clients sign: requests answer a clear 500
 // (the watermark is still taken first, so a conflicting payload stays refused), /healthz reports
-// the vault, and once the connector is back signing recovers by itself.
+// the vault, neither an error nor the log holds the password, and once the connector is back
+// signing recovers by itself: testdaemon.Outage, shared with test/hsm.
 func TestConnectorStoppedMidRun(t *testing.T) {
 	t.Parallel()
 	h, pkhs := started(t)
-	for _, pkh := range pkhs {
-		if status, sig := h.Sign(pkh, attestation(10, 0, 0)); status != 200 {
-			t.Fatalf("before: %d %s", status, sig)
-		}
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	for _, pkh := range pkhs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, sig := h.Sign(pkh, transaction)
-				if status == 200 {
-					if err := h.Verify(pkh, transaction, sig); err != nil {
-						t.Error(err)
-					}
-				}
-				mu.Lock()
-				statuses[status]++
-				mu.Unlock()
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
-
-	h.conn.Stop()
-	restarted := false
-	defer func() {
-		if !restarted {
-			_ = h.conn.Restart()
-		}
-	}()
-	for _, pkh := range pkhs {
-		status, msg := h.Sign(pkh, attestation(11, 0, 0))
-		// The body says the kind of failure; the log says which device (identical refusals are
-		// logged a few times a minute, then counted).
-		if status != 500 || !strings.Contains(msg, "vault error") || !h.WaitLogWithin("yubihsm-connector", time.Minute) || !h.WaitLogWithin("YubiHSM/", time.Minute) {
-			t.Fatalf("%s with the connector down: %d %s", pkh, status, msg)
-		}
-		if strings.Contains(msg, password) || strings.Contains(h.Logs(), password) {
-			t.Fatalf("the error or the log holds the password: %s", msg)
-		}
-		t.Logf("%s with the connector down: %s", pkh, msg)
-		// No signature left, so nothing was recorded: other bytes at level 11 reach the vault too
-		// (and fail the same way); none of them is signed until it is back.
-		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 500 {
-			t.Fatalf("%s: other payload after a failed sign: %d %s", pkh, status, msg)
-		}
-	}
-	if status, body := h.Health(); status != 503 || !strings.Contains(body, "vault/yubi") {
-		t.Errorf("healthz with the connector down: %d %s", status, body)
-	}
-	h.CheckAlive()
-
-	if err := h.conn.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
-	deadline := time.Now().Add(15 * time.Second)
-	for _, pkh := range pkhs {
-		p := attestation(11, 0, 0) // the identical payload may be signed now
-		for {
-			status, sig := h.Sign(pkh, p)
-			if status == 200 {
-				if err := h.Verify(pkh, p, sig); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not recovered 15 s after the connector came back: %d %s\n%s", pkh, status, sig, h.Logs())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		// Now that it is signed, the other bytes at that slot are refused.
-		if status, msg := h.Sign(pkh, attestation(11, 0, 1)); status != 409 {
-			t.Fatalf("%s: conflicting payload after recovery: %d %s", pkh, status, msg)
-		}
-		if status, sig := h.Sign(pkh, attestation(12, 0, 0)); status != 200 {
-			t.Fatalf("%s after recovery: %d %s", pkh, status, sig)
-		}
-	}
-	if status, body := h.Health(); status != 200 {
-		t.Errorf("healthz after recovery: %d %s", status, body)
-	}
-	h.CheckAlive()
-	mu.Lock()
-	t.Logf("background generic requests by status: %v", statuses)
-	for status := range statuses {
-		if status != 200 && status != 500 {
-			t.Errorf("background requests got status %d", status)
-		}
-	}
-	mu.Unlock()
+	testdaemon.Outage{
+		Daemon:  h.Daemon,
+		PKHs:    pkhs,
+		Chain:   chain,
+		Vault:   "yubi",
+		Generic: transaction,
+		Remove: func() error {
+			h.conn.Stop()
+			return nil
+		},
+		Restore: h.conn.Restart,
+		DownLog: []string{"yubihsm-connector", "YubiHSM/"},
+		Secrets: []string{password},
+	}.Run(t)
 }
 
 // TestDeviceForgetsSessions: the device drops every session (inactivity timeout, power cycle);

@@ -79,7 +79,7 @@ func setup(dir string) (*softhsmtest.Store, error) {
 func need(t testing.TB) {
 	t.Helper()
 	if setupErr != nil {
-		softhsmtest.Missing(t, setupErr)
+		testdaemon.Unavailable(t, "%v", setupErr)
 	}
 }
 

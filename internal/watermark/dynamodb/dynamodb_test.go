@@ -101,6 +101,30 @@ func TestEmulatorDown(t *testing.T) {
 	wt.MustAdvance(t, s, k, wt.M(12, 0, 4))
 }
 
+// TestStoreDown is the scenario every shared store passes: with the emulator stopped Advance
+// fails with a store error (never nil, never a conflict) above, at and below the mark, and
+// Health fails; after a restart the old mark is still enforced and signing resumes.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 30*time.Second)
+	defer s.Close()
+	wt.StoreDown(t, s, srv.Stop, srv.Start)
+}
+
+// TestTwoSigners is a conflicting concurrent load through two Store instances (two signer
+// processes) on one table: for every (key, level, round) at most one digest is ever accepted.
+func TestTwoSigners(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	table := newTable()
+	a, b := open(t, srv, table, 30*time.Second), open(t, srv, table, 30*time.Second)
+	defer a.Close()
+	defer b.Close()
+	accepted, refused := wt.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
+}
+
 // TestReferenceItems: items written by the reference (digest as vh…, kind names) are read and
 // respected; its attestation_with_dal item is folded into the attestation entry (at a tie, the
 // attestation item's mark), and an item of another kind is skipped by List with a warning.

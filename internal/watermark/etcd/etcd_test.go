@@ -16,9 +16,8 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/storetest"
+	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
-	"github.com/signatory-go/signatory/test/servers"
 )
 
 var prefixSeq atomic.Int32
@@ -37,15 +36,15 @@ func openStore(t testing.TB, endpoint, prefix string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	e := servers.StartEtcd(t)
+	e := etcdtest.Start(t)
 	watermarktest.Run(t, func(t *testing.T) watermark.Store {
-		return openStore(t, e.Endpoint(), freshPrefix())
+		return openStore(t, e.Endpoint, freshPrefix())
 	}, func(t *testing.T, old watermark.Store) watermark.Store {
 		prefix := old.(*Store).prefix
 		if err := old.Close(); err != nil {
 			t.Fatal(err)
 		}
-		return openStore(t, e.Endpoint(), prefix)
+		return openStore(t, e.Endpoint, prefix)
 	})
 }
 
@@ -53,22 +52,22 @@ func TestConformance(t *testing.T) {
 // conflict); after a restart the old mark is still enforced and signing resumes.
 func TestStoreDown(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint()}, Prefix: freshPrefix(),
+	e := etcdtest.Start(t)
+	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
 		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	storetest.StoreDown(t, s, e.Stop, e.Start)
+	watermarktest.StoreDown(t, s, e.Stop, e.Start)
 }
 
 // TestDeadline: with the server gone, Advance returns by the caller's deadline with an
 // Unavailable error that wraps context.DeadlineExceeded, and refuses nothing it should not.
 func TestDeadline(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	s := openStore(t, e.Endpoint(), freshPrefix())
+	e := etcdtest.Start(t)
+	s := openStore(t, e.Endpoint, freshPrefix())
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Attestation)
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
@@ -87,21 +86,21 @@ func TestDeadline(t *testing.T) {
 // processes) on one prefix: for every (key, level, round) at most one digest is ever accepted.
 func TestTwoSigners(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
+	e := etcdtest.Start(t)
 	prefix := freshPrefix()
-	a, b := openStore(t, e.Endpoint(), prefix), openStore(t, e.Endpoint(), prefix)
+	a, b := openStore(t, e.Endpoint, prefix), openStore(t, e.Endpoint, prefix)
 	defer a.Close()
 	defer b.Close()
-	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	accepted, refused := watermarktest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
 	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
 }
 
 // TestCorruptValue: a value that does not decode refuses (Internal), it is never read as no mark.
 func TestCorruptValue(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
+	e := etcdtest.Start(t)
 	prefix := freshPrefix()
-	s := openStore(t, e.Endpoint(), prefix)
+	s := openStore(t, e.Endpoint, prefix)
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Block)
 	if _, err := s.cli.Put(context.Background(), s.key(k), "{not json"); err != nil {
@@ -119,9 +118,9 @@ func TestCorruptValue(t *testing.T) {
 // TestAuth enables etcd authentication and checks that the store signs in with the user and
 // password taken from the environment, and that a wrong password fails at start.
 func TestAuth(t *testing.T) {
-	e := servers.StartEtcd(t)
+	e := etcdtest.Start(t)
 	ctx := context.Background()
-	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestAuth(t *testing.T) {
 	}
 	t.Setenv("WM_TEST_ETCD_USER", "signer")
 	t.Setenv("WM_TEST_ETCD_PASSWORD", "s3cret")
-	c := Config{Endpoints: []string{e.Endpoint()}, Prefix: "/auth/", UsernameEnv: "WM_TEST_ETCD_USER",
+	c := Config{Endpoints: []string{e.Endpoint}, Prefix: "/auth/", UsernameEnv: "WM_TEST_ETCD_USER",
 		PasswordEnv: "WM_TEST_ETCD_PASSWORD", DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(5 * time.Second)}
 	s, err := Open(ctx, c, nil)
 	if err != nil {
@@ -227,8 +226,8 @@ func TestOpenUnreachable(t *testing.T) {
 // ECDSA (tz2) key and recorded and returned on a deterministic (tz1) key.
 func TestPreviousFormatValues(t *testing.T) {
 	t.Parallel()
-	e := servers.StartEtcd(t)
-	s := openStore(t, e.Endpoint(), freshPrefix())
+	e := etcdtest.Start(t)
+	s := openStore(t, e.Endpoint, freshPrefix())
 	defer s.Close()
 	ctx := context.Background()
 	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
@@ -85,37 +87,40 @@ func TestCrash(t *testing.T) {
 	}
 }
 
-// crashRun starts the child, kills it after killAfter ACK lines (or, with byTimer, delay after the
-// first one), reads every line it wrote, and returns the highest acknowledged level per key.
+// crashRun starts the child (a testdaemon.Process), kills it after killAfter ACK lines (or, with
+// byTimer, delay after the first one), reads every line it wrote, and returns the highest
+// acknowledged level per key.
 func crashRun(t *testing.T, base string, byTimer bool, killAfter int, delay time.Duration) []int32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=3m")
 	cmd.Env = append(os.Environ(), crashEnv+"="+base)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stdin.Close()
-	out, err := cmd.StdoutPipe()
+	pr, pw := io.Pipe()
+	p, err := testdaemon.StartProcess(cmd, pw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	kill := func() { cmd.Process.Signal(syscall.SIGKILL) }
+	go func() {
+		<-p.Done() // all of the output has been copied
+		pw.Close()
+	}()
+	kill := func() { p.Signal(syscall.SIGKILL) } // not Kill: it would wait for the output read here
+	var other bytes.Buffer                       // what is not an acknowledgement: the test framework's output
 	acked := make([]int32, crashKeys)
 	lines := 0
-	sc := bufio.NewScanner(out)
+	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		var g int
 		var l int32
 		if _, err := fmt.Sscanf(sc.Text(), "ACK %d %d", &g, &l); err != nil || g < 0 || g >= crashKeys {
-			continue // test framework output
+			fmt.Fprintln(&other, sc.Text())
+			continue
 		}
 		acked[g] = max(acked[g], l)
 		lines++
@@ -126,16 +131,21 @@ func crashRun(t *testing.T, base string, byTimer bool, killAfter int, delay time
 			kill()
 		}
 	}
-	err = cmd.Wait()
+	_, _ = io.Copy(io.Discard, pr) // after a line too long for the scanner, if ever
+	err = p.Err()
 	if ctx.Err() != nil {
-		t.Fatalf("child timed out; stderr:\n%s", stderr.Bytes())
+		t.Fatalf("child timed out; output:\n%s", other.Bytes())
 	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("child ended with %v, not SIGKILL; output:\n%s", err, other.Bytes())
+	}
+	ws, ok := exit.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("child ended with %v, not SIGKILL; stderr:\n%s", err, stderr.Bytes())
+		t.Fatalf("child ended with %v, not SIGKILL; output:\n%s", err, other.Bytes())
 	}
 	if lines == 0 {
-		t.Fatalf("child acknowledged nothing; stderr:\n%s", stderr.Bytes())
+		t.Fatalf("child acknowledged nothing; output:\n%s", other.Bytes())
 	}
 	return acked
 }

@@ -1,7 +1,6 @@
 package file_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -69,24 +70,25 @@ func TestExclusiveAcrossProcesses(t *testing.T) {
 	base := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$")
 	cmd.Env = append(os.Environ(), "WM_LOCK_HOLDER="+base)
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer stdin.Close()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		t.Fatalf("holder did not start: %q %v", line, err)
-	}
-	_, err = file.Open(base)
-	if !errors.Is(err, file.ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", cmd.Process.Pid)) {
-		t.Fatalf("Open while another process holds the lock = %v", err)
-	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+	var out testdaemon.Buffer
+	p, err := testdaemon.StartProcess(cmd, &out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	defer p.Kill()
+	if err := p.WaitOutput(&out, "locked\n", time.Minute); err != nil {
+		t.Fatalf("holder did not start: %v\n%s", err, out.String())
+	}
+	_, err = file.Open(base)
+	if !errors.Is(err, file.ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", p.Pid())) {
+		t.Fatalf("Open while another process holds the lock = %v", err)
+	}
+	p.Kill() // SIGKILL, and wait for the exit
 	s, err := file.Open(base)
 	if err != nil {
 		t.Fatalf("Open after the holder died: %v", err)

@@ -16,9 +16,8 @@ import (
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/storetest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
-	"github.com/signatory-go/signatory/test/servers"
 )
 
 var tableSeq atomic.Int32
@@ -37,11 +36,11 @@ func openStore(t testing.TB, dsn, table string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	pg := servers.StartPostgres(t)
+	pg := postgrestest.Start(t)
 	tables := map[watermark.Store]string{}
 	var mu sync.Mutex
 	watermarktest.Run(t, func(t *testing.T) watermark.Store {
-		s := openStore(t, pg.DSN(), freshTable())
+		s := openStore(t, pg.DSN, freshTable())
 		mu.Lock()
 		tables[s] = s.table
 		mu.Unlock()
@@ -53,7 +52,7 @@ func TestConformance(t *testing.T) {
 		mu.Lock()
 		table := tables[old]
 		mu.Unlock()
-		s := openStore(t, pg.DSN(), strings.Trim(table, `"`))
+		s := openStore(t, pg.DSN, strings.Trim(table, `"`))
 		mu.Lock()
 		tables[s] = table
 		mu.Unlock()
@@ -65,24 +64,24 @@ func TestConformance(t *testing.T) {
 // conflict); after a restart the old mark is still enforced and signing resumes.
 func TestStoreDown(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
-	s := openStore(t, pg.DSN(), freshTable())
+	pg := postgrestest.Start(t)
+	s := openStore(t, pg.DSN, freshTable())
 	defer s.Close()
-	storetest.StoreDown(t, s, pg.Stop, pg.Start)
+	watermarktest.StoreDown(t, s, pg.Stop, pg.Start)
 }
 
 // TestDeadline: a request stuck behind a row lock held by another session returns when its
 // context's deadline passes, with an Unavailable error that wraps context.DeadlineExceeded.
 func TestDeadline(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
+	pg := postgrestest.Start(t)
 	table := freshTable()
-	s := openStore(t, pg.DSN(), table)
+	s := openStore(t, pg.DSN, table)
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Attestation)
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, pg.DSN())
+	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,18 +109,18 @@ func TestDeadline(t *testing.T) {
 // processes) on one table: for every (key, level, round) at most one digest is ever accepted.
 func TestTwoSigners(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
+	pg := postgrestest.Start(t)
 	table := freshTable()
-	a, b := openStore(t, pg.DSN(), table), openStore(t, pg.DSN(), table)
+	a, b := openStore(t, pg.DSN, table), openStore(t, pg.DSN, table)
 	defer a.Close()
 	defer b.Close()
-	accepted, refused := storetest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
+	accepted, refused := watermarktest.RaceSigners(t, []watermark.Store{a, b}, 3, 30, 8)
 	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
 }
 
 func TestMigration(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
+	pg := postgrestest.Start(t)
 	ctx := context.Background()
 	// Three signers starting together on a fresh table: one creates it, the others find it.
 	table := freshTable()
@@ -129,7 +128,7 @@ func TestMigration(t *testing.T) {
 	errs := make([]error, 3)
 	for i := range errs {
 		wg.Go(func() {
-			s, err := Open(ctx, Config{DSN: pg.DSN(), Table: table, Timeout: config.Duration(time.Second),
+			s, err := Open(ctx, Config{DSN: pg.DSN, Table: table, Timeout: config.Duration(time.Second),
 				ConnectTimeout: config.Duration(10 * time.Second)}, nil)
 			if err == nil {
 				s.Close()
@@ -143,7 +142,7 @@ func TestMigration(t *testing.T) {
 			t.Fatalf("concurrent start: %v", err)
 		}
 	}
-	c, err := pgx.Connect(ctx, pg.DSN())
+	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +158,7 @@ func TestMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	limited := openStore(t, strings.Replace(pg.DSN(), "//test@", "//limited@", 1), table)
+	limited := openStore(t, strings.Replace(pg.DSN, "//test@", "//limited@", 1), table)
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(2, 0, 1))
 	limited.Close()
@@ -167,7 +166,7 @@ func TestMigration(t *testing.T) {
 	if _, err := c.Exec(ctx, "UPDATE "+table+"_schema_version SET version = 99"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(ctx, Config{DSN: pg.DSN(), Table: table, Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(5 * time.Second)}, nil)
+	_, err = Open(ctx, Config{DSN: pg.DSN, Table: table, Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(5 * time.Second)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Open on schema version 99 = %v", err)
 	}
@@ -175,7 +174,7 @@ func TestMigration(t *testing.T) {
 	if _, err := c.Exec(ctx, "CREATE SCHEMA wm"); err != nil {
 		t.Fatal(err)
 	}
-	s := openStore(t, pg.DSN(), "wm.marks")
+	s := openStore(t, pg.DSN, "wm.marks")
 	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
 	s.Close()
 }
@@ -237,9 +236,9 @@ func TestParseConfig(t *testing.T) {
 // version 1 still running after the migration writes marks that keep no stale signature.
 func TestPreviousSchemaRows(t *testing.T) {
 	t.Parallel()
-	pg := servers.StartPostgres(t)
+	pg := postgrestest.Start(t)
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, pg.DSN())
+	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +267,7 @@ func TestPreviousSchemaRows(t *testing.T) {
 			t.Fatalf("%s: %v", q.sql, err)
 		}
 	}
-	s := openStore(t, pg.DSN(), table)
+	s := openStore(t, pg.DSN, table)
 	defer s.Close()
 	var v int
 	if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion {

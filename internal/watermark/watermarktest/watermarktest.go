@@ -1,5 +1,8 @@
-// Package watermarktest is the conformance suite that every watermark.Store backend passes:
-// the rule (docs/watermarks.md), independence of classes, chains and keys, persistence and concurrency.
+// Package watermarktest is the conformance suite that every watermark.Store backend passes (Run):
+// the rule (docs/watermarks.md), independence of classes, chains and keys, persistence and
+// concurrency. Shared stores (postgres, etcd, dynamodb) also pass RaceSigners, several signers
+// racing through one server, and StoreDown, the server going away and coming back (shared.go).
+// BenchAdvance is the benchmark every store runs.
 package watermarktest
 
 import (

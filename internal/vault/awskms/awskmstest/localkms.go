@@ -3,14 +3,11 @@
 package awskmstest
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -55,8 +52,8 @@ func install() (string, error) {
 	cmd := exec.Command("go", "install", Module)
 	cmd.Dir = gobin
 	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOWORK=off", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install %s: %v\n%s", Module, err, bytes.TrimSpace(out))
+	if _, err := testdaemon.RunTool(cmd); err != nil {
+		return "", err
 	}
 	if err := os.Rename(filepath.Join(gobin, "local-kms"), target); err != nil {
 		return "", err
@@ -75,11 +72,11 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, dataDir := Binary(t), t.TempDir()
-	svc := testdaemon.StartService(t, "local-kms", 20*time.Second, func(port string) *exec.Cmd {
+	svc := testdaemon.StartService(t, testdaemon.ServiceSpec{Name: "local-kms", Command: func(ports []string) *exec.Cmd {
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "PORT="+port, "KMS_DATA_PATH="+dataDir, "KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account)
+		cmd.Env = append(os.Environ(), "PORT="+ports[0], "KMS_DATA_PATH="+dataDir, "KMS_REGION="+Region, "KMS_ACCOUNT_ID="+Account)
 		return cmd
-	})
+	}})
 	return &Server{Service: svc, Endpoint: "http://" + svc.Addr}
 }
 

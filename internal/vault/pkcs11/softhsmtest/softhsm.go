@@ -1,8 +1,9 @@
 // Package softhsmtest gives tests a scratch SoftHSM2 token store: a softhsm2.conf whose tokens
-// live in a temporary directory, tokens made with softhsm2-util and keys made with pkcs11-tool.
+// live in a temporary directory, tokens made with softhsm2-util and keys made with pkcs11-tool
+// (one-shot tools, run with testdaemon.RunTool).
 //
-// When the programs are missing, tests are skipped, unless SIGNATORY_REQUIRE_SERVERS=1 (set by
-// CI), in which case they fail.
+// When the programs are missing, Find says so: tests pass its error to testdaemon.Unavailable,
+// which skips them, or fails them where the servers are required (CI).
 package softhsmtest
 
 import (
@@ -12,11 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
-)
 
-// RequireEnv is the environment variable that turns missing SoftHSM2 tools into test failures.
-const RequireEnv = "SIGNATORY_REQUIRE_SERVERS"
+	"github.com/signatory-go/signatory/internal/testdaemon"
+)
 
 // ModuleEnv overrides where libsofthsm2.so is looked for.
 const ModuleEnv = "SIGNATORY_SOFTHSM_MODULE"
@@ -60,15 +59,6 @@ func Find() (*Tools, error) {
 	return &t, nil
 }
 
-// Missing skips t because err says the tools are missing, or fails it when RequireEnv is "1".
-func Missing(t testing.TB, err error) {
-	t.Helper()
-	if os.Getenv(RequireEnv) == "1" {
-		t.Fatalf("%v (%s=1 requires them)", err, RequireEnv)
-	}
-	t.Skipf("%v; skipping (set %s=1 to make this a failure)", err, RequireEnv)
-}
-
 // Store is a SoftHSM2 configuration with its tokens in TokenDir.
 type Store struct {
 	*Tools
@@ -96,11 +86,8 @@ func (s *Store) Env() string { return "SOFTHSM2_CONF=" + s.Conf }
 func (s *Store) run(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), s.Env())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return nil
+	_, err := testdaemon.RunTool(cmd)
+	return err
 }
 
 // InitToken creates a token in the next free slot.

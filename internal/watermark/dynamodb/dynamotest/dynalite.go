@@ -3,7 +3,6 @@
 package dynamotest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 )
@@ -74,8 +72,8 @@ func install() (string, error) {
 	}
 	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
 	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("npm ci in %s: %v\n%s", dir, err, bytes.TrimSpace(out))
+	if _, err := testdaemon.RunTool(cmd); err != nil {
+		return "", fmt.Errorf("in %s: %w", dir, err)
 	}
 	return cli, nil
 }
@@ -92,9 +90,9 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	cli, dataDir := CLI(t), t.TempDir()
-	svc := testdaemon.StartService(t, "dynalite", 30*time.Second, func(port string) *exec.Cmd {
-		return exec.Command("node", cli, "--host", "127.0.0.1", "--port", port,
+	svc := testdaemon.StartService(t, testdaemon.ServiceSpec{Name: "dynalite", Command: func(ports []string) *exec.Cmd {
+		return exec.Command("node", cli, "--host", "127.0.0.1", "--port", ports[0],
 			"--path", dataDir, "--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50")
-	})
+	}})
 	return &Server{Service: svc, Endpoint: "http://" + svc.Addr}
 }

@@ -1,6 +1,8 @@
-// Package storetest holds the scenarios that shared (networked) watermark stores pass on top of
-// watermarktest.Run: several signers racing through one server, and the server going away.
-package storetest
+package watermarktest
+
+// The scenarios that shared (networked) watermark stores (postgres, etcd, dynamodb) pass on top of
+// Run: several signers racing through one server (RaceSigners), and the server going away and
+// coming back (StoreDown).
 
 import (
 	"context"
@@ -10,10 +12,10 @@ import (
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
 
-type lr struct {
+// slotOf is a (key, level, round) of RaceSigners.
+type slotOf struct {
 	key          int
 	level, round int32
 }
@@ -26,7 +28,7 @@ type lr struct {
 func RaceSigners(t *testing.T, stores []watermark.Store, keys, levels, perStore int) (accepted, refused int) {
 	t.Helper()
 	var mu sync.Mutex
-	seen := map[lr][32]byte{}
+	seen := map[slotOf][32]byte{}
 	top := map[int]watermark.Mark{}
 	var wg sync.WaitGroup
 	for si, s := range stores {
@@ -35,10 +37,10 @@ func RaceSigners(t *testing.T, stores []watermark.Store, keys, levels, perStore 
 				r := rand.New(rand.NewPCG(uint64(si), uint64(g)))
 				for l := int32(1); l <= int32(levels); l++ {
 					for range 2 {
-						id := lr{key: r.IntN(keys), level: l, round: r.Int32N(3)}
+						id := slotOf{key: r.IntN(keys), level: l, round: r.Int32N(3)}
 						m := watermark.Mark{Level: l, Round: id.round, HasDigest: true,
 							Digest: [32]byte{byte(si), byte(g), byte(l), byte(id.round), 0x77}}
-						_, err := s.Advance(context.Background(), watermarktest.Key(0, id.key, watermark.Attestation), m)
+						_, err := s.Advance(context.Background(), Key(0, id.key, watermark.Attestation), m)
 						mu.Lock()
 						switch {
 						case err == nil:
@@ -67,7 +69,7 @@ func RaceSigners(t *testing.T, stores []watermark.Store, keys, levels, perStore 
 	}
 	for key, m := range top {
 		for si, s := range stores {
-			if got, ok := watermarktest.Stored(t, s, watermarktest.Key(0, key, watermark.Attestation)); !ok || got != m {
+			if got, ok := Stored(t, s, Key(0, key, watermark.Attestation)); !ok || got != m {
 				t.Errorf("store %d: key %d stored %+v, want the highest accepted %+v", si, key, got, m)
 			}
 		}
@@ -81,10 +83,10 @@ func RaceSigners(t *testing.T, stores []watermark.Store, keys, levels, perStore 
 func StoreDown(t *testing.T, s watermark.Store, stop, start func()) {
 	t.Helper()
 	ctx := context.Background()
-	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(10, 1, 1))
+	k := Key(0, 0, watermark.Block)
+	MustAdvance(t, s, k, M(10, 1, 1))
 	stop()
-	for i, m := range []watermark.Mark{watermarktest.M(11, 0, 2), watermarktest.M(10, 1, 1), watermarktest.M(9, 0, 3)} {
+	for i, m := range []watermark.Mark{M(11, 0, 2), M(10, 1, 1), M(9, 0, 3)} {
 		_, err := s.Advance(ctx, k, m)
 		if err == nil || watermark.IsConflict(err) {
 			t.Fatalf("request %d with the store down: Advance = %v, want a store error", i, err)
@@ -103,8 +105,8 @@ func StoreDown(t *testing.T, s watermark.Store, stop, start func()) {
 	if err := s.Health(ctx); err != nil {
 		t.Fatalf("Health after restart: %v", err)
 	}
-	watermarktest.MustRefuse(t, s, k, watermarktest.M(10, 1, 9))
-	watermarktest.MustRefuse(t, s, k, watermarktest.M(10, 0, 9))
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(10, 1, 1)) // identical re-sign
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(11, 0, 2))
+	MustRefuse(t, s, k, M(10, 1, 9))
+	MustRefuse(t, s, k, M(10, 0, 9))
+	MustAdvance(t, s, k, M(10, 1, 1)) // identical re-sign
+	MustAdvance(t, s, k, M(11, 0, 2))
 }

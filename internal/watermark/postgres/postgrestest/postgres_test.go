@@ -1,4 +1,4 @@
-package servers_test
+package postgrestest_test
 
 import (
 	"context"
@@ -7,17 +7,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/signatory-go/signatory/test/servers"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
-// TestPostgresRestart starts a scratch server, writes a row, restarts it and reads the row back.
-func TestPostgresRestart(t *testing.T) {
+// TestRestart starts a scratch server, writes a row, stops it, restarts it and reads the row back.
+func TestRestart(t *testing.T) {
 	t.Parallel()
-	p := servers.StartPostgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	p := postgrestest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	exec := func(sql string) int {
-		c, err := pgx.Connect(ctx, p.DSN())
+		c, err := pgx.Connect(ctx, p.DSN)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,14 +29,18 @@ func TestPostgresRestart(t *testing.T) {
 		return n
 	}
 	exec("WITH x AS (SELECT 1) SELECT 1") // connect works
-	execOnly(t, ctx, p.DSN(), "CREATE TABLE t AS SELECT 7 AS n")
+	execOnly(t, ctx, p.DSN, "CREATE TABLE t AS SELECT 7 AS n")
 	p.Stop()
-	if _, err := pgx.Connect(ctx, p.DSN()); err == nil {
+	if _, err := pgx.Connect(ctx, p.DSN); err == nil {
 		t.Fatal("connected to a stopped server")
 	}
 	p.Start()
 	if n := exec("SELECT n FROM t"); n != 7 {
 		t.Fatalf("n = %d", n)
+	}
+	p.Restart()
+	if n := exec("SELECT n FROM t"); n != 7 {
+		t.Fatalf("after Restart: n = %d", n)
 	}
 }
 
@@ -48,16 +52,5 @@ func execOnly(t *testing.T, ctx context.Context, dsn, sql string) {
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, sql); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestEtcdRestart starts a scratch etcd and restarts it.
-func TestEtcdRestart(t *testing.T) {
-	t.Parallel()
-	e := servers.StartEtcd(t)
-	e.Stop()
-	e.Start()
-	if e.Endpoint() == "" {
-		t.Fatal("no endpoint")
 	}
 }
