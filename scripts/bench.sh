@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce docs/benchmarks.md: the machine's floor (go test -bench) and the daemon under the
-# project's load tool, per curve, watermark backend and concurrency. Results go to $OUT as JSON
-# and a markdown summary on stdout. Usage: ./scripts/bench.sh [seconds per run, default 10]
+# Reproduce docs/benchmarks.md in one run: the machine's floor (go test -bench, and a trivial HTTP
+# server run as its own process under the same load tool), then the daemon under the project's
+# load tool per curve, concurrency and watermark backend, the burst of 256 keys, and memory over
+# 1 M requests. Every report is JSON in $OUT; a markdown table goes to stdout and the chart to
+# $OUT/benchmarks.png. Usage: ./scripts/bench.sh [seconds per run, default 10]
+# MEMORY_REQUESTS (default 1000000; 0 skips the memory run) sets the length of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 OUT=${OUT:-$(mktemp -d)}
+MEMORY_REQUESTS=${MEMORY_REQUESTS:-1000000}
 mkdir -p "$OUT"
 BIN=$(mktemp -d)
 go build -o "$BIN/signatory" ./cmd/signatory
@@ -16,53 +20,93 @@ echo "== floor" >&2
 go test ./internal/tezos -run '^$' -bench 'Floor' -benchtime 2s | tee "$OUT/floor.txt" >&2
 go test ./internal/watermark/file -run '^$' -bench 'FsyncFloor' -benchtime 2s | tee -a "$OUT/floor.txt" >&2
 go test ./internal/server -run '^$' -bench 'LoopbackFloor' -benchtime 2s | tee -a "$OUT/floor.txt" >&2
+go test ./internal/signer -run '^$' -bench 'SignGeneric|Decode' -benchmem -benchtime 2s | tee -a "$OUT/floor.txt" >&2
 
-run_daemon() { # $1 watermark driver; sets PID
-  local dir; dir=$(mktemp -d)
-  cp examples/secret_keys.json "$dir/keys.json"; chmod 600 "$dir/keys.json"
-  sed -e "s|base_dir: ./.signatory-data|base_dir: $dir/data|" -e "s|file: examples/secret_keys.json|file: $dir/keys.json|" \
-      -e "s|^  driver: file\$|  driver: $1|" examples/signatory.yaml > "$dir/signatory.yaml"
-  # Benchmarks measure signing, not the log: warn level (refusals and errors only).
-  "$BIN/signatory" serve -c "$dir/signatory.yaml" --log warn --no-list > "$dir/log" 2>&1 &
-  PID=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:9583/healthz >/dev/null && return; sleep 0.1; done
-  echo "daemon did not start" >&2; cat "$dir/log" >&2; exit 1
+PID=
+stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi; }
+trap stop EXIT
+
+wait_healthy() { # $1 log file
+  for _ in $(seq 300); do curl -sf http://127.0.0.1:9583/healthz >/dev/null && return; sleep 0.1; done
+  echo "daemon did not start" >&2; cat "$1" >&2; exit 1
 }
 
-declare -A KEY=([tz1]=tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf [tz2]=tz2QPsZoZse4eeahhg5DdfnBDB4VbU1PwgxN
-                [tz3]=tz3ZbCsUveF3Q6WUNkThT1wyJyhPunanaAXK [tz4]=tz4XXtsYav3fZz2FSDa7hcx4F8sh8SaDWNME)
-bench() { # name, args…
+bench() { # name, args…: one load-tool run against the process $PID, its CPU per request included
   local name=$1; shift
-  "$BIN/signatory-bench" --json -d "${SECS}s" --warmup 2s "$@" > "$OUT/$name.json"
+  "$BIN/signatory-bench" --json -d "${SECS}s" --warmup 2s --pid "$PID" "$@" > "$OUT/$name.json"
   printf '%s %s\n' "$name" "$(tr -d '\n ' < "$OUT/$name.json")" >&2
 }
 
-echo "== self-test (the tool against a trivial server)" >&2
-for c in 1 8 64; do bench "selftest-c$c" --self-test -c "$c"; done
+echo "== the HTTP floor: a trivial server, its own process" >&2
+"$BIN/signatory-bench" trivial-server 127.0.0.1:0 > "$OUT/trivial.url" &
+PID=$!
+for _ in $(seq 100); do [ -s "$OUT/trivial.url" ] && break; sleep 0.05; done
+TRIVIAL=$(head -1 "$OUT/trivial.url")
+for c in 1 8 64; do bench "selftest-c$c" --url "$TRIVIAL" -c "$c"; done
+stop
 
-run_daemon file
-for c in 1 8 64; do bench "generic-tz1-c$c" -w generic --keys "${KEY[tz1]}" -c "$c"; done
-for k in tz2 tz3; do bench "generic-$k-c8" -w generic --keys "${KEY[$k]}" -c 8; done
-bench "consensus-file-tz4-c1" -w consensus --keys "${KEY[tz4]}" -c 1   # the example's tz4 key signs consensus only
-bench "consensus-file-tz1+tz4-c2" -w consensus --keys "${KEY[tz1]},${KEY[tz4]}" -c 2
+# One key per curve (tz1, tz2, tz3, tz4), file vault, each allowed consensus and transactions.
+KEYDIR=$(mktemp -d)
+"$BIN/signatory-bench" burst-config "$KEYDIR" -n 4 --curves tz1,tz2,tz3,tz4 --generic >&2
+IFS=, read -r K1 K2 K3 K4 < "$KEYDIR/keys.txt"
+declare -A KEY=([tz1]=$K1 [tz2]=$K2 [tz3]=$K3 [tz4]=$K4)
+
+run_daemon() { # $1 config, $2 watermark driver
+  sed -e "s|^  driver: file\$|  driver: $2|" "$1" > "$1.$2.yaml"
+  # Benchmarks measure signing, not the log: warn level (refusals and errors only).
+  "$BIN/signatory" serve -c "$1.$2.yaml" --log warn --no-list > "$OUT/daemon-$2.log" 2>&1 &
+  PID=$!
+  wait_healthy "$OUT/daemon-$2.log"
+}
+
+echo "== the daemon" >&2
+run_daemon "$KEYDIR/signatory.yaml" file
+for k in tz1 tz2 tz3 tz4; do
+  for c in 1 8 64; do bench "generic-$k-c$c" -w generic --keys "${KEY[$k]}" -c "$c"; done
+done
 bench "consensus-file-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
 bench "consensus-file-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
-ps -o rss= -p "$PID" > "$OUT/rss-after-file.txt"
-kill "$PID"; wait "$PID" || true
+bench "consensus-file-tz4-c1" -w consensus --keys "${KEY[tz4]}" -c 1
+stop
 
-run_daemon mem
+run_daemon "$KEYDIR/signatory.yaml" mem
 bench "consensus-mem-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
 bench "consensus-mem-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
-kill "$PID"; wait "$PID" || true
+stop
+
+echo "== burst: 256 keys (tz1 and tz4 in turn), file vault, file watermark" >&2
+BURSTDIR=$(mktemp -d)
+"$BIN/signatory-bench" burst-config "$BURSTDIR" -n 256 --curves tz1,tz4 >&2
+"$BIN/signatory" serve -c "$BURSTDIR/signatory.yaml" --log warn --no-list > "$OUT/daemon-burst.log" 2>&1 &
+PID=$!
+wait_healthy "$OUT/daemon-burst.log"
+bench "burst-file-256" -w burst --keys "$(cat "$BURSTDIR/keys.txt")"
+stop
+
+if [ "$MEMORY_REQUESTS" != "0" ]; then
+  echo "== memory: RSS after 10 000 requests and after $MEMORY_REQUESTS (mixed, 16 clients, file watermark)" >&2
+  run_daemon "$KEYDIR/signatory.yaml" file
+  rss() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
+  "$BIN/signatory-bench" --json -n 10000 --warmup 0s -w mixed --keys "${KEY[tz1]}" -c 16 > "$OUT/memory-10k.json"
+  R1=$(rss)
+  "$BIN/signatory-bench" --json -n $((MEMORY_REQUESTS - 10000)) --warmup 0s -w mixed --keys "${KEY[tz1]}" -c 16 > "$OUT/memory-rest.json"
+  R2=$(rss)
+  printf '{"rss_kib_after_10k": %s, "rss_kib_after_all": %s, "requests": %s}\n' "$R1" "$R2" "$MEMORY_REQUESTS" > "$OUT/memory.json"
+  cat "$OUT/memory.json" >&2
+  stop
+fi
 
 # Markdown summary.
-printf '| run | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | statuses |\n|---|---|---|---|---|---|---|---|\n'
-for f in "$OUT"/*.json; do
+printf '| run | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | signer CPU µs/req | statuses |\n|---|---|---|---|---|---|---|---|---|\n'
+for f in "$OUT"/selftest-*.json "$OUT"/generic-*.json "$OUT"/consensus-*.json "$OUT"/burst-*.json; do
   n=$(basename "$f" .json)
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1]));
-    const l = r.latency_ms;
+    const l = r.burst ? r.burst.ms : r.latency_ms;
     const st = Object.entries(r.statuses).map(([k, v]) => k + "×" + v).join(" ");
-    console.log(`| ${process.argv[2]} | ${r.throughput_rps.toFixed(0)} | ${l.P50.toFixed(3)} | ${l.P90.toFixed(3)} | ${l.P99.toFixed(3)} | ${l.P999.toFixed(3)} | ${l.Max.toFixed(3)} | ${st} |`);
+    const cpu = (r.signer_cpu_us_per_request || 0).toFixed(1);
+    console.log(`| ${process.argv[2]} | ${r.throughput_rps.toFixed(0)} | ${l.P50.toFixed(3)} | ${l.P90.toFixed(3)} | ${l.P99.toFixed(3)} | ${l.P999.toFixed(3)} | ${l.Max.toFixed(3)} | ${cpu} | ${st} |`);
   ' "$f" "$n"
 done
+go run ./tools/benchchart "$OUT" "$OUT/benchmarks.png"
+echo "chart: $OUT/benchmarks.png" >&2

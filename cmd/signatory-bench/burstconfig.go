@@ -17,13 +17,14 @@ import (
 // operations, and the comma-separated key hashes for --keys.
 func newBurstConfig() *cobra.Command {
 	var n int
-	var curves, address string
+	var curves, address, utility string
+	var generic bool
 	cmd := &cobra.Command{
 		Use:   "burst-config <dir>",
 		Short: "Write n fresh keys and a signatory config for the burst workload (file vault)",
 		Long: `Write into dir: secret_keys.json (n fresh, unencrypted keys; curves taken in turn from
 --curves; mode 0600), signatory.yaml (those keys in a file vault, a file watermark under dir/data,
-each key allowed preattestations and attestations) and keys.txt (the key hashes, comma-separated,
+each key allowed preattestations and attestations, and transactions with --generic) and keys.txt (the key hashes, comma-separated,
 for --keys). The keys are throw-away benchmark keys: never use them for anything else.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,15 +55,19 @@ for --keys). The keys are throw-away benchmark keys: never use them for anything
 				pkh := priv.Public().Hash().String()
 				entries = append(entries, entry{Name: fmt.Sprintf("burst-%03d", i), Value: "unencrypted:" + string(priv.ToProtocol().ToBase58())})
 				pkhs = append(pkhs, pkh)
-				fmt.Fprintf(&policies, "  %s:\n    allow: {preattestation: , attestation: }\n", pkh)
+				allow := "preattestation: , attestation: "
+				if generic {
+					allow += ", generic: [transaction]"
+				}
+				fmt.Fprintf(&policies, "  %s:\n    allow: {%s}\n", pkh, allow)
 			}
 			keys, _ := json.MarshalIndent(entries, "", "  ")
 			if err := os.WriteFile(filepath.Join(dir, "secret_keys.json"), keys, 0o600); err != nil {
 				return err
 			}
-			cfg := fmt.Sprintf("base_dir: %s\nserver:\n  address: %s\n  utility_address: 127.0.0.1:0\nvaults:\n  local:\n    driver: file\n"+
+			cfg := fmt.Sprintf("base_dir: %s\nserver:\n  address: %s\n  utility_address: %s\nvaults:\n  local:\n    driver: file\n"+
 				"    config: {file: %s}\nwatermark:\n  driver: file\ntezos:\n%s",
-				filepath.Join(dir, "data"), address, filepath.Join(dir, "secret_keys.json"), policies.String())
+				filepath.Join(dir, "data"), address, utility, filepath.Join(dir, "secret_keys.json"), policies.String())
 			if err := os.WriteFile(filepath.Join(dir, "signatory.yaml"), []byte(cfg), 0o600); err != nil {
 				return err
 			}
@@ -73,5 +78,7 @@ for --keys). The keys are throw-away benchmark keys: never use them for anything
 	f.IntVarP(&n, "keys", "n", 256, "number of keys")
 	f.StringVar(&curves, "curves", "tz1,tz4", "key types, taken in turn")
 	f.StringVar(&address, "address", "127.0.0.1:6732", "the signer's address in the written config")
+	f.StringVar(&utility, "utility-address", "127.0.0.1:9583", "the signer's utility address (/healthz, /metrics) in the written config")
+	f.BoolVar(&generic, "generic", false, "also allow the keys to sign transactions (the generic workload)")
 	return cmd
 }
