@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -12,8 +13,8 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
 
-func benchStore(b *testing.B) *Store {
-	s, err := Open(b.TempDir(), WithLogger(slog.New(slog.DiscardHandler)))
+func benchStore(b *testing.B, opts ...Option) *Store {
+	s, err := Open(b.TempDir(), append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,16 +32,24 @@ func reportWrites(b *testing.B, s *Store) {
 // BenchmarkAdvance: serial is one durable write per request; parallel runs 32 goroutines with a key
 // each, on one chain (group commit shares the fsyncs) or on a chain each (independent writers).
 func BenchmarkAdvance(b *testing.B) {
-	b.Run("serial", func(b *testing.B) {
-		s := benchStore(b)
-		k := watermarktest.Key(0, 0, watermark.Block)
-		for i := 0; b.Loop(); i++ {
-			if _, err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
-				b.Fatal(err)
+	for _, journal := range []bool{false, true} {
+		b.Run(map[bool]string{false: "serial", true: "serial-journal"}[journal], func(b *testing.B) {
+			var opts []Option
+			if journal {
+				opts = append(opts, WithJournal(DefaultJournalSize))
 			}
-		}
-		reportWrites(b, s)
-	})
+			s := benchStore(b, opts...)
+			k := watermarktest.Key(0, 0, watermark.Block)
+			for i := 0; b.Loop(); i++ {
+				m := watermarktest.M(int32(i+1), 0, 1)
+				m.Signature = "edsigtXwQk7vJvUGLVjSDqE3egYMVYVvDctZCXnXrbecmB85kfN51fib1NKq6aDiVHYDNGMid1EW7hfq92ZUXYsag8Gyx4GFyU6"
+				if _, err := s.Advance(context.Background(), k, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportWrites(b, s)
+		})
+	}
 	for _, perChain := range []bool{false, true} {
 		name := map[bool]string{false: "parallel-one-chain", true: "parallel-chain-each"}[perChain]
 		b.Run(name, func(b *testing.B) {
@@ -74,5 +83,33 @@ func BenchmarkFsyncFloor(b *testing.B) {
 		if err := writeDurable(path, data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDatasyncFloor is the cost of the smallest durable write: 200 bytes written into a
+// preallocated file, then fdatasync (the floor under a journaled Advance).
+func BenchmarkDatasyncFloor(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "floor"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	const size = 1 << 20
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 200)
+	off := int64(0)
+	for b.Loop() {
+		if _, err := f.WriteAt(data, off); err != nil {
+			b.Fatal(err)
+		}
+		if err := datasync(f); err != nil {
+			b.Fatal(err)
+		}
+		off = (off + int64(len(data))) % (size - int64(len(data)))
 	}
 }

@@ -2,7 +2,10 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +32,13 @@ type chain struct {
 	writeErr error // last write failure, nil after a success; for Health
 
 	writes atomic.Int64 // file writes attempted, for tests and benchmarks
+
+	// With a journal (opt-in), a batch is one record in it; see journal.go. Only the writer
+	// goroutine, and Close after the writers stopped, touch these.
+	journaled   bool
+	journalSize int64
+	journal     *journal // nil until the first batch, or after a journal write failed
+	epoch       uint64   // the highest journal epoch of this chain so far
 }
 
 // pending is one queued Advance.
@@ -164,7 +174,7 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 	if next == nil {
 		return results
 	}
-	err := c.write(next)
+	err := c.persist(next, touched)
 	c.mu.Lock()
 	c.writeErr = err
 	c.mu.Unlock()
@@ -184,6 +194,64 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 type slotKey struct {
 	pkh   string
 	class int
+}
+
+// persist makes next durable: as a journal record of the touched slots when the chain has a
+// journal with room, else as the whole chain file (after which a new journal starts).
+func (c *chain) persist(next *state, touched map[slotKey]bool) error {
+	if !c.journaled {
+		return c.write(next)
+	}
+	if c.journal != nil {
+		c.writes.Add(1)
+		payload, err := encodeCompact(partial(next, touched))
+		if err == nil {
+			err = c.journal.append(payload)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errJournalFull) {
+			// After a failed write or fdatasync the file's content is unknown: this batch is
+			// refused, and the next one writes the chain file and starts a new journal.
+			c.journal.close()
+			c.journal = nil
+			return &fault.Error{Kind: fault.Internal, Err: err,
+				Msg: fmt.Sprintf("watermark: cannot write the journal of chain %s: %v", c.id, err)}
+		}
+	}
+	if err := c.write(next); err != nil {
+		return err
+	}
+	// The chain file now holds everything: a failure to start the journal costs speed only.
+	var nj *journal
+	var err error
+	if c.journal != nil {
+		nj, err = c.journal.next()
+	} else {
+		nj, err = createJournal(c.dir, c.id, c.epoch+1, c.journalSize)
+	}
+	if err == nil {
+		c.journal, c.epoch = nj, nj.epoch
+	}
+	return nil
+}
+
+// compact writes the chain file from the durable state and removes the journal, so that the
+// directory holds only chain files, as the reference reads them (at Close).
+func (c *chain) compact() error {
+	if c.journal == nil {
+		return nil
+	}
+	j := c.journal
+	c.journal = nil
+	defer j.close()
+	if j.used() {
+		if err := c.write(c.state.Load()); err != nil {
+			return err
+		}
+	}
+	return os.Remove(filepath.Join(c.dir, journalName(c.id, j.epoch)))
 }
 
 // write makes st durable as the chain file.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,8 +21,13 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
 
-// crashEnv names the base dir for TestCrashChild; unset, that test skips.
-const crashEnv = "SIGNATORY_WATERMARK_CRASH_DIR"
+// crashEnv names the base dir for TestCrashChild; unset, that test skips. crashJournalEnv, when
+// set, is the journal size the child opens the store with (small, so that the run also crashes
+// inside compactions).
+const (
+	crashEnv        = "SIGNATORY_WATERMARK_CRASH_DIR"
+	crashJournalEnv = "SIGNATORY_WATERMARK_CRASH_JOURNAL"
+)
 
 const crashKeys = 4
 
@@ -38,6 +44,10 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(3)
 	}()
 	s := open(t, base)
+	if size, _ := strconv.Atoi(os.Getenv(crashJournalEnv)); size > 0 {
+		s.Close()
+		s = openJournaled(t, base, int64(size))
+	}
 	var wg sync.WaitGroup
 	for g := range crashKeys {
 		k := watermarktest.Key(0, g, watermark.Block)
@@ -62,12 +72,19 @@ func TestCrash(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
+	t.Run("chain files", func(t *testing.T) { crash(t, 0) })
+	t.Run("journal", func(t *testing.T) { crash(t, 4096) })
+}
+
+// crash is TestCrash with the child's store journaled when journal > 0 (its size).
+func crash(t *testing.T, journal int) {
+	t.Parallel()
 	base := t.TempDir()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	prev := make([]int32, crashKeys) // stored levels before the run
 	for run := range 5 {
 		byTimer := run%2 == 1
-		acked := crashRun(t, base, byTimer, 1+r.IntN(200), time.Duration(r.IntN(50_000))*time.Microsecond)
+		acked := crashRun(t, base, journal, byTimer, 1+r.IntN(200), time.Duration(r.IntN(50_000))*time.Microsecond)
 
 		s := open(t, base)
 		for g := range crashKeys {
@@ -90,12 +107,12 @@ func TestCrash(t *testing.T) {
 // crashRun starts the child (a testdaemon.Process), kills it after killAfter ACK lines (or, with
 // byTimer, delay after the first one), reads every line it wrote, and returns the highest
 // acknowledged level per key.
-func crashRun(t *testing.T, base string, byTimer bool, killAfter int, delay time.Duration) []int32 {
+func crashRun(t *testing.T, base string, journal int, byTimer bool, killAfter int, delay time.Duration) []int32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), crashEnv+"="+base)
+	cmd.Env = append(os.Environ(), crashEnv+"="+base, crashJournalEnv+"="+strconv.Itoa(journal))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

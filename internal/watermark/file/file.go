@@ -42,6 +42,8 @@ type Store struct {
 	problems []error // found at Open: files ignored
 	lock     *dirLock
 	readOnly bool
+	// journalSize > 0 turns the journal on (see journal.go).
+	journalSize int64
 
 	chains sync.Map // chain id → *chain
 
@@ -61,15 +63,30 @@ const Driver = "file"
 // New is the driver's constructor: the store under env.BaseDir (read-only when env.ReadOnly).
 // The file store takes no settings.
 func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
-	if err := yamlstrict.Decode(node, &struct{}{}); err != nil {
+	var cfg Config
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("watermark.config: %w", err)
 	}
 	opts := []Option{WithLogger(env.Log())}
+	if cfg.Journal {
+		opts = append(opts, WithJournal(DefaultJournalSize))
+	}
 	if env.ReadOnly {
 		opts = append(opts, ReadOnly())
 	}
 	return Open(env.BaseDir, opts...)
 }
+
+// Config is the file store's watermark.config section.
+type Config struct {
+	// Journal makes each group commit one write and one fdatasync into a preallocated journal
+	// per chain instead of a whole-file replace (see docs/watermarks.md). The chain files are
+	// brought up to date at every start and clean stop, not after each commit.
+	Journal bool `yaml:"journal"`
+}
+
+// WithJournal turns the journal on, each chain's preallocated to size bytes.
+func WithJournal(size int64) Option { return func(s *Store) { s.journalSize = size } }
 
 // WithLogger sets the logger for problems found at Open (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
@@ -92,9 +109,7 @@ func Open(base string, opts ...Option) (*Store, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("watermark: %w", err)
 		}
-		for _, e := range entries {
-			s.load(e.Name())
-		}
+		s.loadAll(entries)
 		s.closed = true // no writer runs, Advance fails
 		return s, nil
 	}
@@ -113,10 +128,83 @@ func Open(base string, opts ...Option) (*Store, error) {
 		lock.release()
 		return nil, fmt.Errorf("watermark: %w", err)
 	}
-	for _, e := range entries {
-		s.load(e.Name())
-	}
+	s.loadAll(entries)
 	return s, nil
+}
+
+// loadAll loads every chain of the directory: its chain file, raised by its journals if a crash
+// left any (a writable store then writes the chain file and removes them, so that the directory
+// holds only chain files, as the reference reads them).
+func (s *Store) loadAll(entries []fs.DirEntry) {
+	journals := map[string][]uint64{}
+	for _, e := range entries {
+		name := e.Name()
+		if chain, epoch, ok := parseJournalName(name); ok {
+			journals[chain] = append(journals[chain], epoch)
+			continue
+		}
+		s.load(name)
+	}
+	for chain, epochs := range journals {
+		s.loadJournals(chain, epochs)
+	}
+}
+
+// loadJournals raises chain's state by its journals, oldest first.
+func (s *Store) loadJournals(id string, epochs []uint64) {
+	if _, err := b58.ParseChainID([]byte(id)); err != nil {
+		err := fmt.Errorf("watermark journal of %s: name is not a chain id (%v); file ignored", id, err)
+		s.log.Error(err.Error())
+		s.problems = append(s.problems, err)
+		return
+	}
+	slices.Sort(epochs)
+	v, ok := s.chains.Load(id)
+	if !ok { // a journal without its chain file: start from nothing
+		c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
+		c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+		if !s.readOnly {
+			c.start = s.startWriter
+		} else {
+			c.closed = true
+		}
+		s.chains.Store(id, c)
+		v = c
+	}
+	c := v.(*chain)
+	if c.broken != nil {
+		return
+	}
+	st := c.state.Load().clone()
+	for _, epoch := range epochs {
+		path := filepath.Join(s.dir, journalName(id, epoch))
+		data, err := os.ReadFile(path)
+		if err == nil {
+			_, err = replayJournal(st, data, epoch)
+		}
+		if err != nil {
+			c.broken = &fault.Error{Kind: fault.Internal, Err: err, Msg: fmt.Sprintf(
+				"watermark journal %s is corrupt (%v): chain %s refuses to sign until the operator repairs the file",
+				path, err, id)}
+			s.log.Error(c.broken.Error())
+			return
+		}
+		c.epoch = max(c.epoch, epoch)
+	}
+	c.state.Store(st)
+	if s.readOnly {
+		return
+	}
+	if err := c.write(st); err != nil {
+		c.broken = err
+		s.log.Error("watermark: cannot bring the chain file up to date from its journal", "chain", id, "err", err)
+		return
+	}
+	for _, epoch := range epochs {
+		if err := os.Remove(filepath.Join(s.dir, journalName(id, epoch))); err != nil {
+			s.log.Warn("watermark: cannot remove a replayed journal", "chain", id, "err", err)
+		}
+	}
 }
 
 // makeDir creates dir with mode 0700 and makes its entry durable when it is new.
@@ -172,6 +260,7 @@ func (s *Store) load(name string) {
 		return
 	}
 	c.state.Store(st)
+	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
 	s.chains.Store(id, c)
 	if s.readOnly {
 		c.closed = true
@@ -203,6 +292,7 @@ func (s *Store) chain(id string) (*chain, error) {
 		return v.(*chain), nil
 	}
 	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
+	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
 	c.start = s.startWriter
 	s.chains.Store(id, c)
 	return c, nil
@@ -330,7 +420,16 @@ func (s *Store) Close() error {
 		return true
 	})
 	s.wg.Wait()
+	// With the writers stopped, bring every journaled chain file up to date: after a clean stop
+	// the directory holds only chain files, which the reference reads.
+	var errs []error
+	s.chains.Range(func(_, v any) bool {
+		if err := v.(*chain).compact(); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lock.release()
+	return errors.Join(append(errs, s.lock.release())...)
 }

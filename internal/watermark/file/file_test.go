@@ -22,6 +22,15 @@ func open(t testing.TB, base string) *file.Store {
 	return s
 }
 
+func openJournaled(t testing.TB, base string, size int64) *file.Store {
+	t.Helper()
+	s, err := file.Open(base, file.WithLogger(slog.New(slog.DiscardHandler)), file.WithJournal(size))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	watermarktest.Run(t,
 		func(t *testing.T) watermark.Store { return open(t, t.TempDir()) },
@@ -30,6 +39,19 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("Close: %v", err)
 			}
 			return open(t, filepath.Dir(old.(*file.Store).Dir()))
+		})
+}
+
+// TestConformanceJournal runs the suite with the journal on, small enough (4 KiB) that the
+// suite's writes also go through compactions.
+func TestConformanceJournal(t *testing.T) {
+	watermarktest.Run(t,
+		func(t *testing.T) watermark.Store { return openJournaled(t, t.TempDir(), 4096) },
+		func(t *testing.T, old watermark.Store) watermark.Store {
+			if err := old.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openJournaled(t, filepath.Dir(old.(*file.Store).Dir()), 4096)
 		})
 }
 

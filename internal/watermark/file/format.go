@@ -73,6 +73,14 @@ type fileMark struct {
 // under the reference's "attestation_with_dal" too: the reference keeps a separate watermark for
 // DAL attestations, and after a rollback it must find every level we attested.
 func encode(s *state) ([]byte, error) {
+	out := encodeMap(s)
+	return json.MarshalIndent(out, "", "    ")
+}
+
+// encodeCompact is encode without indentation, for journal records.
+func encodeCompact(s *state) ([]byte, error) { return json.Marshal(encodeMap(s)) }
+
+func encodeMap(s *state) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(s.marks)+len(s.extra))
 	for pkh, ex := range s.extra {
 		m := make(map[string]any, len(ex)+len(classes))
@@ -103,7 +111,18 @@ func encode(s *state) ([]byte, error) {
 			}
 		}
 	}
-	return json.MarshalIndent(out, "", "    ")
+	return out
+}
+
+// partial returns the slots of s named by touched, as a state of their own.
+func partial(s *state, touched map[slotKey]bool) *state {
+	p := emptyState()
+	for k := range touched {
+		slots := p.marks[k.pkh]
+		slots[k.class] = s.marks[k.pkh][k.class]
+		p.marks[k.pkh] = slots
+	}
+	return p
 }
 
 // decode parses a chain file. It accepts what the reference writes, with round and hash optional
