@@ -18,7 +18,7 @@ echo "results in $OUT" >&2
 
 echo "== floor" >&2
 go test ./internal/tezos -run '^$' -bench 'Floor' -benchtime 2s | tee "$OUT/floor.txt" >&2
-go test ./internal/watermark/file -run '^$' -bench 'FsyncFloor' -benchtime 2s | tee -a "$OUT/floor.txt" >&2
+go test ./internal/watermark/file -run '^$' -bench 'FsyncFloor|DatasyncFloor|Advance/serial' -benchtime 2s | tee -a "$OUT/floor.txt" >&2
 go test ./internal/server -run '^$' -bench 'LoopbackFloor' -benchtime 2s | tee -a "$OUT/floor.txt" >&2
 go test ./internal/signer -run '^$' -bench 'SignGeneric|Decode' -benchmem -benchtime 2s | tee -a "$OUT/floor.txt" >&2
 
@@ -51,8 +51,12 @@ KEYDIR=$(mktemp -d)
 IFS=, read -r K1 K2 K3 K4 < "$KEYDIR/keys.txt"
 declare -A KEY=([tz1]=$K1 [tz2]=$K2 [tz3]=$K3 [tz4]=$K4)
 
-run_daemon() { # $1 config, $2 watermark driver
-  sed -e "s|^  driver: file\$|  driver: $2|" "$1" > "$1.$2.yaml"
+run_daemon() { # $1 config, $2 watermark driver (or "journal": the file store with its journal)
+  if [ "$2" = journal ]; then
+    sed -e 's|^  driver: file$|  driver: file\n  config: {journal: true}|' "$1" > "$1.$2.yaml"
+  else
+    sed -e "s|^  driver: file\$|  driver: $2|" "$1" > "$1.$2.yaml"
+  fi
   # Benchmarks measure signing, not the log: warn level (refusals and errors only).
   "$BIN/signatory" serve -c "$1.$2.yaml" --log warn --no-list > "$OUT/daemon-$2.log" 2>&1 &
   PID=$!
@@ -67,6 +71,11 @@ done
 bench "consensus-file-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
 bench "consensus-file-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 bench "consensus-file-tz4-c1" -w consensus --keys "${KEY[tz4]}" -c 1
+stop
+
+run_daemon "$KEYDIR/signatory.yaml" journal
+bench "consensus-journal-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
+bench "consensus-journal-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 stop
 
 run_daemon "$KEYDIR/signatory.yaml" mem
