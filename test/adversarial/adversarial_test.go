@@ -272,6 +272,13 @@ func TestAdversarialFile(t *testing.T) {
 	adversarial(t, "file", 1, "  driver: file\n", nil, false)
 }
 
+// TestAdversarialFileJournal: the same with the file store's journal on (kill -9 of the daemon
+// leaves the newest marks in the journal only).
+func TestAdversarialFileJournal(t *testing.T) {
+	t.Parallel()
+	adversarial(t, "file-journal", 1, "  driver: file\n  config: {journal: true}\n", nil, false)
+}
+
 func TestAdversarialMem(t *testing.T) {
 	t.Parallel()
 	adversarial(t, "mem", 1, "  driver: mem\n", nil, true)
