@@ -17,7 +17,8 @@ import (
 	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
-// Module is the pinned local-kms version (DEPENDENCIES.md §2b).
+// Module is the pinned local-kms version: the one whose P-256 and secp256k1 keys, SPKI public
+// keys and signatures the tests were written against.
 const Module = "github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6"
 
 // Region and Account are what the emulator is started with; any credentials are accepted.
