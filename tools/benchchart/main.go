@@ -119,7 +119,7 @@ var (
 )
 
 const (
-	labelW = 240
+	labelW = 280
 	plotW  = 620
 	barH   = 7
 	left   = labelW + 10
