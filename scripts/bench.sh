@@ -92,6 +92,54 @@ wait_healthy "$OUT/daemon-burst.log"
 bench "burst-file-256" -w burst --keys "$(cat "$BURSTDIR/keys.txt")"
 stop
 
+# serve_burst <dir> <name>: append consensus policies for the key hashes of dir/keys.txt to
+# dir/signatory.yaml, serve it, run the burst, stop.
+serve_burst() {
+  tr ',' '\n' < "$1/keys.txt" | sed -e '/^$/d' -e 's|^\(.*\)$|  \1:\n    allow: {preattestation: , attestation: }|' >> "$1/signatory.yaml"
+  "$BIN/signatory" serve -c "$1/signatory.yaml" --log warn --no-list > "$OUT/daemon-$2.log" 2>&1 &
+  PID=$!
+  wait_healthy "$OUT/daemon-$2.log"
+  bench "$2" -w burst --keys "$(cat "$1/keys.txt")"
+  stop
+}
+pkhs_of() { # signatory list --json on stdin → comma-separated key hashes
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).map(k=>k.pkh).join(",")))'
+}
+
+LIB=$(find /usr/lib /usr/local/lib -name libsofthsm2.so 2>/dev/null | head -1 || true)
+if command -v softhsm2-util >/dev/null && [ -n "$LIB" ]; then
+  echo "== burst: 256 keys (tz1 and tz3 in turn) on SoftHSM2, file watermark" >&2
+  HSMDIR=$(mktemp -d); mkdir "$HSMDIR/tokens"
+  echo "directories.tokendir = $HSMDIR/tokens" > "$HSMDIR/softhsm2.conf"
+  export SOFTHSM2_CONF="$HSMDIR/softhsm2.conf"
+  softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 >&2
+  printf 'base_dir: %s\nserver: {address: 127.0.0.1:6732, utility_address: 127.0.0.1:9583}\nvaults:\n  hsm:\n    driver: pkcs11\n    config: {library_path: %s, token_label: bench, pin: "1234", sessions: 8}\nwatermark:\n  driver: file\ntezos:\n' \
+    "$HSMDIR/data" "$LIB" > "$HSMDIR/signatory.yaml"
+  "$BIN/signatory" generate -c "$HSMDIR/signatory.yaml" -v hsm -t tz1 -n 128 --json > "$HSMDIR/tz1.json"
+  "$BIN/signatory" generate -c "$HSMDIR/signatory.yaml" -v hsm -t tz3 -n 128 --json > "$HSMDIR/tz3.json"
+  "$BIN/signatory" list -c "$HSMDIR/signatory.yaml" --json | pkhs_of > "$HSMDIR/keys.txt"
+  serve_burst "$HSMDIR" burst-softhsm-256
+  unset SOFTHSM2_CONF
+else
+  echo "softhsm2 not installed: no SoftHSM2 burst" >&2
+fi
+
+if GOBIN=$BIN go install github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6 2>/dev/null; then
+  echo "== burst: 256 keys (tz3 and tz2 in turn) on local-kms, file watermark" >&2
+  KMSDIR=$(mktemp -d)
+  PORT=18080 KMS_DATA_PATH="$KMSDIR" KMS_REGION=us-east-1 KMS_ACCOUNT_ID=111122223333 "$BIN/local-kms" > "$OUT/local-kms.log" 2>&1 &
+  KMSPID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18080 && break; sleep 0.1; done
+  "$BIN/signatory-bench" kms-keys -n 256 --endpoint http://127.0.0.1:18080 > "$KMSDIR/arns.txt"
+  printf 'base_dir: %s\nserver: {address: 127.0.0.1:6732, utility_address: 127.0.0.1:9583}\nvaults:\n  kms:\n    driver: awskms\n    config: {region: us-east-1, access_key_id: AKIDLOCALKMS, secret_access_key: local-kms-secret, endpoint: "http://127.0.0.1:18080"}\nwatermark:\n  driver: file\ntezos:\n' \
+    "$KMSDIR/data" > "$KMSDIR/signatory.yaml"
+  "$BIN/signatory" list -c "$KMSDIR/signatory.yaml" --json | pkhs_of > "$KMSDIR/keys.txt"
+  serve_burst "$KMSDIR" burst-localkms-256
+  kill "$KMSPID"; wait "$KMSPID" 2>/dev/null || true
+else
+  echo "local-kms could not be installed: no local-kms burst" >&2
+fi
+
 if [ "$MEMORY_REQUESTS" != "0" ]; then
   echo "== memory: RSS after 10 000 requests and after $MEMORY_REQUESTS (mixed, 16 clients, file watermark)" >&2
   run_daemon "$KEYDIR/signatory.yaml" file

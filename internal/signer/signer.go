@@ -58,6 +58,9 @@ type Signer struct {
 	reloading chan struct{}  // closed when the reload in flight ends; nil when none
 	reloads   sync.WaitGroup // the reload in flight, for Close
 	slots     slotLocks
+	// listed holds the parsed key hash of every key listed in the config, so that a request
+	// for one does not decode its base58 again.
+	listed map[string]tz.PublicKeyHash
 }
 
 type keyRef struct {
@@ -86,7 +89,12 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New("")
 	}
-	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}}
+	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{}}
+	for pkh := range cfg.Policies {
+		if parsed, err := tezos.ParsePublicKeyHash(pkh); err == nil {
+			s.listed[pkh] = parsed
+		}
+	}
 	if err := s.reload(ctx, 0); err != nil {
 		return nil, err
 	}
@@ -288,9 +296,12 @@ func (s *Signer) Sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 
 func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) {
 	res := &SignResult{}
-	pkh, err := tezos.ParsePublicKeyHash(r.PKH)
-	if err != nil {
-		return res, fault.Wrap(fault.BadRequest, err)
+	var err error
+	pkh, ok := s.listed[r.PKH]
+	if !ok {
+		if pkh, err = tezos.ParsePublicKeyHash(r.PKH); err != nil {
+			return res, fault.Wrap(fault.BadRequest, err)
+		}
 	}
 	if res.Client, err = s.authenticate(pkh, r.Message, r.Authentication, r.ClientIP); err != nil {
 		return res, err

@@ -54,7 +54,9 @@ var runs = []struct{ name, floor, label string }{
 	{"consensus-file-tz1-c8", "selftest-c8", "attestation, file, 8 streams"},
 	{"consensus-journal-tz1-c1", "selftest-c1", "attestation, file journal, 1 stream"},
 	{"consensus-mem-tz1-c8", "selftest-c8", "attestation, mem, 8 streams"},
-	{"burst-file-256", "", "burst of 256 keys (to the last)"},
+	{"burst-file-256", "", "burst, 256 keys, file vault (to the last)"},
+	{"burst-softhsm-256", "", "burst, 256 keys, SoftHSM2 (to the last)"},
+	{"burst-localkms-256", "", "burst, 256 keys, local-kms (to the last)"},
 }
 
 func load(dir, name string) (*report, error) {
@@ -119,7 +121,7 @@ var (
 )
 
 const (
-	labelW = 280
+	labelW = 330
 	plotW  = 620
 	barH   = 7
 	left   = labelW + 10
