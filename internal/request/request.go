@@ -154,6 +154,11 @@ func Decode(msg []byte, version Version) (req *Request, err error) {
 			return nil, err
 		}
 	}
+	if msg[0] == MagicGeneric && version != 1 {
+		if ops, ok := fastGeneric(msg); ok {
+			return &Request{Kind: Generic, Slot: -1, Ops: ops, Digest: blake2b.Sum256(msg)}, nil
+		}
+	}
 	if version == 1 {
 		// Version 1 clients use protocol 022 encodings; tz4 bakers also send 023+ BLS-mode
 		// consensus tags (40, 41) with it, so fall back to the latest encodings.
