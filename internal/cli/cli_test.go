@@ -160,7 +160,7 @@ func TestConfigTyposStopStartUp(t *testing.T) {
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "k.json")
 	for _, c := range []struct{ vaults, watermark, want string }{
-		{"  hsm:\n    driver: threshhold\n", "", `vaults.hsm: unknown vault driver "threshhold" (known: awskms, azure, cloudkms, file, hashicorpvault, mem, pkcs11, yubihsm)`},
+		{"  hsm:\n    driver: threshhold\n", "", `vaults.hsm: unknown vault driver "threshhold" (known: awskms, azure, cloudkms, file, hashicorpvault, mem, pkcs11, threshold, yubihsm)`},
 		{"  hsm:\n    driver: pkcs11\n    config:\n      library_path: /nonexistent.so\n      slott: 3\n", "", `vaults.hsm.config: vault hsm: line 7: unknown config key "slott"`},
 		{"  hsm:\n    driver: pkcs11\n    config: {library_path: /nonexistent.so, sessions: -1}\n", "", "vaults.hsm.config: vault hsm: sessions must be between 1 and"},
 		{"  local:\n    driver: file\n    config: {file: " + keys + ", pasword_env: X}\n", "", `line 5: unknown config key "pasword_env"`},

@@ -17,6 +17,7 @@ import (
 	vaulthashicorp "github.com/signatory-go/signatory/internal/vault/hashicorp"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	vaultpkcs11 "github.com/signatory-go/signatory/internal/vault/pkcs11"
+	vaultthreshold "github.com/signatory-go/signatory/internal/vault/threshold"
 	vaultyubihsm "github.com/signatory-go/signatory/internal/vault/yubihsm"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmdynamodb "github.com/signatory-go/signatory/internal/watermark/dynamodb"
@@ -38,6 +39,7 @@ var vaultDrivers = map[string]vault.Constructor{
 	vaultazure.Driver:     vaultazure.New,
 	vaulthashicorp.Driver: vaulthashicorp.New,
 	vaultyubihsm.Driver:   vaultyubihsm.New,
+	vaultthreshold.Driver: vaultthreshold.New,
 }
 
 // watermarkDrivers is the one table of watermark backends, of the same shape.

@@ -20,6 +20,7 @@ package vaulttest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -53,6 +54,9 @@ type Fixture struct {
 	// Stall, when set, makes the backend hold every sign request until release is called, as a
 	// remote service that stops answering does.
 	Stall func(t *testing.T) (release func())
+	// BLSVersions are the signing versions BLS keys sign with (default 1 and 2); the others are
+	// refused.
+	BLSVersions []int
 }
 
 // Run runs the suite.
@@ -136,18 +140,26 @@ func list(t *testing.T, f Fixture) {
 	}
 }
 
-// message returns a random generic-operation payload and its digest.
+// transaction is a valid generic operation (one transaction) after its 32-byte branch, so that a
+// backend that decodes what it signs (a threshold key's member signers) accepts it.
+var transaction, _ = hex.DecodeString("6c004b415314d2b56b0481a3ae8c992ce8bb8dba0369d086039ecb2dc35000c0843d000076b2f1ea1cf6753888ac5488693977446652d79e00")
+
+// message returns a generic-operation payload with a random branch, and its digest.
 func message() ([]byte, *[32]byte) {
-	msg := make([]byte, 1+32+60)
+	msg := make([]byte, 1+32, 1+32+len(transaction))
 	msg[0] = 0x03
 	rand.Read(msg[1:]) // never fails (crypto/rand crashes the program instead)
+	msg = append(msg, transaction...)
 	d := [32]byte(crypt.DigestFunc(msg))
 	return msg, &d
 }
 
 // versions returns the signing versions a key of pub's curve is asked to sign with.
-func versions(pub crypt.PublicKey) []int {
+func (f Fixture) versions(pub crypt.PublicKey) []int {
 	if tezos.CurveOf(pub) == tezos.BLS {
+		if len(f.BLSVersions) > 0 {
+			return f.BLSVersions
+		}
 		return []int{1, 2}
 	}
 	return []int{2}
@@ -172,12 +184,21 @@ func signVerify(ctx context.Context, k vault.Key, version int) error {
 func sign(t *testing.T, f Fixture) {
 	v := open(t, f)
 	for _, k := range listKeys(t, v) {
-		for _, ver := range versions(k.PublicKey()) {
+		for _, ver := range f.versions(k.PublicKey()) {
 			if err := signVerify(context.Background(), k, ver); err != nil {
 				t.Error(err)
 			}
 		}
 		if tezos.CurveOf(k.PublicKey()) == tezos.BLS {
+			for _, ver := range []int{1, 2} {
+				if slices.Contains(f.versions(k.PublicKey()), ver) {
+					continue
+				}
+				msg, d := message()
+				if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: ver}); err == nil {
+					t.Errorf("key %s signed with signing version %d (%v), which the fixture says it refuses", k.PublicKey().Hash(), ver, sig)
+				}
+			}
 			msg, d := message()
 			if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 0}); err == nil {
 				t.Errorf("key %s signed with signing version 0 (%v), which has no BLS form", k.PublicKey().Hash(), sig)
@@ -195,7 +216,7 @@ func concurrent(t *testing.T, f Fixture) {
 		wg.Go(func() {
 			for range 3 {
 				for _, k := range keys {
-					errs <- signVerify(context.Background(), k, versions(k.PublicKey())[0])
+					errs <- signVerify(context.Background(), k, f.versions(k.PublicKey())[0])
 				}
 			}
 		})
@@ -215,7 +236,7 @@ func expired(t *testing.T, f Fixture) {
 	defer cancel()
 	for _, k := range listKeys(t, v) {
 		msg, d := message()
-		sig, err := k.Sign(ctx, msg, d, vault.SignOptions{Version: versions(k.PublicKey())[0]})
+		sig, err := k.Sign(ctx, msg, d, vault.SignOptions{Version: f.versions(k.PublicKey())[0]})
 		if err == nil || sig != nil {
 			t.Errorf("key %s signed for a request whose deadline had passed (%v, %v)", k.PublicKey().Hash(), sig, err)
 		} else if !errors.Is(err, context.DeadlineExceeded) {
@@ -244,12 +265,12 @@ func stalled(t *testing.T, f Fixture) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	msg, d := message()
-	if sig, err := k.Sign(ctx, msg, d, vault.SignOptions{Version: versions(k.PublicKey())[0]}); err == nil {
+	if sig, err := k.Sign(ctx, msg, d, vault.SignOptions{Version: f.versions(k.PublicKey())[0]}); err == nil {
 		t.Fatalf("a stalled backend returned a signature (%v)", sig)
 	}
 	release()
 	released = true
-	if err := signVerify(context.Background(), k, versions(k.PublicKey())[0]); err != nil {
+	if err := signVerify(context.Background(), k, f.versions(k.PublicKey())[0]); err != nil {
 		t.Fatalf("after the backend answers again: %v", err)
 	}
 }
@@ -262,7 +283,7 @@ func afterClose(t *testing.T, f Fixture) {
 	}
 	for _, k := range keys {
 		msg, d := message()
-		sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: versions(k.PublicKey())[0]})
+		sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: f.versions(k.PublicKey())[0]})
 		if !errors.Is(err, vault.ErrClosed) || sig != nil {
 			t.Errorf("key %s after Close: %v, %v; want vault.ErrClosed", k.PublicKey().Hash(), sig, err)
 		}
@@ -296,7 +317,7 @@ func created(t *testing.T, f Fixture, v vault.Vault, k vault.Key, c tezos.Curve,
 		t.Fatalf("List does not return the new key %s", pkh)
 	}
 	for _, key := range []vault.Key{k, listed} {
-		if err := signVerify(context.Background(), key, versions(key.PublicKey())[0]); err != nil {
+		if err := signVerify(context.Background(), key, f.versions(key.PublicKey())[0]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -305,7 +326,7 @@ func created(t *testing.T, f Fixture, v vault.Vault, k vault.Key, c tezos.Curve,
 		if again == nil {
 			t.Fatalf("the new key %s is gone after reopening the vault", pkh)
 		}
-		if err := signVerify(context.Background(), again, versions(again.PublicKey())[0]); err != nil {
+		if err := signVerify(context.Background(), again, f.versions(again.PublicKey())[0]); err != nil {
 			t.Fatalf("after reopening: %v", err)
 		}
 	}

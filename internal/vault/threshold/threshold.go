@@ -1,0 +1,475 @@
+// Package threshold is the vault of a threshold tz4 key (driver "threshold"): the group key, whose
+// signatures are combined from the partial signatures of member signers, each holding one Shamir
+// share of the key in any vault that holds BLS keys (see docs/threshold.md). A member is an
+// ordinary remote signer: this vault asks every member's POST /keys/<share> for the same bytes,
+// verifies each partial against the member's share public key, combines the first t valid ones by
+// Lagrange interpolation, and returns the result (which the signer verifies against the group key,
+// as for every vault). Safety never depends on this coordinator: each member's own watermark
+// refuses a second payload for a slot, and with t > n/2 two conflicting payloads would need a
+// member to sign both.
+package threshold
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ecadlabs/goblst/minpk"
+	"github.com/ecadlabs/gotez/v2/crypt"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	tmath "github.com/signatory-go/signatory/internal/threshold"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
+)
+
+// Driver is the driver name in the config.
+const Driver = "threshold"
+
+// DefaultTimeout bounds one signature: collecting the partials of the members.
+const DefaultTimeout = 2 * time.Second
+
+// Config is the vault's config section.
+type Config struct {
+	// PublicKey is the group key (BLpk…); its tz4 address is the baker's key.
+	PublicKey string `yaml:"public_key"`
+	// Threshold is the number of partial signatures combined (more than half of the members).
+	Threshold int `yaml:"threshold"`
+	// Timeout bounds each signature (default 2 s).
+	Timeout yamlstrict.Duration `yaml:"timeout"`
+	Members []Member            `yaml:"members"`
+	// TLS configures the client side of HTTPS to the members.
+	TLS *TLS `yaml:"tls"`
+	// AuthenticationKey would sign ?authentication= for members that require it: not supported
+	// yet, and refused when set, so that no one believes it applies.
+	AuthenticationKey string `yaml:"authentication_key"`
+}
+
+// Member is one member signer.
+type Member struct {
+	Index int    `yaml:"index"` // the share's index, 1 … 255, as `signatory threshold split` printed it
+	URL   string `yaml:"url"`   // the member's signing port, e.g. https://10.0.0.1:6732
+	Key   string `yaml:"key"`   // the share's tz4 address on that member
+}
+
+// TLS names the files of the client side of TLS: ca_file verifies the members' certificates;
+// cert_file and key_file present a client certificate.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Vault is a threshold vault.
+type Vault struct {
+	life    vault.Lifecycle
+	name    string
+	group   *crypt.BLSPublicKey
+	t       int
+	timeout time.Duration
+	members []*member
+	client  *http.Client
+	key     *Key
+}
+
+type member struct {
+	index int
+	url   string // without a trailing slash
+	pkh   string
+
+	mu  sync.Mutex
+	pub *crypt.BLSPublicKey // the share's public key, once read and checked
+}
+
+// New builds the vault from its config node. It makes no request: the members are read by List.
+func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vault.Vault, error) {
+	var cfg Config
+	if err := yamlstrict.Decode(node, &cfg); err != nil {
+		return nil, fmt.Errorf("vault %s: %w", name, err)
+	}
+	return Open(name, cfg)
+}
+
+// Open checks the config and builds the vault.
+func Open(name string, cfg Config) (*Vault, error) {
+	bad := func(format string, args ...any) (*Vault, error) {
+		return nil, yamlstrict.Invalidf("vault %s: "+format, append([]any{name}, args...)...)
+	}
+	pub, err := tezos.ParsePublicKey(os.ExpandEnv(cfg.PublicKey))
+	if err != nil {
+		return bad("public_key: %v", err)
+	}
+	group, ok := pub.(*crypt.BLSPublicKey)
+	if !ok {
+		return bad("public_key must be a BLS (BLpk…) key, the group key of `signatory threshold split`")
+	}
+	n := len(cfg.Members)
+	if n == 0 {
+		return bad("no members")
+	}
+	if cfg.Threshold < 1 || cfg.Threshold > n || 2*cfg.Threshold <= n {
+		return bad("threshold %d: it must be more than half of the %d members and at most %d: with half or fewer, two coordinators could each gather enough members for conflicting payloads",
+			cfg.Threshold, n, n)
+	}
+	if cfg.AuthenticationKey != "" {
+		return bad("authentication_key is not supported yet: members must accept this signer without ?authentication= (restrict them by TLS client certificates instead)")
+	}
+	v := &Vault{name: name, group: group, t: cfg.Threshold, timeout: time.Duration(cfg.Timeout)}
+	if v.timeout <= 0 {
+		v.timeout = DefaultTimeout
+	}
+	seenIndex, seenKey := map[int]bool{}, map[string]bool{}
+	for i, m := range cfg.Members {
+		if m.Index < 1 || m.Index > tmath.MaxShares || seenIndex[m.Index] {
+			return bad("members[%d]: index %d must be 1 … %d and distinct", i, m.Index, tmath.MaxShares)
+		}
+		seenIndex[m.Index] = true
+		u, err := url.Parse(os.ExpandEnv(m.URL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("members[%d]: url %q is not an http(s) URL", i, m.URL)
+		}
+		h, err := tezos.ParsePublicKeyHash(m.Key)
+		if err != nil || !strings.HasPrefix(h.String(), "tz4") {
+			return bad("members[%d]: key %q is not a tz4 address", i, m.Key)
+		}
+		if seenKey[m.Key] {
+			return bad("members[%d]: key %s is listed twice", i, m.Key)
+		}
+		seenKey[m.Key] = true
+		v.members = append(v.members, &member{index: m.Index, url: strings.TrimRight(u.String(), "/"), pkh: m.Key})
+	}
+	sort.Slice(v.members, func(a, b int) bool { return v.members[a].index < v.members[b].index })
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.TLS != nil {
+		tc, err := tlsConfig(cfg.TLS)
+		if err != nil {
+			return bad("tls: %v", err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	tr.MaxIdleConnsPerHost = 64
+	v.client = &http.Client{Transport: tr}
+	v.key = &Key{v: v}
+	return v, nil
+}
+
+func tlsConfig(c *TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(os.ExpandEnv(c.CAFile))
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(os.ExpandEnv(c.CertFile), os.ExpandEnv(c.KeyFile))
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Name implements vault.Vault.
+func (v *Vault) Name() string { return v.name }
+
+// Driver implements vault.Vault.
+func (v *Vault) Driver() string { return Driver }
+
+// Close implements vault.Vault.
+func (v *Vault) Close() error {
+	if v.life.MarkClosed() {
+		v.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// List implements vault.Vault: the group key, once the members reachable now have shown their
+// share public keys and those keys interpolate to the group key (at least t must answer).
+func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(v.members))
+	for i, m := range v.members {
+		wg.Go(func() { _, errs[i] = v.memberKey(ctx, m) })
+	}
+	wg.Wait()
+	known := map[int]*crypt.BLSPublicKey{}
+	var reasons []string
+	for i, m := range v.members {
+		if errs[i] != nil {
+			reasons = append(reasons, errs[i].Error())
+			continue
+		}
+		known[m.index] = m.pub
+	}
+	if len(known) < v.t {
+		return nil, fmt.Errorf("threshold vault %s: %d of %d members answered, %d needed: %s", v.name, len(known), len(v.members), v.t, strings.Join(reasons, "; "))
+	}
+	if err := v.checkShares(known); err != nil {
+		return nil, err
+	}
+	return []vault.Key{v.key}, nil
+}
+
+// checkShares checks that the share keys interpolate to the group key: every known share,
+// combined with t − 1 others, gives the group key (so a member serving a wrong share is named).
+func (v *Vault) checkShares(known map[int]*crypt.BLSPublicKey) error {
+	idx := make([]int, 0, len(known))
+	for i := range known {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	want := (*minpk.PublicKey)(v.group).Bytes()
+	for _, i := range idx {
+		set := map[int]*crypt.BLSPublicKey{i: known[i]}
+		for _, j := range idx {
+			if len(set) == v.t {
+				break
+			}
+			if j != i {
+				set[j] = known[j]
+			}
+		}
+		got, err := tmath.CombinePublicKeys(set)
+		if err != nil {
+			return fmt.Errorf("threshold vault %s: %w", v.name, err)
+		}
+		if !bytes.Equal((*minpk.PublicKey)(got).Bytes(), want) {
+			return fmt.Errorf("threshold vault %s: the share of member %d (with members %v) does not interpolate to the group key %s: check the member's key and index",
+				v.name, i, keysOf(set), v.group)
+		}
+	}
+	return nil
+}
+
+func keysOf(m map[int]*crypt.BLSPublicKey) []int {
+	out := make([]int, 0, len(m))
+	for i := range m {
+		out = append(out, i)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// memberKey returns member m's share public key, reading it once with GET /keys/<share>.
+func (v *Vault) memberKey(ctx context.Context, m *member) (*crypt.BLSPublicKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pub != nil {
+		return m.pub, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url+"/keys/"+m.pkh, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		PublicKey string `json:"public_key"`
+	}
+	if status, msg, err := v.do(req, &body); err != nil {
+		return nil, fmt.Errorf("member %d: %w", m.index, err)
+	} else if status != http.StatusOK {
+		return nil, fmt.Errorf("member %d: GET /keys/%s: %d %s", m.index, m.pkh, status, msg)
+	}
+	pub, err := tezos.ParsePublicKey(body.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("member %d: %w", m.index, err)
+	}
+	bls, ok := pub.(*crypt.BLSPublicKey)
+	if !ok || pub.Hash().String() != m.pkh {
+		return nil, fmt.Errorf("member %d: GET /keys/%s answered the key of %s", m.index, m.pkh, pub.Hash())
+	}
+	m.pub = bls
+	return bls, nil
+}
+
+// do sends req and decodes a JSON answer into out when the status is 200; otherwise it returns
+// the status and the member's message.
+func (v *Vault) do(req *http.Request, out any) (int, string, error) {
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return 0, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, strings.TrimSpace(string(bytes.TrimSpace(data))), nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return 0, "", fmt.Errorf("%s answered %q: %w", req.URL.Path, data, err)
+	}
+	return resp.StatusCode, "", nil
+}
+
+// Ready implements vault.ReadinessChecker: at least t members answer GET /keys now.
+func (v *Vault) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	var mu sync.Mutex
+	up := 0
+	var wg sync.WaitGroup
+	for _, m := range v.members {
+		wg.Go(func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url+"/keys/"+m.pkh, nil)
+			if err != nil {
+				return
+			}
+			var body struct {
+				PublicKey string `json:"public_key"`
+			}
+			if status, _, err := v.do(req, &body); err == nil && status == http.StatusOK {
+				mu.Lock()
+				up++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if up < v.t {
+		return fmt.Errorf("%d of %d members reachable, %d needed", up, len(v.members), v.t)
+	}
+	return nil
+}
+
+// Key is the group key.
+type Key struct{ v *Vault }
+
+// PublicKey implements vault.Key.
+func (k *Key) PublicKey() crypt.PublicKey { return k.v.group }
+
+// ID implements vault.Key.
+func (k *Key) ID() string { return fmt.Sprintf("threshold %d of %d", k.v.t, len(k.v.members)) }
+
+// partial is one member's answer.
+type partial struct {
+	index  int
+	sig    *crypt.BLSSignature
+	status int // the member's HTTP status when it refused
+	err    error
+}
+
+// Sign implements vault.Key: the same bytes to every member at once; the first t partial
+// signatures that verify against their share keys are combined.
+func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts vault.SignOptions) (crypt.Signature, error) {
+	v := k.v
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
+	switch opts.Version {
+	case 0:
+		return nil, vault.ErrBLSVersion0
+	case 1:
+		return nil, fault.New(fault.BadRequest, "signing version 1 (the augmented BLS ciphersuite) cannot be made by a threshold key: each share would sign its own public key; use version 2")
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel() // the members still working are not waited for
+	body, _ := json.Marshal(hex.EncodeToString(message))
+	results := make(chan partial, len(v.members))
+	for _, m := range v.members {
+		go func() { results <- v.ask(ctx, m, body, message) }()
+	}
+	good := map[int]*crypt.BLSSignature{}
+	var refusals []partial
+	for range v.members {
+		p := <-results
+		if p.err != nil || p.sig == nil {
+			refusals = append(refusals, p)
+			continue
+		}
+		good[p.index] = p.sig
+		if len(good) == v.t {
+			sig, err := tmath.CombineSignatures(good)
+			if err != nil {
+				return nil, err
+			}
+			return sig, nil
+		}
+	}
+	return nil, v.tooFew(len(good), refusals)
+}
+
+// ask gets and checks one member's partial signature.
+func (v *Vault) ask(ctx context.Context, m *member, body, message []byte) partial {
+	pub, err := v.memberKey(ctx, m)
+	if err != nil {
+		return partial{index: m.index, err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2", bytes.NewReader(body))
+	if err != nil {
+		return partial{index: m.index, err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	var out struct {
+		Signature string `json:"signature"`
+	}
+	status, msg, err := v.do(req, &out)
+	if err != nil {
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err)}
+	}
+	if status != http.StatusOK {
+		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg)}
+	}
+	sig, err := tezos.ParseSignature(out.Signature)
+	if err != nil {
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err)}
+	}
+	bls, ok := sig.(*crypt.BLSSignature)
+	if !ok || !tezos.Verify(pub, bls, message, 2) {
+		return partial{index: m.index, err: fmt.Errorf("member %d: its partial signature does not verify against its share key", m.index)}
+	}
+	return partial{index: m.index, sig: bls}
+}
+
+// tooFew explains why fewer than t partials came: a conflict when members refused on their
+// watermarks (409), else unavailable.
+func (v *Vault) tooFew(got int, refusals []partial) error {
+	sort.Slice(refusals, func(a, b int) bool { return refusals[a].index < refusals[b].index })
+	reasons := make([]string, len(refusals))
+	conflict := false
+	for i, r := range refusals {
+		reasons[i] = r.err.Error()
+		conflict = conflict || r.status == http.StatusConflict
+	}
+	msg := fmt.Sprintf("threshold vault %s: %d of %d needed partial signatures (%s)", v.name, got, v.t, strings.Join(reasons, "; "))
+	if conflict {
+		return fault.New(fault.Conflict, msg)
+	}
+	return fault.New(fault.Unavailable, msg)
+}
+
+var (
+	_ vault.Vault            = (*Vault)(nil)
+	_ vault.ReadinessChecker = (*Vault)(nil)
+)

@@ -1,0 +1,326 @@
+package threshold_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	blst "github.com/ecadlabs/goblst"
+	"github.com/ecadlabs/goblst/minpk"
+	"github.com/ecadlabs/gotez/v2/crypt"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/server"
+	"github.com/signatory-go/signatory/internal/signer"
+	"github.com/signatory-go/signatory/internal/testdaemon"
+	"github.com/signatory-go/signatory/internal/tezos"
+	tmath "github.com/signatory-go/signatory/internal/threshold"
+	"github.com/signatory-go/signatory/internal/vault"
+	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	"github.com/signatory-go/signatory/internal/vault/threshold"
+	"github.com/signatory-go/signatory/internal/vault/vaulttest"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+)
+
+// member is a real member signer in this process: the signer and HTTP server packages over a mem
+// vault holding one share and its own mem watermark store.
+type member struct {
+	index int
+	pkh   string
+	srv   *httptest.Server
+	proxy *vaulttest.Proxy
+}
+
+func startMember(t *testing.T, share tmath.Share) *member {
+	t.Helper()
+	pkh := share.Key.Public().Hash().String()
+	s, err := signer.New(context.Background(), signer.Config{
+		Vaults:   []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
+		Store:    wmmem.NewStore(),
+		Metrics:  metrics.New("t"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic}, Ops: []string{"transaction"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(server.New(server.Config{}, s, metrics.New("t"), slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
+	t.Cleanup(srv.Close)
+	return &member{index: share.Index, pkh: pkh, srv: srv, proxy: vaulttest.NewProxy(t, srv.URL)}
+}
+
+// group is a split key and its members.
+type group struct {
+	secret  *crypt.BLSPrivateKey
+	members []*member
+}
+
+func newGroup(t *testing.T, th, n int) *group {
+	t.Helper()
+	priv, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &group{secret: priv.(*crypt.BLSPrivateKey)}
+	shares, err := tmath.Split(g.secret, th, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range shares {
+		g.members = append(g.members, startMember(t, s))
+	}
+	return g
+}
+
+// config is the vault's YAML for the group's members (through their proxies).
+func (g *group) config(th int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "public_key: %s\nthreshold: %d\ntimeout: 30s\nmembers:\n", g.secret.Public(), th)
+	for _, m := range g.members {
+		fmt.Fprintf(&b, "  - {index: %d, url: %s, key: %s}\n", m.index, m.proxy.URL, m.pkh)
+	}
+	return b.String()
+}
+
+func openVault(t *testing.T, src string) (vault.Vault, error) {
+	t.Helper()
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &node); err != nil {
+		t.Fatal(err)
+	}
+	return threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{})
+}
+
+func mustOpen(t *testing.T, src string) vault.Vault {
+	t.Helper()
+	v, err := openVault(t, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+func groupKey(t *testing.T, v vault.Vault) vault.Key {
+	t.Helper()
+	keys, err := v.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 {
+		t.Fatalf("%d keys", len(keys))
+	}
+	return keys[0]
+}
+
+func payload(t *testing.T, hexMsg string) ([]byte, *[32]byte) {
+	msg, err := hex.DecodeString(hexMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := [32]byte(crypt.DigestFunc(msg))
+	return msg, &d
+}
+
+// TestConformance runs the vault suite over three real members (threshold 2); stalling all the
+// members' proxies stalls the vault.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	vaulttest.Run(t, vaulttest.Fixture{
+		Driver: threshold.Driver,
+		Open: func(t *testing.T) vault.Vault {
+			v, err := openVault(t, g.config(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		},
+		Curves:      []tezos.Curve{tezos.BLS},
+		BLSVersions: []int{2},
+		Stall: func(t *testing.T) func() {
+			var releases []func()
+			for _, m := range g.members {
+				releases = append(releases, m.proxy.Stall(t))
+			}
+			return func() {
+				for _, r := range releases {
+					r()
+				}
+			}
+		},
+	})
+}
+
+// TestCombinedIsTheKeysSignature: an attestation signed through the members is byte for byte the
+// unsplit key's signature; with one member down it still signs; with two down it answers
+// Unavailable naming the members.
+func TestCombinedIsTheKeysSignature(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	k := groupKey(t, mustOpen(t, g.config(2)))
+	if k.PublicKey().Hash().String() != g.secret.Public().Hash().String() {
+		t.Fatal("the vault lists another key than the group's")
+	}
+	sign := func(level int32) (crypt.Signature, error) {
+		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+		return k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	}
+	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", 10, 0, 1))
+	want := (*minpk.Signature)(minpk.Sign((*minpk.PrivateKey)(g.secret), msg, blst.ProofOfPossession)).Bytes()
+	sig, err := sign(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal((*minpk.Signature)(sig.(*crypt.BLSSignature)).Bytes(), want) {
+		t.Fatal("the combined signature is not the unsplit key's")
+	}
+	g.members[0].srv.Close()
+	if sig, err := sign(11); err != nil || !tezos.Verify(g.secret.Public(), sig, mustMsg(t, 11), 2) {
+		t.Fatalf("one member down: %v %v", sig, err)
+	}
+	g.members[2].srv.Close()
+	_, err = sign(12)
+	if fault.KindOf(err) != fault.Unavailable || !strings.Contains(err.Error(), "1 of 2 needed") ||
+		!strings.Contains(err.Error(), "member 1") || !strings.Contains(err.Error(), "member 3") {
+		t.Fatalf("two members down: %v", err)
+	}
+}
+
+func mustMsg(t *testing.T, level int32) []byte {
+	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+	return msg
+}
+
+// TestTwoCoordinatorsNeverDoubleSign: two coordinators over the same three members (threshold 2)
+// race conflicting attestations at every level. The members' own watermarks let at most one
+// payload per level gather two partials: never do both coordinators get a signature for one level,
+// and the losers hear 409.
+func TestTwoCoordinatorsNeverDoubleSign(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	a := groupKey(t, mustOpen(t, g.config(2)))
+	b := groupKey(t, mustOpen(t, g.config(2)))
+	signed, conflicts := 0, 0
+	for level := int32(1); level <= 40; level++ {
+		var wg sync.WaitGroup
+		var sigs [2]crypt.Signature
+		var errs [2]error
+		for i, k := range []vault.Key{a, b} {
+			wg.Go(func() {
+				msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, byte(i+1)))
+				sigs[i], errs[i] = k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+			})
+		}
+		wg.Wait()
+		if errs[0] == nil && errs[1] == nil {
+			t.Fatalf("level %d: both conflicting attestations were signed", level)
+		}
+		for i := range 2 {
+			if errs[i] == nil {
+				signed++
+				if !tezos.Verify(g.secret.Public(), sigs[i], mustVariant(t, level, byte(i+1)), 2) {
+					t.Fatalf("level %d: the signature does not verify", level)
+				}
+			} else if fault.KindOf(errs[i]) == fault.Conflict {
+				conflicts++
+			} else {
+				t.Fatalf("level %d: %v", level, errs[i])
+			}
+		}
+	}
+	t.Logf("40 levels: %d signed, %d refused as conflicts, never both", signed, conflicts)
+	if signed == 0 {
+		t.Fatal("nothing was signed")
+	}
+}
+
+func mustVariant(t *testing.T, level int32, variant byte) []byte {
+	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", level, 0, variant))
+	return msg
+}
+
+// TestWrongMember: a member that serves a share of another key is named at List; a member whose
+// partial does not verify is ignored when the others are enough.
+func TestWrongMember(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	other := newGroup(t, 2, 3)
+	wrong := *g
+	wrong.members = []*member{g.members[0], g.members[1], other.members[2]}
+	v := mustOpen(t, wrong.config(2))
+	if _, err := v.List(context.Background()); err == nil || !strings.Contains(err.Error(), "member 3") ||
+		!strings.Contains(err.Error(), "does not interpolate") {
+		t.Fatalf("List with a foreign share: %v", err)
+	}
+	// A member that answers with a signature by another key (here: a forged partial).
+	forger := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			fmt.Fprintf(w, `{"public_key":%q}`, publicKeyOf(t, g.members[2]))
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = body
+		fmt.Fprintf(w, `{"signature":%q}`, tezos.SignatureString((*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(other.secret), []byte("x"), blst.ProofOfPossession))))
+	}))
+	defer forger.Close()
+	src := strings.Replace(g.config(2), g.members[2].proxy.URL, forger.URL, 1)
+	k := groupKey(t, mustOpen(t, src))
+	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 5, 0, 1))
+	sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	if err != nil || !tezos.Verify(g.secret.Public(), sig, msg, 2) {
+		t.Fatalf("two good members and a forger: %v %v", sig, err)
+	}
+	g.members[1].srv.Close()
+	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 6, 0, 1))
+	if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); err == nil ||
+		!strings.Contains(err.Error(), "member 3: its partial signature does not verify") {
+		t.Fatalf("one good member and a forger: %v", err)
+	}
+}
+
+func publicKeyOf(t *testing.T, m *member) string {
+	resp, err := http.Get(m.srv.URL + "/keys/" + m.pkh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	s := string(b)
+	i := strings.Index(s, "BLpk")
+	return s[i : i+strings.IndexByte(s[i:], '"')]
+}
+
+// TestConfigErrors: mistakes in the config stop start-up with the setting named.
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	good := g.config(2)
+	for _, c := range []struct{ src, want string }{
+		{strings.Replace(good, "threshold: 2", "threshold: 1", 1), "more than half"},
+		{strings.Replace(good, "threshold: 2", "threshold: 4", 1), "more than half"},
+		{strings.Replace(good, "index: 2", "index: 1", 1), "distinct"},
+		{strings.Replace(good, g.members[0].pkh, "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", 1), "not a tz4 address"},
+		{strings.Replace(good, "public_key: ", "public_key: x", 1), "public_key"},
+		{good + "authentication_key: tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf\n", "not supported yet"},
+		{good + "treshold: 2\n", `unknown config key "treshold"`},
+		{strings.Replace(good, "url: http", "url: ftp", 1), "not an http(s) URL"},
+	} {
+		_, err := openVault(t, c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v", c.want, err)
+		}
+	}
+}
