@@ -33,8 +33,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
-	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/tezos"
+	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
