@@ -49,6 +49,10 @@ type Error struct {
 	Kind Kind
 	Msg  string
 	Err  error // optional cause, for logs; never shown to clients unless Msg is empty
+	// Public marks Msg as safe to show a client even for a server error (5xx): it names no
+	// path, host or backend's own words. Without it, a 5xx answer carries only the kind of
+	// failure and the request id.
+	Public bool
 }
 
 func (e *Error) Error() string {
@@ -85,3 +89,19 @@ func KindOf(err error) Kind {
 
 // Status returns the HTTP status code for err.
 func Status(err error) int { return KindOf(err).Status() }
+
+// PublicMsg returns the message of the first *Error in err's chain marked Public.
+func PublicMsg(err error) (string, bool) {
+	var e *Error
+	for err != nil {
+		if errors.As(err, &e) {
+			if e.Public {
+				return e.Msg, true
+			}
+			err = e.Err
+			continue
+		}
+		break
+	}
+	return "", false
+}

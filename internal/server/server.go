@@ -167,6 +167,9 @@ func writeErrorID(w http.ResponseWriter, err error, id string) int {
 
 // clientMessage is the kind of a server failure, as a client may see it.
 func clientMessage(err error) string {
+	if msg, ok := fault.PublicMsg(err); ok {
+		return msg
+	}
 	msg := err.Error()
 	switch {
 	case errors.Is(err, vault.ErrBLSVersion0):

@@ -378,6 +378,7 @@ type partial struct {
 	sig    *crypt.BLSSignature
 	status int // the member's HTTP status when it refused
 	err    error
+	public string // what a client may be told: no address, no member's own words
 }
 
 // Sign implements vault.Key: the same bytes to every member at once; the first t partial
@@ -424,11 +425,11 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 func (v *Vault) ask(ctx context.Context, m *member, body, message []byte) partial {
 	pub, err := v.memberKey(ctx, m)
 	if err != nil {
-		return partial{index: m.index, err: err}
+		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2", bytes.NewReader(body))
 	if err != nil {
-		return partial{index: m.index, err: err}
+		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	var out struct {
@@ -436,37 +437,42 @@ func (v *Vault) ask(ctx context.Context, m *member, body, message []byte) partia
 	}
 	status, msg, err := v.do(req, &out)
 	if err != nil {
-		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err)}
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: fmt.Sprintf("member %d unreachable", m.index)}
 	}
 	if status != http.StatusOK {
-		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg)}
+		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg),
+			public: fmt.Sprintf("member %d refused (%d)", m.index, status)}
 	}
+	bad := fmt.Sprintf("member %d: its partial signature does not verify against its share key", m.index)
 	sig, err := tezos.ParseSignature(out.Signature)
 	if err != nil {
-		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err)}
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: bad}
 	}
 	bls, ok := sig.(*crypt.BLSSignature)
 	if !ok || !tezos.Verify(pub, bls, message, 2) {
-		return partial{index: m.index, err: fmt.Errorf("member %d: its partial signature does not verify against its share key", m.index)}
+		return partial{index: m.index, err: errors.New(bad), public: bad}
 	}
 	return partial{index: m.index, sig: bls}
 }
 
 // tooFew explains why fewer than t partials came: a conflict when members refused on their
-// watermarks (409), else unavailable.
+// watermarks (409), else unavailable. The client sees which members failed and how; the log gets
+// the members' own words.
 func (v *Vault) tooFew(got int, refusals []partial) error {
 	sort.Slice(refusals, func(a, b int) bool { return refusals[a].index < refusals[b].index })
-	reasons := make([]string, len(refusals))
+	public := make([]string, len(refusals))
+	detail := make([]string, len(refusals))
 	conflict := false
 	for i, r := range refusals {
-		reasons[i] = r.err.Error()
+		public[i], detail[i] = r.public, r.err.Error()
 		conflict = conflict || r.status == http.StatusConflict
 	}
-	msg := fmt.Sprintf("threshold vault %s: %d of %d needed partial signatures (%s)", v.name, got, v.t, strings.Join(reasons, "; "))
+	msg := fmt.Sprintf("threshold key: %d of %d needed partial signatures (%s)", got, v.t, strings.Join(public, "; "))
+	cause := fmt.Errorf("threshold vault %s: %s", v.name, strings.Join(detail, "; "))
 	if conflict {
-		return fault.New(fault.Conflict, msg)
+		return &fault.Error{Kind: fault.Conflict, Msg: msg, Err: cause, Public: true}
 	}
-	return fault.New(fault.Unavailable, msg)
+	return &fault.Error{Kind: fault.Unavailable, Msg: msg, Err: cause, Public: true}
 }
 
 var (

@@ -1,0 +1,155 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/threshold"
+)
+
+// TestThresholdProcesses: a tz4 key split 2-of-3 among three member daemons (each with the share
+// in a file vault and its own file watermark store) and two coordinator daemons (threshold
+// vault), all real `signatory serve` processes on loopback.
+//
+//   - The two coordinators race conflicting attestations at every level: never do both answer
+//     200 for one level.
+//   - Every combined signature verifies with Taquito's BLS verifier, an implementation this
+//     project did not write, against the group key.
+//   - kill -9 of one member: a coordinator still signs; of a second: 503 naming the members.
+//   - A member restarted after kill -9 keeps its watermark: a conflicting payload at a level it
+//     signed is still refused.
+func TestThresholdProcesses(t *testing.T) {
+	if err := checkInstalled(); err != nil {
+		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
+	}
+	priv, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := priv.Public()
+	shares, err := threshold.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []*testdaemon.Daemon
+	for _, s := range shares {
+		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
+		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
+		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n",
+			testdaemon.ConsensusPolicy(s.Key.Public().Hash().String()))
+		d.ServeMember()
+		members = append(members, d)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "vaults:\n  baker:\n    driver: threshold\n    config:\n      public_key: %s\n      threshold: 2\n      timeout: 30s\n      members:\n", group)
+	for i, s := range shares {
+		fmt.Fprintf(&cfg, "        - {index: %d, url: http://%s, key: %s}\n", s.Index, members[i].Addr, s.Key.Public().Hash())
+	}
+	var coords []*testdaemon.Daemon
+	for i := range 2 {
+		d := testdaemon.New(t)
+		d.Name = fmt.Sprintf("coordinator-%d", i)
+		d.WriteConfig(cfg.String() + "watermark:\n  driver: file\ntezos:\n" + testdaemon.ConsensusPolicy(group.Hash().String()))
+		d.Serve("--no-list")
+		coords = append(coords, d)
+	}
+	pkh := group.Hash().String()
+	const chain = "b3d79f99"
+	type signed struct{ Msg, Sig string }
+	var verified []signed
+
+	// Conflicting attestations through both coordinators at once.
+	for level := int32(1); level <= 20; level++ {
+		var wg sync.WaitGroup
+		var status [2]int
+		var out [2]string
+		for i, c := range coords {
+			wg.Go(func() { status[i], out[i] = c.Sign(pkh, testdaemon.Attestation(chain, level, 0, byte(i+1))) })
+		}
+		wg.Wait()
+		if status[0] == 200 && status[1] == 200 {
+			t.Fatalf("level %d: both coordinators signed conflicting attestations", level)
+		}
+		for i := range 2 {
+			switch status[i] {
+			case 200:
+				verified = append(verified, signed{testdaemon.Attestation(chain, level, 0, byte(i+1)), out[i]})
+			case 409:
+			default:
+				t.Fatalf("level %d, coordinator %d: %d %s", level, i, status[i], out[i])
+			}
+		}
+	}
+	if len(verified) == 0 {
+		t.Fatal("nothing was signed")
+	}
+
+	// One member killed: still signing; two: 503 naming them.
+	members[0].Kill()
+	for level := int32(21); level <= 23; level++ {
+		msg := testdaemon.Attestation(chain, level, 0, 1)
+		status, sig := coords[0].Sign(pkh, msg)
+		if status != 200 {
+			t.Fatalf("one member down, level %d: %d %s", level, status, sig)
+		}
+		verified = append(verified, signed{msg, sig})
+	}
+	members[1].Kill()
+	if status, msg := coords[0].Sign(pkh, testdaemon.Attestation(chain, 24, 0, 1)); status != 503 ||
+		!strings.Contains(msg, "member 1") || !strings.Contains(msg, "member 2") {
+		t.Fatalf("two members down: %d %s", status, msg)
+	}
+	// Restarted members keep their watermarks: level 23 was signed with variant 1 by members 2
+	// and 3; variant 2 at level 23 gathers no second partial.
+	members[0].ServeMember()
+	members[1].ServeMember()
+	if status, msg := coords[1].Sign(pkh, testdaemon.Attestation(chain, 23, 0, 2)); status != 409 {
+		t.Fatalf("conflicting level 23 after the members restarted: %d %s", status, msg)
+	}
+	msg := testdaemon.Attestation(chain, 25, 0, 1)
+	status, sig := coords[1].Sign(pkh, msg)
+	if status != 200 {
+		t.Fatalf("after the members restarted: %d %s", status, sig)
+	}
+	verified = append(verified, signed{msg, sig})
+
+	// Taquito verifies every signature against the group key.
+	js, err := json.Marshal(map[string]any{"pk": group.String(), "items": verified})
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(t.TempDir(), "signed.json")
+	if err := os.WriteFile(input, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `import { verifySignature } from '@taquito/utils';
+import { readFileSync } from 'node:fs';
+const { pk, items } = JSON.parse(readFileSync(process.argv[1], 'utf8'));
+let bad = 0;
+for (const { Msg, Sig } of items) if (!verifySignature(Msg, pk, Sig)) { bad++; console.log('does not verify:', Msg, Sig); }
+console.log(items.length - bad, 'of', items.length, 'verified');
+process.exit(bad ? 1 : 0);`
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nodeBin, "--input-type=module", "-e", script, input)
+	out, err := testdaemon.RunTool(cmd)
+	if err != nil {
+		t.Fatalf("Taquito: %v\n%s", err, out)
+	}
+	t.Logf("Taquito: %s", strings.TrimSpace(string(out)))
+}
