@@ -63,7 +63,12 @@ func (l *dirLock) release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	err := l.f.Close() // closing the only descriptor releases the flock
+	// Unlock explicitly before closing: a child process being started at this moment (fork, then
+	// exec) holds a copy of the descriptor until its exec, and the flock belongs to the open file
+	// description they share, so closing ours alone would leave the directory locked for that
+	// instant. LOCK_UN on any copy releases it.
+	uerr := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	err := l.f.Close()
 	l.f = nil
-	return err
+	return errors.Join(uerr, err)
 }

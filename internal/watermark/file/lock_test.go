@@ -110,3 +110,40 @@ func TestLockHolderProcess(t *testing.T) {
 	fmt.Println("locked")
 	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin or kills us
 }
+
+// TestCloseReleasesWhileChildrenStart: a process that starts children (a fork, then an exec) while
+// a Store closes must not keep the directory locked: between its fork and its exec a child holds a
+// copy of the lock's descriptor, so Close unlocks explicitly rather than only closing. Reopening
+// right after Close, while another goroutine starts children as fast as it can, always succeeds.
+func TestCloseReleasesWhileChildrenStart(t *testing.T) {
+	t.Parallel()
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Skip("no `true` program to start")
+	}
+	base := t.TempDir()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = testdaemon.RunTool(exec.Command(truePath))
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 300 {
+		s, err := file.Open(base, file.WithJournal(4096))
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(int32(i+1), 0, 1))
+		if err := s.Close(); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+	}
+}
