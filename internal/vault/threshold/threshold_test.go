@@ -324,3 +324,68 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAttestation: an attestation signed through the coordinator vault over three local
+// member signers (threshold 2: two member round trips in parallel, two partial verifications,
+// the combination), against the same attestation signed by one in-process tz4 key.
+func BenchmarkAttestation(b *testing.B) {
+	priv, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shares, err := tmath.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var src strings.Builder
+	fmt.Fprintf(&src, "public_key: %s\nthreshold: 2\ntimeout: 30s\nmembers:\n", priv.Public())
+	for _, s := range shares {
+		m := startBenchMember(b, s)
+		fmt.Fprintf(&src, "  - {index: %d, url: %s, key: %s}\n", s.Index, m, s.Key.Public().Hash())
+	}
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(src.String()), &node); err != nil {
+		b.Fatal(err)
+	}
+	v, err := threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	keys, err := v.List(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	single := &vault.SoftwareKey{Priv: priv}
+	for name, k := range map[string]vault.Key{"threshold-2-of-3": keys[0], "single-key": single} {
+		b.Run(name, func(b *testing.B) {
+			level := int32(0)
+			for b.Loop() {
+				level++
+				msg, _ := hex.DecodeString(testdaemon.Attestation("b3d79f99", level, 0, 1))
+				d := [32]byte(crypt.DigestFunc(msg))
+				if _, err := k.Sign(context.Background(), msg, &d, vault.SignOptions{Version: 2}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// startBenchMember is startMember for a benchmark: a member signer behind an httptest server.
+func startBenchMember(b *testing.B, share tmath.Share) string {
+	pkh := share.Key.Public().Hash().String()
+	s, err := signer.New(context.Background(), signer.Config{
+		Vaults:   []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
+		Store:    wmmem.NewStore(),
+		Metrics:  metrics.New("t"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(server.New(server.Config{}, s, metrics.New("t"), slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
