@@ -220,8 +220,9 @@ func (s *Server) authorizedKeys(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
 	pkh := r.PathValue("pkh")
-	proof, err := s.svc.ProvePossession(r.Context(), &signer.PossessionRequest{PKH: pkh,
-		Authentication: r.URL.Query().Get("authentication"), ClientIP: clientIP(r), JWTUser: jwtauth.UserFrom(r.Context())})
+	q := r.URL.Query()
+	proof, err := s.svc.ProvePossession(r.Context(), &signer.PossessionRequest{PKH: pkh, BLSPK: q.Get("bls_pk"),
+		Authentication: q.Get("authentication"), ClientIP: clientIP(r), JWTUser: jwtauth.UserFrom(r.Context())})
 	if err != nil {
 		status := writeError(w, err)
 		if ok, _ := s.refusals.allow(clientIP(r), status, err.Error()); ok {

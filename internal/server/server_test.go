@@ -154,6 +154,8 @@ func TestSignAndErrors(t *testing.T) {
 		{"policy kind", "POST", k1, q(d.Pack), 403, errBody("request kind `pack' is not allowed")},
 		{"authorized_keys empty", "GET", "/authorized_keys", "", 200, "{}\n"},
 		{"PoP", "GET", "/bls_prove_possession/" + tv.K7PKH, "", 200, `{"bls_prove_possession":"` + d.BLS.PoP + `"}` + "\n"},
+		{"PoP over its own key (bls_pk)", "GET", "/bls_prove_possession/" + tv.K7PKH + "?bls_pk=" + tv.K7PK, "", 200, `{"bls_prove_possession":"` + d.BLS.PoP + `"}` + "\n"},
+		{"PoP bls_pk not BLS", "GET", "/bls_prove_possession/" + tv.K7PKH + "?bls_pk=" + tv.K1PK, "", 400, errBody("bls_pk: not a BLS public key (BLpk…)")},
 		{"PoP not allowed", "GET", "/bls_prove_possession/" + tv.K8PKH, "", 400, errBody("proof of possession is not allowed")},
 		{"PoP unsupported", "GET", "/bls_prove_possession/" + tv.K1PKH, "", 400, errBody("proof of possession is not supported")},
 		{"PoP not listed", "GET", "/bls_prove_possession/" + tv.K3PKH, "", 403, errBody(tv.K3PKH + " is not listed in config")},
@@ -377,5 +379,35 @@ func TestAuthorizedKeys(t *testing.T) {
 	}
 	if status, _ := e.get(t, "/bls_prove_possession/"+tv.K7PKH); status != 401 {
 		t.Fatalf("PoP without auth: %d", status)
+	}
+}
+
+// TestPossessionOverAnotherKey: with bls_pk, the key signs the other public key with the proof
+// tag (octez's override, used by companion and threshold keys); the proof verifies for that key
+// only; a bls_pk that does not parse is refused with 400.
+func TestPossessionOverAnotherKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, 0)
+	other, _ := tezos.GenerateKey(tezos.BLS)
+	status, body := e.get(t, "/bls_prove_possession/"+tv.K7PKH+"?bls_pk="+other.Public().String())
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	var out struct {
+		Proof string `json:"bls_prove_possession"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	proof, err := tezos.ParseSignature(out.Proof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k7 := mustKey(t, tv.K7SK).Public()
+	if !tezos.VerifyPossessionOver(k7, other.Public(), proof) || tezos.VerifyPossession(k7, proof) {
+		t.Fatal("the proof is not K7's proof over the other key")
+	}
+	if status, body := e.get(t, "/bls_prove_possession/"+tv.K7PKH+"?bls_pk=BLpkNOTAKEY"); status != 400 || !strings.Contains(body, "bls_pk:") {
+		t.Fatalf("garbage bls_pk: %d %s", status, body)
 	}
 }

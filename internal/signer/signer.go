@@ -246,6 +246,9 @@ type SignRequest struct {
 // PossessionRequest asks for a BLS proof of possession.
 type PossessionRequest struct {
 	PKH, Authentication, ClientIP, JWTUser string
+	// BLSPK, when set, is the public key the proof is made over instead of the key's own
+	// (octez's bls_pk parameter): companion keys and threshold keys need it.
+	BLSPK string
 }
 
 // checkJWTUser applies the per-key jwt_users list.
@@ -571,14 +574,42 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 	if err := s.askHook(ctx, nil, clientIP, pkh, client); err != nil {
 		return nil, err
 	}
-	proof, err := prover.ProvePossession(ctx)
+	over := k.pub
+	if r.BLSPK != "" {
+		if over, err = parseBLSPK(r.BLSPK); err != nil {
+			return nil, err
+		}
+	}
+	var proof crypt.Signature
+	if r.BLSPK == "" {
+		proof, err = prover.ProvePossession(ctx)
+	} else if op, ok := k.key.(vault.PossessionOverProver); ok {
+		proof, err = op.ProvePossessionOver(ctx, over.(*crypt.BLSPublicKey))
+	} else {
+		return nil, fault.New(fault.BadRequest, "this key cannot make a proof of possession over another public key (bls_pk)")
+	}
 	if err != nil {
+		if fault.KindOf(err) != fault.Internal {
+			return nil, err
+		}
 		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
 	}
-	if !tezos.VerifyPossession(k.pub, proof) {
+	if !tezos.VerifyPossessionOver(k.pub, over, proof) {
 		return nil, fault.New(fault.Internal, "the vault returned an invalid proof of possession")
 	}
 	return proof, nil
+}
+
+// parseBLSPK parses the bls_pk parameter: a BLS public key.
+func parseBLSPK(s string) (crypt.PublicKey, error) {
+	pub, err := tezos.ParsePublicKey(s)
+	if err != nil {
+		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", err))
+	}
+	if _, ok := pub.(*crypt.BLSPublicKey); !ok {
+		return nil, fault.New(fault.BadRequest, "bls_pk: not a BLS public key (BLpk…)")
+	}
+	return pub, nil
 }
 
 // authenticate checks ?authentication= when server.authorized_keys is configured and returns

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"strings"
 
+	blst "github.com/ecadlabs/goblst"
 	"github.com/ecadlabs/goblst/minpk"
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
@@ -308,6 +309,27 @@ func VerifyPossession(pub crypt.PublicKey, proof crypt.Signature) bool {
 		return false
 	}
 	return minpk.VerifyProof((*minpk.PublicKey)(bpub), (*minpk.Signature)(bsig)) == nil
+}
+
+// ProvePossessionOver is octez's proof of possession with an overriding public key (the bls_pk
+// parameter): priv signs over's compressed bytes with the proof-of-possession ciphersuite's
+// proof tag. Over priv's own public key it is the ordinary proof of possession.
+func ProvePossessionOver(priv *crypt.BLSPrivateKey, over *crypt.BLSPublicKey) *crypt.BLSSignature {
+	point := blst.HashToP2((*minpk.PublicKey)(over).Bytes(), blst.ProofOfPossessionTag(2), nil)
+	return (*crypt.BLSSignature)((*blst.Scalar)(priv).SignInG1Affine(point))
+}
+
+// VerifyPossessionOver checks a proof made by ProvePossessionOver: proof is signer's signature
+// over over's bytes with the proof tag.
+func VerifyPossessionOver(signer, over crypt.PublicKey, proof crypt.Signature) bool {
+	spub, ok1 := signer.(*crypt.BLSPublicKey)
+	opub, ok2 := over.(*crypt.BLSPublicKey)
+	bsig, ok3 := proof.(*crypt.BLSSignature)
+	if !ok1 || !ok2 || !ok3 {
+		return false
+	}
+	return (*blst.P2Affine)(bsig).CoreVerify(true, (*blst.P1Affine)(spub), true, (*minpk.PublicKey)(opub).Bytes(),
+		true, blst.ProofOfPossessionTag(2), nil) == nil
 }
 
 // ParseChainID parses a base58 chain id (Net…).

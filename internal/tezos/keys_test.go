@@ -1,6 +1,7 @@
 package tezos
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	crand "crypto/rand"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ecadlabs/goblst/minpk"
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
@@ -267,5 +269,28 @@ func TestBase58LengthBoundedBeforeDecoding(t *testing.T) {
 		if err := f(long); err == nil || !strings.Contains(err.Error(), "too long") || len(err.Error()) > 200 {
 			t.Fatalf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestPossessionOver: a proof over the key's own public key is the ordinary proof of
+// possession; a proof over another key verifies only for that key and that signer.
+func TestPossessionOver(t *testing.T) {
+	t.Parallel()
+	a, _ := GenerateKey(BLS)
+	b, _ := GenerateKey(BLS)
+	ak, bpub := a.(*crypt.BLSPrivateKey), b.Public().(*crypt.BLSPublicKey)
+	own := ProvePossessionOver(ak, a.Public().(*crypt.BLSPublicKey))
+	if !bytes.Equal((*minpk.Signature)(own).Bytes(), (*minpk.Signature)(ak.ProvePossession()).Bytes()) {
+		t.Fatal("the proof over the own key is not the ordinary proof of possession")
+	}
+	if !VerifyPossession(a.Public(), own) || !VerifyPossessionOver(a.Public(), a.Public(), own) {
+		t.Fatal("the own proof does not verify")
+	}
+	over := ProvePossessionOver(ak, bpub)
+	if !VerifyPossessionOver(a.Public(), bpub, over) {
+		t.Fatal("the proof over another key does not verify")
+	}
+	if VerifyPossessionOver(b.Public(), bpub, over) || VerifyPossessionOver(a.Public(), a.Public(), over) || VerifyPossession(bpub, over) {
+		t.Fatal("a proof verified for the wrong signer or key")
 	}
 }

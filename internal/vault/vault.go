@@ -54,6 +54,12 @@ type PossessionProver interface {
 	ProvePossession(ctx context.Context) (crypt.Signature, error)
 }
 
+// PossessionOverProver is a Key that can produce a proof of possession over another public key
+// (octez's bls_pk parameter; tezos.ProvePossessionOver).
+type PossessionOverProver interface {
+	ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey) (crypt.Signature, error)
+}
+
 // Vault is a named key backend.
 type Vault interface {
 	// Name is the vault's name in the config.
@@ -222,6 +228,20 @@ func (k *SoftwareKey) ProvePossession(ctx context.Context) (crypt.Signature, err
 		return nil, ErrPossessionUnsupported
 	}
 	return p.ProvePossession(), nil
+}
+
+// ProvePossessionOver implements PossessionOverProver for BLS keys.
+func (k *SoftwareKey) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey) (crypt.Signature, error) {
+	if k.Life != nil {
+		if err := k.Life.Usable(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p, ok := k.Priv.(*crypt.BLSPrivateKey)
+	if !ok {
+		return nil, ErrPossessionUnsupported
+	}
+	return tezos.ProvePossessionOver(p, over), nil
 }
 
 // ErrPossessionUnsupported is returned by keys that cannot prove possession.

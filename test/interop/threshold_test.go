@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
@@ -24,8 +26,9 @@ import (
 //
 //   - The two coordinators race conflicting attestations at every level: never do both answer
 //     200 for one level.
-//   - Every combined signature verifies with Taquito's BLS verifier, an implementation this
-//     project did not write, against the group key.
+//   - Every combined signature, and the group key's proof of possession combined from the
+//     members' proofs over it, verify with Taquito's BLS verifier, an implementation this project
+//     did not write, against the group key.
 //   - kill -9 of one member: a coordinator still signs; of a second: 503 naming the members.
 //   - A member restarted after kill -9 keeps its watermark: a conflicting payload at a level it
 //     signed is still refused.
@@ -51,7 +54,7 @@ func TestThresholdProcesses(t *testing.T) {
 		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
 		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
 		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n",
-			testdaemon.ConsensusPolicy(s.Key.Public().Hash().String()))
+			testdaemon.ConsensusPolicy(s.Key.Public().Hash().String())+"    allow_proof_of_possession: true\n")
 		d.ServeMember()
 		members = append(members, d)
 	}
@@ -64,14 +67,28 @@ func TestThresholdProcesses(t *testing.T) {
 	for i := range 2 {
 		d := testdaemon.New(t)
 		d.Name = fmt.Sprintf("coordinator-%d", i)
-		d.WriteConfig(cfg.String() + "watermark:\n  driver: file\ntezos:\n" + testdaemon.ConsensusPolicy(group.Hash().String()))
+		d.WriteConfig(cfg.String() + "watermark:\n  driver: file\ntezos:\n" + testdaemon.ConsensusPolicy(group.Hash().String()) +
+			"    allow_proof_of_possession: true\n")
 		d.Serve("--no-list")
 		coords = append(coords, d)
 	}
 	pkh := group.Hash().String()
 	const chain = "b3d79f99"
-	type signed struct{ Msg, Sig string }
+	type signed struct {
+		Msg, Sig string
+		PoP      bool
+	}
 	var verified []signed
+
+	// The group key's proof of possession (to reveal it), from the members' proofs over it.
+	status, body := coords[0].Get("/bls_prove_possession/" + pkh)
+	var pop struct {
+		Proof string `json:"bls_prove_possession"`
+	}
+	if err := json.Unmarshal([]byte(body), &pop); status != 200 || err != nil {
+		t.Fatalf("proof of possession through a coordinator: %d %s", status, body)
+	}
+	verified = append(verified, signed{Msg: hex.EncodeToString((*minpk.PublicKey)(group.(*crypt.BLSPublicKey)).Bytes()), Sig: pop.Proof, PoP: true})
 
 	// Conflicting attestations through both coordinators at once.
 	for level := int32(1); level <= 20; level++ {
@@ -88,7 +105,7 @@ func TestThresholdProcesses(t *testing.T) {
 		for i := range 2 {
 			switch status[i] {
 			case 200:
-				verified = append(verified, signed{testdaemon.Attestation(chain, level, 0, byte(i+1)), out[i]})
+				verified = append(verified, signed{Msg: testdaemon.Attestation(chain, level, 0, byte(i+1)), Sig: out[i]})
 			case 409:
 			default:
 				t.Fatalf("level %d, coordinator %d: %d %s", level, i, status[i], out[i])
@@ -107,7 +124,7 @@ func TestThresholdProcesses(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("one member down, level %d: %d %s", level, status, sig)
 		}
-		verified = append(verified, signed{msg, sig})
+		verified = append(verified, signed{Msg: msg, Sig: sig})
 	}
 	members[1].Kill()
 	if status, msg := coords[0].Sign(pkh, testdaemon.Attestation(chain, 24, 0, 1)); status != 503 ||
@@ -126,7 +143,7 @@ func TestThresholdProcesses(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("after the members restarted: %d %s", status, sig)
 	}
-	verified = append(verified, signed{msg, sig})
+	verified = append(verified, signed{Msg: msg, Sig: sig})
 
 	// Taquito verifies every signature against the group key.
 	js, err := json.Marshal(map[string]any{"pk": group.String(), "items": verified})
@@ -141,7 +158,7 @@ func TestThresholdProcesses(t *testing.T) {
 import { readFileSync } from 'node:fs';
 const { pk, items } = JSON.parse(readFileSync(process.argv[1], 'utf8'));
 let bad = 0;
-for (const { Msg, Sig } of items) if (!verifySignature(Msg, pk, Sig)) { bad++; console.log('does not verify:', Msg, Sig); }
+for (const { Msg, Sig, PoP } of items) if (!verifySignature(Msg, pk, Sig, undefined, PoP)) { bad++; console.log('does not verify:', Msg, Sig, PoP); }
 console.log(items.length - bad, 'of', items.length, 'verified');
 process.exit(bad ? 1 : 0);`
 	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)

@@ -475,7 +475,79 @@ func (v *Vault) tooFew(got int, refusals []partial) error {
 	return &fault.Error{Kind: fault.Unavailable, Msg: msg, Err: cause, Public: true}
 }
 
+// ProvePossession implements vault.PossessionProver: the group key's proof of possession, combined
+// from the members' proofs over the group key (each member signs the group key's bytes with its
+// share: GET /bls_prove_possession/<share>?bls_pk=<group key>).
+func (k *Key) ProvePossession(ctx context.Context) (crypt.Signature, error) {
+	return k.ProvePossessionOver(ctx, k.v.group)
+}
+
+// ProvePossessionOver implements vault.PossessionOverProver: the members' proofs over over,
+// combined.
+func (k *Key) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey) (crypt.Signature, error) {
+	v := k.v
+	if err := v.life.Usable(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	results := make(chan partial, len(v.members))
+	for _, m := range v.members {
+		go func() { results <- v.askProof(ctx, m, over) }()
+	}
+	good := map[int]*crypt.BLSSignature{}
+	var refusals []partial
+	for range v.members {
+		p := <-results
+		if p.err != nil || p.sig == nil {
+			refusals = append(refusals, p)
+			continue
+		}
+		good[p.index] = p.sig
+		if len(good) == v.t {
+			return tmath.CombineSignatures(good)
+		}
+	}
+	return nil, v.tooFew(len(good), refusals)
+}
+
+// askProof gets and checks one member's proof of possession over over.
+func (v *Vault) askProof(ctx context.Context, m *member, over *crypt.BLSPublicKey) partial {
+	pub, err := v.memberKey(ctx, m)
+	if err != nil {
+		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
+	}
+	u := m.url + "/bls_prove_possession/" + m.pkh + "?bls_pk=" + url.QueryEscape(over.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
+	}
+	var out struct {
+		Proof string `json:"bls_prove_possession"`
+	}
+	status, msg, err := v.do(req, &out)
+	if err != nil {
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: fmt.Sprintf("member %d unreachable", m.index)}
+	}
+	if status != http.StatusOK {
+		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg),
+			public: fmt.Sprintf("member %d refused (%d)", m.index, status)}
+	}
+	bad := fmt.Sprintf("member %d: its proof of possession does not verify against its share key", m.index)
+	sig, err := tezos.ParseSignature(out.Proof)
+	if err != nil {
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: bad}
+	}
+	bls, ok := sig.(*crypt.BLSSignature)
+	if !ok || !tezos.VerifyPossessionOver(pub, over, bls) {
+		return partial{index: m.index, err: errors.New(bad), public: bad}
+	}
+	return partial{index: m.index, sig: bls}
+}
+
 var (
-	_ vault.Vault            = (*Vault)(nil)
-	_ vault.ReadinessChecker = (*Vault)(nil)
+	_ vault.Vault                = (*Vault)(nil)
+	_ vault.ReadinessChecker     = (*Vault)(nil)
+	_ vault.PossessionProver     = (*Key)(nil)
+	_ vault.PossessionOverProver = (*Key)(nil)
 )

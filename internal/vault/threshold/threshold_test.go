@@ -51,7 +51,8 @@ func startMember(t *testing.T, share tmath.Share) *member {
 		Store:    wmmem.NewStore(),
 		Metrics:  metrics.New("t"),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic}, Ops: []string{"transaction"}}},
+		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic},
+			Ops: []string{"transaction"}, AllowPoP: true}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +187,15 @@ func TestCombinedIsTheKeysSignature(t *testing.T) {
 	}
 	if !bytes.Equal((*minpk.Signature)(sig.(*crypt.BLSSignature)).Bytes(), want) {
 		t.Fatal("the combined signature is not the unsplit key's")
+	}
+	// The group key's proof of possession, from the members' proofs over it, is the unsplit key's.
+	proof, err := k.(vault.PossessionProver).ProvePossession(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal((*minpk.Signature)(proof.(*crypt.BLSSignature)).Bytes(), (*minpk.Signature)(g.secret.ProvePossession()).Bytes()) ||
+		!tezos.VerifyPossession(g.secret.Public(), proof) {
+		t.Fatal("the combined proof of possession is not the unsplit key's")
 	}
 	g.members[0].srv.Close()
 	if sig, err := sign(11); err != nil || !tezos.Verify(g.secret.Public(), sig, mustMsg(t, 11), 2) {
