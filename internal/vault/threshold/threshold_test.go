@@ -47,10 +47,10 @@ func startMember(t *testing.T, share tmath.Share) *member {
 	t.Helper()
 	pkh := share.Key.Public().Hash().String()
 	s, err := signer.New(context.Background(), signer.Config{
-		Vaults:   []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
-		Store:    wmmem.NewStore(),
-		Metrics:  metrics.New("t"),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Vaults:  []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
+		Store:   wmmem.NewStore(),
+		Metrics: metrics.New("t"),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic},
 			Ops: []string{"transaction"}, AllowPoP: true}},
 	})
