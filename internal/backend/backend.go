@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 )
 
@@ -21,6 +22,8 @@ type Env struct {
 	ReadOnly bool
 	// Logger receives the driver's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, receives the driver's own Prometheus metrics (served on /metrics).
+	Registerer prometheus.Registerer
 }
 
 // Log returns env's logger, or slog.Default() when none is set.

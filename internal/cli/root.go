@@ -94,7 +94,7 @@ func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Log
 			hook.Keys = append(hook.Keys, pub)
 		}
 	}
-	vaults, err := openVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log}, log)
+	vaults, err := openVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log, Registerer: m.Registry}, log)
 	if err != nil {
 		return nil, nil, err
 	}

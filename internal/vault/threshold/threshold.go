@@ -24,12 +24,14 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
@@ -86,6 +88,7 @@ type Vault struct {
 	members []*member
 	client  *http.Client
 	key     *Key
+	metrics *memberMetrics // nil: not exported
 }
 
 type member struct {
@@ -103,7 +106,16 @@ func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vaul
 	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
-	return Open(name, cfg)
+	v, err := Open(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if env.Registerer != nil {
+		if v.metrics, err = newMemberMetrics(env.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // Open checks the config and builds the vault.
@@ -421,8 +433,15 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 	return nil, v.tooFew(len(good), refusals)
 }
 
-// ask gets and checks one member's partial signature.
+// ask gets and checks one member's partial signature, and records it in the member metrics.
 func (v *Vault) ask(ctx context.Context, m *member, body, message []byte) partial {
+	start := time.Now()
+	p := v.askPartial(ctx, m, body, message)
+	v.metrics.observe(v.name, p, time.Since(start))
+	return p
+}
+
+func (v *Vault) askPartial(ctx context.Context, m *member, body, message []byte) partial {
 	pub, err := v.memberKey(ctx, m)
 	if err != nil {
 		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
@@ -493,7 +512,12 @@ func (k *Key) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey)
 	defer cancel()
 	results := make(chan partial, len(v.members))
 	for _, m := range v.members {
-		go func() { results <- v.askProof(ctx, m, over) }()
+		go func() {
+			start := time.Now()
+			p := v.askProof(ctx, m, over)
+			v.metrics.observe(v.name, p, time.Since(start))
+			results <- p
+		}()
 	}
 	good := map[int]*crypt.BLSSignature{}
 	var refusals []partial
@@ -543,6 +567,69 @@ func (v *Vault) askProof(ctx context.Context, m *member, over *crypt.BLSPublicKe
 		return partial{index: m.index, err: errors.New(bad), public: bad}
 	}
 	return partial{index: m.index, sig: bls}
+}
+
+// memberMetrics are the coordinator's metrics per member: how long each member took to answer,
+// and what it answered.
+type memberMetrics struct {
+	duration *prometheus.HistogramVec // vault, member
+	results  *prometheus.CounterVec   // vault, member, result: signed, refused, unreachable, invalid
+}
+
+func newMemberMetrics(r prometheus.Registerer) (*memberMetrics, error) {
+	m := &memberMetrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "signatory_threshold_member_duration_seconds",
+			Help:    "Time a threshold vault's member took to answer a partial signature or proof, whatever the answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"vault", "member"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signatory_threshold_member_results_total",
+			Help: "Answers of a threshold vault's members: signed, refused (the member said no, e.g. 409 on its watermark), unreachable, invalid (a partial that does not verify).",
+		}, []string{"vault", "member", "result"}),
+	}
+	var err error
+	if m.duration, err = register(r, m.duration); err != nil {
+		return nil, err
+	}
+	if m.results, err = register(r, m.results); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under its name (a second
+// threshold vault shares the first one's, told apart by the vault label).
+func register[C prometheus.Collector](r prometheus.Registerer, c C) (C, error) {
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (m *memberMetrics) observe(vaultName string, p partial, d time.Duration) {
+	if m == nil {
+		return
+	}
+	member := strconv.Itoa(p.index)
+	m.duration.WithLabelValues(vaultName, member).Observe(d.Seconds())
+	result := "signed"
+	switch {
+	case p.sig != nil:
+	case p.status != 0:
+		result = "refused"
+	case strings.Contains(p.public, "unreachable"):
+		result = "unreachable"
+	default:
+		result = "invalid"
+	}
+	m.results.WithLabelValues(vaultName, member, result).Inc()
 }
 
 var (

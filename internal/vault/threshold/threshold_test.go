@@ -16,6 +16,7 @@ import (
 	blst "github.com/ecadlabs/goblst"
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
@@ -398,4 +399,70 @@ func startBenchMember(b *testing.B, share tmath.Share) string {
 	srv := httptest.NewServer(server.New(server.Config{}, s, metrics.New("t"), slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
 	b.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestMemberMetrics: every member's answers are counted by result, with their latency.
+func TestMemberMetrics(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, 2, 3)
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(g.config(2)), &node); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	v, err := threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	k := groupKey(t, v)
+	g.members[0].srv.Close()
+	for level := int32(1); level <= 3; level++ {
+		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+		if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same level again with other bytes: members 2 and 3 refuse on their watermarks.
+	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 3, 0, 2))
+	if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("conflict: %v", err)
+	}
+	count := func(member, result string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "signatory_threshold_member_results_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["vault"] == "coordinator" && labels["member"] == member && labels["result"] == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	// Member 1 is down throughout; the coordinator may stop waiting for a member once it has two
+	// partials, so only what must have been counted is asserted.
+	for _, c := range []struct {
+		member, result string
+		min            float64
+	}{{"2", "refused", 1}, {"3", "refused", 1}} {
+		if got := count(c.member, c.result); got < c.min {
+			t.Errorf("member %s %s: %v, want at least %v", c.member, c.result, got, c.min)
+		}
+	}
+	if got := count("2", "signed") + count("3", "signed"); got < 6 {
+		t.Errorf("members 2 and 3 signed %v times, want 6", got)
+	}
+	if got := count("1", "signed"); got != 0 {
+		t.Errorf("member 1 (down) signed %v times", got)
+	}
 }
