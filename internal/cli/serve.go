@@ -62,8 +62,13 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 	if s.TLS != nil {
 		tlsCert, tlsKey, tlsCA = s.TLS.CertFile, s.TLS.KeyFile, s.TLS.ClientCAFile
 	}
+	var known []string
+	if s.AllowListKnownKeys {
+		known = append([]string{}, cfg.KeyOrder...)
+	}
 	srv := server.New(server.Config{
-		CertFile: tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
+		KnownKeys: known,
+		CertFile:  tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
 		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
 		JWT:         s.JWTAuth,

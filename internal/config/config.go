@@ -60,7 +60,9 @@ type Server struct {
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	// MaxGenericInFlight bounds the requests other than blocks and consensus operations signed
 	// at once (default: half the CPUs, at least 1); up to 64 more wait, the rest get 503.
-	MaxGenericInFlight int      `yaml:"max_generic_in_flight"`
+	MaxGenericInFlight int `yaml:"max_generic_in_flight"`
+	// AllowListKnownKeys serves GET /known_keys (octez-signer's --allow-list-known-keys).
+	AllowListKnownKeys bool     `yaml:"allow_list_known_keys"`
 	ReadTimeout        Duration `yaml:"read_timeout"`
 	WriteTimeout       Duration `yaml:"write_timeout"`
 	IdleTimeout        Duration `yaml:"idle_timeout"`

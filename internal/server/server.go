@@ -59,6 +59,9 @@ type Config struct {
 	IdleTimeout        time.Duration
 	// TLS, when CertFile is set, serves the signing port over HTTPS; ClientCAFile requires client certificates.
 	CertFile, KeyFile, ClientCAFile string
+	// KnownKeys, when not nil, is served by GET /known_keys (the keys listed under tezos:, as
+	// octez-signer's --allow-list-known-keys does); nil answers 404.
+	KnownKeys []string
 	// LogPayloads returns whether raw payloads of pkh are logged at info level.
 	LogPayloads func(pkh string) bool
 	// JWT, when set, serves POST /login and requires a token on every other route.
@@ -104,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /keys/{pkh}", s.getKey)
 	mux.HandleFunc("POST /keys/{pkh}", s.sign)
 	mux.HandleFunc("GET /authorized_keys", s.authorizedKeys)
+	mux.HandleFunc("GET /known_keys", s.knownKeys)
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
 	if s.cfg.JWT != nil {
 		mux.HandleFunc("POST /login", s.cfg.JWT.LoginHandler)
@@ -216,6 +220,15 @@ func (s *Server) authorizedKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string][]string{"authorized_keys": keys})
+}
+
+// knownKeys answers {"known_keys": [pkh…]} when listing is allowed, 404 otherwise (as octez).
+func (s *Server) knownKeys(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.KnownKeys == nil {
+		writeError(w, fault.New(fault.NotFound, "listing the known keys is not allowed (server.allow_list_known_keys)"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"known_keys": s.cfg.KnownKeys})
 }
 
 func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {

@@ -411,3 +411,31 @@ func TestPossessionOverAnotherKey(t *testing.T) {
 		t.Fatalf("garbage bls_pk: %d %s", status, body)
 	}
 }
+
+// TestKnownKeys: GET /known_keys answers the listed keys when allowed, in the config's order, and
+// 404 otherwise, as octez-signer with and without --allow-list-known-keys.
+func TestKnownKeys(t *testing.T) {
+	t.Parallel()
+	s, m, log := newEnvSigner(t, nil, nil)
+	for _, c := range []struct {
+		known  []string
+		status int
+		body   string
+	}{
+		{nil, 404, errBody("listing the known keys is not allowed (server.allow_list_known_keys)")},
+		{[]string{tv.K7PKH, tv.K1PKH}, 200, `{"known_keys":["` + tv.K7PKH + `","` + tv.K1PKH + `"]}` + "\n"},
+		{[]string{}, 200, `{"known_keys":[]}` + "\n"},
+	} {
+		hs := httptest.NewServer(New(Config{KnownKeys: c.known}, s, m, log).Handler())
+		resp, err := http.Get(hs.URL + "/known_keys")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		hs.Close()
+		if resp.StatusCode != c.status || string(b) != c.body {
+			t.Errorf("known %v: %d %s, want %d %s", c.known, resp.StatusCode, b, c.status, c.body)
+		}
+	}
+}

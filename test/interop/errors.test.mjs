@@ -129,7 +129,7 @@ describe('bad input through the real server', () => {
   });
 
   it('an unknown path is 404', async () => {
-    assert.equal((await http('GET', `${URL_MAIN}/known_keys`)).status, 404);
+    assert.equal((await http('GET', `${URL_MAIN}/no_such_path`)).status, 404);
     assert.equal((await publicKeyOf(URL_MAIN, KEYS.tz1.pkh)).slice(0, 4), 'edpk');
   });
 });

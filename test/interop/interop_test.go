@@ -132,7 +132,7 @@ func TestTaquitoInterop(t *testing.T) {
     allow:
       generic: [transaction]
 `, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH)
-	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "", mainTezos)
+	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "  allow_list_known_keys: true\n", mainTezos)
 
 	authServer := "  authorized_keys:\n"
 	for _, c := range clients {

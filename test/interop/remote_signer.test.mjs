@@ -7,7 +7,7 @@ import { RemoteSigner } from '@taquito/remote-signer';
 import { InMemorySigner } from '@taquito/signer';
 import { LocalForger } from '@taquito/local-forging';
 import { verifySignature, getPkhfromPk } from '@taquito/utils';
-import { URL_MAIN, KEYS, publicKeyOf, assertValid, isLowS, signOK } from './lib.mjs';
+import { URL_MAIN, URL_AUTH, KEYS, publicKeyOf, assertValid, isLowS, signOK } from './lib.mjs';
 
 const BRANCH = 'BLockGenesisGenesisGenesisGenesisGenesisf79b5d1CoW2';
 const DEST = 'tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN'; // sandbox bootstrap2
@@ -142,4 +142,16 @@ describe('known answers against Taquito InMemorySigner', () => {
       }
     });
   }
+});
+
+describe('GET /known_keys (octez-signer --allow-list-known-keys)', () => {
+  it('lists the keys under tezos: when allowed, in the config order; 404 when not', async () => {
+    const res = await fetch(`${URL_MAIN}/known_keys`);
+    assert.equal(res.status, 200);
+    const { known_keys } = await res.json();
+    assert.deepEqual(known_keys, [KEYS.tz1.pkh, KEYS.tz2.pkh, KEYS.tz3.pkh, KEYS.tz4.pkh, KEYS.restricted.pkh]);
+    assert.ok(!known_keys.includes(KEYS.unlisted.pkh), 'a key in the vault but not under tezos: is listed');
+    const off = await fetch(`${URL_AUTH}/known_keys`);
+    assert.equal(off.status, 404);
+  });
 });
