@@ -163,7 +163,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())
 	root.AddCommand(serve, newList(g), newDecode(g), newGenerate(g), newImport(g), newWatermark(g), newVersion(g),
-		newListRequests(g), newListOps(g), newAudit(g), newThreshold(g))
+		newListRequests(g), newListOps(g), newAudit(g), newThreshold(g), newCreate(g))
 	return root
 }
 

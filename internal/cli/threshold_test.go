@@ -126,3 +126,48 @@ func TestThresholdSplitRefuses(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// TestCreateBLSProof: `create bls proof` prints the key's proof of possession (a known answer),
+// or its proof over another key with --override-public-key; other curves and unknown keys are
+// refused.
+func TestCreateBLSProof(t *testing.T) {
+	t.Parallel()
+	cfg, dir := tempConfig(t, "")
+	if err := os.WriteFile(filepath.Join(dir, "keys.json"), []byte(`[{"name":"bls","value":"unencrypted:`+tv.K7SK+`"},{"name":"ed","value":"unencrypted:`+tv.K1SK+`"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runIn(t, "", "create", "bls", "proof", tv.K7PKH, "-c", cfg)
+	if err != nil || strings.TrimSpace(out) != tv.LoadDerived().BLS.PoP {
+		t.Fatalf("%v %q, want the known proof", err, out)
+	}
+	other, _ := tezos.GenerateKey(tezos.BLS)
+	out, err = runIn(t, "", "create", "bls", "proof", tv.K7PKH, "-c", cfg, "--override-public-key", other.Public().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tezos.ParseSignature(strings.TrimSpace(out))
+	if err != nil || !tezos.VerifyPossessionOver(mustParsePub(t, tv.K7PK), other.Public(), p) {
+		t.Fatalf("the proof over another key does not verify: %v %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{tv.K1PKH}, "not a tz4 (BLS) key"},
+		{[]string{tv.K3PKH}, "no vault holds"},
+		{[]string{tv.K7PKH, "--override-public-key", tv.K1PK}, "not a BLS public key"},
+	} {
+		_, err := runIn(t, "", append([]string{"create", "bls", "proof", "-c", cfg}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+func mustParsePub(t *testing.T, s string) crypt.PublicKey {
+	p, err := tezos.ParsePublicKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
