@@ -406,12 +406,33 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 	case 1:
 		return nil, fault.New(fault.BadRequest, "signing version 1 (the augmented BLS ciphersuite) cannot be made by a threshold key: each share would sign its own public key; use version 2")
 	}
-	ctx, cancel := context.WithTimeout(ctx, v.timeout)
-	defer cancel() // the members still working are not waited for
 	body, _ := json.Marshal(hex.EncodeToString(message))
+	return v.gather(ctx, func(ctx context.Context, m *member) partial {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2", bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return v.askMember(ctx, m, req, err, "signature", "partial signature",
+			func(sig *crypt.BLSSignature, share *crypt.BLSPublicKey) bool {
+				return tezos.Verify(share, sig, message, 2)
+			})
+	})
+}
+
+// gather asks every member at once (ask), records each answer in the member metrics, and
+// combines the first t valid partials; with fewer, it explains why (tooFew). The members still
+// working when t partials are in are not waited for.
+func (v *Vault) gather(ctx context.Context, ask func(context.Context, *member) partial) (crypt.Signature, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
 	results := make(chan partial, len(v.members))
 	for _, m := range v.members {
-		go func() { results <- v.ask(ctx, m, body, message) }()
+		go func() {
+			start := time.Now()
+			p := ask(ctx, m)
+			v.metrics.observe(v.name, p, time.Since(start))
+			results <- p
+		}()
 	}
 	good := map[int]*crypt.BLSSignature{}
 	var refusals []partial
@@ -423,52 +444,41 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 		}
 		good[p.index] = p.sig
 		if len(good) == v.t {
-			sig, err := tmath.CombineSignatures(good)
-			if err != nil {
-				return nil, err
-			}
-			return sig, nil
+			return tmath.CombineSignatures(good)
 		}
 	}
 	return nil, v.tooFew(len(good), refusals)
 }
 
-// ask gets and checks one member's partial signature, and records it in the member metrics.
-func (v *Vault) ask(ctx context.Context, m *member, body, message []byte) partial {
-	start := time.Now()
-	p := v.askPartial(ctx, m, body, message)
-	v.metrics.observe(v.name, p, time.Since(start))
-	return p
-}
-
-func (v *Vault) askPartial(ctx context.Context, m *member, body, message []byte) partial {
-	pub, err := v.memberKey(ctx, m)
+// askMember sends req (built with buildErr) to member m, reads the BLS signature under field of
+// its JSON answer and checks it against m's share key with valid; what names it in messages.
+func (v *Vault) askMember(ctx context.Context, m *member, req *http.Request, buildErr error, field, what string,
+	valid func(sig *crypt.BLSSignature, share *crypt.BLSPublicKey) bool) partial {
+	unreachable := fmt.Sprintf("member %d unreachable", m.index)
+	share, err := v.memberKey(ctx, m)
 	if err != nil {
-		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
+		return partial{index: m.index, err: err, public: unreachable}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2", bytes.NewReader(body))
-	if err != nil {
-		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
+	if buildErr != nil {
+		return partial{index: m.index, err: buildErr, public: unreachable}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	var out struct {
-		Signature string `json:"signature"`
-	}
+	var out map[string]any // other fields of the answer are ignored, as a struct decode would
 	status, msg, err := v.do(req, &out)
 	if err != nil {
-		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: fmt.Sprintf("member %d unreachable", m.index)}
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: unreachable}
 	}
 	if status != http.StatusOK {
 		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg),
 			public: fmt.Sprintf("member %d refused (%d)", m.index, status)}
 	}
-	bad := fmt.Sprintf("member %d: its partial signature does not verify against its share key", m.index)
-	sig, err := tezos.ParseSignature(out.Signature)
+	bad := fmt.Sprintf("member %d: its %s does not verify against its share key", m.index, what)
+	text, _ := out[field].(string)
+	sig, err := tezos.ParseSignature(text)
 	if err != nil {
 		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: bad}
 	}
 	bls, ok := sig.(*crypt.BLSSignature)
-	if !ok || !tezos.Verify(pub, bls, message, 2) {
+	if !ok || !valid(bls, share) {
 		return partial{index: m.index, err: errors.New(bad), public: bad}
 	}
 	return partial{index: m.index, sig: bls}
@@ -508,65 +518,14 @@ func (k *Key) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey)
 	if err := v.life.Usable(ctx); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, v.timeout)
-	defer cancel()
-	results := make(chan partial, len(v.members))
-	for _, m := range v.members {
-		go func() {
-			start := time.Now()
-			p := v.askProof(ctx, m, over)
-			v.metrics.observe(v.name, p, time.Since(start))
-			results <- p
-		}()
-	}
-	good := map[int]*crypt.BLSSignature{}
-	var refusals []partial
-	for range v.members {
-		p := <-results
-		if p.err != nil || p.sig == nil {
-			refusals = append(refusals, p)
-			continue
-		}
-		good[p.index] = p.sig
-		if len(good) == v.t {
-			return tmath.CombineSignatures(good)
-		}
-	}
-	return nil, v.tooFew(len(good), refusals)
-}
-
-// askProof gets and checks one member's proof of possession over over.
-func (v *Vault) askProof(ctx context.Context, m *member, over *crypt.BLSPublicKey) partial {
-	pub, err := v.memberKey(ctx, m)
-	if err != nil {
-		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
-	}
-	u := m.url + "/bls_prove_possession/" + m.pkh + "?bls_pk=" + url.QueryEscape(over.String())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return partial{index: m.index, err: err, public: fmt.Sprintf("member %d unreachable", m.index)}
-	}
-	var out struct {
-		Proof string `json:"bls_prove_possession"`
-	}
-	status, msg, err := v.do(req, &out)
-	if err != nil {
-		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: fmt.Sprintf("member %d unreachable", m.index)}
-	}
-	if status != http.StatusOK {
-		return partial{index: m.index, status: status, err: fmt.Errorf("member %d: %d %s", m.index, status, msg),
-			public: fmt.Sprintf("member %d refused (%d)", m.index, status)}
-	}
-	bad := fmt.Sprintf("member %d: its proof of possession does not verify against its share key", m.index)
-	sig, err := tezos.ParseSignature(out.Proof)
-	if err != nil {
-		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, err), public: bad}
-	}
-	bls, ok := sig.(*crypt.BLSSignature)
-	if !ok || !tezos.VerifyPossessionOver(pub, over, bls) {
-		return partial{index: m.index, err: errors.New(bad), public: bad}
-	}
-	return partial{index: m.index, sig: bls}
+	return v.gather(ctx, func(ctx context.Context, m *member) partial {
+		u := m.url + "/bls_prove_possession/" + m.pkh + "?bls_pk=" + url.QueryEscape(over.String())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		return v.askMember(ctx, m, req, err, "bls_prove_possession", "proof of possession",
+			func(sig *crypt.BLSSignature, share *crypt.BLSPublicKey) bool {
+				return tezos.VerifyPossessionOver(share, over, sig)
+			})
+	})
 }
 
 // memberMetrics are the coordinator's metrics per member: how long each member took to answer,
