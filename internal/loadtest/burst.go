@@ -70,13 +70,10 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	for ctx.Err() == nil && time.Now().Before(warmEnd) {
 		burst(false)
 	}
-	var cpu0 time.Duration
-	if o.SignerCPU != nil {
-		if cpu0, err = o.SignerCPU(ctx); err != nil {
-			return nil, err
-		}
+	mark, err := markCPU(ctx, o)
+	if err != nil {
+		return nil, err
 	}
-	tool0 := selfCPU()
 	var bursts []time.Duration
 	start := time.Now()
 	for ctx.Err() == nil {
@@ -88,15 +85,8 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	r := report(o, workers, time.Since(start))
 	r.Workload = Burst
 	r.Burst = &BurstResult{Keys: len(workers), Bursts: len(bursts), Ms: percentiles(bursts)}
-	if r.Requests > 0 {
-		r.ToolCPUUs = float64((selfCPU() - tool0).Microseconds()) / float64(r.Requests)
-		if o.SignerCPU != nil {
-			cpu1, err := o.SignerCPU(context.WithoutCancel(ctx))
-			if err != nil {
-				return nil, err
-			}
-			r.SignerCPUUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
-		}
+	if err := mark.perRequest(ctx, o, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

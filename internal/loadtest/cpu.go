@@ -88,6 +88,38 @@ func MetricsCPU(url string) CPUSampler {
 	}
 }
 
+// cpuMark is the signer's and the tool's CPU time when the measured window opened.
+type cpuMark struct{ signer, tool time.Duration }
+
+// markCPU samples the CPU times at the opening of the measured window.
+func markCPU(ctx context.Context, o Options) (cpuMark, error) {
+	var m cpuMark
+	if o.SignerCPU != nil {
+		var err error
+		if m.signer, err = o.SignerCPU(ctx); err != nil {
+			return m, err
+		}
+	}
+	m.tool = selfCPU()
+	return m, nil
+}
+
+// perRequest sets r's CPU per request from the CPU used since m.
+func (m cpuMark) perRequest(ctx context.Context, o Options, r *Result) error {
+	if r.Requests == 0 {
+		return nil
+	}
+	r.ToolCPUUs = float64((selfCPU() - m.tool).Microseconds()) / float64(r.Requests)
+	if o.SignerCPU != nil {
+		cpu, err := o.SignerCPU(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		r.SignerCPUUs = float64((cpu - m.signer).Microseconds()) / float64(r.Requests)
+	}
+	return nil
+}
+
 // selfCPU is the load tool's own CPU time (getrusage), reported beside the signer's so that a
 // reader sees what the tool costs on a shared machine.
 func selfCPU() time.Duration {

@@ -128,15 +128,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		case <-ctx.Done():
 		}
 	}
-	var cpu0, tool0 time.Duration
-	if o.SignerCPU != nil {
-		if cpu0, err = o.SignerCPU(ctx); err != nil {
-			cancel() // the workers stop at their next request
-			wg.Wait()
-			return nil, err
-		}
+	mark, err := markCPU(ctx, o)
+	if err != nil {
+		cancel() // the workers stop at their next request
+		wg.Wait()
+		return nil, err
 	}
-	tool0 = selfCPU()
 	start := time.Now()
 	close(measuring)
 	if o.Requests == 0 {
@@ -149,15 +146,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	r := report(o, workers, elapsed)
-	if r.Requests > 0 {
-		r.ToolCPUUs = float64((selfCPU() - tool0).Microseconds()) / float64(r.Requests)
-		if o.SignerCPU != nil {
-			cpu1, err := o.SignerCPU(context.WithoutCancel(ctx))
-			if err != nil {
-				return nil, err
-			}
-			r.SignerCPUUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
-		}
+	if err := mark.perRequest(ctx, o, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
