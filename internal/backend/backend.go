@@ -24,6 +24,12 @@ type Env struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the driver's own Prometheus metrics (served on /metrics).
 	Registerer prometheus.Registerer
+	// SignWith, when set, signs message with the key of address pkh held by one of the signer's
+	// other vaults, past every policy and watermark, and returns the base58 signature: for a
+	// vault that authenticates its own requests to another signer (the threshold vault's
+	// authentication_key). Message must not be a Tezos operation: SignWith is for
+	// authentication bytes (0x04 …), which no baker payload starts with.
+	SignWith func(ctx context.Context, pkh string, message []byte) (string, error)
 }
 
 // Log returns env's logger, or slog.Default() when none is set.

@@ -7,8 +7,12 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
+
+	"golang.org/x/crypto/blake2b"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultawskms "github.com/signatory-go/signatory/internal/vault/awskms"
 	vaultazure "github.com/signatory-go/signatory/internal/vault/azure"
@@ -57,13 +61,15 @@ var watermarkDrivers = map[string]watermark.Constructor{
 // driver name, an unknown key in a driver's config, a required setting missing — stops start-up
 // instead: it will not fix itself, and the operator would believe a setting applies that does
 // not. The vaults already opened are closed then, as they are when ctx is cancelled.
-func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
+func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) (out []vault.Vault, err error) {
+	keys := &vaultKeys{}
+	env.SignWith = keys.signWith
+	defer func() { keys.set(out) }()
 	names := make([]string, 0, len(cfg.Vaults))
 	for n := range cfg.Vaults {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var out []vault.Vault
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			closeVaults(out, log)
@@ -87,6 +93,72 @@ func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slo
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// vaultKeys finds a key by address among the opened vaults, for vault.Env.SignWith: a vault that
+// authenticates its requests to other signers (threshold's authentication_key) signs with it.
+type vaultKeys struct {
+	mu     sync.Mutex
+	vaults []vault.Vault
+	found  map[string]vault.Key
+}
+
+func (k *vaultKeys) set(vs []vault.Vault) {
+	k.mu.Lock()
+	k.vaults = vs
+	k.mu.Unlock()
+}
+
+// key returns the key of address pkh, listing the vaults (threshold vaults excepted: their keys
+// are no authentication keys) the first time it is asked.
+func (k *vaultKeys) key(ctx context.Context, pkh string) (vault.Key, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if key, ok := k.found[pkh]; ok {
+		return key, nil
+	}
+	for _, v := range k.vaults {
+		if v.Driver() == vaultthreshold.Driver {
+			continue
+		}
+		keys, err := v.List(ctx)
+		if err != nil {
+			continue
+		}
+		for _, key := range keys {
+			if key.PublicKey().Hash().String() == pkh {
+				if k.found == nil {
+					k.found = map[string]vault.Key{}
+				}
+				k.found[pkh] = key
+				return key, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("authentication key %s: in none of the signer's vaults", pkh)
+}
+
+// signWith signs authentication bytes (0x04 0x01 …, tezos.AuthenticatedBytes) with the key of
+// address pkh; anything else is refused, so this path, which passes no policy and no watermark,
+// can never sign a baker's payload.
+func (k *vaultKeys) signWith(ctx context.Context, pkh string, message []byte) (string, error) {
+	if len(message) < 2 || message[0] != 0x04 || message[1] != 0x01 {
+		return "", errors.New("SignWith signs authentication bytes only")
+	}
+	key, err := k.key(ctx, pkh)
+	if err != nil {
+		return "", err
+	}
+	digest := blake2b.Sum256(message)
+	sig, err := key.Sign(ctx, message, &digest, vault.SignOptions{Version: 2})
+	if err != nil {
+		return "", fmt.Errorf("authentication key %s: %w", pkh, err)
+	}
+	sig = tezos.LowS(sig)
+	if !tezos.Verify(key.PublicKey(), sig, message, 2) {
+		return "", fmt.Errorf("authentication key %s: its signature does not verify", pkh)
+	}
+	return tezos.SignatureString(sig), nil
 }
 
 // closeVaults closes vaults opened before a failed start-up step, logging what fails to close.

@@ -357,13 +357,13 @@ func TestAuthorizedKeys(t *testing.T) {
 	// Signed by K1: server-authorized but not in K4's per-key list.
 	k1 := mustKey(t, tv.K1SK)
 	pkh, _ := tezos.ParsePublicKeyHash(tv.K4PKH)
-	sig, _ := k1.Sign(signer.AuthenticatedBytes(pkh, tv.Hex(d.Auth.Msg)))
+	sig, _ := k1.Sign(tezos.AuthenticatedBytes(pkh, tv.Hex(d.Auth.Msg)))
 	if status, b := e.post(t, path+"?authentication="+sig.String(), body); status != 403 || b != errBody("client `"+tv.K1PKH+"' is not allowed") {
 		t.Fatalf("other client: %d %s", status, b)
 	}
 	// Signed by an unknown key.
 	k5 := mustKey(t, tv.K5SK)
-	sig, _ = k5.Sign(signer.AuthenticatedBytes(pkh, tv.Hex(d.Auth.Msg)))
+	sig, _ = k5.Sign(tezos.AuthenticatedBytes(pkh, tv.Hex(d.Auth.Msg)))
 	if status, b := e.post(t, path+"?authentication="+sig.String(), body); status != 403 || b != errBody("invalid authentication signature") {
 		t.Fatalf("unknown key: %d %s", status, b)
 	}

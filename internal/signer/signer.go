@@ -629,35 +629,13 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP s
 	if err != nil {
 		return fail(fault.Wrap(fault.BadRequest, err))
 	}
-	data := AuthenticatedBytes(pkh, msg)
+	data := tezos.AuthenticatedBytes(pkh, msg)
 	for _, k := range s.cfg.AuthorizedKeys {
 		if tezos.Verify(k, sig, data, 2) {
 			return k.Hash().String(), nil
 		}
 	}
 	return fail(fault.New(fault.Forbidden, "invalid authentication signature"))
-}
-
-// AuthenticatedBytes returns what a client signs to authenticate a request:
-// 0x04 0x01 ‖ pkh tag ‖ 20-byte hash ‖ message.
-func AuthenticatedBytes(pkh tz.PublicKeyHash, msg []byte) []byte {
-	var tag byte
-	switch pkh.(type) {
-	case *tz.Ed25519PublicKeyHash:
-		tag = 0
-	case *tz.Secp256k1PublicKeyHash:
-		tag = 1
-	case *tz.P256PublicKeyHash:
-		tag = 2
-	case *tz.BLSPublicKeyHash:
-		tag = 3
-	default:
-		tag = 4
-	}
-	out := make([]byte, 0, 3+20+len(msg))
-	out = append(out, 0x04, 0x01, tag)
-	out = append(out, pkh.PublicKeyHash()...)
-	return append(out, msg...)
 }
 
 // Health reports the readiness of the watermark store and of each vault that can tell.

@@ -22,7 +22,9 @@ import (
 
 // TestThresholdProcesses: a tz4 key split 2-of-3 among three member daemons (each with the share
 // in a file vault and its own file watermark store) and two coordinator daemons (threshold
-// vault), all real `signatory serve` processes on loopback.
+// vault), all real `signatory serve` processes on loopback. The members require authentication
+// (server.authorized_keys); the coordinators sign ?authentication= with a key of another vault
+// (authentication_key).
 //
 //   - The two coordinators race conflicting attestations at every level: never do both answer
 //     200 for one level.
@@ -49,17 +51,32 @@ func TestThresholdProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The members accept only requests authenticated by the coordinators' key (a tz1 key in
+	// another vault of theirs, named by authentication_key).
+	auth, err := tezos.GenerateKey(tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authFile := filepath.Join(t.TempDir(), "secret_keys.json")
+	testdaemon.WriteKeyFile(t, authFile, "auth", auth)
 	var members []*testdaemon.Daemon
 	for _, s := range shares {
 		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
 		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
-		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n",
-			testdaemon.ConsensusPolicy(s.Key.Public().Hash().String())+"    allow_proof_of_possession: true\n")
+		tezosSection := testdaemon.ConsensusPolicy(s.Key.Public().Hash().String()) + "    allow_proof_of_possession: true\n"
+		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n", tezosSection)
+		d.WriteConfig(fmt.Sprintf("  authorized_keys: [%s]\n", auth.Public()) + testdaemon.FileVault(keyFile) +
+			"watermark:\n  driver: file\ntezos:\n" + tezosSection)
 		d.ServeMember()
 		members = append(members, d)
 	}
+	if status, body := members[0].Sign(shares[0].Key.Public().Hash().String(), testdaemon.Attestation("b3d79f99", 1000, 0, 1)); status != 401 {
+		t.Fatalf("a member signed a request without authentication: %d %s", status, body)
+	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "vaults:\n  baker:\n    driver: threshold\n    config:\n      public_key: %s\n      threshold: 2\n      timeout: 30s\n      members:\n", group)
+	fmt.Fprintf(&cfg, "vaults:\n  auth:\n    driver: file\n    config:\n      file: %s\n", authFile)
+	fmt.Fprintf(&cfg, "  baker:\n    driver: threshold\n    config:\n      public_key: %s\n      threshold: 2\n      timeout: 30s\n      authentication_key: %s\n      members:\n",
+		group, auth.Public().Hash())
 	for i, s := range shares {
 		fmt.Fprintf(&cfg, "        - {index: %d, url: http://%s, key: %s}\n", s.Index, members[i].Addr, s.Key.Public().Hash())
 	}
@@ -74,10 +91,6 @@ func TestThresholdProcesses(t *testing.T) {
 	}
 	pkh := group.Hash().String()
 	const chain = "b3d79f99"
-	type signed struct {
-		Msg, Sig string
-		PoP      bool
-	}
 	var verified []signed
 
 	// The group key's proof of possession (to reveal it), from the members' proofs over it.
@@ -145,8 +158,20 @@ func TestThresholdProcesses(t *testing.T) {
 	}
 	verified = append(verified, signed{Msg: msg, Sig: sig})
 
-	// Taquito verifies every signature against the group key.
-	js, err := json.Marshal(map[string]any{"pk": group.String(), "items": verified})
+	verifyWithTaquito(t, nodeBin, group.String(), verified)
+}
+
+// signed is a message and its signature (or proof of possession, PoP) for verifyWithTaquito.
+type signed struct {
+	Msg, Sig string
+	PoP      bool
+}
+
+// verifyWithTaquito has Taquito's verifier, an implementation this project did not write, check
+// every item against pk.
+func verifyWithTaquito(t *testing.T, nodeBin, pk string, items []signed) {
+	t.Helper()
+	js, err := json.Marshal(map[string]any{"pk": pk, "items": items})
 	if err != nil {
 		t.Fatal(err)
 	}

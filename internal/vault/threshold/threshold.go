@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ecadlabs/goblst/minpk"
+	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
@@ -58,8 +59,9 @@ type Config struct {
 	Members []Member            `yaml:"members"`
 	// TLS configures the client side of HTTPS to the members.
 	TLS *TLS `yaml:"tls"`
-	// AuthenticationKey would sign ?authentication= for members that require it: not supported
-	// yet, and refused when set, so that no one believes it applies.
+	// AuthenticationKey is the address of a key in one of this signer's other vaults: when set,
+	// every request to a member carries ?authentication=, that key's signature over the request
+	// (for members with server.authorized_keys).
 	AuthenticationKey string `yaml:"authentication_key"`
 }
 
@@ -89,12 +91,16 @@ type Vault struct {
 	client  *http.Client
 	key     *Key
 	metrics *memberMetrics // nil: not exported
+
+	authKey  string // authentication_key, or ""
+	signWith func(ctx context.Context, pkh string, message []byte) (string, error)
 }
 
 type member struct {
 	index int
 	url   string // without a trailing slash
 	pkh   string
+	hash  tz.PublicKeyHash // pkh, parsed
 
 	mu  sync.Mutex
 	pub *crypt.BLSPublicKey // the share's public key, once read and checked
@@ -106,7 +112,7 @@ func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vaul
 	if err := yamlstrict.Decode(node, &cfg); err != nil {
 		return nil, fmt.Errorf("vault %s: %w", name, err)
 	}
-	v, err := Open(name, cfg)
+	v, err := Open(name, cfg, env)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +124,9 @@ func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vaul
 	return v, nil
 }
 
-// Open checks the config and builds the vault.
-func Open(name string, cfg Config) (*Vault, error) {
+// Open checks the config and builds the vault; env.SignWith makes the authentication signatures
+// when authentication_key is set.
+func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 	bad := func(format string, args ...any) (*Vault, error) {
 		return nil, yamlstrict.Invalidf("vault %s: "+format, append([]any{name}, args...)...)
 	}
@@ -139,10 +146,17 @@ func Open(name string, cfg Config) (*Vault, error) {
 		return bad("threshold %d: it must be more than half of the %d members and at most %d: with half or fewer, two coordinators could each gather enough members for conflicting payloads",
 			cfg.Threshold, n, n)
 	}
-	if cfg.AuthenticationKey != "" {
-		return bad("authentication_key is not supported yet: members must accept this signer without ?authentication= (restrict them by TLS client certificates instead)")
-	}
 	v := &Vault{name: name, group: group, t: cfg.Threshold, timeout: time.Duration(cfg.Timeout)}
+	if cfg.AuthenticationKey != "" {
+		h, err := tezos.ParsePublicKeyHash(cfg.AuthenticationKey)
+		if err != nil {
+			return bad("authentication_key %q is not a key address (tz1…, tz2…, tz3…, tz4…)", cfg.AuthenticationKey)
+		}
+		if env.SignWith == nil {
+			return nil, fmt.Errorf("vault %s: authentication_key needs the signer's other vaults, which this command does not open", name)
+		}
+		v.authKey, v.signWith = h.String(), env.SignWith
+	}
 	if v.timeout <= 0 {
 		v.timeout = DefaultTimeout
 	}
@@ -164,7 +178,7 @@ func Open(name string, cfg Config) (*Vault, error) {
 			return bad("members[%d]: key %s is listed twice", i, m.Key)
 		}
 		seenKey[m.Key] = true
-		v.members = append(v.members, &member{index: m.Index, url: strings.TrimRight(u.String(), "/"), pkh: m.Key})
+		v.members = append(v.members, &member{index: m.Index, url: strings.TrimRight(u.String(), "/"), pkh: m.Key, hash: h})
 	}
 	sort.Slice(v.members, func(a, b int) bool { return v.members[a].index < v.members[b].index })
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -391,6 +405,7 @@ type partial struct {
 	status int // the member's HTTP status when it refused
 	err    error
 	public string // what a client may be told: no address, no member's own words
+	local  bool   // the coordinator failed before asking (authentication_key)
 }
 
 // Sign implements vault.Key: the same bytes to every member at once; the first t partial
@@ -408,7 +423,11 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 	}
 	body, _ := json.Marshal(hex.EncodeToString(message))
 	return v.gather(ctx, func(ctx context.Context, m *member) partial {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2", bytes.NewReader(body))
+		auth, err := v.authentication(ctx, m, message)
+		var req *http.Request
+		if err == nil {
+			req, err = http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/keys/"+m.pkh+"?version=2"+auth, bytes.NewReader(body))
+		}
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
@@ -417,6 +436,19 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 				return tezos.Verify(share, sig, message, 2)
 			})
 	})
+}
+
+// authentication returns "&authentication=<sig>" for a request to member m over message (the
+// payload, or nothing for a proof of possession) when authentication_key is set, else "".
+func (v *Vault) authentication(ctx context.Context, m *member, message []byte) (string, error) {
+	if v.authKey == "" {
+		return "", nil
+	}
+	sig, err := v.signWith(ctx, v.authKey, tezos.AuthenticatedBytes(m.hash, message))
+	if err != nil {
+		return "", fmt.Errorf("authentication_key: %w", err)
+	}
+	return "&authentication=" + url.QueryEscape(sig), nil
 }
 
 // gather asks every member at once (ask), records each answer in the member metrics, and
@@ -460,7 +492,8 @@ func (v *Vault) askMember(ctx context.Context, m *member, req *http.Request, bui
 		return partial{index: m.index, err: err, public: unreachable}
 	}
 	if buildErr != nil {
-		return partial{index: m.index, err: buildErr, public: unreachable}
+		return partial{index: m.index, err: fmt.Errorf("member %d: %w", m.index, buildErr), local: true,
+			public: fmt.Sprintf("member %d not asked: this coordinator could not make the request (see its log)", m.index)}
 	}
 	var out map[string]any // other fields of the answer are ignored, as a struct decode would
 	status, msg, err := v.do(req, &out)
@@ -519,8 +552,12 @@ func (k *Key) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey)
 		return nil, err
 	}
 	return v.gather(ctx, func(ctx context.Context, m *member) partial {
-		u := m.url + "/bls_prove_possession/" + m.pkh + "?bls_pk=" + url.QueryEscape(over.String())
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		auth, err := v.authentication(ctx, m, nil)
+		var req *http.Request
+		if err == nil {
+			u := m.url + "/bls_prove_possession/" + m.pkh + "?bls_pk=" + url.QueryEscape(over.String()) + auth
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		}
 		return v.askMember(ctx, m, req, err, "bls_prove_possession", "proof of possession",
 			func(sig *crypt.BLSSignature, share *crypt.BLSPublicKey) bool {
 				return tezos.VerifyPossessionOver(share, over, sig)
@@ -544,7 +581,7 @@ func newMemberMetrics(r prometheus.Registerer) (*memberMetrics, error) {
 		}, []string{"vault", "member"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signatory_threshold_member_results_total",
-			Help: "Answers of a threshold vault's members: signed, refused (the member said no, e.g. 409 on its watermark), unreachable, invalid (a partial that does not verify).",
+			Help: "Answers of a threshold vault's members: signed, refused (the member said no, e.g. 409 on its watermark), unreachable, invalid (a partial that does not verify), error (this coordinator could not make the request, e.g. its authentication_key failed).",
 		}, []string{"vault", "member", "result"}),
 	}
 	var err error
@@ -583,6 +620,8 @@ func (m *memberMetrics) observe(vaultName string, p partial, d time.Duration) {
 	case p.sig != nil:
 	case p.status != 0:
 		result = "refused"
+	case p.local:
+		result = "error"
 	case strings.Contains(p.public, "unreachable"):
 		result = "unreachable"
 	default:

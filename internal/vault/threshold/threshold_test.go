@@ -44,14 +44,15 @@ type member struct {
 	proxy *vaulttest.Proxy
 }
 
-func startMember(t *testing.T, share tmath.Share) *member {
+func startMember(t *testing.T, share tmath.Share, authorized ...crypt.PublicKey) *member {
 	t.Helper()
 	pkh := share.Key.Public().Hash().String()
 	s, err := signer.New(context.Background(), signer.Config{
-		Vaults:  []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
-		Store:   wmmem.NewStore(),
-		Metrics: metrics.New("t"),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AuthorizedKeys: authorized,
+		Vaults:         []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
+		Store:          wmmem.NewStore(),
+		Metrics:        metrics.New("t"),
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic},
 			Ops: []string{"transaction"}, AllowPoP: true}},
 	})
@@ -302,6 +303,95 @@ func TestWrongMember(t *testing.T) {
 	}
 }
 
+// TestAuthenticationKey: members that require authentication sign for a coordinator whose
+// authentication_key signs ?authentication= (here through env.SignWith, as the daemon's other
+// vaults would), and refuse one without it, or with another key.
+func TestAuthenticationKey(t *testing.T) {
+	t.Parallel()
+	auth, err := tezos.GenerateKey(tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tezos.GenerateKey(tezos.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := priv.(*crypt.BLSPrivateKey)
+	shares, err := tmath.Split(secret, 2, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &group{secret: secret}
+	for _, s := range shares {
+		g.members = append(g.members, startMember(t, s, auth.Public()))
+	}
+	var asked []string
+	var mu sync.Mutex
+	signWith := func(key crypt.PrivateKey) func(context.Context, string, []byte) (string, error) {
+		return func(_ context.Context, pkh string, message []byte) (string, error) {
+			mu.Lock()
+			asked = append(asked, pkh)
+			mu.Unlock()
+			sig, err := key.Sign(message)
+			if err != nil {
+				return "", err
+			}
+			return tezos.SignatureString(tezos.LowS(sig)), nil
+		}
+	}
+	open := func(key crypt.PrivateKey) vault.Key {
+		var node yaml.Node
+		src := g.config(2) + "authentication_key: " + auth.Public().Hash().String() + "\n"
+		if err := yaml.Unmarshal([]byte(src), &node); err != nil {
+			t.Fatal(err)
+		}
+		v, err := threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{SignWith: signWith(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { v.Close() })
+		return groupKey(t, v)
+	}
+	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 7, 0, 1))
+	sig, err := open(auth).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tezos.Verify(secret.Public(), sig, msg, 2) {
+		t.Fatal("the combined signature does not verify")
+	}
+	proof, err := open(auth).(vault.PossessionProver).ProvePossession(context.Background())
+	if err != nil || !tezos.VerifyPossession(secret.Public(), proof) {
+		t.Fatalf("proof of possession through authenticated members: %v", err)
+	}
+	mu.Lock()
+	n := len(asked)
+	for _, a := range asked {
+		if a != auth.Public().Hash().String() {
+			t.Fatalf("SignWith was asked for %s", a)
+		}
+	}
+	mu.Unlock()
+	if n < 4 {
+		t.Fatalf("SignWith was asked %d times for two requests to at least two members each", n)
+	}
+	// A coordinator signing with a key the members do not know is refused by all of them.
+	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 8, 0, 1))
+	_, err = open(other).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	if fault.KindOf(err) != fault.Unavailable || !strings.Contains(err.Error(), "member 1 refused (403)") {
+		t.Fatalf("authentication by an unknown key: %v", err)
+	}
+	// Without authentication_key, the members answer 401.
+	_, err = groupKey(t, mustOpen(t, g.config(2))).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	if !strings.Contains(fmt.Sprint(err), "member 1 refused (401)") {
+		t.Fatalf("no authentication: %v", err)
+	}
+}
+
 func publicKeyOf(t *testing.T, m *member) string {
 	resp, err := http.Get(m.srv.URL + "/keys/" + m.pkh)
 	if err != nil {
@@ -325,7 +415,8 @@ func TestConfigErrors(t *testing.T) {
 		{strings.Replace(good, "index: 2", "index: 1", 1), "distinct"},
 		{strings.Replace(good, g.members[0].pkh, "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", 1), "not a tz4 address"},
 		{strings.Replace(good, "public_key: ", "public_key: x", 1), "public_key"},
-		{good + "authentication_key: tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf\n", "not supported yet"},
+		{good + "authentication_key: tz1WGcYos3hL7GXYXjKrMnSFdkT7FyX\n", "not a key address"},
+		{good + "authentication_key: tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf\n", "needs the signer's other vaults"},
 		{good + "treshold: 2\n", `unknown config key "treshold"`},
 		{strings.Replace(good, "url: http", "url: ftp", 1), "not an http(s) URL"},
 	} {
