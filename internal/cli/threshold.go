@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
@@ -34,11 +36,30 @@ type splitJSON struct {
 	Shares         []shareJSON `json:"shares"`
 }
 
+// octezSharesJSON is octez-client's `share bls secret key <BLsk> between <n> shares with threshold
+// <t>` output (octez v23 and later): the group key, its proof of possession, and each share as
+// {id, secret_key}, share id i being the polynomial at x = i (the convention used here too), ids
+// an int8 (so at most 127 shares). The threshold is not in it.
+type octezSharesJSON struct {
+	PublicKey     string             `json:"public_key"`
+	PublicKeyHash string             `json:"public_key_hash"`
+	Proof         string             `json:"proof"`
+	SecretShares  []octezSecretShare `json:"secret_shares"`
+}
+
+type octezSecretShare struct {
+	ID        int    `json:"id"`
+	SecretKey string `json:"secret_key"`
+}
+
+// octezMaxShares is the largest share id octez's format holds (an int8).
+const octezMaxShares = 127
+
 func newThreshold(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "threshold", Short: "Threshold tz4 keys: split a BLS key into shares"}
 	var t, n int
 	var generate, unsafe bool
-	var passwordFile, keysDir string
+	var passwordFile, keysDir, format, fromOctez string
 	split := &cobra.Command{
 		Use:   "split",
 		Short: "Split a tz4 secret key (read from stdin) into n shares of which any t sign for it",
@@ -53,45 +74,29 @@ share-<i>, for a file vault.
 
 t must be more than n/2: two conflicting payloads would then need two disjoint sets of t members,
 which cannot both exist, so no double signature can be made whatever the coordinators do
-(--unsafe-threshold allows less).`,
+(--unsafe-threshold allows less).
+
+octez-client's shares (octez v23 and later) are the same construction: share i is the secret
+polynomial at x = i, and partial signatures combine by Lagrange interpolation at 0.
+  --format octez    prints octez-client's 'share bls secret key … between n shares with
+                    threshold t' JSON ({"public_key", "public_key_hash", "proof",
+                    "secret_shares": [{"id", "secret_key"}]}), which octez-client's
+                    'threshold bls signatures' can combine from;
+  --from-octez F    takes the shares from that JSON (F, or - for stdin) instead of splitting:
+                    give -t, the threshold they were made for (octez's JSON does not hold it).
+                    The group key's proof must verify, and every share, with t − 1 others, must
+                    interpolate to the group key; then the shares are printed and written as
+                    with a split.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if t < 1 || n < t || n > threshold.MaxShares {
-				return fmt.Errorf("need 1 ≤ -t ≤ -n ≤ %d", threshold.MaxShares)
-			}
-			if 2*t <= n && !unsafe {
-				return fmt.Errorf("-t %d is not more than half of -n %d: two coordinators could each gather %d members for conflicting payloads; use -t %d, or --unsafe-threshold", t, n, t, n/2+1)
-			}
-			var secret *crypt.BLSPrivateKey
-			if generate {
-				priv, err := tezos.GenerateKey(tezos.BLS)
-				if err != nil {
-					return err
-				}
-				secret = priv.(*crypt.BLSPrivateKey)
-			} else {
-				line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 4096)).ReadString('\n')
-				if err != nil && !errors.Is(err, io.EOF) {
-					return err
-				}
-				s := strings.TrimPrefix(strings.TrimSpace(line), "unencrypted:")
-				if s == "" {
-					return errors.New("no secret key on stdin (or use --generate)")
-				}
-				priv, err := tezos.ParseSecretKey(s, nil)
-				if errors.Is(err, tezos.ErrNoPassword) {
-					return errors.New("the secret key on stdin is encrypted: decrypt it first (octez-client show address … -S)")
-				}
-				if err != nil {
-					return err
-				}
-				var ok bool
-				if secret, ok = priv.(*crypt.BLSPrivateKey); !ok {
-					return fmt.Errorf("a %s key cannot be split: only tz4 (BLS) signatures combine", tezos.CurveOf(priv.Public()))
-				}
+			if format != "signatory" && format != "octez" {
+				return fmt.Errorf("--format %q: signatory or octez", format)
 			}
 			var password []byte
 			if passwordFile != "" {
+				if format == "octez" {
+					return errors.New("--format octez prints unencrypted shares, as octez-client does: drop --password-file, or use --secret-keys-dir with --format signatory")
+				}
 				b, err := os.ReadFile(passwordFile)
 				if err != nil {
 					return fmt.Errorf("password file: %w", err)
@@ -100,25 +105,66 @@ which cannot both exist, so no double signature can be made whatever the coordin
 					return errors.New("the password file is empty")
 				}
 			}
-			shares, err := threshold.Split(secret, t, n, nil)
-			if err != nil {
-				return err
+			var (
+				group  *crypt.BLSPublicKey
+				shares []threshold.Share
+				proof  crypt.Signature
+			)
+			if fromOctez != "" {
+				if !cmd.Flags().Changed("threshold") {
+					return errors.New("--from-octez needs -t: the threshold the shares were made for (octez's JSON does not hold it)")
+				}
+				if generate {
+					return errors.New("--from-octez and --generate: one or the other")
+				}
+				var err error
+				if group, proof, shares, err = readOctezShares(cmd.InOrStdin(), fromOctez, t); err != nil {
+					return err
+				}
+				n = len(shares)
 			}
-			group := secret.Public()
-			out := splitJSON{Threshold: t, Members: n, GroupPublicKey: group.String(), GroupPKH: group.Hash().String()}
-			for _, s := range shares {
-				enc := "unencrypted:" + string(s.Key.ToProtocol().ToBase58())
-				if password != nil {
-					if enc, err = tezos.EncryptSecretKey(s.Key, password); err != nil {
+			if t < 1 || n < t || n > threshold.MaxShares {
+				return fmt.Errorf("need 1 ≤ -t ≤ -n ≤ %d", threshold.MaxShares)
+			}
+			if format == "octez" && n > octezMaxShares {
+				return fmt.Errorf("--format octez holds at most %d shares (octez's share id is an int8)", octezMaxShares)
+			}
+			if 2*t <= n && !unsafe {
+				return fmt.Errorf("-t %d is not more than half of -n %d: two coordinators could each gather %d members for conflicting payloads; use -t %d, or --unsafe-threshold", t, n, t, n/2+1)
+			}
+			if fromOctez == "" {
+				secret, err := readSecretToSplit(cmd.InOrStdin(), generate)
+				if err != nil {
+					return err
+				}
+				if shares, err = threshold.Split(secret, t, n, nil); err != nil {
+					return err
+				}
+				group = secret.Public().(*crypt.BLSPublicKey)
+				proof = secret.ProvePossession()
+			}
+			if format == "octez" {
+				out := octezSharesJSON{PublicKey: group.String(), PublicKeyHash: group.Hash().String(), Proof: tezos.SignatureString(proof)}
+				for _, s := range shares {
+					out.SecretShares = append(out.SecretShares, octezSecretShare{ID: s.Index, SecretKey: string(s.Key.ToProtocol().ToBase58())})
+				}
+				if keysDir != "" {
+					if err := writeShareFiles(keysDir, shareEntries(shares, nil)); err != nil {
 						return err
 					}
-					enc = "encrypted:" + enc
 				}
-				pub := s.Key.Public()
-				out.Shares = append(out.Shares, shareJSON{Index: s.Index, SecretKey: enc, PublicKey: pub.String(), PKH: pub.Hash().String()})
+				return g.printJSON(out)
+			}
+			out := splitJSON{Threshold: t, Members: n, GroupPublicKey: group.String(), GroupPKH: group.Hash().String()}
+			entries := shareEntries(shares, password)
+			for _, e := range entries {
+				if e.err != nil {
+					return e.err
+				}
+				out.Shares = append(out.Shares, e.shareJSON)
 			}
 			if keysDir != "" {
-				if err := writeShareFiles(keysDir, out.Shares); err != nil {
+				if err := writeShareFiles(keysDir, entries); err != nil {
 					return err
 				}
 			}
@@ -143,13 +189,162 @@ which cannot both exist, so no double signature can be made whatever the coordin
 	f.BoolVar(&unsafe, "unsafe-threshold", false, "allow a threshold of half the members or fewer (conflicting payloads could both be signed)")
 	f.StringVar(&passwordFile, "password-file", "", "encrypt the shares with the password in this file")
 	f.StringVar(&keysDir, "secret-keys-dir", "", "write each share to <dir>/member-<i>/secret_keys")
+	f.StringVar(&format, "format", "signatory", "output: signatory (text, or --json) or octez (octez-client's share JSON)")
+	f.StringVar(&fromOctez, "from-octez", "", "take the shares from octez-client's 'share bls secret key' JSON in this file (- for stdin) instead of splitting")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
 	cmd.AddCommand(split)
 	return cmd
 }
 
+// readSecretToSplit makes a new BLS key (generate) or reads one from stdin.
+func readSecretToSplit(stdin io.Reader, generate bool) (*crypt.BLSPrivateKey, error) {
+	if generate {
+		priv, err := tezos.GenerateKey(tezos.BLS)
+		if err != nil {
+			return nil, err
+		}
+		return priv.(*crypt.BLSPrivateKey), nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	s := strings.TrimPrefix(strings.TrimSpace(line), "unencrypted:")
+	if s == "" {
+		return nil, errors.New("no secret key on stdin (or use --generate)")
+	}
+	priv, err := tezos.ParseSecretKey(s, nil)
+	if errors.Is(err, tezos.ErrNoPassword) {
+		return nil, errors.New("the secret key on stdin is encrypted: decrypt it first (octez-client show address … -S)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	secret, ok := priv.(*crypt.BLSPrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("a %s key cannot be split: only tz4 (BLS) signatures combine", tezos.CurveOf(priv.Public()))
+	}
+	return secret, nil
+}
+
+// readOctezShares reads octez-client's share JSON from path (- for stdin) and checks it: the
+// group key and its address agree, the proof of possession verifies, the ids are distinct and in
+// 1 … 127, and every share with t − 1 others interpolates to the group key. Secrets never appear
+// in its errors.
+func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, crypt.Signature, []threshold.Share, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var in octezSharesJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, nil, nil, fmt.Errorf("--from-octez: not octez-client's share JSON: %v", err)
+	}
+	bad := func(format string, args ...any) (*crypt.BLSPublicKey, crypt.Signature, []threshold.Share, error) {
+		return nil, nil, nil, fmt.Errorf("--from-octez: "+format, args...)
+	}
+	pub, err := tezos.ParsePublicKey(in.PublicKey)
+	if err != nil {
+		return bad("public_key: %v", err)
+	}
+	group, ok := pub.(*crypt.BLSPublicKey)
+	if !ok {
+		return bad("public_key is not a BLS key")
+	}
+	if in.PublicKeyHash != group.Hash().String() {
+		return bad("public_key_hash %q is not public_key's address %s", in.PublicKeyHash, group.Hash())
+	}
+	proof, err := tezos.ParseSignature(in.Proof)
+	if err != nil || !tezos.VerifyPossession(group, proof) {
+		return bad("proof does not verify against public_key: not the group key's proof of possession")
+	}
+	if len(in.SecretShares) == 0 {
+		return bad("no secret_shares")
+	}
+	var shares []threshold.Share
+	pubs := map[int]*crypt.BLSPublicKey{}
+	for i, s := range in.SecretShares {
+		if s.ID < 1 || s.ID > octezMaxShares || pubs[s.ID] != nil {
+			return bad("secret_shares[%d]: id %d must be 1 … %d and distinct", i, s.ID, octezMaxShares)
+		}
+		priv, err := tezos.ParseSecretKey(strings.TrimPrefix(s.SecretKey, "unencrypted:"), nil)
+		if err != nil {
+			return bad("secret_shares[%d] (id %d): secret_key does not parse as a secret key", i, s.ID)
+		}
+		k, ok := priv.(*crypt.BLSPrivateKey)
+		if !ok {
+			return bad("secret_shares[%d] (id %d): secret_key is not a BLS key", i, s.ID)
+		}
+		shares = append(shares, threshold.Share{Index: s.ID, Key: k})
+		pubs[s.ID] = k.Public().(*crypt.BLSPublicKey)
+	}
+	sort.Slice(shares, func(a, b int) bool { return shares[a].Index < shares[b].Index })
+	if t > len(shares) {
+		return bad("-t %d but only %d shares", t, len(shares))
+	}
+	want := group.String()
+	for i, s := range shares {
+		set := map[int]*crypt.BLSPublicKey{s.Index: pubs[s.Index]}
+		for j := 1; len(set) < t; j++ {
+			o := shares[(i+j)%len(shares)]
+			set[o.Index] = pubs[o.Index]
+		}
+		got, err := threshold.CombinePublicKeys(set)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if got.String() != want {
+			return bad("share %d with shares %v does not interpolate to public_key with -t %d: a wrong share, or -t is not the threshold they were made for", s.Index, sortedIDs(set), t)
+		}
+	}
+	return group, proof, shares, nil
+}
+
+func sortedIDs(m map[int]*crypt.BLSPublicKey) []int {
+	out := make([]int, 0, len(m))
+	for i := range m {
+		out = append(out, i)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// shareEntry is a share as printed and written, or the error encrypting it.
+type shareEntry struct {
+	shareJSON
+	err error
+}
+
+// shareEntries encodes each share's secret key (encrypted when password is set).
+func shareEntries(shares []threshold.Share, password []byte) []shareEntry {
+	out := make([]shareEntry, 0, len(shares))
+	for _, s := range shares {
+		enc := "unencrypted:" + string(s.Key.ToProtocol().ToBase58())
+		var err error
+		if password != nil {
+			if enc, err = tezos.EncryptSecretKey(s.Key, password); err == nil {
+				enc = "encrypted:" + enc
+			}
+		}
+		pub := s.Key.Public()
+		out = append(out, shareEntry{shareJSON{Index: s.Index, SecretKey: enc, PublicKey: pub.String(), PKH: pub.Hash().String()}, err})
+	}
+	return out
+}
+
 // writeShareFiles writes <dir>/member-<i>/secret_keys for each share, refusing to overwrite.
-func writeShareFiles(dir string, shares []shareJSON) error {
+func writeShareFiles(dir string, shares []shareEntry) error {
 	for _, s := range shares {
 		d := filepath.Join(dir, fmt.Sprintf("member-%d", s.Index))
 		if err := os.MkdirAll(d, 0o700); err != nil {
