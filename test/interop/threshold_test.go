@@ -34,6 +34,8 @@ import (
 //   - kill -9 of one member: a coordinator still signs; of a second: 503 naming the members.
 //   - A member restarted after kill -9 keeps its watermark: a conflicting payload at a level it
 //     signed is still refused.
+//   - The requests of an octez v25 baker with a tz4 consensus key (GET /authorized_keys, BLS-mode
+//     preattestations and attestations with ?version=3) are signed through either coordinator.
 func TestThresholdProcesses(t *testing.T) {
 	if err := checkInstalled(); err != nil {
 		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
@@ -157,6 +159,25 @@ func TestThresholdProcesses(t *testing.T) {
 		t.Fatalf("after the members restarted: %d %s", status, sig)
 	}
 	verified = append(verified, signed{Msg: msg, Sig: sig})
+
+	// What an octez v25 baker with a tz4 consensus key asks a remote signer, in order: whether
+	// authentication is needed, then BLS-mode (tag 40 and 41) consensus operations with the
+	// protocol's signing version (?version=3 for Ushuaia, 2 before).
+	if status, body := coords[0].Get("/authorized_keys"); status != 200 || strings.TrimSpace(body) != "{}" {
+		t.Fatalf("GET /authorized_keys: %d %s", status, body)
+	}
+	for i, m := range []string{
+		testdaemon.ConsensusTag(testdaemon.TagBLSPreattestation, chain, 30, 0, 1),
+		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, chain, 30, 0, 1),
+		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, chain, 31, 0, 1),
+	} {
+		version := []string{"3", "3", "2"}[i]
+		status, sig := coords[i%2].Sign(pkh+"?version="+version, m)
+		if status != 200 {
+			t.Fatalf("%s with version %s: %d %s", m[:12], version, status, sig)
+		}
+		verified = append(verified, signed{Msg: m, Sig: sig})
+	}
 
 	verifyWithTaquito(t, nodeBin, group.String(), verified)
 }
