@@ -20,6 +20,9 @@ import (
 type Store struct {
 	marks  sync.Map // watermark.Key → *slot
 	closed atomic.Bool
+
+	spendMu sync.Mutex
+	spends  map[string][]watermark.Spend // pkh → spending list
 }
 
 type slot struct {
@@ -28,7 +31,10 @@ type slot struct {
 	ok   bool // mark is set
 }
 
-var _ watermark.Store = (*Store)(nil)
+var (
+	_ watermark.Store      = (*Store)(nil)
+	_ watermark.SpendStore = (*Store)(nil)
+)
 
 // Driver is the name of this backend in the config's watermark.driver.
 const Driver = "mem"
@@ -130,4 +136,41 @@ func (s *Store) Health(context.Context) error {
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	return nil
+}
+
+// UpdateSpends implements watermark.SpendStore.
+func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) error {
+	if err := ctx.Err(); err != nil {
+		return fault.Wrap(fault.Unavailable, err)
+	}
+	if s.closed.Load() {
+		return errClosed
+	}
+	s.spendMu.Lock()
+	defer s.spendMu.Unlock()
+	next, err := f(slices.Clone(s.spends[pkh]))
+	if err != nil {
+		return err
+	}
+	if s.spends == nil {
+		s.spends = map[string][]watermark.Spend{}
+	}
+	s.spends[pkh] = next
+	return nil
+}
+
+// ListSpends implements watermark.SpendStore.
+func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err)
+	}
+	s.spendMu.Lock()
+	defer s.spendMu.Unlock()
+	out := make(map[string][]watermark.Spend, len(s.spends))
+	for k, v := range s.spends {
+		if len(v) > 0 {
+			out[k] = slices.Clone(v)
+		}
+	}
+	return out, nil
 }

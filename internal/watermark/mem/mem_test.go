@@ -15,6 +15,11 @@ func TestConformance(t *testing.T) {
 	watermarktest.Run(t, func(*testing.T) watermark.Store { return mem.NewStore() }, nil)
 }
 
+func TestSpendConformance(t *testing.T) {
+	watermarktest.RunSpends(t, func(*testing.T) watermark.SpendStore { return mem.NewStore() },
+		func(_ *testing.T, s watermark.SpendStore) watermark.SpendStore { return s }, nil)
+}
+
 func TestName(t *testing.T) {
 	s := mem.NewStore()
 	if s.Name() != "mem" || s.Health(context.Background()) != nil {

@@ -1,0 +1,209 @@
+package watermark
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/fault"
+)
+
+// Spending windows. A key with a spending policy (`limits:` with max_total or max_operations) has,
+// in the watermark store next to its marks, the list of its recent signed generic requests: when,
+// which bytes, and how many mutez they moved. Before a signature is made the signer asks the store
+// to add the request to that list, atomically with the check that the sums over the rolling
+// windows stay within the limits; a refusal changes nothing. When signing then fails, the entry is
+// taken out again (Refund), so a refused or failed request consumes no budget. A signer killed
+// between the two keeps the entry: the budget is spent without a signature, never the reverse.
+
+// Spend is one signed generic request in a key's spending list.
+type Spend struct {
+	ID     string    // unique (random) id of this entry, for Refund
+	Digest [32]byte  // blake2b-256 of the signed bytes: the same bytes again are not counted twice
+	At     time.Time // when it was recorded, by the signer's clock
+	Amount int64     // mutez moved (transaction amounts and origination balances), ≥ 0
+}
+
+// Windows are a key's rolling limits. A zero period means no such window.
+type Windows struct {
+	Amount       int64         // max_total.amount, mutez
+	AmountPeriod time.Duration // max_total.period
+	Count        int           // max_operations.count
+	CountPeriod  time.Duration // max_operations.period
+}
+
+// Enabled reports whether any window is set.
+func (w Windows) Enabled() bool { return w.AmountPeriod > 0 || w.CountPeriod > 0 }
+
+// longest is the longest period: older entries can be dropped.
+func (w Windows) longest() time.Duration { return max(w.AmountPeriod, w.CountPeriod) }
+
+// Usage is what a key's windows hold at an instant: the mutez in the max_total window and the
+// number of requests in the max_operations window.
+type Usage struct {
+	Amount int64
+	Count  int
+}
+
+// UsageAt sums spends within w's windows ending at now (an entry at exactly now − period has left
+// the window).
+func UsageAt(spends []Spend, w Windows, now time.Time) Usage {
+	var u Usage
+	for _, s := range spends {
+		if w.AmountPeriod > 0 && s.At.After(now.Add(-w.AmountPeriod)) {
+			u.Amount += s.Amount
+		}
+		if w.CountPeriod > 0 && s.At.After(now.Add(-w.CountPeriod)) {
+			u.Count++
+		}
+	}
+	return u
+}
+
+// LimitError is a refusal by a spending window: Rule is "max_total" or "max_operations"; Limit
+// and Value are in mutez (max_total) or requests (max_operations), Value being what the window
+// would hold with the request.
+type LimitError struct {
+	Rule         string
+	Limit, Value int64
+	Period       time.Duration
+}
+
+func (e *LimitError) Error() string {
+	if e.Rule == "max_total" {
+		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", FormatTez(e.Value), e.Period, FormatTez(e.Limit))
+	}
+	return fmt.Sprintf("spending limit max_operations: %d operations in %s would exceed the limit of %d", e.Value, e.Period, e.Limit)
+}
+
+// FormatTez writes mutez as tez with up to six decimals ("30", "0.5", "1000.000001").
+func FormatTez(mutez int64) string {
+	sign := ""
+	if mutez < 0 {
+		sign, mutez = "-", -mutez
+	}
+	s := fmt.Sprintf("%s%d", sign, mutez/1_000_000)
+	if frac := mutez % 1_000_000; frac != 0 {
+		f := fmt.Sprintf("%06d", frac)
+		for f[len(f)-1] == '0' {
+			f = f[:len(f)-1]
+		}
+		s += "." + f
+	}
+	return s
+}
+
+// ErrOverLimit matches every *LimitError under errors.Is.
+var ErrOverLimit = errors.New("spending limit")
+
+// Is makes a *LimitError match ErrOverLimit.
+func (e *LimitError) Is(target error) bool { return target == ErrOverLimit }
+
+// ApplySpend is the one rule every store applies atomically: entries older than the longest
+// window are dropped; the same digest still in a window is not counted again (ok, nothing added);
+// otherwise s is added when both windows stay within their limits, else a *LimitError and the
+// list unchanged.
+func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
+	keep := spends[:0:0]
+	for _, e := range spends {
+		if e.At.After(s.At.Add(-w.longest())) {
+			keep = append(keep, e)
+		}
+	}
+	for _, e := range keep {
+		if e.Digest == s.Digest {
+			return keep, UsageAt(keep, w, s.At), nil
+		}
+	}
+	u := UsageAt(keep, w, s.At)
+	if w.AmountPeriod > 0 && (s.Amount > w.Amount || u.Amount > w.Amount-s.Amount) {
+		return spends, u, &LimitError{Rule: "max_total", Limit: w.Amount, Value: sat(u.Amount, s.Amount), Period: w.AmountPeriod}
+	}
+	if w.CountPeriod > 0 && u.Count+1 > w.Count {
+		return spends, u, &LimitError{Rule: "max_operations", Limit: int64(w.Count), Value: int64(u.Count + 1), Period: w.CountPeriod}
+	}
+	keep = append(keep, s)
+	u.Amount += s.Amount
+	u.Count++
+	return keep, u, nil
+}
+
+func sat(a, b int64) int64 {
+	if a > 0 && b > 0 && a > 1<<62-b {
+		return 1 << 62
+	}
+	return a + b
+}
+
+// SpendStore is implemented by every watermark store: each key's spending list, updated
+// atomically (one writer per key in a process, a compare-and-swap in a shared store) and durably
+// (as durable as the store's watermarks) before UpdateSpends returns.
+type SpendStore interface {
+	// UpdateSpends reads pkh's list, calls f with it and stores f's result; when f returns an
+	// error nothing is stored and that error is returned. In a shared store f may be called
+	// again after a concurrent change.
+	UpdateSpends(ctx context.Context, pkh string, f func([]Spend) ([]Spend, error)) error
+	// ListSpends returns every key's list.
+	ListSpends(ctx context.Context) (map[string][]Spend, error)
+}
+
+// RecordSpend adds s to pkh's list in st under w (ApplySpend), and returns the usage of the
+// windows after it. A refusal is a *LimitError (fault kind Forbidden when wrapped by the signer).
+func RecordSpend(ctx context.Context, st SpendStore, pkh string, s Spend, w Windows) (Usage, error) {
+	var u Usage
+	err := st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
+		next, usage, err := ApplySpend(old, s, w)
+		u = usage
+		return next, err
+	})
+	return u, err
+}
+
+// Refund removes the entry id from pkh's list (the request it counted was not signed).
+func Refund(ctx context.Context, st SpendStore, pkh, id string) error {
+	return st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
+		return slices.DeleteFunc(slices.Clone(old), func(s Spend) bool { return s.ID == id }), nil
+	})
+}
+
+// spendJSON is a Spend as stores keep it.
+type spendJSON struct {
+	ID     string `json:"id"`
+	Digest string `json:"digest"`
+	At     int64  `json:"at"` // unix nanoseconds
+	Amount int64  `json:"amount"`
+}
+
+// EncodeSpends is the stored form of a list, for stores that keep it as one value.
+func EncodeSpends(spends []Spend) []byte {
+	out := make([]spendJSON, len(spends))
+	for i, s := range spends {
+		out[i] = spendJSON{ID: s.ID, Digest: hex.EncodeToString(s.Digest[:]), At: s.At.UnixNano(), Amount: s.Amount}
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+// DecodeSpends reads EncodeSpends' form; an empty value is an empty list.
+func DecodeSpends(b []byte) ([]Spend, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var in []spendJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fault.Wrap(fault.Internal, fmt.Errorf("stored spending list: %w", err))
+	}
+	out := make([]Spend, len(in))
+	for i, s := range in {
+		d, err := hex.DecodeString(s.Digest)
+		if err != nil || len(d) != 32 || s.Amount < 0 {
+			return nil, fault.New(fault.Internal, "stored spending list: a malformed entry")
+		}
+		out[i] = Spend{ID: s.ID, Digest: [32]byte(d), At: time.Unix(0, s.At), Amount: s.Amount}
+	}
+	return out, nil
+}

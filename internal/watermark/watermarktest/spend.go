@@ -1,0 +1,168 @@
+package watermarktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// Tez is n tez in mutez.
+func Tez(n int64) int64 { return n * 1_000_000 }
+
+// SpendAt is a spend of amount mutez at t with a digest made from id.
+func SpendAt(id string, t time.Time, amount int64) watermark.Spend {
+	var d [32]byte
+	copy(d[:], id)
+	return watermark.Spend{ID: id, Digest: d, At: t, Amount: amount}
+}
+
+var spendEpoch = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// RunSpends is the conformance suite of a store's spending lists (watermark.SpendStore). open
+// returns a new store on a fresh backend; share, when not nil, returns another store instance on
+// the same backend as s (another signer sharing it), for the concurrency check across instances;
+// reopen, when not nil, closes s and opens it again (persistence).
+func RunSpends(t *testing.T, open func(t *testing.T) watermark.SpendStore,
+	share func(t *testing.T, s watermark.SpendStore) watermark.SpendStore,
+	reopen func(t *testing.T, s watermark.SpendStore) watermark.SpendStore) {
+	ctx := context.Background()
+	w := watermark.Windows{Amount: Tez(1000), AmountPeriod: 24 * time.Hour}
+
+	t.Run("BudgetExactly", func(t *testing.T) {
+		s := open(t)
+		signed := 0
+		for i := range 40 {
+			_, err := watermark.RecordSpend(ctx, s, PKH(1), SpendAt(fmt.Sprint("a", i), spendEpoch.Add(time.Duration(i)*time.Second), Tez(30)), w)
+			switch {
+			case err == nil:
+				signed++
+			case errors.Is(err, watermark.ErrOverLimit):
+			default:
+				t.Fatal(err)
+			}
+		}
+		if signed != 33 {
+			t.Fatalf("%d spends of 30 tez within 1000 tez, want 33", signed)
+		}
+		// Another key has its own budget.
+		if _, err := watermark.RecordSpend(ctx, s, PKH(2), SpendAt("b", spendEpoch, Tez(1000)), w); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.ListSpends(ctx)
+		if err != nil || len(all[PKH(1)]) != 33 || len(all[PKH(2)]) != 1 {
+			t.Fatalf("listed %d and %d spends (%v)", len(all[PKH(1)]), len(all[PKH(2)]), err)
+		}
+	})
+
+	t.Run("Concurrent", func(t *testing.T) {
+		s := open(t)
+		stores := []watermark.SpendStore{s}
+		if share != nil {
+			stores = append(stores, share(t, s), share(t, s))
+		}
+		var mu sync.Mutex
+		signed := 0
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				st := stores[i%len(stores)]
+				_, err := watermark.RecordSpend(ctx, st, PKH(3), SpendAt(fmt.Sprint("c", i), spendEpoch, Tez(30)), w)
+				if err != nil && !errors.Is(err, watermark.ErrOverLimit) {
+					t.Error(err)
+					return
+				}
+				if err == nil {
+					mu.Lock()
+					signed++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if signed != 33 {
+			t.Fatalf("50 concurrent spends of 30 tez over %d store instances within 1000 tez: %d recorded, want 33", len(stores), signed)
+		}
+	})
+
+	t.Run("RetryAndRefund", func(t *testing.T) {
+		s := open(t)
+		big := SpendAt("big", spendEpoch, Tez(990))
+		if _, err := watermark.RecordSpend(ctx, s, PKH(4), big, w); err != nil {
+			t.Fatal(err)
+		}
+		// The same bytes again (another id): not counted twice.
+		again := big
+		again.ID = "big-retry"
+		if u, err := watermark.RecordSpend(ctx, s, PKH(4), again, w); err != nil || u.Amount != Tez(990) {
+			t.Fatalf("identical retry: %v %+v", err, u)
+		}
+		over := SpendAt("over", spendEpoch.Add(time.Second), Tez(11))
+		var le *watermark.LimitError
+		if _, err := watermark.RecordSpend(ctx, s, PKH(4), over, w); !errors.As(err, &le) || le.Rule != "max_total" || le.Limit != Tez(1000) || le.Value != Tez(1001) {
+			t.Fatalf("over the limit: %v", err)
+		}
+		// A refused request consumed nothing; a refunded one gives its amount back.
+		if err := watermark.Refund(ctx, s, PKH(4), "big"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(4), over, w); err != nil {
+			t.Fatalf("after the refund: %v", err)
+		}
+		all, err := s.ListSpends(ctx)
+		if err != nil || len(all[PKH(4)]) != 1 || all[PKH(4)][0].ID != "over" || all[PKH(4)][0].Amount != Tez(11) ||
+			!all[PKH(4)][0].At.Equal(over.At) || all[PKH(4)][0].Digest != over.Digest {
+			t.Fatalf("%v %+v", err, all[PKH(4)])
+		}
+	})
+
+	t.Run("WindowRolls", func(t *testing.T) {
+		s := open(t)
+		w := watermark.Windows{Amount: Tez(100), AmountPeriod: time.Hour, Count: 3, CountPeriod: 10 * time.Minute}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("r1", spendEpoch, Tez(60)), w); err != nil {
+			t.Fatal(err)
+		}
+		var le *watermark.LimitError
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("r2", spendEpoch.Add(59*time.Minute), Tez(60)), w); !errors.As(err, &le) || le.Rule != "max_total" {
+			t.Fatalf("inside the hour: %v", err)
+		}
+		// An hour later the first spend has left the window.
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("r2", spendEpoch.Add(time.Hour), Tez(60)), w); err != nil {
+			t.Fatalf("once the first left the window: %v", err)
+		}
+		for i := range 2 {
+			if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt(fmt.Sprint("z", i), spendEpoch.Add(time.Hour+time.Duration(i+1)*time.Second), 0), w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("z2", spendEpoch.Add(time.Hour+3*time.Second), 0), w); !errors.As(err, &le) || le.Rule != "max_operations" || le.Value != 4 {
+			t.Fatalf("a fourth request in ten minutes: %v", err)
+		}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("z2", spendEpoch.Add(time.Hour+10*time.Minute+time.Second), 0), w); err != nil {
+			t.Fatalf("ten minutes later: %v", err)
+		}
+		// Entries older than the longest window are dropped.
+		all, _ := s.ListSpends(ctx)
+		if len(all[PKH(5)]) != 4 {
+			t.Fatalf("%d entries kept, want 4 (r1 dropped)", len(all[PKH(5)]))
+		}
+	})
+
+	if reopen != nil {
+		t.Run("Persistence", func(t *testing.T) {
+			s := open(t)
+			if _, err := watermark.RecordSpend(ctx, s, PKH(6), SpendAt("p", spendEpoch, Tez(700)), w); err != nil {
+				t.Fatal(err)
+			}
+			s = reopen(t, s)
+			var le *watermark.LimitError
+			if _, err := watermark.RecordSpend(ctx, s, PKH(6), SpendAt("q", spendEpoch.Add(time.Minute), Tez(301)), w); !errors.As(err, &le) {
+				t.Fatalf("after reopening, 700 + 301 tez: %v", err)
+			}
+		})
+	}
+}
