@@ -47,6 +47,10 @@ type Store struct {
 
 	chains sync.Map // chain id → *chain
 
+	spends      sync.Map     // pkh → *spendSlot
+	spendGate   sync.RWMutex // held for reading by UpdateSpends, for writing by Close
+	spendClosed bool
+
 	mu     sync.Mutex // guards closed and chain creation; never held during I/O
 	closed bool
 	wg     sync.WaitGroup // writers
@@ -415,6 +419,9 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.spendGate.Lock()
+	s.spendClosed = true
+	s.spendGate.Unlock()
 	s.chains.Range(func(_, v any) bool {
 		v.(*chain).close()
 		return true

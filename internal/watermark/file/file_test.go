@@ -42,6 +42,20 @@ func TestConformance(t *testing.T) {
 		})
 }
 
+// TestSpendConformance: spending lists, in <base_dir>/spending, kept across a reopen. Shared
+// instances do not apply (the lock admits one process), so the concurrency check runs on one.
+func TestSpendConformance(t *testing.T) {
+	watermarktest.RunSpends(t,
+		func(t *testing.T) watermark.SpendStore { return open(t, t.TempDir()) },
+		nil,
+		func(t *testing.T, old watermark.SpendStore) watermark.SpendStore {
+			if err := old.(*file.Store).Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return open(t, filepath.Dir(old.(*file.Store).Dir()))
+		})
+}
+
 // TestConformanceJournal runs the suite with the journal on, small enough (4 KiB) that the
 // suite's writes also go through compactions.
 func TestConformanceJournal(t *testing.T) {
