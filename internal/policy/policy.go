@@ -33,6 +33,8 @@ type Policy struct {
 	AllowPoP bool
 	// JWTUsers restricts JWT users; empty means any.
 	JWTUsers []string
+	// Limits is the key's spending policy for generic requests; nil: none.
+	Limits *Limits
 }
 
 // DefaultRequests are the kinds a key listed with a null value may sign.
@@ -58,6 +60,11 @@ func (v *Violation) Error() string { return v.Fault.Msg }
 
 func violation(typ, format string, args ...any) error {
 	return &Violation{Fault: &fault.Error{Kind: fault.Forbidden, Msg: fmt.Sprintf(format, args...)}, Type: typ}
+}
+
+// NewViolation is a policy refusal (403) of type typ (the metric's violation_type) with msg.
+func NewViolation(typ, msg string) error {
+	return &Violation{Fault: &fault.Error{Kind: fault.Forbidden, Msg: msg}, Type: typ}
 }
 
 // Unwrap exposes the fault.
@@ -113,6 +120,7 @@ type Config struct {
 	AllowProofOfPossession bool                `yaml:"allow_proof_of_possession"`
 	AuthorizedKeys         []string            `yaml:"authorized_keys"`
 	JWTUsers               []string            `yaml:"jwt_users"`
+	Limits                 *LimitsConfig       `yaml:"limits"`
 	// Deprecated: used only when Allow is absent.
 	AllowedOperations []string `yaml:"allowed_operations"`
 	AllowedKinds      []string `yaml:"allowed_kinds"`
@@ -135,8 +143,7 @@ func Parse(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error
 		return Default(pkh), nil, nil
 	}
 	var c Config
-	// Strict: an unknown key (a typo, or a rule this version does not have, such as `limits:`)
-	// is an error, never a rule the operator believes applies and does not.
+	// Strict: an unknown key (a typo, or a rule this version does not have) is an error, never a rule the operator believes applies and does not.
 	if err := yamlstrict.Decode(node, &c); err != nil {
 		return nil, nil, err
 	}
@@ -204,6 +211,14 @@ func Parse(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error
 			return nil, nil, fmt.Errorf("authorized_keys: %w", err)
 		}
 		p.AuthorizedKeys = append(p.AuthorizedKeys, pub.Hash().String())
+	}
+	if c.Limits != nil {
+		if p.Limits, err = parseLimits(c.Limits, valueOf(node, "limits")); err != nil {
+			return nil, nil, err
+		}
+		if !slices.Contains(p.Requests, request.Generic) {
+			warnings = append(warnings, "limits apply to generic operations, which this key may not sign: they have no effect")
+		}
 	}
 	if c.AllowProofOfPossession {
 		if strings.HasPrefix(pkh, "tz4") {

@@ -5,6 +5,7 @@ package signer
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,6 +45,8 @@ type Config struct {
 	Hook    *policyhook.Hook
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Now is the clock of the spending windows (time.Now when nil).
+	Now func() time.Time
 }
 
 // Signer is the signing service. It is safe for concurrent use.
@@ -89,7 +92,17 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New("")
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{}}
+	for pkh, pol := range cfg.Policies {
+		if pol != nil && pol.Limits != nil && pol.Limits.Windows.Enabled() {
+			if _, ok := cfg.Store.(watermark.SpendStore); !ok {
+				return nil, fmt.Errorf("tezos.%s: limits max_total and max_operations need a watermark store that keeps spending windows; %s does not", pkh, cfg.Store.Name())
+			}
+		}
+	}
 	for pkh := range cfg.Policies {
 		if parsed, err := tezos.ParsePublicKeyHash(pkh); err == nil {
 			s.listed[pkh] = parsed
@@ -265,6 +278,8 @@ type SignResult struct {
 	Request   *request.Request
 	Vault     string
 	Client    string // authenticated client key hash
+
+	spent string // the id of the spending-window entry recorded for this request, if any
 }
 
 // Sign signs r.Message with the key r.PKH if every check passes, and journals the outcome.
@@ -289,6 +304,7 @@ func (s *Signer) Sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	if aerr := s.cfg.Audit.Record(ctx, e); aerr != nil {
 		s.log.Error("audit journal write failed", "err", aerr, "pkh", r.PKH)
 		if err == nil {
+			s.refund(r.PKH, res.spent) // withheld: it spends nothing
 			// The watermark stays advanced, so the same payload can be retried.
 			return &SignResult{Request: res.Request, Vault: res.Vault, Client: res.Client},
 				&fault.Error{Kind: fault.Internal, Msg: "audit journal unavailable: signature withheld", Err: aerr}
@@ -336,6 +352,11 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	if err := s.askHook(ctx, r.Message, r.ClientIP, r.PKH, res.Client); err != nil {
 		return res, err
 	}
+	if req.Kind == request.Generic && pol.Limits != nil {
+		if res.spent, err = s.checkLimits(ctx, pol, r, req); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	var sig crypt.Signature
 	if req.Watermarked() {
@@ -345,6 +366,8 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	}
 	if err != nil {
+		s.refund(r.PKH, res.spent) // not signed: it spends nothing
+		res.spent = ""
 		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), s.m.Chain(req.ChainID())).Inc()
 		return res, err
 	}
@@ -358,6 +381,64 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, metrics.Round(req.Round)).Inc()
 	}
 	return res, nil
+}
+
+// checkLimits applies pol's spending limits to a generic request: every content must pass the
+// per-content rules; then, when the key has windows, the request is recorded in its spending list
+// (atomically with the check that the windows stay within their limits) before it is signed. It
+// returns the id of that entry ("" when none), for refund should the signing fail.
+func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignRequest, req *request.Request) (string, error) {
+	contents, err := request.Contents(r.Message, request.Version(r.Version))
+	if err != nil {
+		return "", err
+	}
+	if err := pol.Limits.CheckContents(contents); err != nil {
+		return "", s.violated(r.PKH, err)
+	}
+	w := pol.Limits.Windows
+	if !w.Enabled() {
+		return "", nil
+	}
+	ss := s.cfg.Store.(watermark.SpendStore) // checked by New
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fault.Wrap(fault.Internal, err)
+	}
+	spend := watermark.Spend{ID: hex.EncodeToString(id[:]), Digest: req.Digest, At: s.cfg.Now(), Amount: policy.Amount(contents)}
+	if _, err := watermark.RecordSpend(ctx, ss, r.PKH, spend, w); err != nil {
+		var le *watermark.LimitError
+		if errors.As(err, &le) {
+			return "", s.violated(r.PKH, policy.NewViolation(le.Rule, le.Error()))
+		}
+		if !errors.As(err, new(*fault.Error)) {
+			err = fault.Wrap(fault.Unavailable, err)
+		}
+		s.log.Error("spending window not recorded: refusing", "pkh", r.PKH, "err", err)
+		return "", err
+	}
+	return spend.ID, nil
+}
+
+// violated counts a policy refusal under its rule and returns it.
+func (s *Signer) violated(pkh string, err error) error {
+	var v *policy.Violation
+	if errors.As(err, &v) {
+		s.m.PolicyViolations.WithLabelValues(v.Type, pkh, "request").Inc()
+	}
+	return err
+}
+
+// refund takes a spending-window entry out again (its request was not signed). A refund that
+// fails leaves the amount counted: the budget errs on the side of signing less.
+func (s *Signer) refund(pkh, id string) {
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := watermark.Refund(ctx, s.cfg.Store.(watermark.SpendStore), pkh, id); err != nil {
+		s.log.Error("spending window: the amount of a request that was not signed stays counted", "pkh", pkh, "err", err)
+	}
 }
 
 // askHook consults the remote policy hook, if any.

@@ -227,6 +227,15 @@ func ParsePublicKeyHash(s string) (tz.PublicKeyHash, error) {
 	return pkh, nil
 }
 
+// ValidContractAddress reports whether s is an originated contract's address (KT1…).
+func ValidContractAddress(s string) bool {
+	if len(s) != PKHLength {
+		return false
+	}
+	_, err := b58.ParseContractHash([]byte(s))
+	return err == nil
+}
+
 // ParsePublicKey parses an edpk, sppk, p2pk or BLpk public key.
 func ParsePublicKey(s string) (crypt.PublicKey, error) {
 	if len(s) > MaxBase58Length {

@@ -1,0 +1,122 @@
+package request
+
+import (
+	"math/big"
+	"reflect"
+
+	tz "github.com/ecadlabs/gotez/v2"
+	"github.com/ecadlabs/gotez/v2/encoding"
+	"github.com/ecadlabs/gotez/v2/protocol/core"
+	"github.com/ecadlabs/gotez/v2/protocol/latest"
+	p022 "github.com/ecadlabs/gotez/v2/protocol/proto_022_PsRiotum"
+)
+
+// Content is what a spending policy sees of one operation of a generic request.
+type Content struct {
+	Kind string // as a policy names it (OpKind): transaction, stake, unstake, delegation, …
+	// Fee is the content's fee in mutez (nil for contents that are not manager operations).
+	Fee *big.Int
+	// Amount is the mutez the content moves out of the account: a transaction's amount
+	// (stake, unstake and other pseudo operations included) or an origination's balance; nil
+	// for other kinds.
+	Amount *big.Int
+	// Destination is a transaction's destination (tz1…tz4 or KT1…; "" for other kinds).
+	Destination string
+	// Entrypoint is a transaction's entrypoint: "default" when it carries no parameters.
+	Entrypoint string
+	// Delegate is a delegation's new delegate, "" when the delegation withdraws it.
+	Delegate string
+}
+
+// Contents decodes a generic operation (magic 0x03) fully and returns its contents for a spending
+// policy. It is the slow path of Decode (gotez's decoder): the signer calls it only for keys that
+// have limits. msg must already have passed Decode.
+func Contents(msg []byte, version Version) (out []Content, err error) {
+	if len(msg) == 0 || msg[0] != MagicGeneric {
+		return nil, badRequest("spending limits apply to generic operations only")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, badRequest("malformed generic operation payload")
+		}
+	}()
+	if version == 1 {
+		var sr p022.SignRequest
+		if _, err := encoding.Decode(msg, &sr); err == nil {
+			if r, ok := sr.(*p022.GenericOperationSignRequest); ok {
+				return contentsOf(r.Contents), nil
+			}
+		}
+	}
+	var sr latest.SignRequest
+	if _, err := encoding.Decode(msg, &sr); err != nil {
+		return nil, decodeError(msg[0], err)
+	}
+	r, ok := sr.(*latest.GenericOperationSignRequest)
+	if !ok {
+		return nil, badRequest("spending limits apply to generic operations only")
+	}
+	return contentsOf(r.Contents), nil
+}
+
+type withAmount interface {
+	GetAmount() tz.BigUint
+	GetDestination() core.Address
+	GetParameters() tz.Option[core.Parameters]
+}
+
+func contentsOf[T core.OperationContents](contents []T) []Content {
+	out := make([]Content, 0, len(contents))
+	for _, c := range contents {
+		ct := Content{Kind: OpKind(c)}
+		if m, ok := any(c).(core.ManagerOperation); ok {
+			ct.Fee = m.GetFee().Int()
+		}
+		switch o := any(c).(type) {
+		case withAmount:
+			ct.Amount = o.GetAmount().Int()
+			ct.Destination = string(o.GetDestination().ToBase58())
+			ct.Entrypoint = "default"
+			if p, ok := o.GetParameters().CheckUnwrap(); ok {
+				ct.Entrypoint = p.GetEntrypoint()
+			}
+		default:
+			switch c.OperationKind() {
+			case "origination":
+				if b, ok := field[tz.BigUint](c, "Balance"); ok {
+					ct.Amount = b.Int()
+				}
+			case "delegation":
+				if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {
+					if pkh, ok := d.CheckUnwrap(); ok {
+						ct.Delegate = string(pkh.ToBase58())
+					}
+				}
+			}
+		}
+		out = append(out, ct)
+	}
+	return out
+}
+
+// field returns op's exported field name when it has type T (the protocols' structs differ, the
+// field names do not).
+func field[T any](op any, name string) (T, bool) {
+	var zero T
+	v := reflect.ValueOf(op)
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return zero, false
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return zero, false
+	}
+	f := v.FieldByName(name)
+	if !f.IsValid() || !f.CanInterface() {
+		return zero, false
+	}
+	t, ok := f.Interface().(T)
+	return t, ok
+}

@@ -1,0 +1,305 @@
+package signer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecadlabs/gotez/v2/b58"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/watermark"
+)
+
+// zarith appends n as a Tezos natural (7 bits a byte, low first).
+func zarith(b []byte, n uint64) []byte {
+	for n >= 0x80 {
+		b = append(b, byte(n)|0x80)
+		n >>= 7
+	}
+	return append(b, byte(n))
+}
+
+// content is one manager operation of a test batch.
+type content struct {
+	kind     string // transaction, delegation
+	counter  uint64
+	fee      uint64 // mutez
+	amount   uint64 // mutez
+	dest     string // tz1… or KT1…
+	entry    string // named entrypoint (transaction to a KT1 with a unit parameter), "" for none
+	delegate string // delegation
+}
+
+// batch encodes contents as a generic operation (protocol 024 encodings), source tz1 zero.
+func batch(t *testing.T, cs ...content) []byte {
+	t.Helper()
+	b := append([]byte{0x03}, make([]byte, 32)...)
+	for _, c := range cs {
+		switch c.kind {
+		case "transaction":
+			b = append(b, 108)
+		case "delegation":
+			b = append(b, 110)
+		}
+		b = append(b, 0)
+		b = append(b, make([]byte, 20)...)
+		b = zarith(b, c.fee)
+		b = zarith(b, c.counter)
+		b = zarith(b, 10000)
+		b = zarith(b, 0)
+		switch c.kind {
+		case "transaction":
+			b = zarith(b, c.amount)
+			if strings.HasPrefix(c.dest, "KT1") {
+				kt, err := b58.ParseContractHash([]byte(c.dest))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b = append(append(append(b, 1), kt[:]...), 0)
+			} else {
+				pkh, err := tezos.ParsePublicKeyHash(c.dest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b = append(append(b, 0, pkhTag(c.dest)), pkh.PublicKeyHash()...)
+			}
+			if c.entry == "" {
+				b = append(b, 0)
+			} else {
+				b = append(b, 0xff, 0xff, byte(len(c.entry)))
+				b = append(b, c.entry...)
+				b = binary.BigEndian.AppendUint32(b, 2)
+				b = append(b, 0x03, 0x0b) // Unit
+			}
+		case "delegation":
+			if c.delegate == "" {
+				b = append(b, 0)
+			} else {
+				pkh, err := tezos.ParsePublicKeyHash(c.delegate)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b = append(append(b, 0xff, pkhTag(c.delegate)), pkh.PublicKeyHash()...)
+			}
+		}
+	}
+	return b
+}
+
+// pkhTag is the encoding tag of an implicit address: tz1 0, tz2 1, tz3 2, tz4 3.
+func pkhTag(addr string) byte { return addr[2] - '1' }
+
+func tx(counter uint64, tez float64, dest string) content {
+	return content{kind: "transaction", counter: counter, fee: 1000, amount: uint64(tez * 1e6), dest: dest}
+}
+
+const (
+	payee   = "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf"
+	other   = "tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN"
+	token   = "KT1BEqzn5Wx8uJrZNvuS9DVHmLvG9td3fDLi"
+	baker   = "tz3ZbCsUveF3Q6WUNkThT1wyJyhPunanaAXK"
+	limitsY = `allow:
+  generic: [transaction, delegation]
+limits:
+  max_amount: 100
+  max_fee: 0.5
+  max_total: { amount: 1000, period: 24h }
+  max_operations: { count: 40, period: 1h }
+  destinations: [` + payee + `, ` + token + `]
+  delegates: [` + baker + `]
+  entrypoints: { ` + token + `: [transfer] }
+`
+)
+
+// limitsFixture is a signer over one key with limitsY, a mem store and a clock the test moves.
+type limitsFixture struct {
+	*fixture
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newLimitsFixture(t *testing.T, src string, mode string) *limitsFixture {
+	t.Helper()
+	lf := &limitsFixture{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	lf.fixture = newFixture(t, tezos.Ed25519, mode, func(c *Config) {
+		var pkh string
+		for k := range c.Policies {
+			pkh = k
+		}
+		var node yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &node); err != nil {
+			t.Fatal(err)
+		}
+		p, _, err := policy.Parse(pkh, node.Content[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policies[pkh] = p
+		c.Now = func() time.Time { lf.mu.Lock(); defer lf.mu.Unlock(); return lf.now }
+	})
+	return lf
+}
+
+func (lf *limitsFixture) advance(d time.Duration) { lf.mu.Lock(); lf.now = lf.now.Add(d); lf.mu.Unlock() }
+
+// TestLimitsPerContent: each per-content rule at, just below and just above its value; a batch is
+// judged as a whole; refusals are 403 naming the rule, the limit and the value, and counted under
+// the rule.
+func TestLimitsPerContent(t *testing.T) {
+	t.Parallel()
+	f := newLimitsFixture(t, limitsY, "")
+	counter := uint64(0)
+	next := func() uint64 { counter++; return counter }
+	for _, c := range []struct {
+		name string
+		cs   []content
+		want string // "" signed, else in the 403 message
+	}{
+		{"amount below", []content{tx(next(), 99.999999, payee)}, ""},
+		{"amount at", []content{tx(next(), 100, payee)}, ""},
+		{"amount above", []content{tx(next(), 100.000001, payee)}, "max_amount: transaction of 100.000001 tez exceeds the limit of 100 tez"},
+		{"fee at", []content{{kind: "transaction", counter: next(), fee: 500000, amount: 1, dest: payee}}, ""},
+		{"fee above", []content{{kind: "transaction", counter: next(), fee: 500001, amount: 1, dest: payee}}, "max_fee: a fee of 0.500001 tez exceeds the limit of 0.5 tez"},
+		{"delegation fee above", []content{{kind: "delegation", counter: next(), fee: 500001, delegate: baker}}, "max_fee"},
+		{"other destination", []content{tx(next(), 1, other)}, "destinations: " + other + " is not an allowed destination"},
+		{"allowed entrypoint", []content{{kind: "transaction", counter: next(), fee: 1, dest: token, entry: "transfer"}}, ""},
+		{"other entrypoint", []content{{kind: "transaction", counter: next(), fee: 1, dest: token, entry: "mint"}}, "entrypoints: " + token + "%mint is not allowed (allowed: transfer)"},
+		{"default entrypoint of a listed contract", []content{{kind: "transaction", counter: next(), fee: 1, dest: token}}, "%default is not allowed"},
+		{"allowed delegate", []content{{kind: "delegation", counter: next(), fee: 1, delegate: baker}}, ""},
+		{"withdrawn delegation", []content{{kind: "delegation", counter: next(), fee: 1}}, ""},
+		{"other delegate", []content{{kind: "delegation", counter: next(), fee: 1, delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
+		{"batch with one bad content", []content{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
+	} {
+		_, err := f.sign(context.Background(), batch(t, c.cs...))
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		if fault.Status(err) != 403 || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v (status %d), want 403 with %q", c.name, err, fault.Status(err), c.want)
+		}
+	}
+	if n := testutil.ToFloat64(f.s.m.PolicyViolations.WithLabelValues("max_amount", f.pkh, "request")); n != 1 {
+		t.Errorf("policy_violation_total{violation_type=max_amount} = %v", n)
+	}
+	// Only signed requests were counted: 6 signed, none of the refused.
+	all, _ := f.store.ListSpends(context.Background())
+	if len(all[f.pkh]) != 6 {
+		t.Errorf("%d requests in the window, want the 6 signed", len(all[f.pkh]))
+	}
+}
+
+// TestLimitsWindows: 30 tez transfers against max_total 1000 tez in 24 h: exactly 33 signed, the
+// 34th refused naming the rule, limit and value; an identical retry of a signed transfer is not
+// counted twice; a failed signing spends nothing; the budget returns once the transfers leave the
+// window (the clock is the test's: no sleeping).
+func TestLimitsWindows(t *testing.T) {
+	t.Parallel()
+	f := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 100", 1), "")
+	signed := 0
+	var first []byte
+	for i := range 40 {
+		msg := batch(t, tx(uint64(i+1), 30, payee))
+		if i == 0 {
+			first = msg
+		}
+		_, err := f.sign(context.Background(), msg)
+		switch {
+		case err == nil:
+			signed++
+		case fault.Status(err) == 403 && strings.Contains(err.Error(), "max_total: 1020 tez in 24h0m0s would exceed the limit of 1000 tez"):
+		default:
+			t.Fatalf("transfer %d: %v", i, err)
+		}
+		f.advance(time.Minute)
+	}
+	if signed != 33 {
+		t.Fatalf("%d transfers of 30 tez signed against 1000 tez, want 33", signed)
+	}
+	if _, err := f.sign(context.Background(), first); err != nil {
+		t.Fatalf("an identical retry of a signed transfer: %v", err)
+	}
+	// A batch is counted whole: 5 + 5 tez do not fit in the 10 left.
+	if _, err := f.sign(context.Background(), batch(t, tx(100, 5, payee), tx(101, 5.000001, payee))); fault.Status(err) != 403 {
+		t.Fatalf("a batch over the 10 tez left: %v", err)
+	}
+	if _, err := f.sign(context.Background(), batch(t, tx(102, 5, payee), tx(103, 5, payee))); err != nil {
+		t.Fatalf("a batch of exactly the 10 tez left: %v", err)
+	}
+	// The first transfer was at 12:00; at 12:00 + 24 h it leaves the window and 30 tez return.
+	f.advance(24*time.Hour - 40*time.Minute - time.Second) // the clock is at 12:40
+	if _, err := f.sign(context.Background(), batch(t, tx(200, 30, payee))); fault.Status(err) != 403 {
+		t.Fatalf("one second before the first transfer leaves the window: %v", err)
+	}
+	f.advance(time.Second)
+	if _, err := f.sign(context.Background(), batch(t, tx(201, 30, payee))); err != nil {
+		t.Fatalf("once the first transfer left the window: %v", err)
+	}
+
+	// A signing that fails spends nothing.
+	g := newLimitsFixture(t, limitsY, "error")
+	for i := range 5 {
+		if _, err := g.sign(context.Background(), batch(t, tx(uint64(i+1), 100, payee))); err == nil || fault.Status(err) == 403 {
+			t.Fatalf("the vault fails: %v", err)
+		}
+	}
+	all, _ := g.store.ListSpends(context.Background())
+	if len(all[g.pkh]) != 0 {
+		t.Fatalf("%d failed signings left in the window", len(all[g.pkh]))
+	}
+}
+
+// TestLimitsOperationsAndConcurrency: max_operations counts requests (a batch as one); 50
+// concurrent 30 tez transfers against 1000 tez sign exactly 33.
+func TestLimitsOperationsAndConcurrency(t *testing.T) {
+	t.Parallel()
+	f := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 3", 1), "")
+	for i := range 3 {
+		if _, err := f.sign(context.Background(), batch(t, tx(uint64(2*i+1), 1, payee), tx(uint64(2*i+2), 1, payee))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := f.sign(context.Background(), batch(t, tx(10, 1, payee)))
+	if fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_operations: 4 operations in 1h0m0s would exceed the limit of 3") {
+		t.Fatalf("a fourth request in the hour: %v", err)
+	}
+
+	c := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 1000", 1), "")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	signed := 0
+	for i := range 50 {
+		wg.Go(func() {
+			_, err := c.sign(context.Background(), batch(t, tx(uint64(i+1), 30, payee)))
+			var v *policy.Violation
+			switch {
+			case err == nil:
+				mu.Lock()
+				signed++
+				mu.Unlock()
+			case errors.As(err, &v) && v.Type == "max_total":
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if signed != 33 {
+		t.Fatalf("50 concurrent transfers of 30 tez against 1000 tez: %d signed, want 33", signed)
+	}
+	if n := testutil.ToFloat64(c.s.m.PolicyViolations.WithLabelValues("max_total", c.pkh, "request")); n != 17 {
+		t.Fatalf("policy_violation_total{violation_type=max_total} = %v, want 17", n)
+	}
+	var _ watermark.SpendStore = c.store
+}
