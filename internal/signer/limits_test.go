@@ -149,7 +149,11 @@ func newLimitsFixture(t *testing.T, src string, mode string) *limitsFixture {
 	return lf
 }
 
-func (lf *limitsFixture) advance(d time.Duration) { lf.mu.Lock(); lf.now = lf.now.Add(d); lf.mu.Unlock() }
+func (lf *limitsFixture) advance(d time.Duration) {
+	lf.mu.Lock()
+	lf.now = lf.now.Add(d)
+	lf.mu.Unlock()
+}
 
 // TestLimitsPerContent: each per-content rule at, just below and just above its value; a batch is
 // judged as a whole; refusals are 403 naming the rule, the limit and the value, and counted under
