@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 func newDecode(g *globals) *cobra.Command {
@@ -48,6 +52,12 @@ func newDecode(g *globals) *cobra.Command {
 					out.Reason = key + " is not listed in config"
 				} else if err := p.Check(req, ""); err != nil {
 					out.Reason = err.Error()
+				} else if req.Kind == request.Generic && p.Limits != nil {
+					out.Limits = &keyLimitsJSON{PKH: key, Rules: p.Limits.Summary()}
+					allowed, out.Reason, err = g.explainLimits(cmd.Context(), p.Limits, key, msg, req, version, out.Limits)
+					if err != nil {
+						return err
+					}
 				} else {
 					allowed = true
 				}
@@ -79,6 +89,13 @@ func newDecode(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "Policy:      refused for %s: %s\n", key, out.Reason)
 				}
 			}
+			if out.Limits != nil {
+				fmt.Fprintf(w, "Limits:      %s\n", strings.Join(out.Limits.Rules, "; "))
+				if out.Limits.Amount != "" {
+					fmt.Fprintf(w, "Amount:      %s tez\n", out.Limits.Amount)
+				}
+				printWindows(g, out.Limits.Windows)
+			}
 			return nil
 		},
 	}
@@ -86,4 +103,36 @@ func newDecode(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&version, "signing-version", 2, "signing version (1 decodes with protocol 022 encodings)")
 	cmd.Flags().BoolVar(&g.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// explainLimits judges a generic request against the key's limits as the signer would now:
+// each content against the per-content rules, then the request against what the key's windows
+// hold (read from the store, which is not changed). It fills lim's windows as they would be
+// after signing.
+func (g *globals) explainLimits(ctx context.Context, l *policy.Limits, key string, msg []byte, req *request.Request, version int, lim *keyLimitsJSON) (bool, string, error) {
+	contents, err := request.Contents(msg, request.Version(version))
+	if err != nil {
+		return false, "", err
+	}
+	lim.Amount = watermark.FormatTez(policy.Amount(contents))
+	if err := l.CheckContents(contents); err != nil {
+		return false, err.Error(), nil
+	}
+	if !l.Windows.Enabled() {
+		return true, "", nil
+	}
+	all, _, err := g.readSpends(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	now := time.Now()
+	spends := all[key]
+	spend := watermark.Spend{ID: "decode", Digest: req.Digest, At: now, Amount: policy.Amount(contents)}
+	next, _, err := watermark.ApplySpend(spends, spend, l.Windows)
+	if err != nil {
+		lim.Windows = windowsOf(l, spends, now)
+		return false, err.Error(), nil
+	}
+	lim.Windows = windowsOf(l, next, now)
+	return true, "", nil
 }

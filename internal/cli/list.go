@@ -105,4 +105,7 @@ type decodeJSON struct {
 	Key        string         `json:"key,omitempty"`
 	Allowed    *bool          `json:"allowed,omitempty"`
 	Reason     string         `json:"reason,omitempty"`
+	// Limits is the key's spending rules, what the request moves and the key's windows as they
+	// would be with this request signed, when the key has limits.
+	Limits *keyLimitsJSON `json:"limits,omitempty"`
 }

@@ -162,7 +162,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	serve := newServe(g)
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())
-	root.AddCommand(serve, newList(g), newDecode(g), newGenerate(g), newImport(g), newWatermark(g), newVersion(g),
+	root.AddCommand(serve, newList(g), newDecode(g), newLimits(g), newGenerate(g), newImport(g), newWatermark(g), newVersion(g),
 		newListRequests(g), newListOps(g), newAudit(g), newThreshold(g), newCreate(g))
 	return root
 }

@@ -2,104 +2,34 @@ package signer
 
 import (
 	"context"
-	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ecadlabs/gotez/v2/b58"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
-// zarith appends n as a Tezos natural (7 bits a byte, low first).
-func zarith(b []byte, n uint64) []byte {
-	for n >= 0x80 {
-		b = append(b, byte(n)|0x80)
-		n >>= 7
-	}
-	return append(b, byte(n))
-}
-
-// content is one manager operation of a test batch.
-type content struct {
-	kind     string // transaction, delegation
-	counter  uint64
-	fee      uint64 // mutez
-	amount   uint64 // mutez
-	dest     string // tz1… or KT1…
-	entry    string // named entrypoint (transaction to a KT1 with a unit parameter), "" for none
-	delegate string // delegation
-}
-
-// batch encodes contents as a generic operation (protocol 024 encodings), source tz1 zero.
-func batch(t *testing.T, cs ...content) []byte {
+func batch(t *testing.T, cs ...testdaemon.Op) []byte {
 	t.Helper()
-	b := append([]byte{0x03}, make([]byte, 32)...)
-	for _, c := range cs {
-		switch c.kind {
-		case "transaction":
-			b = append(b, 108)
-		case "delegation":
-			b = append(b, 110)
-		}
-		b = append(b, 0)
-		b = append(b, make([]byte, 20)...)
-		b = zarith(b, c.fee)
-		b = zarith(b, c.counter)
-		b = zarith(b, 10000)
-		b = zarith(b, 0)
-		switch c.kind {
-		case "transaction":
-			b = zarith(b, c.amount)
-			if strings.HasPrefix(c.dest, "KT1") {
-				kt, err := b58.ParseContractHash([]byte(c.dest))
-				if err != nil {
-					t.Fatal(err)
-				}
-				b = append(append(append(b, 1), kt[:]...), 0)
-			} else {
-				pkh, err := tezos.ParsePublicKeyHash(c.dest)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b = append(append(b, 0, pkhTag(c.dest)), pkh.PublicKeyHash()...)
-			}
-			if c.entry == "" {
-				b = append(b, 0)
-			} else {
-				b = append(b, 0xff, 0xff, byte(len(c.entry)))
-				b = append(b, c.entry...)
-				b = binary.BigEndian.AppendUint32(b, 2)
-				b = append(b, 0x03, 0x0b) // Unit
-			}
-		case "delegation":
-			if c.delegate == "" {
-				b = append(b, 0)
-			} else {
-				pkh, err := tezos.ParsePublicKeyHash(c.delegate)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b = append(append(b, 0xff, pkhTag(c.delegate)), pkh.PublicKeyHash()...)
-			}
-		}
+	b, err := hex.DecodeString(testdaemon.Operation(cs...))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b
 }
 
-// pkhTag is the encoding tag of an implicit address: tz1 0, tz2 1, tz3 2, tz4 3.
-func pkhTag(addr string) byte { return addr[2] - '1' }
-
-func tx(counter uint64, tez float64, dest string) content {
-	return content{kind: "transaction", counter: counter, fee: 1000, amount: uint64(tez * 1e6), dest: dest}
+func tx(counter uint64, tez float64, dest string) testdaemon.Op {
+	return testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: uint64(tez * 1e6), Dest: dest}
 }
 
 const (
@@ -165,23 +95,23 @@ func TestLimitsPerContent(t *testing.T) {
 	next := func() uint64 { counter++; return counter }
 	for _, c := range []struct {
 		name string
-		cs   []content
+		cs   []testdaemon.Op
 		want string // "" signed, else in the 403 message
 	}{
-		{"amount below", []content{tx(next(), 99.999999, payee)}, ""},
-		{"amount at", []content{tx(next(), 100, payee)}, ""},
-		{"amount above", []content{tx(next(), 100.000001, payee)}, "max_amount: transaction of 100.000001 tez exceeds the limit of 100 tez"},
-		{"fee at", []content{{kind: "transaction", counter: next(), fee: 500000, amount: 1, dest: payee}}, ""},
-		{"fee above", []content{{kind: "transaction", counter: next(), fee: 500001, amount: 1, dest: payee}}, "max_fee: a fee of 0.500001 tez exceeds the limit of 0.5 tez"},
-		{"delegation fee above", []content{{kind: "delegation", counter: next(), fee: 500001, delegate: baker}}, "max_fee"},
-		{"other destination", []content{tx(next(), 1, other)}, "destinations: " + other + " is not an allowed destination"},
-		{"allowed entrypoint", []content{{kind: "transaction", counter: next(), fee: 1, dest: token, entry: "transfer"}}, ""},
-		{"other entrypoint", []content{{kind: "transaction", counter: next(), fee: 1, dest: token, entry: "mint"}}, "entrypoints: " + token + "%mint is not allowed (allowed: transfer)"},
-		{"default entrypoint of a listed contract", []content{{kind: "transaction", counter: next(), fee: 1, dest: token}}, "%default is not allowed"},
-		{"allowed delegate", []content{{kind: "delegation", counter: next(), fee: 1, delegate: baker}}, ""},
-		{"withdrawn delegation", []content{{kind: "delegation", counter: next(), fee: 1}}, ""},
-		{"other delegate", []content{{kind: "delegation", counter: next(), fee: 1, delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
-		{"batch with one bad content", []content{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
+		{"amount below", []testdaemon.Op{tx(next(), 99.999999, payee)}, ""},
+		{"amount at", []testdaemon.Op{tx(next(), 100, payee)}, ""},
+		{"amount above", []testdaemon.Op{tx(next(), 100.000001, payee)}, "max_amount: transaction of 100.000001 tez exceeds the limit of 100 tez"},
+		{"fee at", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 500000, Amount: 1, Dest: payee}}, ""},
+		{"fee above", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 500001, Amount: 1, Dest: payee}}, "max_fee: a fee of 0.500001 tez exceeds the limit of 0.5 tez"},
+		{"delegation fee above", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 500001, Delegate: baker}}, "max_fee"},
+		{"other destination", []testdaemon.Op{tx(next(), 1, other)}, "destinations: " + other + " is not an allowed destination"},
+		{"allowed entrypoint", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "transfer"}}, ""},
+		{"other entrypoint", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "mint"}}, "entrypoints: " + token + "%mint is not allowed (allowed: transfer)"},
+		{"default entrypoint of a listed contract", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token}}, "%default is not allowed"},
+		{"allowed delegate", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: baker}}, ""},
+		{"withdrawn delegation", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1}}, ""},
+		{"other delegate", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
+		{"batch with one bad content", []testdaemon.Op{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
 	} {
 		_, err := f.sign(context.Background(), batch(t, c.cs...))
 		if c.want == "" {

@@ -4,6 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"strings"
+
+	"github.com/ecadlabs/gotez/v2/b58"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 // Magic bytes of the consensus operations Consensus builds.
@@ -135,4 +139,83 @@ func DeepTransaction(depth int) string {
 	m = append(m, 0x03, 0x0b)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m)))
 	return hex.EncodeToString(append(b, m...))
+}
+
+// Op is one manager operation of a generic request built by Operation.
+type Op struct {
+	Kind     string // "transaction" or "delegation"
+	Counter  uint64
+	Fee      uint64 // mutez
+	Amount   uint64 // mutez (transaction)
+	Dest     string // transaction destination: tz1…tz4 or KT1…
+	Entry    string // a named entrypoint called with Unit (transaction); "" for none
+	Delegate string // delegation: the new delegate, "" to withdraw
+}
+
+// Operation returns, in hex, a generic request (magic 0x03, zero branch) of ops from the tz1 zero
+// address, in protocol 024's encodings (gotez decodes it; the tests of spending limits use it).
+func Operation(ops ...Op) string {
+	b := append([]byte{0x03}, make([]byte, 32)...)
+	for _, c := range ops {
+		switch c.Kind {
+		case "transaction":
+			b = append(b, 108)
+		case "delegation":
+			b = append(b, 110)
+		default:
+			panic("testdaemon.Operation: kind " + c.Kind)
+		}
+		b = append(b, 0)
+		b = append(b, make([]byte, 20)...)
+		b = zarith(b, c.Fee)
+		b = zarith(b, c.Counter)
+		b = zarith(b, 10000) // gas limit
+		b = zarith(b, 0)     // storage limit
+		switch c.Kind {
+		case "transaction":
+			b = zarith(b, c.Amount)
+			if strings.HasPrefix(c.Dest, "KT1") {
+				kt, err := b58.ParseContractHash([]byte(c.Dest))
+				if err != nil {
+					panic(err)
+				}
+				b = append(append(append(b, 1), kt[:]...), 0)
+			} else {
+				b = append(append(b, 0), implicit(c.Dest)...)
+			}
+			if c.Entry == "" {
+				b = append(b, 0)
+			} else {
+				b = append(b, 0xff, 0xff, byte(len(c.Entry)))
+				b = append(b, c.Entry...)
+				b = binary.BigEndian.AppendUint32(b, 2)
+				b = append(b, 0x03, 0x0b) // Unit
+			}
+		case "delegation":
+			if c.Delegate == "" {
+				b = append(b, 0)
+			} else {
+				b = append(append(b, 0xff), implicit(c.Delegate)...)
+			}
+		}
+	}
+	return hex.EncodeToString(b)
+}
+
+// implicit is an implicit address's encoding: its tag (tz1 0 … tz4 3) and 20-byte hash.
+func implicit(addr string) []byte {
+	pkh, err := tezos.ParsePublicKeyHash(addr)
+	if err != nil {
+		panic(err)
+	}
+	return append([]byte{addr[2] - '1'}, pkh.PublicKeyHash()...)
+}
+
+// zarith appends n as a Tezos natural (7 bits a byte, low first).
+func zarith(b []byte, n uint64) []byte {
+	for n >= 0x80 {
+		b = append(b, byte(n)|0x80)
+		n >>= 7
+	}
+	return append(b, byte(n))
 }
