@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/testdaemon"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 )
