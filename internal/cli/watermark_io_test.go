@@ -184,6 +184,18 @@ func TestWatermarkExportOtherSigners(t *testing.T) {
 		if out, _, err := run(t, "-c", high, "watermark", "show"); err != nil || !strings.Contains(out, "block           level 40 round 0") {
 			t.Fatalf("%s: the higher mark was lowered: %v\n%s", c.format, err, out)
 		}
+		// The documented merge over existing files: import them (done above), then export with
+		// --force: the files now hold the higher mark and all the others.
+		if _, _, err := run(t, "-c", high, "watermark", "export", "--format", c.format, "-o", dir, "--force"); err != nil {
+			t.Fatalf("%s: export --force: %v", c.format, err)
+		}
+		merged, _ := wmConfig(t, "  driver: file\n")
+		if out, _, err := run(t, "-c", merged, "watermark", "import", dir); err != nil || !strings.Contains(out, "5 raised, 0 kept") {
+			t.Fatalf("%s: import of the merged files: %v\n%s", c.format, err, out)
+		}
+		if out, _, err := run(t, "-c", merged, "watermark", "show"); err != nil || !strings.Contains(out, "block           level 40 round 0") {
+			t.Fatalf("%s: merged files lack the higher mark: %v\n%s", c.format, err, out)
+		}
 	}
 }
 
