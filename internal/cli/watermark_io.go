@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/spf13/cobra"
@@ -16,29 +17,68 @@ import (
 )
 
 func newWatermarkExport(g *globals) *cobra.Command {
-	var output string
+	var output, format string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write every stored watermark as JSON, to import into another store or signer",
-		Long: `Write every watermark of the configured store as one JSON document:
+		Short: "Write every stored watermark as JSON, or as octez-signer's or the reference signer's files",
+		Long: `Write every watermark of the configured store.
+
+--format signatory (the default) writes one JSON document, to standard output or to -o FILE
+(replaced if it exists):
 
   {"version":1,"watermarks":[{"chain_id":"Net…","pkh":"tz…","class":"block|preattestation|attestation",
-                              "level":N,"round":N,"digest":"vh…"|null}, …]}
+                              "level":N,"round":N,"digest":"vh…"|null,"signature":"…"}, …]}
 
-digest is the base58 blake2b-256 of the last signed bytes (null when the mark has none). The
-export is a snapshot: a signer that keeps running may raise marks after it. 'watermark import'
-reads it back, and only ever raises.`,
+digest is the base58 blake2b-256 of the last signed bytes (null when the mark has none);
+signature, when the store kept it, is the signature released for them.
+
+--format octez -o DIR writes octez-signer's files DIR/block_high_watermarks,
+DIR/preattestation_high_watermarks and DIR/attestation_high_watermarks (all chains in each; {} for
+a class without marks): {"<chain id>": {"<pkh>": {"level": N, "round": N, "hash": "<hex>",
+"signature": "…"}}}. hash is the hex blake2b-256 of the signed bytes; signature is written when
+the store kept it, so that octez-signer can return it for identical bytes. A mark without a
+digest is written with a hash of 64 zeros (no message hashes to it) and no signature: octez-signer
+compares the hash only for a mark that has a signature, and refuses everything at or below the
+(level, round) of a mark without one, so the placeholder protects what the mark protects here
+(this is octez-signer's check as its source reads; it is not run by Signatory's tests).
+'watermark import' reads the zero hash back as a mark without a digest.
+
+--format reference -o DIR writes the reference signer's DIR/watermark_v2/<chain id>.json, one per
+chain, as the file store writes them ({"<pkh>": {"block|preattestation|attestation": {"level": N,
+"round": N, "hash": "vh…"|null, "signature": "…"}}}, the attestation mark repeated under
+attestation_with_dal). DIR is the reference's base_dir.
+
+octez and reference files are written atomically (temp file, fsync, rename) with mode 0600, and
+never over existing files unless --force: if one exists, nothing is written.
+
+The export is a snapshot: stop the signer first, and start the other signer on the files only
+after the export. 'watermark import' reads all three formats back, and only ever raises. To
+replace another signer's files safely, import them first, then export with --force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case string(interchange.Signatory):
+			case string(interchange.Octez), string(interchange.Reference):
+				if output == "" || output == "-" {
+					return fmt.Errorf("--format %s writes several files: give the directory with -o DIR", format)
+				}
+			default:
+				return fmt.Errorf("--format %q: want signatory, octez or reference", format)
+			}
 			store, _, _, err := g.loadStore(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			doc, err := interchange.Export(cmd.Context(), store)
+			es, err := store.List(cmd.Context())
 			if err != nil {
 				return err
 			}
+			if format != string(interchange.Signatory) {
+				return g.exportFiles(es, store.Name(), interchange.Format(format), output, force)
+			}
+			doc := interchange.FromEntries(es)
 			if output == "" || output == "-" {
 				return interchange.Write(g.stdout, doc)
 			}
@@ -49,8 +89,34 @@ reads it back, and only ever raises.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "file to write (default: standard output)")
+	cmd.Flags().StringVar(&format, "format", string(interchange.Signatory), "signatory (one JSON document), octez (octez-signer's *_high_watermarks) or reference (watermark_v2/<chain id>.json)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "signatory: file to write (default: standard output); octez, reference: directory to write the files in (required)")
+	cmd.Flags().BoolVar(&force, "force", false, "octez, reference: replace existing files")
 	return cmd
+}
+
+// exportFiles writes the store's marks as octez-signer's or the reference's files under dir.
+func (g *globals) exportFiles(es []watermark.Entry, backend string, format interchange.Format, dir string, force bool) error {
+	var files []interchange.File
+	var err error
+	if format == interchange.Octez {
+		files, err = interchange.OctezFiles(es)
+	} else {
+		files, err = interchange.ReferenceFiles(es)
+	}
+	if err != nil {
+		return err
+	}
+	if err := interchange.WriteFiles(dir, files, force); err != nil {
+		return err
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name
+	}
+	fmt.Fprintf(g.stderr, "exported %d watermarks from the %s store to %s (%s files: %s)\n", len(es), backend, dir, format,
+		strings.Join(names, ", "))
+	return nil
 }
 
 // writeFileDurably replaces path with what write produces (durable.WriteFile: temp file, fsync,

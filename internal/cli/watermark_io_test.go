@@ -109,3 +109,154 @@ func TestWatermarkMigrateToPostgres(t *testing.T) {
 	dst, _ := wmConfig(t, "  driver: postgres\n  config:\n    dsn: "+pg.DSN+"\n    table: migrated\n")
 	migrate(t, dst)
 }
+
+// exportDoc is a signatory export with two chains, a tz1 and a tz4 key, marks with and without a
+// signature and one without a digest.
+const exportDoc = `{"version": 1, "watermarks": [
+  {"chain_id": "NetXdQprcVkpaWU", "pkh": "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "class": "block", "level": 34, "round": 4,
+   "digest": "vh1gZf68GrDewSDmrqjEs84VAbQxS2BMtGNZuGVMBm3MK9k2E6RM",
+   "signature": "edsigtpcsXBZdWMB5u6bReSpyydaP51U3vJG9UY8ES3W4s8JTtMZmxeDRS3wBhCf4C3rPcrspBDv5JRrELKtFv5CPX8zCEsQGq5"},
+  {"chain_id": "NetXdQprcVkpaWU", "pkh": "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "class": "attestation", "level": 34, "round": 4,
+   "digest": "vh1h1CczSppsKv7qqsHzjRGZqHVjtEndwBZpC4JxgjgRr42PGetq"},
+  {"chain_id": "NetXdQprcVkpaWU", "pkh": "tz4Es11RKNNmN99tRJYtyKV2XF4GeNoXuXNX", "class": "preattestation", "level": 35, "round": 0,
+   "digest": "vh1hSk9rcoS5iQ1uptrkbiUeVyaXLTPuz6m4Ur8aBiKWNxGUEGNk",
+   "signature": "BLsig4XnuGo4NgSHnCoDJNtJs8zz8qz3BYcHDZ9pyKY1gcQCAepcsdMcsmytX7LgqoxCT92adgcbJM8z4yh61nHyXQQey81Wt1RCy7aL4GAwyVYAvEWmxv5ttEH2QygsccDzbgT2F6zynU"},
+  {"chain_id": "NetXnHfVqm9iesp", "pkh": "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "class": "block", "level": 100, "round": 1, "digest": null},
+  {"chain_id": "NetXnHfVqm9iesp", "pkh": "tz4Es11RKNNmN99tRJYtyKV2XF4GeNoXuXNX", "class": "attestation", "level": 7, "round": 2,
+   "digest": "vh1htHginn3J6suyovRWU1gjAffJng1C31xJmdxBggxaurUdLYTC",
+   "signature": "BLsig4XnuGo4NgSHnCoDJNtJs8zz8qz3BYcHDZ9pyKY1gcQCAepcsdMcsmytX7LgqoxCT92adgcbJM8z4yh61nHyXQQey81Wt1RCy7aL4GAwyVYAvEWmxv5ttEH2QygsccDzbgT2F6zynU"}]}`
+
+// TestWatermarkExportOtherSigners: the file store's marks exported as octez-signer's and the
+// reference's files and imported into an empty store give the same export again; importing them
+// over a higher mark keeps it.
+func TestWatermarkExportOtherSigners(t *testing.T) {
+	srcCfg, _ := wmConfig(t, "  driver: file\n")
+	doc := filepath.Join(t.TempDir(), "marks.json")
+	if err := os.WriteFile(doc, []byte(exportDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run(t, "-c", srcCfg, "watermark", "import", doc); err != nil || !strings.Contains(out, "5 raised, 0 kept") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	want, _, err := run(t, "-c", srcCfg, "watermark", "export")
+	if err != nil || strings.Count(want, `"signature"`) != 3 || !strings.Contains(want, `"digest": null`) {
+		t.Fatalf("export: %v\n%s", err, want)
+	}
+	for _, c := range []struct {
+		format string
+		files  []string
+	}{
+		{"octez", []string{"block_high_watermarks", "preattestation_high_watermarks", "attestation_high_watermarks"}},
+		{"reference", []string{"watermark_v2/NetXdQprcVkpaWU.json", "watermark_v2/NetXnHfVqm9iesp.json"}},
+	} {
+		dir := filepath.Join(t.TempDir(), "out")
+		_, stderr, err := run(t, "-c", srcCfg, "watermark", "export", "--format", c.format, "-o", dir)
+		if err != nil || !strings.Contains(stderr, "exported 5 watermarks from the file store to "+dir) {
+			t.Fatalf("%s: export: %v %s", c.format, err, stderr)
+		}
+		for _, f := range c.files {
+			if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %s: %v", c.format, f, err)
+			}
+		}
+		// ours → other signer's files → ours: the same marks, digests and signatures.
+		dst, _ := wmConfig(t, "  driver: file\n")
+		if out, _, err := run(t, "-c", dst, "watermark", "import", dir); err != nil || !strings.Contains(out, "5 raised, 0 kept") {
+			t.Fatalf("%s: import: %v\n%s", c.format, err, out)
+		}
+		if got, _, err := run(t, "-c", dst, "watermark", "export"); err != nil || got != want {
+			t.Fatalf("%s: round trip: %v\n%s\nwant\n%s", c.format, err, got, want)
+		}
+		// Into a store with a higher block mark: that one is kept, the others raised.
+		high, _ := wmConfig(t, "  driver: file\n")
+		higher := filepath.Join(t.TempDir(), "higher.json")
+		if err := os.WriteFile(higher, []byte(`{"version": 1, "watermarks": [{"chain_id": "NetXdQprcVkpaWU",
+			"pkh": "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "class": "block", "level": 40, "round": 0, "digest": null}]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := run(t, "-c", high, "watermark", "import", higher); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := run(t, "-c", high, "watermark", "import", dir)
+		if err != nil || !strings.Contains(out, "4 raised, 1 kept") || !strings.Contains(out, "(store has level 40 round 0)") {
+			t.Fatalf("%s: import over higher marks: %v\n%s", c.format, err, out)
+		}
+		if out, _, err := run(t, "-c", high, "watermark", "show"); err != nil || !strings.Contains(out, "block           level 40 round 0") {
+			t.Fatalf("%s: the higher mark was lowered: %v\n%s", c.format, err, out)
+		}
+		// The documented merge over existing files: import them (done above), then export with
+		// --force: the files now hold the higher mark and all the others.
+		if _, _, err := run(t, "-c", high, "watermark", "export", "--format", c.format, "-o", dir, "--force"); err != nil {
+			t.Fatalf("%s: export --force: %v", c.format, err)
+		}
+		merged, _ := wmConfig(t, "  driver: file\n")
+		if out, _, err := run(t, "-c", merged, "watermark", "import", dir); err != nil || !strings.Contains(out, "5 raised, 0 kept") {
+			t.Fatalf("%s: import of the merged files: %v\n%s", c.format, err, out)
+		}
+		if out, _, err := run(t, "-c", merged, "watermark", "show"); err != nil || !strings.Contains(out, "block           level 40 round 0") {
+			t.Fatalf("%s: merged files lack the higher mark: %v\n%s", c.format, err, out)
+		}
+	}
+}
+
+// TestWatermarkExportErrors: no -o, an unknown format and existing files are refused before
+// anything is written; --force replaces the files.
+func TestWatermarkExportErrors(t *testing.T) {
+	cfg, _ := wmConfig(t, "  driver: file\n")
+	doc := filepath.Join(t.TempDir(), "marks.json")
+	if err := os.WriteFile(doc, []byte(exportDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "-c", cfg, "watermark", "import", doc); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	for args, want := range map[string]string{
+		"--format octez":             "give the directory with -o DIR",
+		"--format reference":         "give the directory with -o DIR",
+		"--format octez -o -":        "give the directory with -o DIR",
+		"--format bogus -o " + dir:   `--format "bogus": want signatory, octez or reference`,
+		"--format Octez -o " + dir:   `--format "Octez"`,
+		"--format reference-v1 -o -": `--format "reference-v1"`,
+	} {
+		_, _, err := run(t, append([]string{"-c", cfg, "watermark", "export"}, strings.Fields(args)...)...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused export created %s: %v", dir, err)
+	}
+	// An existing file: nothing written, the file unchanged.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	existing := filepath.Join(dir, "attestation_high_watermarks")
+	if err := os.WriteFile(existing, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "-c", cfg, "watermark", "export", "--format", "octez", "-o", dir)
+	if err == nil || !strings.Contains(err.Error(), existing) || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("existing file: %v", err)
+	}
+	if des, _ := os.ReadDir(dir); len(des) != 1 {
+		t.Fatalf("files written next to the existing one: %v", des)
+	}
+	if data, _ := os.ReadFile(existing); string(data) != "{}" {
+		t.Fatalf("existing file changed: %s", data)
+	}
+	if _, _, err := run(t, "-c", cfg, "watermark", "export", "--format", "octez", "-o", dir, "--force"); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(existing); !strings.Contains(string(data), "tz4Es11RKNNmN99tRJYtyKV2XF4GeNoXuXNX") {
+		t.Fatalf("--force did not replace the file:\n%s", data)
+	}
+	// The reference files too.
+	if _, _, err := run(t, "-c", cfg, "watermark", "export", "--format", "reference", "-o", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "-c", cfg, "watermark", "export", "--format", "reference", "-o", dir); err == nil ||
+		!strings.Contains(err.Error(), "NetXdQprcVkpaWU.json") || !strings.Contains(err.Error(), "NetXnHfVqm9iesp.json") {
+		t.Fatalf("existing reference files: %v", err)
+	}
+}

@@ -1,11 +1,13 @@
 package file_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -139,5 +141,48 @@ func TestOpenFails(t *testing.T) {
 	if s, err := file.Open(filepath.Join(parent, "base")); err == nil {
 		s.Close()
 		t.Fatal("Open under a regular file succeeded")
+	}
+}
+
+// TestEncodeChainFileIsTheStoresFile: EncodeChainFile of a chain's marks is byte for byte the
+// chain file the store writes for them (signatures, a mark without a digest, the attestation_with_dal
+// copy); a signature without a digest is dropped, and bad marks are refused.
+func TestEncodeChainFileIsTheStoresFile(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s := open(t, base)
+	chain := watermarktest.Chain(4)
+	marks := []watermark.Entry{
+		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Block}, Mark: watermarktest.MS(9, 1, 1, 1)},
+		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Attestation}, Mark: watermarktest.MS(9, 0, 2, 2)},
+		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(2), Class: watermark.Preattestation}, Mark: watermark.Mark{Level: 3, Round: 2}},
+	}
+	for _, e := range marks {
+		watermarktest.MustAdvance(t, s, e.Key, e.Mark)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := os.ReadFile(filepath.Join(base, "watermark_v2", chain+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := file.EncodeChainFile(marks)
+	if err != nil || !bytes.Equal(got, stored) {
+		t.Fatalf("EncodeChainFile: %v\n%s\nthe store wrote\n%s", err, got, stored)
+	}
+	noDigest := marks[2]
+	noDigest.Signature = watermarktest.Sig(3)
+	if got, err := file.EncodeChainFile([]watermark.Entry{noDigest}); err != nil || strings.Contains(string(got), "signature") {
+		t.Fatalf("signature without a digest: %v\n%s", err, got)
+	}
+	for _, bad := range [][]watermark.Entry{
+		{{Key: watermark.Key{Chain: chain, PKH: "tz9x", Class: watermark.Block}}},
+		{{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: "generic"}}},
+		{marks[0], marks[0]},
+	} {
+		if _, err := file.EncodeChainFile(bad); err == nil {
+			t.Errorf("%+v encoded", bad)
+		}
 	}
 }

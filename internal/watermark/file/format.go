@@ -248,3 +248,32 @@ func ParseChainFile(chain string, data []byte) ([]watermark.Entry, error) {
 	}
 	return out, nil
 }
+
+// EncodeChainFile returns the watermark_v2/<chain>.json file that the store writes for these
+// marks, all of one chain (the caller names the file): the reference's layout, 4-space indent,
+// with the signature and the attestation_with_dal copy described at encode. A mark's signature is
+// dropped when it has no digest (the reader refuses a signature without a hash). It is for
+// exporters; it fails on an invalid pkh or class, or on two marks for one pkh and class.
+func EncodeChainFile(entries []watermark.Entry) ([]byte, error) {
+	st := emptyState()
+	for _, e := range entries {
+		if _, err := b58.ParsePublicKeyHash([]byte(e.PKH)); err != nil {
+			return nil, fmt.Errorf("key %q: %w", e.PKH, err)
+		}
+		i := classIndex(e.Class)
+		if i < 0 {
+			return nil, fmt.Errorf("key %s: class %q", e.PKH, e.Class)
+		}
+		slots := st.marks[e.PKH]
+		if slots[i].ok {
+			return nil, fmt.Errorf("key %s: two %s marks", e.PKH, e.Class)
+		}
+		m := e.Mark
+		if !m.HasDigest {
+			m.Signature = ""
+		}
+		slots[i] = newSlot(m)
+		st.marks[e.PKH] = slots
+	}
+	return encode(st)
+}

@@ -1,6 +1,7 @@
 // Package interchange moves watermarks between stores and signers: it writes and reads signatory's
-// JSON export, reads the reference signer's watermark_v2/<chain>.json files and octez-signer's
-// <kind>_high_watermarks files, and imports marks into a store, only ever raising a watermark.
+// JSON export, writes and reads the reference signer's watermark_v2/<chain>.json files and
+// octez-signer's <kind>_high_watermarks files (write.go, read.go), and imports marks into a store,
+// only ever raising a watermark.
 //
 // The export format (version 1) is one JSON object:
 //

@@ -265,7 +265,9 @@ type octezMark struct {
 // message, magic byte included, as signatory does, so the hash is imported as the mark's digest.
 // A mark without a round (written before Tenderbake) covers its whole level: it is imported at the
 // highest round, so that nothing at that level is signed again. octez keeps the signature it
-// released; it is imported with a round-carrying mark, so that identical bytes get it back.
+// released; it is imported with a round-carrying mark, so that identical bytes get it back. A hash
+// of 32 zero bytes is what OctezFiles writes for a mark without a digest (no message hashes to
+// it): it is read as no digest, and a signature next to it is dropped.
 func parseOctez(class watermark.Class, data []byte) ([]watermark.Entry, error) {
 	var all map[string]map[string]*octezMark
 	if err := json.Unmarshal(data, &all); err != nil {
@@ -298,6 +300,11 @@ func parseOctez(class watermark.Class, data []byte) ([]watermark.Entry, error) {
 			h, err := hex.DecodeString(*m.Hash)
 			if err != nil || len(h) != 32 {
 				return nil, fmt.Errorf("octez-signer file: %s/%s: hash %q is not 32 bytes of hex", chain, pkh, *m.Hash)
+			}
+			if [32]byte(h) == ([32]byte{}) {
+				// OctezFiles' placeholder for a mark without a digest: it has no signature.
+				out = append(out, e)
+				continue
 			}
 			e.Digest, e.HasDigest = [32]byte(h), true
 			if m.Signature != nil && m.Round != nil {
