@@ -374,8 +374,8 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 }
 
 // List implements watermark.Store with a consistent Scan. A key's attestation and
-// attestation_with_dal items are folded into one attestation entry (as Load does); items that are
-// not watermarks of this layout are skipped with a warning.
+// attestation_with_dal items are folded into one attestation entry (as Load does); spending lists
+// are skipped, and items that are not watermarks of this layout are skipped with a warning.
 func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err)
@@ -395,6 +395,9 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 			return nil, s.fail(ctx, "Scan", err)
 		}
 		for _, it := range page.Items {
+			if isSpendItem(it) {
+				continue // a spending list (spend.go), not a mark
+			}
 			k, dal, m, err := parseItem(it)
 			if err != nil {
 				s.log.Warn("dynamodb watermark: item skipped", "table", s.table, "err", err)

@@ -10,6 +10,9 @@
 // the mark, absent when none is stored (items of the reference, of an import, or of a version of
 // this store that kept no signatures). The reference ignores the attribute.
 //
+// The spending lists of keys with a spending policy are items of the same table, idx
+// "spending#<pkh>" and request "spending" (see spend.go), which List skips.
+//
 // # Advance
 //
 // A block or preattestation is one PutItem conditioned on a strictly higher (level, round). When
@@ -124,7 +127,10 @@ type Store struct {
 	closed  bool
 }
 
-var _ watermark.Store = (*Store)(nil)
+var (
+	_ watermark.Store      = (*Store)(nil)
+	_ watermark.SpendStore = (*Store)(nil)
+)
 
 // New opens the store described by node.
 func New(ctx context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {

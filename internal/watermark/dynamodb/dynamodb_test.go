@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -250,4 +251,116 @@ func BenchmarkAdvance(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestSpendConformance runs the spending-list suite: each store on a table of its own, share a
+// second client (another signer) on the same table, reopen a new client after Close.
+func TestSpendConformance(t *testing.T) {
+	srv := dynamotest.Start(t)
+	openOn := func(t *testing.T, table string) *Store {
+		s := open(t, srv, table, 30*time.Second)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	wt.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+		return openOn(t, newTable())
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		return openOn(t, s.(*Store).Table())
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		if err := s.(*Store).Close(); err != nil {
+			t.Fatal(err)
+		}
+		return openOn(t, s.(*Store).Table())
+	})
+}
+
+// TestSpendStoreDown: with the emulator stopped UpdateSpends fails with a store error of the kind
+// Advance gives for the same outage (never a spending refusal, f never called); after a restart
+// the recorded spend still counts.
+func TestSpendStoreDown(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 10*time.Second)
+	defer s.Close()
+	ctx := context.Background()
+	pkh := wt.PKH(1)
+	w := watermark.Windows{Amount: wt.Tez(100), AmountPeriod: time.Hour}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := watermark.RecordSpend(ctx, s, pkh, wt.SpendAt("a", at, wt.Tez(60)), w); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	called := false
+	err := s.UpdateSpends(ctx, pkh, func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	_, aerr := s.Advance(ctx, wt.Key(0, 1, watermark.Block), wt.M(1, 0, 1))
+	if err == nil || errors.Is(err, watermark.ErrOverLimit) || called || aerr == nil || fault.KindOf(err) != fault.KindOf(aerr) {
+		t.Fatalf("UpdateSpends with the emulator stopped = %v (f called: %v), want a store error of Advance's kind (%v)", err, called, aerr)
+	}
+	t.Logf("store down: %v", err)
+	if _, err := s.ListSpends(ctx); err == nil {
+		t.Fatal("ListSpends with the emulator stopped succeeded")
+	}
+	srv.Start()
+	var le *watermark.LimitError
+	if _, err := watermark.RecordSpend(ctx, s, pkh, wt.SpendAt("b", at.Add(time.Minute), wt.Tez(41)), w); !errors.As(err, &le) {
+		t.Fatalf("60 + 41 tez after a restart: %v", err)
+	}
+	if _, err := watermark.RecordSpend(ctx, s, pkh, wt.SpendAt("c", at.Add(time.Minute), wt.Tez(40)), w); err != nil {
+		t.Fatalf("60 + 40 tez after a restart: %v", err)
+	}
+}
+
+// TestSpendItems: a spending list is the item (spending#<pkh>, spending) with its version, which
+// List skips without a warning; a refusal writes nothing; an item that does not decode is an
+// Internal error (f not called).
+func TestSpendItems(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	var logs bytes.Buffer
+	s, err := Open(context.Background(), testConfig(srv, newTable(), 10*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	k := wt.Key(0, 1, watermark.Block)
+	wt.MustAdvance(t, s, k, wt.M(1, 0, 1))
+	w := watermark.Windows{Count: 5, CountPeriod: time.Hour}
+	for i := range 2 {
+		if _, err := watermark.RecordSpend(ctx, s, k.PKH, wt.SpendAt(fmt.Sprint(i), time.Now(), 7), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(pkh string) map[string]types.AttributeValue {
+		out, err := s.client.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(s.table), Key: spendKey(pkh), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item
+	}
+	if it := get(k.PKH); it == nil || it[attrVersion].(*types.AttributeValueMemberN).Value != "2" {
+		t.Fatalf("spending item %v, want version 2", it)
+	}
+	if es, err := s.List(ctx); err != nil || len(es) != 1 || es[0].Key != k || strings.Contains(logs.String(), "skipped") {
+		t.Fatalf("List = %v, %v; want the mark only, without a warning:\n%s", es, err, &logs)
+	}
+	refusal := errors.New("refused")
+	if err := s.UpdateSpends(ctx, wt.PKH(2), func([]watermark.Spend) ([]watermark.Spend, error) { return nil, refusal }); err != refusal {
+		t.Fatalf("f's error came back as %v", err)
+	}
+	if it := get(wt.PKH(2)); it != nil {
+		t.Fatalf("a refusal wrote %v", it)
+	}
+	bad := spendKey(wt.PKH(3))
+	bad[attrVersion] = &types.AttributeValueMemberN{Value: "1"}
+	bad[attrSpends] = &types.AttributeValueMemberS{Value: "{not json"}
+	rawPut(t, s, bad)
+	called := false
+	err = s.UpdateSpends(ctx, wt.PKH(3), func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Internal || called {
+		t.Fatalf("UpdateSpends over a corrupt item = %v (f called: %v), want Internal", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Internal {
+		t.Fatalf("ListSpends over a corrupt item = %v, want Internal", err)
+	}
 }

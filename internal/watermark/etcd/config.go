@@ -27,7 +27,7 @@ const (
 // Config is the watermark.config section of driver "etcd":
 //
 //	endpoints: [http://10.0.0.1:2379, http://10.0.0.2:2379]   # required
-//	prefix: /signatory/watermark/      # optional; keys are <prefix><chain>/<pkh>/<class>
+//	prefix: /signatory/watermark/      # optional; keys are <prefix><chain>/<pkh>/<class>, and <prefix>spending/<pkh>
 //	username: signatory                # optional; or username_env
 //	username_env: ETCD_USERNAME        # optional
 //	password_env: ETCD_PASSWORD        # optional (required with a user name)

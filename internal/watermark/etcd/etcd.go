@@ -2,6 +2,7 @@
 // a prefix, holding the mark and the signature released for it, decided with watermark.Decide and
 // advanced by a compare-and-swap transaction on the key's revision, so that several signers can
 // share one etcd cluster without ever signing twice, nor releasing two signatures for one mark.
+// The spending lists of keys with a spending policy are kept under the same prefix (spend.go).
 package etcd
 
 import (
@@ -42,7 +43,10 @@ type Store struct {
 	inflight sync.RWMutex
 }
 
-var _ watermark.Store = (*Store)(nil)
+var (
+	_ watermark.Store      = (*Store)(nil)
+	_ watermark.SpendStore = (*Store)(nil)
+)
 
 // New opens the store described by a watermark.config node; see Config.
 func New(ctx context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
@@ -272,6 +276,9 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	}
 	out := make([]watermark.Entry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		if strings.HasPrefix(string(kv.Key), s.prefix+spendingDir) {
+			continue // a spending list (spend.go), not a mark
+		}
 		parts := strings.Split(strings.TrimPrefix(string(kv.Key), s.prefix), "/")
 		if len(parts) != 3 {
 			return nil, fault.New(fault.Internal, fmt.Sprintf("etcd watermark store: unexpected key %q under %s", kv.Key, s.prefix))

@@ -266,3 +266,104 @@ func TestPreviousFormatValues(t *testing.T) {
 		t.Fatalf("the tz2 value changed: %v, %v", resp, err)
 	}
 }
+
+// TestSpendConformance runs the spending-list suite: each store under a prefix of its own, share
+// a second client (another signer) on the same prefix, reopen a new client after Close.
+func TestSpendConformance(t *testing.T) {
+	e := etcdtest.Start(t)
+	open := func(t *testing.T, prefix string) *Store {
+		s := openStore(t, e.Endpoint, prefix)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	watermarktest.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+		return open(t, freshPrefix())
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		return open(t, s.(*Store).prefix)
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		if err := s.(*Store).Close(); err != nil {
+			t.Fatal(err)
+		}
+		return open(t, s.(*Store).prefix)
+	})
+}
+
+// TestSpendStoreDown: with the server stopped UpdateSpends fails as Unavailable (never a spending
+// refusal, f never called); after a restart the recorded spend still counts.
+func TestSpendStoreDown(t *testing.T) {
+	t.Parallel()
+	e := etcdtest.Start(t)
+	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
+		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(time.Second)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	pkh := watermarktest.PKH(1)
+	w := watermark.Windows{Amount: watermarktest.Tez(100), AmountPeriod: time.Hour}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("a", at, watermarktest.Tez(60)), w); err != nil {
+		t.Fatal(err)
+	}
+	e.Stop()
+	called := false
+	err = s.UpdateSpends(ctx, pkh, func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Unavailable || errors.Is(err, watermark.ErrOverLimit) || called {
+		t.Fatalf("UpdateSpends with the server stopped = %v (f called: %v), want Unavailable", err, called)
+	}
+	t.Logf("store down: %v", err)
+	e.Start()
+	var le *watermark.LimitError
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("b", at.Add(time.Minute), watermarktest.Tez(41)), w); !errors.As(err, &le) {
+		t.Fatalf("60 + 41 tez after a restart: %v", err)
+	}
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("c", at.Add(time.Minute), watermarktest.Tez(40)), w); err != nil {
+		t.Fatalf("60 + 40 tez after a restart: %v", err)
+	}
+}
+
+// TestSpendKeys: spending lists live at <prefix>spending/<pkh>, List shows the marks only, a
+// refusal writes nothing, and a value that does not decode is an Internal error (f not called).
+func TestSpendKeys(t *testing.T) {
+	t.Parallel()
+	e := etcdtest.Start(t)
+	prefix := freshPrefix()
+	s := openStore(t, e.Endpoint, prefix)
+	defer s.Close()
+	ctx := context.Background()
+	k := watermarktest.Key(0, 1, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	w := watermark.Windows{Count: 5, CountPeriod: time.Hour}
+	if _, err := watermark.RecordSpend(ctx, s, k.PKH, watermarktest.SpendAt("a", time.Now(), 7), w); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.cli.Get(ctx, prefix+"spending/"+k.PKH)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("%sspending/%s: %v, %v", prefix, k.PKH, resp, err)
+	}
+	if es, err := s.List(ctx); err != nil || len(es) != 1 || es[0].Key != k {
+		t.Fatalf("List = %v, %v; want the mark only", es, err)
+	}
+	refusal := errors.New("refused")
+	if err := s.UpdateSpends(ctx, watermarktest.PKH(2), func([]watermark.Spend) ([]watermark.Spend, error) { return nil, refusal }); err != refusal {
+		t.Fatalf("f's error came back as %v", err)
+	}
+	if resp, err := s.cli.Get(ctx, s.spendKey(watermarktest.PKH(2))); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("a refusal wrote %v (%v)", resp.Kvs, err)
+	}
+	if _, err := s.cli.Put(ctx, s.spendKey(watermarktest.PKH(3)), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	err = s.UpdateSpends(ctx, watermarktest.PKH(3), func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Internal || called {
+		t.Fatalf("UpdateSpends over a corrupt value = %v (f called: %v), want Internal", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Internal {
+		t.Fatalf("ListSpends over a corrupt value = %v, want Internal", err)
+	}
+	if err := s.UpdateSpends(ctx, "a/b", func(l []watermark.Spend) ([]watermark.Spend, error) { return l, nil }); fault.KindOf(err) != fault.Internal {
+		t.Fatalf("UpdateSpends of a key with a slash = %v", err)
+	}
+}

@@ -35,9 +35,14 @@ type Store struct {
 	closed  atomic.Bool
 
 	insert, lock, update, load, list string
+	// the statements of the spending lists, over <table>_spending (see spend.go)
+	spendInsert, spendLock, spendUpdate, spendList string
 }
 
-var _ watermark.Store = (*Store)(nil)
+var (
+	_ watermark.Store      = (*Store)(nil)
+	_ watermark.SpendStore = (*Store)(nil)
+)
 
 // New opens the store described by a watermark.config node; see Config.
 func New(ctx context.Context, _ string, node *yaml.Node, env backend.Env) (watermark.Store, error) {
@@ -87,6 +92,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 	s.update = "UPDATE " + s.table + " SET level = $4, round = $5, digest = $6, signature = $7, updated_at = now() " +
 		"WHERE chain_id = $1 AND pkh = $2 AND class = $3"
 	s.list = "SELECT chain_id, pkh, class, level, round, digest, signature FROM " + s.table
+	s.spendStatements(spendingTable(table).Sanitize())
 
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.ConnectTimeout))
 	defer cancel()

@@ -153,7 +153,8 @@ func TestMigration(t *testing.T) {
 	}
 	// A role that may only read and write the rows opens the existing schema and signs.
 	for _, q := range []string{"CREATE ROLE limited LOGIN", "GRANT SELECT, INSERT, UPDATE ON " + table + " TO limited",
-		"GRANT SELECT ON " + table + "_schema_version TO limited"} {
+		"GRANT SELECT ON " + table + "_schema_version TO limited",
+		"GRANT SELECT, INSERT, UPDATE ON " + table + "_spending TO limited"} {
 		if _, err := c.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -161,6 +162,10 @@ func TestMigration(t *testing.T) {
 	limited := openStore(t, strings.Replace(pg.DSN, "//test@", "//limited@", 1), table)
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(2, 0, 1))
+	if _, err := watermark.RecordSpend(ctx, limited, watermarktest.PKH(0), watermarktest.SpendAt("l", time.Now(), 1),
+		watermark.Windows{Amount: 10, AmountPeriod: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
 	limited.Close()
 	// A schema newer than the code is refused.
 	if _, err := c.Exec(ctx, "UPDATE "+table+"_schema_version SET version = 99"); err != nil {
@@ -302,4 +307,139 @@ func TestPreviousSchemaRows(t *testing.T) {
 		t.Fatalf("Load after a version 1 update = %+v, %v, %v; want no signature", m, ok, err)
 	}
 	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(10, 0, 2, 3), 3)
+}
+
+// TestSpendConformance runs the spending-list suite: each store on a table of its own, share a
+// second connection pool (another signer) on the same table, reopen a new pool after Close.
+func TestSpendConformance(t *testing.T) {
+	pg := postgrestest.Start(t)
+	open := func(t *testing.T, table string) *Store {
+		s := openStore(t, pg.DSN, table)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tableOf := func(s watermark.SpendStore) string { return strings.Trim(s.(*Store).table, `"`) }
+	watermarktest.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+		return open(t, freshTable())
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		return open(t, tableOf(s))
+	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+		if err := s.(*Store).Close(); err != nil {
+			t.Fatal(err)
+		}
+		return open(t, tableOf(s))
+	})
+}
+
+// TestSpendStoreDown: with the server stopped UpdateSpends fails as Unavailable (never a spending
+// refusal, f never called); after a restart the recorded spend still counts.
+func TestSpendStoreDown(t *testing.T) {
+	t.Parallel()
+	pg := postgrestest.Start(t)
+	s := openStore(t, pg.DSN, freshTable())
+	defer s.Close()
+	ctx := context.Background()
+	pkh := watermarktest.PKH(1)
+	w := watermark.Windows{Amount: watermarktest.Tez(100), AmountPeriod: time.Hour}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("a", at, watermarktest.Tez(60)), w); err != nil {
+		t.Fatal(err)
+	}
+	pg.Stop()
+	called := false
+	err := s.UpdateSpends(ctx, pkh, func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Unavailable || errors.Is(err, watermark.ErrOverLimit) || called {
+		t.Fatalf("UpdateSpends with the server stopped = %v (f called: %v), want Unavailable", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("ListSpends with the server stopped = %v, want Unavailable", err)
+	}
+	pg.Start()
+	var le *watermark.LimitError
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("b", at.Add(time.Minute), watermarktest.Tez(41)), w); !errors.As(err, &le) {
+		t.Fatalf("60 + 41 tez after a restart: %v", err)
+	}
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("c", at.Add(time.Minute), watermarktest.Tez(40)), w); err != nil {
+		t.Fatalf("60 + 40 tez after a restart: %v", err)
+	}
+}
+
+// TestSpendRows: a refusal on a new key leaves no row; a row that does not decode is an Internal
+// error for UpdateSpends (f not called) and ListSpends, never read as an empty list.
+func TestSpendRows(t *testing.T) {
+	t.Parallel()
+	pg := postgrestest.Start(t)
+	table := freshTable()
+	s := openStore(t, pg.DSN, table)
+	defer s.Close()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	refusal := errors.New("refused")
+	if err := s.UpdateSpends(ctx, watermarktest.PKH(1), func([]watermark.Spend) ([]watermark.Spend, error) { return nil, refusal }); err != refusal {
+		t.Fatalf("f's error came back as %v", err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table+"_spending").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows after a refusal (%v), want 0", n, err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO "+table+`_spending (pkh, spends) VALUES ($1, '[{"id":"x","digest":"00","at":0,"amount":1}]')`, watermarktest.PKH(2)); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	err = s.UpdateSpends(ctx, watermarktest.PKH(2), func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Internal || called {
+		t.Fatalf("UpdateSpends over a corrupt row = %v (f called: %v), want Internal", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Internal {
+		t.Fatalf("ListSpends over a corrupt row = %v, want Internal", err)
+	}
+}
+
+// TestSpendingMigration: a database of schema version 2 (the watermark table only) gets the
+// spending table at the first start; its marks are kept, and a second start changes nothing.
+func TestSpendingMigration(t *testing.T) {
+	t.Parallel()
+	pg := postgrestest.Start(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	table := freshTable()
+	for _, q := range []string{
+		fmt.Sprintf(migrations[0], table),
+		fmt.Sprintf(migrations[1], table, table+"_clear_sig"),
+		"CREATE TABLE " + table + "_schema_version (version integer NOT NULL)",
+		"INSERT INTO " + table + "_schema_version (version) VALUES (2)",
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	k := watermarktest.Key(0, 0, watermark.Block)
+	d := watermarktest.M(5, 0, 1).Digest
+	if _, err := c.Exec(ctx, "INSERT INTO "+table+" (chain_id, pkh, class, level, round, digest) VALUES ($1, $2, $3, 5, 0, $4)",
+		k.Chain, k.PKH, string(k.Class), d[:]); err != nil {
+		t.Fatal(err)
+	}
+	w := watermark.Windows{Count: 1, CountPeriod: time.Hour}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		s := openStore(t, pg.DSN, table)
+		var v int
+		if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion || SchemaVersion != 3 {
+			t.Fatalf("schema version = %d, %v; want %d = 3", v, err, SchemaVersion)
+		}
+		watermarktest.MustRefuse(t, s, k, watermarktest.M(5, 0, 2))
+		_, err := watermark.RecordSpend(ctx, s, k.PKH, watermarktest.SpendAt(fmt.Sprint(i), at, 0), w)
+		if (i == 0) != (err == nil) {
+			t.Fatalf("start %d: RecordSpend = %v", i, err)
+		}
+		s.Close()
+	}
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// migrations[i] brings the schema from version i to version i+1; %[1]s is the watermark table and
-// %[2]s the name of a function of its own in the same schema (<table>_clear_sig). An entry may hold
-// several statements. A migration that has shipped is never edited: a change is a new entry at the end.
+// migrations[i] brings the schema from version i to version i+1; %[1]s is the watermark table,
+// %[2]s the name of a function of its own in the same schema (<table>_clear_sig) and %[3]s the
+// spending table (<table>_spending, in the same schema). An entry may hold several statements. A migration that has shipped is never edited: a change is a new entry at the end.
 var migrations = []string{
 	// 1: one row per (chain, key, class). digest is blake2b-256 of the signed bytes, NULL when the
 	// mark was stored without one (imported or hand-written). Rows are never deleted.
@@ -41,6 +41,15 @@ var migrations = []string{
 	CREATE TRIGGER clear_stale_signature BEFORE UPDATE ON %[1]s FOR EACH ROW
 		WHEN ((NEW.level, NEW.round, NEW.digest) IS DISTINCT FROM (OLD.level, OLD.round, OLD.digest))
 		EXECUTE FUNCTION %[2]s()`,
+	// 3: the spending lists (watermark.SpendStore): one row per key with a spending policy, its
+	// list as watermark.EncodeSpends writes it (a JSON array). A database of version 2, with the
+	// watermark table only, gets it on the first start of this version; signers of version 2
+	// still running never touch it.
+	`CREATE TABLE %[3]s (
+		pkh        text        PRIMARY KEY,
+		spends     jsonb       NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(spends) = 'array'),
+		updated_at timestamptz NOT NULL DEFAULT now()
+	)`,
 }
 
 // SchemaVersion is the schema version this code writes and reads.
@@ -59,6 +68,14 @@ func clearSigFunction(table pgx.Identifier) pgx.Identifier {
 	f := append(pgx.Identifier{}, table...)
 	f[len(f)-1] += "_clear_sig"
 	return f
+}
+
+// spendingTable names the table of the spending lists of table: <table>_spending, in the same
+// schema.
+func spendingTable(table pgx.Identifier) pgx.Identifier {
+	v := append(pgx.Identifier{}, table...)
+	v[len(v)-1] += "_spending"
+	return v
 }
 
 // migrate creates the tables or brings them to SchemaVersion, in one transaction under an advisory
@@ -98,7 +115,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, table pgx.Identifier) (fro
 		return from, tx.Commit(ctx)
 	}
 	for i := from; i < SchemaVersion; i++ {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[i], t, clearSigFunction(table).Sanitize())); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[i], t, clearSigFunction(table).Sanitize(), spendingTable(table).Sanitize())); err != nil {
 			return from, fmt.Errorf("schema migration %d→%d of %s: %w", i, i+1, t, err)
 		}
 	}
