@@ -65,11 +65,7 @@ func (g *globals) readSpends(ctx context.Context) (map[string][]watermark.Spend,
 		return nil, cfg, err
 	}
 	defer store.Close()
-	ss, ok := store.(watermark.SpendStore)
-	if !ok {
-		return nil, cfg, fmt.Errorf("the %s watermark store keeps no spending windows", store.Name())
-	}
-	all, err := ss.ListSpends(ctx)
+	all, err := store.ListSpends(ctx)
 	return all, cfg, err
 }
 

@@ -96,13 +96,6 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		cfg.Now = time.Now
 	}
 	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{}}
-	for pkh, pol := range cfg.Policies {
-		if pol != nil && pol.Limits != nil && pol.Limits.Windows.Enabled() {
-			if _, ok := cfg.Store.(watermark.SpendStore); !ok {
-				return nil, fmt.Errorf("tezos.%s: limits max_total and max_operations need a watermark store that keeps spending windows; %s does not", pkh, cfg.Store.Name())
-			}
-		}
-	}
 	for pkh := range cfg.Policies {
 		if parsed, err := tezos.ParsePublicKeyHash(pkh); err == nil {
 			s.listed[pkh] = parsed
@@ -399,13 +392,12 @@ func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignReq
 	if !w.Enabled() {
 		return "", nil
 	}
-	ss := s.cfg.Store.(watermark.SpendStore) // checked by New
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", fault.Wrap(fault.Internal, err)
 	}
 	spend := watermark.Spend{ID: hex.EncodeToString(id[:]), Digest: req.Digest, At: s.cfg.Now(), Amount: policy.Amount(contents)}
-	if _, err := watermark.RecordSpend(ctx, ss, r.PKH, spend, w); err != nil {
+	if _, err := watermark.RecordSpend(ctx, s.cfg.Store, r.PKH, spend, w); err != nil {
 		var le *watermark.LimitError
 		if errors.As(err, &le) {
 			return "", s.violated(r.PKH, policy.NewViolation(le.Rule, le.Error()))
@@ -436,7 +428,7 @@ func (s *Signer) refund(pkh, id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := watermark.Refund(ctx, s.cfg.Store.(watermark.SpendStore), pkh, id); err != nil {
+	if err := watermark.Refund(ctx, s.cfg.Store, pkh, id); err != nil {
 		s.log.Error("spending window: the amount of a request that was not signed stays counted", "pkh", pkh, "err", err)
 	}
 }
