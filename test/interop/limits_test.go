@@ -53,7 +53,8 @@ func forge(t *testing.T, nodeBin string, ops map[string][]map[string]any) map[st
 // originated accounts with parameters, stake and unstake, delegations, batches) against a real
 // daemon with limits: each rule at, just below and just above its value; then 50 concurrent 30 tez
 // transfers against max_total 1000 tez: exactly 33 signed; and after kill -9 and a restart, the
-// spent amount is still counted.
+// spent amount is still counted (then max_total just above, just below and at its value); and
+// max_operations, counting a batch as one.
 func TestSpendingLimits(t *testing.T) {
 	if err := checkInstalled(); err != nil {
 		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
@@ -70,22 +71,27 @@ func TestSpendingLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rated, err := tezos.GenerateKey(tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const (
 		payee = "tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN"
 		other = "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf"
 		token = "KT1BEqzn5Wx8uJrZNvuS9DVHmLvG9td3fDLi"
 		baker = "tz3ZbCsUveF3Q6WUNkThT1wyJyhPunanaAXK"
 	)
-	a, b := payer.Public().Hash().String(), payouts.Public().Hash().String()
+	a, b, c := payer.Public().Hash().String(), payouts.Public().Hash().String(), rated.Public().Hash().String()
 	keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
-	testdaemon.WriteKeyFile(t, keyFile, "k", payer, payouts)
+	testdaemon.WriteKeyFile(t, keyFile, "k", payer, payouts, rated)
 	d := testdaemon.New(t)
 	d.WriteConfig(testdaemon.FileVault(keyFile) + "watermark:\n  driver: file\ntezos:\n" +
 		"  " + a + ":\n    allow:\n      generic: [transaction, delegation, stake, unstake]\n    limits:\n" +
 		"      max_amount: 100\n      max_fee: 0.5\n      max_total: {amount: 100000, period: 24h}\n" +
 		"      destinations: [" + payee + ", " + token + "]\n      delegates: [" + baker + "]\n" +
 		"      entrypoints: {" + token + ": [transfer]}\n" +
-		"  " + b + ":\n    allow:\n      generic: [transaction]\n    limits:\n      max_total: {amount: 1000, period: 24h}\n")
+		"  " + b + ":\n    allow:\n      generic: [transaction]\n    limits:\n      max_total: {amount: 1000, period: 24h}\n" +
+		"  " + c + ":\n    allow:\n      generic: [transaction]\n    limits:\n      max_operations: {count: 3, period: 1h}\n")
 	d.Serve("--no-list")
 
 	counter := 0
@@ -141,8 +147,17 @@ func TestSpendingLimits(t *testing.T) {
 	for i := range 50 {
 		ops[fmt.Sprint("payout ", i)] = one(transfer(b, "30000000", payee))
 	}
-	ops["after restart, 30 tez"] = one(transfer(b, "30000000", payee))
-	ops["after restart, 10 tez"] = one(transfer(b, "10000000", payee))
+	for name, mutez := range map[string]string{"30 tez": "30000000", "10.000001 tez": "10000001", "9.999999 tez": "9999999",
+		"1 mutez": "1", "1 more mutez": "1"} {
+		ops["after restart, "+name] = one(transfer(b, mutez, payee))
+	}
+	for i := range 4 { // max_operations 3: two batches and a transfer at, a fourth above
+		if i < 2 {
+			ops[fmt.Sprint("rated ", i)] = []map[string]any{transfer(c, "1", payee), transfer(c, "1", payee)}
+		} else {
+			ops[fmt.Sprint("rated ", i)] = one(transfer(c, "1", payee))
+		}
+	}
 	hexes := forge(t, nodeBin, ops)
 
 	for _, c := range cases {
@@ -180,10 +195,26 @@ func TestSpendingLimits(t *testing.T) {
 
 	d.Kill()
 	d.Serve("--no-list")
-	if status, body := d.Sign(b, hexes["after restart, 30 tez"]); status != 403 || !strings.Contains(body, "max_total: 1020 tez") {
-		t.Fatalf("after kill -9 and a restart, 30 more tez: %d %s", status, body)
+	for _, step := range []struct {
+		name   string
+		status int
+		want   string
+	}{
+		{"30 tez", 403, "max_total: 1020 tez"},               // 990 spent before the kill: still counted
+		{"10.000001 tez", 403, "max_total: 1000.000001 tez"}, // just above the limit
+		{"9.999999 tez", 200, ""},                            // just below
+		{"1 mutez", 200, ""},                                 // exactly at 1000 tez
+		{"1 more mutez", 403, "max_total: 1000.000001 tez"},
+	} {
+		if status, body := d.Sign(b, hexes["after restart, "+step.name]); status != step.status || !strings.Contains(body, step.want) {
+			t.Fatalf("after kill -9 and a restart, %s: %d %s, want %d %q", step.name, status, body, step.status, step.want)
+		}
 	}
-	if status, body := d.Sign(b, hexes["after restart, 10 tez"]); status != 200 {
-		t.Fatalf("after kill -9 and a restart, the 10 tez left: %d %s", status, body)
+	for i := range 4 {
+		status, body := d.Sign(c, hexes[fmt.Sprint("rated ", i)])
+		if want := map[bool]int{true: 200, false: 403}[i < 3]; status != want ||
+			i == 3 && !strings.Contains(body, "max_operations: 4 operations in 1h0m0s would exceed the limit of 3") {
+			t.Fatalf("max_operations 3, request %d: %d %s", i+1, status, body)
+		}
 	}
 }
