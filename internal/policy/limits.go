@@ -224,7 +224,7 @@ func tez(m *big.Int) string {
 		if r.Sign() == 0 {
 			return q.String()
 		}
-		return fmt.Sprintf("%s.%06d", q, r.Int64())
+		return q.String() + "." + strings.TrimRight(fmt.Sprintf("%06d", r.Int64()), "0")
 	}
 	return watermark.FormatTez(m.Int64())
 }

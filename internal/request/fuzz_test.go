@@ -37,6 +37,22 @@ func FuzzDecode(f *testing.F) {
 			if req.Kind == Generic && len(req.Ops) == 0 {
 				t.Fatal("generic request without operations")
 			}
+			if req.Kind == Generic {
+				// What spending limits see: the same contents, in the same order, for every
+				// generic request Decode accepts.
+				cs, err := Contents(msg, v)
+				if err != nil {
+					t.Fatalf("Decode accepted a generic request that Contents refuses: %v", err)
+				}
+				if len(cs) != len(req.Ops) {
+					t.Fatalf("%d contents for %d operations", len(cs), len(req.Ops))
+				}
+				for i, c := range cs {
+					if c.Kind != req.Ops[i] || c.Amount != nil && c.Amount.Sign() < 0 || c.Fee != nil && c.Fee.Sign() < 0 {
+						t.Fatalf("content %d: %+v, operation %s", i, c, req.Ops[i])
+					}
+				}
+			}
 		}
 	})
 }
