@@ -64,7 +64,8 @@ func UsageAt(spends []Spend, w Windows, now time.Time) Usage {
 	return u
 }
 
-// LimitError is a refusal by a spending window: Rule is "max_total" or "max_operations"; Limit
+// LimitError is a refusal by a spending window: Rule is "max_total", "max_operations" or
+// "window_full" (MaxSpends); Limit
 // and Value are in mutez (max_total) or requests (max_operations), Value being what the window
 // would hold with the request.
 type LimitError struct {
@@ -74,8 +75,11 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	if e.Rule == "max_total" {
+	switch e.Rule {
+	case "max_total":
 		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", FormatTez(e.Value), e.Period, FormatTez(e.Limit))
+	case "window_full":
+		return fmt.Sprintf("spending window full: %d requests in %s would exceed the %d this signer keeps per key; set max_operations to at most %d per period", e.Value, e.Period, e.Limit, e.Limit)
 	}
 	return fmt.Sprintf("spending limit max_operations: %d operations in %s would exceed the limit of %d", e.Value, e.Period, e.Limit)
 }
@@ -103,6 +107,12 @@ var ErrOverLimit = errors.New("spending limit")
 // Is makes a *LimitError match ErrOverLimit.
 func (e *LimitError) Is(target error) bool { return target == ErrOverLimit }
 
+// MaxSpends bounds a key's list: each request rewrites it, so its length bounds the work and the
+// bytes of every signature of the key. A request that would make it longer is refused (rule
+// "window_full") until entries leave the window: 10,000 generic requests per window is far more
+// than a payout key signs (a batch of hundreds of transfers is one request).
+const MaxSpends = 10_000
+
 // ApplySpend is the one rule every store applies atomically: entries older than the longest
 // window are dropped; the same digest still in a window is not counted again (ok, nothing added);
 // otherwise s is added when both windows stay within their limits, else a *LimitError and the
@@ -120,6 +130,9 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 		}
 	}
 	u := UsageAt(keep, w, s.At)
+	if len(keep) >= MaxSpends {
+		return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpends, Value: int64(len(keep) + 1), Period: w.longest()}
+	}
 	if w.AmountPeriod > 0 && (s.Amount > w.Amount || u.Amount > w.Amount-s.Amount) {
 		return spends, u, &LimitError{Rule: "max_total", Limit: w.Amount, Value: sat(u.Amount, s.Amount), Period: w.AmountPeriod}
 	}

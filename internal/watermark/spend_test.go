@@ -1,0 +1,43 @@
+package watermark
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestApplySpendBounded: a key's list never holds more than MaxSpends entries, whatever the
+// requests (zero-amount transfers under max_total alone would otherwise grow it without bound);
+// entries leaving the window make room again.
+func TestApplySpendBounded(t *testing.T) {
+	w := Windows{Amount: 1000e6, AmountPeriod: time.Hour}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var list []Spend
+	for i := range MaxSpends - 1 {
+		var d [32]byte
+		copy(d[:], fmt.Sprint(i))
+		list = append(list, Spend{ID: fmt.Sprint(i), Digest: d, At: t0})
+	}
+	list, _, err := ApplySpend(list, Spend{ID: "last", Digest: [32]byte{0xfe}, At: t0}, w)
+	if err != nil || len(list) != MaxSpends {
+		t.Fatalf("entry %d: %v", MaxSpends, err)
+	}
+	var le *LimitError
+	extra := Spend{ID: "x", Digest: [32]byte{0xff}, At: t0.Add(time.Minute)}
+	if _, _, err := ApplySpend(list, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !errors.Is(err, ErrOverLimit) {
+		t.Fatalf("entry %d: %v", MaxSpends+1, err)
+	}
+	extra.At = t0.Add(time.Hour)
+	if next, _, err := ApplySpend(list, extra, w); err != nil || len(next) != 1 {
+		t.Fatalf("an hour later: %v, %d entries", err, len(next))
+	}
+}
+
+func TestFormatTez(t *testing.T) {
+	for m, want := range map[int64]string{0: "0", 1: "0.000001", 500000: "0.5", 1_000_000_001: "1000.000001", -1_500_000: "-1.5"} {
+		if got := FormatTez(m); got != want {
+			t.Errorf("%d: %q, want %q", m, got, want)
+		}
+	}
+}
