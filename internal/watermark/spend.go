@@ -26,7 +26,15 @@ type Spend struct {
 	Digest [32]byte  // blake2b-256 of the signed bytes: the same bytes again are not counted twice
 	At     time.Time // when it was recorded, by the signer's clock
 	Amount int64     // mutez moved (transaction amounts and origination balances), ≥ 0
+	// Also are the ids of identical requests (the same bytes) that this entry counts too: the
+	// entry stays while any of them may have been signed, and leaves the list only when every
+	// one of them was refunded.
+	Also []string
 }
+
+// maxAlso bounds Also: identical requests beyond it are counted by the entry without an id of
+// their own (the entry can then outlive their refunds, which only ever counts more).
+const maxAlso = 64
 
 // Windows are a key's rolling limits. A zero period means no such window.
 type Windows struct {
@@ -124,8 +132,11 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 			keep = append(keep, e)
 		}
 	}
-	for _, e := range keep {
+	for i, e := range keep {
 		if e.Digest == s.Digest {
+			if len(e.Also) < maxAlso {
+				keep[i].Also = append(slices.Clone(e.Also), s.ID)
+			}
 			return keep, UsageAt(keep, w, s.At), nil
 		}
 	}
@@ -176,26 +187,44 @@ func RecordSpend(ctx context.Context, st SpendStore, pkh string, s Spend, w Wind
 	return u, err
 }
 
-// Refund removes the entry id from pkh's list (the request it counted was not signed).
+// Refund takes request id out of pkh's list (it was not signed): its entry leaves the list unless
+// an identical request counted by the same entry (Also) may still have been signed.
 func Refund(ctx context.Context, st SpendStore, pkh, id string) error {
 	return st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
-		return slices.DeleteFunc(slices.Clone(old), func(s Spend) bool { return s.ID == id }), nil
+		return refund(old, id), nil
 	})
+}
+
+func refund(list []Spend, id string) []Spend {
+	out := make([]Spend, 0, len(list))
+	for _, s := range list {
+		switch {
+		case s.ID == id && len(s.Also) == 0:
+			continue
+		case s.ID == id:
+			s.ID, s.Also = s.Also[0], slices.Clone(s.Also[1:])
+		case slices.Contains(s.Also, id):
+			s.Also = slices.DeleteFunc(slices.Clone(s.Also), func(a string) bool { return a == id })
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // spendJSON is a Spend as stores keep it.
 type spendJSON struct {
-	ID     string `json:"id"`
-	Digest string `json:"digest"`
-	At     int64  `json:"at"` // unix nanoseconds
-	Amount int64  `json:"amount"`
+	ID     string   `json:"id"`
+	Digest string   `json:"digest"`
+	At     int64    `json:"at"` // unix nanoseconds
+	Amount int64    `json:"amount"`
+	Also   []string `json:"also,omitempty"`
 }
 
 // EncodeSpends is the stored form of a list, for stores that keep it as one value.
 func EncodeSpends(spends []Spend) []byte {
 	out := make([]spendJSON, len(spends))
 	for i, s := range spends {
-		out[i] = spendJSON{ID: s.ID, Digest: hex.EncodeToString(s.Digest[:]), At: s.At.UnixNano(), Amount: s.Amount}
+		out[i] = spendJSON{ID: s.ID, Digest: hex.EncodeToString(s.Digest[:]), At: s.At.UnixNano(), Amount: s.Amount, Also: s.Also}
 	}
 	b, _ := json.Marshal(out)
 	return b
@@ -216,7 +245,7 @@ func DecodeSpends(b []byte) ([]Spend, error) {
 		if err != nil || len(d) != 32 || s.Amount < 0 {
 			return nil, fault.New(fault.Internal, "stored spending list: a malformed entry")
 		}
-		out[i] = Spend{ID: s.ID, Digest: [32]byte(d), At: time.Unix(0, s.At), Amount: s.Amount}
+		out[i] = Spend{ID: s.ID, Digest: [32]byte(d), At: time.Unix(0, s.At), Amount: s.Amount, Also: s.Also}
 	}
 	return out, nil
 }

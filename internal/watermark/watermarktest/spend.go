@@ -106,8 +106,15 @@ func RunSpends(t *testing.T, open func(t *testing.T) watermark.SpendStore,
 		if _, err := watermark.RecordSpend(ctx, s, PKH(4), over, w); !errors.As(err, &le) || le.Rule != "max_total" || le.Limit != Tez(1000) || le.Value != Tez(1001) {
 			t.Fatalf("over the limit: %v", err)
 		}
-		// A refused request consumed nothing; a refunded one gives its amount back.
+		// A refused request consumed nothing; a refunded one gives its amount back, once every
+		// identical request it counted was refunded too (any of them may have been signed).
 		if err := watermark.Refund(ctx, s, PKH(4), "big"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(4), over, w); !errors.As(err, &le) {
+			t.Fatalf("the identical retry may have been signed: its amount must still count: %v", err)
+		}
+		if err := watermark.Refund(ctx, s, PKH(4), "big-retry"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := watermark.RecordSpend(ctx, s, PKH(4), over, w); err != nil {
