@@ -270,6 +270,8 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout) // a stopped server must not hang the caller
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, s.fail(ctx, "list", err)

@@ -299,28 +299,7 @@ func TestSpendStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx := context.Background()
-	pkh := watermarktest.PKH(1)
-	w := watermark.Windows{Amount: watermarktest.Tez(100), AmountPeriod: time.Hour}
-	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("a", at, watermarktest.Tez(60)), w); err != nil {
-		t.Fatal(err)
-	}
-	e.Stop()
-	called := false
-	err = s.UpdateSpends(ctx, pkh, func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
-	if err == nil || fault.KindOf(err) != fault.Unavailable || errors.Is(err, watermark.ErrOverLimit) || called {
-		t.Fatalf("UpdateSpends with the server stopped = %v (f called: %v), want Unavailable", err, called)
-	}
-	t.Logf("store down: %v", err)
-	e.Start()
-	var le *watermark.LimitError
-	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("b", at.Add(time.Minute), watermarktest.Tez(41)), w); !errors.As(err, &le) {
-		t.Fatalf("60 + 41 tez after a restart: %v", err)
-	}
-	if _, err := watermark.RecordSpend(ctx, s, pkh, watermarktest.SpendAt("c", at.Add(time.Minute), watermarktest.Tez(40)), w); err != nil {
-		t.Fatalf("60 + 40 tez after a restart: %v", err)
-	}
+	watermarktest.SpendStoreDown(t, s, e.Stop, e.Start, fault.Unavailable)
 }
 
 // TestSpendKeys: spending lists live at <prefix>spending/<pkh>, List shows the marks only, a

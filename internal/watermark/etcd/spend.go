@@ -85,6 +85,8 @@ func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, e
 		return nil, errClosed
 	}
 	dir := s.prefix + spendingDir
+	ctx, cancel := context.WithTimeout(ctx, s.timeout) // a stopped server must not hang the caller
+	defer cancel()
 	resp, err := s.cli.Get(ctx, dir, clientv3.WithPrefix())
 	if err != nil {
 		return nil, s.fail(ctx, "list spending lists", err)

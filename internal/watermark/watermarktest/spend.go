@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -171,5 +172,37 @@ func RunSpends(t *testing.T, open func(t *testing.T) watermark.SpendStore,
 				t.Fatalf("after reopening, 700 + 301 tez: %v", err)
 			}
 		})
+	}
+}
+
+// SpendStoreDown: a spend recorded, then the backend stopped (stop): UpdateSpends and ListSpends
+// fail with an error of kind (never a spending refusal, f never called); after start, the spend
+// recorded before still counts (60 + 41 tez over a 100 tez window is refused, 60 + 40 is not).
+func SpendStoreDown(t *testing.T, s watermark.Store, stop, start func(), kind fault.Kind) {
+	t.Helper()
+	ctx := context.Background()
+	pkh := PKH(1)
+	w := watermark.Windows{Amount: Tez(100), AmountPeriod: time.Hour}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := watermark.RecordSpend(ctx, s, pkh, SpendAt("a", at, Tez(60)), w); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	called := false
+	err := s.UpdateSpends(ctx, pkh, func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != kind || errors.Is(err, watermark.ErrOverLimit) || called {
+		t.Fatalf("UpdateSpends with the backend stopped = %v (f called: %v), want a %v error", err, called, kind)
+	}
+	t.Logf("store down: %v", err)
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != kind {
+		t.Fatalf("ListSpends with the backend stopped = %v, want a %v error", err, kind)
+	}
+	start()
+	var le *watermark.LimitError
+	if _, err := watermark.RecordSpend(ctx, s, pkh, SpendAt("b", at.Add(time.Minute), Tez(41)), w); !errors.As(err, &le) {
+		t.Fatalf("60 + 41 tez after a restart: %v", err)
+	}
+	if _, err := watermark.RecordSpend(ctx, s, pkh, SpendAt("c", at.Add(time.Minute), Tez(40)), w); err != nil {
+		t.Fatalf("60 + 40 tez after a restart: %v", err)
 	}
 }
