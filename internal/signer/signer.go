@@ -235,8 +235,10 @@ func (s *Signer) AuthorizedKeyHashes() []string {
 
 // SignRequest is one request to sign.
 type SignRequest struct {
-	PKH            string
-	Message        []byte
+	PKH     string
+	Message []byte
+	// Version is the signing version, 0 to tezos.MaxVersion (the server makes an absent
+	// version tezos.VersionLatest).
 	Version        int
 	Authentication string // base58 signature from ?authentication=, or ""
 	ClientIP       string
@@ -326,6 +328,11 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		return res, err
 	}
 	res.Vault = k.vault.Name()
+	if err := tezos.CheckVersion(k.curve, r.Version); err != nil {
+		// Before the watermark: a stored signature is not served to a version that could not
+		// have made it.
+		return res, &fault.Error{Kind: fault.BadRequest, Msg: err.Error(), Err: err}
+	}
 	if err := pol.Check(req, res.Client); err != nil {
 		var v *policy.Violation
 		if errors.As(err, &v) {
@@ -447,16 +454,25 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 // storedSignature returns the signature stored for byte-identical bytes, after checking it
 // against the key and the message. One that does not parse or verify is never overwritten: the
 // request is refused, and the operator must look at the record.
+//
+// The record does not say which signing version made the signature; verification tells. Only
+// tz4 signatures depend on the version, through the BLS ciphersuite: versions 2 and 3 share one,
+// so bytes signed with 2 and asked again with 3 (a baker moving from octez v24 to v25) get the
+// stored signature, while bytes signed with 1 and asked again with 2 or 3 (or the reverse) are
+// refused.
 func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) (crypt.Signature, error) {
 	sig, err := tezos.ParseSignature(rec.Signature)
 	if err == nil && !tezos.Verify(k.pub, sig, r.Message, r.Version) {
-		for v := range 3 {
-			if v != r.Version && tezos.Verify(k.pub, sig, r.Message, v) {
-				// The same bytes were signed with another signing version (a BLS ciphersuite):
-				// a second, different signature is what a double sign is made of.
-				s.log.Warn("watermark refused the request", "pkh", r.PKH, "level", rec.Level, "round", rec.Round,
-					"reason", fmt.Sprintf("these bytes were signed before with signing version %d; refusing a second signature with version %d", v, r.Version))
-				return nil, watermark.Refused(rec, "signed before with another signing version")
+		if k.curve == tezos.BLS {
+			for _, v := range []int{1, tezos.VersionLatest} {
+				if tezos.Verify(k.pub, sig, r.Message, v) {
+					// The same bytes were signed with the other ciphersuite: a second,
+					// different signature is what a double sign is made of.
+					s.log.Warn("watermark refused the request", "pkh", r.PKH, "level", rec.Level, "round", rec.Round,
+						"reason", fmt.Sprintf("these bytes were signed before with the %s; refusing a second signature with the %s",
+							tezos.BLSCiphersuite(v), tezos.BLSCiphersuite(r.Version)))
+					return nil, watermark.Refused(rec, "signed before with another signing version")
+				}
 			}
 		}
 		err = errors.New("it does not verify against the key and these bytes")

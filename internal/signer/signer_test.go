@@ -153,7 +153,11 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 }
 
 func (f *fixture) sign(ctx context.Context, msg []byte) (crypt.Signature, error) {
-	res, err := f.s.Sign(ctx, &SignRequest{PKH: f.pkh, Message: msg, Version: 2})
+	return f.signVersion(ctx, msg, 2)
+}
+
+func (f *fixture) signVersion(ctx context.Context, msg []byte, version int) (crypt.Signature, error) {
+	res, err := f.s.Sign(ctx, &SignRequest{PKH: f.pkh, Message: msg, Version: version})
 	return res.Signature, err
 }
 
@@ -289,10 +293,18 @@ func TestStoredSignatureReturned(t *testing.T) {
 			if e, ok := first.(*crypt.ECDSASignature); ok && e.S.Cmp(new(big.Int).Rsh(e.Curve.Params().N, 1)) > 0 {
 				t.Fatal("high-S signature released")
 			}
-			for range 3 {
-				again, err := f.sign(context.Background(), attestationAt(5))
+			// Asked again with version 3, then 2 again: for every key type (tz4 included, whose
+			// versions 2 and 3 are one ciphersuite) the stored signature.
+			for _, v := range []int{2, 3, 2} {
+				again, err := f.signVersion(context.Background(), attestationAt(5), v)
 				if err != nil || again.String() != first.String() {
-					t.Fatalf("identical request = %v, %v; first %v", again, err, first)
+					t.Fatalf("identical request (version %d) = %v, %v; first %v", v, again, err, first)
+				}
+			}
+			if c == tezos.BLS {
+				// Version 1 is another ciphersuite: a second signature over the same bytes.
+				if sig, err := f.signVersion(context.Background(), attestationAt(5), 1); fault.Status(err) != 409 {
+					t.Fatalf("version 1 after version 2: %v, %v", sig, err)
 				}
 			}
 			if n := f.key.calls.Load(); n != 1 {

@@ -284,8 +284,9 @@ func IsLowS(sig crypt.Signature) bool {
 }
 
 // Verify checks sig over message as Tezos does: blake2b-256 then the curve's verification for
-// tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite, or, for signing
-// version 1, the augmented one.
+// tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite (signing versions 2
+// and 3), or, for signing version 1, the augmented one. The version matters only for tz4: whether
+// a key may sign with a version at all is CheckVersion's question.
 func Verify(pub crypt.PublicKey, sig crypt.Signature, message []byte, version int) bool {
 	switch p := pub.(type) {
 	case *crypt.BLSPublicKey:

@@ -31,7 +31,8 @@ import (
 
 // SignOptions carries per-request signing options.
 type SignOptions struct {
-	// Version is the signing version (0, 1 or 2); it selects the BLS ciphersuite.
+	// Version is the signing version, 0 to tezos.MaxVersion; for BLS it selects the
+	// ciphersuite: 1 the augmented one, 2 and 3 the proof-of-possession one (0 is refused).
 	Version int
 }
 
@@ -88,7 +89,11 @@ type ReadinessChecker interface {
 }
 
 // ErrBLSVersion0 is returned when a BLS key is asked to sign with signing version 0.
-var ErrBLSVersion0 = errors.New("signing version 0 is not supported for BLS keys")
+var ErrBLSVersion0 = tezos.ErrBLSVersion0
+
+// ErrUnknownVersion is returned when a key is asked to sign with a signing version that does not
+// exist (the server refuses such a request before).
+var ErrUnknownVersion = errors.New("unknown signing version")
 
 // SoftwareKey is a key whose secret is held in process memory (file and mem vaults).
 type SoftwareKey struct {
@@ -131,8 +136,10 @@ func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte
 			return nil, ErrBLSVersion0
 		case 1:
 			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.Augmentation)), nil
-		default:
+		case 2, 3: // version 3 signs tz4 as version 2 does
 			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.ProofOfPossession)), nil
+		default:
+			return nil, fmt.Errorf("%w %d", ErrUnknownVersion, opts.Version)
 		}
 	}
 	return nil, fmt.Errorf("unsupported key type %T", k.Priv)

@@ -6,8 +6,8 @@
 //     fixture says the backend holds;
 //   - every listed key signs random messages, concurrently too, and each signature verifies
 //     against the listed public key (after low-S normalisation, which is the signer's job: a
-//     driver returns what its backend gives). BLS keys sign with signing versions 1 and 2, and
-//     refuse version 0;
+//     driver returns what its backend gives). BLS keys sign with signing versions 1, 2 and 3, and
+//     refuse version 0 and the unknown version 4;
 //   - a request whose deadline has already passed is refused with the context's error and signs
 //     nothing; while a backend stalls (when the fixture can make it stall), Sign returns once its
 //     deadline passes, and signs again once the backend answers;
@@ -54,8 +54,8 @@ type Fixture struct {
 	// Stall, when set, makes the backend hold every sign request until release is called, as a
 	// remote service that stops answering does.
 	Stall func(t *testing.T) (release func())
-	// BLSVersions are the signing versions BLS keys sign with (default 1 and 2); the others are
-	// refused.
+	// BLSVersions are the signing versions BLS keys sign with (default 1, 2 and 3); the others
+	// are refused.
 	BLSVersions []int
 }
 
@@ -160,9 +160,9 @@ func (f Fixture) versions(pub crypt.PublicKey) []int {
 		if len(f.BLSVersions) > 0 {
 			return f.BLSVersions
 		}
-		return []int{1, 2}
+		return []int{1, 2, 3}
 	}
-	return []int{2}
+	return []int{2, 3}
 }
 
 // signVerify signs a random message with k and checks the signature against k's public key.
@@ -190,7 +190,7 @@ func sign(t *testing.T, f Fixture) {
 			}
 		}
 		if tezos.CurveOf(k.PublicKey()) == tezos.BLS {
-			for _, ver := range []int{1, 2} {
+			for _, ver := range []int{1, 2, 3} {
 				if slices.Contains(f.versions(k.PublicKey()), ver) {
 					continue
 				}
@@ -199,9 +199,11 @@ func sign(t *testing.T, f Fixture) {
 					t.Errorf("key %s signed with signing version %d (%v), which the fixture says it refuses", k.PublicKey().Hash(), ver, sig)
 				}
 			}
-			msg, d := message()
-			if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 0}); err == nil {
-				t.Errorf("key %s signed with signing version 0 (%v), which has no BLS form", k.PublicKey().Hash(), sig)
+			for _, ver := range []int{0, 4} {
+				msg, d := message()
+				if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: ver}); err == nil {
+					t.Errorf("key %s signed with signing version %d (%v), which has no BLS form", k.PublicKey().Hash(), ver, sig)
+				}
 			}
 		}
 	}
