@@ -30,14 +30,21 @@ const (
 // predates BLS.
 var ErrBLSVersion0 = errors.New("signing version 0 is not supported for BLS keys")
 
+// ErrMLDSA44Version is returned when a tz5 (ML-DSA-44) key is asked to sign with a signing
+// version below 3, which predates ML-DSA-44 (octez v23 and v24 clients, protocols before Ushuaia).
+var ErrMLDSA44Version = errors.New("tz5 (ML-DSA-44) keys sign only with signing version 3")
+
 // CheckVersion returns nil when a key of curve c may sign with signing version v, else an error
 // that says why not.
 func CheckVersion(c Curve, v int) error {
 	if v < 0 || v > MaxVersion {
 		return fmt.Errorf("unknown signing version %d: the versions are 0 to %d", v, MaxVersion)
 	}
-	if c == BLS && v == 0 {
+	switch {
+	case c == BLS && v == 0:
 		return ErrBLSVersion0
+	case c == MLDSA44 && v < 3:
+		return fmt.Errorf("%w, not with version %d", ErrMLDSA44Version, v)
 	}
 	return nil
 }
