@@ -51,6 +51,17 @@ func mustPolicy(t testing.TB, pkh, src string) *policy.Policy {
 	return p
 }
 
+// octezTz5 is octez's fixed tz5 key, parsed once: its 5298 characters of base58 take
+// milliseconds to decode (keys are read-only, so every signer of the tests shares it).
+var octezTz5 = sync.OnceValue(func() crypt.PrivateKey {
+	sk, _ := tv.OctezTz5()
+	k, err := tezos.ParseSecretKey(sk, nil)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
 type env struct {
 	srv   *httptest.Server
 	m     *metrics.Metrics
@@ -63,7 +74,7 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 		store = wmmem.NewStore()
 	}
 	v := vaultmem.NewFromKeys("mem", mustKey(t, tv.K1SK), mustKey(t, tv.K2SK), mustKey(t, tv.K4SK),
-		mustKey(t, tv.K5SK), mustKey(t, tv.K6SK), mustKey(t, tv.K7SK), mustKey(t, tv.K8SK))
+		mustKey(t, tv.K5SK), mustKey(t, tv.K6SK), mustKey(t, tv.K7SK), mustKey(t, tv.K8SK), octezTz5())
 	pols := map[string]*policy.Policy{
 		tv.K1PKH: mustPolicy(t, tv.K1PKH, "allow: {block: , preattestation: , attestation: , generic: [transaction, delegation]}"),
 		tv.K2PKH: policy.Default(tv.K2PKH),
@@ -72,6 +83,8 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 		tv.K6PKH: mustPolicy(t, tv.K6PKH, "allow: {generic: [transaction]}"),
 		tv.K7PKH: mustPolicy(t, tv.K7PKH, "allow_proof_of_possession: true\nallow: {attestation: , preattestation: }"),
 		tv.K8PKH: mustPolicy(t, tv.K8PKH, "allow: {attestation: }"),
+		// octez's fixed tz5 key: generic operations only, as for every tz5 key.
+		tv.OctezTz5PKH: mustPolicy(t, tv.OctezTz5PKH, "allow: {generic: [transaction, delegation]}"),
 	}
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -250,8 +263,10 @@ func TestBLSSignVersions(t *testing.T) {
 // TestVersionParameter: ?version= takes exactly 0, 1, 2 or 3, and absent means 3; anything else
 // is a 400 naming the accepted values, whatever the key. Each answer is checked whole: tz1
 // (Ed25519) signs the same bytes for every version; tz4 signs with the augmented ciphersuite for
-// 1, the proof-of-possession one for 2, 3 and absent, and refuses 0. Every case runs on a fresh
-// signer, so that no watermark of an earlier case answers.
+// 1, the proof-of-possession one for 2, 3 and absent, and refuses 0; tz5 signs with 3 and
+// absent only (its signatures are randomized: the body must be {"signature":"mdsig…"} with a
+// signature that circl verifies), and refuses 0, 1 and 2. Every case runs on a fresh signer, so
+// that no watermark of an earlier case answers.
 func TestVersionParameter(t *testing.T) {
 	t.Parallel()
 	d := tv.LoadDerived()
@@ -261,6 +276,10 @@ func TestVersionParameter(t *testing.T) {
 		return errBody("invalid signature version " + what + ": version must be 0, 1, 2 or 3 (3, the latest, when absent)")
 	}
 	tz1Msg, tz1Sig := q(tv.LoadPolicyHex()["generic ok"]), sig(d.UnitSigs["generic ok"])
+	tz5 := tv.OctezTz5PKH
+	tz5Refused := func(v string) string {
+		return errBody("tz5 (ML-DSA-44) keys sign only with signing version 3, not with version " + v)
+	}
 	tz4Msg := q(d.DerivedPayloads["bls_attestation_tag41"])
 	v1, v2 := sig(d.BLS.Sigs[0].V1), sig(d.BLS.Sigs[0].V2)
 	cases := []struct {
@@ -290,12 +309,23 @@ func TestVersionParameter(t *testing.T) {
 		{tv.K7PKH, "?version=4", tz4Msg, 400, invalid(`"4"`)},
 		{tv.K7PKH, "?version=x", tz4Msg, 400, invalid(`"x"`)},
 		{tv.K7PKH, "?version=-1", tz4Msg, 400, invalid(`"-1"`)},
+		{tz5, "", tz1Msg, 200, tz5Signed},
+		{tz5, "?version=0", tz1Msg, 400, tz5Refused("0")},
+		{tz5, "?version=1", tz1Msg, 400, tz5Refused("1")},
+		{tz5, "?version=2", tz1Msg, 400, tz5Refused("2")},
+		{tz5, "?version=3", tz1Msg, 200, tz5Signed},
+		{tz5, "?version=4", tz1Msg, 400, invalid(`"4"`)},
+		{tz5, "?version=x", tz1Msg, 400, invalid(`"x"`)},
+		{tz5, "?version=-1", tz1Msg, 400, invalid(`"-1"`)},
 	}
 	for _, c := range cases {
 		t.Run(c.pkh[:3]+c.query, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, nil, nil, 0)
-			if status, body := e.post(t, "/keys/"+c.pkh+c.query, c.body); status != c.status || body != c.want {
+			status, body := e.post(t, "/keys/"+c.pkh+c.query, c.body)
+			if c.want == tz5Signed && status == 200 {
+				checkTz5Signature(t, body, tv.LoadPolicyHex()["generic ok"])
+			} else if status != c.status || body != c.want {
 				t.Fatalf("%d %q, want %d %q", status, body, c.status, c.want)
 			}
 		})

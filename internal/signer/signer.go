@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Signer struct {
 	// listed holds the parsed key hash of every key listed in the config, so that a request
 	// for one does not decode its base58 again.
 	listed map[string]tz.PublicKeyHash
+	// authLimit bounds the length of ?authentication= before it is decoded: a tz5 signature
+	// (3316 characters, milliseconds of base58 decoding) only when a tz5 key is authorized.
+	authLimit int
 }
 
 type keyRef struct {
@@ -89,7 +93,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New("")
 	}
-	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{}}
+	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
+		authLimit: tezos.MaxBase58Length}
+	for _, k := range cfg.AuthorizedKeys {
+		if tezos.CurveOf(k) == tezos.MLDSA44 {
+			s.authLimit = tezos.MLDSA44SignatureLength
+		}
+	}
 	for pkh := range cfg.Policies {
 		if parsed, err := tezos.ParsePublicKeyHash(pkh); err == nil {
 			s.listed[pkh] = parsed
@@ -618,6 +628,9 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 
 // parseBLSPK parses the bls_pk parameter: a BLS public key.
 func parseBLSPK(s string) (crypt.PublicKey, error) {
+	if !strings.HasPrefix(s, "BLpk") { // refused before decoding (an mdpk is long to decode)
+		return nil, fault.New(fault.BadRequest, "bls_pk: not a BLS public key (BLpk…)")
+	}
 	pub, err := tezos.ParsePublicKey(s)
 	if err != nil {
 		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", err))
@@ -640,6 +653,9 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP s
 	}
 	if auth == "" {
 		return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
+	}
+	if len(auth) > s.authLimit {
+		return fail(fault.New(fault.BadRequest, fmt.Sprintf("invalid authentication signature: %d characters is too long (tz5 signatures only when a tz5 key is in server.authorized_keys)", len(auth))))
 	}
 	sig, err := tezos.ParseSignature(auth)
 	if err != nil {
