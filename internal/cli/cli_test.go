@@ -233,3 +233,45 @@ func TestFailedStartUpClosesWhatItOpened(t *testing.T) {
 		t.Fatalf("the store was left locked by the failed start-up: %v", err)
 	}
 }
+
+// TestTz5GenerateImport: `generate -t tz5` makes an ML-DSA-44 key in a file vault, octez's mdsk
+// imports (from stdin) to its known address, both are listed, and `create bls proof` refuses a
+// tz5 key; a tz5 key listed with the default (consensus) policy stops the config.
+func TestTz5GenerateImport(t *testing.T) {
+	cfg, _ := tempConfig(t, "  "+tv.OctezTz5PKH+":\n    allow: {generic: [transaction]}\n")
+	out, _, err := run(t, "-c", cfg, "generate", "-v", "local", "-t", "tz5", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen []keyJSON
+	if err := json.Unmarshal([]byte(out), &gen); err != nil || len(gen) != 1 || gen[0].Curve != "mldsa44" || !strings.HasPrefix(gen[0].PKH, "tz5") {
+		t.Fatalf("%v %.200s", err, out)
+	}
+	sk, _ := tv.OctezTz5()
+	var stdout, stderr bytes.Buffer
+	root := NewRoot(&stdout, &stderr)
+	root.SetIn(strings.NewReader(sk + "\n"))
+	root.SetArgs([]string{"-c", cfg, "import", "-v", "local", "--json"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), tv.OctezTz5PKH) || strings.Contains(stdout.String(), sk[:60]) {
+		t.Fatalf("import output: %.200s", stdout.String())
+	}
+	out, _, err = run(t, "-c", cfg, "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []keyJSON
+	_ = json.Unmarshal([]byte(out), &list)
+	if len(list) != 2 {
+		t.Fatalf("list: %.300s", out)
+	}
+	if _, _, err := run(t, "-c", cfg, "create", "bls", "proof", tv.OctezTz5PKH); err == nil || !strings.Contains(err.Error(), "not a tz4 (BLS) key") {
+		t.Fatalf("proof of possession for tz5: %v", err)
+	}
+	cfg, _ = tempConfig(t, "  "+tv.OctezTz5PKH+":\n")
+	if _, _, err := run(t, "-c", cfg, "list"); err == nil || !strings.Contains(err.Error(), "tz5 keys cannot be delegates or consensus keys") {
+		t.Fatalf("tz5 with the default policy: %v", err)
+	}
+}

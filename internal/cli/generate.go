@@ -66,7 +66,7 @@ func newGenerate(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&vaultName, "vault", "v", "", "vault name from the config (required)")
-	cmd.Flags().StringVarP(&keyType, "type", "t", "ed25519", "key type: ed25519|tz1, secp256k1|tz2, p256|tz3, bls|tz4")
+	cmd.Flags().StringVarP(&keyType, "type", "t", "ed25519", "key type: ed25519|tz1, secp256k1|tz2, p256|tz3, bls|tz4, mldsa44|tz5 (tz5: file and mem vaults)")
 	cmd.Flags().IntVarP(&n, "num", "n", 1, "number of keys")
 	cmd.Flags().StringVar(&name, "name", "", "alias of the new key (default: its key hash)")
 	cmd.Flags().BoolVar(&g.jsonOut, "json", false, "print JSON")

@@ -18,7 +18,7 @@ func newImport(g *globals) *cobra.Command {
 	var vaultName, name, passwordFile string
 	cmd := &cobra.Command{
 		Use:   "import [secret-key]",
-		Short: "Import an existing secret key (edsk/spsk/p2sk/BLsk or encrypted) into a vault; read from stdin when not given",
+		Short: "Import an existing secret key (edsk/spsk/p2sk/BLsk/mdsk or encrypted) into a vault; read from stdin when not given",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var secret string

@@ -29,7 +29,8 @@ type Policy struct {
 	AllowedChains []string
 	// AuthorizedKeys restricts which authenticated clients (by key hash) may use the key; empty means any.
 	AuthorizedKeys []string
-	// AllowPoP allows GET /bls_prove_possession for a tz4 key.
+	// AllowPoP allows GET /bls_prove_possession for a tz4 key (proofs of possession are BLS
+	// only: octez defines none for tz5).
 	AllowPoP bool
 	// JWTUsers restricts JWT users; empty means any.
 	JWTUsers []string
@@ -139,6 +140,36 @@ var opAliases = map[string]string{
 // Parse builds and validates the policy of pkh from its YAML node (nil or null means Default).
 // Warnings are returned for deprecated but accepted settings.
 func Parse(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error) {
+	p, warnings, err = parseNode(pkh, node)
+	if err == nil {
+		err = checkTz5(p)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, warnings, nil
+}
+
+// checkTz5 refuses block and consensus requests for a tz5 (ML-DSA-44) key: the protocol (from
+// Ushuaia, where tz5 appears) lets no tz5 key be a delegate or a consensus key, so such a key
+// signs generic operations and packed data only.
+func checkTz5(p *Policy) error {
+	if !strings.HasPrefix(p.PKH, "tz5") {
+		return nil
+	}
+	for _, k := range p.Requests {
+		if k != request.Generic && k != request.Pack {
+			what := fmt.Sprintf("request kind `%s` cannot be allowed", k)
+			if slices.Equal(p.Requests, DefaultRequests) {
+				what = "the default policy (block, preattestation, attestation) does not fit"
+			}
+			return fmt.Errorf("%s for a tz5 (ML-DSA-44) key: tz5 keys cannot be delegates or consensus keys, so they sign generic operations and packed data only (allow: {generic: [...]} or pack)", what)
+		}
+	}
+	return nil
+}
+
+func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err error) {
 	if node == nil || node.Tag == "!!null" {
 		return Default(pkh), nil, nil
 	}

@@ -182,3 +182,38 @@ func TestParseSemantics(t *testing.T) {
 		t.Fatalf("authorized_keys not hashed: %+v", p.AuthorizedKeys)
 	}
 }
+
+// TestTz5Policies: a tz5 (ML-DSA-44) key may be allowed generic operations and packed data only,
+// since the protocol lets no tz5 key bake or attest; the default policy does not fit it, and a
+// proof of possession is ignored with a warning as for every non-tz4 key.
+func TestTz5Policies(t *testing.T) {
+	t.Parallel()
+	tz5 := tv.OctezTz5PKH
+	node := func(src string) *yaml.Node {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n.Content[0]
+	}
+	p, w, err := Parse(tz5, node("allow: {generic: [transaction, reveal], pack: }\nallow_proof_of_possession: true"))
+	if err != nil || len(p.Requests) != 2 || len(p.Ops) != 2 || p.AllowPoP || len(w) != 1 {
+		t.Fatalf("generic and pack: %+v %v %v", p, w, err)
+	}
+	const why = " for a tz5 (ML-DSA-44) key: tz5 keys cannot be delegates or consensus keys, so they sign generic operations and packed data only (allow: {generic: [...]} or pack)"
+	for src, want := range map[string]string{
+		"": "the default policy (block, preattestation, attestation) does not fit" + why,
+		"allow: {generic: [transaction], block: }":   "request kind `block` cannot be allowed" + why,
+		"allow: {attestation: }":                     "request kind `attestation` cannot be allowed" + why,
+		"allow: {preendorsement: }":                  "request kind `preattestation` cannot be allowed" + why,
+		"allow: {attestation_with_dal: , generic: }": "request kind `attestation_with_dal` cannot be allowed" + why,
+	} {
+		var n *yaml.Node
+		if src != "" {
+			n = node(src)
+		}
+		if p, _, err := Parse(tz5, n); err == nil || err.Error() != want {
+			t.Errorf("%q: %+v, %v; want %q", src, p, err, want)
+		}
+	}
+}

@@ -51,8 +51,8 @@ const (
 // Version is the signing version from the `version` query parameter.
 type Version int
 
-// VersionLatest is the default signing version.
-const VersionLatest Version = 2
+// VersionLatest is the default signing version (tezos.VersionLatest).
+const VersionLatest Version = 3
 
 // Request is a decoded sign request.
 type Request struct {

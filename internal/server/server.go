@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"runtime"
@@ -249,15 +250,27 @@ func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": proof.String()})
 }
 
-// parseVersion maps the version query: "0", "1", "2" as such; anything else is the latest (2).
-func parseVersion(v string) int {
-	switch v {
-	case "0":
-		return 0
-	case "1":
-		return 1
+// parseVersion reads the signing version from the query: exactly "0", "1", "2" or "3", or, when
+// the parameter is absent, the latest (3). Anything else (an empty value, "4", "-1", "02", two
+// values) is refused, as octez-signer refuses it ("Invalid signature version"), never taken
+// for the latest: a client that names a version it does not get would be misled.
+func parseVersion(q url.Values) (int, error) {
+	vs, ok := q["version"]
+	if !ok {
+		return tezos.VersionLatest, nil
 	}
-	return 2
+	if len(vs) == 1 && len(vs[0]) == 1 && vs[0][0] >= '0' && vs[0][0] <= '0'+tezos.MaxVersion {
+		return int(vs[0][0] - '0'), nil
+	}
+	what := "the version parameter is given more than once"
+	if len(vs) == 1 {
+		v := vs[0]
+		if len(v) > 16 {
+			v = v[:16] + "…"
+		}
+		what = fmt.Sprintf("%q", v)
+	}
+	return 0, fault.New(fault.BadRequest, fmt.Sprintf("invalid signature version %s: version must be 0, 1, 2 or 3 (3, the latest, when absent)", what))
 }
 
 // readMessage reads the JSON hex string body.
@@ -291,7 +304,12 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		status int
 		err    error
 	)
-	msg, err := s.readMessage(w, r)
+	q := r.URL.Query()
+	version, err := parseVersion(q)
+	var msg []byte
+	if err == nil {
+		msg, err = s.readMessage(w, r)
+	}
 	if err == nil && !isConsensus(msg) {
 		// Everything but blocks and consensus operations (generic operations, packed data,
 		// garbage) waits for one of a few slots, so that a flood of them cannot delay a baker's
@@ -302,8 +320,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err == nil {
-		q := r.URL.Query()
-		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: parseVersion(q.Get("version")),
+		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: version,
 			Authentication: q.Get("authentication"), ClientIP: ip, JWTUser: jwtauth.UserFrom(r.Context())})
 	}
 	if err != nil {

@@ -51,6 +51,17 @@ func mustPolicy(t testing.TB, pkh, src string) *policy.Policy {
 	return p
 }
 
+// octezTz5 is octez's fixed tz5 key, parsed once: its 5298 characters of base58 take
+// milliseconds to decode (keys are read-only, so every signer of the tests shares it).
+var octezTz5 = sync.OnceValue(func() crypt.PrivateKey {
+	sk, _ := tv.OctezTz5()
+	k, err := tezos.ParseSecretKey(sk, nil)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
 type env struct {
 	srv   *httptest.Server
 	m     *metrics.Metrics
@@ -63,7 +74,7 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 		store = wmmem.NewStore()
 	}
 	v := vaultmem.NewFromKeys("mem", mustKey(t, tv.K1SK), mustKey(t, tv.K2SK), mustKey(t, tv.K4SK),
-		mustKey(t, tv.K5SK), mustKey(t, tv.K6SK), mustKey(t, tv.K7SK), mustKey(t, tv.K8SK))
+		mustKey(t, tv.K5SK), mustKey(t, tv.K6SK), mustKey(t, tv.K7SK), mustKey(t, tv.K8SK), octezTz5())
 	pols := map[string]*policy.Policy{
 		tv.K1PKH: mustPolicy(t, tv.K1PKH, "allow: {block: , preattestation: , attestation: , generic: [transaction, delegation]}"),
 		tv.K2PKH: policy.Default(tv.K2PKH),
@@ -72,6 +83,8 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 		tv.K6PKH: mustPolicy(t, tv.K6PKH, "allow: {generic: [transaction]}"),
 		tv.K7PKH: mustPolicy(t, tv.K7PKH, "allow_proof_of_possession: true\nallow: {attestation: , preattestation: }"),
 		tv.K8PKH: mustPolicy(t, tv.K8PKH, "allow: {attestation: }"),
+		// octez's fixed tz5 key: generic operations only, as for every tz5 key.
+		tv.OctezTz5PKH: mustPolicy(t, tv.OctezTz5PKH, "allow: {generic: [transaction, delegation]}"),
 	}
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -242,8 +255,108 @@ func TestBLSSignVersions(t *testing.T) {
 	}
 	e = newEnv(t, nil, nil, 0)
 	status, body = e.post(t, "/keys/"+tv.K7PKH+"?version=0", `"`+payload+`"`)
-	if status != 500 || !strings.Contains(body, "version 0") {
+	if status != 400 || body != errBody("signing version 0 is not supported for BLS keys") {
 		t.Fatalf("v0: %d %s", status, body)
+	}
+}
+
+// TestVersionParameter: ?version= takes exactly 0, 1, 2 or 3, and absent means 3; anything else
+// is a 400 naming the accepted values, whatever the key. Each answer is checked whole: tz1
+// (Ed25519) signs the same bytes for every version; tz4 signs with the augmented ciphersuite for
+// 1, the proof-of-possession one for 2, 3 and absent, and refuses 0; tz5 signs with 3 and
+// absent only (its signatures are randomized: the body must be {"signature":"mdsig…"} with a
+// signature that circl verifies), and refuses 0, 1 and 2. Every case runs on a fresh signer, so
+// that no watermark of an earlier case answers.
+func TestVersionParameter(t *testing.T) {
+	t.Parallel()
+	d := tv.LoadDerived()
+	q := func(h string) string { return `"` + h + `"` }
+	sig := func(s string) string { return `{"signature":"` + s + `"}` + "\n" }
+	invalid := func(what string) string {
+		return errBody("invalid signature version " + what + ": version must be 0, 1, 2 or 3 (3, the latest, when absent)")
+	}
+	tz1Msg, tz1Sig := q(tv.LoadPolicyHex()["generic ok"]), sig(d.UnitSigs["generic ok"])
+	tz5 := tv.OctezTz5PKH
+	tz5Refused := func(v string) string {
+		return errBody("tz5 (ML-DSA-44) keys sign only with signing version 3, not with version " + v)
+	}
+	tz4Msg := q(d.DerivedPayloads["bls_attestation_tag41"])
+	v1, v2 := sig(d.BLS.Sigs[0].V1), sig(d.BLS.Sigs[0].V2)
+	cases := []struct {
+		pkh, query, body string
+		status           int
+		want             string
+	}{
+		{tv.K1PKH, "", tz1Msg, 200, tz1Sig},
+		{tv.K1PKH, "?version=0", tz1Msg, 200, tz1Sig},
+		{tv.K1PKH, "?version=1", tz1Msg, 200, tz1Sig},
+		{tv.K1PKH, "?version=2", tz1Msg, 200, tz1Sig},
+		{tv.K1PKH, "?version=3", tz1Msg, 200, tz1Sig},
+		{tv.K1PKH, "?version=4", tz1Msg, 400, invalid(`"4"`)},
+		{tv.K1PKH, "?version=x", tz1Msg, 400, invalid(`"x"`)},
+		{tv.K1PKH, "?version=-1", tz1Msg, 400, invalid(`"-1"`)},
+		{tv.K1PKH, "?version=02", tz1Msg, 400, invalid(`"02"`)},
+		{tv.K1PKH, "?version=", tz1Msg, 400, invalid(`""`)},
+		{tv.K1PKH, "?version=" + strings.Repeat("9", 40), tz1Msg, 400, invalid(`"9999999999999999…"`)},
+		{tv.K1PKH, "?version=3&version=3", tz1Msg, 400, invalid("the version parameter is given more than once")},
+		// The version is checked before the body is read.
+		{tv.K1PKH, "?version=4", `"zz"`, 400, invalid(`"4"`)},
+		{tv.K7PKH, "", tz4Msg, 200, v2},
+		{tv.K7PKH, "?version=0", tz4Msg, 400, errBody("signing version 0 is not supported for BLS keys")},
+		{tv.K7PKH, "?version=1", tz4Msg, 200, v1},
+		{tv.K7PKH, "?version=2", tz4Msg, 200, v2},
+		{tv.K7PKH, "?version=3", tz4Msg, 200, v2},
+		{tv.K7PKH, "?version=4", tz4Msg, 400, invalid(`"4"`)},
+		{tv.K7PKH, "?version=x", tz4Msg, 400, invalid(`"x"`)},
+		{tv.K7PKH, "?version=-1", tz4Msg, 400, invalid(`"-1"`)},
+		{tz5, "", tz1Msg, 200, tz5Signed},
+		{tz5, "?version=0", tz1Msg, 400, tz5Refused("0")},
+		{tz5, "?version=1", tz1Msg, 400, tz5Refused("1")},
+		{tz5, "?version=2", tz1Msg, 400, tz5Refused("2")},
+		{tz5, "?version=3", tz1Msg, 200, tz5Signed},
+		{tz5, "?version=4", tz1Msg, 400, invalid(`"4"`)},
+		{tz5, "?version=x", tz1Msg, 400, invalid(`"x"`)},
+		{tz5, "?version=-1", tz1Msg, 400, invalid(`"-1"`)},
+	}
+	for _, c := range cases {
+		t.Run(c.pkh[:3]+c.query, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil, nil, 0)
+			status, body := e.post(t, "/keys/"+c.pkh+c.query, c.body)
+			if c.want == tz5Signed && status == 200 {
+				checkTz5Signature(t, body, tv.LoadPolicyHex()["generic ok"])
+			} else if status != c.status || body != c.want {
+				t.Fatalf("%d %q, want %d %q", status, body, c.status, c.want)
+			}
+		})
+	}
+}
+
+// TestBLSVersions2And3AreOneSignature: versions 2 and 3 are one ciphersuite, so the same bytes
+// asked with the other one get the stored signature (a baker moving from octez v24 to v25), while
+// version 1 after either, or either after 1, is a second signature and is refused.
+func TestBLSVersions2And3AreOneSignature(t *testing.T) {
+	t.Parallel()
+	d := tv.LoadDerived()
+	msg := `"` + d.DerivedPayloads["bls_attestation_tag41"] + `"`
+	v1 := `{"signature":"` + d.BLS.Sigs[0].V1 + `"}` + "\n"
+	v2 := `{"signature":"` + d.BLS.Sigs[0].V2 + `"}` + "\n"
+	refused := errBody("watermark validation failed")
+	for _, seq := range [][]struct {
+		query  string
+		status int
+		want   string
+	}{
+		{{"?version=2", 200, v2}, {"?version=3", 200, v2}, {"", 200, v2}, {"?version=1", 409, refused}, {"?version=2", 200, v2}},
+		{{"?version=3", 200, v2}, {"?version=2", 200, v2}, {"?version=1", 409, refused}},
+		{{"?version=1", 200, v1}, {"?version=1", 200, v1}, {"?version=2", 409, refused}, {"?version=3", 409, refused}, {"", 409, refused}},
+	} {
+		e := newEnv(t, nil, nil, 0)
+		for i, step := range seq {
+			if status, body := e.post(t, "/keys/"+tv.K7PKH+step.query, msg); status != step.status || body != step.want {
+				t.Fatalf("step %d (%s after %v): %d %q, want %d %q", i, step.query, seq[:i], status, body, step.status, step.want)
+			}
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,9 @@ type Signer struct {
 	// listed holds the parsed key hash of every key listed in the config, so that a request
 	// for one does not decode its base58 again.
 	listed map[string]tz.PublicKeyHash
+	// authLimit bounds the length of ?authentication= before it is decoded: a tz5 signature
+	// (3316 characters, milliseconds of base58 decoding) only when a tz5 key is authorized.
+	authLimit int
 }
 
 type keyRef struct {
@@ -95,7 +99,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{}}
+	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
+		authLimit: tezos.MaxBase58Length}
+	for _, k := range cfg.AuthorizedKeys {
+		if tezos.CurveOf(k) == tezos.MLDSA44 {
+			s.authLimit = tezos.MLDSA44SignatureLength
+		}
+	}
 	for pkh := range cfg.Policies {
 		if parsed, err := tezos.ParsePublicKeyHash(pkh); err == nil {
 			s.listed[pkh] = parsed
@@ -241,8 +251,10 @@ func (s *Signer) AuthorizedKeyHashes() []string {
 
 // SignRequest is one request to sign.
 type SignRequest struct {
-	PKH            string
-	Message        []byte
+	PKH     string
+	Message []byte
+	// Version is the signing version, 0 to tezos.MaxVersion (the server makes an absent
+	// version tezos.VersionLatest).
 	Version        int
 	Authentication string // base58 signature from ?authentication=, or ""
 	ClientIP       string
@@ -335,6 +347,11 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		return res, err
 	}
 	res.Vault = k.vault.Name()
+	if err := tezos.CheckVersion(k.curve, r.Version); err != nil {
+		// Before the watermark: a stored signature is not served to a version that could not
+		// have made it.
+		return res, &fault.Error{Kind: fault.BadRequest, Msg: err.Error(), Err: err}
+	}
 	if err := pol.Check(req, res.Client); err != nil {
 		var v *policy.Violation
 		if errors.As(err, &v) {
@@ -520,16 +537,25 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 // storedSignature returns the signature stored for byte-identical bytes, after checking it
 // against the key and the message. One that does not parse or verify is never overwritten: the
 // request is refused, and the operator must look at the record.
+//
+// The record does not say which signing version made the signature; verification tells. Only
+// tz4 signatures depend on the version, through the BLS ciphersuite: versions 2 and 3 share one,
+// so bytes signed with 2 and asked again with 3 (a baker moving from octez v24 to v25) get the
+// stored signature, while bytes signed with 1 and asked again with 2 or 3 (or the reverse) are
+// refused.
 func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) (crypt.Signature, error) {
 	sig, err := tezos.ParseSignature(rec.Signature)
 	if err == nil && !tezos.Verify(k.pub, sig, r.Message, r.Version) {
-		for v := range 3 {
-			if v != r.Version && tezos.Verify(k.pub, sig, r.Message, v) {
-				// The same bytes were signed with another signing version (a BLS ciphersuite):
-				// a second, different signature is what a double sign is made of.
-				s.log.Warn("watermark refused the request", "pkh", r.PKH, "level", rec.Level, "round", rec.Round,
-					"reason", fmt.Sprintf("these bytes were signed before with signing version %d; refusing a second signature with version %d", v, r.Version))
-				return nil, watermark.Refused(rec, "signed before with another signing version")
+		if k.curve == tezos.BLS {
+			for _, v := range []int{1, tezos.VersionLatest} {
+				if tezos.Verify(k.pub, sig, r.Message, v) {
+					// The same bytes were signed with the other ciphersuite: a second,
+					// different signature is what a double sign is made of.
+					s.log.Warn("watermark refused the request", "pkh", r.PKH, "level", rec.Level, "round", rec.Round,
+						"reason", fmt.Sprintf("these bytes were signed before with the %s; refusing a second signature with the %s",
+							tezos.BLSCiphersuite(v), tezos.BLSCiphersuite(r.Version)))
+					return nil, watermark.Refused(rec, "signed before with another signing version")
+				}
 			}
 		}
 		err = errors.New("it does not verify against the key and these bytes")
@@ -675,6 +701,9 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 
 // parseBLSPK parses the bls_pk parameter: a BLS public key.
 func parseBLSPK(s string) (crypt.PublicKey, error) {
+	if !strings.HasPrefix(s, "BLpk") { // refused before decoding (an mdpk is long to decode)
+		return nil, fault.New(fault.BadRequest, "bls_pk: not a BLS public key (BLpk…)")
+	}
 	pub, err := tezos.ParsePublicKey(s)
 	if err != nil {
 		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", err))
@@ -697,6 +726,9 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP s
 	}
 	if auth == "" {
 		return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
+	}
+	if len(auth) > s.authLimit {
+		return fail(fault.New(fault.BadRequest, fmt.Sprintf("invalid authentication signature: %d characters is too long (tz5 signatures only when a tz5 key is in server.authorized_keys)", len(auth))))
 	}
 	sig, err := tezos.ParseSignature(auth)
 	if err != nil {

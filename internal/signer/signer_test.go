@@ -23,6 +23,7 @@ import (
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/request"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -153,7 +154,11 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 }
 
 func (f *fixture) sign(ctx context.Context, msg []byte) (crypt.Signature, error) {
-	res, err := f.s.Sign(ctx, &SignRequest{PKH: f.pkh, Message: msg, Version: 2})
+	return f.signVersion(ctx, msg, 2)
+}
+
+func (f *fixture) signVersion(ctx context.Context, msg []byte, version int) (crypt.Signature, error) {
+	res, err := f.s.Sign(ctx, &SignRequest{PKH: f.pkh, Message: msg, Version: version})
 	return res.Signature, err
 }
 
@@ -289,10 +294,18 @@ func TestStoredSignatureReturned(t *testing.T) {
 			if e, ok := first.(*crypt.ECDSASignature); ok && e.S.Cmp(new(big.Int).Rsh(e.Curve.Params().N, 1)) > 0 {
 				t.Fatal("high-S signature released")
 			}
-			for range 3 {
-				again, err := f.sign(context.Background(), attestationAt(5))
+			// Asked again with version 3, then 2 again: for every key type (tz4 included, whose
+			// versions 2 and 3 are one ciphersuite) the stored signature.
+			for _, v := range []int{2, 3, 2} {
+				again, err := f.signVersion(context.Background(), attestationAt(5), v)
 				if err != nil || again.String() != first.String() {
-					t.Fatalf("identical request = %v, %v; first %v", again, err, first)
+					t.Fatalf("identical request (version %d) = %v, %v; first %v", v, again, err, first)
+				}
+			}
+			if c == tezos.BLS {
+				// Version 1 is another ciphersuite: a second signature over the same bytes.
+				if sig, err := f.signVersion(context.Background(), attestationAt(5), 1); fault.Status(err) != 409 {
+					t.Fatalf("version 1 after version 2: %v, %v", sig, err)
 				}
 			}
 			if n := f.key.calls.Load(); n != 1 {
@@ -479,5 +492,43 @@ func TestSoftwareKeyFaultReleasesNothing(t *testing.T) {
 	m, _, err := store.Load(context.Background(), watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: watermark.Attestation})
 	if err != nil || m.Level != 5 {
 		t.Fatalf("the refused request moved the record: %+v, %v", m, err)
+	}
+}
+
+// TestTz5Keys: a tz5 key signs generic operations with version 3 only (0, 1 and 2 are refused
+// with 400 before the vault is asked), and its signature is verified before it leaves, whether
+// the key is in process (vault.SoftwareKey, whose SignChecked leaves ML-DSA-44 to verification)
+// or behind a backend: a wrong signature is never released.
+func TestTz5Keys(t *testing.T) {
+	t.Parallel()
+	msg := tv.Hex(tv.LoadPolicyHex()["transaction ok"])
+	for _, mode := range []string{"", "wrong", "software"} {
+		f := newFixture(t, tezos.MLDSA44, mode, nil)
+		if mode == "software" {
+			// Through the vault.CheckedSigner path of file and mem keys.
+			f.vault.keys = []vault.Key{f.key.soft}
+			f.s, _ = New(context.Background(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Policies: f.s.cfg.Policies,
+				Logger: f.s.log, Metrics: metrics.New("t2")})
+		}
+		for _, v := range []int{0, 1, 2} {
+			sig, err := f.signVersion(context.Background(), msg, v)
+			if sig != nil || fault.Status(err) != 400 || !errors.Is(err, tezos.ErrMLDSA44Version) {
+				t.Fatalf("%q, version %d: %v, %v", mode, v, sig, err)
+			}
+		}
+		if n := f.key.calls.Load(); n != 0 {
+			t.Fatalf("%q: vault asked %d times for refused versions", mode, n)
+		}
+		sig, err := f.signVersion(context.Background(), msg, 3)
+		switch mode {
+		case "wrong":
+			if sig != nil || fault.Status(err) != 500 || !strings.Contains(err.Error(), "invalid signature") {
+				t.Fatalf("wrong signature: %v, %v", sig, err)
+			}
+		default:
+			if err != nil || !tezos.Verify(f.key.soft.PublicKey(), sig, msg, 3) {
+				t.Fatalf("%q: %v, %v", mode, sig, err)
+			}
+		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package testvectors loads the reference implementation's known answers (testdata/vectors:
-// payloads, keys, signatures and watermark scenarios taken from its test suite) for use in tests.
+// payloads, keys, signatures and watermark scenarios taken from its test suite), and octez's
+// fixed tz5 key (testdata/octez), for use in tests.
 package testvectors
 
 import (
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // Keys from the reference implementation's test suite (testdata/vectors).
@@ -102,6 +104,30 @@ func LoadPolicyHex() map[string]string {
 	var m map[string]string
 	load("policy_hex.json", &m)
 	return m
+}
+
+// OctezTz5PKH is the address of OctezTz5's key.
+const OctezTz5PKH = "tz5gNJ1oD2zGxq9bgHHezToUr8WWA7DBXPFA"
+
+// OctezTz5 returns the fixed tz5 (ML-DSA-44) secret key hard-coded in octez
+// (testdata/octez/mldsa44_hardcoded_sk.txt) and its public key
+// (testdata/octez/mldsa44_hardcoded_pk.txt, derived from it outside this module), as base58 text.
+func OctezTz5() (sk, pk string) {
+	return octezLine("mldsa44_hardcoded_sk.txt"), octezLine("mldsa44_hardcoded_pk.txt")
+}
+
+// octezLine returns the one line of testdata/octez/name that is not a # comment.
+func octezLine(name string) string {
+	b, err := os.ReadFile(filepath.Join(dir(), "..", "octez", name))
+	if err != nil {
+		panic(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return line
+		}
+	}
+	panic(name + " holds no value")
 }
 
 // Hex decodes s or panics.

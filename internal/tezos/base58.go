@@ -72,7 +72,7 @@ func encodeBase58Check(pre, payload []byte) string {
 	return string(encodeBase58(append(buf, s1[:4]...)))
 }
 
-// SignatureString is sig.String() (edsig…, spsig1…, p2sig…, BLsig…), faster.
+// SignatureString is sig.String() (edsig…, spsig1…, p2sig…, BLsig…, mdsig…), faster.
 func SignatureString(sig crypt.Signature) string {
 	switch s := sig.(type) {
 	case crypt.Ed25519Signature:
@@ -93,6 +93,10 @@ func SignatureString(sig crypt.Signature) string {
 		}
 	case *crypt.BLSSignature:
 		return encodeBase58Check(prefix.BLS12_381Signature.Prefix, (*minpk.Signature)(s).Bytes())
+	case crypt.MLDSA44Signature:
+		if len(s) == prefix.MLDSA44Signature.Len {
+			return encodeBase58Check(prefix.MLDSA44Signature.Prefix, s)
+		}
 	}
 	return sig.String()
 }

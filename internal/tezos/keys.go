@@ -1,6 +1,6 @@
 // Package tezos holds what the encoding library (gotez) lacks for a signer: curve names, key
-// generation, secret-key encryption as octez-client does it, low-S normalisation and verification
-// by signing version.
+// generation, secret-key encryption as octez-client does it, low-S normalisation, verification
+// by signing version, and tz5 (ML-DSA-44) keys as octez has them.
 package tezos
 
 import (
@@ -18,6 +18,7 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
+	"github.com/ecadlabs/gotez/v2/b58/prefix"
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"golang.org/x/crypto/nacl/secretbox"
 	"golang.org/x/crypto/pbkdf2"
@@ -31,12 +32,13 @@ const (
 	Secp256k1 Curve = "secp256k1" // tz2
 	P256      Curve = "p256"      // tz3
 	BLS       Curve = "bls"       // tz4
+	MLDSA44   Curve = "mldsa44"   // tz5: ML-DSA-44, not an elliptic curve; signing version 3 only
 )
 
-// Curves lists every supported curve.
-var Curves = []Curve{Ed25519, Secp256k1, P256, BLS}
+// Curves lists every supported curve (key type).
+var Curves = []Curve{Ed25519, Secp256k1, P256, BLS, MLDSA44}
 
-// ParseCurve accepts a curve name or the address prefix (tz1…tz4), case-insensitively.
+// ParseCurve accepts a curve name or the address prefix (tz1…tz5), case-insensitively.
 func ParseCurve(s string) (Curve, error) {
 	switch strings.ToLower(s) {
 	case "ed25519", "tz1":
@@ -47,8 +49,10 @@ func ParseCurve(s string) (Curve, error) {
 		return P256, nil
 	case "bls", "bls12-381", "tz4":
 		return BLS, nil
+	case "mldsa44", "ml-dsa-44", "tz5":
+		return MLDSA44, nil
 	}
-	return "", fmt.Errorf("unknown key type %q (want ed25519|tz1, secp256k1|tz2, p256|tz3 or bls|tz4)", s)
+	return "", fmt.Errorf("unknown key type %q (want ed25519|tz1, secp256k1|tz2, p256|tz3, bls|tz4 or mldsa44|tz5)", s)
 }
 
 // CurveOf returns the curve of a public key.
@@ -58,6 +62,8 @@ func CurveOf(pub crypt.PublicKey) Curve {
 		return Ed25519
 	case *crypt.BLSPublicKey:
 		return BLS
+	case *MLDSA44PublicKey:
+		return MLDSA44
 	case *crypt.ECDSAPublicKey:
 		if k.Curve == elliptic.P256() {
 			return P256
@@ -92,6 +98,8 @@ func GenerateKey(c Curve) (crypt.PrivateKey, error) {
 			return nil, err
 		}
 		return (*crypt.BLSPrivateKey)(priv), nil
+	case MLDSA44:
+		return generateMLDSA44()
 	}
 	return nil, fmt.Errorf("unknown key type %q", c)
 }
@@ -102,9 +110,10 @@ var ErrWrongPassword = errors.New("wrong password: the encrypted secret key cann
 // ErrNoPassword is returned when an encrypted key is met and no password source is available.
 var ErrNoPassword = errors.New("the secret key is encrypted and no password was given")
 
-// IsEncrypted reports whether s looks like an encrypted secret key (edesk, spesk, p2esk, BLesk).
+// IsEncrypted reports whether s looks like an encrypted secret key (edesk, spesk, p2esk, BLesk,
+// mdesk).
 func IsEncrypted(s string) bool {
-	for _, p := range []string{"edesk", "spesk", "p2esk", "BLesk"} {
+	for _, p := range []string{"edesk", "spesk", "p2esk", "BLesk", "mdesk"} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}
@@ -112,12 +121,16 @@ func IsEncrypted(s string) bool {
 	return false
 }
 
-// ParseSecretKey parses a plain (edsk, spsk, p2sk, BLsk) or encrypted (edesk, spesk, p2esk, BLesk)
-// base58 secret key. password is called only for an encrypted key; it may be nil.
+// ParseSecretKey parses a plain (edsk, spsk, p2sk, BLsk, mdsk) or encrypted (edesk, spesk, p2esk,
+// BLesk, mdesk) base58 secret key. password is called only for an encrypted key; it may be nil.
 // Errors never contain the key or the password.
 func ParseSecretKey(s string, password func() ([]byte, error)) (crypt.PrivateKey, error) {
 	s = strings.TrimSpace(s)
-	if len(s) > MaxBase58Length {
+	max := limit(s, "mdsk", MLDSA44SecretKeyLength)
+	if strings.HasPrefix(s, "mdesk") {
+		max = MLDSA44EncryptedSecretKeyLength
+	}
+	if len(s) > max {
 		return nil, fmt.Errorf("invalid secret key: %d characters is too long", len(s))
 	}
 	enc, err := b58.ParseEncryptedPrivateKey([]byte(s))
@@ -133,6 +146,14 @@ func ParseSecretKey(s string, password func() ([]byte, error)) (crypt.PrivateKey
 			return nil, ErrWrongPassword
 		}
 		return nil, fmt.Errorf("cannot decrypt secret key: %s", scrub(err))
+	}
+	if md, ok := raw.(*tz.MLDSA44PrivateKey); ok {
+		defer clear(md[:])
+		priv, err := NewMLDSA44PrivateKey(md[:])
+		if err != nil {
+			return nil, fmt.Errorf("invalid secret key: %w", err)
+		}
+		return priv, nil
 	}
 	priv, err := crypt.NewPrivateKey(raw)
 	if err != nil {
@@ -163,6 +184,9 @@ func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
 		plain = k[:]
 	case *tz.BLSPrivateKey:
 		plain = k[:]
+	case *tz.MLDSA44PrivateKey:
+		plain = k[:]
+		defer clear(plain)
 	default:
 		return "", fmt.Errorf("cannot encrypt a %T", k)
 	}
@@ -188,6 +212,8 @@ func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
 		var e tz.P256EncryptedPrivateKey
 		copy(e[:], out)
 		return string(e.ToBase58()), nil
+	case *tz.MLDSA44PrivateKey:
+		return encodeBase58Check(prefix.MLDSA44EncryptedSecretKey.Prefix, out), nil
 	default:
 		var e tz.BLSEncryptedPrivateKey
 		copy(e[:], out)
@@ -200,10 +226,28 @@ func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
 const (
 	// PKHLength is the length of every base58 key hash.
 	PKHLength = 36
-	// MaxBase58Length bounds every other base58 value: the longest, an encrypted BLS secret key
-	// or a BLS signature, is under 150 characters.
+	// MaxBase58Length bounds every other base58 value but tz5 ones: the longest, an encrypted
+	// BLS secret key or a BLS signature, is under 150 characters. tz5 values (MLDSA44…Length) are
+	// allowed their own lengths, and only with their prefixes.
 	MaxBase58Length = 160
 )
+
+// limit is the longest text accepted for s: length when s starts with the tz5 prefix pre,
+// else MaxBase58Length.
+func limit(s, pre string, length int) int {
+	if strings.HasPrefix(s, pre) {
+		return length
+	}
+	return MaxBase58Length
+}
+
+// quoteKey quotes s for an error message, cut when it is longer than any non-tz5 value.
+func quoteKey(s string) string {
+	if len(s) > MaxBase58Length {
+		return quoteShort(s)
+	}
+	return fmt.Sprintf("%q", s)
+}
 
 // quoteShort quotes s for an error message, cut to 40 characters.
 func quoteShort(s string) string {
@@ -213,10 +257,10 @@ func quoteShort(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// ParsePublicKeyHash parses a tz1…tz4 address.
+// ParsePublicKeyHash parses a tz1…tz5 address.
 func ParsePublicKeyHash(s string) (tz.PublicKeyHash, error) {
 	// Base58 decoding is quadratic in its input: the length is checked first. Every key hash
-	// (tz1–tz4, KT1) is 36 characters.
+	// (tz1–tz5, KT1) is 36 characters.
 	if len(s) != PKHLength {
 		return nil, fmt.Errorf("invalid public key hash %s: a key hash is %d characters, not %d", quoteShort(s), PKHLength, len(s))
 	}
@@ -236,14 +280,17 @@ func ValidContractAddress(s string) bool {
 	return err == nil
 }
 
-// ParsePublicKey parses an edpk, sppk, p2pk or BLpk public key.
+// ParsePublicKey parses an edpk, sppk, p2pk, BLpk or mdpk public key.
 func ParsePublicKey(s string) (crypt.PublicKey, error) {
-	if len(s) > MaxBase58Length {
+	if len(s) > limit(s, "mdpk", MLDSA44PublicKeyLength) {
 		return nil, fmt.Errorf("invalid public key %s: %d characters is too long", quoteShort(s), len(s))
 	}
 	raw, err := b58.ParsePublicKey([]byte(s))
 	if err != nil {
-		return nil, fmt.Errorf("invalid public key %q: %s", s, scrub(err))
+		return nil, fmt.Errorf("invalid public key %s: %s", quoteKey(s), scrub(err))
+	}
+	if md, ok := raw.(*tz.MLDSA44PublicKey); ok {
+		return NewMLDSA44PublicKey(md[:])
 	}
 	pub, err := crypt.NewPublicKey(raw)
 	if err != nil {
@@ -252,9 +299,9 @@ func ParsePublicKey(s string) (crypt.PublicKey, error) {
 	return pub, nil
 }
 
-// ParseSignature parses any base58 signature: edsig, spsig1, p2sig, BLsig or generic sig.
+// ParseSignature parses any base58 signature: edsig, spsig1, p2sig, BLsig, mdsig or generic sig.
 func ParseSignature(s string) (crypt.Signature, error) {
-	if len(s) > MaxBase58Length {
+	if len(s) > limit(s, "mdsig", MLDSA44SignatureLength) {
 		return nil, fmt.Errorf("invalid signature: %d characters is too long", len(s))
 	}
 	raw, err := b58.ParseSignature([]byte(s))
@@ -293,8 +340,10 @@ func IsLowS(sig crypt.Signature) bool {
 }
 
 // Verify checks sig over message as Tezos does: blake2b-256 then the curve's verification for
-// tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite, or, for signing
-// version 1, the augmented one.
+// tz1–tz3; for tz4 the raw message with the proof-of-possession ciphersuite (signing versions 2
+// and 3), or, for signing version 1, the augmented one; for tz5 pure ML-DSA-44 over the
+// blake2b-256 digest with an empty context. The version matters only for tz4: whether a key may
+// sign with a version at all is CheckVersion's question.
 func Verify(pub crypt.PublicKey, sig crypt.Signature, message []byte, version int) bool {
 	switch p := pub.(type) {
 	case *crypt.BLSPublicKey:

@@ -31,7 +31,8 @@ import (
 
 // SignOptions carries per-request signing options.
 type SignOptions struct {
-	// Version is the signing version (0, 1 or 2); it selects the BLS ciphersuite.
+	// Version is the signing version, 0 to tezos.MaxVersion; for BLS it selects the
+	// ciphersuite: 1 the augmented one, 2 and 3 the proof-of-possession one (0 is refused).
 	Version int
 }
 
@@ -41,8 +42,8 @@ type Key interface {
 	PublicKey() crypt.PublicKey
 	// ID is the key's reference inside its vault (alias, label, key id, ARN…), for listing.
 	ID() string
-	// Sign signs a request. digest is blake2b-256(message). Ed25519 and ECDSA keys sign digest;
-	// BLS keys sign message. ECDSA signatures are returned as the backend made them, high-S
+	// Sign signs a request. digest is blake2b-256(message). Ed25519, ECDSA and ML-DSA-44 (tz5)
+	// keys sign digest; BLS keys sign message. ECDSA signatures are returned as the backend made them, high-S
 	// included: low-S normalisation is the signer's job, never a driver's. Sign fails with
 	// ErrClosed once the vault is closed, and with the context's error when ctx is done before
 	// or while the backend is asked (see Lifecycle). Every driver passes the vaulttest suite.
@@ -88,7 +89,11 @@ type ReadinessChecker interface {
 }
 
 // ErrBLSVersion0 is returned when a BLS key is asked to sign with signing version 0.
-var ErrBLSVersion0 = errors.New("signing version 0 is not supported for BLS keys")
+var ErrBLSVersion0 = tezos.ErrBLSVersion0
+
+// ErrUnknownVersion is returned when a key is asked to sign with a signing version that does not
+// exist (the server refuses such a request before).
+var ErrUnknownVersion = errors.New("unknown signing version")
 
 // SoftwareKey is a key whose secret is held in process memory (file and mem vaults).
 type SoftwareKey struct {
@@ -131,9 +136,16 @@ func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte
 			return nil, ErrBLSVersion0
 		case 1:
 			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.Augmentation)), nil
-		default:
+		case 2, 3: // version 3 signs tz4 as version 2 does
 			return (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(p), message, blst.ProofOfPossession)), nil
+		default:
+			return nil, fmt.Errorf("%w %d", ErrUnknownVersion, opts.Version)
 		}
+	case *tezos.MLDSA44PrivateKey:
+		if err := tezos.CheckVersion(tezos.MLDSA44, opts.Version); err != nil {
+			return nil, err
+		}
+		return p.SignDigest(digest)
 	}
 	return nil, fmt.Errorf("unsupported key type %T", k.Priv)
 }
@@ -166,7 +178,8 @@ var ErrFault = errors.New("the signature failed the key's own check")
 // What it does not catch, verification would only turn into a refusal without more safety: a
 // secret corrupted in memory before both computations signs, consistently, for another key; the
 // baker's node refuses such a signature, it is never a second signature for the listed key, and it
-// reveals nothing of the listed key. ECDSA (randomized: two signatures differ) is verified.
+// reveals nothing of the listed key. ECDSA and ML-DSA-44 (randomized: two signatures differ, and
+// ML-DSA-44's hedged signing is meant to) are not checked here: the signer verifies them.
 func (k *SoftwareKey) SignChecked(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions, pub crypt.PublicKey) (crypt.Signature, bool, error) {
 	switch p := k.Priv.(type) {
 	case crypt.Ed25519PrivateKey:
@@ -179,7 +192,7 @@ func (k *SoftwareKey) SignChecked(ctx context.Context, message []byte, digest *[
 		if !ok || !k.blsPublicIs(p, want) {
 			return nil, false, fmt.Errorf("%w: the key's public key is not the listed public key", ErrFault)
 		}
-	default:
+	default: // ECDSA, ML-DSA-44: randomized, so verified by the signer
 		sig, err := k.Sign(ctx, message, digest, opts)
 		return sig, false, err
 	}

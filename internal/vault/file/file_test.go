@@ -200,8 +200,10 @@ func TestConformance(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("conformance password\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tz5, _ := tv.OctezTz5()
 	p := write(t, `[{"name":"a","value":"unencrypted:`+tv.K1SK+`"},{"name":"b","value":"unencrypted:`+tv.K5SK+`"},
-		{"name":"c","value":"unencrypted:`+tv.K6SK+`"},{"name":"d","value":"unencrypted:`+tv.K7SK+`"}]`)
+		{"name":"c","value":"unencrypted:`+tv.K6SK+`"},{"name":"d","value":"unencrypted:`+tv.K7SK+`"},
+		{"name":"e","value":"unencrypted:`+tz5+`"}]`)
 	vaulttest.Run(t, vaulttest.Fixture{
 		Driver: Driver,
 		Open: func(t *testing.T) vault.Vault {

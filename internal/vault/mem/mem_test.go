@@ -18,7 +18,8 @@ func TestConformance(t *testing.T) {
 		Driver: Driver,
 		Open: func(t *testing.T) vault.Vault {
 			var node yaml.Node
-			src := "[" + tv.K1SK + ", " + tv.K5SK + ", " + tv.K6SK + ", " + tv.K7SK + "]"
+			tz5, _ := tv.OctezTz5()
+			src := "[" + tv.K1SK + ", " + tv.K5SK + ", " + tv.K6SK + ", " + tv.K7SK + ", " + tz5 + "]"
 			if err := yaml.Unmarshal([]byte(src), &node); err != nil {
 				t.Fatal(err)
 			}

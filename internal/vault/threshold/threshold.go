@@ -419,7 +419,13 @@ func (k *Key) Sign(ctx context.Context, message []byte, digest *[32]byte, opts v
 	case 0:
 		return nil, vault.ErrBLSVersion0
 	case 1:
-		return nil, fault.New(fault.BadRequest, "signing version 1 (the augmented BLS ciphersuite) cannot be made by a threshold key: each share would sign its own public key; use version 2")
+		return nil, fault.New(fault.BadRequest, "signing version 1 (the augmented BLS ciphersuite) cannot be made by a threshold key: each share would sign its own public key; use version 2 or 3")
+	case 2, 3:
+		// Versions 2 and 3 are one BLS ciphersuite (proof of possession). The members are asked
+		// for version 2, which every signer that knows tz4 signing versions accepts (octez v23
+		// and v24 refuse 3).
+	default:
+		return nil, fmt.Errorf("%w %d", vault.ErrUnknownVersion, opts.Version)
 	}
 	body, _ := json.Marshal(hex.EncodeToString(message))
 	return v.gather(ctx, func(ctx context.Context, m *member) partial {

@@ -152,7 +152,7 @@ func TestConformance(t *testing.T) {
 			return v
 		},
 		Curves:      []tezos.Curve{tezos.BLS},
-		BLSVersions: []int{2},
+		BLSVersions: []int{2, 3},
 		Stall: func(t *testing.T) func() {
 			var releases []func()
 			for _, m := range g.members {

@@ -6,15 +6,15 @@
 //     fixture says the backend holds;
 //   - every listed key signs random messages, concurrently too, and each signature verifies
 //     against the listed public key (after low-S normalisation, which is the signer's job: a
-//     driver returns what its backend gives). BLS keys sign with signing versions 1 and 2, and
-//     refuse version 0;
+//     driver returns what its backend gives). BLS keys sign with signing versions 1, 2 and 3, and
+//     refuse version 0 and the unknown version 4; tz5 (ML-DSA-44) keys sign with version 3 only;
 //   - a request whose deadline has already passed is refused with the context's error and signs
 //     nothing; while a backend stalls (when the fixture can make it stall), Sign returns once its
 //     deadline passes, and signs again once the backend answers;
 //   - after Close, Sign fails with vault.ErrClosed;
 //   - Generate and Import, where the vault implements them, create keys of the curves the fixture
 //     lists, which List then returns (after a reopen too, for persistent backends) and which sign;
-//     other curves are refused.
+//     other curves (tz5 for every backend but file and mem) are refused.
 package vaulttest
 
 import (
@@ -54,8 +54,8 @@ type Fixture struct {
 	// Stall, when set, makes the backend hold every sign request until release is called, as a
 	// remote service that stops answering does.
 	Stall func(t *testing.T) (release func())
-	// BLSVersions are the signing versions BLS keys sign with (default 1 and 2); the others are
-	// refused.
+	// BLSVersions are the signing versions BLS keys sign with (default 1, 2 and 3); the others
+	// are refused.
 	BLSVersions []int
 }
 
@@ -156,13 +156,16 @@ func message() ([]byte, *[32]byte) {
 
 // versions returns the signing versions a key of pub's curve is asked to sign with.
 func (f Fixture) versions(pub crypt.PublicKey) []int {
+	if tezos.CurveOf(pub) == tezos.MLDSA44 {
+		return []int{3}
+	}
 	if tezos.CurveOf(pub) == tezos.BLS {
 		if len(f.BLSVersions) > 0 {
 			return f.BLSVersions
 		}
-		return []int{1, 2}
+		return []int{1, 2, 3}
 	}
-	return []int{2}
+	return []int{2, 3}
 }
 
 // signVerify signs a random message with k and checks the signature against k's public key.
@@ -190,7 +193,7 @@ func sign(t *testing.T, f Fixture) {
 			}
 		}
 		if tezos.CurveOf(k.PublicKey()) == tezos.BLS {
-			for _, ver := range []int{1, 2} {
+			for _, ver := range []int{1, 2, 3} {
 				if slices.Contains(f.versions(k.PublicKey()), ver) {
 					continue
 				}
@@ -199,9 +202,19 @@ func sign(t *testing.T, f Fixture) {
 					t.Errorf("key %s signed with signing version %d (%v), which the fixture says it refuses", k.PublicKey().Hash(), ver, sig)
 				}
 			}
-			msg, d := message()
-			if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 0}); err == nil {
-				t.Errorf("key %s signed with signing version 0 (%v), which has no BLS form", k.PublicKey().Hash(), sig)
+			for _, ver := range []int{0, 4} {
+				msg, d := message()
+				if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: ver}); err == nil {
+					t.Errorf("key %s signed with signing version %d (%v), which has no BLS form", k.PublicKey().Hash(), ver, sig)
+				}
+			}
+		}
+		if tezos.CurveOf(k.PublicKey()) == tezos.MLDSA44 {
+			for _, ver := range []int{0, 1, 2, 4} {
+				msg, d := message()
+				if sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: ver}); err == nil {
+					t.Errorf("tz5 key %s signed with signing version %d (%v): tz5 signs with version 3 only", k.PublicKey().Hash(), ver, sig)
+				}
 			}
 		}
 	}
