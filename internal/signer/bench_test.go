@@ -3,17 +3,21 @@ package signer
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -129,6 +133,52 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := request.Decode(msg, 2); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignGenericLimits is a 1 mutez transfer by a tz1 key: without limits; with the
+// per-content rules only (a full decode of the contents); and with max_total as well, whose
+// window is recorded in the store before each signature (mem; file: one durable write each).
+// The budget is large enough that nothing is refused; each transfer has its own counter, so each
+// is a new entry, and the test clock moves one second a transfer, so the 100 s window holds 100.
+func BenchmarkSignGenericLimits(b *testing.B) {
+	k, _ := tezos.GenerateKey(tezos.Ed25519)
+	pkh := k.Public().Hash().String()
+	rules := &policy.Limits{MaxAmount: big.NewInt(100_000_000), MaxFee: big.NewInt(1_000_000)}
+	windows := *rules
+	windows.Windows = watermark.Windows{Amount: 1 << 60, AmountPeriod: 100 * time.Second}
+	for _, c := range []struct {
+		name   string
+		limits *policy.Limits
+		store  func(b *testing.B) watermark.Store
+	}{
+		{"none", nil, func(*testing.B) watermark.Store { return wmmem.NewStore() }},
+		{"rules", rules, func(*testing.B) watermark.Store { return wmmem.NewStore() }},
+		{"window-mem", &windows, func(*testing.B) watermark.Store { return wmmem.NewStore() }},
+		{"window-file", &windows, func(b *testing.B) watermark.Store {
+			st, err := wmfile.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			return st
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := benchSigner(b, c.store(b), k)
+			s.cfg.Policies[pkh].Limits = c.limits
+			counter := uint64(0)
+			t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+			s.cfg.Now = func() time.Time { return t0.Add(time.Duration(counter) * time.Second) }
+			b.ReportAllocs()
+			for b.Loop() {
+				counter++
+				msg, _ := hex.DecodeString(testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: 1, Dest: pkh}))
+				if _, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: msg, Version: 3}); err != nil {
 					b.Fatal(err)
 				}
 			}
