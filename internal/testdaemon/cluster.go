@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,4 +144,30 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, try func() er
 		}
 		time.Sleep(20 * time.Millisecond) // between tries of a recovering server, not synchronisation
 	}
+}
+
+// SignAtOnce sends n requests at once (sign(i) makes request i and returns the HTTP status and
+// body) and counts those signed (200) and those refused as expected (refused says which); any
+// other answer fails the test.
+func SignAtOnce(tb testing.TB, n int, sign func(i int) (int, string), refused func(status int, body string) bool) (signedN, refusedN int) {
+	tb.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			status, body := sign(i)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case status == http.StatusOK:
+				signedN++
+			case refused(status, body):
+				refusedN++
+			default:
+				tb.Errorf("request %d: %d %s", i, status, body)
+			}
+		})
+	}
+	wg.Wait()
+	return signedN, refusedN
 }

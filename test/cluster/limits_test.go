@@ -3,7 +3,6 @@ package cluster
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
@@ -37,25 +36,9 @@ func runClusterLimits(t *testing.T, watermark string) {
 	transfer := func(counter, tez uint64) string {
 		return testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: tez * 1_000_000, Dest: payee})
 	}
-	var mu sync.Mutex
-	var signed, refused int
-	var wg sync.WaitGroup
-	for i := range 50 {
-		wg.Go(func() {
-			status, body := insts[i%3].Sign(pkh, transfer(uint64(i+1), 30))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case status == 200:
-				signed++
-			case status == 403 && strings.Contains(body, "max_total"):
-				refused++
-			default:
-				t.Errorf("transfer %d through %s: %d %s", i, insts[i%3].Name, status, body)
-			}
-		})
-	}
-	wg.Wait()
+	signed, refused := testdaemon.SignAtOnce(t, 50, func(i int) (int, string) {
+		return insts[i%3].Sign(pkh, transfer(uint64(i+1), 30))
+	}, func(status int, body string) bool { return status == 403 && strings.Contains(body, "max_total") })
 	if signed != 33 || refused != 17 {
 		t.Fatalf("50 concurrent 30 tez transfers over three signers against 1000 tez: %d signed, %d refused; want 33 and 17", signed, refused)
 	}

@@ -71,7 +71,10 @@ func (k *key) withoutSK() *key { c := *k; c.SK = ""; return &c }
 
 func TestMain(m *testing.M) { testdaemon.Main(m) }
 
-func TestTaquitoInterop(t *testing.T) {
+// requireNode returns the path of node (20 or later) once the suite's npm packages are
+// installed, or skips (fails with SIGNATORY_REQUIRE_SERVERS=1) the test.
+func requireNode(t *testing.T) string {
+	t.Helper()
 	if err := checkInstalled(); err != nil {
 		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
 	}
@@ -84,6 +87,11 @@ func TestTaquitoInterop(t *testing.T) {
 	} else if major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(v)), "v"), ".", 2)[0]); major < 20 {
 		testdaemon.Unavailable(t, "node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
 	}
+	return nodeBin
+}
+
+func TestTaquitoInterop(t *testing.T) {
+	nodeBin := requireNode(t)
 
 	buildCtx, cancelBuild := context.WithTimeout(context.Background(), buildTimeout)
 	testdaemon.BinaryContext(buildCtx, t)

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
@@ -56,13 +55,7 @@ func forge(t *testing.T, nodeBin string, ops map[string][]map[string]any) map[st
 // spent amount is still counted (then max_total just above, just below and at its value); and
 // max_operations, counting a batch as one.
 func TestSpendingLimits(t *testing.T) {
-	if err := checkInstalled(); err != nil {
-		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
-	}
+	nodeBin := requireNode(t)
 	payer, err := tezos.GenerateKey(tezos.Ed25519)
 	if err != nil {
 		t.Fatal(err)
@@ -170,25 +163,9 @@ func TestSpendingLimits(t *testing.T) {
 		}
 	}
 
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var signed, refused int
-	for i := range 50 {
-		wg.Go(func() {
-			status, body := d.Sign(b, hexes[fmt.Sprint("payout ", i)])
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case status == 200:
-				signed++
-			case status == 403 && strings.Contains(body, "max_total"):
-				refused++
-			default:
-				t.Errorf("payout %d: %d %s", i, status, body)
-			}
-		})
-	}
-	wg.Wait()
+	signed, refused := testdaemon.SignAtOnce(t, 50, func(i int) (int, string) {
+		return d.Sign(b, hexes[fmt.Sprint("payout ", i)])
+	}, func(status int, body string) bool { return status == 403 && strings.Contains(body, "max_total") })
 	if signed != 33 || refused != 17 {
 		t.Fatalf("50 concurrent 30 tez payouts against 1000 tez: %d signed, %d refused; want 33 and 17", signed, refused)
 	}

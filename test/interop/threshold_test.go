@@ -37,13 +37,7 @@ import (
 //   - The requests of an octez v25 baker with a tz4 consensus key (GET /authorized_keys, BLS-mode
 //     preattestations and attestations with ?version=3) are signed through either coordinator.
 func TestThresholdProcesses(t *testing.T) {
-	if err := checkInstalled(); err != nil {
-		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
-	}
+	nodeBin := requireNode(t)
 	priv, err := tezos.GenerateKey(tezos.BLS)
 	if err != nil {
 		t.Fatal(err)

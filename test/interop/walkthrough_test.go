@@ -26,13 +26,7 @@ import (
 // The script checks the HTTP statuses itself; this test also has Taquito verify what it printed
 // (the group key's proof of possession and the two attestations) against the group key.
 func TestThresholdWalkthrough(t *testing.T) {
-	if err := checkInstalled(); err != nil {
-		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
-	}
+	nodeBin := requireNode(t)
 	if _, err := exec.LookPath("curl"); err != nil {
 		testdaemon.Unavailable(t, "curl is not in PATH")
 	}

@@ -188,7 +188,7 @@ func (s *Store) advanceOnce(ctx context.Context, k watermark.Key, req watermark.
 	}
 	switch o, refusal := watermark.Decide(k, stored, true, req); o {
 	case watermark.Write:
-		return req, s.updateAndCommit(ctx, c, args)
+		return req, updateAndCommit(ctx, c, s.update, args...)
 	case watermark.Identical: // the stored record stands, committed and durable: nothing to write
 		return stored, finish(ctx, c, "COMMIT")
 	default:
@@ -244,10 +244,11 @@ func setRecord(m *watermark.Mark, digest []byte, sig *string) error {
 	return nil
 }
 
-// updateAndCommit writes args over the locked row and commits, in one round trip.
-func (s *Store) updateAndCommit(ctx context.Context, c *pgx.Conn, args []any) error {
+// updateAndCommit runs stmt (an UPDATE of the locked row) with args and commits, in one round
+// trip.
+func updateAndCommit(ctx context.Context, c *pgx.Conn, stmt string, args ...any) error {
 	b := &pgx.Batch{}
-	b.Queue(s.update, args...)
+	b.Queue(stmt, args...)
 	b.Queue("COMMIT")
 	br := c.SendBatch(ctx, b)
 	tag, err := br.Exec()

@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -98,25 +96,7 @@ func (s *Store) updateSpendsOnce(ctx context.Context, pkh string, f func([]water
 	if ferr != nil {
 		return ferr, finish(ctx, c, "ROLLBACK")
 	}
-	b = &pgx.Batch{}
-	b.Queue(s.spendUpdate, pkh, string(watermark.EncodeSpends(next)))
-	b.Queue("COMMIT")
-	br = c.SendBatch(ctx, b)
-	tag, err := br.Exec()
-	if err == nil && tag.RowsAffected() != 1 {
-		err = fault.New(fault.Internal, fmt.Sprintf("update touched %d rows", tag.RowsAffected()))
-	}
-	var commit pgconn.CommandTag
-	if err == nil {
-		commit, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && commit.String() != "COMMIT" {
-		err = fmt.Errorf("commit answered %q", commit.String())
-	}
-	return nil, err
+	return nil, updateAndCommit(ctx, c, s.spendUpdate, pkh, string(watermark.EncodeSpends(next)))
 }
 
 // ListSpends implements watermark.SpendStore: every row with a non-empty list.
