@@ -57,7 +57,7 @@ func TestLimitsShowAndDecode(t *testing.T) {
 	}
 
 	tx := func(counter, tez uint64, dest string) testdaemon.Op {
-		return testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1, Amount: tez * 1e6, Dest: dest}
+		return testdaemon.Op{Kind: "transaction", Counter: counter, Amount: tez * 1e6, Dest: dest}
 	}
 	for _, c := range []struct {
 		ops    []testdaemon.Op

@@ -109,6 +109,8 @@ func TestErrorsNameThePlace(t *testing.T) {
 		{"count of 0", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction]}\n    limits:\n      max_operations: {count: 0, period: 1h}\n", "line 5: limits.max_operations.count must be at least 1"},
 		{"malformed destination", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction]}\n    limits:\n      destinations: [tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvX]\n", "tezos." + tv.K1PKH + ": line 5: limits.destinations: \"tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvX\" is not an address"},
 		{"delegate not implicit", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction]}\n    limits:\n      delegates: [KT1BEqzn5Wx8uJrZNvuS9DVHmLvG9td3fDLi]\n", "line 5: limits.delegates: \"KT1BEqzn5Wx8uJrZNvuS9DVHmLvG9td3fDLi\" is not an implicit address"},
+		{"limits with drain_delegate", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction, drain_delegate]}\n    limits:\n      max_amount: 1\n", "tezos." + tv.K1PKH + ": line 4: limits cannot bound `drain_delegate`"},
+		{"limits with pack", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction], pack: }\n    limits:\n      max_amount: 1\n", "line 4: limits cannot bound `pack`"},
 		{"entrypoints of an implicit account", "tezos:\n  " + tv.K1PKH + ":\n    allow: {generic: [transaction]}\n    limits:\n      entrypoints: {tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf: [transfer]}\n", "line 5: limits.entrypoints: \"tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf\" is not a contract address"},
 		{"body limit above the bound", "server: {max_body_bytes: 2000000}\n", "server.max_body_bytes: 2000000 is above the limit"},
 		{"vault without driver", "vaults:\n  v:\n    config: {}\n", "vaults.v: driver is required"},

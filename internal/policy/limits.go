@@ -171,18 +171,49 @@ func valueOf(node *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// Amount is what a request moves: the sum of its contents' amounts (mutez), capped at 2^62.
+// BurnPerByte is the protocol's cost of a byte of storage (cost_per_byte, 250 mutez).
+const BurnPerByte = 250
+
+// Amount is the most a request may take out of the account, in mutez, capped at 2^62: its
+// contents' amounts (transactions, stake and unstake included) and origination balances, their
+// fees, and the storage they may burn (storage_limit × 250 mutez). max_total counts this.
 func Amount(contents []request.Content) int64 {
 	sum := new(big.Int)
 	for _, c := range contents {
-		if c.Amount != nil {
-			sum.Add(sum, c.Amount)
+		for _, v := range []*big.Int{c.Amount, c.Fee} {
+			if v != nil {
+				sum.Add(sum, v)
+			}
+		}
+		if c.StorageLimit != nil {
+			sum.Add(sum, new(big.Int).Mul(c.StorageLimit, big.NewInt(BurnPerByte)))
 		}
 	}
 	if sum.BitLen() > 62 {
 		return 1 << 62
 	}
 	return sum.Int64()
+}
+
+// unbounded are the generic operation kinds whose effect on the account's tez limits cannot
+// bound: they drain (drain_delegate, and the consensus-key changes that enable it), lock or
+// forfeit bonds (smart rollup commitments and games), or move value the limits do not count
+// (tickets, paid storage, zk rollups). A key with limits may not allow them.
+var unbounded = []string{"drain_delegate", "update_consensus_key", "update_companion_key", "increase_paid_storage",
+	"transfer_ticket", "smart_rollup_publish", "smart_rollup_refute", "smart_rollup_timeout",
+	"zk_rollup_origination", "zk_rollup_publish", "zk_rollup_update"}
+
+// checkBounded refuses limits on a key that may sign what they cannot bound.
+func checkBounded(p *Policy, line int) error {
+	for _, op := range p.Ops {
+		if slices.Contains(unbounded, op) {
+			return fmt.Errorf("line %d: limits cannot bound `%s` (it can move, lock or burn tez the limits do not count): remove it from allow.generic, or the limits", line, op)
+		}
+	}
+	if slices.Contains(p.Requests, request.Pack) {
+		return fmt.Errorf("line %d: limits cannot bound `pack` (packed data can authorize transfers from a contract, e.g. a multisig): remove it from allow, or the limits", line)
+	}
+	return nil
 }
 
 // CheckContents applies the per-content rules to a generic request's contents: the first
@@ -199,10 +230,13 @@ func (l *Limits) CheckContents(contents []request.Content) error {
 		if l.MaxAmount != nil && c.Amount != nil && c.Amount.Cmp(l.MaxAmount) > 0 {
 			return violation("max_amount", "spending limit max_amount: %s of %s tez%s exceeds the limit of %s tez", c.Kind, tez(c.Amount), at, tez(l.MaxAmount))
 		}
-		if c.Kind == "transaction" && l.Destinations != nil && !slices.Contains(l.Destinations, c.Destination) {
+		// Every transfer to another account, whatever its kind's name (stake and unstake go to
+		// the key itself; a transaction to a contract's "stake" entrypoint is a transaction).
+		elsewhere := c.Destination != "" && c.Destination != c.Source
+		if elsewhere && l.Destinations != nil && !slices.Contains(l.Destinations, c.Destination) {
 			return violation("destinations", "spending limit destinations: %s%s is not an allowed destination", c.Destination, at)
 		}
-		if c.Kind == "transaction" && l.Entrypoints != nil && strings.HasPrefix(c.Destination, "KT1") {
+		if elsewhere && l.Entrypoints != nil && strings.HasPrefix(c.Destination, "KT1") {
 			eps, ok := l.Entrypoints[c.Destination]
 			if !ok {
 				return violation("entrypoints", "spending limit entrypoints: no entrypoint of %s is allowed%s", c.Destination, at)

@@ -244,7 +244,11 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		p.AuthorizedKeys = append(p.AuthorizedKeys, pub.Hash().String())
 	}
 	if c.Limits != nil {
-		if p.Limits, err = parseLimits(c.Limits, valueOf(node, "limits")); err != nil {
+		limitsNode := valueOf(node, "limits")
+		if p.Limits, err = parseLimits(c.Limits, limitsNode); err != nil {
+			return nil, nil, err
+		}
+		if err := checkBounded(p, keyLine(node, "limits")); err != nil {
 			return nil, nil, err
 		}
 		if !slices.Contains(p.Requests, request.Generic) {
@@ -259,6 +263,16 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		}
 	}
 	return p, warnings, nil
+}
+
+// keyLine is the line of key in the mapping node.
+func keyLine(node *yaml.Node, key string) int {
+	for i := 0; node.Kind == yaml.MappingNode && i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == key {
+			return node.Content[i].Line
+		}
+	}
+	return node.Line
 }
 
 func hasKey(node *yaml.Node, key string) bool {

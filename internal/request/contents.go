@@ -14,8 +14,13 @@ import (
 // Content is what a spending policy sees of one operation of a generic request.
 type Content struct {
 	Kind string // as a policy names it (OpKind): transaction, stake, unstake, delegation, …
+	// Source is the manager operation's source ("" for other contents).
+	Source string
 	// Fee is the content's fee in mutez (nil for contents that are not manager operations).
 	Fee *big.Int
+	// StorageLimit is the most bytes of storage the content may burn (nil when not a manager
+	// operation).
+	StorageLimit *big.Int
 	// Amount is the mutez the content moves out of the account: a transaction's amount
 	// (stake, unstake and other pseudo operations included) or an origination's balance; nil
 	// for other kinds.
@@ -71,6 +76,8 @@ func contentsOf[T core.OperationContents](contents []T) []Content {
 		ct := Content{Kind: OpKind(c)}
 		if m, ok := any(c).(core.ManagerOperation); ok {
 			ct.Fee = m.GetFee().Int()
+			ct.StorageLimit = m.GetStorageLimit().Int()
+			ct.Source = string(m.GetSource().ToBase58())
 		}
 		switch o := any(c).(type) {
 		case withAmount:

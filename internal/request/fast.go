@@ -1,6 +1,7 @@
 package request
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sync"
 )
@@ -46,9 +47,12 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	if len(b) < 1 || b[0] != tagTransaction {
 		return nil, "", false
 	}
+	src := b[1:]
 	if b, ok = keyHash(b[1:]); !ok {
 		return nil, "", false
 	}
+	src = src[:21]
+	self := false // the destination is the source: only then is an entrypoint a pseudo operation
 	for range 5 { // fee, counter, gas_limit, storage_limit, amount
 		if b, ok = zarith(b); !ok {
 			return nil, "", false
@@ -59,9 +63,11 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	}
 	switch b[0] {
 	case 0:
+		dst := b[1:]
 		if b, ok = keyHash(b[1:]); !ok {
 			return nil, "", false
 		}
+		self = bytes.Equal(dst[:21], src)
 	case 1:
 		if len(b) < 1+20+1 {
 			return nil, "", false
@@ -84,7 +90,9 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	if binary.BigEndian.Uint32(b[1:]) != 2 || b[5] != 0x03 || b[6] != 0x0b {
 		return nil, "", false
 	}
-	kind, ok = entrypointKind(tag)
+	if kind, ok = entrypointKind(tag); ok && !self {
+		kind = "transaction" // stake, unstake, … to another account are plain transactions
+	}
 	return b[7:], kind, ok
 }
 

@@ -95,3 +95,39 @@ func FuzzFastGeneric(f *testing.F) {
 		checkFast(t, msg)
 	})
 }
+
+// TestPseudoOperationsOnlyToSelf: a transaction to the stake (or unstake, …) entrypoint is the
+// pseudo operation only from an account to itself; to another account (a contract may have an
+// entrypoint of that number) it is a plain transaction, for gotez's decoder and the fast path
+// alike, so that `allow: generic: [stake]` or limits on transactions cannot be passed by a
+// transfer to someone else labelled "stake".
+func TestPseudoOperationsOnlyToSelf(t *testing.T) {
+	for tag := range 255 {
+		self := unitTransaction(byte(tag))
+		want, ok := entrypointKind(byte(tag))
+		if !ok {
+			continue
+		}
+		other := append([]byte{}, self...)
+		other[1+32+1+1+20+5+2] = 0x01 // the destination's hash differs from the source's
+		for name, c := range map[string]struct {
+			msg  []byte
+			kind string
+		}{"self": {self, want}, "other": {other, "transaction"}} {
+			slow, err := decodeLatest(c.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast, ok := fastGeneric(c.msg)
+			if !ok || len(fast) != 1 || fast[0] != c.kind || len(slow.Ops) != 1 || slow.Ops[0] != c.kind {
+				t.Fatalf("entrypoint %d to %s: fast %v (%v), gotez %v, want %s", tag, name, fast, ok, slow.Ops, c.kind)
+			}
+		}
+		if want == "stake" {
+			cs, err := Contents(other, VersionLatest)
+			if err != nil || cs[0].Kind != "transaction" || cs[0].Destination == cs[0].Source {
+				t.Fatalf("contents of a stake-entrypoint transfer to another account: %+v %v", cs, err)
+			}
+		}
+	}
+}

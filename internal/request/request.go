@@ -303,11 +303,6 @@ type ballot interface {
 	BallotKind() core.BallotKind
 }
 
-// withParameters is implemented by transactions of every protocol.
-type withParameters interface {
-	GetParameters() tz.Option[core.Parameters]
-}
-
 func generic[T core.OperationContents](contents []T) (*Request, error) {
 	if len(contents) == 0 {
 		return nil, badRequest("generic operation has no contents")
@@ -319,19 +314,16 @@ func generic[T core.OperationContents](contents []T) (*Request, error) {
 	return req, nil
 }
 
-// OpKind is the kind a policy sees for one operation: the pseudo kind for transactions to the
-// stake, unstake, finalize_unstake and set_delegate_parameters entrypoints, "ballot:<vote>" for a
-// ballot, otherwise the operation kind.
+// OpKind is the kind a policy sees for one operation: the pseudo kind for a transaction from an
+// account to itself at the stake, unstake, finalize_unstake or set_delegate_parameters entrypoint
+// (to any other account, such a transaction is a plain transaction: a contract may name an
+// entrypoint "stake"), "ballot:<vote>" for a ballot, otherwise the operation kind.
 func OpKind(op core.OperationContents) string {
-	switch o := op.(type) {
-	case ballot:
+	if o, ok := op.(ballot); ok {
 		return "ballot:" + o.BallotKind().String()
-	case withParameters:
-		if p, ok := o.GetParameters().CheckUnwrap(); ok {
-			if pseudo, ok := p.GetEntrypointValue().(core.PseudoOperation); ok {
-				return pseudo.PseudoOperation()
-			}
-		}
+	}
+	if pseudo, ok := core.GetPseudoOperation(op); ok {
+		return pseudo.PseudoOperation()
 	}
 	return op.OperationKind()
 }

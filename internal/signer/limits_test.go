@@ -29,7 +29,7 @@ func batch(t *testing.T, cs ...testdaemon.Op) []byte {
 }
 
 func tx(counter uint64, tez float64, dest string) testdaemon.Op {
-	return testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: uint64(tez * 1e6), Dest: dest}
+	return testdaemon.Op{Kind: "transaction", Counter: counter, Amount: uint64(tez * 1e6), Dest: dest} // no fee: amounts are exact
 }
 
 const (
@@ -170,6 +170,13 @@ func TestLimitsWindows(t *testing.T) {
 	}
 	if _, err := f.sign(context.Background(), batch(t, tx(102, 5, payee), tx(103, 5, payee))); err != nil {
 		t.Fatalf("a batch of exactly the 10 tez left: %v", err)
+	}
+	// Fees and the storage a transfer may burn (storage_limit × 250 mutez) count too: nothing
+	// is left, so 1 mutez of fee is refused, as is 1 byte of storage.
+	for _, op := range []testdaemon.Op{{Kind: "transaction", Counter: 300, Fee: 1, Dest: payee}, {Kind: "transaction", Counter: 301, Storage: 1, Dest: payee}} {
+		if _, err := f.sign(context.Background(), batch(t, op)); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_total: 1000.000") {
+			t.Fatalf("fee %d, storage %d with nothing left: %v", op.Fee, op.Storage, err)
+		}
 	}
 	// The first transfer was at 12:00; at 12:00 + 24 h it leaves the window and 30 tez return.
 	f.advance(24*time.Hour - 40*time.Minute - time.Second) // the clock is at 12:40

@@ -146,6 +146,7 @@ type Op struct {
 	Kind     string // "transaction" or "delegation"
 	Counter  uint64
 	Fee      uint64 // mutez
+	Storage  uint64 // storage limit, bytes
 	Amount   uint64 // mutez (transaction)
 	Dest     string // transaction destination: tz1…tz4 or KT1…
 	Entry    string // a named entrypoint called with Unit (transaction); "" for none
@@ -170,7 +171,7 @@ func Operation(ops ...Op) string {
 		b = zarith(b, c.Fee)
 		b = zarith(b, c.Counter)
 		b = zarith(b, 10000) // gas limit
-		b = zarith(b, 0)     // storage limit
+		b = zarith(b, c.Storage)
 		switch c.Kind {
 		case "transaction":
 			b = zarith(b, c.Amount)

@@ -34,7 +34,7 @@ type Spend struct {
 
 // maxAlso bounds Also: identical requests beyond it are counted by the entry without an id of
 // their own (the entry can then outlive their refunds, which only ever counts more).
-const maxAlso = 64
+const maxAlso = 2
 
 // Windows are a key's rolling limits. A zero period means no such window.
 type Windows struct {
@@ -80,6 +80,7 @@ type LimitError struct {
 	Rule         string
 	Limit, Value int64
 	Period       time.Duration
+	bytes        bool // window_full by MaxSpendBytes: Limit and Value are bytes
 }
 
 func (e *LimitError) Error() string {
@@ -87,6 +88,9 @@ func (e *LimitError) Error() string {
 	case "max_total":
 		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", FormatTez(e.Value), e.Period, FormatTez(e.Limit))
 	case "window_full":
+		if e.bytes {
+			return fmt.Sprintf("spending window full: its record would take %d bytes, more than the %d this signer keeps per key; set max_operations lower or a shorter period", e.Value, e.Limit)
+		}
 		return fmt.Sprintf("spending window full: %d requests in %s would exceed the %d this signer keeps per key; set max_operations to at most %d per period", e.Value, e.Period, e.Limit, e.Limit)
 	}
 	return fmt.Sprintf("spending limit max_operations: %d operations in %s would exceed the limit of %d", e.Value, e.Period, e.Limit)
@@ -115,11 +119,20 @@ var ErrOverLimit = errors.New("spending limit")
 // Is makes a *LimitError match ErrOverLimit.
 func (e *LimitError) Is(target error) bool { return target == ErrOverLimit }
 
-// MaxSpends bounds a key's list: each request rewrites it, so its length bounds the work and the
-// bytes of every signature of the key. A request that would make it longer is refused (rule
-// "window_full") until entries leave the window: 10,000 generic requests per window is far more
-// than a payout key signs (a batch of hundreds of transfers is one request).
-const MaxSpends = 10_000
+// MaxSpends and MaxSpendBytes bound a key's list: each request rewrites it, so they bound the work
+// and the bytes of every signature of the key, and keep the list within what every store holds in
+// one value (DynamoDB: 400 KB an item; etcd: 1.5 MiB a request). A request that would pass either
+// is refused (rule "window_full") until entries leave the window: 2,000 generic requests per
+// window is far more than a payout key signs (a batch of hundreds of transfers is one request).
+const (
+	MaxSpends     = 2_000
+	MaxSpendBytes = 256 << 10
+)
+
+// pruneAfter is how long after its window an entry is kept: signers sharing a store may disagree
+// on the time, and a signer whose clock runs ahead must not drop entries that the others still
+// count (what is kept longer only costs bytes; what counts is decided by UsageAt).
+func pruneAfter(w Windows) time.Duration { return 2*w.longest() + time.Hour }
 
 // ApplySpend is the one rule every store applies atomically: entries older than the longest
 // window are dropped; the same digest still in a window is not counted again (ok, nothing added);
@@ -128,7 +141,7 @@ const MaxSpends = 10_000
 func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 	keep := spends[:0:0]
 	for _, e := range spends {
-		if e.At.After(s.At.Add(-w.longest())) {
+		if e.At.After(s.At.Add(-pruneAfter(w))) {
 			keep = append(keep, e)
 		}
 	}
@@ -151,6 +164,9 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 		return spends, u, &LimitError{Rule: "max_operations", Limit: int64(w.Count), Value: int64(u.Count + 1), Period: w.CountPeriod}
 	}
 	keep = append(keep, s)
+	if n := len(EncodeSpends(keep)); n > MaxSpendBytes {
+		return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpendBytes, Value: int64(n), Period: w.longest(), bytes: true}
+	}
 	u.Amount += s.Amount
 	u.Count++
 	return keep, u, nil

@@ -3,6 +3,7 @@ package watermark
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,9 +29,20 @@ func TestApplySpendBounded(t *testing.T) {
 	if _, _, err := ApplySpend(list, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !errors.Is(err, ErrOverLimit) {
 		t.Fatalf("entry %d: %v", MaxSpends+1, err)
 	}
-	extra.At = t0.Add(time.Hour)
+	extra.At = t0.Add(3 * time.Hour) // pruneAfter: twice the window and an hour
 	if next, _, err := ApplySpend(list, extra, w); err != nil || len(next) != 1 {
-		t.Fatalf("an hour later: %v, %d entries", err, len(next))
+		t.Fatalf("three hours later: %v, %d entries", err, len(next))
+	}
+	// The bytes are bounded too: long ids (identical requests) fill the record before the count.
+	var big []Spend
+	for i := range 900 {
+		var d [32]byte
+		copy(d[:], fmt.Sprint(i))
+		big = append(big, Spend{ID: fmt.Sprintf("%0200d", i), Digest: d, At: t0})
+	}
+	extra.At = t0.Add(time.Minute)
+	if _, _, err := ApplySpend(big, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !strings.Contains(err.Error(), "bytes") {
+		t.Fatalf("a record over %d bytes: %v", MaxSpendBytes, err)
 	}
 }
 

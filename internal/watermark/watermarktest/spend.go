@@ -153,10 +153,18 @@ func RunSpends(t *testing.T, open func(t *testing.T) watermark.SpendStore,
 		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("z2", spendEpoch.Add(time.Hour+10*time.Minute+time.Second), 0), w); err != nil {
 			t.Fatalf("ten minutes later: %v", err)
 		}
-		// Entries older than the longest window are dropped.
+		// Entries are dropped, not at the end of their window (a signer whose clock is ahead
+		// would drop what others still count), but twice the longest window and an hour later.
 		all, _ := s.ListSpends(ctx)
-		if len(all[PKH(5)]) != 4 {
-			t.Fatalf("%d entries kept, want 4 (r1 dropped)", len(all[PKH(5)]))
+		if len(all[PKH(5)]) != 5 {
+			t.Fatalf("%d entries kept, want 5", len(all[PKH(5)]))
+		}
+		if _, err := watermark.RecordSpend(ctx, s, PKH(5), SpendAt("late", spendEpoch.Add(3*time.Hour+time.Second), 0), w); err != nil {
+			t.Fatal(err)
+		}
+		all, _ = s.ListSpends(ctx)
+		if len(all[PKH(5)]) != 5 || all[PKH(5)][0].ID == "r1" {
+			t.Fatalf("three hours later: %d entries, want r1 dropped", len(all[PKH(5)]))
 		}
 	})
 
