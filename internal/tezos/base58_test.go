@@ -1,9 +1,11 @@
 package tezos
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/ecadlabs/gotez/v2/b58"
 	"github.com/ecadlabs/gotez/v2/b58/base58"
 )
 
@@ -14,8 +16,15 @@ func TestBase58MatchesGotez(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	check := func(src []byte) {
 		t.Helper()
-		if got, want := string(encodeBase58(src)), string(base58.Encode(append([]byte(nil), src...))); got != want {
-			t.Fatalf("%x: %q, gotez %q", src, got, want)
+		enc := string(encodeBase58(src))
+		if want := string(base58.Encode(append([]byte(nil), src...))); enc != want {
+			t.Fatalf("%x: %q, gotez %q", src, enc, want)
+		}
+		// And back, against gotez's decoder.
+		dec, ok := decodeBase58(enc)
+		want, err := base58.Decode([]byte(enc))
+		if !ok || err != nil || !bytes.Equal(dec, want) || !bytes.Equal(dec, src) && len(src) > 0 {
+			t.Fatalf("%q: decoded %x (%v), gotez %x (%v), encoded %x", enc, dec, ok, want, err, src)
 		}
 	}
 	check(nil)
@@ -24,7 +33,11 @@ func TestBase58MatchesGotez(t *testing.T) {
 	check([]byte{57})
 	check([]byte{58})
 	check([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	sizes := []int{2425, 3876} // a tz5 signature's and secret key's, checksum included
 	for n := 1; n <= 200; n++ {
+		sizes = append(sizes, n)
+	}
+	for _, n := range sizes {
 		for range 8 {
 			src := make([]byte, n)
 			for i := range src {
@@ -76,6 +89,33 @@ func BenchmarkSignatureString(b *testing.B) {
 	b.Run("limbs", func(b *testing.B) {
 		for b.Loop() {
 			_ = SignatureString(sig)
+		}
+	})
+}
+
+// BenchmarkParseMLDSA44Signature: a tz5 signature as a client sends it in ?authentication=.
+func BenchmarkParseMLDSA44Signature(b *testing.B) {
+	priv, err := GenerateKey(MLDSA44)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig, err := priv.Sign([]byte("\x04\x01bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := SignatureString(sig)
+	b.Run("ours", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ParseSignature(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gotez", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := b58.ParseSignature([]byte(s)); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }

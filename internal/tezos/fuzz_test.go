@@ -1,6 +1,7 @@
 package tezos
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/ecadlabs/gotez/v2/b58/base58"
@@ -32,6 +33,13 @@ func FuzzBase58(f *testing.F) {
 		}
 		if got, want := string(encodeBase58([]byte(s))), string(base58.Encode([]byte(s))); got != want {
 			t.Fatalf("base58 of %x: %q, gotez %q", s, got, want)
+		}
+		if len(s) <= 400 { // gotez's decoder is quadratic: kept short
+			got, ok := decodeBase58(s)
+			want, err := base58.Decode([]byte(s))
+			if ok != (err == nil) || ok && !bytes.Equal(got, want) {
+				t.Fatalf("decoding %q: %x (%v), gotez %x (%v)", s, got, ok, want, err)
+			}
 		}
 		if id, err := ParseChainID(s); err == nil && id.String() != s {
 			t.Fatalf("chain id %q printed as %q", s, id)

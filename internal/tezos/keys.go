@@ -133,6 +133,18 @@ func ParseSecretKey(s string, password func() ([]byte, error)) (crypt.PrivateKey
 	if len(s) > max {
 		return nil, fmt.Errorf("invalid secret key: %d characters is too long", len(s))
 	}
+	if strings.HasPrefix(s, "mdsk") && len(s) == MLDSA44SecretKeyLength {
+		payload, ok := decodeTZ(s, &prefix.MLDSA44SecretKey) // gotez's decoder takes 20 ms here
+		if !ok {
+			return nil, errors.New("invalid secret key: not a valid mdsk (bad checksum or length)")
+		}
+		defer clear(payload)
+		priv, err := NewMLDSA44PrivateKey(payload)
+		if err != nil {
+			return nil, fmt.Errorf("invalid secret key: %w", err)
+		}
+		return priv, nil
+	}
 	enc, err := b58.ParseEncryptedPrivateKey([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid secret key: %s", scrub(err))
@@ -285,6 +297,13 @@ func ParsePublicKey(s string) (crypt.PublicKey, error) {
 	if len(s) > limit(s, "mdpk", MLDSA44PublicKeyLength) {
 		return nil, fmt.Errorf("invalid public key %s: %d characters is too long", quoteShort(s), len(s))
 	}
+	if strings.HasPrefix(s, "mdpk") && len(s) == MLDSA44PublicKeyLength {
+		payload, ok := decodeTZ(s, &prefix.MLDSA44PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("invalid public key %s: bad checksum or length", quoteShort(s))
+		}
+		return NewMLDSA44PublicKey(payload)
+	}
 	raw, err := b58.ParsePublicKey([]byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("invalid public key %s: %s", quoteKey(s), scrub(err))
@@ -303,6 +322,14 @@ func ParsePublicKey(s string) (crypt.PublicKey, error) {
 func ParseSignature(s string) (crypt.Signature, error) {
 	if len(s) > limit(s, "mdsig", MLDSA44SignatureLength) {
 		return nil, fmt.Errorf("invalid signature: %d characters is too long", len(s))
+	}
+	if strings.HasPrefix(s, "mdsig") && len(s) == MLDSA44SignatureLength {
+		// A client's ?authentication= may be one: decoded in a fraction of gotez's 7 ms.
+		payload, ok := decodeTZ(s, &prefix.MLDSA44Signature)
+		if !ok {
+			return nil, errors.New("invalid signature: not a valid mdsig (bad checksum or length)")
+		}
+		return crypt.MLDSA44Signature(payload), nil
 	}
 	raw, err := b58.ParseSignature([]byte(s))
 	if err != nil {
