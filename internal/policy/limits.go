@@ -236,6 +236,10 @@ func (l *Limits) CheckContents(contents []request.Content) error {
 		if elsewhere && l.Destinations != nil && !slices.Contains(l.Destinations, c.Destination) {
 			return violation("destinations", "spending limit destinations: %s%s is not an allowed destination", c.Destination, at)
 		}
+		if c.Kind == "origination" && l.Destinations != nil && c.Amount != nil && c.Amount.Sign() > 0 {
+			// The balance goes to a new contract, which no list can name in advance.
+			return violation("destinations", "spending limit destinations: an origination with a balance of %s tez%s moves tez to a new contract, not to an allowed destination", tez(c.Amount), at)
+		}
 		if elsewhere && l.Entrypoints != nil && strings.HasPrefix(c.Destination, "KT1") {
 			eps, ok := l.Entrypoints[c.Destination]
 			if !ok {

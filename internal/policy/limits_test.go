@@ -56,3 +56,28 @@ func TestCheckContentsHugeAmounts(t *testing.T) {
 		t.Fatalf("capped amount %d", a)
 	}
 }
+
+// TestCheckContentsDestinations: destinations bind every transfer to another account whatever
+// its kind's name, not one to the key itself (stake), and an origination's balance (a new
+// contract cannot be listed).
+func TestCheckContentsDestinations(t *testing.T) {
+	const self, payee, other = "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", "tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN", "KT1BEqzn5Wx8uJrZNvuS9DVHmLvG9td3fDLi"
+	l := &Limits{Destinations: []string{payee}}
+	one := big.NewInt(1)
+	for _, c := range []struct {
+		c    request.Content
+		want string
+	}{
+		{request.Content{Kind: "transaction", Source: self, Destination: payee, Amount: one}, ""},
+		{request.Content{Kind: "stake", Source: self, Destination: self, Amount: one}, ""},
+		{request.Content{Kind: "transaction", Source: self, Destination: other, Amount: one, Entrypoint: "stake"}, "is not an allowed destination"},
+		{request.Content{Kind: "origination", Source: self, Amount: big.NewInt(0)}, ""},
+		{request.Content{Kind: "origination", Source: self, Amount: one}, "moves tez to a new contract"},
+		{request.Content{Kind: "delegation", Source: self, Delegate: other}, ""},
+	} {
+		err := l.CheckContents([]request.Content{c.c})
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.c, err, c.want)
+		}
+	}
+}
