@@ -293,31 +293,13 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 	if t > len(shares) {
 		return bad("-t %d but only %d shares", t, len(shares))
 	}
-	want := group.String()
-	for i, s := range shares {
-		set := map[int]*crypt.BLSPublicKey{s.Index: pubs[s.Index]}
-		for j := 1; len(set) < t; j++ {
-			o := shares[(i+j)%len(shares)]
-			set[o.Index] = pubs[o.Index]
-		}
-		got, err := threshold.CombinePublicKeys(set)
-		if err != nil {
-			return bad("%v", err)
-		}
-		if got.String() != want {
-			return bad("share %d with shares %v does not interpolate to public_key with -t %d: a wrong share, or -t is not the threshold they were made for", s.Index, sortedIDs(set), t)
-		}
+	var m *threshold.Mismatch
+	if err := threshold.CheckShares(group, pubs, t); errors.As(err, &m) {
+		return bad("share %d with shares %v does not interpolate to public_key with -t %d: a wrong share, or -t is not the threshold they were made for", m.Index, m.With, t)
+	} else if err != nil {
+		return bad("%v", err)
 	}
 	return group, proof, shares, nil
-}
-
-func sortedIDs(m map[int]*crypt.BLSPublicKey) []int {
-	out := make([]int, 0, len(m))
-	for i := range m {
-		out = append(out, i)
-	}
-	sort.Ints(out)
-	return out
 }
 
 // shareEntry is a share as printed and written, or the error encrypting it.

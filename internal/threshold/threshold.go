@@ -13,6 +13,7 @@
 package threshold
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -137,6 +138,46 @@ func sorted[T any](m map[int]T) []int {
 	}
 	slices.Sort(idx)
 	return idx
+}
+
+// Mismatch is what CheckShares found: share Index, combined with the shares With (Index
+// included, increasing), does not give the group key.
+type Mismatch struct {
+	Index int
+	With  []int
+}
+
+func (m *Mismatch) Error() string {
+	return fmt.Sprintf("threshold: share %d with shares %v does not interpolate to the group key", m.Index, m.With)
+}
+
+// CheckShares checks that the share public keys (index → key) belong to group for threshold t:
+// each share, combined with the t − 1 lowest other indices, must interpolate to group. Those
+// t − 1 shares and group fix the polynomial, so every share is checked against the same one, and
+// a share that is not on it is named (a *Mismatch). There must be at least t keys.
+func CheckShares(group *crypt.BLSPublicKey, keys map[int]*crypt.BLSPublicKey, t int) error {
+	idx := sorted(keys)
+	if t < 1 || len(idx) < t {
+		return fmt.Errorf("threshold: %d share keys for a threshold of %d", len(idx), t)
+	}
+	want := (*minpk.PublicKey)(group).Bytes()
+	for _, i := range idx {
+		set := map[int]*crypt.BLSPublicKey{i: keys[i]}
+		for _, j := range idx {
+			if len(set) == t {
+				break
+			}
+			set[j] = keys[j]
+		}
+		got, err := CombinePublicKeys(set)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal((*minpk.PublicKey)(got).Bytes(), want) {
+			return &Mismatch{Index: i, With: sorted(set)}
+		}
+	}
+	return nil
 }
 
 // scalarFor returns λ as a blst scalar (λ may be 0 … r−1; a zero λ cannot occur for distinct

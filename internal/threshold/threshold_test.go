@@ -2,6 +2,8 @@ package threshold
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"math/big"
 	"math/rand/v2"
 	"testing"
@@ -173,5 +175,41 @@ func TestSplitRefuses(t *testing.T) {
 		if !bytes.Equal((*minpk.PrivateKey)(a[i].Key).Bytes(), (*minpk.PrivateKey)(b[i].Key).Bytes()) {
 			t.Fatal("the same random source gave different shares")
 		}
+	}
+}
+
+// TestCheckShares: the share keys of a 3-of-5 split pass; one share of another key is named,
+// with the shares it was combined with; fewer keys than the threshold are refused.
+func TestCheckShares(t *testing.T) {
+	keyShares := func() (*crypt.BLSPublicKey, map[int]*crypt.BLSPublicKey) {
+		priv, err := tezos.GenerateKey(tezos.BLS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares, err := Split(priv.(*crypt.BLSPrivateKey), 3, 5, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[int]*crypt.BLSPublicKey{}
+		for _, s := range shares {
+			keys[s.Index] = s.Key.Public().(*crypt.BLSPublicKey)
+		}
+		return priv.Public().(*crypt.BLSPublicKey), keys
+	}
+	group, keys := keyShares()
+	_, foreign := keyShares()
+	if err := CheckShares(group, keys, 3); err != nil {
+		t.Fatal(err)
+	}
+	keys[4] = foreign[4]
+	var m *Mismatch
+	if err := CheckShares(group, keys, 3); !errors.As(err, &m) || m.Index != 4 || fmt.Sprint(m.With) != "[1 2 4]" {
+		t.Fatalf("a foreign share 4: %v", err)
+	}
+	delete(keys, 4)
+	delete(keys, 5)
+	delete(keys, 3)
+	if err := CheckShares(group, keys, 3); err == nil || errors.As(err, &m) {
+		t.Fatalf("two keys for a threshold of 3: %v", err)
 	}
 }

@@ -22,14 +22,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/ecadlabs/goblst/minpk"
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/prometheus/client_golang/prometheus"
@@ -267,44 +265,19 @@ func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 	return []vault.Key{v.key}, nil
 }
 
-// checkShares checks that the share keys interpolate to the group key: every known share,
-// combined with t − 1 others, gives the group key (so a member serving a wrong share is named).
+// checkShares checks that the share keys interpolate to the group key (tmath.CheckShares), so
+// that a member serving a wrong share is named.
 func (v *Vault) checkShares(known map[int]*crypt.BLSPublicKey) error {
-	idx := make([]int, 0, len(known))
-	for i := range known {
-		idx = append(idx, i)
+	err := tmath.CheckShares(v.group, known, v.t)
+	var m *tmath.Mismatch
+	if errors.As(err, &m) {
+		return fmt.Errorf("threshold vault %s: the share of member %d (with members %v) does not interpolate to the group key %s: check the member's key and index",
+			v.name, m.Index, m.With, v.group)
 	}
-	slices.Sort(idx)
-	want := (*minpk.PublicKey)(v.group).Bytes()
-	for _, i := range idx {
-		set := map[int]*crypt.BLSPublicKey{i: known[i]}
-		for _, j := range idx {
-			if len(set) == v.t {
-				break
-			}
-			if j != i {
-				set[j] = known[j]
-			}
-		}
-		got, err := tmath.CombinePublicKeys(set)
-		if err != nil {
-			return fmt.Errorf("threshold vault %s: %w", v.name, err)
-		}
-		if !bytes.Equal((*minpk.PublicKey)(got).Bytes(), want) {
-			return fmt.Errorf("threshold vault %s: the share of member %d (with members %v) does not interpolate to the group key %s: check the member's key and index",
-				v.name, i, keysOf(set), v.group)
-		}
+	if err != nil {
+		return fmt.Errorf("threshold vault %s: %w", v.name, err)
 	}
 	return nil
-}
-
-func keysOf(m map[int]*crypt.BLSPublicKey) []int {
-	out := make([]int, 0, len(m))
-	for i := range m {
-		out = append(out, i)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // memberKey returns member m's share public key, reading it once with GET /keys/<share>.
