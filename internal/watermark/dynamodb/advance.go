@@ -377,31 +377,16 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 // attestation_with_dal items are folded into one attestation entry (as Load does); spending lists
 // are skipped, and items that are not watermarks of this layout are skipped with a warning.
 func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed
-	}
 	slots := map[watermark.Key]*slot{}
-	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true)})
-	for p.HasMorePages() {
-		octx, cancel := context.WithTimeout(ctx, s.timeout)
-		page, err := p.NextPage(octx)
-		cancel()
-		if err != nil {
-			return nil, s.fail(ctx, "Scan", err)
-		}
-		for _, it := range page.Items {
+	err := s.scan(ctx, &ddb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true)},
+		func(it map[string]types.AttributeValue) error {
 			if isSpendItem(it) {
-				continue // a spending list (spend.go), not a mark
+				return nil // a spending list (spend.go), not a mark
 			}
 			k, dal, m, err := parseItem(it)
 			if err != nil {
 				s.log.Warn("dynamodb watermark: item skipped", "table", s.table, "err", err)
-				continue
+				return nil
 			}
 			sl := slots[k]
 			if sl == nil {
@@ -413,7 +398,10 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 			} else {
 				sl.mark, sl.ok = m, true
 			}
-		}
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]watermark.Entry, 0, len(slots))
 	for k, sl := range slots {
@@ -423,6 +411,34 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	}
 	slices.SortFunc(out, func(a, b watermark.Entry) int { return watermark.Compare(a.Key, b.Key) })
 	return out, nil
+}
+
+// scan runs a consistent Scan of in, each page bounded by the store's timeout, and calls each on
+// every item; an error of each stops it and is returned as a store error.
+func (s *Store) scan(ctx context.Context, in *ddb.ScanInput, each func(map[string]types.AttributeValue) error) error {
+	if err := ctx.Err(); err != nil {
+		return fault.Wrap(fault.Unavailable, err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errClosed
+	}
+	p := ddb.NewScanPaginator(s.client, in)
+	for p.HasMorePages() {
+		octx, cancel := context.WithTimeout(ctx, s.timeout)
+		page, err := p.NextPage(octx)
+		cancel()
+		if err != nil {
+			return s.fail(ctx, "Scan", err)
+		}
+		for _, it := range page.Items {
+			if err := each(it); err != nil {
+				return s.fail(ctx, "Scan", err)
+			}
+		}
+	}
+	return nil
 }
 
 // parseItem reads a scanned item: its key (an attestation_with_dal item has the attestation

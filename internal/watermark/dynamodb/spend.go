@@ -131,41 +131,28 @@ func isSpendItem(it map[string]types.AttributeValue) bool {
 
 // ListSpends implements watermark.SpendStore with a consistent Scan of the spending items.
 func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed
-	}
 	out := map[string][]watermark.Spend{}
-	p := ddb.NewScanPaginator(s.client, &ddb.ScanInput{
+	err := s.scan(ctx, &ddb.ScanInput{
 		TableName:                 aws.String(s.table),
 		ConsistentRead:            aws.Bool(true),
 		FilterExpression:          aws.String("begins_with(#i, :p) AND #q = :q"),
 		ExpressionAttributeNames:  map[string]string{"#i": attrIdx, "#q": attrRequest},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":p": &types.AttributeValueMemberS{Value: spendIdxPrefix}, ":q": &types.AttributeValueMemberS{Value: spendRequest}},
-	})
-	for p.HasMorePages() {
-		octx, cancel := context.WithTimeout(ctx, s.timeout)
-		page, err := p.NextPage(octx)
-		cancel()
+	}, func(it map[string]types.AttributeValue) error {
+		if !isSpendItem(it) {
+			return nil
+		}
+		l, _, err := parseSpends(it)
 		if err != nil {
-			return nil, s.fail(ctx, "Scan", err)
+			return err
 		}
-		for _, it := range page.Items {
-			if !isSpendItem(it) {
-				continue
-			}
-			l, _, err := parseSpends(it)
-			if err != nil {
-				return nil, s.fail(ctx, "Scan", err)
-			}
-			if len(l) > 0 {
-				out[strings.TrimPrefix(str(it, attrIdx), spendIdxPrefix)] = l
-			}
+		if len(l) > 0 {
+			out[strings.TrimPrefix(str(it, attrIdx), spendIdxPrefix)] = l
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
