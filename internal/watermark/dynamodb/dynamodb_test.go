@@ -3,7 +3,6 @@ package dynamodb
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -326,23 +325,10 @@ func TestSpendItems(t *testing.T) {
 	if es, err := s.List(ctx); err != nil || len(es) != 1 || es[0].Key != k || strings.Contains(logs.String(), "skipped") {
 		t.Fatalf("List = %v, %v; want the mark only, without a warning:\n%s", es, err, &logs)
 	}
-	refusal := errors.New("refused")
-	if err := s.UpdateSpends(ctx, wt.PKH(2), func([]watermark.Spend) ([]watermark.Spend, error) { return nil, refusal }); err != refusal {
-		t.Fatalf("f's error came back as %v", err)
-	}
-	if it := get(wt.PKH(2)); it != nil {
-		t.Fatalf("a refusal wrote %v", it)
-	}
-	bad := spendKey(wt.PKH(3))
-	bad[attrVersion] = &types.AttributeValueMemberN{Value: "1"}
-	bad[attrSpends] = &types.AttributeValueMemberS{Value: "{not json"}
-	rawPut(t, s, bad)
-	called := false
-	err = s.UpdateSpends(ctx, wt.PKH(3), func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
-	if err == nil || fault.KindOf(err) != fault.Internal || called {
-		t.Fatalf("UpdateSpends over a corrupt item = %v (f called: %v), want Internal", err, called)
-	}
-	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Internal {
-		t.Fatalf("ListSpends over a corrupt item = %v, want Internal", err)
-	}
+	wt.SpendRecords(t, s, func(pkh string) bool { return get(pkh) != nil }, func(pkh string) {
+		bad := spendKey(pkh)
+		bad[attrVersion] = &types.AttributeValueMemberN{Value: "1"}
+		bad[attrSpends] = &types.AttributeValueMemberS{Value: "{not json"}
+		rawPut(t, s, bad)
+	})
 }

@@ -214,3 +214,28 @@ func SpendStoreDown(t *testing.T, s watermark.Store, stop, start func(), kind fa
 		t.Fatalf("60 + 40 tez after a restart: %v", err)
 	}
 }
+
+// SpendRecords: f's refusal comes back as it is and writes nothing (stored tells whether the
+// backend holds a record for a key); a record that does not decode (corrupt writes one for a key)
+// is an Internal error for UpdateSpends, f never being called, and for ListSpends: never read as
+// an empty list.
+func SpendRecords(t *testing.T, s watermark.Store, stored func(pkh string) bool, corrupt func(pkh string)) {
+	t.Helper()
+	ctx := context.Background()
+	refusal := errors.New("refused")
+	if err := s.UpdateSpends(ctx, PKH(2), func([]watermark.Spend) ([]watermark.Spend, error) { return nil, refusal }); err != refusal {
+		t.Fatalf("f's error came back as %v", err)
+	}
+	if stored(PKH(2)) {
+		t.Fatal("a refusal wrote a record")
+	}
+	corrupt(PKH(3))
+	called := false
+	err := s.UpdateSpends(ctx, PKH(3), func(l []watermark.Spend) ([]watermark.Spend, error) { called = true; return l, nil })
+	if err == nil || fault.KindOf(err) != fault.Internal || called {
+		t.Fatalf("UpdateSpends over a corrupt record = %v (f called: %v), want Internal", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || fault.KindOf(err) != fault.Internal {
+		t.Fatalf("ListSpends over a corrupt record = %v, want Internal", err)
+	}
+}
