@@ -16,7 +16,6 @@ import (
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 func batch(t *testing.T, cs ...testdaemon.Op) []byte {
@@ -217,30 +216,19 @@ func TestLimitsOperationsAndConcurrency(t *testing.T) {
 	}
 
 	c := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 1000", 1), "")
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	signed := 0
-	for i := range 50 {
-		wg.Go(func() {
-			_, err := c.sign(context.Background(), batch(t, tx(uint64(i+1), 30, payee)))
-			var v *policy.Violation
-			switch {
-			case err == nil:
-				mu.Lock()
-				signed++
-				mu.Unlock()
-			case errors.As(err, &v) && v.Type == "max_total":
-			default:
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	signed, _ := testdaemon.SignAtOnce(t, 50, func(i int) (int, string) {
+		_, err := c.sign(context.Background(), batch(t, tx(uint64(i+1), 30, payee)))
+		if v := (*policy.Violation)(nil); errors.As(err, &v) && v.Type == "max_total" {
+			return 403, "max_total"
+		} else if err != nil {
+			return fault.Status(err), err.Error()
+		}
+		return 200, ""
+	}, func(status int, body string) bool { return status == 403 && body == "max_total" })
 	if signed != 33 {
 		t.Fatalf("50 concurrent transfers of 30 tez against 1000 tez: %d signed, want 33", signed)
 	}
 	if n := testutil.ToFloat64(c.s.m.PolicyViolations.WithLabelValues("max_total", c.pkh, "request")); n != 17 {
 		t.Fatalf("policy_violation_total{violation_type=max_total} = %v, want 17", n)
 	}
-	var _ watermark.SpendStore = c.store
 }
