@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/signatory-go/signatory/internal/fault"
@@ -164,7 +165,7 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 		return spends, u, &LimitError{Rule: "max_operations", Limit: int64(w.Count), Value: int64(u.Count + 1), Period: w.CountPeriod}
 	}
 	keep = append(keep, s)
-	if n := len(EncodeSpends(keep)); n > MaxSpendBytes {
+	if n := encodedLen(keep); n > MaxSpendBytes {
 		return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpendBytes, Value: int64(n), Period: w.longest(), bytes: true}
 	}
 	u.Amount += s.Amount
@@ -234,6 +235,38 @@ type spendJSON struct {
 	At     int64    `json:"at"` // unix nanoseconds
 	Amount int64    `json:"amount"`
 	Also   []string `json:"also,omitempty"`
+}
+
+// encodedLen is len(EncodeSpends(spends)), counted without encoding (ApplySpend checks it at
+// every request; the stores then encode once). TestEncodedLen holds the two together.
+func encodedLen(spends []Spend) int {
+	n := 2 // [ ]
+	for i, s := range spends {
+		if i > 0 {
+			n++ // ,
+		}
+		// {"id":…,"digest":"<64 hex>","at":…,"amount":…} and ,"also":[…] when there are any
+		n += len(`{"id":,"digest":"","at":,"amount":}`) + quotedLen(s.ID) + 64 +
+			len(strconv.FormatInt(s.At.UnixNano(), 10)) + len(strconv.FormatInt(s.Amount, 10))
+		if len(s.Also) > 0 {
+			n += len(`,"also":[]`) + len(s.Also) - 1
+			for _, a := range s.Also {
+				n += quotedLen(a)
+			}
+		}
+	}
+	return n
+}
+
+// quotedLen is the length of s as a JSON string (encoding/json's escaping).
+func quotedLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return len(b)
+		}
+	}
+	return len(s) + 2
 }
 
 // EncodeSpends is the stored form of a list, for stores that keep it as one value.

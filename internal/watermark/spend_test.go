@@ -3,6 +3,7 @@ package watermark
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,27 @@ func TestFormatTez(t *testing.T) {
 	for m, want := range map[int64]string{0: "0", 1: "0.000001", 500000: "0.5", 1_000_000_001: "1000.000001", -1_500_000: "-1.5"} {
 		if got := FormatTez(m); got != want {
 			t.Errorf("%d: %q, want %q", m, got, want)
+		}
+	}
+}
+
+// TestEncodedLen: encodedLen, which ApplySpend's byte bound uses, is exactly the length of
+// EncodeSpends, for ids that JSON must escape too.
+func TestEncodedLen(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	ids := []string{"", "a1b2", "x\"y", `back\slash`, "<&>", "é", "\x01", "0123456789abcdef0123456789abcdef"}
+	for n := range 40 {
+		var list []Spend
+		for i := range n {
+			s := Spend{ID: ids[rng.IntN(len(ids))], At: time.Unix(0, rng.Int64N(1<<62)-1<<61), Amount: rng.Int64N(1 << 62)}
+			s.Digest[0] = byte(i)
+			for range rng.IntN(3) {
+				s.Also = append(s.Also, ids[rng.IntN(len(ids))])
+			}
+			list = append(list, s)
+		}
+		if got, want := encodedLen(list), len(EncodeSpends(list)); got != want {
+			t.Fatalf("%d entries: encodedLen %d, EncodeSpends %d bytes", n, got, want)
 		}
 	}
 }
