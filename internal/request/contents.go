@@ -5,10 +5,7 @@ import (
 	"reflect"
 
 	tz "github.com/ecadlabs/gotez/v2"
-	"github.com/ecadlabs/gotez/v2/encoding"
 	"github.com/ecadlabs/gotez/v2/protocol/core"
-	"github.com/ecadlabs/gotez/v2/protocol/latest"
-	p022 "github.com/ecadlabs/gotez/v2/protocol/proto_022_PsRiotum"
 )
 
 // Content is what a spending policy sees of one operation of a generic request.
@@ -34,34 +31,16 @@ type Content struct {
 }
 
 // Contents decodes a generic operation (magic 0x03) fully and returns its contents for a spending
-// policy. It is the slow path of Decode (gotez's decoder): the signer calls it only for keys that
-// have limits. msg must already have passed Decode.
-func Contents(msg []byte, version Version) (out []Content, err error) {
+// policy (DecodeFull's Contents).
+func Contents(msg []byte, version Version) ([]Content, error) {
 	if len(msg) == 0 || msg[0] != MagicGeneric {
 		return nil, badRequest("spending limits apply to generic operations only")
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			out, err = nil, badRequest("malformed generic operation payload")
-		}
-	}()
-	if version == 1 {
-		var sr p022.SignRequest
-		if _, err := encoding.Decode(msg, &sr); err == nil {
-			if r, ok := sr.(*p022.GenericOperationSignRequest); ok {
-				return contentsOf(r.Contents), nil
-			}
-		}
+	req, err := DecodeFull(msg, version)
+	if err != nil {
+		return nil, err
 	}
-	var sr latest.SignRequest
-	if _, err := encoding.Decode(msg, &sr); err != nil {
-		return nil, decodeError(msg[0], err)
-	}
-	r, ok := sr.(*latest.GenericOperationSignRequest)
-	if !ok {
-		return nil, badRequest("spending limits apply to generic operations only")
-	}
-	return contentsOf(r.Contents), nil
+	return req.Contents, nil
 }
 
 type withAmount interface {

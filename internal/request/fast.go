@@ -124,7 +124,7 @@ var entrypoints struct {
 func entrypointKind(tag byte) (string, bool) {
 	entrypoints.once.Do(func() {
 		for t := range 255 {
-			if req, err := decodeLatest(unitTransaction(byte(t))); err == nil && len(req.Ops) == 1 {
+			if req, err := decodeLatest(unitTransaction(byte(t)), false); err == nil && len(req.Ops) == 1 {
 				entrypoints.kinds[t] = req.Ops[0]
 			}
 		}

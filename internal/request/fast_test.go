@@ -10,7 +10,7 @@ import (
 
 // gotezOps decodes msg with gotez only (the oracle).
 func gotezOps(msg []byte) ([]string, error) {
-	req, err := decodeLatest(msg)
+	req, err := decodeLatest(msg, false)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func TestPseudoOperationsOnlyToSelf(t *testing.T) {
 			msg  []byte
 			kind string
 		}{"self": {self, want}, "other": {other, "transaction"}} {
-			slow, err := decodeLatest(c.msg)
+			slow, err := decodeLatest(c.msg, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -69,6 +69,9 @@ type Request struct {
 	// Ops lists the operation kind of each content of a generic request, in order: the kind name,
 	// the pseudo kind for stake-like transactions, or "ballot:<vote>".
 	Ops []string
+	// Contents are a generic request's contents as spending limits see them, when decoded with
+	// DecodeFull.
+	Contents []Content
 }
 
 // Watermarked reports whether the request is subject to the high watermark.
@@ -122,7 +125,13 @@ var ErrEmpty = badRequest("empty message: nothing to sign")
 
 // Decode decodes msg with the encodings of the given signing version.
 // Every error is a *fault.Error of kind BadRequest with a message safe to show a client.
-func Decode(msg []byte, version Version) (req *Request, err error) {
+func Decode(msg []byte, version Version) (*Request, error) { return decode(msg, version, false) }
+
+// DecodeFull is Decode for a key with spending limits: a generic request is decoded fully, once,
+// and its Contents are filled in.
+func DecodeFull(msg []byte, version Version) (*Request, error) { return decode(msg, version, true) }
+
+func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 	if len(msg) == 0 {
 		return nil, ErrEmpty
 	}
@@ -154,7 +163,7 @@ func Decode(msg []byte, version Version) (req *Request, err error) {
 			return nil, err
 		}
 	}
-	if msg[0] == MagicGeneric && version != 1 {
+	if msg[0] == MagicGeneric && version != 1 && !full {
 		if ops, ok := fastGeneric(msg); ok {
 			return &Request{Kind: Generic, Slot: -1, Ops: ops, Digest: blake2b.Sum256(msg)}, nil
 		}
@@ -162,11 +171,11 @@ func Decode(msg []byte, version Version) (req *Request, err error) {
 	if version == 1 {
 		// Version 1 clients use protocol 022 encodings; tz4 bakers also send 023+ BLS-mode
 		// consensus tags (40, 41) with it, so fall back to the latest encodings.
-		if req, err = decode022(msg); err != nil {
-			req, err = decodeLatest(msg)
+		if req, err = decode022(msg, full); err != nil {
+			req, err = decodeLatest(msg, full)
 		}
 	} else {
-		req, err = decodeLatest(msg)
+		req, err = decodeLatest(msg, full)
 	}
 	if err != nil {
 		return nil, err
@@ -199,7 +208,7 @@ func decodeError(magic byte, err error) error {
 	return badRequest("invalid %s payload: %v", magicName(magic), err)
 }
 
-func decodeLatest(msg []byte) (*Request, error) {
+func decodeLatest(msg []byte, full bool) (*Request, error) {
 	var sr latest.SignRequest
 	rest, err := encoding.Decode(msg, &sr)
 	if err != nil {
@@ -207,7 +216,7 @@ func decodeLatest(msg []byte) (*Request, error) {
 	}
 	switch r := sr.(type) {
 	case *latest.GenericOperationSignRequest:
-		return generic(r.Contents)
+		return generic(r.Contents, full)
 	case *latest.BlockSignRequest:
 		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
 	case *latest.PreattestationSignRequest:
@@ -218,7 +227,7 @@ func decodeLatest(msg []byte) (*Request, error) {
 	return nil, badRequest("unsupported %s payload", magicName(msg[0]))
 }
 
-func decode022(msg []byte) (*Request, error) {
+func decode022(msg []byte, full bool) (*Request, error) {
 	var sr p022.SignRequest
 	rest, err := encoding.Decode(msg, &sr)
 	if err != nil {
@@ -226,7 +235,7 @@ func decode022(msg []byte) (*Request, error) {
 	}
 	switch r := sr.(type) {
 	case *p022.GenericOperationSignRequest:
-		return generic(r.Contents)
+		return generic(r.Contents, full)
 	case *p022.BlockSignRequest:
 		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
 	case *p022.PreattestationSignRequest:
@@ -303,13 +312,16 @@ type ballot interface {
 	BallotKind() core.BallotKind
 }
 
-func generic[T core.OperationContents](contents []T) (*Request, error) {
+func generic[T core.OperationContents](contents []T, full bool) (*Request, error) {
 	if len(contents) == 0 {
 		return nil, badRequest("generic operation has no contents")
 	}
 	req := &Request{Kind: Generic, Slot: -1, Ops: make([]string, 0, len(contents))}
 	for _, c := range contents {
 		req.Ops = append(req.Ops, OpKind(c))
+	}
+	if full {
+		req.Contents = contentsOf(contents)
 	}
 	return req, nil
 }

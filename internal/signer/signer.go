@@ -337,7 +337,11 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	if err := checkJWTUser(pol, r.JWTUser); err != nil {
 		return res, err
 	}
-	req, err := request.Decode(r.Message, request.Version(r.Version))
+	decode := request.Decode
+	if pol.Limits != nil {
+		decode = request.DecodeFull // one full decode serves the policy and the limits
+	}
+	req, err := decode(r.Message, request.Version(r.Version))
 	if err != nil {
 		return res, err
 	}
@@ -398,10 +402,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 // (atomically with the check that the windows stay within their limits) before it is signed. It
 // returns the id of that entry ("" when none), for refund should the signing fail.
 func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignRequest, req *request.Request) (string, error) {
-	contents, err := request.Contents(r.Message, request.Version(r.Version))
-	if err != nil {
-		return "", err
-	}
+	contents := req.Contents // decoded by DecodeFull
 	if err := pol.Limits.CheckContents(contents); err != nil {
 		return "", s.violated(r.PKH, err)
 	}
