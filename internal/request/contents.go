@@ -10,7 +10,7 @@ import (
 
 // Content is what a spending policy sees of one operation of a generic request.
 type Content struct {
-	Kind string // as a policy names it (OpKind): transaction, stake, unstake, delegation, …
+	Kind string // as a policy names it (opKind): transaction, stake, unstake, delegation, …
 	// Source is the manager operation's source ("" for other contents).
 	Source string
 	// Fee is the content's fee in mutez (nil for contents that are not manager operations).
@@ -24,7 +24,9 @@ type Content struct {
 	Amount *big.Int
 	// Destination is a transaction's destination (tz1…tz4 or KT1…; "" for other kinds).
 	Destination string
-	// Entrypoint is a transaction's entrypoint: "default" when it carries no parameters.
+	// Entrypoint is a transaction's entrypoint as the protocol reads it (Entrypoint): "default"
+	// when it carries no parameters or an empty name; a name equal to a short tag's is that
+	// entrypoint.
 	Entrypoint string
 	// Delegate is a delegation's new delegate, "" when the delegation withdraws it.
 	Delegate string
@@ -52,7 +54,8 @@ type withAmount interface {
 func contentsOf[T core.OperationContents](contents []T) []Content {
 	out := make([]Content, 0, len(contents))
 	for _, c := range contents {
-		ct := Content{Kind: OpKind(c)}
+		kind, entrypoint, _ := opKind(c) // generic has refused every content opKind refuses
+		ct := Content{Kind: kind}
 		if m, ok := any(c).(core.ManagerOperation); ok {
 			ct.Fee = m.GetFee().Int()
 			ct.StorageLimit = m.GetStorageLimit().Int()
@@ -62,10 +65,7 @@ func contentsOf[T core.OperationContents](contents []T) []Content {
 		case withAmount:
 			ct.Amount = o.GetAmount().Int()
 			ct.Destination = string(o.GetDestination().ToBase58())
-			ct.Entrypoint = "default"
-			if p, ok := o.GetParameters().CheckUnwrap(); ok {
-				ct.Entrypoint = p.GetEntrypoint()
-			}
+			ct.Entrypoint = entrypoint
 		default:
 			switch c.OperationKind() {
 			case "origination":

@@ -1,9 +1,7 @@
 package request
 
 import (
-	"bytes"
 	"encoding/binary"
-	"sync"
 )
 
 // The generic operation a payout service or a wallet sends most is a batch of plain transactions.
@@ -12,15 +10,16 @@ import (
 // else, which gotez then decodes as before. gotez stays the oracle: FuzzFastGeneric asserts that
 // whenever fastGeneric answers, gotez accepts the same bytes and finds the same operation kinds.
 //
-// The shape read (protocol 024 encodings, gotez's rules):
+// The shape read (protocol 024 encodings, in their canonical form only: what gotez decodes and
+// writes back as the same bytes, see errNotCanonical):
 //
 //	0x03 ‖ branch (32 bytes) ‖ one or more contents, each:
 //	  108 (transaction) ‖ source (key hash: tag 0–4 ‖ 20 bytes) ‖ fee ‖ counter ‖ gas_limit ‖
 //	  storage_limit ‖ amount (each a zarith natural: bytes with the high bit set, then one
-//	  without, 1024 bytes at most) ‖ destination (0 ‖ key hash, or 1 ‖ 20 bytes ‖ padding byte) ‖
-//	  parameters: absent at the very end, 0x00 for none, or any other byte then an entrypoint tag
-//	  other than 255 (named) and a value that is exactly Unit (length 2: 0x03 0x0b)
-
+//	  without, 1024 bytes at most, the last non-zero unless it is the only one) ‖ destination
+//	  (0 ‖ key hash, or 1 ‖ 20 bytes ‖ padding byte) ‖ parameters: 0x00 for none, or 0xff, a
+//	  short entrypoint tag (0–9; a named entrypoint, 255, is gotez's) and a value that is
+//	  exactly Unit (length 2: 0x03 0x0b)
 const (
 	tagTransaction = 108
 	maxZarith      = 1024 // gotez's bound on a zarith number's length
@@ -47,12 +46,9 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	if len(b) < 1 || b[0] != tagTransaction {
 		return nil, "", false
 	}
-	src := b[1:]
 	if b, ok = keyHash(b[1:]); !ok {
 		return nil, "", false
 	}
-	src = src[:21]
-	self := false // the destination is the source: only then is an entrypoint a pseudo operation
 	for range 5 { // fee, counter, gas_limit, storage_limit, amount
 		if b, ok = zarith(b); !ok {
 			return nil, "", false
@@ -61,13 +57,13 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	if len(b) < 1 {
 		return nil, "", false
 	}
+	implicit := false
 	switch b[0] {
 	case 0:
-		dst := b[1:]
+		implicit = true
 		if b, ok = keyHash(b[1:]); !ok {
 			return nil, "", false
 		}
-		self = bytes.Equal(dst[:21], src)
 	case 1:
 		if len(b) < 1+20+1 {
 			return nil, "", false
@@ -76,25 +72,32 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	default:
 		return nil, "", false
 	}
-	if len(b) == 0 { // gotez reads a missing option at the very end as none
-		return b, "transaction", true
+	if len(b) == 0 { // the parameters' presence byte is missing: not canonical
+		return nil, "", false
 	}
 	if b[0] == 0 {
 		return b[1:], "transaction", true
 	}
-	b = b[1:]
-	if len(b) < 1+4+2 || b[0] == 255 {
+	if b[0] != 0xff {
 		return nil, "", false
 	}
-	tag := b[0]
+	b = b[1:]
+	if len(b) < 1+4+2 || int(b[0]) >= len(shortEntrypoints) {
+		return nil, "", false
+	}
 	if binary.BigEndian.Uint32(b[1:]) != 2 || b[5] != 0x03 || b[6] != 0x0b {
 		return nil, "", false
 	}
-	if kind, ok = entrypointKind(tag); ok && !self {
-		kind = "transaction" // stake, unstake, … to another account are plain transactions
+	kind = "transaction"
+	if ep := shortEntrypoints[b[0]]; implicit && IsPseudoOp(ep) {
+		kind = ep // the protocol applies these on an implicit account (opKind)
 	}
-	return b[7:], kind, ok
+	return b[7:], kind, true
 }
+
+// shortEntrypoints are the entrypoints of the short tags 0–9 (Entrypoint_repr.smart_encoding).
+var shortEntrypoints = [...]string{"default", "root", "do", "set_delegate", "remove_delegate",
+	"deposit", "stake", "unstake", "finalize_unstake", "set_delegate_parameters"}
 
 func keyHash(b []byte) ([]byte, bool) {
 	if len(b) < 21 || b[0] > 4 {
@@ -107,42 +110,11 @@ func zarith(b []byte) ([]byte, bool) {
 	limit := min(len(b), maxZarith)
 	for i := 0; i < limit; i++ {
 		if b[i]&0x80 == 0 {
+			if i > 0 && b[i] == 0 { // a trailing zero byte: data-encoding refuses it
+				return nil, false
+			}
 			return b[i+1:], true
 		}
 	}
 	return nil, false
-}
-
-var entrypoints struct {
-	once  sync.Once
-	kinds [255]string // "" when gotez does not know the tag
-}
-
-// entrypointKind is the operation kind of a transaction to entrypoint tag with a Unit value, as
-// gotez and OpKind decide it: learnt once by decoding such a transaction with gotez for every tag,
-// so the two decoders cannot disagree on it.
-func entrypointKind(tag byte) (string, bool) {
-	entrypoints.once.Do(func() {
-		for t := range 255 {
-			if req, err := decodeLatest(unitTransaction(byte(t)), false); err == nil && len(req.Ops) == 1 {
-				entrypoints.kinds[t] = req.Ops[0]
-			}
-		}
-	})
-	k := entrypoints.kinds[tag]
-	return k, k != ""
-}
-
-// unitTransaction is a generic operation with one transaction to entrypoint tag with Unit.
-func unitTransaction(tag byte) []byte {
-	msg := make([]byte, 0, 80)
-	msg = append(msg, MagicGeneric)
-	msg = append(msg, make([]byte, 32)...)            // branch
-	msg = append(msg, tagTransaction, 0)              // transaction, tz1 source
-	msg = append(msg, make([]byte, 20)...)            //
-	msg = append(msg, 1, 1, 1, 1, 0)                  // fee, counter, gas, storage, amount
-	msg = append(msg, 0, 0)                           // destination: tz1
-	msg = append(msg, make([]byte, 20)...)            //
-	msg = append(msg, 0xff, tag, 0, 0, 0, 2, 3, 0x0b) // parameters: tag, Unit
-	return msg
 }

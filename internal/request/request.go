@@ -216,6 +216,9 @@ func decodeLatest(msg []byte, full bool) (*Request, error) {
 	}
 	switch r := sr.(type) {
 	case *latest.GenericOperationSignRequest:
+		if len(rest) != 0 || !canonical(msg, &sr) {
+			return nil, errNotCanonical
+		}
 		return generic(r.Contents, full)
 	case *latest.BlockSignRequest:
 		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
@@ -235,6 +238,9 @@ func decode022(msg []byte, full bool) (*Request, error) {
 	}
 	switch r := sr.(type) {
 	case *p022.GenericOperationSignRequest:
+		if len(rest) != 0 || !canonical(msg, &sr) {
+			return nil, errNotCanonical
+		}
 		return generic(r.Contents, full)
 	case *p022.BlockSignRequest:
 		return block(msg[0], r.Chain, r.BlockHeader.Level, r.BlockHeader.Fitness, rest)
@@ -317,8 +323,12 @@ func generic[T core.OperationContents](contents []T, full bool) (*Request, error
 		return nil, badRequest("generic operation has no contents")
 	}
 	req := &Request{Kind: Generic, Slot: -1, Ops: make([]string, 0, len(contents))}
-	for _, c := range contents {
-		req.Ops = append(req.Ops, OpKind(c))
+	for i, c := range contents {
+		kind, _, err := opKind(c)
+		if err != nil {
+			return nil, badRequest("generic operation content %d: %v", i, err)
+		}
+		req.Ops = append(req.Ops, kind)
 	}
 	if full {
 		req.Contents = contentsOf(contents)
@@ -326,19 +336,55 @@ func generic[T core.OperationContents](contents []T, full bool) (*Request, error
 	return req, nil
 }
 
-// OpKind is the kind a policy sees for one operation: the pseudo kind for a transaction from an
-// account to itself at the stake, unstake, finalize_unstake or set_delegate_parameters entrypoint
-// (to any other account, such a transaction is a plain transaction: a contract may name an
-// entrypoint "stake"), "ballot:<vote>" for a ballot, otherwise the operation kind.
-func OpKind(op core.OperationContents) string {
+// opKind is the kind a policy sees for one operation, as the protocol applies it: "ballot:<vote>"
+// for a ballot; for a transaction to an implicit account, the entrypoint decides (the protocol's
+// apply.ml dispatches on it: default is a transfer, stake, unstake, finalize_unstake and
+// set_delegate_parameters are those operations, whoever the source; any other fails), so the
+// pseudo kind whatever the entrypoint's encoding; a transaction to a contract is a transaction
+// (a contract may name an entrypoint "stake"); otherwise the operation kind. entrypoint is a
+// transaction's canonical entrypoint (Entrypoint), "" for other kinds.
+func opKind(op core.OperationContents) (kind, entrypoint string, err error) {
 	if o, ok := op.(ballot); ok {
-		return "ballot:" + o.BallotKind().String()
+		return "ballot:" + o.BallotKind().String(), "", nil
 	}
-	if pseudo, ok := core.GetPseudoOperation(op); ok {
-		return pseudo.PseudoOperation()
+	tx, ok := op.(core.Transaction)
+	if !ok {
+		return op.OperationKind(), "", nil
 	}
-	return op.OperationKind()
+	entrypoint = "default"
+	if p, ok := tx.GetParameters().CheckUnwrap(); ok {
+		if entrypoint, err = Entrypoint(p.GetEntrypoint()); err != nil {
+			return "", "", err
+		}
+	}
+	if _, implicit := tx.GetDestination().(core.ImplicitContract); implicit && IsPseudoOp(entrypoint) {
+		return entrypoint, entrypoint, nil
+	}
+	return op.OperationKind(), entrypoint, nil
 }
+
+// MaxEntrypointLen is the longest entrypoint name the protocol reads (Entrypoint_repr: a named
+// entrypoint is a Bounded.string of 31 bytes).
+const MaxEntrypointLen = 31
+
+// Entrypoint is the protocol's entrypoint for a name as a transaction's parameters carry it,
+// whether as a short tag or as a name (Entrypoint_repr.smart_encoding reads the named case with
+// of_string_lax): the empty name is "default", every other name of 1 to 31 bytes is itself (so
+// the name "stake" is the entrypoint stake, tag 6, and "default" is tag 0); a longer name is
+// refused, as the protocol refuses it.
+func Entrypoint(name string) (string, error) {
+	switch {
+	case name == "":
+		return "default", nil
+	case len(name) > MaxEntrypointLen:
+		return "", fmt.Errorf("entrypoint name of %d bytes: the protocol reads at most %d", len(name), MaxEntrypointLen)
+	}
+	return name, nil
+}
+
+// IsPseudoOp reports whether entrypoint is one the protocol applies as an operation of its own
+// on an implicit account (stake, unstake, finalize_unstake, set_delegate_parameters).
+func IsPseudoOp(entrypoint string) bool { return slices.Contains(PseudoOps, entrypoint) }
 
 // PseudoOps lists the pseudo operation kinds a policy may allow.
 var PseudoOps = latest.ListPseudoOperations()

@@ -143,14 +143,17 @@ func DeepTransaction(depth int) string {
 
 // Op is one manager operation of a generic request built by Operation.
 type Op struct {
-	Kind     string // "transaction" or "delegation"
-	Counter  uint64
-	Fee      uint64 // mutez
-	Storage  uint64 // storage limit, bytes
-	Amount   uint64 // mutez (transaction)
-	Dest     string // transaction destination: tz1…tz4 or KT1…
-	Entry    string // a named entrypoint called with Unit (transaction); "" for none
-	Delegate string // delegation: the new delegate, "" to withdraw
+	Kind    string // "transaction" or "delegation"
+	Counter uint64
+	Fee     uint64 // mutez
+	Storage uint64 // storage limit, bytes
+	Amount  uint64 // mutez (transaction)
+	Dest    string // transaction destination: tz1…tz4 or KT1…
+	Entry   string // a named entrypoint called with Unit (transaction); "" for none
+	// EmptyName writes parameters with the empty entrypoint name (the protocol reads it as
+	// default) when Entry is "".
+	EmptyName bool
+	Delegate  string // delegation: the new delegate, "" to withdraw
 }
 
 // Operation returns, in hex, a generic request (magic 0x03, zero branch) of ops from the tz1 zero
@@ -184,7 +187,7 @@ func Operation(ops ...Op) string {
 			} else {
 				b = append(append(b, 0), implicit(c.Dest)...)
 			}
-			if c.Entry == "" {
+			if c.Entry == "" && !c.EmptyName {
 				b = append(b, 0)
 			} else {
 				b = append(b, 0xff, 0xff, byte(len(c.Entry)))

@@ -106,6 +106,12 @@ func LoadPolicyHex() map[string]string {
 	return m
 }
 
+// WithProofAbsent is a policy case whose last content is an update_consensus_key written before
+// protocol 022 gave it an optional proof field, with the byte that says the proof is absent
+// appended: octez since 022 (operation_repr.ml, `opt "proof"`) cannot read it without that byte,
+// and neither do we.
+func WithProofAbsent(h string) string { return h + "00" }
+
 // OctezTz5PKH is the address of OctezTz5's key.
 const OctezTz5PKH = "tz5gNJ1oD2zGxq9bgHHezToUr8WWA7DBXPFA"
 
