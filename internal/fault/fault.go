@@ -3,6 +3,7 @@
 package fault
 
 import (
+	"context"
 	"errors"
 	"net/http"
 )
@@ -104,4 +105,43 @@ func PublicMsg(err error) (string, bool) {
 		break
 	}
 	return "", false
+}
+
+// Reasons are the short, stable words /healthz says of a failed readiness check: they name no
+// path, host or backend's own words (those go to the log).
+const (
+	ReasonUnavailable = "unavailable" // the service cannot be reached, or did not answer in time
+	ReasonCorrupt     = "corrupt"     // stored state cannot be read
+	ReasonClosed      = "closed"      // shut down
+	ReasonFailed      = "failed"      // anything else
+)
+
+// reasoned is an error with a Reason.
+type reasoned struct {
+	reason string
+	err    error
+}
+
+func (r *reasoned) Error() string { return r.err.Error() }
+func (r *reasoned) Unwrap() error { return r.err }
+
+// WithReason returns err marked with reason (one of the Reason constants) for ReasonOf.
+func WithReason(reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &reasoned{reason: reason, err: err}
+}
+
+// ReasonOf returns the reason a readiness check failed with err: the one WithReason marked in
+// its chain, ReasonUnavailable for an Unavailable error or a deadline, else ReasonFailed.
+func ReasonOf(err error) string {
+	var r *reasoned
+	switch {
+	case errors.As(err, &r):
+		return r.reason
+	case KindOf(err) == Unavailable, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ReasonUnavailable
+	}
+	return ReasonFailed
 }

@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -22,5 +23,33 @@ func TestPublicMsg(t *testing.T) {
 	}
 	if _, ok := PublicMsg(errors.New("plain")); ok {
 		t.Fatal("a plain error was offered")
+	}
+}
+
+// TestReasonOf: a readiness check's reason is the one marked in the error's chain, else
+// unavailable for an Unavailable error or a deadline, else failed; never the error's text.
+func TestReasonOf(t *testing.T) {
+	t.Parallel()
+	secret := errors.New("open /var/lib/signatory/watermark_v2/NetX.json: permission denied")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{WithReason(ReasonCorrupt, secret), ReasonCorrupt},
+		{&Error{Kind: Internal, Msg: "x", Err: WithReason(ReasonCorrupt, secret)}, ReasonCorrupt},
+		{WithReason(ReasonClosed, New(Unavailable, "closed")), ReasonClosed},
+		{New(Unavailable, "down"), ReasonUnavailable},
+		{fmt.Errorf("ping: %w", context.DeadlineExceeded), ReasonUnavailable},
+		{secret, ReasonFailed},
+	} {
+		if got := ReasonOf(c.err); got != c.want {
+			t.Errorf("ReasonOf(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+	if WithReason(ReasonCorrupt, nil) != nil {
+		t.Fatal("WithReason(nil) is not nil")
+	}
+	if k := KindOf(WithReason(ReasonClosed, New(Unavailable, "closed"))); k != Unavailable {
+		t.Fatalf("kind through a reason: %v", k)
 	}
 }

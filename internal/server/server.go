@@ -428,21 +428,28 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	// The utility port answers anyone who reaches it: each check says "ok" or a short stable
+	// reason (fault.ReasonOf); what failed, with paths and the backend's words, is logged under
+	// the id the body carries.
 	checks := map[string]string{}
-	ready := true
+	var id string
 	for name, err := range s.svc.Health(ctx) {
-		if err != nil {
-			ready = false
-			checks[name] = err.Error()
-		} else {
+		if err == nil {
 			checks[name] = "ok"
+			continue
 		}
+		if id == "" {
+			id = s.idPrefix + "-" + strconv.FormatUint(s.reqID.Add(1), 10)
+		}
+		checks[name] = fault.ReasonOf(err)
+		s.log.Error("readiness check failed", slog.String("request_id", id), slog.String("check", name),
+			slog.String("reason", checks[name]), slog.String("err", err.Error()))
 	}
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
+	if id != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "checks": checks, "id": id})
+		return
 	}
-	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "checks": checks})
 }
 
 func (s *Server) tlsConfig() (*tls.Config, error) {

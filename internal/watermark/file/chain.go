@@ -62,7 +62,7 @@ func newChain(id, dir, path string, st *state) *chain {
 	return c
 }
 
-var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
+var errClosed = fault.WithReason(fault.ReasonClosed, fault.New(fault.Unavailable, "watermark store is closed"))
 
 func unavailable(err error) error { return fault.Wrap(fault.Unavailable, err) }
 

@@ -187,7 +187,7 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 			_, err = replayJournal(st, data, epoch)
 		}
 		if err != nil {
-			c.broken = &fault.Error{Kind: fault.Internal, Err: err, Msg: fmt.Sprintf(
+			c.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
 				"watermark journal %s is corrupt (%v): chain %s refuses to sign until the operator repairs the file",
 				path, err, id)}
 			s.log.Error(c.broken.Error())
@@ -256,7 +256,7 @@ func (s *Store) load(name string) {
 		st, err = decode(data)
 	}
 	if err != nil {
-		c.broken = &fault.Error{Kind: fault.Internal, Err: err, Msg: fmt.Sprintf(
+		c.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
 			"watermark file %s is corrupt (%v): chain %s refuses to sign until the operator repairs the file",
 			path, err, id)}
 		s.log.Error(c.broken.Error())
