@@ -29,7 +29,8 @@ mapfile -t SHARES < <(awk '/share key:/ {print $3}' "$WORK/split.txt")
 echo "group key $GROUP, shares ${SHARES[*]}"
 
 # 2. One config per member: its share in a file vault, its own watermark store, a consensus
-#    policy for the share's address and proofs of possession (for the group key's reveal).
+#    policy for the share's address and proofs of possession over the group key (for its reveal;
+#    over any other key a member refuses them).
 for i in 1 2 3; do
   cat > "$WORK/member-$i/signatory.yaml" <<YAML
 base_dir: $WORK/member-$i/data
@@ -45,7 +46,7 @@ watermark:
   driver: file
 tezos:
   ${SHARES[$((i - 1))]}:
-    allow_proof_of_possession: true
+    allow_proof_of_possession_for: [$GROUP_PK]
     allow:
       block:
       preattestation:

@@ -29,9 +29,14 @@ type Policy struct {
 	AllowedChains []string
 	// AuthorizedKeys restricts which authenticated clients (by key hash) may use the key; empty means any.
 	AuthorizedKeys []string
-	// AllowPoP allows GET /bls_prove_possession for a tz4 key (proofs of possession are BLS
-	// only: octez defines none for tz5).
+	// AllowPoP allows GET /bls_prove_possession for a tz4 key over its own public key (proofs of
+	// possession are BLS only: octez defines none for tz5).
 	AllowPoP bool
+	// AllowPoPFor are the other BLS public keys (BLpk…) a proof of possession may be made over
+	// (octez's bls_pk parameter), e.g. a threshold member's group key. A proof over any other key
+	// is refused: sk·H(pk′) for a pk′ of the client's choosing is what forging a proof of
+	// possession for a rogue key pk′ = x·G − pk needs.
+	AllowPoPFor []string
 	// JWTUsers restricts JWT users; empty means any.
 	JWTUsers []string
 	// Limits is the key's spending policy for generic requests; nil: none.
@@ -119,6 +124,7 @@ type Config struct {
 	LogPayloads            bool                `yaml:"log_payloads"`
 	AllowedChains          []string            `yaml:"allowed_chains"`
 	AllowProofOfPossession bool                `yaml:"allow_proof_of_possession"`
+	AllowPoPFor            []string            `yaml:"allow_proof_of_possession_for"`
 	AuthorizedKeys         []string            `yaml:"authorized_keys"`
 	JWTUsers               []string            `yaml:"jwt_users"`
 	Limits                 *LimitsConfig       `yaml:"limits"`
@@ -253,6 +259,18 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		}
 		if !slices.Contains(p.Requests, request.Generic) {
 			warnings = append(warnings, "limits apply to generic operations, which this key may not sign: they have no effect")
+		}
+	}
+	for _, s := range c.AllowPoPFor {
+		if !strings.HasPrefix(pkh, "tz4") {
+			return nil, nil, fmt.Errorf("allow_proof_of_possession_for: %s is not a tz4 key; proofs of possession are BLS only", pkh)
+		}
+		pub, err := tezos.ParsePublicKey(s)
+		if err != nil || !strings.HasPrefix(s, "BLpk") {
+			return nil, nil, fmt.Errorf("allow_proof_of_possession_for: %q is not a BLS public key (BLpk…)", s)
+		}
+		if k := pub.String(); !slices.Contains(p.AllowPoPFor, k) {
+			p.AllowPoPFor = append(p.AllowPoPFor, k)
 		}
 	}
 	if c.AllowProofOfPossession {

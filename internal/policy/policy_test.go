@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -114,6 +115,16 @@ func TestClientRestriction(t *testing.T) {
 	}
 }
 
+// node is src's YAML mapping.
+func node(t *testing.T, src string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n.Content[0]
+}
+
 func parse(t *testing.T, src string) (*Policy, []string, error) {
 	t.Helper()
 	var n yaml.Node
@@ -145,6 +156,7 @@ func TestParse(t *testing.T) {
 		{"C23 preattestation in generic", "allow: {generic: [preattestation]}", "invalid operation kind `preattestation`"},
 		{"bad chain", "allowed_chains: [NetXnope]", "allowed_chains"},
 		{"bad authorized key", "authorized_keys: [edpkNOPE]", "authorized_keys"},
+		{"PoP for a tz1 key", "allow_proof_of_possession_for: [" + tv.K8PK + "]", "allow_proof_of_possession_for: " + tv.K1PKH + " is not a tz4 key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -176,6 +188,15 @@ func TestParseSemantics(t *testing.T) {
 	p, w, _ = parse(t, "allow: {block: }\nallow_proof_of_possession: true")
 	if p.AllowPoP || len(w) != 1 {
 		t.Fatalf("PoP on tz1 must be ignored with a warning: %+v %v", p, w)
+	}
+	for _, bad := range []string{tv.K1PK, "BLpkNOPE", tv.K8PKH} {
+		if _, _, err := Parse(tv.K7PKH, node(t, "allow_proof_of_possession_for: ["+bad+"]")); err == nil || !strings.Contains(err.Error(), "not a BLS public key") {
+			t.Fatalf("allow_proof_of_possession_for: [%s]: %v", bad, err)
+		}
+	}
+	p, _, err = Parse(tv.K7PKH, node(t, "allow_proof_of_possession_for: ["+tv.K8PK+", "+tv.K8PK+"]"))
+	if err != nil || !slices.Equal(p.AllowPoPFor, []string{tv.K8PK}) || p.AllowPoP {
+		t.Fatalf("allow_proof_of_possession_for: %+v %v", p, err)
 	}
 	p, _, _ = parse(t, "authorized_keys: ["+tv.K3PK+"]\nallow: {generic: [transaction]}")
 	if len(p.AuthorizedKeys) != 1 || p.AuthorizedKeys[0] != tv.K3PKH {

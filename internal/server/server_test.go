@@ -81,7 +81,7 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 		tv.K4PKH: mustPolicy(t, tv.K4PKH, "authorized_keys: ["+tv.K3PK+"]\nallow: {generic: [transaction]}"),
 		tv.K5PKH: mustPolicy(t, tv.K5PKH, "allow: {generic: [transaction]}"),
 		tv.K6PKH: mustPolicy(t, tv.K6PKH, "allow: {generic: [transaction]}"),
-		tv.K7PKH: mustPolicy(t, tv.K7PKH, "allow_proof_of_possession: true\nallow: {attestation: , preattestation: }"),
+		tv.K7PKH: mustPolicy(t, tv.K7PKH, "allow_proof_of_possession: true\nallow_proof_of_possession_for: ["+tv.K8PK+"]\nallow: {attestation: , preattestation: }"),
 		tv.K8PKH: mustPolicy(t, tv.K8PKH, "allow: {attestation: }"),
 		// octez's fixed tz5 key: generic operations only, as for every tz5 key.
 		tv.OctezTz5PKH: mustPolicy(t, tv.OctezTz5PKH, "allow: {generic: [transaction, delegation]}"),
@@ -496,12 +496,13 @@ func TestAuthorizedKeys(t *testing.T) {
 }
 
 // TestPossessionOverAnotherKey: with bls_pk, the key signs the other public key with the proof
-// tag (octez's override, used by companion and threshold keys); the proof verifies for that key
-// only; a bls_pk that does not parse is refused with 400.
+// tag (octez's override, used by threshold keys) when its policy lists that key in
+// allow_proof_of_possession_for; the proof verifies for that key only. Over a key not listed
+// (what a rogue-key attack needs) it is 403, and a bls_pk that does not parse is 400.
 func TestPossessionOverAnotherKey(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil, nil, 0)
-	other, _ := tezos.GenerateKey(tezos.BLS)
+	other := mustKey(t, tv.K8SK)
 	status, body := e.get(t, "/bls_prove_possession/"+tv.K7PKH+"?bls_pk="+other.Public().String())
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
@@ -522,6 +523,11 @@ func TestPossessionOverAnotherKey(t *testing.T) {
 	}
 	if status, body := e.get(t, "/bls_prove_possession/"+tv.K7PKH+"?bls_pk=BLpkNOTAKEY"); status != 400 || !strings.Contains(body, "bls_pk:") {
 		t.Fatalf("garbage bls_pk: %d %s", status, body)
+	}
+	unlisted, _ := tezos.GenerateKey(tezos.BLS)
+	status, body = e.get(t, "/bls_prove_possession/"+tv.K7PKH+"?bls_pk="+unlisted.Public().String())
+	if status != 403 || !strings.Contains(body, "allow_proof_of_possession_for") || strings.Contains(body, "BLsig") {
+		t.Fatalf("proof over an unlisted key: %d %s", status, body)
 	}
 }
 

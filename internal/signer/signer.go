@@ -667,21 +667,26 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 	if !ok || k.curve != tezos.BLS {
 		return nil, fault.New(fault.BadRequest, "proof of possession is not supported")
 	}
-	if !pol.AllowPoP {
-		s.log.Warn("Proof of possession is not allowed. Proof of possession is required for key reveals, consensus key updates, and companion key registration. To enable, set 'allow_proof_of_possession: true' in the config for this key.", "pkh", pkh)
-		return nil, fault.New(fault.BadRequest, "proof of possession is not allowed")
-	}
-	if err := s.askHook(ctx, nil, clientIP, pkh, client); err != nil {
-		return nil, err
-	}
 	over := k.pub
 	if r.BLSPK != "" {
 		if over, err = parseBLSPK(r.BLSPK); err != nil {
 			return nil, err
 		}
 	}
+	own := over.String() == k.pub.String()
+	if own && !pol.AllowPoP {
+		s.log.Warn("Proof of possession is not allowed. Proof of possession is required for key reveals, consensus key updates, and companion key registration. To enable, set 'allow_proof_of_possession: true' in the config for this key.", "pkh", pkh)
+		return nil, fault.New(fault.BadRequest, "proof of possession is not allowed")
+	}
+	if !own && !slices.Contains(pol.AllowPoPFor, over.String()) {
+		// A proof over a key of the client's choosing is what a rogue-key attack needs.
+		return nil, policy.NewViolation("proof_of_possession", fmt.Sprintf("proof of possession over %s is not allowed for this key: list that key in allow_proof_of_possession_for", over))
+	}
+	if err := s.askHook(ctx, nil, clientIP, pkh, client); err != nil {
+		return nil, err
+	}
 	var proof crypt.Signature
-	if r.BLSPK == "" {
+	if own {
 		proof, err = prover.ProvePossession(ctx)
 	} else if op, ok := k.key.(vault.PossessionOverProver); ok {
 		proof, err = op.ProvePossessionOver(ctx, over.(*crypt.BLSPublicKey))

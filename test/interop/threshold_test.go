@@ -59,7 +59,7 @@ func TestThresholdProcesses(t *testing.T) {
 	for _, s := range shares {
 		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
 		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
-		tezosSection := testdaemon.ConsensusPolicy(s.Key.Public().Hash().String()) + "    allow_proof_of_possession: true\n"
+		tezosSection := testdaemon.ConsensusPolicy(s.Key.Public().Hash().String()) + "    allow_proof_of_possession_for: [" + group.String() + "]\n"
 		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n", tezosSection)
 		d.WriteConfig(fmt.Sprintf("  authorized_keys: [%s]\n", auth.Public()) + testdaemon.FileVault(keyFile) +
 			"watermark:\n  driver: file\ntezos:\n" + tezosSection)

@@ -44,7 +44,9 @@ type member struct {
 	proxy *vaulttest.Proxy
 }
 
-func startMember(t *testing.T, share tmath.Share, authorized ...crypt.PublicKey) *member {
+// startMember runs a member for share of the group key group, which its policy lets it prove
+// possession over.
+func startMember(t *testing.T, share tmath.Share, group crypt.PublicKey, authorized ...crypt.PublicKey) *member {
 	t.Helper()
 	pkh := share.Key.Public().Hash().String()
 	s, err := signer.New(context.Background(), signer.Config{
@@ -54,7 +56,7 @@ func startMember(t *testing.T, share tmath.Share, authorized ...crypt.PublicKey)
 		Metrics:        metrics.New("t"),
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic},
-			Ops: []string{"transaction"}, AllowPoP: true}},
+			Ops: []string{"transaction"}, AllowPoP: true, AllowPoPFor: []string{group.String()}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +84,7 @@ func newGroup(t *testing.T, th, n int) *group {
 		t.Fatal(err)
 	}
 	for _, s := range shares {
-		g.members = append(g.members, startMember(t, s))
+		g.members = append(g.members, startMember(t, s, g.secret.Public()))
 	}
 	return g
 }
@@ -327,7 +329,7 @@ func TestAuthenticationKey(t *testing.T) {
 	}
 	g := &group{secret: secret}
 	for _, s := range shares {
-		g.members = append(g.members, startMember(t, s, auth.Public()))
+		g.members = append(g.members, startMember(t, s, secret.Public(), auth.Public()))
 	}
 	var asked []string
 	var mu sync.Mutex
