@@ -113,11 +113,20 @@ func Load(path, baseDir string) (*Config, error) {
 	return c, nil
 }
 
-// Parse parses and validates config data.
+// Parse parses and validates config data. Every key must be one this signer knows: a typo
+// anywhere (`servr:`, `server.tls.cert_fle`) stops start-up with the key and its line, instead
+// of a default silently taking the place of the setting. Every key of the reference
+// implementation's schema outside `tezos:` and the drivers' `config:` (base_dir; server's
+// address, utility_address, authorized_keys and jwt; vaults' and watermark's driver and config;
+// policy_hook's address and authorized_keys) is one this signer uses; the reference's `vault:`
+// under a key, which it ignores too, is accepted with a warning by the policy.
 func Parse(data []byte, baseDir string) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlstrict.Decode(&doc, c); err != nil {
 		return nil, err
 	}
 	if baseDir != "" {
@@ -174,7 +183,7 @@ func (c *Config) finish() error {
 		var j struct {
 			Users map[string]*jwtauth.User `yaml:"users"`
 		}
-		if err := s.JWT.Decode(&j); err != nil {
+		if err := yamlstrict.Decode(&s.JWT, &j); err != nil {
 			return fmt.Errorf("server.jwt: %w", err)
 		}
 		if len(j.Users) == 0 {

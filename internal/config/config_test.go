@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -143,5 +145,78 @@ func TestErrorsNameThePlace(t *testing.T) {
 	os.WriteFile(p, []byte("tezos:\n  tz1nope:\n"), 0o600)
 	if _, err := Load(p, ""); err == nil || !strings.Contains(err.Error(), p) {
 		t.Fatalf("error does not name the file: %v", err)
+	}
+}
+
+// TestUnknownKeys: a misspelt key in any section stops loading with the key and its line, where
+// a lenient decoder would have dropped it and started on a default (e.g. no authentication).
+func TestUnknownKeys(t *testing.T) {
+	t.Parallel()
+	const pw, secret = "87GridNEG3gKZ3I!", "!sEtcU5RwLQYsA5qQ1c6zpo3FljQxfAKP"
+	cases := []struct {
+		section, src, key string
+		line              int
+	}{
+		{"top level", "base_dir: /tmp/x\nbase_dri: /tmp/y\n", "base_dri", 2},
+		{"server", "server:\n  address: 127.0.0.1:6732\n  socket_addres: /run/signatory.sock\n", "socket_addres", 3},
+		{"server, authorized keys misspelt", "server:\n  authorised_keys: [" + tv.K3PK + "]\n", "authorised_keys", 2},
+		{"tls", "server:\n  tls:\n    cert_file: a.crt\n    key_file: a.key\n    client_ca: ca.pem\n", "client_ca", 5},
+		{"jwt", "server:\n  jwt:\n    usres: {}\n", "usres", 3},
+		{"jwt user", "server:\n  jwt:\n    users:\n      u1:\n        password: '" + pw + "'\n        secret: '" + secret + "'\n        jwt_expiry: 5\n", "jwt_expiry", 7},
+		{"jwt new_data", "server:\n  jwt:\n    users:\n      u1:\n        password: '" + pw + "'\n        secret: '" + secret + "'\n        new_data:\n          pasword: x\n", "pasword", 8},
+		{"watermark", "watermark:\n  driver: file\n  confg: {journal: true}\n", "confg", 3},
+		{"vaults entry", "vaults:\n  local:\n    driver: file\n    cofnig: {file: x.json}\n", "cofnig", 4},
+		{"policy_hook", "policy_hook:\n  address: http://127.0.0.1:6733\n  timout: 3\n", "timout", 3},
+		{"audit", "audit:\n  file: /tmp/audit.log\n  max_size: 10\n", "max_size", 3},
+	}
+	for _, c := range cases {
+		t.Run(c.section, func(t *testing.T) {
+			_, err := Parse([]byte(c.src), "")
+			want := fmt.Sprintf("line %d: unknown config key %q", c.line, c.key)
+			if err == nil || !strings.Contains(err.Error(), want) || !yamlstrict.IsConfigError(err) {
+				t.Fatalf("error %v, want one containing %q", err, want)
+			}
+		})
+	}
+}
+
+// TestServerTypo is the issue's case: `servr:` in place of `server:` used to start a signer on
+// all interfaces without authentication.
+func TestServerTypo(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte("servr:\n  address: 127.0.0.1:6732\n  authorized_keys: ["+tv.K3PK+"]\n"), "")
+	if err == nil || !strings.Contains(err.Error(), `line 1: unknown config key "servr"`) || !strings.Contains(err.Error(), "server") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestEveryExample: every config shipped under examples/ still loads with the strict reader.
+func TestEveryExample(t *testing.T) {
+	t.Parallel()
+	var files []string
+	for _, pattern := range []string{"*.yaml", "*.yml", "*/*.yaml", "*/*.yml"} {
+		m, _ := filepath.Glob(filepath.Join("..", "..", "examples", pattern))
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		t.Fatal("no example config found")
+	}
+	for _, f := range files {
+		if _, err := Load(f, ""); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestEmptyDocuments(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"", "# nothing\n", "---\n", "~\n"} {
+		c, err := Parse([]byte(src), "")
+		if err != nil || c.Server.Address != DefaultAddress {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	if _, err := Parse([]byte("just a string\n"), ""); err == nil || !strings.Contains(err.Error(), "expected a mapping") {
+		t.Fatalf("%v", err)
 	}
 }

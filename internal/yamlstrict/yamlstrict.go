@@ -31,11 +31,11 @@ func IsConfigError(err error) bool {
 // (nested structs, pointers to structs, inline structs, and the values of maps and lists of
 // structs). A nil or null node leaves out unchanged.
 func Decode(node *yaml.Node, out any) error {
+	if node != nil && node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
 	if node == nil || node.Kind == 0 || node.Tag == "!!null" {
 		return nil
-	}
-	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
-		node = node.Content[0]
 	}
 	t := reflect.TypeOf(out)
 	for t.Kind() == reflect.Pointer {
@@ -53,10 +53,14 @@ func Decode(node *yaml.Node, out any) error {
 	return nil
 }
 
-// Check reports the first key of node that type t does not know.
+// Check reports the first key of node that type t does not know. A field of type yaml.Node is
+// not looked into: its owner decodes it later (the `tezos:` policies, a driver's `config:`).
 func Check(node *yaml.Node, t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == nodeType {
+		return nil
 	}
 	if node.Kind == yaml.AliasNode && node.Alias != nil {
 		node = node.Alias
@@ -102,7 +106,10 @@ func Check(node *yaml.Node, t reflect.Type) error {
 	return nil
 }
 
-var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+var (
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	nodeType        = reflect.TypeOf(yaml.Node{})
+)
 
 // collect adds the yaml names of t's fields, descending into inline structs.
 func collect(t reflect.Type, fields map[string]reflect.Type) {

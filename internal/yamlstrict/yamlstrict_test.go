@@ -99,3 +99,33 @@ func TestTypes(t *testing.T) {
 		t.Fatal("a mapping was accepted as a string list")
 	}
 }
+
+// TestNodeField: a yaml.Node field is its owner's to decode later, so its keys are not checked
+// here; the keys around it are.
+func TestNodeField(t *testing.T) {
+	t.Parallel()
+	var c struct {
+		Driver string    `yaml:"driver"`
+		Config yaml.Node `yaml:"config"`
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("driver: file\nconfig: {anything: 1, nested: {x: y}}\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := Decode(&n, &c); err != nil || c.Driver != "file" || c.Config.Kind != yaml.MappingNode {
+		t.Fatalf("%v %+v", err, c)
+	}
+	if err := yaml.Unmarshal([]byte("driver: file\nconfig: {}\ndriverr: x\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := Decode(&n, &c); err == nil || !strings.Contains(err.Error(), `line 3: unknown config key "driverr" (known keys: config, driver)`) {
+		t.Fatalf("%v", err)
+	}
+	// A null document decodes like a null node.
+	if err := yaml.Unmarshal([]byte("~\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := Decode(&n, &c); err != nil {
+		t.Fatal(err)
+	}
+}
