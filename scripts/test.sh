@@ -17,14 +17,14 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; 
 echo "== go vet"
 go vet ./...
 
-if [ -f test/interop/package.json ]; then
+for dir in test/interop test/differential; do
   if command -v npm >/dev/null 2>&1; then
-    echo "== npm ci (test/interop)"
-    npm ci --prefix test/interop --no-audit --no-fund --loglevel=error
+    echo "== npm ci ($dir)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
   else
-    echo "npm not found: the Taquito interoperability suite will be skipped" >&2
+    echo "npm not found: the Taquito suite in $dir will be skipped" >&2
   fi
-fi
+done
 
 if [ "${VULNCHECK:-1}" != "0" ]; then
   echo "== govulncheck (database from the golang.org/x/vulndb module: vuln.go.dev may be unreachable)"

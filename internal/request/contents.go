@@ -15,6 +15,8 @@ type Content struct {
 	Source string
 	// Fee is the content's fee in mutez (nil for contents that are not manager operations).
 	Fee *big.Int
+	// GasLimit is the manager operation's gas limit (nil when not a manager operation).
+	GasLimit *big.Int
 	// StorageLimit is the most bytes of storage the content may burn (nil when not a manager
 	// operation).
 	StorageLimit *big.Int
@@ -58,6 +60,7 @@ func contentsOf[T core.OperationContents](contents []T) []Content {
 		ct := Content{Kind: kind}
 		if m, ok := any(c).(core.ManagerOperation); ok {
 			ct.Fee = m.GetFee().Int()
+			ct.GasLimit = m.GetGasLimit().Int()
 			ct.StorageLimit = m.GetStorageLimit().Int()
 			ct.Source = string(m.GetSource().ToBase58())
 		}
