@@ -446,9 +446,11 @@ func (g *gen) protocolHash() string {
 
 // content is one content of a random kind.
 func (g *gen) content() map[string]any {
-	switch g.r.IntN(12) {
+	switch g.r.IntN(13) {
 	case 0, 1, 2, 3:
 		return g.transaction()
+	case 12:
+		return g.rollupContent()
 	case 4:
 		return g.withKey(g.manager("reveal"), "public_key", g.key())
 	case 5:
@@ -498,10 +500,46 @@ func (g *gen) content() map[string]any {
 	return op
 }
 
+// rollupContent is a smart-rollup or DAL manager operation.
+func (g *gen) rollupContent() map[string]any {
+	var sr tz.SmartRollupAddress
+	copy(sr[:], g.bytes(len(sr)))
+	switch g.r.IntN(4) {
+	case 0:
+		op := g.manager("smart_rollup_add_messages")
+		var msgs []any
+		for range 1 + g.r.IntN(3) {
+			msgs = append(msgs, hex.EncodeToString(g.bytes(g.r.IntN(40))))
+		}
+		op["message"] = msgs
+		return op
+	case 1:
+		op := g.manager("smart_rollup_originate")
+		op["pvm_kind"] = []string{"arith", "wasm_2_0_0", "riscv"}[g.r.IntN(3)]
+		op["kernel"] = hex.EncodeToString(g.bytes(g.r.IntN(64)))
+		op["parameters_ty"] = map[string]any{"prim": "bytes"}
+		return op
+	case 2:
+		var c tz.SmartRollupCommitmentHash
+		copy(c[:], g.bytes(len(c)))
+		op := g.manager("smart_rollup_execute_outbox_message")
+		op["rollup"] = string(sr.ToBase58())
+		op["cemented_commitment"] = string(c.ToBase58())
+		op["output_proof"] = hex.EncodeToString(g.bytes(g.r.IntN(64)))
+		return op
+	}
+	var c tz.DALCommitment
+	copy(c[:], g.bytes(len(c)))
+	op := g.manager("dal_publish_commitment")
+	op["slot_header"] = map[string]any{"slot_index": g.r.IntN(32), "commitment": string(c.ToBase58()),
+		"commitment_proof": hex.EncodeToString(g.bytes(96))}
+	return op
+}
+
 // operation is a batch of 1 to 4 manager operations, or one operation of another kind.
 func (g *gen) operation() map[string]any {
 	var contents []any
-	switch g.r.IntN(10) {
+	switch g.r.IntN(14) {
 	case 0:
 		contents = []any{map[string]any{"kind": "ballot", "source": g.pkh(), "period": g.r.IntN(1000),
 			"proposal": g.protocolHash(), "ballot": []string{"yay", "nay", "pass"}[g.r.IntN(3)]}}
@@ -513,6 +551,14 @@ func (g *gen) operation() map[string]any {
 		contents = []any{map[string]any{"kind": "proposals", "source": g.pkh(), "period": g.r.IntN(1000), "proposals": ps}}
 	case 2:
 		contents = []any{map[string]any{"kind": "drain_delegate", "consensus_key": g.pkh(), "delegate": g.pkh(), "destination": g.pkh()}}
+	case 3:
+		var h tz.Ed25519PublicKeyHash
+		copy(h[:], g.bytes(20))
+		contents = []any{map[string]any{"kind": "activate_account", "pkh": string(h.ToBase58()), "secret": hex.EncodeToString(g.bytes(20))}}
+	case 4:
+		contents = []any{map[string]any{"kind": "seed_nonce_revelation", "level": g.r.IntN(1 << 30), "nonce": hex.EncodeToString(g.bytes(32))}}
+	case 5:
+		contents = []any{map[string]any{"kind": "failing_noop", "arbitrary": hex.EncodeToString(g.bytes(g.r.IntN(100)))}}
 	default:
 		n := 1 + g.r.IntN(4)
 		for i := range n {
