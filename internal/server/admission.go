@@ -11,12 +11,6 @@ import (
 // slot; more are refused with 503 at once.
 const GenericQueue = 64
 
-// isConsensus reports whether msg is a block (0x11), preattestation (0x12) or attestation (0x13):
-// the requests a baker must get answered on time, which never wait behind others.
-func isConsensus(msg []byte) bool {
-	return len(msg) > 0 && (msg[0] == 0x11 || msg[0] == 0x12 || msg[0] == 0x13)
-}
-
 // admission is a counting semaphore with a bounded number of waiters.
 type admission struct {
 	slots   chan struct{}

@@ -49,15 +49,3 @@ func TestAdmission(t *testing.T) {
 	}
 	rel()
 }
-
-func TestIsConsensus(t *testing.T) {
-	t.Parallel()
-	for b, want := range map[byte]bool{0x11: true, 0x12: true, 0x13: true, 0x03: false, 0x05: false, 0x00: false} {
-		if isConsensus([]byte{b, 1}) != want {
-			t.Errorf("%#x", b)
-		}
-	}
-	if isConsensus(nil) {
-		t.Error("empty")
-	}
-}

@@ -45,6 +45,9 @@ type Service interface {
 	Health(ctx context.Context) map[string]error
 	// Known reports whether pkh is a configured key: only those get their own metric labels.
 	Known(pkh string) bool
+	// Priority reports whether msg, for pkh, is a block or consensus request that may skip the
+	// generic queue.
+	Priority(pkh string, msg []byte) bool
 }
 
 // Config configures the HTTP servers.
@@ -310,10 +313,11 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		msg, err = s.readMessage(w, r)
 	}
-	if err == nil && !isConsensus(msg) {
+	if err == nil && !s.svc.Priority(pkh, msg) {
 		// Everything but blocks and consensus operations (generic operations, packed data,
-		// garbage) waits for one of a few slots, so that a flood of them cannot delay a baker's
-		// attestations; past the queue it is refused at once.
+		// garbage, and bodies that only start like a consensus payload: see Priority) waits for
+		// one of a few slots, so that a flood of them cannot delay a baker's attestations; past
+		// the queue it is refused at once.
 		var release func()
 		if release, err = s.generic.acquire(r.Context()); err == nil {
 			defer release()

@@ -780,6 +780,33 @@ func (s *Signer) Close() error {
 	return errors.Join(errs...)
 }
 
+// MaxPriorityBytes is the longest body that may skip the generic queue: a Tenderbake block header
+// to sign is about 250 bytes, a consensus operation under 150.
+const MaxPriorityBytes = 1024
+
+// Priority reports whether msg may be served ahead of generic requests: it starts like a block
+// (0x11) or a consensus operation (0x12, 0x13), is no longer than one, and its key is configured
+// and allowed that kind. These checks cost nothing; a body that fails them waits its turn with
+// generic requests, so that writing 0x13 first does not let a client skip the queue.
+func (s *Signer) Priority(pkh string, msg []byte) bool {
+	if len(msg) == 0 || len(msg) > MaxPriorityBytes {
+		return false
+	}
+	pol := s.cfg.Policies[pkh]
+	if pol == nil {
+		return false
+	}
+	switch msg[0] {
+	case request.MagicBlock:
+		return slices.Contains(pol.Requests, request.Block)
+	case request.MagicPreattestation:
+		return slices.Contains(pol.Requests, request.Preattestation)
+	case request.MagicAttestation:
+		return slices.Contains(pol.Requests, request.Attestation) || slices.Contains(pol.Requests, request.AttestationWithDAL)
+	}
+	return false
+}
+
 // Known reports whether pkh is a configured key (listed under tezos:).
 func (s *Signer) Known(pkh string) bool { return s.cfg.Policies[pkh] != nil }
 

@@ -532,3 +532,30 @@ func TestTz5Keys(t *testing.T) {
 		}
 	}
 }
+
+// TestPriority: only a body that starts like a block or consensus operation, is no longer than
+// one, and is for a configured key allowed that kind skips the generic queue; the checks read no
+// more than the first byte and the length.
+func TestPriority(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.Ed25519, "", nil) // attestation, preattestation, generic
+	att := attestationAt(5)
+	for _, c := range []struct {
+		name string
+		pkh  string
+		msg  []byte
+		want bool
+	}{
+		{"attestation", f.pkh, att, true},
+		{"preattestation", f.pkh, append([]byte{0x12}, att[1:]...), true},
+		{"block, not allowed", f.pkh, append([]byte{0x11}, att[1:]...), false},
+		{"generic", f.pkh, append([]byte{0x03}, att[1:]...), false},
+		{"unknown key", "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", att, false},
+		{"longer than any consensus body", f.pkh, append(append([]byte{}, att...), make([]byte, MaxPriorityBytes)...), false},
+		{"empty", f.pkh, nil, false},
+	} {
+		if got := f.s.Priority(c.pkh, c.msg); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

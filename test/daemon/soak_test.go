@@ -58,9 +58,12 @@ func stats(t *testing.T, d *testdaemon.Daemon) processStats {
 
 // TestHostileSoak attacks the real binary for -soak (30 s by default) from several connections
 // with every input of the hostile-client table — long key hashes and authentication strings,
-// made-up key hashes, attestations on made-up chain ids, 60 KB refused payloads, deeply nested
-// Micheline, a flood of generic operations, slowloris and half-open connections — while a baker
-// signs a stream of attestations. Every baker request must be signed correctly; afterwards the
+// base58 values one character short of a valid one or with a bad checksum (tz5 signatures in
+// ?authentication=, which the signer checks since a tz5 key is authorized; BLS keys in bls_pk),
+// bodies that start like an attestation and are not one, made-up key hashes, attestations on
+// made-up chain ids, 60 KB refused payloads, deeply nested Micheline, a flood of generic
+// operations, slowloris and half-open connections — while a baker signs a stream of
+// authenticated attestations. Every baker request must be signed correctly; afterwards the
 // process's goroutines, open files, memory, metric series and log must be within fixed bounds of
 // where they started.
 func TestHostileSoak(t *testing.T) {
@@ -69,7 +72,29 @@ func TestHostileSoak(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
 	tz = fmt.Sprintf("  %s:\n    allow:\n      attestation:\n      generic: [transaction]\n", k.pkh)
-	d := newDaemonWith(t, js, tz, "  read_timeout: 2s\n")
+	// Requests must be authenticated, by the baker's client key or a tz5 key: so every
+	// ?authentication= below is parsed, and tz5 signatures (the longest base58 there is) accepted.
+	clientKey, err := tezos.GenerateKey(tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tz5Key, err := tezos.GenerateKey(tezos.MLDSA44)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemonWith(t, js, tz, "  read_timeout: 2s\n  authorized_keys: ["+clientKey.Public().String()+", "+tz5Key.Public().String()+"]\n")
+	signerPKH, err := tezos.ParsePublicKeyHash(k.pkh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// auth is the ?authentication= of the client key for payload (hex) to the baker's key.
+	auth := func(payload string) string {
+		sig, err := clientKey.Sign(tezos.AuthenticatedBytes(signerPKH, tv.Hex(payload)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "?authentication=" + sig.String()
+	}
 	d.StartTimeout = time.Minute
 	d.Serve()
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
@@ -94,7 +119,8 @@ func TestHostileSoak(t *testing.T) {
 	// Warm up, then the baseline.
 	level := int32(1)
 	for ; level <= 20; level++ {
-		if status, msg := d.Sign(k.pkh, attestation(chainA, level, 0, 0)); status != 200 {
+		p := attestation(chainA, level, 0, 0)
+		if status, msg := d.Sign(k.pkh+auth(p), p); status != 200 {
 			t.Fatalf("warm-up: %d %s", status, msg)
 		}
 	}
@@ -123,7 +149,9 @@ func TestHostileSoak(t *testing.T) {
 	long := strings.Repeat("tz1", 20<<10)
 	garbage := `"` + strings.Repeat("ab", 30<<10) + `"`
 	deep := `"` + testdaemon.DeepTransaction(16<<10) + `"`
-	transfer := `"` + tv.LoadPolicyHex()["transaction ok"] + `"`
+	transferHex := tv.LoadPolicyHex()["transaction ok"]
+	transfer := `"` + transferHex + `"`
+	transferAuth := auth(transferHex)
 	randomPKH := func(rng *rand.Rand) string {
 		priv, _ := tezos.GenerateKey(tezos.Ed25519)
 		return priv.Public().Hash().String()
@@ -145,8 +173,25 @@ func TestHostileSoak(t *testing.T) {
 	attack("refused 60 KB payloads", func(*rand.Rand) int { return post("/keys/"+k.pkh, garbage) })
 	attack("deep Micheline", func(*rand.Rand) int { return post("/keys/"+k.pkh, deep) })
 	for range 3 {
-		attack("generic flood", func(*rand.Rand) int { return post("/keys/"+k.pkh, transfer) })
+		attack("generic flood", func(*rand.Rand) int { return post("/keys/"+k.pkh+transferAuth, transfer) })
 	}
+	// Base58 one character short of a valid value, or at its length with a bad checksum: refused
+	// before decoding, or decoded at the cost of a valid one.
+	shortMdsig := "mdsig" + strings.Repeat("z", tezos.MLDSA44SignatureLength-6)
+	badMdsig := "mdsig" + strings.Repeat("z", tezos.MLDSA44SignatureLength-5)
+	attack("tz5 signatures one short or with a bad checksum", func(rng *rand.Rand) int {
+		s := shortMdsig
+		if rng.IntN(2) == 0 {
+			s = badMdsig
+		}
+		return post("/keys/"+k.pkh+"?authentication="+s, `"`+attestation(chainA, 1, 0, 9)+`"`)
+	})
+	attack("bls_pk one short", func(*rand.Rand) int {
+		return get("/bls_prove_possession/" + k.pkh + "?bls_pk=BLpk" + strings.Repeat("z", 71))
+	})
+	// Bodies that start like an attestation but are 60 KB long wait with the generic requests.
+	fake := `"13` + strings.Repeat("ab", 30<<10) + `"`
+	attack("0x13 bodies that are not attestations", func(*rand.Rand) int { return post("/keys/"+k.pkh, fake) })
 	attack("slowloris and half-open", func(rng *rand.Rand) int {
 		conn, err := net.Dial("tcp", d.Addr)
 		if err != nil {
@@ -173,7 +218,7 @@ func TestHostileSoak(t *testing.T) {
 	for time.Now().Before(deadline) {
 		level++
 		p := attestation(chainA, level, 0, 0)
-		status, sig := d.Sign(k.pkh, p)
+		status, sig := d.Sign(k.pkh+auth(p), p)
 		if status != 200 {
 			t.Fatalf("baker's attestation at level %d during the attack: %d %s", level, status, sig)
 		}
