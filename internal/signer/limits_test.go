@@ -177,14 +177,16 @@ func TestLimitsWindows(t *testing.T) {
 			t.Fatalf("fee %d, storage %d with nothing left: %v", op.Fee, op.Storage, err)
 		}
 	}
-	// The first transfer was at 12:00; at 12:00 + 24 h it leaves the window and 30 tez return.
-	f.advance(24*time.Hour - 40*time.Minute - time.Second) // the clock is at 12:40
+	// The first transfer, at 12:00, was signed again at 12:40: its entry counts until 12:40 + 24 h
+	// (the copy may reach the chain later). The second, at 12:01, leaves the window at
+	// 12:01 + 24 h and its 30 tez return.
+	f.advance(24*time.Hour - 39*time.Minute - time.Second) // the clock is at 12:40
 	if _, err := f.sign(context.Background(), batch(t, tx(200, 30, payee))); fault.Status(err) != 403 {
-		t.Fatalf("one second before the first transfer leaves the window: %v", err)
+		t.Fatalf("one second before the second transfer leaves the window: %v", err)
 	}
 	f.advance(time.Second)
 	if _, err := f.sign(context.Background(), batch(t, tx(201, 30, payee))); err != nil {
-		t.Fatalf("once the first transfer left the window: %v", err)
+		t.Fatalf("once the second transfer left the window: %v", err)
 	}
 
 	// A signing that fails spends nothing.

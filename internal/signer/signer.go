@@ -423,7 +423,9 @@ func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignReq
 		if !errors.As(err, new(*fault.Error)) {
 			err = fault.Wrap(fault.Unavailable, err)
 		}
-		s.log.Error("spending window not recorded: refusing", "pkh", r.PKH, "err", err)
+		if ctx.Err() == nil { // a client that hung up while queued is no store problem
+			s.log.Error("spending window not recorded: refusing", "pkh", r.PKH, "err", err)
+		}
 		return "", err
 	}
 	return spend.ID, nil

@@ -17,9 +17,16 @@ import (
 // in the watermark store next to its marks, the list of its recent signed generic requests: when,
 // which bytes, and how many mutez they moved. Before a signature is made the signer asks the store
 // to add the request to that list, atomically with the check that the sums over the rolling
-// windows stay within the limits; a refusal changes nothing. When signing then fails, the entry is
-// taken out again (Refund), so a refused or failed request consumes no budget. A signer killed
+// windows stay within the limits; a refusal changes nothing. When signing then fails, the request
+// is taken out again (Refund), so a refused or failed request consumes no budget. A signer killed
 // between the two keeps the entry: the budget is spent without a signature, never the reverse.
+//
+// Every admitted request is in the list under its own id until it is refunded; it never leaves
+// by another request's refund. Identical requests (the same bytes: one operation, which the chain
+// includes at most once) share an entry that counts their amount once: each joins it with its own
+// id (Also), the entry's time moves to the latest of them, so that it stays in the windows as long
+// as the last one that may have been signed, and it leaves the list only when every id it holds
+// was refunded.
 
 // Spend is one signed generic request in a key's spending list.
 type Spend struct {
@@ -32,10 +39,6 @@ type Spend struct {
 	// one of them was refunded.
 	Also []string
 }
-
-// maxAlso bounds Also: identical requests beyond it are counted by the entry without an id of
-// their own (the entry can then outlive their refunds, which only ever counts more).
-const maxAlso = 2
 
 // Windows are a key's rolling limits. A zero period means no such window.
 type Windows struct {
@@ -135,28 +138,36 @@ const (
 // count (what is kept longer only costs bytes; what counts is decided by UsageAt).
 func pruneAfter(w Windows) time.Duration { return 2*w.longest() + time.Hour }
 
-// ApplySpend is the one rule every store applies atomically: entries older than the longest
-// window are dropped; the same digest still in a window is not counted again (ok, nothing added);
-// otherwise s is added when both windows stay within their limits, else a *LimitError and the
-// list unchanged.
+// ApplySpend is the one rule every store applies atomically: entries older than pruneAfter are
+// dropped; a request whose bytes an entry counted in every window holds already joins that entry
+// under its own id (nothing more is counted; the entry's time moves to s.At); otherwise s is added
+// as an entry of its own when both windows stay within their limits, else a *LimitError and the
+// list unchanged. Every id, joined or not, counts against MaxSpends, and the record against
+// MaxSpendBytes.
 func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 	keep := spends[:0:0]
+	ids := 0
 	for _, e := range spends {
 		if e.At.After(s.At.Add(-pruneAfter(w))) {
 			keep = append(keep, e)
-		}
-	}
-	for i, e := range keep {
-		if e.Digest == s.Digest {
-			if len(e.Also) < maxAlso {
-				keep[i].Also = append(slices.Clone(e.Also), s.ID)
-			}
-			return keep, UsageAt(keep, w, s.At), nil
+			ids += 1 + len(e.Also)
 		}
 	}
 	u := UsageAt(keep, w, s.At)
-	if len(keep) >= MaxSpends {
-		return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpends, Value: int64(len(keep) + 1), Period: w.longest()}
+	if ids >= MaxSpends {
+		return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpends, Value: int64(ids + 1), Period: w.longest()}
+	}
+	for i, e := range keep {
+		if e.Digest == s.Digest && counted(e, w, s.At) {
+			keep[i].Also = append(slices.Clone(e.Also), s.ID)
+			if s.At.After(e.At) {
+				keep[i].At = s.At
+			}
+			if n := encodedLen(keep); n > MaxSpendBytes {
+				return spends, u, &LimitError{Rule: "window_full", Limit: MaxSpendBytes, Value: int64(n), Period: w.longest(), bytes: true}
+			}
+			return keep, UsageAt(keep, w, s.At), nil
+		}
 	}
 	if w.AmountPeriod > 0 && (s.Amount > w.Amount || u.Amount > w.Amount-s.Amount) {
 		return spends, u, &LimitError{Rule: "max_total", Limit: w.Amount, Value: sat(u.Amount, s.Amount), Period: w.AmountPeriod}
@@ -171,6 +182,13 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 	u.Amount += s.Amount
 	u.Count++
 	return keep, u, nil
+}
+
+// counted reports whether e counts in every window of w at now: only then may an identical
+// request join it without being checked against the limits.
+func counted(e Spend, w Windows, now time.Time) bool {
+	return (w.AmountPeriod == 0 || e.At.After(now.Add(-w.AmountPeriod))) &&
+		(w.CountPeriod == 0 || e.At.After(now.Add(-w.CountPeriod)))
 }
 
 func sat(a, b int64) int64 {
@@ -194,9 +212,14 @@ type SpendStore interface {
 
 // RecordSpend adds s to pkh's list in st under w (ApplySpend), and returns the usage of the
 // windows after it. A refusal is a *LimitError (fault kind Forbidden when wrapped by the signer).
+// When ctx ends before the list is updated (a client that hung up while queued on the key's
+// list), nothing is recorded and ctx's error is returned.
 func RecordSpend(ctx context.Context, st SpendStore, pkh string, s Spend, w Windows) (Usage, error) {
 	var u Usage
 	err := st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		next, usage, err := ApplySpend(old, s, w)
 		u = usage
 		return next, err

@@ -75,3 +75,41 @@ func TestEncodedLen(t *testing.T) {
 		}
 	}
 }
+
+// TestIdenticalRequestsEachHeld: identical requests share an entry that counts their amount
+// once, but each holds it under its own id: the entry stays until every one of them was refunded,
+// however many there are, and its time is the latest of them.
+func TestIdenticalRequestsEachHeld(t *testing.T) {
+	w := Windows{Amount: 30e6, AmountPeriod: 24 * time.Hour}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var list []Spend
+	var err error
+	for i := range 4 {
+		s := Spend{ID: fmt.Sprint("copy", i), Digest: [32]byte{1}, At: t0.Add(time.Duration(i) * time.Minute), Amount: 1e6}
+		if list, _, err = ApplySpend(list, s, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(list) != 1 || !list[0].At.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("%+v", list)
+	}
+	for i := range 3 { // the first three failed; the fourth was signed
+		list = refund(list, fmt.Sprint("copy", i))
+	}
+	if u := UsageAt(list, w, t0.Add(time.Hour)); u.Amount != 1e6 {
+		t.Fatalf("the signed copy's amount: %d counted, want 1 tez (%+v)", u.Amount, list)
+	}
+	// It counts until a day after the last copy, not the first.
+	if u := UsageAt(list, w, t0.Add(24*time.Hour+2*time.Minute)); u.Amount != 1e6 {
+		t.Fatalf("a day after the first copy: %d counted", u.Amount)
+	}
+	if list = refund(list, "copy3"); len(list) != 0 {
+		t.Fatalf("every copy refunded: %+v", list)
+	}
+	// A copy of bytes whose entry has left the window is checked as a new request.
+	old := []Spend{{ID: "old", Digest: [32]byte{2}, At: t0, Amount: 30e6}, {ID: "now", Digest: [32]byte{3}, At: t0.Add(25 * time.Hour), Amount: 10e6}}
+	var le *LimitError
+	if _, _, err := ApplySpend(old, Spend{ID: "again", Digest: [32]byte{2}, At: t0.Add(25 * time.Hour), Amount: 30e6}, w); !errors.As(err, &le) || le.Rule != "max_total" {
+		t.Fatalf("a copy of bytes out of the window: %v", err)
+	}
+}
