@@ -122,8 +122,22 @@ func Load(path, baseDir string) (*Config, error) {
 // under a key, which it ignores too, is accepted with a warning by the policy.
 func Parse(data []byte, baseDir string) (*Config, error) {
 	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
+	}
+	// A second document (after `---`) would be ignored: refused like any other setting that
+	// would not apply.
+	for {
+		var more yaml.Node
+		if err := dec.Decode(&more); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		if len(more.Content) > 0 && more.Content[0].Tag != "!!null" {
+			return nil, &yamlstrict.Error{Err: fmt.Errorf("line %d: a second YAML document: the config is one document", more.Line)}
+		}
 	}
 	c := &Config{}
 	if err := yamlstrict.Decode(&doc, c); err != nil {

@@ -220,3 +220,18 @@ func TestEmptyDocuments(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestSecondDocument: settings after a `---` would be ignored, so a second document is refused.
+func TestSecondDocument(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte("base_dir: /tmp/x\n---\nservr: {address: ':1'}\n"), "")
+	if err == nil || !strings.Contains(err.Error(), "second YAML document") || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := Parse([]byte("base_dir: /tmp/x\n---\n"), ""); err != nil {
+		t.Fatalf("a trailing document marker: %v", err)
+	}
+	if _, err := Parse([]byte("base_dir: /tmp/x\n---\n---\nservr: {}\n"), ""); err == nil || !strings.Contains(err.Error(), "second YAML document") {
+		t.Fatalf("a third document: %v", err)
+	}
+}

@@ -249,7 +249,8 @@ func (l *Limits) CheckContents(contents []request.Content) error {
 				return violation("entrypoints", "spending limit entrypoints: %s%%%s%s is not allowed (allowed: %s)", c.Destination, c.Entrypoint, at, strings.Join(eps, ", "))
 			}
 		}
-		if c.Kind == "delegation" && c.Delegate != "" && l.Delegates != nil && !slices.Contains(l.Delegates, c.Delegate) {
+		// A delegation's delegate, and the delegate an origination gives its new contract.
+		if c.Delegate != "" && l.Delegates != nil && !slices.Contains(l.Delegates, c.Delegate) {
 			return violation("delegates", "spending limit delegates: %s%s is not an allowed delegate", c.Delegate, at)
 		}
 	}

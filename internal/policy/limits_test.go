@@ -81,3 +81,28 @@ func TestCheckContentsDestinations(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckContentsDelegates: delegates binds a delegation's new delegate and the delegate an
+// origination gives its new contract; withdrawing a delegation, or an origination without one,
+// passes.
+func TestCheckContentsDelegates(t *testing.T) {
+	const self, baker, other = "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", "tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN", "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf"
+	l := &Limits{Delegates: []string{baker}}
+	zero := big.NewInt(0)
+	for _, c := range []struct {
+		c    request.Content
+		want string
+	}{
+		{request.Content{Kind: "delegation", Source: self, Delegate: baker}, ""},
+		{request.Content{Kind: "delegation", Source: self}, ""},
+		{request.Content{Kind: "delegation", Source: self, Delegate: other}, "is not an allowed delegate"},
+		{request.Content{Kind: "origination", Source: self, Amount: zero, Delegate: baker}, ""},
+		{request.Content{Kind: "origination", Source: self, Amount: zero}, ""},
+		{request.Content{Kind: "origination", Source: self, Amount: zero, Delegate: other}, "is not an allowed delegate"},
+	} {
+		err := l.CheckContents([]request.Content{c.c})
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.c, err, c.want)
+		}
+	}
+}

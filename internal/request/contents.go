@@ -30,7 +30,8 @@ type Content struct {
 	// when it carries no parameters or an empty name; a name equal to a short tag's is that
 	// entrypoint.
 	Entrypoint string
-	// Delegate is a delegation's new delegate, "" when the delegation withdraws it.
+	// Delegate is a delegation's new delegate ("" when the delegation withdraws it), or an
+	// origination's delegate for the new contract ("" when none).
 	Delegate string
 }
 
@@ -74,6 +75,11 @@ func contentsOf[T core.OperationContents](contents []T) []Content {
 			case "origination":
 				if b, ok := field[tz.BigUint](c, "Balance"); ok {
 					ct.Amount = b.Int()
+				}
+				if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {
+					if pkh, ok := d.CheckUnwrap(); ok {
+						ct.Delegate = string(pkh.ToBase58())
+					}
 				}
 			case "delegation":
 				if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"math/big"
 	"strings"
 	"testing"
 
@@ -92,6 +93,138 @@ func TestNonCanonicalRefused(t *testing.T) {
 					t.Fatalf("%s (version %d, full %v): %v, want a bad request", name, v, full, err)
 				}
 			}
+		}
+	}
+}
+
+// zarithOf is n's minimal encoding as a natural.
+func zarithOf(n *big.Int) []byte {
+	var out []byte
+	n = new(big.Int).Set(n)
+	for {
+		b := byte(new(big.Int).And(n, big.NewInt(0x7f)).Uint64())
+		n.Rsh(n, 7)
+		if n.Sign() == 0 {
+			return append(out, b)
+		}
+		out = append(out, b|0x80)
+	}
+}
+
+// transfer is a generic operation with one transaction of the given numbers to a tz1 account,
+// without parameters.
+func transfer(fee, counter, gas, storage, amount *big.Int) []byte {
+	msg := append([]byte{MagicGeneric}, make([]byte, 32)...)
+	msg = append(msg, tagTransaction, 0)
+	msg = append(msg, make([]byte, 20)...)
+	for _, n := range []*big.Int{fee, counter, gas, storage, amount} {
+		msg = append(msg, zarithOf(n)...)
+	}
+	msg = append(msg, 0, 0)
+	msg = append(msg, make([]byte, 20)...)
+	return append(msg, 0)
+}
+
+// TestNumberSizes: the protocol reads fee, counter, gas and storage limits of at most 10 bytes,
+// and a fee or an amount below 2^63 (tez_repr.ml); anything larger is refused by both paths.
+func TestNumberSizes(t *testing.T) {
+	t.Parallel()
+	one := big.NewInt(1)
+	maxTez := new(big.Int).Sub(new(big.Int).Lsh(one, 63), one) // 2^63 − 1: 9 bytes
+	tooBigTez := new(big.Int).Lsh(one, 63)                     // 10 bytes
+	maxN := new(big.Int).Sub(new(big.Int).Lsh(one, 70), one)   // 10 bytes
+	tooBigN := new(big.Int).Lsh(one, 70)                       // 11 bytes
+	for _, c := range []struct {
+		name string
+		msg  []byte
+		ok   bool
+	}{
+		{"every number at its largest", transfer(maxTez, maxN, maxN, maxN, maxTez), true},
+		{"a fee of 2^63", transfer(tooBigTez, one, one, one, one), false},
+		{"an amount of 2^63", transfer(one, one, one, one, tooBigTez), false},
+		{"a counter of 11 bytes", transfer(one, tooBigN, one, one, one), false},
+		{"a gas limit of 11 bytes", transfer(one, one, tooBigN, one, one), false},
+		{"a storage limit of 11 bytes", transfer(one, one, one, tooBigN, one), false},
+	} {
+		for _, v := range []Version{1, VersionLatest} {
+			for _, full := range []bool{false, true} {
+				_, err := decode(c.msg, v, full)
+				if c.ok != (err == nil) || err != nil && fault.KindOf(err) != fault.BadRequest {
+					t.Errorf("%s (version %d, full %v): %v", c.name, v, full, err)
+				}
+			}
+		}
+		if _, ok := fastGeneric(c.msg); ok != c.ok {
+			t.Errorf("%s: the fast path says %v", c.name, ok)
+		}
+	}
+}
+
+// TestOneSpelling: a ballot value the protocol does not know, a contract's padding byte other
+// than 0 and a Micheline integer written -0 are refused: each is a second spelling of an
+// operation, or none.
+func TestOneSpelling(t *testing.T) {
+	t.Parallel()
+	ballot := func(v byte) []byte {
+		msg := append([]byte{MagicGeneric}, make([]byte, 32)...)
+		msg = append(msg, 6, 0)                     // ballot, tz1 source
+		msg = append(msg, make([]byte, 20+4+32)...) // hash, period, proposal
+		return append(msg, v)
+	}
+	for v := range byte(3) {
+		if _, err := Decode(ballot(v), VersionLatest); err != nil {
+			t.Fatalf("ballot %d: %v", v, err)
+		}
+	}
+	if _, err := Decode(ballot(3), VersionLatest); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("ballot 3: %v", err)
+	}
+	kt := transfer(big.NewInt(1), big.NewInt(1), big.NewInt(1), big.NewInt(1), big.NewInt(1))
+	dst := len(kt) - 23
+	kt[dst] = 1 // destination: KT1, 20 bytes, padding
+	if _, err := Decode(kt, VersionLatest); err != nil {
+		t.Fatalf("a contract destination: %v", err)
+	}
+	kt[len(kt)-2] = 7 // the padding byte
+	if _, ok := fastGeneric(kt); ok {
+		t.Fatal("the fast path accepts a padding byte of 7")
+	}
+	for _, full := range []bool{false, true} {
+		if _, err := decode(kt, VersionLatest, full); fault.KindOf(err) != fault.BadRequest {
+			t.Fatalf("a padding byte of 7: %v", err)
+		}
+	}
+	minusZero := namedTransaction("mint")
+	minusZero = append(minusZero[:len(minusZero)-6], 0, 0, 0, 2, 0x00, 0x40) // the value: the integer -0
+	if _, err := Decode(minusZero, VersionLatest); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("the integer -0: %v", err)
+	}
+	minusZero[len(minusZero)-1] = 0 // 0
+	if _, err := Decode(minusZero, VersionLatest); err != nil {
+		t.Fatalf("the integer 0: %v", err)
+	}
+}
+
+// TestVersion1ReadAsLive: under signing version 1, a generic operation that protocol 022's
+// encoding and the live one read differently is refused: 022's reveal followed by 0x11 and 96
+// bytes reads as a reveal and a failing_noop, the live protocol's as a reveal with a proof.
+func TestVersion1ReadAsLive(t *testing.T) {
+	t.Parallel()
+	reveal := append([]byte{MagicGeneric}, make([]byte, 32)...)
+	reveal = append(reveal, 107, 0) // reveal, tz1 source
+	reveal = append(reveal, make([]byte, 20)...)
+	reveal = append(reveal, 1, 1, 1, 1) // fee, counter, gas, storage
+	reveal = append(reveal, 0)          // an Ed25519 public key
+	reveal = append(reveal, make([]byte, 32)...)
+	ambiguous := append(append(append([]byte{}, reveal...), 0x11, 0, 0, 0, 0x60), make([]byte, 96)...)
+	if _, err := Decode(ambiguous, 1); fault.KindOf(err) != fault.BadRequest || !strings.Contains(err.Error(), "read differently") {
+		t.Fatalf("version 1: %v", err)
+	}
+	// The same reveal, canonical for the live protocol (no proof), is accepted under both.
+	live := append(append([]byte{}, reveal...), 0)
+	for _, v := range []Version{1, VersionLatest} {
+		if req, err := Decode(live, v); err != nil || req.Ops[0] != "reveal" {
+			t.Fatalf("version %d: %+v %v", v, req, err)
 		}
 	}
 }

@@ -16,14 +16,12 @@ import (
 //	0x03 ‖ branch (32 bytes) ‖ one or more contents, each:
 //	  108 (transaction) ‖ source (key hash: tag 0–4 ‖ 20 bytes) ‖ fee ‖ counter ‖ gas_limit ‖
 //	  storage_limit ‖ amount (each a zarith natural: bytes with the high bit set, then one
-//	  without, 1024 bytes at most, the last non-zero unless it is the only one) ‖ destination
-//	  (0 ‖ key hash, or 1 ‖ 20 bytes ‖ padding byte) ‖ parameters: 0x00 for none, or 0xff, a
+//	  without, the last non-zero unless it is the only one; fee and amount 9 bytes at most,
+//	  the others 10, see checkSizes) ‖ destination (0 ‖ key hash, or 1 ‖ 20 bytes ‖ padding
+//	  byte 0) ‖ parameters: 0x00 for none, or 0xff, a
 //	  short entrypoint tag (0–9; a named entrypoint, 255, is gotez's) and a value that is
 //	  exactly Unit (length 2: 0x03 0x0b)
-const (
-	tagTransaction = 108
-	maxZarith      = 1024 // gotez's bound on a zarith number's length
-)
+const tagTransaction = 108
 
 // fastGeneric decodes msg (magic byte included) when it has the shape above.
 func fastGeneric(msg []byte) (ops []string, ok bool) {
@@ -49,8 +47,9 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 	if b, ok = keyHash(b[1:]); !ok {
 		return nil, "", false
 	}
-	for range 5 { // fee, counter, gas_limit, storage_limit, amount
-		if b, ok = zarith(b); !ok {
+	// fee, counter, gas_limit, storage_limit, amount, each within the bytes the protocol reads
+	for _, size := range [5]int{maxTezBytes, maxNumberBytes, maxNumberBytes, maxNumberBytes, maxTezBytes} {
+		if b, ok = zarith(b, size); !ok {
 			return nil, "", false
 		}
 	}
@@ -65,7 +64,7 @@ func fastTransaction(b []byte) (rest []byte, kind string, ok bool) {
 			return nil, "", false
 		}
 	case 1:
-		if len(b) < 1+20+1 {
+		if len(b) < 1+20+1 || b[1+20] != 0 { // a contract hash and its padding byte, 0
 			return nil, "", false
 		}
 		b = b[1+20+1:]
@@ -106,8 +105,8 @@ func keyHash(b []byte) ([]byte, bool) {
 	return b[21:], true
 }
 
-func zarith(b []byte) ([]byte, bool) {
-	limit := min(len(b), maxZarith)
+func zarith(b []byte, size int) ([]byte, bool) {
+	limit := min(len(b), size)
 	for i := 0; i < limit; i++ {
 		if b[i]&0x80 == 0 {
 			if i > 0 && b[i] == 0 { // a trailing zero byte: data-encoding refuses it

@@ -173,6 +173,8 @@ func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 		// consensus tags (40, 41) with it, so fall back to the latest encodings.
 		if req, err = decode022(msg, full); err != nil {
 			req, err = decodeLatest(msg, full)
+		} else if msg[0] == MagicGeneric {
+			err = sameAsLatest(msg, req)
 		}
 	} else {
 		req, err = decodeLatest(msg, full)
@@ -182,6 +184,19 @@ func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 	}
 	req.Digest = blake2b.Sum256(msg)
 	return req, nil
+}
+
+// sameAsLatest refuses a generic operation that protocol 022's encodings read as req and the live
+// protocol's read otherwise: a form the live encoding reads but not canonically (022's reveal
+// followed by 0x11 … is the live protocol's reveal with a proof), or other operations. A
+// payload the live encoding cannot read at all is 022's alone and keeps its 022 reading.
+func sameAsLatest(msg []byte, req *Request) error {
+	latest, err := decodeLatest(msg, false)
+	switch {
+	case errors.Is(err, errNotCanonical) || err == nil && !slices.Equal(latest.Ops, req.Ops):
+		return badRequest("generic operation read differently by protocol 022's encoding (signing version 1) and the live protocol's: sign it with version 2 or 3")
+	}
+	return nil
 }
 
 func magicName(b byte) string {
@@ -345,7 +360,13 @@ func generic[T core.OperationContents](contents []T, full bool) (*Request, error
 // transaction's canonical entrypoint (Entrypoint), "" for other kinds.
 func opKind(op core.OperationContents) (kind, entrypoint string, err error) {
 	if o, ok := op.(ballot); ok {
+		if o.BallotKind() > core.BallotPass { // vote_repr.ml: 0 yay, 1 nay, 2 pass, nothing else
+			return "", "", fmt.Errorf("ballot value %d: the protocol knows 0 (yay), 1 (nay) and 2 (pass)", o.BallotKind())
+		}
 		return "ballot:" + o.BallotKind().String(), "", nil
+	}
+	if err := checkSizes(op); err != nil {
+		return "", "", err
 	}
 	tx, ok := op.(core.Transaction)
 	if !ok {
@@ -361,6 +382,48 @@ func opKind(op core.OperationContents) (kind, entrypoint string, err error) {
 		return entrypoint, entrypoint, nil
 	}
 	return op.OperationKind(), entrypoint, nil
+}
+
+// Sizes of a manager operation's numbers as the protocol reads them (operation_repr.ml): fee,
+// counter, gas_limit and storage_limit are `check_size 10` naturals, and a fee, a transaction's
+// amount and an origination's balance are tez (tez_repr.ml: `check_size 10` and an int64). In
+// minimal zarith, 10 bytes hold up to 70 bits and 9 bytes exactly the naturals below 2^63.
+const (
+	maxNumberBytes = 10
+	maxTezBytes    = 9
+)
+
+// checkSizes refuses a manager operation with a number the protocol cannot read.
+func checkSizes(op core.OperationContents) error {
+	m, ok := op.(core.ManagerOperation)
+	if !ok {
+		return nil
+	}
+	check := func(what string, n tz.BigUint, maxBytes int) error {
+		if len(n) > maxBytes {
+			return fmt.Errorf("%s of %d bytes: the protocol reads at most %d", what, len(n), maxBytes)
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		what string
+		n    tz.BigUint
+		max  int
+	}{{"fee", m.GetFee(), maxTezBytes}, {"counter", m.GetCounter(), maxNumberBytes},
+		{"gas limit", m.GetGasLimit(), maxNumberBytes}, {"storage limit", m.GetStorageLimit(), maxNumberBytes}} {
+		if err := check(c.what, c.n, c.max); err != nil {
+			return err
+		}
+	}
+	if tx, ok := op.(core.Transaction); ok {
+		return check("amount", tx.GetAmount(), maxTezBytes)
+	}
+	if op.OperationKind() == "origination" {
+		if b, ok := field[tz.BigUint](op, "Balance"); ok {
+			return check("balance", b, maxTezBytes)
+		}
+	}
+	return nil
 }
 
 // MaxEntrypointLen is the longest entrypoint name the protocol reads (Entrypoint_repr: a named

@@ -789,7 +789,8 @@ const MaxPriorityBytes = 1024
 // Priority reports whether msg may be served ahead of generic requests: it starts like a block
 // (0x11) or a consensus operation (0x12, 0x13), is no longer than one, and its key is configured
 // and allowed that kind. These checks cost nothing; a body that fails them waits its turn with
-// generic requests, so that writing 0x13 first does not let a client skip the queue.
+// generic requests, so that writing 0x13 first skips the queue only for a baker's key and kind
+// (authentication, when required, comes after).
 func (s *Signer) Priority(pkh string, msg []byte) bool {
 	if len(msg) == 0 || len(msg) > MaxPriorityBytes {
 		return false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,12 +106,41 @@ func Policy(pkhs ...string) string {
 
 // Start runs the binary (see Binary) with args and waits until /healthz answers (see Ready) within
 // StartTimeout; it fails the test, with the log, when the process exits or is not up in time.
+// A port FreeAddr picked can be taken by another process before the daemon binds it: when the
+// daemon exits saying so, Start picks new ports, writes them into Config in place of the old ones
+// and starts it again (up to portAttempts times).
 func (d *Daemon) Start(args ...string) {
 	d.TB.Helper()
-	d.Launch(args...)
-	if err := d.WaitReady(); err != nil {
+	for attempt := 1; ; attempt++ {
+		before := len(d.Logs())
+		d.Launch(args...)
+		err := d.WaitReady()
+		if err == nil {
+			return
+		}
+		if attempt < portAttempts && errors.Is(err, ErrExited) &&
+			strings.Contains(strings.ToLower(d.Logs()[before:]), "address already in use") && d.rebind() {
+			d.TB.Logf("%s: a port was taken meanwhile (%v); trying other ports", d.Name, err)
+			continue
+		}
 		d.TB.Fatalf("%s %v:\n%s", d.Name, err, d.Logs())
 	}
+}
+
+// rebind gives the daemon two new free ports, in its fields and in its config file; it reports
+// false when the config does not hold the old addresses.
+func (d *Daemon) rebind() bool {
+	cfg, err := os.ReadFile(d.Config)
+	if err != nil || !strings.Contains(string(cfg), d.Addr) || !strings.Contains(string(cfg), d.UtilityAddr) {
+		return false
+	}
+	addr, util := FreeAddr(d.TB), FreeAddr(d.TB)
+	s := strings.ReplaceAll(strings.ReplaceAll(string(cfg), d.Addr, addr), d.UtilityAddr, util)
+	if err := os.WriteFile(d.Config, []byte(s), 0o600); err != nil {
+		return false
+	}
+	d.Addr, d.UtilityAddr = addr, util
+	return true
 }
 
 // Serve is Start("serve", "-c", Config, args...).

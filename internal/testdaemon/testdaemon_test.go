@@ -354,3 +354,31 @@ func TestKillGroup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling the kernel's teardown of a killed process
 	}
 }
+
+// TestDaemonPortTaken: a port taken by another process between FreeAddr and the daemon's start
+// makes Start pick new ports and start again, instead of failing the test.
+func TestDaemonPortTaken(t *testing.T) {
+	const sk, pkh = "edsk3gUfUPyBSfrS9CCgmCiQsTCHGkviBDusMxDJstFtojtc1zcpsh", "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx"
+	d := New(t)
+	keyFile := filepath.Join(d.Dir, "secret_keys.json")
+	if err := os.WriteFile(keyFile, []byte(`[{"name": "k", "value": "unencrypted:`+sk+`"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.WriteConfig(FileVault(keyFile) + "watermark:\n  driver: file\ntezos:\n" + Policy(pkh))
+	taken := d.Addr
+	ln, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d.Serve()
+	if d.Addr == taken {
+		t.Fatal("the daemon kept the taken port")
+	}
+	if status, pk := d.PublicKey(pkh); status != 200 || !strings.HasPrefix(pk, "edpk") {
+		t.Fatalf("GET /keys on the new port: %d %s", status, pk)
+	}
+	if cfg, _ := os.ReadFile(d.Config); strings.Contains(string(cfg), taken) {
+		t.Fatalf("the config still names %s", taken)
+	}
+}
