@@ -5,27 +5,46 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	tz "github.com/ecadlabs/gotez/v2"
 
 	"github.com/signatory-go/signatory/internal/awsconf"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
+	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
-// TestDynamoDBReferenceMigration is the regression test of a reproduced double attestation: the
-// reference implementation writes DAL attestations (tag 23) under request = attestation_with_dal,
-// which this store did not read, so on a table reused from the reference it attested again at a
-// level the reference had attested with DAL. Through the real binary: the reference's item blocks
-// our attestations at and below its mark, and after we attest the item is raised, so that the
-// reference, started again on the table (a rollback), finds every level we attested.
+// referenceItem is the reference implementation's DynamoDB item (AWSWatermark in its
+// pkg/signatory/watermark/aws.go): the table below is what the AWS SDK makes of it, as the
+// reference writes it (digest: Binary, NULL when absent), and the rollback reads items back as the
+// reference does, with attributevalue.UnmarshalMap.
+type referenceItem struct {
+	Idx     string               `dynamodbav:"idx"`
+	Request string               `dynamodbav:"request"`
+	Level   int32                `dynamodbav:"lvl"`
+	Round   int32                `dynamodbav:"round"`
+	Digest  *tz.BlockPayloadHash `dynamodbav:"digest"`
+}
+
+// TestDynamoDBReferenceMigration is the regression test of two reproduced double signatures on a
+// table the reference wrote: its DAL attestations (tag 23) under request = attestation_with_dal,
+// which this store did not read; and its digests, Binary values that this store could not read, so
+// that `watermark export` left those marks out and a signer on the imported store baked again at
+// the reference's level. Through the real binary: the reference's items (its struct, marshalled by
+// the AWS SDK) block our requests at and below their marks; after we sign, the items are raised
+// and the reference's own decoding reads them (a rollback); `watermark export` carries every mark,
+// and a signer on PostgreSQL after `watermark import` still refuses at and below them.
 func TestDynamoDBReferenceMigration(t *testing.T) {
 	t.Parallel()
 	dyn := dynamotest.Start(t)
@@ -55,12 +74,21 @@ func TestDynamoDBReferenceMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx := "NetXo5iVw1vBoxM/" + pkh
-	if _, err := client.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String("watermark"), Item: map[string]ddbtypes.AttributeValue{
-		"idx": &ddbtypes.AttributeValueMemberS{Value: idx}, "request": &ddbtypes.AttributeValueMemberS{Value: "attestation_with_dal"},
-		"lvl": &ddbtypes.AttributeValueMemberN{Value: "40"}, "round": &ddbtypes.AttributeValueMemberN{Value: "1"},
-		"digest": &ddbtypes.AttributeValueMemberS{Value: "vh2UEcdXfsAWcTP1omYSp1q54H5S2x3zqfr2YqAcZ2Neyjauix1K"},
-	}}); err != nil {
-		t.Fatal(err)
+	digest := tz.BlockPayloadHash{0xd1, 0x9e}
+	for _, r := range []referenceItem{
+		{Idx: idx, Request: "attestation_with_dal", Level: 40, Round: 1, Digest: &digest},
+		{Idx: idx, Request: "block", Level: 100, Round: 0, Digest: &digest},
+	} {
+		it, err := attributevalue.MarshalMap(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := it["digest"].(*ddbtypes.AttributeValueMemberB); !ok {
+			t.Fatalf("the SDK wrote the digest as %T", it["digest"])
+		}
+		if _, err := client.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String("watermark"), Item: it}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	d := testdaemon.New(t)
@@ -82,10 +110,16 @@ func TestDynamoDBReferenceMigration(t *testing.T) {
 tezos:
   %s:
     allow:
+      block:
       attestation:
       attestation_with_dal:
 `, dynamotest.Region, dynamotest.AccessKey, dynamotest.SecretKey, dyn.Endpoint, pkh))
 	d.Serve()
+	for _, level := range []int32{99, 100} {
+		if status, msg := d.Sign(pkh, testdaemon.Block(awsChain, level, 0, 0)); status != 409 {
+			t.Fatalf("a block at level %d, the reference's mark 100: %d %s", level, status, msg)
+		}
+	}
 	for _, p := range []string{
 		testdaemon.ConsensusTag(testdaemon.TagAttestation, awsChain, 40, 1, 0),
 		testdaemon.ConsensusTag(testdaemon.TagAttestationWithDAL, awsChain, 40, 0, 0),
@@ -116,6 +150,46 @@ tezos:
 		}
 		if n, _ := strconv.Atoi(lvl.Value); n < 41 {
 			t.Fatalf("%s item at level %d after we attested at 41: a rollback could attest again", req, n)
+		}
+		var r referenceItem
+		if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil || r.Level < 41 || r.Digest == nil {
+			t.Fatalf("the reference reads our %s item as %+v: %v", req, r, err)
+		}
+	}
+
+	// `watermark show` and `watermark export` carry every mark; a signer on PostgreSQL after
+	// `watermark import` still refuses at and below them.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(testdaemon.Binary(t), "watermark", "show", "-c", d.Config).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "100") || !strings.Contains(string(out), "41") {
+		t.Fatalf("watermark show: %v\n%s", err, out)
+	}
+	export := filepath.Join(d.Dir, "export.json")
+	if out, err := exec.Command(testdaemon.Binary(t), "watermark", "export", "-c", d.Config, "-o", export).CombinedOutput(); err != nil {
+		t.Fatalf("watermark export: %v\n%s", err, out)
+	}
+	pg := postgrestest.Start(t)
+	p2 := testdaemon.New(t)
+	p2.Name = "postgres"
+	p2.StartTimeout = time.Minute
+	p2.WriteConfig(testdaemon.FileVault(keyFile) + fmt.Sprintf("watermark:\n  driver: postgres\n  config:\n    dsn: %s\n    table: migrated\n", pg.DSN) +
+		"tezos:\n  " + pkh + ":\n    allow:\n      block:\n      attestation:\n")
+	if out, err := exec.Command(testdaemon.Binary(t), "watermark", "import", export, "-c", p2.Config).CombinedOutput(); err != nil {
+		t.Fatalf("watermark import: %v\n%s", err, out)
+	}
+	p2.Serve()
+	for _, c := range []struct {
+		payload string
+		status  int
+	}{
+		{testdaemon.Block(awsChain, 100, 0, 1), 409},
+		{testdaemon.ConsensusTag(testdaemon.TagAttestation, awsChain, 41, 0, 1), 409},
+		{testdaemon.Block(awsChain, 101, 0, 1), 200},
+	} {
+		if status, msg := p2.Sign(pkh, c.payload); status != c.status {
+			t.Fatalf("after the import into PostgreSQL: %d %s, want %d", status, msg, c.status)
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
 
 	"github.com/signatory-go/signatory/internal/fault"
@@ -204,13 +203,18 @@ func itemKey(k watermark.Key, request string) map[string]types.AttributeValue {
 	}
 }
 
-// item is the item of m under request, in the reference's shape plus the signature attribute.
+// item is the item of m under request, in the reference's shape plus the signature attribute:
+// the digest is what the reference's item struct (a *tz.BlockPayloadHash) becomes through the AWS
+// SDK's attributevalue.MarshalMap, 32 bytes of Binary, or NULL when there is none, so that the
+// reference, started again on the table, reads every item this store wrote.
 func item(k watermark.Key, request string, m watermark.Mark) map[string]types.AttributeValue {
 	it := itemKey(k, request)
 	it[attrLevel] = num(m.Level)
 	it[attrRound] = num(m.Round)
 	if m.HasDigest {
-		it[attrDigest] = &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(m.Digest).String()}
+		it[attrDigest] = &types.AttributeValueMemberB{Value: slices.Clone(m.Digest[:])}
+	} else {
+		it[attrDigest] = &types.AttributeValueMemberNULL{Value: true}
 	}
 	if m.Signature != "" {
 		it[attrSignature] = &types.AttributeValueMemberS{Value: m.Signature}
@@ -333,8 +337,10 @@ func str(it map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-// parseMark reads the mark of an item: lvl (required), round (0 when absent), digest (vh…) and
-// signature (both optional).
+// parseMark reads the mark of an item: lvl (required), round (0 when absent), digest and
+// signature (both optional). The digest is read in every form it has been written in: Binary of
+// 32 bytes (the reference's, and this store's since), NULL or absent (none), or a string vh…
+// (earlier versions of this store).
 func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 	var m watermark.Mark
 	name := str(it, attrIdx) + "/" + str(it, attrRequest)
@@ -352,16 +358,21 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 		}
 		*dst = int32(v)
 	}
-	if v, ok := it[attrDigest]; ok {
-		d, isStr := v.(*types.AttributeValueMemberS)
-		if !isStr {
-			return m, fmt.Errorf("item %s: digest is not a string", name)
+	switch d := it[attrDigest].(type) {
+	case nil, *types.AttributeValueMemberNULL:
+	case *types.AttributeValueMemberB:
+		if len(d.Value) != len(m.Digest) {
+			return m, fmt.Errorf("item %s: digest of %d bytes, not %d", name, len(d.Value), len(m.Digest))
 		}
+		m.Digest, m.HasDigest = [32]byte(d.Value), true
+	case *types.AttributeValueMemberS:
 		h, err := b58.ParseBlockPayloadHash([]byte(d.Value))
 		if err != nil {
 			return m, fmt.Errorf("item %s: digest: %v", name, err)
 		}
 		m.Digest, m.HasDigest = *h, true
+	default:
+		return m, fmt.Errorf("item %s: digest is %T, neither bytes nor a string", name, d)
 	}
 	if v, ok := it[attrSignature]; ok {
 		sig, isStr := v.(*types.AttributeValueMemberS)
@@ -375,9 +386,11 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 
 // List implements watermark.Store with a consistent Scan. A key's attestation and
 // attestation_with_dal items are folded into one attestation entry (as Load does); spending lists
-// are skipped, and items that are not watermarks of this layout are skipped with a warning.
+// are skipped. An item that cannot be read fails the whole List, naming the item: an export or
+// `watermark show` that skipped it would drop a mark.
 func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	slots := map[watermark.Key]*slot{}
+	legacy := map[watermark.Key]watermark.Mark{}
 	err := s.scan(ctx, &ddb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true)},
 		func(it map[string]types.AttributeValue) error {
 			if isSpendItem(it) {
@@ -385,7 +398,12 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 			}
 			k, dal, m, err := parseItem(it)
 			if err != nil {
-				s.log.Warn("dynamodb watermark: item skipped", "table", s.table, "err", err)
+				return err
+			}
+			if old, isLegacy := legacyRequests[str(it, attrRequest)]; isLegacy && old == k.Class {
+				if l, seen := legacy[k]; !seen || higher(m, l) {
+					legacy[k] = m
+				}
 				return nil
 			}
 			sl := slots[k]
@@ -403,11 +421,19 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]watermark.Entry, 0, len(slots))
+	out := make([]watermark.Entry, 0, len(slots)+len(legacy))
 	for k, sl := range slots {
-		if m, ok := fold(k, *sl); ok {
+		m, ok := fold(k, *sl)
+		if l, isLegacy := legacy[k]; isLegacy && (!ok || higher(l, m)) {
+			m, ok = l, true
+		}
+		delete(legacy, k)
+		if ok {
 			out = append(out, watermark.Entry{Key: k, Mark: m})
 		}
+	}
+	for k, l := range legacy {
+		out = append(out, watermark.Entry{Key: k, Mark: l})
 	}
 	slices.SortFunc(out, func(a, b watermark.Entry) int { return watermark.Compare(a.Key, b.Key) })
 	return out, nil
@@ -441,17 +467,24 @@ func (s *Store) scan(ctx context.Context, in *ddb.ScanInput, each func(map[strin
 	return nil
 }
 
+// legacyRequests are the request kinds older releases of the reference wrote for consensus
+// operations before they were renamed: their items are marks of today's classes.
+var legacyRequests = map[string]watermark.Class{"endorsement": watermark.Attestation, "preendorsement": watermark.Preattestation}
+
 // parseItem reads a scanned item: its key (an attestation_with_dal item has the attestation
-// class's key, and dal set) and mark.
+// class's key, and dal set; a legacy item, today's class's key) and mark.
 func parseItem(it map[string]types.AttributeValue) (k watermark.Key, dal bool, m watermark.Mark, err error) {
 	idx, request := str(it, attrIdx), str(it, attrRequest)
 	chain, pkh, ok := strings.Cut(idx, "/")
 	if request == requestDAL {
 		request, dal = string(watermark.Attestation), true
 	}
+	if c, isLegacy := legacyRequests[request]; isLegacy {
+		request = string(c)
+	}
 	k = watermark.Key{Chain: chain, PKH: pkh, Class: watermark.Class(request)}
 	if !ok || k.Check() != nil {
-		return k, dal, m, fmt.Errorf("item %q/%q is not a watermark of this store", idx, str(it, attrRequest))
+		return k, dal, m, fmt.Errorf("item %q/%q is not a watermark this store can read", idx, str(it, attrRequest))
 	}
 	m, err = parseMark(it)
 	return k, dal, m, err

@@ -5,8 +5,10 @@
 //
 // The reference's layout, so that a reference table can be reused and handed back: hash key idx
 // ("<chain>/<pkh>"), range key request ("block", "preattestation", "attestation" or
-// "attestation_with_dal"), lvl and round (numbers), digest (blake2b-256 of the signed bytes as
-// base58 vh…, absent for a mark without one), plus signature: the base58 signature released for
+// "attestation_with_dal"), lvl and round (numbers), digest (blake2b-256 of the signed bytes, 32
+// bytes of Binary as the reference's item struct becomes through the AWS SDK, NULL for a mark
+// without one; a string vh… as earlier versions of this store wrote is read too), plus
+// signature: the base58 signature released for
 // the mark, absent when none is stored (items of the reference, of an import, or of a version of
 // this store that kept no signatures). The reference ignores the attribute.
 //

@@ -125,9 +125,10 @@ func TestTwoSigners(t *testing.T) {
 	t.Logf("two signers: %d accepted, %d refused", accepted, refused)
 }
 
-// TestReferenceItems: items written by the reference (digest as vh…, kind names) are read and
-// respected; its attestation_with_dal item is folded into the attestation entry (at a tie, the
-// attestation item's mark), and an item of another kind is skipped by List with a warning.
+// TestReferenceItems: items written by the reference (kind names) are read and respected; its
+// attestation_with_dal item is folded into the attestation entry (at a tie, the attestation item's
+// mark), as is an endorsement item of its older releases; an item of a kind no release wrote
+// fails List, naming it, rather than being skipped.
 func TestReferenceItems(t *testing.T) {
 	t.Parallel()
 	srv := dynamotest.Start(t)
@@ -147,8 +148,17 @@ func TestReferenceItems(t *testing.T) {
 	if err != nil || len(es) != 1 || es[0] != want {
 		t.Fatalf("List = %v, %v; want [%v]", es, err, want)
 	}
-	if !strings.Contains(logs.String(), "endorsement") || strings.Contains(logs.String(), "attestation_with_dal") {
-		t.Fatalf("want one warning, about the endorsement item only:\n%s", &logs)
+	// A preendorsement item of another key, higher than nothing: listed as a preattestation.
+	pk := wt.Key(1, 1, watermark.Preattestation)
+	refPut(t, s, pk, "preendorsement", 20, 0, digest)
+	if es, err := s.List(context.Background()); err != nil || len(es) != 2 || es[1].Key != pk && es[0].Key != pk {
+		t.Fatalf("List = %v, %v; want the preendorsement as a preattestation", es, err)
+	}
+	other := refItem(k, "attestation", 1, 0, digest)
+	other["request"] = &types.AttributeValueMemberS{Value: "dal_page"}
+	rawPut(t, s, other)
+	if _, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), "dal_page") {
+		t.Fatalf("List with an unreadable item: %v", err)
 	}
 	wt.MustRefuse(t, s, k, wt.M(34, 4, 8))
 	wt.MustAdvance(t, s, k, watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	tz "github.com/ecadlabs/gotez/v2"
@@ -20,14 +21,37 @@ import (
 )
 
 // refItem is an item in the reference's exact shape (no signature attribute).
+// referenceItem is the reference implementation's item (AWSWatermark in its
+// pkg/signatory/watermark/aws.go): the fixtures are what the AWS SDK's attributevalue makes of it,
+// as the reference writes them (digest: Binary, or NULL when absent), and what the reference reads
+// back is what attributevalue.UnmarshalMap makes of an item.
+type referenceItem struct {
+	Idx     string               `dynamodbav:"idx"`
+	Request string               `dynamodbav:"request"`
+	Level   int32                `dynamodbav:"lvl"`
+	Round   int32                `dynamodbav:"round"`
+	Digest  *tz.BlockPayloadHash `dynamodbav:"digest"`
+}
+
+// refItem is the reference's item for a mark of k under kind.
 func refItem(k watermark.Key, kind string, level, round int32, digest [32]byte) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		"idx":     &types.AttributeValueMemberS{Value: k.Chain + "/" + k.PKH},
-		"request": &types.AttributeValueMemberS{Value: kind},
-		"lvl":     &types.AttributeValueMemberN{Value: itoa(level)},
-		"round":   &types.AttributeValueMemberN{Value: itoa(round)},
-		"digest":  &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(digest).String()},
+	h := tz.BlockPayloadHash(digest)
+	return refItemOf(referenceItem{Idx: k.Chain + "/" + k.PKH, Request: kind, Level: level, Round: round, Digest: &h})
+}
+
+func refItemOf(r referenceItem) map[string]types.AttributeValue {
+	it, err := attributevalue.MarshalMap(&r)
+	if err != nil {
+		panic(err)
 	}
+	return it
+}
+
+// referenceReads is the reference's read of an item: UnmarshalMap into its struct.
+func referenceReads(it map[string]types.AttributeValue) (referenceItem, error) {
+	var r referenceItem
+	err := attributevalue.UnmarshalMap(it, &r)
+	return r, err
 }
 
 func itoa(v int32) string { return num(v).Value }
@@ -404,7 +428,7 @@ func TestConcurrentAttestations(t *testing.T) {
 
 // TestUnreadableDALItem: an attestation_with_dal item that cannot be parsed may hide a higher
 // mark, so attestations of that key fail as Internal (not a conflict) rather than guess; the
-// other classes go on, and List skips the item.
+// other classes go on, and List fails naming the item (an export must not drop it).
 func TestUnreadableDALItem(t *testing.T) {
 	t.Parallel()
 	srv := dynamotest.Start(t)
@@ -425,7 +449,61 @@ func TestUnreadableDALItem(t *testing.T) {
 		t.Fatal("an attestation item was written")
 	}
 	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.MS(41, 0, 2, 2))
-	if es, err := s.List(context.Background()); err != nil || len(es) != 1 || es[0].Class != watermark.Block {
-		t.Fatalf("List = %v, %v; want the block entry only", es, err)
+	if es, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), k.PKH+"/attestation_with_dal") {
+		t.Fatalf("List = %v, %v; want an error naming the item", es, err)
+	}
+}
+
+// TestReferenceEncodingBothWays: items as the reference writes them (its struct through the AWS
+// SDK: the digest Binary, or NULL) are read, respected and raised; and every item this store
+// writes, with a digest or without, with a signature or without, is read by the reference's own
+// decoding (attributevalue.UnmarshalMap into its struct) as the same level, round and digest.
+func TestReferenceEncodingBothWays(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 10*time.Second)
+	defer s.Close()
+	block := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Block}
+	att := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Attestation}
+	pre := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Preattestation}
+	d := [32]byte{9, 9}
+	rawPut(t, s, refItem(block, "block", 50, 1, d))
+	rawPut(t, s, refItem(att, "attestation", 60, 0, d))
+	rawPut(t, s, refItemOf(referenceItem{Idx: pre.Chain + "/" + pre.PKH, Request: "preattestation", Level: 70})) // NULL digest
+	if _, ok := refItem(block, "block", 1, 0, d)["digest"].(*types.AttributeValueMemberB); !ok {
+		t.Fatal("the reference's digest is not Binary: the fixture does not show the reference's encoding")
+	}
+	mustLoad(t, s, block, watermark.Mark{Level: 50, Round: 1, Digest: d, HasDigest: true})
+	mustLoad(t, s, pre, watermark.Mark{Level: 70})
+	es, err := s.List(context.Background())
+	if err != nil || len(es) != 3 {
+		t.Fatalf("List = %v, %v", es, err)
+	}
+	// At and below the reference's marks: refused (identical bytes at the mark excepted).
+	wt.MustRefuse(t, s, block, wt.M(50, 1, 3))
+	wt.MustRefuse(t, s, block, wt.M(49, 9, 3))
+	wt.MustRefuse(t, s, att, wt.M(60, 0, 3))
+	wt.MustRefuse(t, s, pre, wt.M(70, 0, 3))
+	// Raised by us; then the reference reads each item back.
+	wt.MustAdvance(t, s, block, wt.MS(51, 0, 4, 4))
+	wt.MustAdvance(t, s, att, wt.MS(61, 0, 5, 5))
+	wt.MustAdvance(t, s, pre, watermark.Mark{Level: 71}) // a mark without a digest (as an import may hold)
+	for _, c := range []struct {
+		k    watermark.Key
+		kind string
+		want watermark.Mark
+	}{{block, "block", wt.MS(51, 0, 4, 4)}, {att, "attestation", wt.MS(61, 0, 5, 5)}, {att, requestDAL, wt.MS(61, 0, 5, 5)}, {pre, "preattestation", watermark.Mark{Level: 71}}} {
+		out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: itemKey(c.k, c.kind), ConsistentRead: aws.Bool(true)})
+		if err != nil || out.Item == nil {
+			t.Fatalf("%s: %v", c.kind, err)
+		}
+		r, err := referenceReads(out.Item)
+		if err != nil {
+			t.Fatalf("the reference cannot read our %s item: %v", c.kind, err)
+		}
+		if r.Level != c.want.Level || r.Round != c.want.Round || (r.Digest != nil) != c.want.HasDigest ||
+			r.Digest != nil && [32]byte(*r.Digest) != c.want.Digest || r.Request != c.kind || r.Idx != c.k.Chain+"/"+c.k.PKH {
+			t.Fatalf("the reference reads our %s item as %+v, want %+v", c.kind, r, c.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -263,5 +264,76 @@ func TestReadReferenceFile(t *testing.T) {
 	}
 	if b := f[k2]["block"]; b.Level != 35 {
 		t.Errorf("block written as %+v", b)
+	}
+}
+
+// referenceWatermark is the reference implementation's record of a mark (Watermark in its
+// pkg/signatory/request/request.go); its file store writes, per chain, pkh → request kind → this
+// struct through encoding/json (pkg/signatory/watermark/file.go). The fixture below is that
+// encoding of the struct, not hand-written JSON, and the rollback reads our file back with it.
+type referenceWatermark struct {
+	Level int32                          `json:"level"`
+	Round int32                          `json:"round"`
+	Hash  tz.Option[tz.BlockPayloadHash] `json:"hash"`
+}
+
+// TestReferenceStructBothWays: a file the reference's struct was encoded into is read and
+// respected; after we advance, the reference's struct decodes our file to the same marks.
+func TestReferenceStructBothWays(t *testing.T) {
+	t.Parallel()
+	k1, k2 := testvectors.K1PKH, testvectors.K2PKH
+	h := tz.BlockPayloadHash{0xab}
+	ref := map[string]map[string]*referenceWatermark{
+		k1: {"block": {Level: 50, Round: 1, Hash: tz.Some(h)}, "attestation": {Level: 60, Hash: tz.Some(h)}},
+		k2: {"preattestation": {Level: 70, Round: 2, Hash: tz.None[tz.BlockPayloadHash]()}},
+	}
+	content, err := json.Marshal(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	path := writeChainFile(t, base, vecChain, string(content))
+	s := open(t, base)
+	key := func(pkh string, c watermark.Class) watermark.Key {
+		return watermark.Key{Chain: vecChain, PKH: pkh, Class: c}
+	}
+	for _, c := range []struct {
+		k watermark.Key
+		m watermark.Mark
+	}{
+		{key(k1, watermark.Block), watermark.Mark{Level: 50, Round: 1, Digest: h, HasDigest: true}},
+		{key(k1, watermark.Attestation), watermark.Mark{Level: 60, Digest: h, HasDigest: true}},
+		{key(k2, watermark.Preattestation), watermark.Mark{Level: 70, Round: 2}},
+	} {
+		if m, ok, err := s.Load(context.Background(), c.k); err != nil || !ok || m != c.m {
+			t.Fatalf("Load %v = %+v %v %v, want %+v", c.k, m, ok, err, c.m)
+		}
+		refused := c.m
+		refused.Digest, refused.HasDigest = [32]byte{1}, true
+		if _, err := s.Advance(context.Background(), c.k, refused); !watermark.IsConflict(err) {
+			t.Fatalf("at the reference's mark %v: %v", c.k, err)
+		}
+	}
+	raised := watermark.Mark{Level: 51, Digest: [32]byte{5}, HasDigest: true}
+	if _, err := s.Advance(context.Background(), key(k1, watermark.Block), raised); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]map[string]*referenceWatermark
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("the reference cannot read our file: %v\n%s", err, data)
+	}
+	b := back[k1]["block"]
+	if b == nil || b.Level != 51 || b.Round != 0 || !b.Hash.IsSome() || b.Hash.Unwrap() != tz.BlockPayloadHash(raised.Digest) {
+		t.Fatalf("the reference reads our block mark as %+v", b)
+	}
+	if p := back[k2]["preattestation"]; p == nil || p.Level != 70 || p.Round != 2 || p.Hash.IsSome() {
+		t.Fatalf("the reference reads our preattestation mark as %+v", p)
 	}
 }
