@@ -244,6 +244,11 @@ func (s *Store) putExact(ctx context.Context, k watermark.Key, m watermark.Mark,
 		n := "#a" + strconv.Itoa(i)
 		names[n] = a
 		if v, ok := read[a]; ok {
+			if _, null := v.(*types.AttributeValueMemberNULL); null { // NULL is compared by type
+				cond = append(cond, "attribute_type("+n+", :null)")
+				values[":null"] = &types.AttributeValueMemberS{Value: string(types.ScalarAttributeType("NULL"))}
+				continue
+			}
 			cond = append(cond, n+" = :v"+strconv.Itoa(i))
 			values[":v"+strconv.Itoa(i)] = v
 		} else {

@@ -507,3 +507,29 @@ func TestReferenceEncodingBothWays(t *testing.T) {
 		}
 	}
 }
+
+// TestPutExactOverNull: the conditional write of a mark over an item exactly as read holds when
+// the item's digest is NULL (as the reference writes a mark without one), and fails once the item
+// changed.
+func TestPutExactOverNull(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 10*time.Second)
+	defer s.Close()
+	k := watermark.Key{Chain: wt.Chain(8), PKH: wt.PKH2(8), Class: watermark.Block}
+	rawPut(t, s, refItemOf(referenceItem{Idx: k.Chain + "/" + k.PKH, Request: "block", Level: 5}))
+	out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: itemKey(k, "block"), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, null := out.Item["digest"].(*types.AttributeValueMemberNULL); !null {
+		t.Fatalf("the fixture's digest is %T, not NULL", out.Item["digest"])
+	}
+	if err := s.putExact(context.Background(), k, wt.MS(6, 0, 1, 1), out.Item); err != nil {
+		t.Fatalf("over the item as read: %v", err)
+	}
+	if err := s.putExact(context.Background(), k, wt.MS(7, 0, 1, 1), out.Item); !isCondFailed(err) {
+		t.Fatalf("over an item changed since: %v", err)
+	}
+	mustLoad(t, s, k, wt.MS(6, 0, 1, 1))
+}
