@@ -238,3 +238,42 @@ func TestTz5Policies(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchEveryOperationChecked: every operation of a batch must be allowed, also after one
+// allowed through its base kind (ballot:yay under `ballot`).
+func TestBatchEveryOperationChecked(t *testing.T) {
+	t.Parallel()
+	p := &Policy{PKH: tv.K1PKH, Requests: []request.Kind{request.Generic}, Ops: []string{"ballot", "transaction"}}
+	for _, c := range []struct {
+		ops  []string
+		want string
+	}{
+		{[]string{"ballot:yay", "transaction"}, ""},
+		{[]string{"ballot:yay", "delegation"}, "operation `delegation' is not allowed"},
+		{[]string{"transaction", "ballot:nay", "stake"}, "operation `stake' is not allowed"},
+		{[]string{"stake", "ballot:yay"}, "operation `stake' is not allowed"},
+	} {
+		err := p.Check(&request.Request{Kind: request.Generic, Ops: c.ops}, "")
+		if c.want == "" && err != nil || c.want != "" && (err == nil || err.Error() != c.want) {
+			t.Errorf("%v: %v, want %q", c.ops, err, c.want)
+		}
+	}
+}
+
+// TestConfigMistakesRefused: settings that would silently widen or void a key's rules stop
+// start-up: a window of no length, an empty destinations or delegates list, operations under a
+// request kind that takes none.
+func TestConfigMistakesRefused(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ src, want string }{
+		{"allow: {generic: [transaction]}\nlimits: {max_total: {amount: 10, period: 0s}}", "period must be more than 0"},
+		{"allow: {generic: [transaction]}\nlimits: {max_operations: {count: 10, period: 0s}}", "period must be more than 0"},
+		{"allow: {generic: [transaction]}\nlimits: {destinations: []}", "destinations is empty"},
+		{"allow: {generic: [delegation]}\nlimits: {delegates: []}", "delegates is empty"},
+		{"allow: {block: [transaction]}", "takes no operation list"},
+	} {
+		if _, _, err := parse(t, c.src); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.src, err, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"encoding/hex"
 	"math/big"
 	"strings"
 	"testing"
@@ -226,5 +227,26 @@ func TestVersion1ReadAsLive(t *testing.T) {
 		if req, err := Decode(live, v); err != nil || req.Ops[0] != "reveal" {
 			t.Fatalf("version %d: %+v %v", v, req, err)
 		}
+	}
+}
+
+// TestOriginationContents: what spending limits see of an origination is its balance (moved out
+// of the account) and the delegate it gives the new contract. The payload was forged by Taquito's
+// LocalForger (protocol 024), which reads it back as balance 123456789 and that delegate.
+func TestOriginationContents(t *testing.T) {
+	t.Parallel()
+	const forged = "038fcf233671b6a04fcf679d2a381c2544ea6c1ea29ba6157776ed8424c7ccd00b6d0002298c03ed7d454a101eb7022bc95f7e5f41ac78d80a07e807f403959aef3aff00e7670f32038107a59a2b9cfefae36ea21f5aa63c0000001c02000000170500036c0501036c050202000000080317053d036d034200000002030b"
+	msg, err := hex.DecodeString(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := Contents(msg, VersionLatest)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("%+v %v", cs, err)
+	}
+	c := cs[0]
+	if c.Kind != "origination" || c.Amount == nil || c.Amount.Int64() != 123456789 || c.Delegate != "tz1gjaF81ZRRvdzjobyfVNsAeSC6PScjfQwN" ||
+		c.Source != "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx" || c.Fee.Int64() != 1368 || c.StorageLimit.Int64() != 500 || c.GasLimit.Int64() != 1000 {
+		t.Fatalf("%+v", c)
 	}
 }

@@ -227,3 +227,29 @@ func TestJournalReadOnlySnapshot(t *testing.T) {
 		t.Fatal("the read-only snapshot touched the journal")
 	}
 }
+
+// TestJournalReplaySignatureAtSameMark: a journal that records a mark without a signature, then
+// the same bytes with the signature released for them (the order a signer writes them when a
+// signature is recorded over an imported mark), replays to the signed record: an identical retry
+// after a crash gets that signature back, never a new one. A later record at the same mark
+// without a signature does not take it away.
+func TestJournalReplaySignatureAtSameMark(t *testing.T) {
+	t.Parallel()
+	s := openJournaled(t, t.TempDir(), file.DefaultJournalSize)
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 1, watermark.Block), watermarktest.MS(1, 0, 1, 1)) // the chain file's first batch
+	unsigned := watermarktest.M(7, 0, 3)
+	signed := unsigned
+	signed.Signature = "sig-of-7"
+	watermarktest.MustAdvance(t, s, k, unsigned)
+	watermarktest.MustAdvance(t, s, k, signed)
+	if len(journals(t, s.Dir())) != 1 {
+		t.Fatalf("journals %v: the records are not in a journal", journals(t, s.Dir()))
+	}
+	r := open(t, crashImage(t, s))
+	defer r.Close()
+	if got, ok := watermarktest.Stored(t, r, k); !ok || got != signed {
+		t.Fatalf("replayed %+v, want %+v", got, signed)
+	}
+	s.Close()
+}

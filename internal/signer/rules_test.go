@@ -1,0 +1,136 @@
+package signer
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/policyhook"
+	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
+)
+
+// TestRefusedByStoredMarkNeverReachesVault: a request at or below the stored mark with other
+// bytes is refused before the vault is asked.
+func TestRefusedByStoredMarkNeverReachesVault(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.P256, "", nil)
+	if _, err := f.sign(context.Background(), attestationAt(9)); err != nil {
+		t.Fatal(err)
+	}
+	f.key.calls.Store(0)
+	for _, level := range []int32{5, 9} {
+		msg := attestationAt(level)
+		msg[len(msg)-1] ^= 1 // other bytes
+		if _, err := f.sign(context.Background(), msg); fault.Status(err) != 409 {
+			t.Fatalf("level %d under the mark 9: %v", level, err)
+		}
+	}
+	if n := f.key.calls.Load(); n != 0 {
+		t.Fatalf("the vault was asked %d times for refused requests", n)
+	}
+}
+
+// TestWindowsAlone: a key with only max_total, or only max_operations, is bound by it.
+func TestWindowsAlone(t *testing.T) {
+	t.Parallel()
+	total := newLimitsFixture(t, "allow: {generic: [transaction]}\nlimits: {max_total: {amount: 50, period: 1h}}\n", "")
+	if _, err := total.sign(context.Background(), batch(t, tx(1, 40, payee))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := total.sign(context.Background(), batch(t, tx(2, 11, payee))); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_total") {
+		t.Fatalf("51 tez of 50 with max_total alone: %v", err)
+	}
+	ops := newLimitsFixture(t, "allow: {generic: [transaction]}\nlimits: {max_operations: {count: 2, period: 1h}}\n", "")
+	for i := range 2 {
+		if _, err := ops.sign(context.Background(), batch(t, tx(uint64(i+1), 1, payee))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ops.sign(context.Background(), batch(t, tx(3, 1, payee))); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_operations") {
+		t.Fatalf("a third request of 2 with max_operations alone: %v", err)
+	}
+}
+
+// TestPossessionRules: a proof of possession obeys the key's jwt_users, its authorized_keys
+// and the policy hook, as a signature does.
+func TestPossessionRules(t *testing.T) {
+	t.Parallel()
+	blsKey, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []crypt.PrivateKey
+	for range 2 {
+		c, err := tezos.GenerateKey(tezos.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	pkh := blsKey.Public().Hash().String()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	t.Cleanup(hook.Close)
+	newSigner := func(pol *policy.Policy, withHook bool, auth ...crypt.PublicKey) *Signer {
+		c := Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("m", blsKey)}, Store: wmmem.NewStore(), Metrics: metrics.New("t"),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policies: map[string]*policy.Policy{pkh: pol}, AuthorizedKeys: auth}
+		if withHook {
+			c.Hook = &policyhook.Hook{Address: hook.URL, Timeout: time.Minute, Client: hook.Client()}
+		}
+		s, err := New(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	parsed, _ := tezos.ParsePublicKeyHash(pkh)
+	authBy := func(c crypt.PrivateKey) string {
+		sig, err := c.Sign(tezos.AuthenticatedBytes(parsed, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig.String()
+	}
+	base := func() *policy.Policy {
+		return &policy.Policy{PKH: pkh, Requests: []request.Kind{request.Attestation}, AllowPoP: true}
+	}
+	ctx := context.Background()
+
+	jwt := base()
+	jwt.JWTUsers = []string{"alice"}
+	s := newSigner(jwt, false)
+	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh, JWTUser: "alice"}); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh, JWTUser: "bob"}); fault.Status(err) != 403 {
+		t.Fatalf("bob, not in jwt_users: %v", err)
+	}
+
+	perKey := base()
+	perKey.AuthorizedKeys = []string{clients[0].Public().Hash().String()}
+	s = newSigner(perKey, false, clients[0].Public(), clients[1].Public())
+	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh, Authentication: authBy(clients[0])}); err != nil {
+		t.Fatalf("the key's client: %v", err)
+	}
+	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh, Authentication: authBy(clients[1])}); fault.Status(err) != 403 {
+		t.Fatalf("a client the key does not list: %v", err)
+	}
+
+	s = newSigner(base(), true)
+	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh}); fault.Status(err) != 403 {
+		t.Fatalf("the hook refuses: %v", err)
+	}
+}
