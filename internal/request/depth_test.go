@@ -4,45 +4,73 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"math/big"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/encoding"
 	"github.com/ecadlabs/gotez/v2/protocol/core/expression"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
-// randomExpr builds a random Micheline tree of exactly the given depth.
+// randomExpr builds a random Micheline tree of exactly the given depth: every kind of node and
+// leaf (integers of one to a dozen bytes, negative ones, strings, bytes and annotations from empty
+// to long), the deepest child at any position, siblings of other depths.
 func randomExpr(rng *rand.Rand, depth int) expression.Expression {
+	text := func() string { return strings.Repeat("a", []int{0, 1, 2, 7, 300}[rng.IntN(5)]) }
 	if depth <= 1 {
-		switch rng.IntN(4) {
+		switch rng.IntN(6) {
 		case 0:
-			return expression.String{String: "x"}
+			return expression.String{String: text()}
 		case 1:
 			return expression.Prim00(expression.Prim(rng.IntN(100)))
 		case 2:
-			return &expression.Prim0X{Prim: 3, Annots: "%a"}
+			return &expression.Prim0X{Prim: 3, Annots: "%" + text()}
+		case 3:
+			n := new(big.Int).SetBytes([]byte(strings.Repeat("\x93", rng.IntN(12))))
+			if rng.IntN(2) == 0 {
+				n.Neg(n)
+			}
+			return expression.Int{Int: tz.NewBigInt(n)}
 		default:
-			return expression.Bytes{Bytes: []byte{1, 2}}
+			return expression.Bytes{Bytes: []byte(text())}
 		}
 	}
 	deep := randomExpr(rng, depth-1)
-	other := randomExpr(rng, 1+rng.IntN(min(depth-1, 3)))
+	other := func() expression.Expression { return randomExpr(rng, 1+rng.IntN(min(depth-1, 3))) }
+	// place puts deep at a random position among n children.
+	place := func(n int) []expression.Expression {
+		out := make([]expression.Expression, n)
+		at := rng.IntN(n)
+		for i := range out {
+			if i == at {
+				out[i] = deep
+			} else {
+				out[i] = other()
+			}
+		}
+		return out
+	}
 	switch rng.IntN(6) {
 	case 0:
-		return expression.Seq{Value: []expression.Expression{other, deep, other}}
+		return expression.Seq{Value: place(1 + rng.IntN(4))}
 	case 1:
 		return &expression.Prim10{Prim: 5, Arg: deep}
 	case 2:
-		return &expression.Prim1X{Prim: 5, Arg: deep, Annots: ":t"}
+		return &expression.Prim1X{Prim: 5, Arg: deep, Annots: ":" + text()}
 	case 3:
-		return &expression.Prim20{Prim: 7, Args: [2]expression.Expression{other, deep}}
+		return &expression.Prim20{Prim: 7, Args: [2]expression.Expression(place(2))}
 	case 4:
-		return &expression.Prim2X{Prim: 7, Args: [2]expression.Expression{deep, other}, Annots: "@x"}
+		return &expression.Prim2X{Prim: 7, Args: [2]expression.Expression(place(2)), Annots: "@" + text()}
 	default:
-		return &expression.PrimXX{Prim: 9, Args: []expression.Expression{other, other, deep}, Annots: ""}
+		annots := ""
+		if rng.IntN(2) == 0 {
+			annots = "%" + text()
+		}
+		return &expression.PrimXX{Prim: 9, Args: place(1 + rng.IntN(4)), Annots: annots}
 	}
 }
 
