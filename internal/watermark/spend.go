@@ -40,6 +40,12 @@ type Spend struct {
 	Also []string
 }
 
+// MaxCopies is how many identical requests (the same bytes) one entry holds: a client that keeps
+// asking for one operation would otherwise fill the key's record with ids (each kept two windows
+// and an hour) and have every other request refused. A copy beyond it is refused (rule
+// "window_full") until the entry leaves the windows.
+const MaxCopies = 16
+
 // Windows are a key's rolling limits. A zero period means no such window.
 type Windows struct {
 	Amount       int64         // max_total.amount, mutez
@@ -85,6 +91,7 @@ type LimitError struct {
 	Limit, Value int64
 	Period       time.Duration
 	bytes        bool // window_full by MaxSpendBytes: Limit and Value are bytes
+	copies       bool // window_full by MaxCopies: Limit and Value are requests of the same bytes
 }
 
 func (e *LimitError) Error() string {
@@ -92,10 +99,13 @@ func (e *LimitError) Error() string {
 	case "max_total":
 		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", FormatTez(e.Value), e.Period, FormatTez(e.Limit))
 	case "window_full":
-		if e.bytes {
+		switch {
+		case e.bytes:
 			return fmt.Sprintf("spending window full: its record would take %d bytes, more than the %d this signer keeps per key; set max_operations lower or a shorter period", e.Value, e.Limit)
+		case e.copies:
+			return fmt.Sprintf("spending window full: the same operation asked for %d times within its window, more than %d", e.Value, e.Limit)
 		}
-		return fmt.Sprintf("spending window full: %d requests in %s would exceed the %d this signer keeps per key; set max_operations to at most %d per period", e.Value, e.Period, e.Limit, e.Limit)
+		return fmt.Sprintf("spending window full: %d requests kept would exceed the %d this signer keeps per key (a request is kept twice the longest window and an hour); set max_operations lower or a shorter period", e.Value, e.Limit)
 	}
 	return fmt.Sprintf("spending limit max_operations: %d operations in %s would exceed the limit of %d", e.Value, e.Period, e.Limit)
 }
@@ -159,6 +169,9 @@ func ApplySpend(spends []Spend, s Spend, w Windows) ([]Spend, Usage, error) {
 	}
 	for i, e := range keep {
 		if e.Digest == s.Digest && counted(e, w, s.At) {
+			if n := 1 + len(e.Also); n >= MaxCopies {
+				return spends, u, &LimitError{Rule: "window_full", Limit: MaxCopies, Value: int64(n + 1), Period: w.longest(), copies: true}
+			}
 			keep[i].Also = append(slices.Clone(e.Also), s.ID)
 			if s.At.After(e.At) {
 				keep[i].At = s.At

@@ -45,6 +45,11 @@ func TestApplySpendBounded(t *testing.T) {
 	if _, _, err := ApplySpend(big, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !strings.Contains(err.Error(), "bytes") {
 		t.Fatalf("a record over %d bytes: %v", MaxSpendBytes, err)
 	}
+	// A copy joining an entry is held to the bytes too.
+	copyOf := Spend{ID: fmt.Sprintf("%0200d", 1000), Digest: big[0].Digest, At: t0.Add(time.Minute)}
+	if _, _, err := ApplySpend(big, copyOf, w); !errors.As(err, &le) || le.Rule != "window_full" || !strings.Contains(err.Error(), "bytes") {
+		t.Fatalf("a copy making the record over %d bytes: %v", MaxSpendBytes, err)
+	}
 }
 
 func TestFormatTez(t *testing.T) {
@@ -111,5 +116,41 @@ func TestIdenticalRequestsEachHeld(t *testing.T) {
 	var le *LimitError
 	if _, _, err := ApplySpend(old, Spend{ID: "again", Digest: [32]byte{2}, At: t0.Add(25 * time.Hour), Amount: 30e6}, w); !errors.As(err, &le) || le.Rule != "max_total" {
 		t.Fatalf("a copy of bytes out of the window: %v", err)
+	}
+}
+
+// TestCopiesBounded: one entry holds at most MaxCopies identical requests; the next copy is
+// refused (window_full) and changes nothing, other requests still pass; a record filled with
+// copies up to its bounds refuses the next request.
+func TestCopiesBounded(t *testing.T) {
+	w := Windows{Amount: 1000e6, AmountPeriod: time.Hour}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var list []Spend
+	var err error
+	for i := range MaxCopies {
+		if list, _, err = ApplySpend(list, Spend{ID: fmt.Sprint(i), Digest: [32]byte{1}, At: t0, Amount: 1e6}, w); err != nil {
+			t.Fatalf("copy %d: %v", i+1, err)
+		}
+	}
+	var le *LimitError
+	next, _, err := ApplySpend(list, Spend{ID: "more", Digest: [32]byte{1}, At: t0, Amount: 1e6}, w)
+	if !errors.As(err, &le) || le.Rule != "window_full" || !strings.Contains(err.Error(), "same operation") || len(next[0].Also) != MaxCopies-1 {
+		t.Fatalf("copy %d: %v", MaxCopies+1, err)
+	}
+	if _, _, err := ApplySpend(list, Spend{ID: "other", Digest: [32]byte{2}, At: t0, Amount: 1e6}, w); err != nil {
+		t.Fatalf("another request: %v", err)
+	}
+	// Ids of copies count against MaxSpends like entries.
+	var full []Spend
+	for i := range MaxSpends / MaxCopies {
+		e := Spend{ID: fmt.Sprint("e", i), At: t0}
+		e.Digest[0], e.Digest[1] = byte(i), byte(i>>8)
+		for c := range MaxCopies - 1 {
+			e.Also = append(e.Also, fmt.Sprint("c", i, "-", c))
+		}
+		full = append(full, e)
+	}
+	if _, _, err := ApplySpend(full, Spend{ID: "x", Digest: [32]byte{0xff, 0xff}, At: t0}, w); !errors.As(err, &le) || le.Rule != "window_full" {
+		t.Fatalf("a record of %d ids: %v", MaxSpends, err)
 	}
 }

@@ -223,11 +223,17 @@ func item(k watermark.Key, request string, m watermark.Mark) map[string]types.At
 }
 
 // putHigher writes m under request if there is no item or m's (level, round) is strictly higher.
+// An item without a round (as parseMark reads it: round 0) is lower than m at its level when m's
+// round is above 0.
 func (s *Store) putHigher(ctx context.Context, k watermark.Key, request string, m watermark.Mark) error {
+	cond := "attribute_not_exists(#i) OR #l < :l OR (#l = :l AND #r < :r)"
+	if m.Round > 0 {
+		cond = "attribute_not_exists(#i) OR #l < :l OR (#l = :l AND (attribute_not_exists(#r) OR #r < :r))"
+	}
 	_, err := s.client.PutItem(ctx, &ddb.PutItemInput{
 		TableName:                 aws.String(s.table),
 		Item:                      item(k, request, m),
-		ConditionExpression:       aws.String("attribute_not_exists(#i) OR #l < :l OR (#l = :l AND #r < :r)"),
+		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  map[string]string{"#i": attrIdx, "#l": attrLevel, "#r": attrRound},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":l": num(m.Level), ":r": num(m.Round)},
 	})

@@ -533,3 +533,30 @@ func TestPutExactOverNull(t *testing.T) {
 	}
 	mustLoad(t, s, k, wt.MS(6, 0, 1, 1))
 }
+
+// TestItemsOfEarlierWriters: an item without a round (read as round 0) is raised by a higher round
+// at its level and refuses round 0 with other bytes; an item whose digest is a vh… string (earlier
+// versions of this store) takes the signature of identical bytes and keeps refusing others.
+func TestItemsOfEarlierWriters(t *testing.T) {
+	t.Parallel()
+	srv := dynamotest.Start(t)
+	s := open(t, srv, newTable(), 10*time.Second)
+	defer s.Close()
+	noRound := watermark.Key{Chain: wt.Chain(9), PKH: wt.PKH2(9), Class: watermark.Block}
+	it := refItem(noRound, "block", 5, 0, [32]byte{3})
+	delete(it, "round")
+	rawPut(t, s, it)
+	wt.MustRefuse(t, s, noRound, wt.M(5, 0, 4))
+	wt.MustAdvance(t, s, noRound, wt.MS(5, 1, 4, 4))
+	mustLoad(t, s, noRound, wt.MS(5, 1, 4, 4))
+
+	str := watermark.Key{Chain: wt.Chain(9), PKH: wt.PKH(9), Class: watermark.Preattestation} // tz1: identical bytes may take a signature
+	d := wt.M(8, 0, 6).Digest
+	old := refItem(str, "preattestation", 8, 0, d)
+	old["digest"] = &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(d).String()}
+	rawPut(t, s, old)
+	wt.MustRefuse(t, s, str, wt.M(8, 0, 7))
+	wt.MustAdvance(t, s, str, wt.MS(8, 0, 6, 6)) // identical bytes: the signature is recorded
+	mustLoad(t, s, str, wt.MS(8, 0, 6, 6))
+	wt.MustRefuse(t, s, str, wt.MS(8, 0, 7, 7))
+}

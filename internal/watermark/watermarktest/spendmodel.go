@@ -32,8 +32,9 @@ func inWindow(at, now time.Time, period time.Duration) bool {
 	return period > 0 && at.After(now.Add(-period))
 }
 
-// record applies a request and returns "" when it is admitted, or the rule that refuses it.
-func (m *spendModel) record(id string, digest [32]byte, at time.Time, amount int64) string {
+// record applies a request and returns "" when it is admitted, or the rule that refuses it; joined
+// says it was admitted as a copy of a group's bytes.
+func (m *spendModel) record(id string, digest [32]byte, at time.Time, amount int64) (rule string, joined bool) {
 	keepFor := 2*max(m.w.AmountPeriod, m.w.CountPeriod) + time.Hour
 	var live []modelGroup
 	for _, g := range m.groups {
@@ -54,22 +55,25 @@ func (m *spendModel) record(id string, digest [32]byte, at time.Time, amount int
 	for i, g := range live {
 		if g.digest == digest && (m.w.AmountPeriod == 0 || inWindow(g.at, at, m.w.AmountPeriod)) &&
 			(m.w.CountPeriod == 0 || inWindow(g.at, at, m.w.CountPeriod)) {
+			if len(g.ids) >= watermark.MaxCopies {
+				return "window_full", false
+			}
 			live[i].ids = append(slices.Clone(g.ids), id)
 			if at.After(g.at) {
 				live[i].at = at
 			}
 			m.groups = live
-			return ""
+			return "", true
 		}
 	}
 	if m.w.AmountPeriod > 0 && total+amount > m.w.Amount {
-		return "max_total"
+		return "max_total", false
 	}
 	if m.w.CountPeriod > 0 && count+1 > m.w.Count {
-		return "max_operations"
+		return "max_operations", false
 	}
 	m.groups = append(live, modelGroup{digest: digest, at: at, amount: amount, ids: []string{id}})
-	return ""
+	return "", false
 }
 
 func (m *spendModel) refund(id string) {
@@ -146,6 +150,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 	var reqs []*modelRequest
 	var log []string
 	refusals := map[string]int{}
+	joins, sharedRefunds := 0, 0 // copies admitted; refunds of a request whose entry held copies
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf("seed %d, step %d: %s\nsteps so far:\n%s", seed, len(log), fmt.Sprintf(format, args...), strings.Join(log, "\n"))
@@ -157,10 +162,15 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 			k := r.IntN(len(keys))
 			req := &modelRequest{key: k, id: fmt.Sprint("m", step), at: now, amount: Tez(int64(r.IntN(30)))}
 			req.digest[0], req.digest[1] = byte(step), byte(step>>8)
-			if len(reqs) > 0 && r.IntN(3) == 0 { // the same bytes as an earlier request of the key
-				if prev := reqs[r.IntN(len(reqs))]; prev.key == k {
-					req.digest, req.amount = prev.digest, prev.amount
+			var same []*modelRequest // the key's recent requests: a copy of one of them
+			for i := len(reqs) - 1; i >= 0 && len(same) < 4; i-- {
+				if reqs[i].key == k {
+					same = append(same, reqs[i])
 				}
+			}
+			if len(same) > 0 && r.IntN(2) == 0 {
+				prev := same[r.IntN(len(same))]
+				req.digest, req.amount = prev.digest, prev.amount
 			}
 			spend := watermark.Spend{ID: req.id, Digest: req.digest, At: req.at, Amount: req.amount}
 			if r.IntN(10) == 0 { // the client is gone before the record: nothing is recorded
@@ -173,7 +183,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				}
 				break
 			}
-			want := models[k].record(req.id, req.digest, req.at, req.amount)
+			want, joined := models[k].record(req.id, req.digest, req.at, req.amount)
 			_, err := watermark.RecordSpend(ctx, inst, keys[k], spend, windows[k])
 			log = append(log, fmt.Sprintf("%s: %s %x %d mutez at %s: %v (model: %q)", keys[k], req.id, req.digest[:2], req.amount, now.Sub(spendEpoch), err, want))
 			var le *watermark.LimitError
@@ -186,6 +196,9 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 			if err == nil {
 				req.pending = true
 				reqs = append(reqs, req)
+				if joined {
+					joins++
+				}
 			} else {
 				refusals[want]++
 			}
@@ -206,6 +219,11 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				log = append(log, fmt.Sprintf("%s: %s signed", keys[q.key], q.id))
 				break
 			}
+			for _, g := range models[q.key].groups {
+				if slices.Contains(g.ids, q.id) && len(g.ids) > 1 {
+					sharedRefunds++
+				}
+			}
 			models[q.key].refund(q.id)
 			err := watermark.Refund(ctx, inst, keys[q.key], q.id)
 			log = append(log, fmt.Sprintf("%s: %s refunded: %v", keys[q.key], q.id, err))
@@ -213,7 +231,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				fail("refund: %v", err)
 			}
 		case n < 95: // time passes: seconds, minutes or hours
-			d := []time.Duration{time.Second, time.Minute, 7 * time.Minute, 40 * time.Minute, 3 * time.Hour}[r.IntN(5)]
+			d := []time.Duration{time.Second, time.Second, time.Minute, time.Minute, 7 * time.Minute, 40 * time.Minute, 3 * time.Hour}[r.IntN(7)]
 			now = now.Add(time.Duration(1+r.IntN(3)) * d)
 			log = append(log, fmt.Sprintf("clock: %s", now.Sub(spendEpoch)))
 		default: // the signer restarts
@@ -238,8 +256,8 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 			if w.AmountPeriod > 0 && u.Amount > w.Amount || w.CountPeriod > 0 && u.Count > w.Count {
 				fail("%s: %+v counted in the windows %+v", pkh, u, w)
 			}
-			for _, q := range reqs {
-				if q.key != k || !q.signed || !inWindow(q.at, now, max(w.AmountPeriod, w.CountPeriod)) {
+			for _, q := range reqs { // signed, or pending (it may yet be): still held
+				if q.key != k || !q.signed && !q.pending || !inWindow(q.at, now, max(w.AmountPeriod, w.CountPeriod)) {
 					continue
 				}
 				held := false
@@ -249,7 +267,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 					}
 				}
 				if !held {
-					fail("%s: signed request %s is no longer held: %+v", pkh, q.id, all[pkh])
+					fail("%s: request %s (signed or pending) is no longer held: %+v", pkh, q.id, all[pkh])
 				}
 			}
 		}
@@ -262,5 +280,10 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 			refunded++
 		}
 	}
-	t.Logf("seed %d: %d steps, %d requests admitted (%d signed, %d refunded), refused %v, over %d store instances", seed, steps, len(reqs), signed, refunded, refusals, len(instances))
+	t.Logf("seed %d: %d steps, %d requests admitted (%d signed, %d refunded, %d copies joining an entry, %d refunds of a request whose entry held copies), refused %v, over %d store instances",
+		seed, steps, len(reqs), signed, refunded, joins, sharedRefunds, refusals, len(instances))
+	// The run must have exercised what it is for: copies, and refunds among copies.
+	if joins < 10 || sharedRefunds < 3 {
+		t.Fatalf("seed %d: %d copies joined and %d refunds among copies: the run does not exercise copies enough", seed, joins, sharedRefunds)
+	}
 }
