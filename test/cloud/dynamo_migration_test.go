@@ -25,18 +25,6 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 )
 
-// referenceItem is the reference implementation's DynamoDB item (AWSWatermark in its
-// pkg/signatory/watermark/aws.go): the table below is what the AWS SDK makes of it, as the
-// reference writes it (digest: Binary, NULL when absent), and the rollback reads items back as the
-// reference does, with attributevalue.UnmarshalMap.
-type referenceItem struct {
-	Idx     string               `dynamodbav:"idx"`
-	Request string               `dynamodbav:"request"`
-	Level   int32                `dynamodbav:"lvl"`
-	Round   int32                `dynamodbav:"round"`
-	Digest  *tz.BlockPayloadHash `dynamodbav:"digest"`
-}
-
 // TestDynamoDBReferenceMigration is the regression test of two reproduced double signatures on a
 // table the reference wrote: its DAL attestations (tag 23) under request = attestation_with_dal,
 // which this store did not read; and its digests, Binary values that this store could not read, so
@@ -75,7 +63,7 @@ func TestDynamoDBReferenceMigration(t *testing.T) {
 	}
 	idx := "NetXo5iVw1vBoxM/" + pkh
 	digest := tz.BlockPayloadHash{0xd1, 0x9e}
-	for _, r := range []referenceItem{
+	for _, r := range []dynamotest.ReferenceItem{
 		{Idx: idx, Request: "attestation_with_dal", Level: 40, Round: 1, Digest: &digest},
 		{Idx: idx, Request: "block", Level: 100, Round: 0, Digest: &digest},
 	} {
@@ -151,7 +139,7 @@ tezos:
 		if n, _ := strconv.Atoi(lvl.Value); n < 41 {
 			t.Fatalf("%s item at level %d after we attested at 41: a rollback could attest again", req, n)
 		}
-		var r referenceItem
+		var r dynamotest.ReferenceItem
 		if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil || r.Level < 41 || r.Digest == nil {
 			t.Fatalf("the reference reads our %s item as %+v: %v", req, r, err)
 		}

@@ -21,17 +21,8 @@ import (
 )
 
 // refItem is an item in the reference's exact shape (no signature attribute).
-// referenceItem is the reference implementation's item (AWSWatermark in its
-// pkg/signatory/watermark/aws.go): the fixtures are what the AWS SDK's attributevalue makes of it,
-// as the reference writes them (digest: Binary, or NULL when absent), and what the reference reads
-// back is what attributevalue.UnmarshalMap makes of an item.
-type referenceItem struct {
-	Idx     string               `dynamodbav:"idx"`
-	Request string               `dynamodbav:"request"`
-	Level   int32                `dynamodbav:"lvl"`
-	Round   int32                `dynamodbav:"round"`
-	Digest  *tz.BlockPayloadHash `dynamodbav:"digest"`
-}
+// referenceItem is the reference's item struct: fixtures are what the AWS SDK makes of it.
+type referenceItem = dynamotest.ReferenceItem
 
 // refItem is the reference's item for a mark of k under kind.
 func refItem(k watermark.Key, kind string, level, round int32, digest [32]byte) map[string]types.AttributeValue {
