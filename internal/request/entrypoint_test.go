@@ -249,4 +249,26 @@ func TestOriginationContents(t *testing.T) {
 		c.Source != "tz1KqTpEZ7Yob7QbPE4Hy4Wo8fHG8LhKxZSx" || c.Fee.Int64() != 1368 || c.StorageLimit.Int64() != 500 || c.GasLimit.Int64() != 1000 {
 		t.Fatalf("%+v", c)
 	}
+	// The same origination with a balance of 2^63 mutez, which the protocol cannot read (tez).
+	balance := hex.EncodeToString(zarithOf(big.NewInt(123456789)))
+	huge := hex.EncodeToString(zarithOf(new(big.Int).Lsh(big.NewInt(1), 63)))
+	if !strings.Contains(forged, balance) {
+		t.Fatal("the balance is not where the test looks")
+	}
+	over, _ := hex.DecodeString(strings.Replace(forged, balance, huge, 1))
+	if _, err := Contents(over, VersionLatest); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("a balance of 2^63: %v", err)
+	}
+}
+
+// TestShortestPack: packed data of one byte after the magic byte is a pack request; the magic
+// byte alone is refused.
+func TestShortestPack(t *testing.T) {
+	t.Parallel()
+	if req, err := Decode([]byte{MagicPack, 0x00}, VersionLatest); err != nil || req.Kind != Pack {
+		t.Fatalf("%+v %v", req, err)
+	}
+	if _, err := Decode([]byte{MagicPack}, VersionLatest); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("the magic byte alone: %v", err)
+	}
 }
