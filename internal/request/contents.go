@@ -54,44 +54,33 @@ type withAmount interface {
 	GetParameters() tz.Option[core.Parameters]
 }
 
-func contentsOf[T core.OperationContents](contents []T) []Content {
-	out := make([]Content, 0, len(contents))
-	for _, c := range contents {
-		kind, entrypoint, _ := opKind(c) // generic has refused every content opKind refuses
-		ct := Content{Kind: kind}
-		if m, ok := any(c).(core.ManagerOperation); ok {
-			ct.Fee = m.GetFee().Int()
-			ct.GasLimit = m.GetGasLimit().Int()
-			ct.StorageLimit = m.GetStorageLimit().Int()
-			ct.Source = string(m.GetSource().ToBase58())
+// contentOf is what a spending policy sees of c, whose kind and entrypoint opKind gave.
+func contentOf(c core.OperationContents, kind, entrypoint string) Content {
+	ct := Content{Kind: kind}
+	if m, ok := c.(core.ManagerOperation); ok {
+		ct.Fee = m.GetFee().Int()
+		ct.GasLimit = m.GetGasLimit().Int()
+		ct.StorageLimit = m.GetStorageLimit().Int()
+		ct.Source = string(m.GetSource().ToBase58())
+	}
+	if o, ok := c.(withAmount); ok {
+		ct.Amount = o.GetAmount().Int()
+		ct.Destination = string(o.GetDestination().ToBase58())
+		ct.Entrypoint = entrypoint
+		return ct
+	}
+	switch c.OperationKind() {
+	case "origination", "delegation":
+		if b, ok := field[tz.BigUint](c, "Balance"); ok { // an origination's
+			ct.Amount = b.Int()
 		}
-		switch o := any(c).(type) {
-		case withAmount:
-			ct.Amount = o.GetAmount().Int()
-			ct.Destination = string(o.GetDestination().ToBase58())
-			ct.Entrypoint = entrypoint
-		default:
-			switch c.OperationKind() {
-			case "origination":
-				if b, ok := field[tz.BigUint](c, "Balance"); ok {
-					ct.Amount = b.Int()
-				}
-				if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {
-					if pkh, ok := d.CheckUnwrap(); ok {
-						ct.Delegate = string(pkh.ToBase58())
-					}
-				}
-			case "delegation":
-				if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {
-					if pkh, ok := d.CheckUnwrap(); ok {
-						ct.Delegate = string(pkh.ToBase58())
-					}
-				}
+		if d, ok := field[tz.Option[tz.PublicKeyHash]](c, "Delegate"); ok {
+			if pkh, ok := d.CheckUnwrap(); ok {
+				ct.Delegate = string(pkh.ToBase58())
 			}
 		}
-		out = append(out, ct)
 	}
-	return out
+	return ct
 }
 
 // field returns op's exported field name when it has type T (the protocols' structs differ, the

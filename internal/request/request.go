@@ -338,15 +338,18 @@ func generic[T core.OperationContents](contents []T, full bool) (*Request, error
 		return nil, badRequest("generic operation has no contents")
 	}
 	req := &Request{Kind: Generic, Slot: -1, Ops: make([]string, 0, len(contents))}
+	if full {
+		req.Contents = make([]Content, 0, len(contents))
+	}
 	for i, c := range contents {
-		kind, _, err := opKind(c)
+		kind, entrypoint, err := opKind(c)
 		if err != nil {
 			return nil, badRequest("generic operation content %d: %v", i, err)
 		}
 		req.Ops = append(req.Ops, kind)
-	}
-	if full {
-		req.Contents = contentsOf(contents)
+		if full {
+			req.Contents = append(req.Contents, contentOf(c, kind, entrypoint))
+		}
 	}
 	return req, nil
 }
