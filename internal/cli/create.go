@@ -30,13 +30,9 @@ this works while the daemon runs.`,
 			}
 			var over *crypt.BLSPublicKey
 			if override != "" {
-				pub, err := tezos.ParsePublicKey(override)
-				if err != nil {
+				var err error
+				if over, err = tezos.ParseBLSPublicKey(override); err != nil {
 					return fmt.Errorf("--override-public-key: %w", err)
-				}
-				var ok bool
-				if over, ok = pub.(*crypt.BLSPublicKey); !ok {
-					return fmt.Errorf("--override-public-key: not a BLS public key (BLpk…)")
 				}
 			}
 			cfg, log, err := g.load()

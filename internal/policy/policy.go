@@ -265,8 +265,8 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		if !strings.HasPrefix(pkh, "tz4") {
 			return nil, nil, fmt.Errorf("allow_proof_of_possession_for: %s is not a tz4 key; proofs of possession are BLS only", pkh)
 		}
-		pub, err := tezos.ParsePublicKey(s)
-		if err != nil || !strings.HasPrefix(s, "BLpk") {
+		pub, err := tezos.ParseBLSPublicKey(s)
+		if err != nil {
 			return nil, nil, fmt.Errorf("allow_proof_of_possession_for: %q is not a BLS public key (BLpk…)", s)
 		}
 		if k := pub.String(); !slices.Contains(p.AllowPoPFor, k) {

@@ -710,14 +710,11 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 // parseBLSPK parses the bls_pk parameter: a BLS public key.
 func parseBLSPK(s string) (crypt.PublicKey, error) {
 	if !strings.HasPrefix(s, "BLpk") { // refused before decoding (an mdpk is long to decode)
-		return nil, fault.New(fault.BadRequest, "bls_pk: not a BLS public key (BLpk…)")
+		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", tezos.ErrNotBLS))
 	}
-	pub, err := tezos.ParsePublicKey(s)
+	pub, err := tezos.ParseBLSPublicKey(s)
 	if err != nil {
 		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", err))
-	}
-	if _, ok := pub.(*crypt.BLSPublicKey); !ok {
-		return nil, fault.New(fault.BadRequest, "bls_pk: not a BLS public key (BLpk…)")
 	}
 	return pub, nil
 }

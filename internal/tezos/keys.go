@@ -324,6 +324,23 @@ func ValidContractAddress(s string) bool {
 	return why.ok()
 }
 
+// ErrNotBLS is ParseBLSPublicKey's error for a public key of another kind.
+var ErrNotBLS = errors.New("not a BLS public key (BLpk…)")
+
+// ParseBLSPublicKey parses a BLpk public key: ParsePublicKey's error when s is no public key,
+// ErrNotBLS when it is one of another kind.
+func ParseBLSPublicKey(s string) (*crypt.BLSPublicKey, error) {
+	pub, err := ParsePublicKey(s)
+	if err != nil {
+		return nil, err
+	}
+	bls, ok := pub.(*crypt.BLSPublicKey)
+	if !ok {
+		return nil, ErrNotBLS
+	}
+	return bls, nil
+}
+
 // ParsePublicKey parses an edpk, sppk, p2pk, BLpk or mdpk public key.
 func ParsePublicKey(s string) (crypt.PublicKey, error) {
 	p, payload, why := publicKeySet.parse(s)
