@@ -252,7 +252,7 @@ func (s *Store) putExact(ctx context.Context, k watermark.Key, m watermark.Mark,
 		if v, ok := read[a]; ok {
 			if _, null := v.(*types.AttributeValueMemberNULL); null { // NULL is compared by type
 				cond = append(cond, "attribute_type("+n+", :null)")
-				values[":null"] = &types.AttributeValueMemberS{Value: string(types.ScalarAttributeType("NULL"))}
+				values[":null"] = &types.AttributeValueMemberS{Value: "NULL"}
 				continue
 			}
 			cond = append(cond, n+" = :v"+strconv.Itoa(i))

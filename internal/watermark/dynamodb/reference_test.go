@@ -76,18 +76,25 @@ func referenceSigns(t testing.TB, s *Store, k watermark.Key, kind string, level,
 	return err == nil
 }
 
-// rawMark reads one item as stored.
-func rawMark(t testing.TB, s *Store, k watermark.Key, kind string) (watermark.Mark, bool) {
+// rawItem reads one item as stored (nil when there is none).
+func rawItem(t testing.TB, s *Store, k watermark.Key, kind string) map[string]types.AttributeValue {
 	t.Helper()
 	out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: itemKey(k, kind), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Item == nil {
+	return out.Item
+}
+
+// rawMark reads one item's mark as stored.
+func rawMark(t testing.TB, s *Store, k watermark.Key, kind string) (watermark.Mark, bool) {
+	t.Helper()
+	it := rawItem(t, s, k, kind)
+	if it == nil {
 		return watermark.Mark{}, false
 	}
-	m, err := parseMark(out.Item)
+	m, err := parseMark(it)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,11 +491,11 @@ func TestReferenceEncodingBothWays(t *testing.T) {
 		kind string
 		want watermark.Mark
 	}{{block, "block", wt.MS(51, 0, 4, 4)}, {att, "attestation", wt.MS(61, 0, 5, 5)}, {att, requestDAL, wt.MS(61, 0, 5, 5)}, {pre, "preattestation", watermark.Mark{Level: 71}}} {
-		out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: itemKey(c.k, c.kind), ConsistentRead: aws.Bool(true)})
-		if err != nil || out.Item == nil {
-			t.Fatalf("%s: %v", c.kind, err)
+		it := rawItem(t, s, c.k, c.kind)
+		if it == nil {
+			t.Fatalf("no %s item", c.kind)
 		}
-		r, err := referenceReads(out.Item)
+		r, err := referenceReads(it)
 		if err != nil {
 			t.Fatalf("the reference cannot read our %s item: %v", c.kind, err)
 		}
@@ -509,17 +516,14 @@ func TestPutExactOverNull(t *testing.T) {
 	defer s.Close()
 	k := watermark.Key{Chain: wt.Chain(8), PKH: wt.PKH2(8), Class: watermark.Block}
 	rawPut(t, s, refItemOf(referenceItem{Idx: k.Chain + "/" + k.PKH, Request: "block", Level: 5}))
-	out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: itemKey(k, "block"), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		t.Fatal(err)
+	read := rawItem(t, s, k, "block")
+	if _, null := read["digest"].(*types.AttributeValueMemberNULL); !null {
+		t.Fatalf("the fixture's digest is %T, not NULL", read["digest"])
 	}
-	if _, null := out.Item["digest"].(*types.AttributeValueMemberNULL); !null {
-		t.Fatalf("the fixture's digest is %T, not NULL", out.Item["digest"])
-	}
-	if err := s.putExact(context.Background(), k, wt.MS(6, 0, 1, 1), out.Item); err != nil {
+	if err := s.putExact(context.Background(), k, wt.MS(6, 0, 1, 1), read); err != nil {
 		t.Fatalf("over the item as read: %v", err)
 	}
-	if err := s.putExact(context.Background(), k, wt.MS(7, 0, 1, 1), out.Item); !isCondFailed(err) {
+	if err := s.putExact(context.Background(), k, wt.MS(7, 0, 1, 1), read); !isCondFailed(err) {
 		t.Fatalf("over an item changed since: %v", err)
 	}
 	mustLoad(t, s, k, wt.MS(6, 0, 1, 1))
