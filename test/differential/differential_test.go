@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +51,7 @@ type testCase struct {
 // forge them, adds hand-built variants of the transactions, and compares Signatory's reading of
 // each with Taquito's. A failure names the seed and the bytes.
 func TestDifferentialTaquito(t *testing.T) {
-	nodeBin := requireNode(t)
+	nodeBin := testdaemon.RequireNode(t, "test/differential")
 	seed := uint64(defaultSeed)
 	if s := os.Getenv("SIGNATORY_DIFF_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -313,33 +312,6 @@ func runForger(t *testing.T, nodeBin string, inputs []any) []result {
 		t.Fatalf("forger.mjs answered %d lines for %d inputs\n%s", len(res), len(inputs), stderr.String())
 	}
 	return res
-}
-
-// requireNode returns node's path once package.json's Taquito is installed (npm ci), or skips
-// the test (fails with SIGNATORY_REQUIRE_SERVERS=1).
-func requireNode(t *testing.T) string {
-	t.Helper()
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	b, err := os.ReadFile("package.json")
-	if err != nil || json.Unmarshal(b, &pkg) != nil {
-		t.Fatalf("package.json: %v", err)
-	}
-	for name, want := range pkg.Dependencies {
-		var got struct {
-			Version string `json:"version"`
-		}
-		b, err := os.ReadFile(filepath.Join("node_modules", filepath.FromSlash(name), "package.json"))
-		if err != nil || json.Unmarshal(b, &got) != nil || got.Version != want {
-			testdaemon.Unavailable(t, "%s %s is not installed: run `npm ci --prefix test/differential` first", name, want)
-		}
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
-	}
-	return nodeBin
 }
 
 // gen makes random operations in Taquito's JSON and hand-built variants.

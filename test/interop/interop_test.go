@@ -71,24 +71,8 @@ func (k *key) withoutSK() *key { c := *k; c.SK = ""; return &c }
 
 func TestMain(m *testing.M) { testdaemon.Main(m) }
 
-// requireNode returns the path of node (20 or later) once the suite's npm packages are
-// installed, or skips (fails with SIGNATORY_REQUIRE_SERVERS=1) the test.
-func requireNode(t *testing.T) string {
-	t.Helper()
-	if err := checkInstalled(); err != nil {
-		testdaemon.Unavailable(t, "%v: run `npm ci --prefix test/interop` first", err)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testdaemon.Unavailable(t, "node is not in PATH (Node 20 or later is needed)")
-	}
-	if v, err := testdaemon.RunTool(exec.Command(nodeBin, "--version")); err != nil {
-		testdaemon.Unavailable(t, "%v", err)
-	} else if major, _ := strconv.Atoi(strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(v)), "v"), ".", 2)[0]); major < 20 {
-		testdaemon.Unavailable(t, "node %s is too old: Node 20 or later is needed", strings.TrimSpace(string(v)))
-	}
-	return nodeBin
-}
+// requireNode is testdaemon.RequireNode for this suite's npm packages.
+func requireNode(t *testing.T) string { return testdaemon.RequireNode(t, "test/interop") }
 
 func TestTaquitoInterop(t *testing.T) {
 	nodeBin := requireNode(t)
@@ -204,33 +188,6 @@ func TestTaquitoInterop(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Errorf("node --test did not finish within %v", nodeTimeout)
 	}
-}
-
-// checkInstalled reports whether node_modules holds exactly the versions package.json pins.
-func checkInstalled() error {
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	b, err := os.ReadFile("package.json")
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, &pkg); err != nil {
-		return fmt.Errorf("package.json: %w", err)
-	}
-	for name, want := range pkg.Dependencies {
-		var got struct {
-			Version string `json:"version"`
-		}
-		b, err := os.ReadFile(filepath.Join("node_modules", filepath.FromSlash(name), "package.json"))
-		if err != nil {
-			return fmt.Errorf("Taquito is not installed (%s is missing)", name)
-		}
-		if err := json.Unmarshal(b, &got); err != nil || got.Version != want {
-			return fmt.Errorf("node_modules has %s %q, package.json pins %q", name, got.Version, want)
-		}
-	}
-	return nil
 }
 
 // startDaemon writes a key file and a config into a fresh directory and starts `signatory serve`
