@@ -15,29 +15,39 @@ const MaxMichelineDepth = 512
 // children start after it), in time linear in len(msg) plus the children visited by sequences.
 // That last part is bounded by a budget: a message that exhausts it is refused as too complex
 // (no legitimate operation comes near it).
-func checkMichelineDepth(msg []byte) error { return scanMicheline(msg, 16*len(msg)+1024) }
+func checkMichelineDepth(msg []byte) error {
+	_, _, err := scanMicheline(msg, 16*len(msg)+1024, MaxMichelineDepth)
+	return err
+}
 
-// scanMicheline is checkMichelineDepth with the budget of children visits given.
-func scanMicheline(msg []byte, budget int) error {
+// scanMicheline is checkMichelineDepth with the budget of children visits and the deepest
+// nesting allowed given. It returns, for every offset j of msg, end[j]: the offset after the node
+// that starts at j, or 0 when no node starts there; and depth[j]: that node's nesting (a leaf is
+// 1). A node starts at j exactly when the recursive decoder would read one there from msg.
+func scanMicheline(msg []byte, budget, maxDepth int) (end, depth []int32, err error) {
 	n := len(msg)
-	if n < 2 {
-		return nil
-	}
-	// end[j] is the offset after the node at j, or 0 when no node starts there; depth[j] its
-	// nesting (a leaf is 1). zend[j] is the end of a zarith number whose bytes start at j.
-	end := make([]int32, n+1)
-	depth := make([]int32, n+1)
+	// end and depth have two entries past the message, and zend one, each 0: "no node" (or no
+	// number) starts there, so reading one or two bytes past a node needs no bounds test.
+	end = make([]int32, n+2)
+	depth = make([]int32, n+2)
+	// zend[j] is the end of a zarith number whose bytes start at j (0: it does not end in msg).
 	zend := make([]int32, n+1)
-	u32 := func(j int) (int, bool) {
+	// sized reads a 4-byte length at j and returns the offset after that many bytes, if they fit.
+	sized := func(j int) (int, bool) {
 		if j+4 > n {
 			return 0, false
 		}
-		return int(binary.BigEndian.Uint32(msg[j:])), true
+		l := int(binary.BigEndian.Uint32(msg[j:]))
+		if l > n-(j+4) {
+			return 0, false
+		}
+		return j + 4 + l, true
 	}
-	// children walks the consecutive nodes in [from, to) and returns their greatest depth, or
-	// ok=false when they do not tile the range exactly.
+	// children walks the consecutive nodes from `from` and returns their greatest depth, or
+	// ok=false when they do not end exactly at `to`.
 	children := func(from, to int) (d int32, ok bool) {
-		for c := from; c < to; {
+		c := from
+		for c < to {
 			budget--
 			if budget < 0 || end[c] == 0 {
 				return 0, false
@@ -45,31 +55,35 @@ func scanMicheline(msg []byte, budget int) error {
 			d = max(d, depth[c])
 			c = int(end[c])
 		}
-		return d, true
+		return d, c == to
+	}
+	// annotated returns the offset after the annotations at e, or 0.
+	annotated := func(e int) int {
+		if a, ok := sized(e); ok {
+			return a
+		}
+		return 0
 	}
 	for j := n - 1; j >= 0; j-- {
-		if msg[j]&0x80 != 0 && j+1 < n {
+		if msg[j]&0x80 != 0 {
 			zend[j] = zend[j+1]
 		} else {
 			zend[j] = int32(j + 1)
 		}
-		if msg[j]&0x80 != 0 && j+1 >= n {
-			zend[j] = 0
-		}
 		var e, d int
 		switch msg[j] {
 		case 0x00: // int
-			if j+1 < n && zend[j+1] != 0 {
-				e, d = int(zend[j+1]), 1
+			if z := zend[j+1]; z != 0 {
+				e, d = int(z), 1
 			}
 		case 0x01, 0x0a: // string, bytes
-			if l, ok := u32(j + 1); ok && l <= n-(j+5) {
-				e, d = j+5+l, 1
+			if a, ok := sized(j + 1); ok {
+				e, d = a, 1
 			}
 		case 0x02: // sequence
-			if l, ok := u32(j + 1); ok && l <= n-(j+5) {
-				if cd, ok := children(j+5, j+5+l); ok {
-					e, d = j+5+l, int(cd)+1
+			if to, ok := sized(j + 1); ok {
+				if cd, ok := children(j+5, to); ok {
+					e, d = to, int(cd)+1
 				}
 			}
 		case 0x03: // prim, no args, no annots
@@ -77,51 +91,41 @@ func scanMicheline(msg []byte, budget int) error {
 				e, d = j+2, 1
 			}
 		case 0x04: // prim, no args, annots
-			if l, ok := u32(j + 2); ok && l <= n-(j+6) {
-				e, d = j+6+l, 1
+			if a, ok := sized(j + 2); ok {
+				e, d = a, 1
 			}
 		case 0x05, 0x06: // prim, one arg (annots)
-			if c := j + 2; c < n && end[c] != 0 {
+			if c := j + 2; end[c] != 0 {
 				e, d = int(end[c]), int(depth[c])+1
 				if msg[j] == 0x06 {
-					if l, ok := u32(e); ok && l <= n-(e+4) {
-						e += 4 + l
-					} else {
-						e = 0
-					}
+					e = annotated(e)
 				}
 			}
 		case 0x07, 0x08: // prim, two args (annots)
-			if c := j + 2; c < n && end[c] != 0 {
-				if c2 := int(end[c]); c2 < n && end[c2] != 0 {
+			if c := j + 2; end[c] != 0 {
+				if c2 := int(end[c]); end[c2] != 0 {
 					e, d = int(end[c2]), int(max(depth[c], depth[c2]))+1
 					if msg[j] == 0x08 {
-						if l, ok := u32(e); ok && l <= n-(e+4) {
-							e += 4 + l
-						} else {
-							e = 0
-						}
+						e = annotated(e)
 					}
 				}
 			}
 		case 0x09: // prim, n args, annots
-			if l, ok := u32(j + 2); ok && l <= n-(j+6) {
-				if cd, ok := children(j+6, j+6+l); ok {
-					if al, ok := u32(j + 6 + l); ok && al <= n-(j+10+l) {
-						e, d = j+10+l+al, int(cd)+1
-					}
+			if to, ok := sized(j + 2); ok {
+				if cd, ok := children(j+6, to); ok {
+					e, d = annotated(to), int(cd)+1
 				}
 			}
 		}
 		if budget < 0 {
-			return badRequest("generic operation is too complex to decode")
+			return nil, nil, badRequest("generic operation is too complex to decode")
 		}
 		if e > 0 {
-			if d > MaxMichelineDepth {
-				return badRequest("Micheline nesting deeper than %d levels", MaxMichelineDepth)
+			if d > maxDepth {
+				return nil, nil, badRequest("Micheline nesting deeper than %d levels", maxDepth)
 			}
 			end[j], depth[j] = int32(e), int32(d)
 		}
 	}
-	return nil
+	return end[:n], depth[:n], nil
 }
