@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Mutation testing of the safety code: gremlins (pinned) changes one operator at a time in a
-# package (a condition negated, a boundary moved, an arithmetic operator swapped, …) and runs the
-# tests of that package AND of the packages that use it; a mutant the tests still pass ("LIVED")
-# is a rule no test holds. Not part of the test suite: it takes from minutes (policy) to hours
-# (watermark, whose users include the stores that start real servers).
+# Mutation testing of the safety code. A mutant is the code with one rule broken: an operator
+# changed by gremlins (pinned; a condition negated, a boundary moved, && for ||, continue for
+# break, …) or a statement removed by tools/mutant (a guard's body, a call, an assignment), which
+# gremlins cannot do. Each mutant runs against the tests of its package; one those pass is run
+# again against the tests of every package under internal/ that imports it. A mutant all of them
+# pass ("LIVED") is a rule no test holds: docs/testing.md says how each was killed or why it is
+# equivalent. Not part of the test suite: it takes about an hour per package on two cores.
 #
 # Usage: ./scripts/mutation.sh [package ...]   (default: the safety packages below)
-# Results: .mutation/<package>.json (gremlins' report) and .mutation/<package>.txt, and a summary
-# line per package; docs/testing.md records the scores.
+# Results in .mutation/: <package>.gremlins.{json,txt} (gremlins' own run), <package>.log (every
+# mutant run again), <package>.lived (the survivors, with their source line), and one summary line
+# per package on stdout and in .mutation/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1
@@ -15,37 +18,87 @@ export CGO_ENABLED=1
 go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 gremlins="$(go env GOPATH)/bin/gremlins"
 module=$(go list -m)
+mkdir -p .mutation
+go build -o .mutation/mutant ./tools/mutant
+mutant=$PWD/.mutation/mutant
 
-# The packages whose rules keep a baker safe, and (by default) the packages under internal/ that
-# import each: their tests run against every mutant too.
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
   pkgs=(internal/policy internal/request internal/watermark internal/watermark/file internal/signer)
 fi
 
-# gremlins runs `go test <mutated package>`; this `go` in front of the real one adds the users'
-# packages to that command.
-shim=$(mktemp -d)
-trap 'rm -rf "$shim"' EXIT
-realgo=$(command -v go)
-cat > "$shim/go" <<EOF
-#!/usr/bin/env bash
-if [ "\${1:-}" = test ] && [ -n "\${MUTATION_ALSO:-}" ]; then
-  exec "$realgo" "\$@" \$MUTATION_ALSO
-fi
-exec "$realgo" "\$@"
-EOF
-chmod +x "$shim/go"
+# runs <packages...>: 0 when their tests pass (the mutant lives), 1 when they fail, 2 when the
+# mutated package does not build (the mutant is not viable).
+runs() {
+  go build "./$pkg" >/dev/null 2>&1 || return 2
+  timeout 900 go test -count=1 -failfast "$@" >/dev/null 2>&1
+}
 
-mkdir -p .mutation
 for pkg in "${pkgs[@]}"; do
-  users=$(go list -f '{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}}' ./internal/... |
-    awk -v p="$module/$pkg" '{ for (i = 2; i <= NF; i++) if ($i == p) { print $1; break } }' | sort -u | tr '\n' ' ')
   name=${pkg//\//_}
-  echo "== $pkg (tests also of: ${users:-none})"
-  MUTATION_ALSO="$users" PATH="$shim:$PATH" "$gremlins" unleash "./$pkg" -E "^$pkg/[^/]+/" --coverpkg "$module/$pkg" \
-    --workers 1 --timeout-coefficient 10 \
-    -o ".mutation/$name.json" > ".mutation/$name.txt" 2>&1 || true
-  grep -E "^(Killed|Test efficacy|Mutator coverage)" ".mutation/$name.txt" || tail -5 ".mutation/$name.txt"
-  grep "LIVED" ".mutation/$name.txt" || true
+  users=$(go list -f '{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}}' ./internal/... |
+    awk -v p="$module/$pkg" '$1 != p { for (i = 2; i <= NF; i++) if ($i == p) { print $1; break } }' | sort -u | tr '\n' ' ')
+  echo "== $pkg (users: ${users:-none})"
+  : > ".mutation/$name.log"
+  # The tests must pass on the code as it is, or every mutant would count as killed.
+  # shellcheck disable=SC2086
+  if ! runs "./$pkg" $users; then echo "$pkg: the tests fail without a mutant; fix them first" >&2; exit 1; fi
+  : > ".mutation/$name.lived"
+  own_killed=0 users_killed=0 lived=0 not_viable=0
+
+  # try <file> <TYPE> <line> <col> [own]: applies one mutant, runs the tests (its package's first
+  # when "own" is given, then the users'), counts the outcome, restores the file.
+  try() {
+    local file=$1 kind=$2 line=$3 col=$4 own=${5:-} desc outcome rc
+    cp "$file" .mutation/orig.go
+    if ! desc=$("$mutant" apply "$file" "$kind" "$line" "$col" 2>&1); then
+      cp .mutation/orig.go "$file"; echo "skipped $desc" >> ".mutation/$name.log"; return
+    fi
+    outcome=lived
+    if [ -n "$own" ]; then
+      runs "./$pkg" && rc=0 || rc=$?
+      case $rc in 0) ;; 2) outcome=not_viable ;; *) outcome=own ;; esac
+    fi
+    if [ $outcome = lived ] && [ -n "$users" ]; then
+      # shellcheck disable=SC2086
+      runs $users && rc=0 || rc=$?
+      case $rc in 0) ;; 2) outcome=not_viable ;; *) outcome=users ;; esac
+    fi
+    cp .mutation/orig.go "$file"
+    case $outcome in
+      own) own_killed=$((own_killed + 1)) ;;
+      users) users_killed=$((users_killed + 1)) ;;
+      not_viable) not_viable=$((not_viable + 1)) ;;
+      lived) lived=$((lived + 1)); echo "$desc | $(sed -n "${line}p" "$file" | sed 's/^[[:space:]]*//')" >> ".mutation/$name.lived" ;;
+    esac
+    echo "$outcome $desc" >> ".mutation/$name.log"
+  }
+
+  # 1. Operators: gremlins with every mutator, the package's own tests (-E '/': its files only,
+  # not its subpackages').
+  "$gremlins" unleash "./$pkg" -E '/' --workers 1 --timeout-coefficient 10 \
+    --invert-logical --invert-loopctrl --invert-assignments --invert-bitwise --invert-bwassign \
+    --remove-self-assignments -o ".mutation/$name.gremlins.json" > ".mutation/$name.gremlins.txt" 2>&1 || true
+  g_killed=$(grep -c " KILLED " ".mutation/$name.gremlins.txt" || true)
+  g_not_covered=$(grep -c " NOT COVERED " ".mutation/$name.gremlins.txt" || true)
+  own_killed=$g_killed
+  #    each survivor again, against the users' tests
+  while read -r kind loc; do
+    file=${loc%%:*}; rest=${loc#*:}; line=${rest%%:*}; col=${rest#*:}
+    try "$pkg/$file" "$kind" "$line" "$col"
+  done < <(grep " LIVED " ".mutation/$name.gremlins.txt" | awk '{print $2, $4}')
+
+  # 2. Statement removal: every guard, call and assignment of the package's files.
+  for file in "$pkg"/*.go; do
+    case $file in *_test.go) continue ;; esac
+    while read -r line col _; do
+      try "$file" STATEMENT_REMOVAL "$line" "$col" own
+    done < <("$mutant" list "$file")
+  done
+
+  total=$((own_killed + users_killed + lived))
+  score=$(awk -v k=$((own_killed + users_killed)) -v t=$total 'BEGIN { printf "%.1f", t ? 100 * k / t : 100 }')
+  summary="$pkg: killed $own_killed by its tests + $users_killed by its users' tests, lived $lived ($score % killed); not covered $g_not_covered, not viable $not_viable"
+  echo "$summary" | tee -a .mutation/summary.txt
+  sed 's/^/  LIVED /' ".mutation/$name.lived"
 done
