@@ -1,6 +1,6 @@
 module github.com/signatory-go/signatory
 
-go 1.26.0
+go 1.26.8
 
 require (
 	cloud.google.com/go/kms v1.36.1
@@ -15,8 +15,9 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/kms v1.62.5
 	github.com/aws/smithy-go v1.28.9
 	github.com/certusone/yubihsm-go v0.3.0
-	github.com/cloudflare/circl v1.6.3
+	github.com/cloudflare/circl v1.6.5
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1
+	github.com/drand/kyber v1.3.3
 	github.com/ecadlabs/goblst v1.1.0
 	github.com/ecadlabs/gotez/v2 v2.4.3
 	github.com/enceve/crypto v0.0.0-20160707101852-34d48bb93815
