@@ -56,7 +56,7 @@ type octezSecretShare struct {
 const octezMaxShares = 127
 
 func newThreshold(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "threshold", Short: "Threshold tz4 keys: split a BLS key into shares"}
+	cmd := &cobra.Command{Use: "threshold", Short: "Threshold tz4 keys: generate one with no dealer (dkg), or split an existing BLS key into shares"}
 	var t, n int
 	var generate, unsafe bool
 	var passwordFile, keysDir, format, fromOctez string
@@ -192,7 +192,7 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 	f.StringVar(&format, "format", "signatory", "output: signatory (text, or --json) or octez (octez-client's share JSON)")
 	f.StringVar(&fromOctez, "from-octez", "", "take the shares from octez-client's 'share bls secret key' JSON in this file (- for stdin) instead of splitting")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
-	cmd.AddCommand(split)
+	cmd.AddCommand(split, newThresholdIdentity(g), newThresholdDKG(g))
 	return cmd
 }
 
