@@ -25,13 +25,12 @@ func decrypt(secret kyber.Scalar, ciphertext []byte) ([]byte, error) {
 type board struct {
 	m     *member
 	ctx   context.Context
-	to    []*Member
+	to    []*participant
 	deals chan kdkg.DealBundle
 	resps chan kdkg.ResponseBundle
 	justs chan kdkg.JustificationBundle
 
 	mu         sync.Mutex
-	dealHashes map[int][]byte     // dealer index → the hash of its deal bundle
 	complaints map[Complaint]bool // every complaint seen in a response
 }
 
@@ -44,7 +43,6 @@ func (b *board) PushDeals(d *kdkg.DealBundle) {
 			b.spoil(d, mis.badDealTo)
 		}
 	}
-	b.noteDeal(d)
 	b.deals <- *d
 	if data, err := encodeDeals(d); err == nil {
 		b.m.broadcast(b.ctx, b.to, kindDeal, data)
@@ -76,15 +74,6 @@ func (b *board) IncomingDeal() <-chan kdkg.DealBundle                   { return
 func (b *board) IncomingResponse() <-chan kdkg.ResponseBundle           { return b.resps }
 func (b *board) IncomingJustification() <-chan kdkg.JustificationBundle { return b.justs }
 
-func (b *board) noteDeal(d *kdkg.DealBundle) {
-	h := d.Hash()
-	b.mu.Lock()
-	if _, ok := b.dealHashes[int(d.DealerIndex)+1]; !ok {
-		b.dealHashes[int(d.DealerIndex)+1] = h
-	}
-	b.mu.Unlock()
-}
-
 func (b *board) noteResponses(r *kdkg.ResponseBundle) {
 	b.mu.Lock()
 	for _, resp := range r.Responses {
@@ -109,7 +98,7 @@ func (b *board) pump(ctx context.Context) {
 		}
 		for kind, seen := range done {
 			for from, data := range b.m.inbox[kind] {
-				if !seen[from] && slices.ContainsFunc(b.to, func(x *Member) bool { return x.Index == from }) {
+				if !seen[from] && slices.ContainsFunc(b.to, func(x *participant) bool { return x.ID == from }) {
 					seen[from] = true
 					fresh = append(fresh, struct {
 						kind string
@@ -126,7 +115,6 @@ func (b *board) pump(ctx context.Context) {
 			case kindDeal:
 				var d *kdkg.DealBundle
 				if d, err = decodeDeals(f.data); err == nil {
-					b.noteDeal(d)
 					b.deals <- *d
 				}
 			case kindResponse:
@@ -161,7 +149,7 @@ func (b *board) spoil(d *kdkg.DealBundle, to []int) {
 			continue
 		}
 		for _, mem := range b.to {
-			if mem.Index == int(d.Deals[i].ShareIndex)+1 {
+			if mem.NewIndex == int(d.Deals[i].ShareIndex)+1 {
 				pub, _ := pointOfKey(mem.identity)
 				wrong, _ := g1.Scalar().Pick(suite{}.RandomStream()).MarshalBinary()
 				if c, err := encrypt(pub, wrong); err == nil {

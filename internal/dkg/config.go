@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"slices"
 
+	"github.com/drand/kyber"
+	"github.com/drand/kyber/share"
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
@@ -28,6 +32,35 @@ type Ceremony struct {
 	Threshold       int      `yaml:"threshold" json:"threshold"`
 	UnsafeThreshold bool     `yaml:"unsafe_threshold,omitempty" json:"unsafe_threshold,omitempty"`
 	Members         []Member `yaml:"members" json:"members"`
+	// Previous makes the ceremony a resharing: the members of the previous group deal their
+	// shares again to Members, keeping the group key (see Previous).
+	Previous *Previous `yaml:"previous,omitempty" json:"previous,omitempty"`
+
+	oldCommits []kyber.Point // the previous group's public polynomial, for a resharing
+}
+
+// Previous is the group a resharing starts from: its key, threshold and members with their
+// share public keys (as the ceremony that made them printed). A member may be in both groups
+// (same identity and address): it keeps its place and gets a new share. A member only in the
+// previous group deals and leaves; one only in the new group receives.
+type Previous struct {
+	PublicKey string           `yaml:"public_key" json:"public_key"`
+	Threshold int              `yaml:"threshold" json:"threshold"`
+	Members   []PreviousMember `yaml:"members" json:"members"`
+
+	group *crypt.BLSPublicKey
+}
+
+// PreviousMember is a member of the previous group.
+type PreviousMember struct {
+	Index    int    `yaml:"index" json:"index"`
+	Identity string `yaml:"identity" json:"identity"`
+	Address  string `yaml:"address" json:"address"`
+	// Share is the public key of the member's share (BLpk…).
+	Share string `yaml:"share" json:"share"`
+
+	identity *crypt.BLSPublicKey
+	share    *crypt.BLSPublicKey
 }
 
 // Member is one member of a ceremony.
@@ -100,17 +133,92 @@ func (c *Ceremony) check() error {
 		}
 	}
 	slices.SortFunc(c.Members, func(a, b Member) int { return a.Index - b.Index })
+	if c.Previous != nil {
+		if err := c.checkPrevious(); err != nil {
+			return fmt.Errorf("previous: %w", err)
+		}
+	}
 	return nil
 }
 
-// member returns the member of that index.
-func (c *Ceremony) member(index int) (*Member, bool) {
-	for i := range c.Members {
-		if c.Members[i].Index == index {
-			return &c.Members[i], true
+func (c *Ceremony) checkPrevious() error {
+	p := c.Previous
+	n := len(p.Members)
+	if n < 1 || n > MaxMembers {
+		return fmt.Errorf("%d members: 1 to %d", n, MaxMembers)
+	}
+	if p.Threshold < 1 || p.Threshold > n {
+		return fmt.Errorf("threshold %d: between 1 and the %d members", p.Threshold, n)
+	}
+	group, err := tezos.ParseBLSPublicKey(p.PublicKey)
+	if err != nil {
+		return fmt.Errorf("public_key: %w", err)
+	}
+	p.group = group
+	shares := map[int]*crypt.BLSPublicKey{}
+	seen := map[string]int{}
+	for i := range p.Members {
+		m := &p.Members[i]
+		if m.Index < 1 || m.Index > MaxMembers {
+			return fmt.Errorf("member index %d: 1 to %d", m.Index, MaxMembers)
+		}
+		if m.identity, err = tezos.ParseBLSPublicKey(m.Identity); err != nil {
+			return fmt.Errorf("member %d: identity: %w", m.Index, err)
+		}
+		if m.share, err = tezos.ParseBLSPublicKey(m.Share); err != nil {
+			return fmt.Errorf("member %d: share: %w", m.Index, err)
+		}
+		if _, _, err := net.SplitHostPort(m.Address); err != nil {
+			return fmt.Errorf("member %d: address %q: host:port", m.Index, m.Address)
+		}
+		for what, key := range map[string]string{"index": fmt.Sprint(m.Index), "identity": m.Identity, "address": m.Address} {
+			if other, dup := seen[what+"\x00"+key]; dup {
+				return fmt.Errorf("members %d and %d have the same %s", other, m.Index, what)
+			}
+			seen[what+"\x00"+key] = m.Index
+		}
+		// A member of both groups is one participant: one identity, one address.
+		for _, nm := range c.Members {
+			if (nm.Identity == m.Identity) != (nm.Address == m.Address) {
+				return fmt.Errorf("member %d of the previous group and member %d share an identity or an address but not both", m.Index, nm.Index)
+			}
+		}
+		shares[m.Index] = m.share
+	}
+	slices.SortFunc(p.Members, func(a, b PreviousMember) int { return a.Index - b.Index })
+	if err := threshold.CheckShares(group, shares, p.Threshold); err != nil {
+		return fmt.Errorf("the share keys are not a %d-of-%d sharing of %s: %w", p.Threshold, n, p.PublicKey, err)
+	}
+	// The previous group's public polynomial, from t share keys (any t: they all agree, as
+	// CheckShares found).
+	var pubShares []*share.PubShare
+	for _, m := range p.Members[:p.Threshold] {
+		pt, err := pointOfKey(m.share)
+		if err != nil {
+			return err
+		}
+		pubShares = append(pubShares, &share.PubShare{I: m.Index - 1, V: pt})
+	}
+	poly, err := share.RecoverPubPoly(g1, pubShares, p.Threshold, MaxMembers+1)
+	if err != nil {
+		return err
+	}
+	_, commits := poly.Info()
+	gp, err := pointOfKey(group)
+	if err != nil {
+		return err
+	}
+	if len(commits) != p.Threshold || !commits[0].Equal(gp) {
+		return errors.New("the share keys do not interpolate to the group key")
+	}
+	for _, m := range p.Members {
+		pt, _ := pointOfKey(m.share)
+		if !poly.Eval(m.Index - 1).V.Equal(pt) {
+			return fmt.Errorf("member %d's share key is not on the group's polynomial", m.Index)
 		}
 	}
-	return nil, false
+	c.oldCommits = commits
+	return nil
 }
 
 // Hash is the ceremony's digest: every message of the ceremony is bound to it, so a member with
@@ -129,6 +237,17 @@ func (c *Ceremony) Hash() [32]byte {
 		field(m.Identity)
 		field(m.Address)
 		field(m.URL)
+	}
+	if p := c.Previous; p != nil {
+		field("previous")
+		field(p.PublicKey)
+		field(fmt.Sprint(p.Threshold))
+		for _, m := range p.Members {
+			field(fmt.Sprint(m.Index))
+			field(m.Identity)
+			field(m.Address)
+			field(m.Share)
+		}
 	}
 	return sha256.Sum256(b.Bytes())
 }

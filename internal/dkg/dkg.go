@@ -40,6 +40,9 @@ type Options struct {
 	// Client sends the member's messages (default: a client with a 10 s timeout).
 	Client *http.Client
 
+	// OldShare is this member's share of the previous group, in a resharing.
+	OldShare *crypt.BLSPrivateKey
+
 	// misbehave, for tests: changes this member's packets before they are sent.
 	misbehave *misbehaviour
 }
@@ -72,6 +75,9 @@ type Result struct {
 	// honest member prints the same one.
 	Transcript [32]byte
 	Duration   time.Duration
+	// Leaving: this member was only in the previous group of a resharing. It holds no share
+	// of the new group (Share is nil, Members have no share keys) and must erase its old one.
+	Leaving bool
 }
 
 // ResultMember is a qualified member.
@@ -135,35 +141,85 @@ type confirm struct {
 	Transcript []byte `json:"transcript"`
 }
 
-// member is one run of a ceremony at one member.
+// participant is a member of the ceremony's new group, of the previous group (a resharing), or
+// of both: one identity, one address. Envelopes name participants by their ID.
+type participant struct {
+	ID       int // 1 … : position among the participants
+	OldIndex int // index in the previous group (0: not in it)
+	NewIndex int // index in the new group (0: leaving)
+	URL      string
+	Address  string
+	identity *crypt.BLSPublicKey
+	oldShare *crypt.BLSPublicKey
+}
+
+// participants lists the ceremony's participants: the new group's members by index, then the
+// leaving members of the previous group by index.
+func participants(c *Ceremony) []*participant {
+	var out []*participant
+	byIdentity := map[string]*participant{}
+	for _, m := range c.Members {
+		p := &participant{NewIndex: m.Index, URL: m.URL, Address: m.Address, identity: m.identity}
+		out = append(out, p)
+		byIdentity[m.Identity] = p
+	}
+	if c.Previous != nil {
+		for _, m := range c.Previous.Members {
+			p := byIdentity[m.Identity]
+			if p == nil {
+				p = &participant{Address: m.Address, identity: m.identity}
+				out = append(out, p)
+			}
+			p.OldIndex, p.oldShare = m.Index, m.share
+		}
+	}
+	for i, p := range out {
+		p.ID = i + 1
+	}
+	return out
+}
+
+// member is one run of a ceremony at one participant.
 type member struct {
 	c       *Ceremony
 	hash    [32]byte
-	me      *Member
+	all     []*participant
+	me      *participant
 	id      *Identity
 	opts    Options
 	log     *slog.Logger
 	auth    sign.Scheme
 	sends   sync.WaitGroup
 	mu      sync.Mutex
-	inbox   map[string]map[int][]byte // kind → sender → plaintext (the first one)
+	inbox   map[string]map[int][]byte // kind → sender's ID → plaintext (the first one)
 	wake    chan struct{}             // closed (and replaced) when a message arrives
 	equivoc map[int]bool              // senders that sent two different messages of a kind
 }
 
-// Run takes part in the ceremony c as the member whose identity is id, and returns its share
-// once every qualified member has confirmed the same group key and transcript. On any error
-// nothing is returned: the caller writes nothing, and the ceremony can be run again.
+// Run takes part in the ceremony c as the participant whose identity is id, and returns its
+// share once every qualified member has confirmed the same group key and transcript. In a
+// resharing, a member of the previous group gives its share in opts.OldShare; a member that
+// leaves gets a Result without a share. On any error nothing is returned: the caller writes
+// nothing, and the ceremony can be run again.
 func Run(ctx context.Context, c *Ceremony, id *Identity, opts Options) (*Result, error) {
 	start := time.Now()
-	var me *Member
-	for i := range c.Members {
-		if c.Members[i].identity.Equal(id.Public) {
-			me = &c.Members[i]
+	all := participants(c)
+	var me *participant
+	for _, p := range all {
+		if p.identity.Equal(id.Public) {
+			me = p
 		}
 	}
 	if me == nil {
 		return nil, fmt.Errorf("this identity (%s) is not a member of ceremony %q", id.Public, c.Name)
+	}
+	if c.Previous != nil && me.OldIndex != 0 {
+		if opts.OldShare == nil {
+			return nil, fmt.Errorf("this identity is member %d of the previous group: its share is needed to deal it again", me.OldIndex)
+		}
+		if !opts.OldShare.Public().Equal(me.oldShare) {
+			return nil, fmt.Errorf("the share given is not member %d's share of the previous group (%s)", me.OldIndex, me.oldShare.Hash())
+		}
 	}
 	if opts.Wait <= 0 {
 		opts.Wait = 10 * time.Minute
@@ -178,8 +234,8 @@ func Run(ctx context.Context, c *Ceremony, id *Identity, opts Options) (*Result,
 		opts.Client = &http.Client{Timeout: 10 * time.Second}
 	}
 	m := &member{
-		c: c, hash: c.Hash(), me: me, id: id, opts: opts,
-		log:     opts.Log.With("ceremony", c.Name, "member", me.Index),
+		c: c, hash: c.Hash(), all: all, me: me, id: id, opts: opts,
+		log:     opts.Log.With("ceremony", c.Name, "participant", me.ID, "new_index", me.NewIndex, "old_index", me.OldIndex),
 		auth:    schnorr.NewScheme(suite{}),
 		inbox:   map[string]map[int][]byte{},
 		wake:    make(chan struct{}),
@@ -225,7 +281,14 @@ func Run(ctx context.Context, c *Ceremony, id *Identity, opts Options) (*Result,
 	return res, nil
 }
 
-// ServeHTTP receives an envelope: it must come from a member, to this member, signed by the
+func (m *member) participant(id int) (*participant, bool) {
+	if id < 1 || id > len(m.all) {
+		return nil, false
+	}
+	return m.all[id-1], true
+}
+
+// ServeHTTP receives an envelope: it must come from a participant, to this one, signed by the
 // sender's identity and decrypt with ours. The first message of each kind from each sender is
 // kept; a second, different one is refused and the sender marked as equivocating.
 func (m *member) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -238,8 +301,8 @@ func (m *member) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad envelope", http.StatusBadRequest)
 		return
 	}
-	from, ok := m.c.member(env.From)
-	if !ok || env.To != m.me.Index || from == m.me {
+	from, ok := m.participant(env.From)
+	if !ok || env.To != m.me.ID || from == m.me {
 		http.Error(w, "not for this member", http.StatusBadRequest)
 		return
 	}
@@ -279,31 +342,32 @@ func (m *member) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.mu.Unlock()
 	if seen && !bytes.Equal(prev, plain) {
-		m.log.Warn("a member sent two different messages", "from", env.From, "kind", env.Kind)
+		m.log.Warn("a participant sent two different messages", "from", env.From, "kind", env.Kind)
 		http.Error(w, "a different message of this kind was received already", http.StatusConflict)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// send delivers a message to a member in the background, retrying until it is taken or ctx ends.
-func (m *member) send(ctx context.Context, to *Member, kind string, plain []byte) {
+// send delivers a message to a participant in the background, retrying until it is taken or ctx
+// ends.
+func (m *member) send(ctx context.Context, to *participant, kind string, plain []byte) {
 	pub, err := pointOfKey(to.identity)
 	if err != nil {
-		m.log.Error("member identity", "to", to.Index, "error", err)
+		m.log.Error("participant identity", "to", to.ID, "error", err)
 		return
 	}
 	body, err := encrypt(pub, plain)
 	if err != nil {
-		m.log.Error("encrypt", "to", to.Index, "error", err)
+		m.log.Error("encrypt", "to", to.ID, "error", err)
 		return
 	}
-	sig, err := m.auth.Sign(m.id.secret, signedBytes(m.hash, m.me.Index, to.Index, kind, body))
+	sig, err := m.auth.Sign(m.id.secret, signedBytes(m.hash, m.me.ID, to.ID, kind, body))
 	if err != nil {
 		m.log.Error("sign", "error", err)
 		return
 	}
-	data, _ := json.Marshal(envelope{From: m.me.Index, To: to.Index, Kind: kind, Body: body, Sig: sig})
+	data, _ := json.Marshal(envelope{From: m.me.ID, To: to.ID, Kind: kind, Body: body, Sig: sig})
 	m.sends.Add(1)
 	go func() {
 		defer m.sends.Done()
@@ -315,7 +379,7 @@ func (m *member) send(ctx context.Context, to *Member, kind string, plain []byte
 				resp.Body.Close()
 				if resp.StatusCode < 500 {
 					if resp.StatusCode != http.StatusOK {
-						m.log.Warn("a member refused a message", "to", to.Index, "kind", kind, "status", resp.StatusCode)
+						m.log.Warn("a participant refused a message", "to", to.ID, "kind", kind, "status", resp.StatusCode)
 					}
 					return
 				}
@@ -330,8 +394,8 @@ func (m *member) send(ctx context.Context, to *Member, kind string, plain []byte
 	}()
 }
 
-// broadcast sends a message to each of the given members but this one.
-func (m *member) broadcast(ctx context.Context, to []*Member, kind string, plain []byte) {
+// broadcast sends a message to each of the given participants but this one.
+func (m *member) broadcast(ctx context.Context, to []*participant, kind string, plain []byte) {
 	for _, t := range to {
 		if t != m.me {
 			m.send(ctx, t, kind, plain)
@@ -364,72 +428,84 @@ func (m *member) collect(ctx context.Context, deadline time.Time, fn func() bool
 	}
 }
 
-func (m *member) all() []*Member {
-	out := make([]*Member, len(m.c.Members))
-	for i := range m.c.Members {
-		out[i] = &m.c.Members[i]
-	}
-	return out
-}
-
 func (m *member) run(ctx context.Context) (*Result, error) {
 	t := m.c.Threshold
+	prev := m.c.Previous
 
-	// 1. Join: each member sends the others a fresh random value; the run's nonce is the hash of
-	// all of them, so no message of an earlier run can be replayed into this one.
-	m.log.Info("ceremony: waiting for the other members", "members", len(m.c.Members), "threshold", t)
+	// 1. Join: each participant sends the others a fresh random value; the run's nonce is the
+	// hash of all of them, so no message of an earlier run can be replayed into this one.
+	m.log.Info("ceremony: waiting for the other participants", "participants", len(m.all), "threshold", t, "resharing", prev != nil)
 	var mine [32]byte
 	if _, err := rand.Read(mine[:]); err != nil {
 		return nil, err
 	}
 	hb, _ := json.Marshal(hello{Random: mine[:]})
-	m.broadcast(ctx, m.all(), kindHello, hb)
-	m.collect(ctx, time.Now().Add(m.opts.Wait), func() bool { return len(m.inbox[kindHello]) == len(m.c.Members)-1 })
+	m.broadcast(ctx, m.all, kindHello, hb)
+	m.collect(ctx, time.Now().Add(m.opts.Wait), func() bool { return len(m.inbox[kindHello]) == len(m.all)-1 })
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	hellos := maps2(m.inbox[kindHello])
 	m.mu.Unlock()
-	hellos[m.me.Index] = hb
-	var present []*Member
+	hellos[m.me.ID] = hb
+	var present []*participant
 	var excluded []Excluded
 	nonce := sha256.New()
 	nonce.Write([]byte("signatory-dkg-nonce-v1\x00"))
 	nonce.Write(m.hash[:])
-	for _, mem := range m.all() {
-		b, ok := hellos[mem.Index]
+	var newPresent, oldPresent int
+	for _, p := range m.all {
+		b, ok := hellos[p.ID]
 		var h hello
 		if ok && json.Unmarshal(b, &h) == nil && len(h.Random) == 32 {
-			present = append(present, mem)
-			nonce.Write(binary.BigEndian.AppendUint32(nil, uint32(mem.Index)))
+			present = append(present, p)
+			nonce.Write(binary.BigEndian.AppendUint32(nil, uint32(p.ID)))
 			nonce.Write(h.Random)
-		} else {
-			excluded = append(excluded, Excluded{mem.Index, "did not join"})
+			if p.NewIndex != 0 {
+				newPresent++
+			}
+			if p.OldIndex != 0 {
+				oldPresent++
+			}
+		} else if p.NewIndex != 0 {
+			excluded = append(excluded, Excluded{p.NewIndex, "did not join"})
 		}
 	}
-	if len(present) < t {
-		return nil, fmt.Errorf("only %d of %d members joined: %d are needed for threshold %d (%s)", len(present), len(m.c.Members), t, t, describe(excluded))
+	if newPresent < t {
+		return nil, fmt.Errorf("only %d of %d members joined: %d are needed for threshold %d (%s)", newPresent, len(m.c.Members), t, t, describe(excluded))
+	}
+	if prev != nil && oldPresent < prev.Threshold {
+		return nil, fmt.Errorf("only %d of the previous group's %d members joined: %d are needed to deal its key again", oldPresent, len(prev.Members), prev.Threshold)
 	}
 	session := nonce.Sum(nil)
-	m.log.Info("ceremony: dealing", "joined", indices(present), "absent", excludedIndices(excluded))
+	m.log.Info("ceremony: dealing", "joined", len(present), "absent", excludedIndices(excluded))
 
-	// 2. The DKG among the members present.
-	var nodes []kdkg.Node
-	for _, mem := range present {
-		p, err := pointOfKey(mem.identity)
+	// 2. The DKG (or the resharing) among the participants present.
+	conf := &kdkg.Config{Suite: suite{}, Longterm: m.id.secret, Threshold: t, Nonce: session, Auth: m.auth, FastSync: true}
+	for _, p := range present {
+		pt, err := pointOfKey(p.identity)
 		if err != nil {
 			return nil, err
 		}
-		nodes = append(nodes, kdkg.Node{Index: uint32(mem.Index - 1), Public: p})
+		if p.NewIndex != 0 {
+			conf.NewNodes = append(conf.NewNodes, kdkg.Node{Index: uint32(p.NewIndex - 1), Public: pt})
+		}
+		if p.OldIndex != 0 {
+			conf.OldNodes = append(conf.OldNodes, kdkg.Node{Index: uint32(p.OldIndex - 1), Public: pt})
+		}
 	}
-	conf := &kdkg.Config{
-		Suite: suite{}, Longterm: m.id.secret, NewNodes: nodes, Threshold: t,
-		Nonce: session, Auth: m.auth, FastSync: true,
+	if prev != nil {
+		conf.OldThreshold = prev.Threshold
+		if m.me.OldIndex != 0 {
+			conf.Share = &kdkg.DistKeyShare{Commits: m.c.oldCommits, Share: &share.PriShare{I: m.me.OldIndex - 1, V: scalarOfKey(m.opts.OldShare)}}
+		} else {
+			conf.PublicCoeffs = m.c.oldCommits
+		}
 	}
 	board := &board{m: m, ctx: ctx, to: present, deals: make(chan kdkg.DealBundle, len(present)+1),
 		resps: make(chan kdkg.ResponseBundle, len(present)+1), justs: make(chan kdkg.JustificationBundle, len(present)+1),
-		dealHashes: map[int][]byte{}, complaints: map[Complaint]bool{}}
+		complaints: map[Complaint]bool{}}
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	phaser := kdkg.NewTimePhaserFunc(func(kdkg.Phase) {
@@ -444,6 +520,9 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	}
 	go board.pump(pctx)
 	go phaser.Start()
+	if m.me.NewIndex == 0 {
+		return m.leave(ctx, proto, board, present)
+	}
 	var out kdkg.OptionResult
 	select {
 	case out = <-proto.WaitEnd():
@@ -454,13 +533,16 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("dkg: %w", out.Error)
 	}
 	res := out.Result
+	if res == nil {
+		return nil, errors.New("dkg: no outcome")
+	}
 
 	// 3. The qualified set and the outcome.
 	qual := map[int]bool{}
 	for _, n := range res.QUAL {
 		qual[int(n.Index)+1] = true
 	}
-	if !qual[m.me.Index] {
+	if !qual[m.me.NewIndex] {
 		return nil, errors.New("this member was excluded from the qualified set")
 	}
 	if len(qual) < t {
@@ -475,61 +557,80 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if prev != nil && !group.Equal(prev.group) {
+		return nil, fmt.Errorf("dkg: the resharing came to another group key (%s, not %s)", group.Hash(), prev.group.Hash())
+	}
 	secret, err := keyOfScalar(res.Key.Share.V)
 	if err != nil {
 		return nil, err
 	}
-	result := &Result{Ceremony: m.c, Index: m.me.Index, Share: secret, Group: group, Threshold: t}
+	result := &Result{Ceremony: m.c, Index: m.me.NewIndex, Share: secret, Group: group, Threshold: t}
 	board.mu.Lock()
 	for c := range board.complaints {
 		result.Complaints = append(result.Complaints, c)
 	}
 	board.mu.Unlock()
 	slices.SortFunc(result.Complaints, func(a, b Complaint) int { return (a.Dealer-b.Dealer)*1000 + a.By - b.By })
-	var qualified []*Member
+	var qualified []*participant
+	for _, p := range present {
+		if p.NewIndex == 0 {
+			continue
+		}
+		if !qual[p.NewIndex] {
+			excluded = append(excluded, Excluded{p.NewIndex, "its deal was refused (complaints it did not answer, or no deal)"})
+			continue
+		}
+		qualified = append(qualified, p)
+		pk, err := publicKeyOf(pubPoly.Eval(p.NewIndex - 1).V)
+		if err != nil {
+			return nil, err
+		}
+		result.Members = append(result.Members, ResultMember{Index: p.NewIndex, URL: p.URL, SharePublic: pk})
+	}
+	slices.SortFunc(excluded, func(a, b Excluded) int { return a.Index - b.Index })
+	result.Excluded = excluded
+	// The transcript: the ceremony, this run, the qualified members and the group's public
+	// polynomial, from which every share key follows. Members that used different deals would
+	// come to different polynomials.
 	transcript := sha256.New()
 	transcript.Write([]byte("signatory-dkg-transcript-v1\x00"))
 	transcript.Write(m.hash[:])
 	transcript.Write(session)
-	for _, mem := range present {
-		if !qual[mem.Index] {
-			excluded = append(excluded, Excluded{mem.Index, "its deal was refused (complaints it did not answer, or no deal)"})
-			continue
-		}
-		qualified = append(qualified, mem)
-		pk, err := publicKeyOf(pubPoly.Eval(mem.Index - 1).V)
-		if err != nil {
-			return nil, err
-		}
-		result.Members = append(result.Members, ResultMember{Index: mem.Index, URL: mem.URL, SharePublic: pk})
-		board.mu.Lock()
-		dh := board.dealHashes[mem.Index]
-		board.mu.Unlock()
-		transcript.Write(binary.BigEndian.AppendUint32(nil, uint32(mem.Index)))
-		transcript.Write(dh)
+	for _, p := range qualified {
+		transcript.Write(binary.BigEndian.AppendUint32(nil, uint32(p.NewIndex)))
 	}
-	slices.SortFunc(excluded, func(a, b Excluded) int { return a.Index - b.Index })
-	result.Excluded = excluded
 	for _, c := range commits {
 		cb, _ := c.MarshalBinary()
 		transcript.Write(cb)
 	}
 	copy(result.Transcript[:], transcript.Sum(nil))
-	if mine, ok := memberKey(result, m.me.Index); !ok || !secret.Public().Equal(mine) {
+	if mine, ok := memberKey(result, m.me.NewIndex); !ok || !secret.Public().Equal(mine) {
 		return nil, errors.New("dkg: this member's share does not match the group polynomial")
 	}
 
 	// 4. Confirm: nothing is written until every qualified member reports the same group key,
-	// members and transcript (a member that dealt differently to different members would show
-	// here).
+	// members and transcript. Leaving members wait for these too.
 	groupBytes, _ := commits[0].MarshalBinary()
-	cb, _ := json.Marshal(confirm{Group: groupBytes, Members: indices(qualified), Transcript: result.Transcript[:]})
-	m.broadcast(ctx, qualified, kindConfirm, cb)
+	var qualIdx []int
+	for _, p := range qualified {
+		qualIdx = append(qualIdx, p.NewIndex)
+	}
+	cb, _ := json.Marshal(confirm{Group: groupBytes, Members: qualIdx, Transcript: result.Transcript[:]})
+	m.broadcast(ctx, present, kindConfirm, cb)
 	m.log.Info("ceremony: confirming", "group", group.Hash().String(), "transcript", fmt.Sprintf("%x", result.Transcript))
-	deadline := time.Now().Add(2 * m.opts.PhaseTimeout)
-	m.collect(ctx, deadline, func() bool {
-		for _, q := range qualified {
-			if _, ok := m.inbox[kindConfirm][q.Index]; !ok && q != m.me {
+	if err := m.confirmed(ctx, qualified, cb); err != nil {
+		return nil, err
+	}
+	m.log.Info("ceremony: complete", "group", group.Hash().String(), "members", qualIdx, "excluded", excludedIndices(excluded), "complaints", len(result.Complaints))
+	return result, nil
+}
+
+// confirmed waits for the confirmations of every participant in from and checks each is want
+// (nil: all the same as each other), returning the agreed one.
+func (m *member) confirmed(ctx context.Context, from []*participant, want []byte) error {
+	m.collect(ctx, time.Now().Add(2*m.opts.PhaseTimeout), func() bool {
+		for _, q := range from {
+			if _, ok := m.inbox[kindConfirm][q.ID]; !ok && q != m.me {
 				return false
 			}
 		}
@@ -539,23 +640,82 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	confirms := maps2(m.inbox[kindConfirm])
 	equivocated := maps2(m.equivoc)
 	m.mu.Unlock()
-	for _, q := range qualified {
+	for _, q := range from {
 		if q == m.me {
 			continue
 		}
-		if equivocated[q.Index] {
-			return nil, fmt.Errorf("member %d sent two different messages of one kind", q.Index)
+		if equivocated[q.ID] {
+			return fmt.Errorf("member %d sent two different messages of one kind", q.NewIndex)
 		}
-		b, ok := confirms[q.Index]
+		b, ok := confirms[q.ID]
 		if !ok {
-			return nil, fmt.Errorf("member %d did not confirm the outcome", q.Index)
+			return fmt.Errorf("member %d did not confirm the outcome", q.NewIndex)
 		}
-		if !bytes.Equal(b, cb) {
-			return nil, fmt.Errorf("member %d reports a different outcome (group key, members or transcript)", q.Index)
+		if !bytes.Equal(b, want) {
+			return fmt.Errorf("member %d reports a different outcome (group key, members or transcript)", q.NewIndex)
 		}
 	}
-	m.log.Info("ceremony: complete", "group", group.Hash().String(), "members", indices(qualified), "excluded", excludedIndices(excluded), "complaints", len(result.Complaints))
-	return result, nil
+	return nil
+}
+
+// leave is a resharing's end for a member of the previous group only: it has dealt (and
+// answered complaints); it waits for every new member present to confirm the same outcome, with
+// the group key unchanged, and returns a Result without a share.
+func (m *member) leave(ctx context.Context, proto *kdkg.Protocol, b *board, present []*participant) (*Result, error) {
+	var newMembers []*participant
+	for _, p := range present {
+		if p.NewIndex != 0 {
+			newMembers = append(newMembers, p)
+		}
+	}
+	// The new members confirm after the justification phase at the latest.
+	var agreed []byte
+	m.collect(ctx, time.Now().Add(5*m.opts.PhaseTimeout), func() bool {
+		for _, q := range newMembers {
+			if _, ok := m.inbox[kindConfirm][q.ID]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	m.mu.Lock()
+	confirms := maps2(m.inbox[kindConfirm])
+	m.mu.Unlock()
+	var qualified []*participant
+	for _, q := range newMembers {
+		if b, ok := confirms[q.ID]; ok && agreed == nil {
+			agreed = b
+		}
+	}
+	if agreed == nil {
+		return nil, errors.New("no new member confirmed an outcome")
+	}
+	var c confirm
+	if err := json.Unmarshal(agreed, &c); err != nil {
+		return nil, err
+	}
+	for _, q := range newMembers {
+		if slices.Contains(c.Members, q.NewIndex) {
+			qualified = append(qualified, q)
+		}
+	}
+	if err := m.confirmed(ctx, qualified, agreed); err != nil {
+		return nil, err
+	}
+	gp, err := pointOfKey(m.c.Previous.group)
+	if err != nil {
+		return nil, err
+	}
+	if want, _ := gp.MarshalBinary(); !bytes.Equal(c.Group, want) {
+		return nil, errors.New("the new members report another group key")
+	}
+	res := &Result{Ceremony: m.c, Group: m.c.Previous.group, Threshold: m.c.Threshold, Leaving: true}
+	copy(res.Transcript[:], c.Transcript)
+	for _, q := range qualified {
+		res.Members = append(res.Members, ResultMember{Index: q.NewIndex, URL: q.URL})
+	}
+	m.log.Info("ceremony: complete; this member has left the group: erase its share", "group", res.Group.Hash().String())
+	return res, nil
 }
 
 func memberKey(r *Result, index int) (*crypt.BLSPublicKey, bool) {
@@ -571,14 +731,6 @@ func maps2[K comparable, V any](in map[K]V) map[K]V {
 	out := make(map[K]V, len(in))
 	for k, v := range in {
 		out[k] = v
-	}
-	return out
-}
-
-func indices(ms []*Member) []int {
-	out := make([]int, len(ms))
-	for i, mem := range ms {
-		out[i] = mem.Index
 	}
 	return out
 }

@@ -266,7 +266,8 @@ func TestAbsentMember(t *testing.T) {
 func TestEnvelopes(t *testing.T) {
 	t.Parallel()
 	g := newGroup(t, 3, 2)
-	m := &member{c: g.c, hash: g.c.Hash(), me: &g.c.Members[0], id: g.ids[0], opts: Options{Client: http.DefaultClient},
+	all := participants(g.c)
+	m := &member{c: g.c, hash: g.c.Hash(), all: all, me: all[0], id: g.ids[0], opts: Options{Client: http.DefaultClient},
 		auth: newGroupAuth(), inbox: map[string]map[int][]byte{}, wake: make(chan struct{}), equivoc: map[int]bool{}}
 	m.log = discardLog()
 	srv := &http.Server{Handler: m}
