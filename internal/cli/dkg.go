@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
@@ -65,6 +66,7 @@ type dkgJSON struct {
 	Excluded       []dkgExcludedJSON    `json:"excluded"`
 	Complaints     []dkg.Complaint      `json:"complaints"`
 	Transcript     string               `json:"transcript"`
+	Leaving        bool                 `json:"leaving,omitempty"`
 	SecretKeys     string               `json:"secret_keys_file"`
 	Alias          string               `json:"alias"`
 	Share          string               `json:"share_public_key_hash"`
@@ -98,7 +100,7 @@ type thresholdVaultMember struct {
 
 // newThresholdDKG: `signatory threshold dkg`.
 func newThresholdDKG(g *globals) *cobra.Command {
-	var ceremonyPath, identityPath, secretKeys, alias, passwordFile string
+	var ceremonyPath, identityPath, secretKeys, alias, oldAlias, passwordFile string
 	var wait, phase time.Duration
 	cmd := &cobra.Command{
 		Use:   "dkg",
@@ -115,6 +117,12 @@ answering the complaints, or go silent are left out and named, if enough members
 threshold; otherwise the ceremony aborts. Nothing is written until every remaining member has
 confirmed the same group key and transcript: an aborted or interrupted ceremony leaves no share, and
 can be run again.
+
+A ceremony config with a previous: section is a resharing: the previous group's members deal
+their shares again to the new members (add or remove members, change the threshold, or refresh the
+same members' shares), and the group key does not change. A member of the previous group names its
+current share with --old-alias (in --secret-keys). A member that leaves the group gets no new
+share, and should then erase its old one.
 
 On success this member's share is added to the octez-client secret_keys file --secret-keys (created
 with mode 0600 if absent; encrypted with --password-file), under --alias, for a file vault. The
@@ -160,11 +168,23 @@ coordinator's threshold vault config.`,
 			if slices.ContainsFunc(entries, func(e secretKeyEntry) bool { return e.Name == alias }) {
 				return fmt.Errorf("%s already holds a key named %q: choose another --alias", secretKeys, alias)
 			}
+			opts := dkg.Options{Wait: wait, PhaseTimeout: phase, Log: g.logger()}
+			if oldAlias != "" {
+				if c.Previous == nil {
+					return errors.New("--old-alias is for a resharing: the ceremony config has no previous: section")
+				}
+				if opts.OldShare, err = oldShare(entries, secretKeys, oldAlias, password); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := dkg.Run(ctx, c, id, dkg.Options{Wait: wait, PhaseTimeout: phase, Log: g.logger()})
+			res, err := dkg.Run(ctx, c, id, opts)
 			if err != nil {
 				return fmt.Errorf("ceremony %q aborted, nothing written: %w", c.Name, err)
+			}
+			if res.Leaving {
+				return printCeremony(g, res, "", "")
 			}
 			value := "unencrypted:" + string(res.Share.ToProtocol().ToBase58())
 			if password != nil {
@@ -190,11 +210,40 @@ coordinator's threshold vault config.`,
 	f.StringVar(&identityPath, "identity", "", "this member's identity key file")
 	f.StringVar(&secretKeys, "secret-keys", "", "octez-client secret_keys file to add this member's share to")
 	f.StringVar(&alias, "alias", "", "the share's name in --secret-keys (default dkg-<ceremony name>)")
-	f.StringVar(&passwordFile, "password-file", "", "encrypt the share with the password in this file")
+	f.StringVar(&oldAlias, "old-alias", "", "in a resharing: this member's current share, by its name in --secret-keys")
+	f.StringVar(&passwordFile, "password-file", "", "encrypt the share with the password in this file (and decrypt the --old-alias share)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the other members to join")
 	f.DurationVar(&phase, "phase-timeout", 30*time.Second, "how long each phase waits for a silent member")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// oldShare reads the share named alias from a secret_keys file's entries.
+func oldShare(entries []secretKeyEntry, file, alias string, password []byte) (*crypt.BLSPrivateKey, error) {
+	for _, e := range entries {
+		if e.Name != alias {
+			continue
+		}
+		value, encrypted := strings.CutPrefix(e.Value, "encrypted:")
+		value = strings.TrimPrefix(value, "unencrypted:")
+		var pw func() ([]byte, error)
+		if encrypted {
+			if password == nil {
+				return nil, fmt.Errorf("%s: %q is encrypted: give --password-file", file, alias)
+			}
+			pw = func() ([]byte, error) { return password, nil }
+		}
+		k, err := tezos.ParseSecretKey(value, pw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", file, alias, err)
+		}
+		bk, ok := k.(*crypt.BLSPrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not a tz4 share", file, alias)
+		}
+		return bk, nil
+	}
+	return nil, fmt.Errorf("%s holds no key named %q", file, alias)
 }
 
 type secretKeyEntry struct {
@@ -230,8 +279,11 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 	out := dkgJSON{
 		Ceremony: res.Ceremony.Name, Index: res.Index, GroupPublicKey: res.Group.String(), GroupPKH: res.Group.Hash().String(),
 		Threshold: res.Threshold, Complaints: res.Complaints, Transcript: fmt.Sprintf("%x", res.Transcript),
-		SecretKeys: secretKeys, Alias: alias, Share: res.Share.Public().Hash().String(), DurationMS: res.Duration.Milliseconds(),
+		SecretKeys: secretKeys, Alias: alias, DurationMS: res.Duration.Milliseconds(), Leaving: res.Leaving,
 		VaultConfig: thresholdVaultConfig{PublicKey: res.Group.String(), Threshold: res.Threshold},
+	}
+	if res.Share != nil {
+		out.Share = res.Share.Public().Hash().String()
 	}
 	if out.Complaints == nil {
 		out.Complaints = []dkg.Complaint{}
@@ -241,6 +293,9 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 		out.Excluded = append(out.Excluded, dkgExcludedJSON{e.Index, e.Reason})
 	}
 	for _, m := range res.Members {
+		if m.SharePublic == nil { // a leaving member does not learn the new share keys
+			continue
+		}
 		out.Members = append(out.Members, dkgMemberJSON{m.Index, m.SharePublic.String(), m.SharePublic.Hash().String()})
 		out.VaultConfig.Members = append(out.VaultConfig.Members, thresholdVaultMember{m.Index, m.URL, m.SharePublic.Hash().String()})
 	}
@@ -248,6 +303,12 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 		return g.printJSON(out)
 	}
 	w := g.stdout
+	if res.Leaving {
+		fmt.Fprintf(w, "Resharing %q complete: this member has left the group of %s.\n", out.Ceremony, out.GroupPKH)
+		fmt.Fprintf(w, "Transcript (compare with the other members', out of band):\n  %s\n", out.Transcript)
+		fmt.Fprintf(w, "Erase this member's old share now: with the old shares of t-1 others it would still sign for the group.\n")
+		return nil
+	}
 	fmt.Fprintf(w, "Ceremony %q complete in %s.\n", out.Ceremony, res.Duration.Round(time.Millisecond))
 	fmt.Fprintf(w, "Group key (the baker's tz4 key, any %d of %d members sign for it):\n  %s\n  %s\n", out.Threshold, len(out.Members), out.GroupPKH, out.GroupPublicKey)
 	fmt.Fprintf(w, "Transcript (compare with every other member's, out of band):\n  %s\n", out.Transcript)
