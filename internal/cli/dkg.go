@@ -102,6 +102,7 @@ type thresholdVaultMember struct {
 func newThresholdDKG(g *globals) *cobra.Command {
 	var ceremonyPath, identityPath, secretKeys, alias, oldAlias, passwordFile string
 	var wait, phase time.Duration
+	var misbehave string
 	cmd := &cobra.Command{
 		Use:   "dkg",
 		Short: "Take part in a key-generation ceremony: a threshold tz4 key no machine ever holds whole",
@@ -169,6 +170,16 @@ coordinator's threshold vault config.`,
 				return fmt.Errorf("%s already holds a key named %q: choose another --alias", secretKeys, alias)
 			}
 			opts := dkg.Options{Wait: wait, PhaseTimeout: phase, Log: g.logger()}
+			holdWrite := false
+			if misbehave != "" {
+				spec, hold := strings.CutSuffix(misbehave, ";hold=write")
+				holdWrite = hold || spec == "hold=write"
+				if spec != "hold=write" {
+					if err := opts.Misbehave(spec); err != nil {
+						return err
+					}
+				}
+			}
 			if oldAlias != "" {
 				if c.Previous == nil {
 					return errors.New("--old-alias is for a resharing: the ceremony config has no previous: section")
@@ -185,6 +196,11 @@ coordinator's threshold vault config.`,
 			}
 			if res.Leaving {
 				return printCeremony(g, res, "", "")
+			}
+			if holdWrite {
+				g.logger().Warn("ceremony: holding before write")
+				<-ctx.Done()
+				return ctx.Err()
 			}
 			value := "unencrypted:" + string(res.Share.ToProtocol().ToBase58())
 			if password != nil {
@@ -215,6 +231,10 @@ coordinator's threshold vault config.`,
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the other members to join")
 	f.DurationVar(&phase, "phase-timeout", 30*time.Second, "how long each phase waits for a silent member")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
+	// For tests of the ceremony's failure handling: this member cheats or stops (see
+	// dkg.Options.Misbehave; "hold=write" stops after the confirmations, before writing).
+	f.StringVar(&misbehave, "misbehave", "", "")
+	_ = f.MarkHidden("misbehave")
 	return cmd
 }
 

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,14 +49,65 @@ type Options struct {
 	misbehave *misbehaviour
 }
 
-// misbehaviour makes a member cheat, for tests.
+// misbehaviour makes a member cheat or stop, for tests of the ceremony's failure handling.
 type misbehaviour struct {
+	// hold: the member stops before this step ("deal" or "confirm") until its context ends,
+	// after logging "ceremony: holding before <step>".
+	hold string
 	// badDealTo: the deals to these members carry a share that does not match the commitments.
 	badDealTo []int
 	// noJustification: the member does not answer complaints.
 	noJustification bool
 	// silent: the member joins, then sends nothing.
 	silent bool
+}
+
+// Misbehave makes this member cheat or stop, for tests of the ceremony's failure handling
+// (`signatory threshold dkg --misbehave`, a hidden flag): spec is a ;-separated list of
+// "bad-deal-to=<index>,…" (deals to those members that do not match the commitments),
+// "no-justification" (complaints unanswered), "silent" (joins, then sends nothing) and
+// "hold=deal|confirm" (stops before that step). A cheating member harms only the ceremony it is
+// in, which the others detect.
+func (o *Options) Misbehave(spec string) error {
+	mis := &misbehaviour{}
+	for _, part := range strings.Split(spec, ";") {
+		key, value, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch key {
+		case "bad-deal-to":
+			for _, v := range strings.Split(value, ",") {
+				i, err := strconv.Atoi(v)
+				if err != nil {
+					return fmt.Errorf("misbehave: bad-deal-to=%s", value)
+				}
+				mis.badDealTo = append(mis.badDealTo, i)
+			}
+		case "no-justification":
+			mis.noJustification = true
+		case "silent":
+			mis.silent = true
+		case "hold":
+			if value != "deal" && value != "confirm" {
+				return fmt.Errorf("misbehave: hold=%s: deal or confirm", value)
+			}
+			mis.hold = value
+		case "":
+		default:
+			return fmt.Errorf("misbehave: unknown %q", key)
+		}
+	}
+	o.misbehave = mis
+	return nil
+}
+
+// holdBefore stops the member before step when told to (tests), until ctx ends.
+func (m *member) holdBefore(ctx context.Context, step string) error {
+	if mis := m.opts.misbehave; mis != nil && mis.hold == step {
+		m.sends.Wait() // what it sent before has arrived: it stops between two steps
+		m.log.Warn("ceremony: holding before " + step)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Result is a member's outcome of a completed ceremony.
@@ -482,6 +535,9 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	m.log.Info("ceremony: dealing", "joined", len(present), "absent", excludedIndices(excluded))
 
 	// 2. The DKG (or the resharing) among the participants present.
+	if err := m.holdBefore(ctx, "deal"); err != nil {
+		return nil, err
+	}
 	conf := &kdkg.Config{Suite: suite{}, Longterm: m.id.secret, Threshold: t, Nonce: session, Auth: m.auth, FastSync: true}
 	for _, p := range present {
 		pt, err := pointOfKey(p.identity)
@@ -616,6 +672,9 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 		qualIdx = append(qualIdx, p.NewIndex)
 	}
 	cb, _ := json.Marshal(confirm{Group: groupBytes, Members: qualIdx, Transcript: result.Transcript[:]})
+	if err := m.holdBefore(ctx, "confirm"); err != nil {
+		return nil, err
+	}
 	m.broadcast(ctx, present, kindConfirm, cb)
 	m.log.Info("ceremony: confirming", "group", group.Hash().String(), "transcript", fmt.Sprintf("%x", result.Transcript))
 	if err := m.confirmed(ctx, qualified, cb); err != nil {

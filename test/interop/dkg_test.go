@@ -2,7 +2,6 @@ package interop
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +59,15 @@ type dkgMember struct {
 // it returns each member's output, by index.
 func runCeremony(t *testing.T, n, th int) ([]*dkgMember, map[int]ceremonyOutput) {
 	t.Helper()
+	members, ceremony := newCeremony(t, n, th)
+	return members, runMembers(t, ceremony, members, nil)
+}
+
+// newCeremony makes n members (identities made with `signatory threshold identity`, files, a
+// signer daemon not started) and their ceremony config with threshold th; it returns them and the
+// config's path.
+func newCeremony(t *testing.T, n, th int) ([]*dkgMember, string) {
+	t.Helper()
 	bin := testdaemon.Binary(t)
 	var members []*dkgMember
 	var cfg strings.Builder
@@ -84,46 +93,99 @@ func runCeremony(t *testing.T, n, th int) ([]*dkgMember, map[int]ceremonyOutput)
 	if err := os.WriteFile(ceremony, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return members, runMembers(t, ceremony, members, nil)
+	return members, ceremony
+}
+
+// memberProc is one `signatory threshold dkg` process.
+type memberProc struct {
+	m      *dkgMember
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+func (p *memberProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.Write(b)
+}
+
+func (p *memberProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// startMember starts member m's part in the ceremony, with extra flags.
+func startMember(t *testing.T, ceremony string, m *dkgMember, extra ...string) *memberProc {
+	t.Helper()
+	args := append([]string{"threshold", "dkg", "--ceremony", ceremony, "--identity", filepath.Join(m.dir, "identity"), "--secret-keys", m.secretKeys, "--json"}, extra...)
+	p := &memberProc{m: m, cmd: exec.Command(testdaemon.Binary(t), args...), done: make(chan struct{})}
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = p
+	testdaemon.DieWithTest(p.cmd)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	return p
+}
+
+// result waits for the process and returns its output, or its error with its log.
+func (p *memberProc) result(t *testing.T) (ceremonyOutput, error) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("member %d still running after 5 minutes:\n%s", p.m.index, p.log())
+	}
+	var o ceremonyOutput
+	if p.err != nil {
+		return o, fmt.Errorf("%w\n%s", p.err, p.log())
+	}
+	return o, json.Unmarshal(p.stdout.Bytes(), &o)
+}
+
+// waitLog waits until the member's log holds s (a bound against a hang, not a measure).
+func (p *memberProc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	testdaemon.Eventually(t, 2*time.Minute, fmt.Sprintf("member %d logs %q", p.m.index, s), func() error {
+		if strings.Contains(p.log(), s) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("member %d exited before logging %q:\n%s", p.m.index, s, p.log())
+		default:
+		}
+		return fmt.Errorf("not yet")
+	})
 }
 
 // runMembers runs `signatory threshold dkg` for every member at once, with the ceremony config
 // and each member's own files, plus extra(member)'s flags; it returns each member's output, by
-// index.
+// index, and fails the test if one fails.
 func runMembers(t *testing.T, ceremony string, members []*dkgMember, extra func(*dkgMember) []string) map[int]ceremonyOutput {
 	t.Helper()
-	bin := testdaemon.Binary(t)
-	outs := map[int]ceremonyOutput{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var procs []*memberProc
 	for _, m := range members {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			args := []string{"threshold", "dkg", "--ceremony", ceremony, "--identity", filepath.Join(m.dir, "identity"), "--secret-keys", m.secretKeys, "--json"}
-			if extra != nil {
-				args = append(args, extra(m)...)
-			}
-			cmd := exec.CommandContext(ctx, bin, args...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			testdaemon.DieWithTest(cmd)
-			out, err := cmd.Output()
-			var o ceremonyOutput
-			if err == nil {
-				err = json.Unmarshal(out, &o)
-			}
-			if err != nil {
-				t.Errorf("member %d: %v\n%s%s", m.index, err, out, stderr.String())
-			}
-			mu.Lock()
-			outs[m.index] = o
-			mu.Unlock()
-		})
+		var args []string
+		if extra != nil {
+			args = extra(m)
+		}
+		procs = append(procs, startMember(t, ceremony, m, args...))
 	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	outs := map[int]ceremonyOutput{}
+	for _, p := range procs {
+		o, err := p.result(t)
+		if err != nil {
+			t.Fatalf("member %d: %v", p.m.index, err)
+		}
+		outs[p.m.index] = o
 	}
 	return outs
 }
@@ -367,4 +429,142 @@ func readShareFile(t *testing.T, path string) []crypt.PrivateKey {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// noShare fails the test if member m's secret_keys file exists.
+func noShare(t *testing.T, m *dkgMember) {
+	t.Helper()
+	if _, err := os.Stat(m.secretKeys); !os.IsNotExist(err) {
+		t.Fatalf("member %d wrote %s (%v) although its ceremony failed", m.index, m.secretKeys, err)
+	}
+}
+
+// TestDKGCheatersProcesses: in a ceremony of 5 processes (threshold 3), a member whose deal to
+// member 2 does not match its commitments (and which does not answer the complaint) and a member
+// that joins and then sends nothing are left out and named by every other member, which form the
+// group; the two get no share. With 2 cheaters of 3 members (threshold 2), the honest member
+// aborts and writes nothing.
+func TestDKGCheatersProcesses(t *testing.T) {
+	t.Run("excluded", func(t *testing.T) {
+		members, ceremony := newCeremony(t, 5, 3)
+		var procs []*memberProc
+		for _, m := range members {
+			args := []string{"--phase-timeout", "5s"}
+			switch m.index {
+			case 4:
+				args = append(args, "--misbehave", "bad-deal-to=2;no-justification")
+			case 5:
+				args = append(args, "--misbehave", "silent")
+			}
+			procs = append(procs, startMember(t, ceremony, m, args...))
+		}
+		var first *ceremonyOutput
+		for _, p := range procs {
+			o, err := p.result(t)
+			if p.m.index >= 4 {
+				if err == nil {
+					t.Fatalf("cheating member %d got a share", p.m.index)
+				}
+				noShare(t, p.m)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("member %d: %v", p.m.index, err)
+			}
+			if len(o.Excluded) != 2 || o.Excluded[0].Index != 4 || o.Excluded[1].Index != 5 || len(o.Members) != 3 {
+				t.Fatalf("member %d: excluded %v, members %v", p.m.index, o.Excluded, o.Members)
+			}
+			if first == nil {
+				first = &o
+			} else if o.GroupPublicKey != first.GroupPublicKey || o.Transcript != first.Transcript {
+				t.Fatalf("member %d reports another outcome", p.m.index)
+			}
+			if len(readShareFile(t, p.m.secretKeys)) != 1 {
+				t.Fatalf("member %d's share file", p.m.index)
+			}
+		}
+	})
+	t.Run("too many", func(t *testing.T) {
+		members, ceremony := newCeremony(t, 3, 2)
+		var procs []*memberProc
+		for _, m := range members {
+			args := []string{"--phase-timeout", "3s"}
+			switch m.index {
+			case 2:
+				args = append(args, "--misbehave", "bad-deal-to=1,3;no-justification")
+			case 3:
+				args = append(args, "--misbehave", "bad-deal-to=1,2;no-justification")
+			}
+			procs = append(procs, startMember(t, ceremony, m, args...))
+		}
+		for _, p := range procs {
+			if _, err := p.result(t); err == nil && p.m.index == 1 {
+				t.Fatal("the honest member got a share among two cheaters")
+			}
+		}
+		noShare(t, members[0])
+	})
+}
+
+// TestDKGKilledProcesses: kill -9 of a member of a 2-of-3 ceremony at each step.
+//   - Before dealing (it has joined): the two others form the group without it and name it.
+//   - Before confirming (it holds the outcome): the others abort, nothing is written anywhere,
+//     and the same ceremony run again succeeds.
+//   - After every confirmation, before writing its share: the others complete; it has no share
+//     (as if its disk had failed then: the group stands with the others' shares).
+func TestDKGKilledProcesses(t *testing.T) {
+	for _, step := range []string{"deal", "confirm", "write"} {
+		t.Run(step, func(t *testing.T) {
+			members, ceremony := newCeremony(t, 3, 2)
+			var procs []*memberProc
+			for _, m := range members {
+				args := []string{"--phase-timeout", "5s"}
+				if m.index == 2 {
+					args = append(args, "--misbehave", "hold="+step)
+				}
+				procs = append(procs, startMember(t, ceremony, m, args...))
+			}
+			procs[1].waitLog(t, "ceremony: holding before "+step)
+			if err := procs[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-procs[1].done
+			noShare(t, members[1])
+			outs := map[int]ceremonyOutput{}
+			for _, p := range []*memberProc{procs[0], procs[2]} {
+				o, err := p.result(t)
+				if step == "confirm" {
+					if err == nil {
+						t.Fatalf("member %d completed although member 2 never confirmed", p.m.index)
+					}
+					noShare(t, p.m)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("member %d: %v", p.m.index, err)
+				}
+				outs[p.m.index] = o
+			}
+			switch step {
+			case "deal":
+				for i, o := range outs {
+					if len(o.Excluded) != 1 || o.Excluded[0].Index != 2 || len(o.Members) != 2 {
+						t.Fatalf("member %d: excluded %v, members %v", i, o.Excluded, o.Members)
+					}
+				}
+			case "write":
+				for i, o := range outs {
+					if len(o.Excluded) != 0 || len(o.Members) != 3 {
+						t.Fatalf("member %d: excluded %v, members %v", i, o.Excluded, o.Members)
+					}
+				}
+			case "confirm":
+				// Run again, everyone honest: it succeeds.
+				again := runMembers(t, ceremony, members, nil)
+				if again[1].GroupPublicKey != again[2].GroupPublicKey || again[2].Transcript != again[3].Transcript {
+					t.Fatal("the rerun's members disagree")
+				}
+			}
+		})
+	}
 }
