@@ -337,7 +337,7 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 		if m.Index == res.Index {
 			me = "  (this member)"
 		}
-		fmt.Fprintf(w, "Member %d share key: %s%s\n", m.Index, m.PKH, me)
+		fmt.Fprintf(w, "Member %d share key: %s %s%s\n", m.Index, m.PKH, m.PublicKey, me)
 	}
 	for _, e := range out.Excluded {
 		fmt.Fprintf(w, "Member %d left out: %s\n", e.Index, e.Reason)

@@ -71,6 +71,57 @@ func TestThresholdWalkthrough(t *testing.T) {
 	verifyWithTaquito(t, nodeBin, pk, items)
 }
 
+// TestDKGWalkthrough runs docs/threshold.md's key-generation walkthrough,
+// examples/threshold/dkg-walkthrough.sh, as an operator would (bash, curl and the signatory
+// binary): three members generate a key with no dealer, a coordinator signs with it, the key is
+// reshared to four members and then one member is replaced, and the script checks that the group
+// key and its proof of possession never change and that each generation signs. This test also
+// has Taquito verify the proof and the three attestations against the group key.
+func TestDKGWalkthrough(t *testing.T) {
+	nodeBin := requireNode(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		testdaemon.Unavailable(t, "curl is not in PATH")
+	}
+	bin := testdaemon.Binary(t)
+	port := freePorts(t, 26)
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "examples/threshold/dkg-walkthrough.sh")
+	cmd.Dir = "../.."
+	cmd.Env = append(cmd.Environ(), "SIGNATORY="+bin, "WORK="+t.TempDir(), "PORT="+strconv.Itoa(port))
+	out, err := testdaemon.RunTool(cmd)
+	text := string(out)
+	t.Logf("walkthrough:\n%s", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "dkg walkthrough OK") {
+		t.Fatal("the walkthrough did not finish")
+	}
+	field := func(label, name string) string {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(label) + `: (\{.*?\})`).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("no %q line", label)
+		}
+		var body map[string]string
+		if err := json.Unmarshal([]byte(m[1]), &body); err != nil || body[name] == "" {
+			t.Fatalf("%s: %q (%v)", label, m[1], err)
+		}
+		return body[name]
+	}
+	pk := field("public key", "public_key")
+	pub, err := tezos.ParsePublicKey(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mainnet = "7a06a770"
+	items := []signed{{Msg: hex.EncodeToString((*minpk.PublicKey)(pub.(*crypt.BLSPublicKey)).Bytes()), Sig: field("proof of possession", "bls_prove_possession"), PoP: true}}
+	for level, label := range map[int32]string{1: "level 1", 2: "level 2, four members", 3: "level 3, member 2 replaced"} {
+		items = append(items, signed{Msg: testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, mainnet, level, 0, 1), Sig: field(label, "signature")})
+	}
+	verifyWithTaquito(t, nodeBin, pk, items)
+}
+
 // freePorts returns the first of n consecutive loopback ports, below the ephemeral range (so no
 // other test's port 0 can take one of them meanwhile), that were all free just now.
 func freePorts(t *testing.T, n int) int {
