@@ -29,7 +29,7 @@ type group struct {
 	keys []*crypt.BLSPrivateKey
 }
 
-func newGroup(t *testing.T, n, th int) *group {
+func newGroup(t testing.TB, n, th int) *group {
 	t.Helper()
 	g := &group{c: &Ceremony{Name: t.Name(), Threshold: th}}
 	for i := 1; i <= n; i++ {
@@ -62,7 +62,7 @@ type outcome struct {
 
 // run runs every member at once (misbehave: index → how that member cheats) and returns each
 // one's outcome, by index.
-func (g *group) run(t *testing.T, phase time.Duration, misbehave map[int]*misbehaviour) map[int]outcome {
+func (g *group) run(t testing.TB, phase time.Duration, misbehave map[int]*misbehaviour) map[int]outcome {
 	t.Helper()
 	out := map[int]outcome{}
 	var mu sync.Mutex

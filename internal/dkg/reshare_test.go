@@ -19,7 +19,7 @@ type party struct {
 	share *crypt.BLSPrivateKey // nil before its first ceremony
 }
 
-func newParties(t *testing.T, n int) []*party {
+func newParties(t testing.TB, n int) []*party {
 	t.Helper()
 	var out []*party
 	for range n {
@@ -39,7 +39,7 @@ func newParties(t *testing.T, n int) []*party {
 // ceremonyRun runs a ceremony: the new group is newIdx (index → party), with threshold th; with
 // prev set, a resharing of prev's group from the parties at prevIdx (index → party, each holding
 // its share). Every party gets a fresh listener. It returns each party's outcome, by identity.
-func ceremonyRun(t *testing.T, th int, newIdx map[int]*party, prev *Result, prevIdx map[int]*party) map[*party]outcome {
+func ceremonyRun(t testing.TB, th int, newIdx map[int]*party, prev *Result, prevIdx map[int]*party) map[*party]outcome {
 	t.Helper()
 	c := &Ceremony{Name: t.Name() + fmt.Sprint(time.Now().UnixNano()), Threshold: th}
 	lns := map[*party]net.Listener{}

@@ -81,7 +81,7 @@ type LimitsConfig struct {
 func parseLimits(c *LimitsConfig, node *yaml.Node) (*Limits, error) {
 	l := &Limits{}
 	line := func(key string) int {
-		if v := valueOf(node, key); v != nil {
+		if _, v := entry(node, key); v != nil {
 			return v.Line
 		}
 		return node.Line
@@ -159,16 +159,15 @@ func validAddress(s string, originated bool) bool {
 	return err == nil
 }
 
-func valueOf(node *yaml.Node, key string) *yaml.Node {
-	if node == nil || node.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		if node.Content[i].Value == key {
-			return node.Content[i+1]
+// entry returns the key and value nodes of key in node, a mapping (nil, nil when absent). Its
+// callers pass nodes that decoded into a struct: a mapping, or an alias (no Content: absent).
+func entry(node *yaml.Node, key string) (k, v *yaml.Node) {
+	for pair := range slices.Chunk(node.Content, 2) {
+		if len(pair) == 2 && pair[0].Value == key {
+			return pair[0], pair[1]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // BurnPerByte is the protocol's cost of a byte of storage (cost_per_byte, 250 mutez).
@@ -257,15 +256,13 @@ func (l *Limits) CheckContents(contents []request.Content) error {
 	return nil
 }
 
+// tez prints an amount of mutez (a natural, of any size) in tez, as watermark.FormatTez does.
 func tez(m *big.Int) string {
-	if m.BitLen() > 62 {
-		q, r := new(big.Int).QuoRem(m, big.NewInt(1_000_000), new(big.Int))
-		if r.Sign() == 0 {
-			return q.String()
-		}
-		return q.String() + "." + strings.TrimRight(fmt.Sprintf("%06d", r.Int64()), "0")
+	q, r := new(big.Int).QuoRem(m, big.NewInt(1_000_000), new(big.Int))
+	if r.Sign() == 0 {
+		return q.String()
 	}
-	return watermark.FormatTez(m.Int64())
+	return q.String() + "." + strings.TrimRight(fmt.Sprintf("%06d", r.Int64()), "0")
 }
 
 // Summary lists the limits in config words, for `decode --key` and `limits show`.

@@ -5,7 +5,6 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -234,8 +233,8 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 			}
 		}
 	}
-	sort.Slice(p.Requests, func(i, j int) bool { return p.Requests[i] < p.Requests[j] })
-	sort.Strings(p.Ops)
+	slices.Sort(p.Requests)
+	slices.Sort(p.Ops)
 	for _, chain := range c.AllowedChains {
 		if _, err := tezos.ParseChainID(chain); err != nil {
 			return nil, nil, fmt.Errorf("allowed_chains: %w", err)
@@ -250,7 +249,7 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		p.AuthorizedKeys = append(p.AuthorizedKeys, pub.Hash().String())
 	}
 	if c.Limits != nil {
-		limitsNode := valueOf(node, "limits")
+		_, limitsNode := entry(node, "limits")
 		if p.Limits, err = parseLimits(c.Limits, limitsNode); err != nil {
 			return nil, nil, err
 		}
@@ -283,26 +282,17 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 	return p, warnings, nil
 }
 
-// keyLine is the line of key in the mapping node.
+// keyLine is the line of key in the mapping node (the node's when absent).
 func keyLine(node *yaml.Node, key string) int {
-	for i := 0; node.Kind == yaml.MappingNode && i+1 < len(node.Content); i += 2 {
-		if node.Content[i].Value == key {
-			return node.Content[i].Line
-		}
+	if k, _ := entry(node, key); k != nil {
+		return k.Line
 	}
 	return node.Line
 }
 
 func hasKey(node *yaml.Node, key string) bool {
-	if node.Kind != yaml.MappingNode {
-		return false
-	}
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		if node.Content[i].Value == key {
-			return true
-		}
-	}
-	return false
+	k, _ := entry(node, key)
+	return k != nil
 }
 
 func kindList() string {
