@@ -1,12 +1,14 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,5 +134,54 @@ func TestPossessionRules(t *testing.T) {
 	s = newSigner(base(), true)
 	if _, err := s.ProvePossession(ctx, &PossessionRequest{PKH: pkh}); fault.Status(err) != 403 {
 		t.Fatalf("the hook refuses: %v", err)
+	}
+}
+
+// TestNoHeadOfLineAcrossLevels: an attestation stuck at the vault (a slow HSM, a threshold member
+// that does not answer) does not hold up the next level's: level 11 is signed while level 10 is
+// still at the vault; when level 10's signature comes back, the mark is already past it, so it is
+// refused and never leaves. Requests for one level still take turns: a second request for level
+// 12's bytes while the first is at the vault gets the stored signature, and the vault is asked once.
+func TestNoHeadOfLineAcrossLevels(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.P256, "slow", nil)
+	stuck := attestationAt(10)
+	entered := make(chan struct{})
+	var once sync.Once
+	f.key.holdIf = func(msg []byte) bool { return bytes.Equal(msg, stuck) }
+	f.key.cancel = func() { once.Do(func() { close(entered) }) }
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.sign(context.Background(), stuck)
+		first <- err
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang
+	defer cancel()
+	if _, err := f.sign(ctx, attestationAt(11)); err != nil {
+		t.Fatalf("level 11 while level 10 is at the vault: %v", err)
+	}
+	close(f.key.release)
+	if err := <-first; fault.Status(err) != 409 {
+		t.Fatalf("level 10, back from the vault after level 11 was signed: %v", err)
+	}
+
+	// One level: identical requests at once ask the vault once.
+	f.key.calls.Store(0)
+	var wg sync.WaitGroup
+	sigs := make([]string, 4)
+	for i := range sigs {
+		wg.Go(func() {
+			sig, err := f.sign(context.Background(), attestationAt(12))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sigs[i] = sig.String()
+		})
+	}
+	wg.Wait()
+	if n := f.key.calls.Load(); n != 1 || sigs[0] != sigs[1] || sigs[0] != sigs[3] {
+		t.Fatalf("identical requests: %d vault calls, signatures %v", n, sigs)
 	}
 }

@@ -488,12 +488,12 @@ func (s *Signer) countGeneric(req *request.Request) {
 // process, and the slot as it was: a retry is safe.
 func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request) (crypt.Signature, error) {
 	wk := watermark.Key{Chain: req.ChainID(), PKH: r.PKH, Class: req.Class()}
-	unlock, err := s.slots.lock(ctx, wk)
+	mark := req.Mark()
+	unlock, err := s.slots.lock(ctx, slotKey{wk, mark.Level, mark.Round})
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	mark := req.Mark()
 	backend := s.cfg.Store.Name()
 	start := time.Now()
 	stored, ok, err := s.cfg.Store.Load(ctx, wk)

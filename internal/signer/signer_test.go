@@ -34,9 +34,10 @@ import (
 // vault.CheckedSigner: its signatures take the verification path of HSM and KMS keys.
 type fakeKey struct {
 	soft    *vault.SoftwareKey
-	mode    string        // "" ok, "error", "wrong", "highS", "slow"
-	release chan struct{} // for "slow": Sign waits for it or for ctx
-	cancel  func()        // for "slow": called once Sign is entered (the client gives up)
+	mode    string            // "" ok, "error", "wrong", "highS", "slow"
+	release chan struct{}     // for "slow": Sign waits for it or for ctx
+	cancel  func()            // for "slow": called once Sign is entered (the client gives up)
+	holdIf  func([]byte) bool // for "slow": only these messages wait (nil: all)
 	calls   atomic.Int32
 }
 
@@ -52,6 +53,9 @@ func (k *fakeKey) Sign(ctx context.Context, msg []byte, d *[32]byte, o vault.Sig
 		var other [32]byte
 		return k.soft.Sign(ctx, msg, &other, o)
 	case "slow":
+		if k.holdIf != nil && !k.holdIf(msg) {
+			break
+		}
 		if k.cancel != nil {
 			k.cancel()
 		}

@@ -8,13 +8,24 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
-// slotLocks reserves watermark slots in this process: one request per (chain, key, class) at a
-// time, so that concurrent identical requests ask the vault once and the others get the stored
-// signature. Entries live only while held or awaited, so the map is bounded by the requests in
-// flight, whatever chain ids clients send.
+// slotLocks reserves watermark slots in this process: one request per (chain, key, class, level,
+// round) at a time, so that concurrent identical requests ask the vault once and the others get
+// the stored signature, and a request for another byte string of the same slot waits to be
+// refused. Requests for different levels or rounds do not wait for each other: one stuck at the
+// vault (a slow HSM, a threshold member that does not answer) never holds up the next level. The
+// store decides between them, as it does between processes: a mark only rises, so a lower
+// request that finishes after a higher one is refused and its signature never leaves. Entries
+// live only while held or awaited, so the map is bounded by the requests in flight, whatever
+// chain ids clients send.
 type slotLocks struct {
 	mu sync.Mutex
-	m  map[watermark.Key]*slotLock
+	m  map[slotKey]*slotLock
+}
+
+// slotKey is one slot: a watermark key at one level and round.
+type slotKey struct {
+	watermark.Key
+	level, round int32
 }
 
 type slotLock struct {
@@ -24,10 +35,10 @@ type slotLock struct {
 
 // lock takes k's slot and returns its release. It gives up when ctx ends (the client left or the
 // request timed out while another request for the slot was at the vault).
-func (l *slotLocks) lock(ctx context.Context, k watermark.Key) (unlock func(), err error) {
+func (l *slotLocks) lock(ctx context.Context, k slotKey) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.m == nil {
-		l.m = map[watermark.Key]*slotLock{}
+		l.m = map[slotKey]*slotLock{}
 	}
 	e := l.m[k]
 	if e == nil {

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tz "github.com/ecadlabs/gotez/v2"
@@ -379,6 +380,8 @@ type partial struct {
 	err    error
 	public string // what a client may be told: no address, no member's own words
 	local  bool   // the coordinator failed before asking (authentication_key)
+	// notWaited: the outcome was decided before this member answered, and its request was cut.
+	notWaited bool
 }
 
 // Sign implements vault.Key: the same bytes to every member at once; the first t partial
@@ -431,26 +434,43 @@ func (v *Vault) authentication(ctx context.Context, m *member, message []byte) (
 }
 
 // gather asks every member at once (ask), records each answer in the member metrics, and
-// combines the first t valid partials; with fewer, it explains why (tooFew). The members still
-// working when t partials are in are not waited for.
+// combines the first t valid partials; with fewer, it explains why (tooFew). It answers as soon
+// as the outcome is decided: the members still working when t partials are in are not waited
+// for, nor are they once too many have refused for t to be reached (a slow or frozen member
+// never holds up an answer that cannot change).
 func (v *Vault) gather(ctx context.Context, ask func(context.Context, *member) partial) (crypt.Signature, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.timeout)
 	defer cancel()
+	var decided atomic.Bool // set when this returns: a request cut short then was not waited for
+	defer decided.Store(true)
 	results := make(chan partial, len(v.members))
 	for _, m := range v.members {
 		go func() {
 			start := time.Now()
 			p := ask(ctx, m)
+			p.notWaited = p.sig == nil && ctx.Err() != nil && decided.Load()
 			v.metrics.observe(v.name, p, time.Since(start))
 			results <- p
 		}()
 	}
 	good := map[int]*crypt.BLSSignature{}
+	answered := map[int]bool{}
 	var refusals []partial
-	for range v.members {
+	for pending := len(v.members); pending > 0; pending-- {
 		p := <-results
+		answered[p.index] = true
 		if p.err != nil || p.sig == nil {
 			refusals = append(refusals, p)
+			if len(good)+pending-1 < v.t {
+				// t can no longer be reached: the members still working are named, not waited for.
+				for _, m := range v.members {
+					if !answered[m.index] {
+						refusals = append(refusals, partial{index: m.index, err: fmt.Errorf("member %d: no answer yet", m.index),
+							public: fmt.Sprintf("member %d not answered yet", m.index)})
+					}
+				}
+				break
+			}
 			continue
 		}
 		good[p.index] = p.sig
@@ -597,6 +617,8 @@ func (m *memberMetrics) observe(vaultName string, p partial, d time.Duration) {
 	result := "signed"
 	switch {
 	case p.sig != nil:
+	case p.notWaited:
+		result = "not_waited"
 	case p.status != 0:
 		result = "refused"
 	case p.local:
