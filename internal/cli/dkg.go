@@ -17,6 +17,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/dkg"
 	"github.com/signatory-go/signatory/internal/durable"
+	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -102,7 +103,7 @@ type thresholdVaultMember struct {
 func newThresholdDKG(g *globals) *cobra.Command {
 	var ceremonyPath, identityPath, secretKeys, alias, oldAlias, passwordFile string
 	var wait, phase time.Duration
-	var misbehave string
+	var misbehave, metricsFile string
 	cmd := &cobra.Command{
 		Use:   "dkg",
 		Short: "Take part in a key-generation ceremony: a threshold tz4 key no machine ever holds whole",
@@ -170,6 +171,16 @@ coordinator's threshold vault config.`,
 				return fmt.Errorf("%s already holds a key named %q: choose another --alias", secretKeys, alias)
 			}
 			opts := dkg.Options{Wait: wait, PhaseTimeout: phase, Log: g.logger()}
+			var cm *metrics.Ceremony
+			if metricsFile != "" {
+				cm = metrics.NewCeremony(c.Name)
+				opts.OnPhase = func(p string) {
+					cm.Phase(p)
+					if err := cm.WriteTo(metricsFile); err != nil {
+						g.logger().Warn("cannot write the ceremony's metrics", "file", metricsFile, "error", err)
+					}
+				}
+			}
 			holdWrite := false
 			if misbehave != "" {
 				spec, hold := strings.CutSuffix(misbehave, ";hold=write")
@@ -190,7 +201,17 @@ coordinator's threshold vault config.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			started := time.Now()
 			res, err := dkg.Run(ctx, c, id, opts)
+			if cm != nil {
+				cm.Ended(time.Since(started))
+				if res != nil {
+					cm.Outcome(len(res.Members), len(res.Excluded), len(res.Complaints))
+				}
+				if werr := cm.WriteTo(metricsFile); werr != nil {
+					g.logger().Warn("cannot write the ceremony's metrics", "file", metricsFile, "error", werr)
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("ceremony %q aborted, nothing written: %w", c.Name, err)
 			}
@@ -230,6 +251,7 @@ coordinator's threshold vault config.`,
 	f.StringVar(&passwordFile, "password-file", "", "encrypt the share with the password in this file (and decrypt the --old-alias share)")
 	f.DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the other members to join")
 	f.DurationVar(&phase, "phase-timeout", 30*time.Second, "how long each phase waits for a silent member")
+	f.StringVar(&metricsFile, "metrics-file", "", "write the ceremony's metrics (phase, members, left out, complaints, duration) to this file at every step, for node_exporter's textfile collector")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
 	// For tests of the ceremony's failure handling: this member cheats or stops (see
 	// dkg.Options.Misbehave; "hold=write" stops after the confirmations, before writing).

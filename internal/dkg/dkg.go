@@ -41,6 +41,9 @@ type Options struct {
 	Log *slog.Logger
 	// Client sends the member's messages (default: a client with a 10 s timeout).
 	Client *http.Client
+	// OnPhase, when set, is told each step as the member enters it: "join", "deal", "confirm",
+	// then "complete" or "aborted" (for metrics).
+	OnPhase func(phase string)
 
 	// OldShare is this member's share of the previous group, in a resharing.
 	OldShare *crypt.BLSPrivateKey
@@ -327,11 +330,19 @@ func Run(ctx context.Context, c *Ceremony, id *Identity, opts Options) (*Result,
 	res, err := m.run(ctx)
 	if err != nil {
 		res = nil
-		m.log.Error("ceremony aborted: nothing written", "error", err)
+		m.phase("aborted")
+		m.log.Error("ceremony aborted: nothing written", "error", err, "duration", time.Since(start))
 		return nil, err
 	}
 	res.Duration = time.Since(start)
+	m.phase("complete")
 	return res, nil
+}
+
+func (m *member) phase(p string) {
+	if m.opts.OnPhase != nil {
+		m.opts.OnPhase(p)
+	}
 }
 
 func (m *member) participant(id int) (*participant, bool) {
@@ -487,6 +498,7 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 
 	// 1. Join: each participant sends the others a fresh random value; the run's nonce is the
 	// hash of all of them, so no message of an earlier run can be replayed into this one.
+	m.phase("join")
 	m.log.Info("ceremony: waiting for the other participants", "participants", len(m.all), "threshold", t, "resharing", prev != nil)
 	var mine [32]byte
 	if _, err := rand.Read(mine[:]); err != nil {
@@ -538,6 +550,7 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	if err := m.holdBefore(ctx, "deal"); err != nil {
 		return nil, err
 	}
+	m.phase("deal")
 	conf := &kdkg.Config{Suite: suite{}, Longterm: m.id.secret, Threshold: t, Nonce: session, Auth: m.auth, FastSync: true}
 	for _, p := range present {
 		pt, err := pointOfKey(p.identity)
@@ -675,6 +688,7 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 	if err := m.holdBefore(ctx, "confirm"); err != nil {
 		return nil, err
 	}
+	m.phase("confirm")
 	m.broadcast(ctx, present, kindConfirm, cb)
 	m.log.Info("ceremony: confirming", "group", group.Hash().String(), "transcript", fmt.Sprintf("%x", result.Transcript))
 	if err := m.confirmed(ctx, qualified, cb); err != nil {
@@ -721,6 +735,7 @@ func (m *member) confirmed(ctx context.Context, from []*participant, want []byte
 // answered complaints); it waits for every new member present to confirm the same outcome, with
 // the group key unchanged, and returns a Result without a share.
 func (m *member) leave(ctx context.Context, proto *kdkg.Protocol, b *board, present []*participant) (*Result, error) {
+	m.phase("confirm")
 	var newMembers []*participant
 	for _, p := range present {
 		if p.NewIndex != 0 {

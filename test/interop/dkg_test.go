@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -448,9 +449,12 @@ func TestDKGCheatersProcesses(t *testing.T) {
 	t.Run("excluded", func(t *testing.T) {
 		members, ceremony := newCeremony(t, 5, 3)
 		var procs []*memberProc
+		metricsFile := filepath.Join(t.TempDir(), "dkg.prom")
 		for _, m := range members {
 			args := []string{"--phase-timeout", "5s"}
 			switch m.index {
+			case 1:
+				args = append(args, "--metrics-file", metricsFile)
 			case 4:
 				args = append(args, "--misbehave", "bad-deal-to=2;no-justification")
 			case 5:
@@ -483,6 +487,10 @@ func TestDKGCheatersProcesses(t *testing.T) {
 				t.Fatalf("member %d's share file", p.m.index)
 			}
 		}
+		// Member 1's metrics file: the last step, the group's size, who was left out, the
+		// complaint.
+		checkMetrics(t, metricsFile, `phase="complete"} 1\n`, `phase="aborted"} 0\n`, `signatory_dkg_members{ceremony="[^"]+"} 3\n`,
+			`signatory_dkg_excluded_members{ceremony="[^"]+"} 2\n`, `signatory_dkg_complaints{ceremony="[^"]+"} [1-9]`, `signatory_dkg_duration_seconds{ceremony="[^"]+"} [0-9]`)
 	})
 	t.Run("too many", func(t *testing.T) {
 		members, ceremony := newCeremony(t, 3, 2)
@@ -522,6 +530,9 @@ func TestDKGKilledProcesses(t *testing.T) {
 				if m.index == 2 {
 					args = append(args, "--misbehave", "hold="+step)
 				}
+				if m.index == 1 {
+					args = append(args, "--metrics-file", filepath.Join(m.dir, "dkg.prom"))
+				}
 				procs = append(procs, startMember(t, ceremony, m, args...))
 			}
 			procs[1].waitLog(t, "ceremony: holding before "+step)
@@ -559,6 +570,7 @@ func TestDKGKilledProcesses(t *testing.T) {
 					}
 				}
 			case "confirm":
+				checkMetrics(t, filepath.Join(members[0].dir, "dkg.prom"), `phase="aborted"} 1\n`, `phase="complete"} 0\n`)
 				// Run again, everyone honest: it succeeds.
 				again := runMembers(t, ceremony, members, nil)
 				if again[1].GroupPublicKey != again[2].GroupPublicKey || again[2].Transcript != again[3].Transcript {
@@ -566,5 +578,19 @@ func TestDKGKilledProcesses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkMetrics fails the test unless the metrics file matches each of want (regular expressions).
+func checkMetrics(t *testing.T, path string, want ...string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(w).Match(b) {
+			t.Fatalf("the metrics file has no %q:\n%s", w, b)
+		}
 	}
 }
