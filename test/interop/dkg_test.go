@@ -72,6 +72,8 @@ func newCeremony(t *testing.T, n, th int) ([]*dkgMember, string) {
 	bin := testdaemon.Binary(t)
 	var members []*dkgMember
 	var cfg strings.Builder
+	// Ceremony ports below the ephemeral range, so that no other test's port 0 takes one.
+	base := freePorts(t, n)
 	fmt.Fprintf(&cfg, "name: %s\nthreshold: %d\nmembers:\n", strings.ReplaceAll(t.Name(), "/", "-"), th)
 	for i := 1; i <= n; i++ {
 		m := &dkgMember{index: i, dir: t.TempDir()}
@@ -87,7 +89,7 @@ func newCeremony(t *testing.T, n, th int) ([]*dkgMember, string) {
 		m.identity = id.Identity
 		m.daemon = testdaemon.New(t)
 		m.daemon.Name = fmt.Sprintf("member-%d", i)
-		fmt.Fprintf(&cfg, "  - {index: %d, identity: %s, address: %s, url: http://%s}\n", i, m.identity, testdaemon.FreeAddr(t), m.daemon.Addr)
+		fmt.Fprintf(&cfg, "  - {index: %d, identity: %s, address: 127.0.0.1:%d, url: http://%s}\n", i, m.identity, base+i-1, m.daemon.Addr)
 		members = append(members, m)
 	}
 	ceremony := filepath.Join(t.TempDir(), "ceremony.yaml")
@@ -345,11 +347,12 @@ func TestDKGReshareProcesses(t *testing.T) {
 	m4.daemon = testdaemon.New(t)
 	m4.daemon.Name = "member-4"
 	all := append(append([]*dkgMember{}, members...), m4)
+	base := freePorts(t, len(all))
 	addrs := map[int]string{}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "name: reshare\nthreshold: 3\nmembers:\n")
 	for _, m := range all {
-		addrs[m.index] = testdaemon.FreeAddr(t)
+		addrs[m.index] = fmt.Sprintf("127.0.0.1:%d", base+m.index-1)
 		fmt.Fprintf(&cfg, "  - {index: %d, identity: %s, address: %s, url: http://%s}\n", m.index, m.identity, addrs[m.index], m.daemon.Addr)
 	}
 	fmt.Fprintf(&cfg, "previous:\n  public_key: %s\n  threshold: 2\n  members:\n", first.GroupPublicKey)
@@ -451,7 +454,7 @@ func TestDKGCheatersProcesses(t *testing.T) {
 		var procs []*memberProc
 		metricsFile := filepath.Join(t.TempDir(), "dkg.prom")
 		for _, m := range members {
-			args := []string{"--phase-timeout", "5s"}
+			args := []string{"--phase-timeout", "10s"}
 			switch m.index {
 			case 1:
 				args = append(args, "--metrics-file", metricsFile)
@@ -496,7 +499,7 @@ func TestDKGCheatersProcesses(t *testing.T) {
 		members, ceremony := newCeremony(t, 3, 2)
 		var procs []*memberProc
 		for _, m := range members {
-			args := []string{"--phase-timeout", "3s"}
+			args := []string{"--phase-timeout", "10s"}
 			switch m.index {
 			case 2:
 				args = append(args, "--misbehave", "bad-deal-to=1,3;no-justification")
@@ -526,7 +529,7 @@ func TestDKGKilledProcesses(t *testing.T) {
 			members, ceremony := newCeremony(t, 3, 2)
 			var procs []*memberProc
 			for _, m := range members {
-				args := []string{"--phase-timeout", "5s"}
+				args := []string{"--phase-timeout", "10s"}
 				if m.index == 2 {
 					args = append(args, "--misbehave", "hold="+step)
 				}
