@@ -67,9 +67,13 @@ share_key() { awk -v i="$1" '$1 == "Member" && $2 == i && $3 == "share" {print $
 share_pk() { awk -v i="$1" '$1 == "Member" && $2 == i && $3 == "share" {print $6}' "$WORK/member-$2/ceremony.txt"; }
 
 # 4. Members and the coordinator. A member's config: its secret_keys in a file vault, its own
-#    watermark store, the consensus kinds for its share and proofs of possession over the group
-#    key. The coordinator's vault config is the one the ceremony printed.
-member_config() { # index share-address
+#    watermark store, the consensus kinds for its share, proofs of possession over the group key,
+#    and share_of: a share signs no consensus operation on a chain until its store holds a
+#    history there, which the operator gives it with `watermark floor` (0 for a new group key;
+#    after a resharing, the level the group has signed up to). The coordinator's vault config is
+#    the one the ceremony printed.
+MAINNET=NetXdQprcVkpaWU
+member_config() { # index share-address floor-level
   cat > "$WORK/member-$1/signatory.yaml" <<YAML
 base_dir: $WORK/member-$1/data
 server:
@@ -84,12 +88,15 @@ watermark:
   driver: file
 tezos:
   $2:
+    share_of: $GROUP_PK
     allow_proof_of_possession_for: [$GROUP_PK]
     allow:
       block:
       preattestation:
       attestation:
 YAML
+  "$SIG" -c "$WORK/member-$1/signatory.yaml" watermark floor --key "$2" --chain $MAINNET --level "$3" >/dev/null 2>&1 ||
+    fail "member $1: watermark floor"
 }
 coordinator_config() { # member whose printed vault config to use
   {
@@ -129,7 +136,7 @@ start() { # index (0: the coordinator)
 stop() { # index: stop that signer if it runs
   if [ -n "${running[$1]:-}" ]; then kill "${running[$1]}"; wait "${running[$1]}" 2>/dev/null || true; running[$1]=; fi
 }
-for i in 1 2 3; do member_config $i "$(share_key $i 1)"; start $i; done
+for i in 1 2 3; do member_config $i "$(share_key $i 1)" 0; start $i; done
 coordinator_config 1
 start 0
 
@@ -161,7 +168,7 @@ run_members "$WORK/reshare.yaml" "1:--alias demo-4 --old-alias dkg-demo" "2:--al
 same_outcome 1 2 3 4
 [ "$(sed -n 3p "$WORK/member-4/ceremony.txt" | tr -d ' ')" == "$GROUP" ] || fail "the resharing changed the group key"
 echo "reshared to 4 members: same group key $GROUP"
-for i in 1 2 3 4; do stop $i; member_config $i "$(share_key $i 1)"; start $i; done
+for i in 1 2 3 4; do stop $i; member_config $i "$(share_key $i 1)" 1; start $i; done  # level 1 was signed
 stop 0; coordinator_config 1; start 0
 [ "$(curl -s "$C/bls_prove_possession/$GROUP")" == "$POP" ] || fail "the proof of possession changed"
 out=$(post "$(attestation 2)"); echo "level 2, four members: $out"
@@ -181,7 +188,7 @@ run_members "$WORK/replace.yaml" "1:--alias demo-5 --old-alias demo-4" "2:--old-
 same_outcome 1 3 4 5
 grep -q "Erase this member's old share" "$WORK/member-2/ceremony.txt" || fail "member 2 was not told to erase its share"
 stop 2
-for i in 1 3 4 5; do stop $i; member_config $i "$(share_key $i 1)"; start $i; done
+for i in 1 3 4 5; do stop $i; member_config $i "$(share_key $i 1)" 2; start $i; done  # up to level 2
 stop 0; coordinator_config 1; start 0
 [ "$(curl -s "$C/bls_prove_possession/$GROUP")" == "$POP" ] || fail "the proof of possession changed"
 out=$(post "$(attestation 3)"); echo "level 3, member 2 replaced: $out"

@@ -59,6 +59,6 @@ func newWatermark(g *globals) *cobra.Command {
 	}
 	show.Flags().BoolVar(&g.jsonOut, "json", false, "print JSON")
 	cmd.AddCommand(show)
-	cmd.AddCommand(newWatermarkExport(g), newWatermarkImport(g))
+	cmd.AddCommand(newWatermarkExport(g), newWatermarkImport(g), newWatermarkFloor(g))
 	return cmd
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signatory-go/signatory/internal/durable"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/interchange"
@@ -268,4 +270,61 @@ func (g *globals) printImport(rep *interchange.Report, backend string, dryRun bo
 	fmt.Fprintf(g.stdout, "%d %s, %d kept (%s store)\n", rep.Count(interchange.Raised), verb[interchange.Raised],
 		rep.Count(interchange.Kept), backend)
 	return nil
+}
+
+// newWatermarkFloor: `signatory watermark floor`.
+func newWatermarkFloor(g *globals) *cobra.Command {
+	var pkh, chain string
+	var level, round int32
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "floor",
+		Short: "Raise a key's watermarks on a chain to a level, in every class (a threshold share's history)",
+		Long: `Raise the watermarks of --key on --chain to --level (and --round) in every class: block,
+preattestation and attestation. Only ever raises, as import does. This is how an operator gives a
+threshold share (share_of in its policy) a history: a share with no marks on a chain signs no
+block or consensus operation there. Give the level the group's key has signed up to (a level at or
+above the chain's head is always safe; a brand-new group key that never signed can start at 0).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			if _, err := tezos.ParseChainID(chain); err != nil {
+				return fmt.Errorf("--chain: %w", err)
+			}
+			if level < 0 || round < 0 {
+				return errors.New("--level and --round are at least 0")
+			}
+			var entries []watermark.Entry
+			for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
+				entries = append(entries, watermark.Entry{Key: watermark.Key{Chain: chain, PKH: pkh, Class: c}, Mark: watermark.Mark{Level: level, Round: round}})
+			}
+			store, cfg, log, err := g.loadStore(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			if store.Name() == wmfile.Driver && !dryRun {
+				log.Warn("writing into the file store: make sure no signatory is running on base_dir " + cfg.BaseDir)
+			}
+			rep, err := interchange.Import(cmd.Context(), store, entries, dryRun)
+			if rep != nil {
+				if perr := g.printImport(rep, store.Name(), dryRun); perr != nil && err == nil {
+					err = perr
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&pkh, "key", "", "the key's address (tz1…tz4)")
+	cmd.Flags().StringVar(&chain, "chain", "", "the chain id (NetXdQprcVkpaWU is mainnet)")
+	cmd.Flags().Int32Var(&level, "level", 0, "the level to raise the marks to")
+	cmd.Flags().Int32Var(&round, "round", 0, "the round at that level")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be raised and kept, write nothing")
+	cmd.Flags().BoolVar(&g.jsonOut, "json", false, "print the report as JSON")
+	_ = cmd.MarkFlagRequired("key")
+	_ = cmd.MarkFlagRequired("chain")
+	_ = cmd.MarkFlagRequired("level")
+	return cmd
 }

@@ -260,3 +260,39 @@ func TestWatermarkExportErrors(t *testing.T) {
 		t.Fatalf("existing reference files: %v", err)
 	}
 }
+
+// TestWatermarkFloor: `watermark floor` raises a key's marks on a chain to a level in every
+// class, only ever raising; bad input changes nothing.
+func TestWatermarkFloor(t *testing.T) {
+	cfg, _ := wmConfig(t, "  driver: file\n")
+	const key, chain = "tz4HVR6aty9KwsQFHh81C1G7gBdhxT8kuytm", "NetXdQprcVkpaWU"
+	for _, args := range [][]string{
+		{"--key", "tz1nope", "--chain", chain, "--level", "5"},
+		{"--key", key, "--chain", "NetXnope", "--level", "5"},
+		{"--key", key, "--chain", chain, "--level", "-1"},
+		{"--key", key, "--chain", chain},
+	} {
+		if _, _, err := run(t, append([]string{"-c", cfg, "watermark", "floor"}, args...)...); err == nil {
+			t.Fatalf("%v accepted", args)
+		}
+	}
+	out, _, err := run(t, "-c", cfg, "watermark", "show", "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("after refused floors: %v %s", err, out)
+	}
+	var rep importReport
+	out, _, err = run(t, "-c", cfg, "watermark", "floor", "--key", key, "--chain", chain, "--level", "100", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Raised != 3 {
+		t.Fatalf("floor 100: %v %s", err, out)
+	}
+	out, _, err = run(t, "-c", cfg, "watermark", "floor", "--key", key, "--chain", chain, "--level", "50", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Raised != 0 || rep.Kept != 3 {
+		t.Fatalf("floor 50 under 100: %v %s", err, out)
+	}
+	out, _, err = run(t, "-c", cfg, "watermark", "show")
+	for _, class := range []string{"block", "preattestation", "attestation"} {
+		if err != nil || !strings.Contains(out, chain+"  "+key+"  "+class) || strings.Count(out, "level 100 round 0") != 3 {
+			t.Fatalf("show: %v\n%s", err, out)
+		}
+	}
+}

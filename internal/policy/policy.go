@@ -36,6 +36,11 @@ type Policy struct {
 	// is refused: sk·H(pk′) for a pk′ of the client's choosing is what forging a proof of
 	// possession for a rogue key pk′ = x·G − pk needs.
 	AllowPoPFor []string
+	// ShareOf marks a share of a threshold key (the group's BLpk…): the share signs no block or
+	// consensus operation on a chain until its watermark store holds a mark for it there (an
+	// imported history, or an operator's floor: `signatory watermark floor`), so that a member
+	// whose store is new or was lost never signs at a level the group already signed.
+	ShareOf string
 	// JWTUsers restricts JWT users; empty means any.
 	JWTUsers []string
 	// Limits is the key's spending policy for generic requests; nil: none.
@@ -124,6 +129,7 @@ type Config struct {
 	AllowedChains          []string            `yaml:"allowed_chains"`
 	AllowProofOfPossession bool                `yaml:"allow_proof_of_possession"`
 	AllowPoPFor            []string            `yaml:"allow_proof_of_possession_for"`
+	ShareOf                string              `yaml:"share_of"`
 	AuthorizedKeys         []string            `yaml:"authorized_keys"`
 	JWTUsers               []string            `yaml:"jwt_users"`
 	Limits                 *LimitsConfig       `yaml:"limits"`
@@ -271,6 +277,16 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		if k := pub.String(); !slices.Contains(p.AllowPoPFor, k) {
 			p.AllowPoPFor = append(p.AllowPoPFor, k)
 		}
+	}
+	if c.ShareOf != "" {
+		if !strings.HasPrefix(pkh, "tz4") {
+			return nil, nil, fmt.Errorf("share_of: %s is not a tz4 key; threshold shares are BLS keys", pkh)
+		}
+		pub, err := tezos.ParseBLSPublicKey(c.ShareOf)
+		if err != nil {
+			return nil, nil, fmt.Errorf("share_of: %q is not a BLS public key (BLpk…): the group key this key is a share of", c.ShareOf)
+		}
+		p.ShareOf = pub.String()
 	}
 	if c.AllowProofOfPossession {
 		if strings.HasPrefix(pkh, "tz4") {

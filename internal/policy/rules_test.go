@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/request"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -201,5 +202,29 @@ func TestLimitMessages(t *testing.T) {
 	err := l.CheckContents([]request.Content{{Kind: "transaction", Amount: big.NewInt(1), Source: "tz1a", Destination: "KT1ThEdxfUcWUwqsdergy3QnbCWGHSUHeHJq", Entrypoint: "mint"}})
 	if err == nil || !strings.Contains(err.Error(), "no entrypoint of KT1ThEdxfUcWUwqsdergy3QnbCWGHSUHeHJq is allowed") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// TestShareOf: share_of names the group key of a tz4 share; on another curve, or with something
+// that is not a BLS public key, it is refused.
+func TestShareOf(t *testing.T) {
+	t.Parallel()
+	k, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := k.Public().String()
+	tz4 := k.Public().Hash().String()
+	p, _, err := Parse(tz4, node(t, "allow: {attestation: null}\nshare_of: "+group))
+	if err != nil || p.ShareOf != group {
+		t.Fatalf("%v %+v", err, p)
+	}
+	for pkh, src := range map[string]string{
+		tv.K1PKH: "share_of: " + group,
+		tz4:      "share_of: " + tz4,
+	} {
+		if _, _, err := Parse(pkh, node(t, src)); err == nil || !strings.Contains(err.Error(), "share_of") {
+			t.Errorf("%s %q: %v", pkh, src, err)
+		}
 	}
 }

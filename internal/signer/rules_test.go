@@ -22,6 +22,7 @@ import (
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
+	"github.com/signatory-go/signatory/internal/watermark"
 	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
 )
 
@@ -183,5 +184,55 @@ func TestNoHeadOfLineAcrossLevels(t *testing.T) {
 	wg.Wait()
 	if n := f.key.calls.Load(); n != 1 || sigs[0] != sigs[1] || sigs[0] != sigs[3] {
 		t.Fatalf("identical requests: %d vault calls, signatures %v", n, sigs)
+	}
+}
+
+// TestShareWithoutHistory: a threshold share (share_of) with no watermark history on a chain
+// signs no consensus operation there, whatever the level: its store is new or was lost, and the
+// group may already have signed through other members. Once it has a mark on the chain (here an
+// operator's floor at level 5 for the attestation class), it signs above it, in every class, and
+// still refuses other bytes at or below it. A key that is not a share signs with an empty store.
+func TestShareWithoutHistory(t *testing.T) {
+	t.Parallel()
+	group, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, tezos.BLS, "", func(c *Config) {
+		for _, p := range c.Policies {
+			p.ShareOf = group.Public().String()
+		}
+	})
+	req, err := request.Decode(attestationAt(7), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, level := range []int32{7, 1_000_000} {
+		if _, err := f.sign(context.Background(), attestationAt(level)); fault.Status(err) != 409 || !strings.Contains(err.Error(), "no watermark history") {
+			t.Fatalf("level %d, no history: %v", level, err)
+		}
+	}
+	if n := f.key.calls.Load(); n != 0 {
+		t.Fatalf("the vault was asked %d times", n)
+	}
+	floor := watermark.Key{Chain: req.ChainID(), PKH: f.pkh, Class: watermark.Attestation}
+	if _, err := f.store.Store.Advance(context.Background(), floor, watermark.Mark{Level: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sign(context.Background(), attestationAt(7)); err != nil {
+		t.Fatalf("level 7 above the floor: %v", err)
+	}
+	pre := attestationAt(8)
+	pre[0], pre[0x25] = 0x12, 20 // a preattestation: another class, with no mark of its own
+	if _, err := f.sign(context.Background(), pre); err != nil {
+		t.Fatalf("a preattestation once the share has a history: %v", err)
+	}
+	if _, err := f.sign(context.Background(), attestationAt(5)); fault.Status(err) != 409 {
+		t.Fatalf("level 5, the floor: %v", err)
+	}
+
+	plain := newFixture(t, tezos.BLS, "", nil)
+	if _, err := plain.sign(context.Background(), attestationAt(7)); err != nil {
+		t.Fatalf("a key that is not a share, empty store: %v", err)
 	}
 }

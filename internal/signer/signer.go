@@ -374,7 +374,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	start := time.Now()
 	var sig crypt.Signature
 	if req.Watermarked() {
-		sig, err = s.signWatermarked(ctx, k, r, req)
+		sig, err = s.signWatermarked(ctx, k, r, req, pol)
 	} else {
 		s.countGeneric(req)
 		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
@@ -486,7 +486,7 @@ func (s *Signer) countGeneric(req *request.Request) {
 //
 // A crash at any point before step 4 completes leaves no trace of the signature outside this
 // process, and the slot as it was: a retry is safe.
-func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request) (crypt.Signature, error) {
+func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request, pol *policy.Policy) (crypt.Signature, error) {
 	wk := watermark.Key{Chain: req.ChainID(), PKH: r.PKH, Class: req.Class()}
 	mark := req.Mark()
 	unlock, err := s.slots.lock(ctx, slotKey{wk, mark.Level, mark.Round})
@@ -499,6 +499,14 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 	stored, ok, err := s.cfg.Store.Load(ctx, wk)
 	if err != nil {
 		return nil, s.storeFailed(r.PKH, req, start, err)
+	}
+	if !ok && pol.ShareOf != "" {
+		if err := s.checkHistory(ctx, wk); err != nil {
+			if fault.KindOf(err) == fault.Conflict {
+				return nil, s.refused(r, req, start, err)
+			}
+			return nil, s.storeFailed(r.PKH, req, start, err)
+		}
 	}
 	o, err := watermark.Check(wk, stored, ok, mark)
 	switch o {
@@ -535,6 +543,30 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 		return s.storedSignature(k, r, rec)
 	}
 	return sig, nil
+}
+
+// checkHistory is the rule of a threshold share (policy share_of) whose store holds no mark for
+// this class: it signs only if the store holds a mark for the key on this chain in another class
+// (its history was initialised: imported, or floored by the operator, which sets every class). A
+// share with no history at all on the chain is refused: its store is new or was lost, and the
+// group may already have signed at this level through other members; with this member's second
+// signature a second t-set could form.
+func (s *Signer) checkHistory(ctx context.Context, wk watermark.Key) error {
+	for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
+		if c == wk.Class {
+			continue
+		}
+		_, ok, err := s.cfg.Store.Load(ctx, watermark.Key{Chain: wk.Chain, PKH: wk.PKH, Class: c})
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+	}
+	return &fault.Error{Kind: fault.Conflict, Public: true,
+		Msg: fmt.Sprintf("threshold share %s has no watermark history on chain %s: initialise it before it signs (signatory watermark floor, or import the marks of the group's other members)", wk.PKH, wk.Chain),
+		Err: &watermark.Conflict{Reason: "a threshold share with no history on this chain"}}
 }
 
 // storedSignature returns the signature stored for byte-identical bytes, after checking it
