@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -280,8 +281,9 @@ func newWatermarkFloor(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "floor",
 		Short: "Raise a key's watermarks on a chain to a level, in every class (a threshold share's history)",
-		Long: `Raise the watermarks of --key on --chain to --level (and --round) in every class: block,
-preattestation and attestation. Only ever raises, as import does. This is how an operator gives a
+		Long: `Raise the watermarks of --key on --chain to --level in every class: block, preattestation
+and attestation. The whole level is covered (every round) unless --round names the last round
+signed at it. Only ever raises, as import does. This is how an operator gives a
 threshold share (share_of in its policy) a history: a share with no marks on a chain signs no
 block or consensus operation there. Give the level the group's key has signed up to (a level at or
 above the chain's head is always safe; a brand-new group key that never signed can start at 0).`,
@@ -295,6 +297,9 @@ above the chain's head is always safe; a brand-new group key that never signed c
 			}
 			if level < 0 || round < 0 {
 				return errors.New("--level and --round are at least 0")
+			}
+			if !cmd.Flags().Changed("round") {
+				round = math.MaxInt32 // every round of the level
 			}
 			var entries []watermark.Entry
 			for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
@@ -320,7 +325,7 @@ above the chain's head is always safe; a brand-new group key that never signed c
 	cmd.Flags().StringVar(&pkh, "key", "", "the key's address (tz1…tz4)")
 	cmd.Flags().StringVar(&chain, "chain", "", "the chain id (NetXdQprcVkpaWU is mainnet)")
 	cmd.Flags().Int32Var(&level, "level", 0, "the level to raise the marks to")
-	cmd.Flags().Int32Var(&round, "round", 0, "the round at that level")
+	cmd.Flags().Int32Var(&round, "round", 0, "the last round signed at that level (default: every round)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be raised and kept, write nothing")
 	cmd.Flags().BoolVar(&g.jsonOut, "json", false, "print the report as JSON")
 	_ = cmd.MarkFlagRequired("key")

@@ -262,7 +262,8 @@ func TestWatermarkExportErrors(t *testing.T) {
 }
 
 // TestWatermarkFloor: `watermark floor` raises a key's marks on a chain to a level in every
-// class, only ever raising; bad input changes nothing.
+// class, every round of it unless --round says otherwise, only ever raising; bad input changes
+// nothing.
 func TestWatermarkFloor(t *testing.T) {
 	cfg, _ := wmConfig(t, "  driver: file\n")
 	const key, chain = "tz4HVR6aty9KwsQFHh81C1G7gBdhxT8kuytm", "NetXdQprcVkpaWU"
@@ -285,13 +286,13 @@ func TestWatermarkFloor(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Raised != 3 {
 		t.Fatalf("floor 100: %v %s", err, out)
 	}
-	out, _, err = run(t, "-c", cfg, "watermark", "floor", "--key", key, "--chain", chain, "--level", "50", "--json")
+	out, _, err = run(t, "-c", cfg, "watermark", "floor", "--key", key, "--chain", chain, "--level", "100", "--round", "3", "--json")
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Raised != 0 || rep.Kept != 3 {
-		t.Fatalf("floor 50 under 100: %v %s", err, out)
+		t.Fatalf("floor 100 round 3 under 100, every round: %v %s", err, out)
 	}
 	out, _, err = run(t, "-c", cfg, "watermark", "show")
 	for _, class := range []string{"block", "preattestation", "attestation"} {
-		if err != nil || !strings.Contains(out, chain+"  "+key+"  "+class) || strings.Count(out, "level 100 round 0") != 3 {
+		if err != nil || !strings.Contains(out, chain+"  "+key+"  "+class) || strings.Count(out, "level 100 round 2147483647") != 3 {
 			t.Fatalf("show: %v\n%s", err, out)
 		}
 	}
