@@ -109,27 +109,14 @@ func (c *Ceremony) check() error {
 	seen := map[string]int{}
 	for i := range c.Members {
 		m := &c.Members[i]
-		if m.Index < 1 || m.Index > MaxMembers {
-			return fmt.Errorf("member index %d: 1 to %d", m.Index, MaxMembers)
-		}
-		pk, err := tezos.ParseBLSPublicKey(m.Identity)
-		if err != nil {
-			return fmt.Errorf("member %d: identity: %w", m.Index, err)
-		}
-		m.identity = pk
-		if _, _, err := net.SplitHostPort(m.Address); err != nil {
-			return fmt.Errorf("member %d: address %q: host:port", m.Index, m.Address)
+		var err error
+		if m.identity, err = checkMember(seen, m.Index, m.Identity, m.Address); err != nil {
+			return err
 		}
 		if m.URL != "" {
 			if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("member %d: url %q: an http or https URL", m.Index, m.URL)
 			}
-		}
-		for what, key := range map[string]string{"index": fmt.Sprint(m.Index), "identity": m.Identity, "address": m.Address} {
-			if other, dup := seen[what+"\x00"+key]; dup {
-				return fmt.Errorf("members %d and %d have the same %s", other, m.Index, what)
-			}
-			seen[what+"\x00"+key] = m.Index
 		}
 	}
 	slices.SortFunc(c.Members, func(a, b Member) int { return a.Index - b.Index })
@@ -159,23 +146,11 @@ func (c *Ceremony) checkPrevious() error {
 	seen := map[string]int{}
 	for i := range p.Members {
 		m := &p.Members[i]
-		if m.Index < 1 || m.Index > MaxMembers {
-			return fmt.Errorf("member index %d: 1 to %d", m.Index, MaxMembers)
-		}
-		if m.identity, err = tezos.ParseBLSPublicKey(m.Identity); err != nil {
-			return fmt.Errorf("member %d: identity: %w", m.Index, err)
+		if m.identity, err = checkMember(seen, m.Index, m.Identity, m.Address); err != nil {
+			return err
 		}
 		if m.share, err = tezos.ParseBLSPublicKey(m.Share); err != nil {
 			return fmt.Errorf("member %d: share: %w", m.Index, err)
-		}
-		if _, _, err := net.SplitHostPort(m.Address); err != nil {
-			return fmt.Errorf("member %d: address %q: host:port", m.Index, m.Address)
-		}
-		for what, key := range map[string]string{"index": fmt.Sprint(m.Index), "identity": m.Identity, "address": m.Address} {
-			if other, dup := seen[what+"\x00"+key]; dup {
-				return fmt.Errorf("members %d and %d have the same %s", other, m.Index, what)
-			}
-			seen[what+"\x00"+key] = m.Index
 		}
 		// A member of both groups is one participant: one identity, one address.
 		for _, nm := range c.Members {
@@ -219,6 +194,28 @@ func (c *Ceremony) checkPrevious() error {
 	}
 	c.oldCommits = commits
 	return nil
+}
+
+// checkMember checks one member of a group: its index, identity and address, none the same as
+// another member's of that group (seen, which it fills).
+func checkMember(seen map[string]int, index int, identity, address string) (*crypt.BLSPublicKey, error) {
+	if index < 1 || index > MaxMembers {
+		return nil, fmt.Errorf("member index %d: 1 to %d", index, MaxMembers)
+	}
+	pk, err := tezos.ParseBLSPublicKey(identity)
+	if err != nil {
+		return nil, fmt.Errorf("member %d: identity: %w", index, err)
+	}
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		return nil, fmt.Errorf("member %d: address %q: host:port", index, address)
+	}
+	for what, key := range map[string]string{"index": fmt.Sprint(index), "identity": identity, "address": address} {
+		if other, dup := seen[what+"\x00"+key]; dup {
+			return nil, fmt.Errorf("members %d and %d have the same %s", other, index, what)
+		}
+		seen[what+"\x00"+key] = index
+	}
+	return pk, nil
 }
 
 // Hash is the ceremony's digest: every message of the ceremony is bound to it, so a member with

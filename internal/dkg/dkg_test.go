@@ -116,19 +116,11 @@ func checkGroup(t *testing.T, out map[int]outcome, want []int, th int) *Result {
 	}
 	msg := []byte("\x11 a block, signed by t members")
 	for start := 0; start+th <= len(want); start++ {
-		partials := map[int]*crypt.BLSSignature{}
+		shares := map[int]*crypt.BLSPrivateKey{}
 		for _, i := range want[start : start+th] {
-			sig, err := out[i].res.Share.Sign(msg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			partials[i] = sig.(*crypt.BLSSignature)
+			shares[i] = out[i].res.Share
 		}
-		sig, err := threshold.CombineSignatures(partials)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !first.Group.VerifySignature(sig, msg) {
+		if !first.Group.VerifySignature(combine(t, shares, msg), msg) {
 			t.Fatalf("members %v: the combined signature does not verify under the group key", want[start:start+th])
 		}
 	}

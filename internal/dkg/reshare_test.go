@@ -107,9 +107,19 @@ func ceremonyRun(t testing.TB, th int, newIdx map[int]*party, prev *Result, prev
 // groupSign signs msg with the shares of the parties at the given indices and combines them.
 func groupSign(t *testing.T, idx map[int]*party, indices []int, msg []byte) *crypt.BLSSignature {
 	t.Helper()
-	partials := map[int]*crypt.BLSSignature{}
+	shares := map[int]*crypt.BLSPrivateKey{}
 	for _, i := range indices {
-		sig, err := idx[i].share.Sign(msg)
+		shares[i] = idx[i].share
+	}
+	return combine(t, shares, msg)
+}
+
+// combine signs msg with each share (index → share) and combines the partial signatures.
+func combine(t *testing.T, shares map[int]*crypt.BLSPrivateKey, msg []byte) *crypt.BLSSignature {
+	t.Helper()
+	partials := map[int]*crypt.BLSSignature{}
+	for i, k := range shares {
+		sig, err := k.Sign(msg)
 		if err != nil {
 			t.Fatal(err)
 		}
