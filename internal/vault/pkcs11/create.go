@@ -3,6 +3,7 @@ package pkcs11
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
@@ -190,29 +191,38 @@ func (v *Vault) checkFree(c *p11.Ctx, sh p11.SessionHandle, sel selector, byID b
 	return nil
 }
 
-// withRW runs fn on a read-write session of its own (creating objects needs one).
+// withRW runs fn on a read-write session of its own (creating objects needs one). A session
+// that a concurrent re-initialisation of the module (another vault on the same library) made
+// stale before fn ran is replaced, as withSession does: fn has not run, so nothing was created.
 func (v *Vault) withRW(ctx context.Context, fn func(c *p11.Ctx, sh p11.SessionHandle) error) error {
-	if _, needInit := v.mod.state(); needInit {
-		if err := v.mod.reinit(v.log); err != nil {
-			return err
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	v.mod.writeMu.Lock()
 	defer v.mod.writeMu.Unlock()
-	s, err := v.openSession(p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION)
-	if err != nil {
-		return err
-	}
-	defer v.closeSession(s)
-	return v.mod.call(func(c *p11.Ctx, gen uint64) error {
-		if s.gen != gen {
-			return errStale
+	var err error
+	for range 3 {
+		if _, needInit := v.mod.state(); needInit {
+			if err := v.mod.reinit(v.log); err != nil {
+				return err
+			}
 		}
-		return fn(c, s.h)
-	})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var s *session
+		if s, err = v.openSession(p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION); err != nil {
+			return err
+		}
+		err = v.mod.call(func(c *p11.Ctx, gen uint64) error {
+			if s.gen != gen {
+				return errStale
+			}
+			return fn(c, s.h)
+		})
+		v.closeSession(s)
+		if !errors.Is(err, errStale) {
+			break
+		}
+	}
+	return err
 }
 
 // objectTemplate holds the attributes shared by both objects of a key pair.
