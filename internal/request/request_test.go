@@ -1,6 +1,7 @@
 package request
 
 import (
+	"bytes"
 	"encoding/hex"
 	"slices"
 	"strings"
@@ -196,5 +197,35 @@ func TestValidOpKind(t *testing.T) {
 		if ValidOpKind(k) {
 			t.Errorf("%s should be invalid", k)
 		}
+	}
+}
+
+// TestContentsGenericOnly: spending-limit contents are read from generic operations only; a
+// block, a consensus operation or an empty message is refused, never read as no contents.
+func TestContentsGenericOnly(t *testing.T) {
+	t.Parallel()
+	d := tv.LoadDerived()
+	for name, msg := range map[string][]byte{"block": tv.Hex(d.W["A1"]), "attestation": tv.Hex(d.W["C3"]), "empty": nil} {
+		if c, err := Contents(msg, VersionLatest); err == nil || !strings.Contains(err.Error(), "generic operations only") {
+			t.Errorf("%s: %v %v", name, c, err)
+		}
+	}
+	if c, err := Contents(tv.Hex(tv.LoadPolicyHex()["transaction ok"]), VersionLatest); err != nil || len(c) == 0 {
+		t.Fatalf("a transaction: %v %v", c, err)
+	}
+}
+
+// TestTruncatedSaysSo: a generic operation cut short is refused as truncated, one with a wrong
+// byte as invalid, so a client can tell which.
+func TestTruncatedSaysSo(t *testing.T) {
+	t.Parallel()
+	msg := tv.Hex(tv.LoadPolicyHex()["transaction ok"])
+	if _, err := DecodeFull(msg[:len(msg)-3], VersionLatest); err == nil || !strings.Contains(err.Error(), "truncated generic operation payload") {
+		t.Fatalf("cut short: %v", err)
+	}
+	bad := bytes.Clone(msg)
+	bad[1+32] = 0xfe // an unknown operation tag
+	if _, err := DecodeFull(bad, VersionLatest); err == nil || !strings.Contains(err.Error(), "invalid generic operation payload") {
+		t.Fatalf("a wrong tag: %v", err)
 	}
 }
