@@ -19,6 +19,7 @@ import (
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 // newThresholdIdentity: `signatory threshold identity --out FILE`.
@@ -150,12 +151,8 @@ coordinator's threshold vault config.`,
 			}
 			var password []byte
 			if passwordFile != "" {
-				b, err := os.ReadFile(passwordFile)
-				if err != nil {
-					return fmt.Errorf("password file: %w", err)
-				}
-				if password = []byte(strings.TrimRight(string(b), "\r\n")); len(password) == 0 {
-					return errors.New("the password file is empty")
+				if password, err = readPasswordFile(passwordFile); err != nil {
+					return err
 				}
 			}
 			// The share's file is checked before the ceremony, so that a ceremony is not run
@@ -223,15 +220,11 @@ coordinator's threshold vault config.`,
 				<-ctx.Done()
 				return ctx.Err()
 			}
-			value := "unencrypted:" + string(res.Share.ToProtocol().ToBase58())
-			if password != nil {
-				enc, err := tezos.EncryptSecretKey(res.Share, password)
-				if err != nil {
-					return err
-				}
-				value = "encrypted:" + enc
+			share := shareEntries([]threshold.Share{{Index: res.Index, Key: res.Share}}, password)[0]
+			if share.err != nil {
+				return share.err
 			}
-			entries = append(entries, secretKeyEntry{Name: alias, Value: value})
+			entries = append(entries, secretKeyEntry{Name: alias, Value: share.SecretKey})
 			out, err := json.MarshalIndent(entries, "", "  ")
 			if err != nil {
 				return err

@@ -97,12 +97,9 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 				if format == "octez" {
 					return errors.New("--format octez prints unencrypted shares, as octez-client does: drop --password-file, or use --secret-keys-dir with --format signatory")
 				}
-				b, err := os.ReadFile(passwordFile)
-				if err != nil {
-					return fmt.Errorf("password file: %w", err)
-				}
-				if password = []byte(strings.TrimRight(string(b), "\r\n")); len(password) == 0 {
-					return errors.New("the password file is empty")
+				var err error
+				if password, err = readPasswordFile(passwordFile); err != nil {
+					return err
 				}
 			}
 			var (
@@ -194,6 +191,20 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
 	cmd.AddCommand(split, newThresholdIdentity(g), newThresholdDKG(g))
 	return cmd
+}
+
+// readPasswordFile reads the password that encrypts shares: the file's text without its line
+// end, which must not be empty.
+func readPasswordFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("password file: %w", err)
+	}
+	password := []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(password) == 0 {
+		return nil, errors.New("the password file is empty")
+	}
+	return password, nil
 }
 
 // readSecretToSplit makes a new BLS key (generate) or reads one from stdin.
