@@ -189,7 +189,7 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 	f.StringVar(&format, "format", "signatory", "output: signatory (text, or --json) or octez (octez-client's share JSON)")
 	f.StringVar(&fromOctez, "from-octez", "", "take the shares from octez-client's 'share bls secret key' JSON in this file (- for stdin) instead of splitting")
 	f.BoolVar(&g.jsonOut, "json", false, "print JSON")
-	cmd.AddCommand(split, newThresholdIdentity(g), newThresholdDKG(g))
+	cmd.AddCommand(split, newThresholdIdentity(g), newThresholdDKG(g), newThresholdMarks(g))
 	return cmd
 }
 

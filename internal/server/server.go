@@ -33,6 +33,7 @@ import (
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 )
 
@@ -41,6 +42,8 @@ type Service interface {
 	PublicKey(ctx context.Context, pkh string) (crypt.PublicKey, error)
 	Sign(ctx context.Context, r *signer.SignRequest) (*signer.SignResult, error)
 	ProvePossession(ctx context.Context, r *signer.PossessionRequest) (crypt.Signature, error)
+	// ShareMarks is a threshold member's signed statement of its highest marks on a chain.
+	ShareMarks(ctx context.Context, pkh, chain, nonce string) (*threshold.Marks, error)
 	AuthorizedKeyHashes() []string
 	Health(ctx context.Context) map[string]error
 	// Known reports whether pkh is a configured key: only those get their own metric labels.
@@ -113,6 +116,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /authorized_keys", s.authorizedKeys)
 	mux.HandleFunc("GET /known_keys", s.knownKeys)
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
+	mux.HandleFunc("GET /threshold/marks/{pkh}", s.shareMarks)
 	if s.cfg.JWT != nil {
 		mux.HandleFunc("POST /login", s.cfg.JWT.LoginHandler)
 		return cleanPaths(s.cfg.JWT.Middleware(mux))
@@ -251,6 +255,21 @@ func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"bls_prove_possession": proof.String()})
+}
+
+// shareMarks answers another member of a threshold group with this member's highest marks
+// (docs/threshold.md, "A member's history").
+func (s *Server) shareMarks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	m, err := s.svc.ShareMarks(r.Context(), r.PathValue("pkh"), q.Get("chain"), q.Get("nonce"))
+	if err != nil {
+		status := writeError(w, err)
+		if ok, _ := s.refusals.allow(clientIP(r), status, err.Error()); ok {
+			s.log.Info("marks statement refused", "client", clientIP(r), "status", status, "err", err.Error())
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
 }
 
 // parseVersion reads the signing version from the query: exactly "0", "1", "2" or "3", or, when

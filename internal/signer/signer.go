@@ -68,6 +68,7 @@ type Signer struct {
 	// authLimit bounds the length of ?authentication= before it is decoded: a tz5 signature
 	// (3316 characters, milliseconds of base58 decoding) only when a tz5 key is authorized.
 	authLimit int
+	marksBusy chan struct{} // held while a marks statement is made (ShareMarks)
 }
 
 type keyRef struct {
@@ -100,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 		cfg.Now = time.Now
 	}
 	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
-		authLimit: tezos.MaxBase58Length}
+		authLimit: tezos.MaxBase58Length, marksBusy: make(chan struct{}, 1)}
 	for _, k := range cfg.AuthorizedKeys {
 		if tezos.CurveOf(k) == tezos.MLDSA44 {
 			s.authLimit = tezos.MLDSA44SignatureLength

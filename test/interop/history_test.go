@@ -17,87 +17,228 @@ import (
 	"github.com/signatory-go/signatory/internal/threshold"
 )
 
+const historyChainHex = "b3d79f99"
+
+// historyGroup is a threshold group of member processes with share_of in their policies, and
+// the coordinators over it.
+type historyGroup struct {
+	t       *testing.T
+	group   crypt.PublicKey
+	th      int
+	shares  []threshold.Share
+	members []*testdaemon.Daemon
+	chain   string // the chain id of historyChainHex
+	bin     string
+	// signed is the oracle: every payload a coordinator signed, by slot ("<class> <level>
+	// <round>"). Two payloads for one slot are two group signatures for it: a double sign.
+	signed map[string]string
+}
+
+// newHistoryGroup splits secret into t-of-n shares and makes a member process for each (not
+// started), each with its own file vault and watermark store, a consensus policy for its share
+// and share_of the group key.
+func newHistoryGroup(t *testing.T, secret *crypt.BLSPrivateKey, th, n int, name string) *historyGroup {
+	t.Helper()
+	shares, err := threshold.Split(secret, th, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id tz.ChainID
+	b, _ := hex.DecodeString(historyChainHex)
+	copy(id[:], b)
+	g := &historyGroup{t: t, th: th, group: secret.Public(), shares: shares, chain: id.String(), bin: testdaemon.Binary(t), signed: map[string]string{}}
+	for _, s := range shares {
+		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
+		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
+		policy := testdaemon.ConsensusPolicy(g.share(len(g.members))) + "    share_of: " + g.group.String() + "\n"
+		g.members = append(g.members, testdaemon.NewMember(t, fmt.Sprintf("%s-%d", name, s.Index), keyFile, "  driver: file\n", policy))
+	}
+	return g
+}
+
+// share is the tz4 address of member i's share (0-based).
+func (g *historyGroup) share(i int) string { return g.shares[i].Key.Public().Hash().String() }
+
+// run runs the signatory CLI with args and returns its output and error.
+func (g *historyGroup) run(args ...string) (string, error) {
+	out, err := exec.Command(g.bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// floor gives member i's share a history: `watermark floor` at level (0 for a new group key).
+func (g *historyGroup) floor(i, level int) {
+	g.t.Helper()
+	if out, err := g.run("-c", g.members[i].Config, "watermark", "floor", "--key", g.share(i), "--chain", g.chain, "--level", fmt.Sprint(level)); err != nil {
+		g.t.Fatalf("floor: %v\n%s", err, out)
+	}
+}
+
+// takeMarks runs `threshold marks` for member i (stopped) from the group config of coordinator
+// from.
+func (g *historyGroup) takeMarks(i int, from *testdaemon.Daemon) (string, error) {
+	return g.run("-c", g.members[i].Config, "threshold", "marks", "--key", g.share(i), "--from", from.Config, "--chain", g.chain)
+}
+
+// coordinator starts a coordinator (its own store) over the group.
+func (g *historyGroup) coordinator(name string) *testdaemon.Daemon {
+	g.t.Helper()
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "vaults:\n  baker:\n    driver: threshold\n    config:\n      public_key: %s\n      threshold: %d\n      timeout: 30s\n      members:\n",
+		g.group, g.th)
+	for i, s := range g.shares {
+		fmt.Fprintf(&cfg, "        - {index: %d, url: http://%s, key: %s}\n", s.Index, g.members[i].Addr, g.share(i))
+	}
+	d := testdaemon.New(g.t)
+	d.Name = name
+	d.FailureLogLines = 50
+	d.WriteConfig(cfg.String() + "watermark:\n  driver: file\ntezos:\n" + testdaemon.ConsensusPolicy(g.group.Hash().String()))
+	d.Serve("--no-list")
+	return d
+}
+
+// attest asks coordinator c for an attestation at level (round 0) in variant v, records a 200 in
+// the oracle (failing the test on a second payload for the slot) and returns the status.
+func (g *historyGroup) attest(c *testdaemon.Daemon, level int32, v byte) (int, string) {
+	g.t.Helper()
+	msg := testdaemon.Attestation(historyChainHex, level, 0, v)
+	status, body := c.Sign(g.group.Hash().String(), msg)
+	if status == 200 {
+		slot := fmt.Sprintf("attestation %d 0", level)
+		if prev, ok := g.signed[slot]; ok && prev != msg {
+			g.t.Fatalf("two group signatures for one slot (%s), through %s", slot, c.Name)
+		}
+		g.signed[slot] = msg
+	}
+	return status, body
+}
+
+// lastRun is the log of d's last start (ServeMember).
+func lastRun(d *testdaemon.Daemon) string {
+	logs := d.Logs()
+	return logs[max(0, strings.LastIndex(logs, "---- start")):]
+}
+
 // TestMemberWithoutHistory is the attack a member with a lost store allowed: 2-of-3, member 3
 // down; coordinator 1 signs attestation A at level 10 through members 1 and 2; member 2's
 // watermark directory is lost and it restarts empty; member 3 returns; coordinator 2 asks for a
 // different attestation B at level 10. With share_of in the members' policies (each member's
 // history initialised at the start with `watermark floor`), member 2 refuses for want of a
 // history and member 1 on its mark, so B gets one partial and is refused: one signature per slot.
-// Once the operator gives member 2 its history back (a floor at the group's level), the group
-// signs the next level.
+// Member 2 then takes its history from the others (`threshold marks`): with member 3 down one
+// answer is too few and nothing is written; with both, it takes level 10 from member 1, refuses B
+// itself, and the group signs the next levels.
 func TestMemberWithoutHistory(t *testing.T) {
 	priv, err := tezos.GenerateKey(tezos.BLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	group := priv.Public()
-	shares, err := threshold.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
-	if err != nil {
-		t.Fatal(err)
+	g := newHistoryGroup(t, priv.(*crypt.BLSPrivateKey), 2, 3, "member")
+	for i := range g.members {
+		g.floor(i, 0) // a new group key: nothing signed yet
 	}
-	const chainHex = "b3d79f99"
-	var id tz.ChainID
-	b, _ := hex.DecodeString(chainHex)
-	copy(id[:], b)
-	chain := id.String()
-	bin := testdaemon.Binary(t)
-	floor := func(d *testdaemon.Daemon, share string, level int) {
-		t.Helper()
-		out, err := exec.Command(bin, "-c", d.Config, "watermark", "floor", "--key", share, "--chain", chain, "--level", fmt.Sprint(level)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("floor: %v\n%s", err, out)
-		}
-	}
-	var members []*testdaemon.Daemon
-	for _, s := range shares {
-		keyFile := filepath.Join(t.TempDir(), "secret_keys.json")
-		testdaemon.WriteKeyFile(t, keyFile, "share", s.Key)
-		share := s.Key.Public().Hash().String()
-		policy := testdaemon.ConsensusPolicy(share) + "    share_of: " + group.String() + "\n"
-		d := testdaemon.NewMember(t, fmt.Sprintf("member-%d", s.Index), keyFile, "  driver: file\n", policy)
-		floor(d, share, 0) // a new group key: nothing signed yet
-		members = append(members, d)
-	}
-	members[0].ServeMember()
-	members[1].ServeMember()
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "vaults:\n  baker:\n    driver: threshold\n    config:\n      public_key: %s\n      threshold: 2\n      timeout: 30s\n      members:\n", group)
-	for i, s := range shares {
-		fmt.Fprintf(&cfg, "        - {index: %d, url: http://%s, key: %s}\n", s.Index, members[i].Addr, s.Key.Public().Hash())
-	}
-	var coords []*testdaemon.Daemon
-	for i := range 2 {
-		d := testdaemon.New(t)
-		d.Name = fmt.Sprintf("coordinator-%d", i+1)
-		d.WriteConfig(cfg.String() + "watermark:\n  driver: file\ntezos:\n" + testdaemon.ConsensusPolicy(group.Hash().String()))
-		d.Serve("--no-list")
-		coords = append(coords, d)
-	}
-	pkh := group.Hash().String()
-	if status, body := coords[0].Sign(pkh, testdaemon.Attestation(chainHex, 10, 0, 1)); status != 200 {
+	g.members[0].ServeMember()
+	g.members[1].ServeMember()
+	coords := []*testdaemon.Daemon{g.coordinator("coordinator-1"), g.coordinator("coordinator-2")}
+	if status, body := g.attest(coords[0], 10, 1); status != 200 {
 		t.Fatalf("A at level 10 through members 1 and 2: %d %s", status, body)
 	}
 	// Member 2 loses its watermarks and restarts empty; member 3 comes back.
-	members[1].Kill()
-	if err := os.RemoveAll(filepath.Join(members[1].Dir, "data")); err != nil {
-		t.Fatal(err)
+	lose := func() {
+		g.members[1].Kill()
+		if err := os.RemoveAll(filepath.Join(g.members[1].Dir, "data")); err != nil {
+			t.Fatal(err)
+		}
 	}
-	members[1].ServeMember()
-	members[2].ServeMember()
-	status, body := coords[1].Sign(pkh, testdaemon.Attestation(chainHex, 10, 0, 2))
+	lose()
+	g.members[1].ServeMember()
+	g.members[2].ServeMember()
+	status, body := g.attest(coords[1], 10, 2)
 	if status == 200 {
 		t.Fatal("two group signatures for one slot: B at level 10 was signed after member 2 lost its store")
 	}
-	if status != 409 || !strings.Contains(members[1].Logs(), "no watermark history") {
-		t.Fatalf("B at level 10: %d %s\nmember 2:\n%s", status, body, members[1].Logs())
+	if status != 409 || !strings.Contains(g.members[1].Logs(), "no watermark history") {
+		t.Fatalf("B at level 10: %d %s\nmember 2:\n%s", status, body, g.members[1].Logs())
 	}
-	// The operator gives member 2 its history back: a floor at the level the group has signed.
-	members[1].Kill()
-	floor(members[1], shares[1].Key.Public().Hash().String(), 10)
-	members[1].ServeMember()
+
+	// Member 2 takes its history from the group: not from member 1 alone (member 3 down).
+	g.members[1].Kill()
+	g.members[2].Kill()
+	if out, err := g.takeMarks(1, coords[0]); err == nil || !strings.Contains(out, "1 of the group's members answered with marks that verify; 2 are needed") {
+		t.Fatalf("marks from one member of 2-of-3: %v\n%s", err, out)
+	}
+	g.members[1].ServeMember()
+	if status, body := g.attest(coords[1], 10, 2); status != 409 || !strings.Contains(g.members[1].Logs(), "no watermark history") {
+		t.Fatalf("B at level 10 after a refused marks: %d %s", status, body)
+	}
+	g.members[1].Kill()
+	g.members[2].ServeMember()
+	out, err := g.takeMarks(1, coords[0])
+	if err != nil || !strings.Contains(out, "3 raised") {
+		t.Fatalf("marks from members 1 and 3: %v\n%s", err, out)
+	}
+	if out, err := g.run("-c", g.members[1].Config, "watermark", "show", "--json"); err != nil || !strings.Contains(out, `"level": 10`) {
+		t.Fatalf("member 2's marks after taking them: %v\n%s", err, out)
+	}
+	// Member 2 alone now refuses B: with member 1 stopped, B reaches members 2 and 3 only.
+	g.members[0].Kill()
+	g.members[1].ServeMember()
+	if status, body := g.attest(coords[1], 10, 2); status != 409 || strings.Contains(lastRun(g.members[1]), "no watermark history") {
+		t.Fatalf("B at level 10 through members 2 and 3 after member 2 took its marks: %d %s\n%s", status, body, g.members[1].Logs())
+	}
+	g.members[0].ServeMember()
 	for i, c := range coords {
-		if status, body := c.Sign(pkh, testdaemon.Attestation(chainHex, int32(11+i), 0, 1)); status != 200 {
-			t.Fatalf("level %d after member 2's floor: %d %s", 11+i, status, body)
+		if status, body := g.attest(c, int32(11+i), 1); status != 200 {
+			t.Fatalf("level %d after member 2 took its marks: %d %s", 11+i, status, body)
 		}
+	}
+}
+
+// TestReshareHistory: the group key signs attestation A at level 10 through 2-of-3 members; the
+// key is then reshared to four new members (3-of-4, fresh stores: new shares of the same key)
+// and a coordinator over them asks for a different attestation B at level 10. The new members
+// refuse for want of a history (without share_of, they would sign: two group signatures for one
+// slot). The old group's coordinator stops; each new member takes the old group's highest marks
+// (`threshold marks --from` the old coordinator's config) and refuses B on its own mark; the new
+// group signs level 11. The oracle holds over every 200.
+func TestReshareHistory(t *testing.T) {
+	priv, err := tezos.GenerateKey(tezos.BLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := priv.(*crypt.BLSPrivateKey)
+	old := newHistoryGroup(t, secret, 2, 3, "old")
+	for i, m := range old.members {
+		old.floor(i, 0)
+		m.ServeMember()
+	}
+	oldCoord := old.coordinator("old-coordinator")
+	if status, body := old.attest(oldCoord, 10, 1); status != 200 {
+		t.Fatalf("A at level 10 through the old group: %d %s", status, body)
+	}
+
+	fresh := newHistoryGroup(t, secret, 3, 4, "new")
+	fresh.signed = old.signed // one oracle: the group key is the same
+	for _, m := range fresh.members {
+		m.ServeMember()
+	}
+	newCoord := fresh.coordinator("new-coordinator")
+	status, body := fresh.attest(newCoord, 10, 2)
+	if status != 409 || !strings.Contains(fresh.members[0].Logs(), "no watermark history") {
+		t.Fatalf("B at level 10 through new members without history: %d %s", status, body)
+	}
+
+	oldCoord.Kill()
+	for i, m := range fresh.members {
+		m.Kill()
+		if out, err := fresh.takeMarks(i, oldCoord); err != nil || !strings.Contains(out, "3 raised") {
+			t.Fatalf("new member %d takes the old group's marks: %v\n%s", i+1, err, out)
+		}
+		m.ServeMember()
+	}
+	if status, body := fresh.attest(newCoord, 10, 2); status != 409 || strings.Contains(lastRun(fresh.members[0]), "no watermark history") {
+		t.Fatalf("B at level 10 after the new members took the old group's marks: %d %s", status, body)
+	}
+	if status, body := fresh.attest(newCoord, 11, 2); status != 200 {
+		t.Fatalf("level 11 through the new group: %d %s", status, body)
 	}
 }
