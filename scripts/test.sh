@@ -47,7 +47,8 @@ if [ "$FUZZTIME" != "0" ]; then
   for target in ./internal/request:FuzzDecode ./internal/tezos:FuzzBase58 ./internal/config:FuzzConfig \
       ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication ./internal/request:FuzzMichelineDepth \
       ./internal/server:FuzzHTTP ./internal/tezos:FuzzSecp256k1Verify ./internal/request:FuzzFastGeneric \
-      ./internal/policy:FuzzParseTez ./internal/tezos:FuzzParseMatchesGotez ./internal/dkg:FuzzPackets; do
+      ./internal/policy:FuzzParseTez ./internal/tezos:FuzzParseMatchesGotez ./internal/dkg:FuzzPackets \
+      ./internal/threshold:FuzzMarksVerify; do
     pkg=${target%%:*}; name=${target##*:}
     go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
   done
