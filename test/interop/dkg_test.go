@@ -234,7 +234,15 @@ func TestDKGProcesses(t *testing.T) {
 				serveShare(t, m, outs[m.index].GroupPublicKey, outs[m.index].Share)
 			}
 			coord := startCoordinator(t, outs[1].VaultConfig.PublicKey, outs[1].VaultConfig.Threshold, outs[1].VaultConfig.Members)
-			verifyWithTaquito(t, nodeBin, first.GroupPublicKey, signThrough(t, coord, first.GroupPKH, first.GroupPublicKey))
+			signedItems := signThrough(t, coord, first.GroupPKH, first.GroupPublicKey)
+			// Issue 16's race with members born of a ceremony: a second coordinator over the same
+			// members, conflicting attestations through both at once, at most one per slot.
+			second := startCoordinator(t, outs[2].VaultConfig.PublicKey, outs[2].VaultConfig.Threshold, outs[2].VaultConfig.Members)
+			raced := raceConflicting(t, []*testdaemon.Daemon{coord, second}, first.GroupPKH, "b3d79f99", 10, 29)
+			if len(raced) == 0 {
+				t.Fatal("the race signed nothing")
+			}
+			verifyWithTaquito(t, nodeBin, first.GroupPublicKey, append(signedItems, raced...))
 		})
 	}
 }
