@@ -124,9 +124,11 @@ func lastRun(d *testdaemon.Daemon) string {
 // different attestation B at level 10. With share_of in the members' policies (each member's
 // history initialised at the start with `watermark floor`), member 2 refuses for want of a
 // history and member 1 on its mark, so B gets one partial and is refused: one signature per slot.
-// Member 2 then takes its history from the others (`threshold marks`): with member 3 down one
-// answer is too few and nothing is written; with both, it takes level 10 from member 1, refuses B
-// itself, and the group signs the next levels.
+// Member 2's history comes back from a backup (`watermark import`), and it refuses B itself. It
+// loses its store again and then takes its history from the others (`threshold marks`): with
+// member 3 down one answer is too few and nothing is written; with both, it takes level 10 from
+// member 1 and refuses B itself; the group signs the next levels. Floor, import and marks: each
+// way of giving a share its history.
 func TestMemberWithoutHistory(t *testing.T) {
 	priv, err := tezos.GenerateKey(tezos.BLS)
 	if err != nil {
@@ -141,6 +143,16 @@ func TestMemberWithoutHistory(t *testing.T) {
 	coords := []*testdaemon.Daemon{g.coordinator("coordinator-1"), g.coordinator("coordinator-2")}
 	if status, body := g.attest(coords[0], 10, 1); status != 200 {
 		t.Fatalf("A at level 10 through members 1 and 2: %d %s", status, body)
+	}
+	// The operator keeps a backup of member 2's marks (watermark export).
+	g.members[1].Kill()
+	backup, err := g.run("-c", g.members[1].Config, "watermark", "export")
+	if err != nil || !strings.Contains(backup, g.share(1)) {
+		t.Fatalf("export of member 2's marks: %v\n%s", err, backup)
+	}
+	backupFile := filepath.Join(t.TempDir(), "member-2.json")
+	if err := os.WriteFile(backupFile, []byte(backup), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	// Member 2 loses its watermarks and restarts empty; member 3 comes back.
 	lose := func() {
@@ -159,15 +171,28 @@ func TestMemberWithoutHistory(t *testing.T) {
 	if status != 409 || !strings.Contains(g.members[1].Logs(), "no watermark history") {
 		t.Fatalf("B at level 10: %d %s\nmember 2:\n%s", status, body, g.members[1].Logs())
 	}
+	// Its history back from the backup (watermark import): member 2 refuses B on its own mark,
+	// with member 1 stopped so that B reaches members 2 and 3 only.
+	g.members[1].Kill()
+	if out, err := g.run("-c", g.members[1].Config, "watermark", "import", backupFile); err != nil {
+		t.Fatalf("import of member 2's backup: %v\n%s", err, out)
+	}
+	g.members[0].Kill()
+	g.members[1].ServeMember()
+	if status, body := g.attest(coords[1], 10, 2); status != 409 || strings.Contains(lastRun(g.members[1]), "no watermark history") {
+		t.Fatalf("B at level 10 through members 2 and 3 after member 2's import: %d %s\n%s", status, body, g.members[1].Logs())
+	}
+	g.members[0].ServeMember()
+	// Member 2 loses its store again, and this time has no backup.
+	lose()
 
 	// Member 2 takes its history from the group: not from member 1 alone (member 3 down).
-	g.members[1].Kill()
 	g.members[2].Kill()
 	if out, err := g.takeMarks(1, coords[0]); err == nil || !strings.Contains(out, "1 of the group's members answered with marks that verify; 2 are needed") {
 		t.Fatalf("marks from one member of 2-of-3: %v\n%s", err, out)
 	}
 	g.members[1].ServeMember()
-	if status, body := g.attest(coords[1], 10, 2); status != 409 || !strings.Contains(g.members[1].Logs(), "no watermark history") {
+	if status, body := g.attest(coords[1], 10, 2); status != 409 || !strings.Contains(lastRun(g.members[1]), "no watermark history") {
 		t.Fatalf("B at level 10 after a refused marks: %d %s", status, body)
 	}
 	g.members[1].Kill()
