@@ -67,36 +67,44 @@ share_key() { awk -v i="$1" '$1 == "Member" && $2 == i && $3 == "share" {print $
 share_pk() { awk -v i="$1" '$1 == "Member" && $2 == i && $3 == "share" {print $6}' "$WORK/member-$2/ceremony.txt"; }
 
 # 4. Members and the coordinator. A member's config: its secret_keys in a file vault, its own
-#    watermark store, the consensus kinds for its share, proofs of possession over the group key,
-#    and share_of: a share signs no consensus operation on a chain until its store holds a
-#    history there, which the operator gives it with `watermark floor` (0 for a new group key;
-#    after a resharing, the level the group has signed up to). The coordinator's vault config is
-#    the one the ceremony printed.
+#    watermark store, and for each share it serves (after a resharing, the old and the new one
+#    for a while) the consensus kinds, proofs of possession over the group key, and share_of: a
+#    share signs no consensus operation on a chain until its store holds a history there. A new
+#    group key gets it with `watermark floor --level 0`; after a resharing each new share takes
+#    the old group's highest marks with `threshold marks` (step 6). The coordinator's vault config
+#    is the one the ceremony printed.
 MAINNET=NetXdQprcVkpaWU
-member_config() { # index share-address floor-level
-  cat > "$WORK/member-$1/signatory.yaml" <<YAML
-base_dir: $WORK/member-$1/data
-server:
-  address: 127.0.0.1:$((PORT + $1))
-  utility_address: 127.0.0.1:$((PORT + 10 + $1))
-vaults:
-  share:
-    driver: file
-    config:
-      file: $WORK/member-$1/secret_keys
-watermark:
-  driver: file
-tezos:
-  $2:
-    share_of: $GROUP_PK
-    allow_proof_of_possession_for: [$GROUP_PK]
-    allow:
-      block:
-      preattestation:
-      attestation:
-YAML
-  "$SIG" -c "$WORK/member-$1/signatory.yaml" watermark floor --key "$2" --chain $MAINNET --level "$3" >/dev/null 2>&1 ||
+member_config() { # index share-address…: the member's config, serving those shares
+  local i=$1 share
+  shift
+  {
+    echo "base_dir: $WORK/member-$i/data"
+    echo "server:"
+    echo "  address: 127.0.0.1:$((PORT + i))"
+    echo "  utility_address: 127.0.0.1:$((PORT + 10 + i))"
+    echo "vaults:"
+    echo "  share:"
+    echo "    driver: file"
+    echo "    config:"
+    echo "      file: $WORK/member-$i/secret_keys"
+    echo "watermark:"
+    echo "  driver: file"
+    echo "tezos:"
+    for share in "$@"; do
+      echo "  $share:"
+      echo "    share_of: $GROUP_PK"
+      echo "    allow_proof_of_possession_for: [$GROUP_PK]"
+      echo "    allow: {block: , preattestation: , attestation: }"
+    done
+  } > "$WORK/member-$i/signatory.yaml"
+}
+floor() { # index share-address: a new group key's history, level 0
+  "$SIG" -c "$WORK/member-$1/signatory.yaml" watermark floor --key "$2" --chain $MAINNET --level 0 >/dev/null 2>&1 ||
     fail "member $1: watermark floor"
+}
+take_marks() { # index share-address old-coordinator-config: the old group's highest marks
+  "$SIG" -c "$WORK/member-$1/signatory.yaml" threshold marks --key "$2" --from "$3" --chain $MAINNET \
+    >> "$WORK/member-$1/marks.txt" 2>&1 || fail "member $1: threshold marks (see $WORK/member-$1/marks.txt)"
 }
 coordinator_config() { # member whose printed vault config to use
   {
@@ -136,7 +144,7 @@ start() { # index (0: the coordinator)
 stop() { # index: stop that signer if it runs
   if [ -n "${running[$1]:-}" ]; then kill "${running[$1]}"; wait "${running[$1]}" 2>/dev/null || true; running[$1]=; fi
 }
-for i in 1 2 3; do member_config $i "$(share_key $i 1)" 0; start $i; done
+for i in 1 2 3; do member_config $i "$(share_key $i 1)"; floor $i "$(share_key $i 1)"; start $i; done
 coordinator_config 1
 start 0
 
@@ -156,6 +164,8 @@ out=$(post "$(attestation 1)"); echo "level 1: $out"
 
 # 6. Reshare to four members, threshold 3: members 1-3 deal their shares again (each names its
 #    current share with --old-alias), member 4 joins. The group key does not change.
+declare -A OLD
+for i in 1 2 3; do OLD[$i]=$(share_key $i 1); done
 {
   echo "name: demo-4"; echo "threshold: 3"; echo "members:"; for i in 1 2 3 4; do member_line $i; done
   echo "previous:"; echo "  public_key: $GROUP_PK"; echo "  threshold: 2"; echo "  members:"
@@ -168,14 +178,36 @@ run_members "$WORK/reshare.yaml" "1:--alias demo-4 --old-alias dkg-demo" "2:--al
 same_outcome 1 2 3 4
 [ "$(sed -n 3p "$WORK/member-4/ceremony.txt" | tr -d ' ')" == "$GROUP" ] || fail "the resharing changed the group key"
 echo "reshared to 4 members: same group key $GROUP"
-for i in 1 2 3 4; do stop $i; member_config $i "$(share_key $i 1)" 1; start $i; done  # level 1 was signed
-stop 0; coordinator_config 1; start 0
+
+# The new shares' history. The old group's coordinator stops; then each member in turn, stopped,
+# takes the old group's highest marks for its new share from the old members still serving
+# their old shares (enough of them must answer: here 2 of the 3), and starts again serving its
+# new share and its old one (which the next members ask); then the coordinator starts over the
+# new group.
+new_history() { # old-coordinator-config member…
+  local old=$1 i
+  shift
+  for i in "$@"; do
+    stop $i
+    # shellcheck disable=SC2086
+    member_config $i "$(share_key $i 1)" ${OLD[$i]:-}
+    take_marks $i "$(share_key $i 1)" "$old"
+    start $i
+  done
+  coordinator_config 1
+  start 0
+}
+stop 0; cp "$WORK/coordinator.yaml" "$WORK/coordinator-3.yaml"
+new_history "$WORK/coordinator-3.yaml" 1 2 3 4
+grep -q "attestation.*level 1" "$WORK/member-4/marks.txt" || fail "member 4 did not take level 1 from the old group"
 [ "$(curl -s "$C/bls_prove_possession/$GROUP")" == "$POP" ] || fail "the proof of possession changed"
 out=$(post "$(attestation 2)"); echo "level 2, four members: $out"
 [[ $out == *' 200' ]] || fail "level 2 was not signed by the reshared group"
 
 # 7. Replace member 2 by member 5 (threshold 3 of 4): member 2 deals and leaves, told to erase
-#    its share; member 5 receives.
+#    its share; member 5 receives. The new shares take the history of the group of four (3 of its
+#    members must answer), then member 2 stops.
+for i in 1 2 3 4; do OLD[$i]=$(share_key $i 1); done
 {
   echo "name: demo-5"; echo "threshold: 3"; echo "members:"; for i in 1 3 4 5; do member_line $i; done
   echo "previous:"; echo "  public_key: $GROUP_PK"; echo "  threshold: 3"; echo "  members:"
@@ -187,9 +219,9 @@ run_members "$WORK/replace.yaml" "1:--alias demo-5 --old-alias demo-4" "2:--old-
   "3:--alias demo-5 --old-alias demo-4" "4:--alias demo-5 --old-alias demo-4" "5:--alias demo-5"
 same_outcome 1 3 4 5
 grep -q "Erase this member's old share" "$WORK/member-2/ceremony.txt" || fail "member 2 was not told to erase its share"
+stop 0; cp "$WORK/coordinator.yaml" "$WORK/coordinator-4.yaml"
+new_history "$WORK/coordinator-4.yaml" 1 3 4 5
 stop 2
-for i in 1 3 4 5; do stop $i; member_config $i "$(share_key $i 1)" 2; start $i; done  # up to level 2
-stop 0; coordinator_config 1; start 0
 [ "$(curl -s "$C/bls_prove_possession/$GROUP")" == "$POP" ] || fail "the proof of possession changed"
 out=$(post "$(attestation 3)"); echo "level 3, member 2 replaced: $out"
 [[ $out == *' 200' ]] || fail "level 3 was not signed after the replacement"
