@@ -17,7 +17,6 @@ import (
 	"github.com/signatory-go/signatory/internal/vault"
 	vthreshold "github.com/signatory-go/signatory/internal/vault/threshold"
 	"github.com/signatory-go/signatory/internal/watermark"
-	"github.com/signatory-go/signatory/internal/watermark/interchange"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
@@ -96,18 +95,7 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 				}
 				entries = append(entries, watermark.Entry{Key: watermark.Key{Chain: chain, PKH: pkh, Class: watermark.Class(c)}, Mark: mark})
 			}
-			store, err := openWatermark(cmd.Context(), cfg, log, false)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			rep, err := interchange.Import(cmd.Context(), store, entries, dryRun)
-			if rep != nil {
-				if perr := g.printImport(rep, store.Name(), dryRun); perr != nil && err == nil {
-					err = perr
-				}
-			}
-			return err
+			return g.raise(cmd.Context(), cfg, log, entries, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&pkh, "key", "", "this member's share (its tz4 address, listed in this config with share_of)")

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -203,21 +206,11 @@ not shared between processes, and a running signer would overwrite the imported 
 					entries = append(entries, s.Entries...)
 				}
 			}
-			store, cfg, log, err := g.loadStore(cmd.Context(), false)
+			cfg, log, err := g.load()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			if store.Name() == wmfile.Driver && !dryRun {
-				log.Warn("importing into the file store: make sure no signatory is running on base_dir " + cfg.BaseDir)
-			}
-			rep, err := interchange.Import(cmd.Context(), store, entries, dryRun)
-			if rep != nil {
-				if perr := g.printImport(rep, store.Name(), dryRun); perr != nil && err == nil {
-					err = perr
-				}
-			}
-			return err
+			return g.raise(cmd.Context(), cfg, log, entries, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "", "file format: signatory, reference, reference-v1, reference-v0 or octez (default: tell from name and content)")
@@ -226,6 +219,26 @@ not shared between processes, and a running signer would overwrite the imported 
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be raised and kept, write nothing")
 	cmd.Flags().BoolVar(&g.jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// raise imports entries into the configured store (only ever raising: interchange.Import) and
+// prints the report: watermark import, watermark floor and threshold marks.
+func (g *globals) raise(ctx context.Context, cfg *config.Config, log *slog.Logger, entries []watermark.Entry, dryRun bool) error {
+	store, err := openWatermark(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if store.Name() == wmfile.Driver && !dryRun {
+		log.Warn("writing into the file store: make sure no signatory is running on base_dir " + cfg.BaseDir)
+	}
+	rep, err := interchange.Import(ctx, store, entries, dryRun)
+	if rep != nil {
+		if perr := g.printImport(rep, store.Name(), dryRun); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
 }
 
 func (g *globals) printImport(rep *interchange.Report, backend string, dryRun bool) error {
@@ -305,21 +318,11 @@ above the chain's head is always safe; a brand-new group key that never signed c
 			for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
 				entries = append(entries, watermark.Entry{Key: watermark.Key{Chain: chain, PKH: pkh, Class: c}, Mark: watermark.Mark{Level: level, Round: round}})
 			}
-			store, cfg, log, err := g.loadStore(cmd.Context(), false)
+			cfg, log, err := g.load()
 			if err != nil {
 				return err
 			}
-			defer store.Close()
-			if store.Name() == wmfile.Driver && !dryRun {
-				log.Warn("writing into the file store: make sure no signatory is running on base_dir " + cfg.BaseDir)
-			}
-			rep, err := interchange.Import(cmd.Context(), store, entries, dryRun)
-			if rep != nil {
-				if perr := g.printImport(rep, store.Name(), dryRun); perr != nil && err == nil {
-					err = perr
-				}
-			}
-			return err
+			return g.raise(cmd.Context(), cfg, log, entries, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&pkh, "key", "", "the key's address (tz1…tz4)")

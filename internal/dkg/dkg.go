@@ -511,7 +511,7 @@ func (m *member) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	m.mu.Lock()
-	hellos := maps2(m.inbox[kindHello])
+	hellos := cloneMap(m.inbox[kindHello])
 	m.mu.Unlock()
 	hellos[m.me.ID] = hb
 	var present []*participant
@@ -710,8 +710,8 @@ func (m *member) confirmed(ctx context.Context, from []*participant, want []byte
 		return true
 	})
 	m.mu.Lock()
-	confirms := maps2(m.inbox[kindConfirm])
-	equivocated := maps2(m.equivoc)
+	confirms := cloneMap(m.inbox[kindConfirm])
+	equivocated := cloneMap(m.equivoc)
 	m.mu.Unlock()
 	for _, q := range from {
 		if q == m.me {
@@ -753,7 +753,7 @@ func (m *member) leave(ctx context.Context, proto *kdkg.Protocol, b *board, pres
 		return true
 	})
 	m.mu.Lock()
-	confirms := maps2(m.inbox[kindConfirm])
+	confirms := cloneMap(m.inbox[kindConfirm])
 	m.mu.Unlock()
 	var qualified []*participant
 	for _, q := range newMembers {
@@ -801,7 +801,8 @@ func memberKey(r *Result, index int) (*crypt.BLSPublicKey, bool) {
 	return nil, false
 }
 
-func maps2[K comparable, V any](in map[K]V) map[K]V {
+// cloneMap copies a map; unlike maps.Clone it never returns nil (the copies are written to).
+func cloneMap[K comparable, V any](in map[K]V) map[K]V {
 	out := make(map[K]V, len(in))
 	for k, v := range in {
 		out[k] = v
