@@ -73,7 +73,9 @@ type dkgJSON struct {
 	Alias          string               `json:"alias"`
 	Share          string               `json:"share_public_key_hash"`
 	VaultConfig    thresholdVaultConfig `json:"vault_config"`
-	DurationMS     int64                `json:"duration_ms"`
+	// MemberPolicy is this member's policy for its share, the lines to put under tezos:.
+	MemberPolicy string `json:"member_policy,omitempty"`
+	DurationMS   int64  `json:"duration_ms"`
 }
 
 type dkgMemberJSON struct {
@@ -319,6 +321,8 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 	}
 	if res.Share != nil {
 		out.Share = res.Share.Public().Hash().String()
+		out.MemberPolicy = fmt.Sprintf("%s:\n  share_of: %s\n  allow_proof_of_possession_for: [%s]\n  allow: {block: , preattestation: , attestation: }\n",
+			out.Share, out.GroupPublicKey, out.GroupPublicKey)
 	}
 	if out.Complaints == nil {
 		out.Complaints = []dkg.Complaint{}
@@ -361,6 +365,12 @@ func printCeremony(g *globals, res *dkg.Result, secretKeys, alias string) error 
 		fmt.Fprintf(w, "Member %d complained about member %d's deal\n", c.By, c.Dealer)
 	}
 	fmt.Fprintf(w, "This member's share is in %s as %q.\n", secretKeys, alias)
+	fmt.Fprintf(w, "This member's policy, under tezos: in its config (with share_of, the share signs no consensus operation on a chain before it has a history there):\n")
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(out.MemberPolicy, "\n"), "\n") {
+		fmt.Fprintf(w, "  %s", line)
+	}
+	fmt.Fprintf(w, "\nIts history, before it signs: `signatory watermark floor --key %s --chain <chain id> --level 0` for a new key;\n", out.Share)
+	fmt.Fprintf(w, "after a resharing, `signatory threshold marks --key %s --from <the old group's coordinator config> --chain <chain id>`.\n", out.Share)
 	fmt.Fprintf(w, "The coordinator's threshold vault config:\n")
 	y, err := yaml.Marshal(map[string]any{"driver": "threshold", "config": out.VaultConfig})
 	if err != nil {

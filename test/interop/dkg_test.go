@@ -29,6 +29,7 @@ type ceremonyOutput struct {
 	GroupPKH       string `json:"group_public_key_hash"`
 	Transcript     string `json:"transcript"`
 	Share          string `json:"share_public_key_hash"`
+	MemberPolicy   string `json:"member_policy"`
 	Members        []struct {
 		Index     int    `json:"index"`
 		PublicKey string `json:"public_key"`
@@ -216,6 +217,9 @@ func TestDKGProcesses(t *testing.T) {
 					t.Fatalf("member %d: index %d, share %s, listed %s", m.index, o.Index, o.Share, o.Members[m.index-1].PKH)
 				}
 				shares[o.Share] = true
+				if !strings.HasPrefix(o.MemberPolicy, o.Share+":\n") || !strings.Contains(o.MemberPolicy, "share_of: "+o.GroupPublicKey+"\n") {
+					t.Fatalf("member %d's printed policy does not declare its share of the group:\n%s", m.index, o.MemberPolicy)
+				}
 				// The member's files: its identity, and its share alone.
 				keys := readShareFile(t, m.secretKeys)
 				if len(keys) != 1 || keys[0].Public().Hash().String() != o.Share {
