@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,66 @@ func TestCopiesBounded(t *testing.T) {
 	}
 	if _, _, err := ApplySpend(full, Spend{ID: "x", Digest: [32]byte{0xff, 0xff}, At: t0}, w); !errors.As(err, &le) || le.Rule != "window_full" {
 		t.Fatalf("a record of %d ids: %v", MaxSpends, err)
+	}
+}
+
+// TestSpendBoundsExact holds the spending rules at their exact bounds: a record of exactly
+// MaxSpendBytes is kept and one byte more is refused, for a new entry and for a copy joining one;
+// the refusal of a copy past MaxCopies says how many were asked; a window that is not set holds
+// nothing, even entries stamped ahead of this signer's clock (by a signer whose clock runs ahead).
+func TestSpendBoundsExact(t *testing.T) {
+	w := Windows{Amount: 1000e6, AmountPeriod: time.Hour}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var base []Spend
+	for i := range 900 {
+		var d [32]byte
+		copy(d[:], fmt.Sprint(i))
+		base = append(base, Spend{ID: fmt.Sprintf("%0100d", i), Digest: d, At: t0})
+	}
+	for _, join := range []bool{false, true} {
+		s := Spend{Digest: [32]byte{0xfe}, At: t0.Add(time.Minute)}
+		if join {
+			s.Digest = base[0].Digest
+		}
+		// The record's length with an empty id, then an id that brings it to exactly the bound.
+		probe := append(slices.Clone(base), Spend{Digest: s.Digest, At: s.At})
+		if join {
+			probe = slices.Clone(base)
+			probe[0].Also = []string{""}
+			probe[0].At = s.At
+		}
+		s.ID = strings.Repeat("i", MaxSpendBytes-encodedLen(probe))
+		got, _, err := ApplySpend(slices.Clone(base), s, w)
+		if err != nil || encodedLen(got) != MaxSpendBytes {
+			t.Fatalf("join %t: a record of exactly %d bytes: %v (%d bytes)", join, MaxSpendBytes, err, encodedLen(got))
+		}
+		s.ID += "i"
+		var le *LimitError
+		if _, _, err := ApplySpend(slices.Clone(base), s, w); !errors.As(err, &le) || le.Rule != "window_full" || le.Value != MaxSpendBytes+1 {
+			t.Fatalf("join %t: a record one byte over: %v", join, err)
+		}
+	}
+
+	var list []Spend
+	for i := range MaxCopies {
+		list, _, _ = ApplySpend(list, Spend{ID: fmt.Sprint(i), Digest: [32]byte{1}, At: t0, Amount: 1e6}, w)
+	}
+	_, _, err := ApplySpend(list, Spend{ID: "more", Digest: [32]byte{1}, At: t0, Amount: 1e6}, w)
+	if want := fmt.Sprintf("asked for %d times within its window, more than %d", MaxCopies+1, MaxCopies); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("copy %d: %v; want %q", MaxCopies+1, err, want)
+	}
+
+	ahead := []Spend{{ID: "a", At: t0.Add(time.Minute), Amount: 5e6}}
+	for _, c := range []struct {
+		w    Windows
+		want Usage
+	}{
+		{Windows{Count: 10, CountPeriod: time.Hour}, Usage{Count: 1}},
+		{Windows{Amount: 10e6, AmountPeriod: time.Hour}, Usage{Amount: 5e6}},
+		{Windows{}, Usage{}},
+	} {
+		if got := UsageAt(ahead, c.w, t0); got != c.want {
+			t.Errorf("%+v: an entry a minute ahead counts %+v; want %+v", c.w, got, c.want)
+		}
 	}
 }
