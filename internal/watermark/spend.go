@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -204,9 +205,11 @@ func counted(e Spend, w Windows, now time.Time) bool {
 		(w.CountPeriod == 0 || e.At.After(now.Add(-w.CountPeriod)))
 }
 
+// sat is a + b for amounts (never negative: mutez decoded from naturals), saturated at
+// math.MaxInt64 instead of wrapping: the value a max_total refusal reports.
 func sat(a, b int64) int64 {
-	if a > 0 && b > 0 && a > 1<<62-b {
-		return 1 << 62
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
 	}
 	return a + b
 }

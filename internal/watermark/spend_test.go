@@ -3,6 +3,7 @@ package watermark
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -213,6 +214,32 @@ func TestSpendBoundsExact(t *testing.T) {
 	} {
 		if got := UsageAt(ahead, c.w, t0); got != c.want {
 			t.Errorf("%+v: an entry a minute ahead counts %+v; want %+v", c.w, got, c.want)
+		}
+	}
+}
+
+// TestSpendUsageReported: a request admitted returns what the windows hold with it; a max_total
+// refusal reports the total the request would have made, saturated instead of wrapping for
+// amounts no chain holds.
+func TestSpendUsageReported(t *testing.T) {
+	w := Windows{Amount: 30e6, AmountPeriod: time.Hour, Count: 5, CountPeriod: time.Hour}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	list := []Spend{{ID: "a", Digest: [32]byte{1}, At: t0, Amount: 10e6}}
+	_, u, err := ApplySpend(list, Spend{ID: "b", Digest: [32]byte{2}, At: t0, Amount: 7e6}, w)
+	if err != nil || u != (Usage{Amount: 17e6, Count: 2}) {
+		t.Fatalf("usage with the request: %+v, %v; want 17 tez in 2 requests", u, err)
+	}
+	var le *LimitError
+	if _, _, err := ApplySpend(list, Spend{ID: "c", Digest: [32]byte{3}, At: t0, Amount: 25e6}, w); !errors.As(err, &le) || le.Value != 35e6 {
+		t.Fatalf("a refusal at 35 tez: %v", err)
+	}
+	huge := Spend{ID: "d", Digest: [32]byte{4}, At: t0, Amount: math.MaxInt64 - 1}
+	if _, _, err := ApplySpend(list, huge, w); !errors.As(err, &le) || le.Value != math.MaxInt64 {
+		t.Fatalf("a refusal past int64: %v", err)
+	}
+	for _, c := range [][3]int64{{1, 2, 3}, {0, math.MaxInt64, math.MaxInt64}, {1, math.MaxInt64, math.MaxInt64}, {math.MaxInt64 - 5, 5, math.MaxInt64}, {math.MaxInt64 - 5, 6, math.MaxInt64}} {
+		if got := sat(c[0], c[1]); got != c[2] {
+			t.Errorf("sat(%d, %d) = %d; want %d", c[0], c[1], got, c[2])
 		}
 	}
 }
