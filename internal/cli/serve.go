@@ -58,6 +58,10 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 		log.Warn("SECURITY WARNING: the signing port listens beyond loopback and no client authentication is configured; anyone who can reach " +
 			s.Address + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys or server.tls.client_ca_file.")
 	}
+	if s.SocketAddress != "" && !server.IsLoopback(s.SocketAddress) && len(s.AuthorizedKeys) == 0 {
+		log.Warn("SECURITY WARNING: the socket port listens beyond loopback and no client authentication is configured; anyone who can reach " +
+			s.SocketAddress + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys.")
+	}
 	tlsCert, tlsKey, tlsCA := "", "", ""
 	if s.TLS != nil {
 		tlsCert, tlsKey, tlsCA = s.TLS.CertFile, s.TLS.KeyFile, s.TLS.ClientCAFile
@@ -71,7 +75,8 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 		CertFile:  tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
 		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
-		JWT:         s.JWTAuth,
+		JWT:           s.JWTAuth,
+		SocketAddress: s.SocketAddress, UnixSocket: s.UnixSocket,
 		LogPayloads: func(pkh string) bool { p := cfg.Policies[pkh]; return p != nil && p.LogPayloads },
 	}, svc, m, log)
 	ls, err := srv.Listen()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -66,6 +67,11 @@ type Server struct {
 	ReadTimeout        Duration `yaml:"read_timeout"`
 	WriteTimeout       Duration `yaml:"write_timeout"`
 	IdleTimeout        Duration `yaml:"idle_timeout"`
+	// SocketAddress (host:port, e.g. 127.0.0.1:7732) and UnixSocket (a path) serve octez-signer's
+	// socket protocol, as `octez-signer launch socket signer` and `launch local signer` do; off
+	// when empty (docs/protocol.md).
+	SocketAddress string `yaml:"socket_address"`
+	UnixSocket    string `yaml:"unix_socket"`
 }
 
 // PolicyHook is the remote policy hook (see the README's policy hook section). Timeout is this project's addition.
@@ -177,6 +183,25 @@ func (c *Config) finish() error {
 	if s.MaxBodyBytes > MaxMaxBodyBytes {
 		return fmt.Errorf("server.max_body_bytes: %d is above the limit of %d (1 MiB): a request body is a hex string, "+
 			"and no Tezos operation is larger than 32 KiB", s.MaxBodyBytes, MaxMaxBodyBytes)
+	}
+	if s.SocketAddress != "" {
+		if _, _, err := net.SplitHostPort(s.SocketAddress); err != nil {
+			return fmt.Errorf("server.socket_address: %q is not host:port: %v", s.SocketAddress, err)
+		}
+	}
+	s.UnixSocket = os.ExpandEnv(s.UnixSocket)
+	if s.UnixSocket != "" && !filepath.IsAbs(s.UnixSocket) {
+		return fmt.Errorf("server.unix_socket: %q is not an absolute path", s.UnixSocket)
+	}
+	if s.SocketAddress != "" || s.UnixSocket != "" {
+		// The socket protocol has no JWT and no TLS: a signer that relies on either to keep
+		// strangers out would serve them on its sockets.
+		if s.JWT.Kind != 0 && s.JWT.Tag != "!!null" {
+			return errors.New("server.socket_address and server.unix_socket: the socket transports have no JWT, which server.jwt requires of every client; authenticate with server.authorized_keys instead")
+		}
+		if s.TLS != nil && s.TLS.ClientCAFile != "" && len(s.AuthorizedKeys) == 0 {
+			return errors.New("server.socket_address and server.unix_socket: server.tls.client_ca_file protects only the HTTP port; set server.authorized_keys, which the sockets check too")
+		}
 	}
 	if s.MaxGenericInFlight < 0 {
 		return fmt.Errorf("server.max_generic_in_flight: %d is negative", s.MaxGenericInFlight)

@@ -27,6 +27,10 @@ type Metrics struct {
 	VaultLatency          *prometheus.HistogramVec // vault, curve (s) — ours
 	WatermarkStoreLatency *prometheus.HistogramVec // backend, result (s) — ours
 	BuildInfo             *prometheus.GaugeVec
+	// The socket transports (octez-signer's TCP and Unix sockets) — ours.
+	SocketRequests    *prometheus.CounterVec // transport, request, status
+	SocketConnections *prometheus.GaugeVec   // transport
+	SocketRefused     *prometheus.CounterVec // transport, reason
 
 	chains, clients *LabelSet
 }
@@ -62,6 +66,10 @@ func New(version string) *Metrics {
 	m.WatermarkOpDuration = hv("watermark_operation_duration_seconds", "Watermark step duration.", prometheus.ExponentialBuckets(0.001, 2, 10), "backend")
 	m.VaultLatency = hv("signatory_vault_sign_latency_seconds", "Time the vault takes to sign, by vault and curve.", fineBuckets, "vault", "curve")
 	m.WatermarkStoreLatency = hv("signatory_watermark_store_latency_seconds", "Time the watermark store takes to check and record, by backend and result.", fineBuckets, "backend", "result")
+	m.SocketRequests = cv("signatory_socket_requests_total", "Requests over the socket transports, by transport (tcp, unix), request kind and status (the HTTP status of the same outcome).", "transport", "request", "status")
+	m.SocketConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signatory_socket_connections", Help: "Open connections on the socket transports."}, []string{"transport"})
+	m.Registry.MustRegister(m.SocketConnections)
+	m.SocketRefused = cv("signatory_socket_refused_total", "Socket connections closed by the signer: over the connection limit, idle or slow past the timeout, or sending what does not decode.", "transport", "reason")
 	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signatory_build_info", Help: "Build information."}, []string{"path", "version", "checksum", "revision", "branch"})
 	m.Registry.MustRegister(m.BuildInfo, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	path, sum, rev := "", "", ""

@@ -41,6 +41,10 @@ type Policy struct {
 	// imported history, or an operator's floor: `signatory watermark floor`), so that a member
 	// whose store is new or was lost never signs at a level the group already signed.
 	ShareOf string
+	// AllowDeterministicNonce answers octez-signer's Deterministic_nonce and
+	// Deterministic_nonce_hash requests for the key (the socket transports): a value derived
+	// from the secret key, which a baker commits to and reveals later. Off by default.
+	AllowDeterministicNonce bool
 	// JWTUsers restricts JWT users; empty means any.
 	JWTUsers []string
 	// Limits is the key's spending policy for generic requests; nil: none.
@@ -124,15 +128,16 @@ func (p *Policy) CheckClient(client string) error {
 
 // Config is the YAML shape of one key under `tezos:`, in the reference implementation's schema.
 type Config struct {
-	Allow                  map[string][]string `yaml:"allow"`
-	LogPayloads            bool                `yaml:"log_payloads"`
-	AllowedChains          []string            `yaml:"allowed_chains"`
-	AllowProofOfPossession bool                `yaml:"allow_proof_of_possession"`
-	AllowPoPFor            []string            `yaml:"allow_proof_of_possession_for"`
-	ShareOf                string              `yaml:"share_of"`
-	AuthorizedKeys         []string            `yaml:"authorized_keys"`
-	JWTUsers               []string            `yaml:"jwt_users"`
-	Limits                 *LimitsConfig       `yaml:"limits"`
+	Allow                   map[string][]string `yaml:"allow"`
+	LogPayloads             bool                `yaml:"log_payloads"`
+	AllowedChains           []string            `yaml:"allowed_chains"`
+	AllowProofOfPossession  bool                `yaml:"allow_proof_of_possession"`
+	AllowPoPFor             []string            `yaml:"allow_proof_of_possession_for"`
+	ShareOf                 string              `yaml:"share_of"`
+	AllowDeterministicNonce bool                `yaml:"allow_deterministic_nonce"`
+	AuthorizedKeys          []string            `yaml:"authorized_keys"`
+	JWTUsers                []string            `yaml:"jwt_users"`
+	Limits                  *LimitsConfig       `yaml:"limits"`
 	// Deprecated: used only when Allow is absent.
 	AllowedOperations []string `yaml:"allowed_operations"`
 	AllowedKinds      []string `yaml:"allowed_kinds"`
@@ -288,6 +293,7 @@ func parseNode(pkh string, node *yaml.Node) (p *Policy, warnings []string, err e
 		}
 		p.ShareOf = pub.String()
 	}
+	p.AllowDeterministicNonce = c.AllowDeterministicNonce
 	if c.AllowProofOfPossession {
 		if strings.HasPrefix(pkh, "tz4") {
 			p.AllowPoP = true

@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type Service interface {
 	ProvePossession(ctx context.Context, r *signer.PossessionRequest) (crypt.Signature, error)
 	// ShareMarks is a threshold member's signed statement of its highest marks on a chain.
 	ShareMarks(ctx context.Context, pkh, chain, nonce string) (*threshold.Marks, error)
+	// DeterministicNonce and SupportsDeterministicNonces answer octez's nonce requests (sockets).
+	DeterministicNonce(ctx context.Context, r *signer.NonceRequest) ([32]byte, error)
+	SupportsDeterministicNonces(ctx context.Context, pkh string) (bool, error)
 	AuthorizedKeyHashes() []string
 	Health(ctx context.Context) map[string]error
 	// Known reports whether pkh is a configured key: only those get their own metric labels.
@@ -73,6 +77,14 @@ type Config struct {
 	LogPayloads func(pkh string) bool
 	// JWT, when set, serves POST /login and requires a token on every other route.
 	JWT *jwtauth.Auth
+	// SocketAddress and UnixSocket, when set, serve octez-signer's socket protocol over TCP
+	// and over a Unix socket (internal/socket), through the same signer.
+	SocketAddress, UnixSocket string
+	// SocketTimeout closes a socket connection that sends no whole request for this long
+	// (DefaultSocketTimeout when 0); MaxSocketConns bounds each socket's open connections
+	// (DefaultSocketConns when 0).
+	SocketTimeout  time.Duration
+	MaxSocketConns int
 }
 
 // Server is the signing and utility HTTP servers.
@@ -166,15 +178,20 @@ func writeError(w http.ResponseWriter, err error) int { return writeErrorID(w, e
 // under that id.
 func writeErrorID(w http.ResponseWriter, err error, id string) int {
 	status := fault.Status(err)
-	msg := err.Error()
-	if status >= 500 {
-		msg = clientMessage(err)
-		if id != "" {
-			msg += " (request " + id + ")"
-		}
-	}
-	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: msg}})
+	writeJSON(w, status, []errorBody{{ID: "failure", Kind: "temporary", Msg: errorMessage(err, id)}})
 	return status
+}
+
+// errorMessage is what a client is told of err, over HTTP and the sockets alike.
+func errorMessage(err error, id string) string {
+	if fault.Status(err) < 500 {
+		return err.Error()
+	}
+	msg := clientMessage(err)
+	if id != "" {
+		msg += " (request " + id + ")"
+	}
+	return msg
 }
 
 // clientMessage is the kind of a server failure, as a client may see it.
@@ -499,22 +516,43 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 }
 
 // Listeners holds the bound sockets, so that callers (and tests) can learn the real ports.
+// Socket and Unix are nil unless configured.
 type Listeners struct {
-	Sign, Utility net.Listener
+	Sign, Utility, Socket, Unix net.Listener
 }
 
-// Listen binds both ports.
+func (l *Listeners) close() {
+	for _, x := range []net.Listener{l.Sign, l.Utility, l.Socket, l.Unix} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+// Listen binds both ports, and the socket transports when configured.
 func (s *Server) Listen() (*Listeners, error) {
-	ls, err := net.Listen("tcp", s.cfg.Address)
-	if err != nil {
+	l := &Listeners{}
+	var err error
+	if l.Sign, err = net.Listen("tcp", s.cfg.Address); err != nil {
 		return nil, fmt.Errorf("signing port: %w", err)
 	}
-	lu, err := net.Listen("tcp", s.cfg.UtilityAddress)
-	if err != nil {
-		ls.Close()
+	if l.Utility, err = net.Listen("tcp", s.cfg.UtilityAddress); err != nil {
+		l.close()
 		return nil, fmt.Errorf("utility port: %w", err)
 	}
-	return &Listeners{Sign: ls, Utility: lu}, nil
+	if s.cfg.SocketAddress != "" {
+		if l.Socket, err = net.Listen("tcp", s.cfg.SocketAddress); err != nil {
+			l.close()
+			return nil, fmt.Errorf("server.socket_address: %w", err)
+		}
+	}
+	if s.cfg.UnixSocket != "" {
+		if l.Unix, err = listenUnix(s.cfg.UnixSocket); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // Serve serves on l until ctx is done, then shuts down gracefully: in-flight requests finish
@@ -522,8 +560,7 @@ func (s *Server) Listen() (*Listeners, error) {
 func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	tc, err := s.tlsConfig()
 	if err != nil {
-		l.Sign.Close()
-		l.Utility.Close()
+		l.close()
 		return err
 	}
 	main := &http.Server{Handler: s.Handler(), ReadTimeout: s.cfg.ReadTimeout, ReadHeaderTimeout: s.cfg.ReadTimeout,
@@ -531,7 +568,7 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	util := &http.Server{Handler: s.UtilityHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: s.cfg.IdleTimeout}
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	go func() {
 		if tc != nil {
 			errc <- main.ServeTLS(l.Sign, "", "")
@@ -540,13 +577,32 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 		}
 	}()
 	go func() { errc <- util.Serve(l.Utility) }()
-	s.log.Info("signer listening", "address", l.Sign.Addr().String(), "utility_address", l.Utility.Addr().String(), "tls", tc != nil)
+	var sockets []*socketServer
+	attrs := []any{"address", l.Sign.Addr().String(), "utility_address", l.Utility.Addr().String(), "tls", tc != nil}
+	for _, x := range []struct {
+		transport string
+		ln        net.Listener
+	}{{"tcp", l.Socket}, {"unix", l.Unix}} {
+		if x.ln == nil {
+			continue
+		}
+		ss := s.newSocketServer(x.transport, x.ln)
+		sockets = append(sockets, ss)
+		go func() { errc <- ss.serve() }()
+		attrs = append(attrs, x.transport+"_socket", x.ln.Addr().String())
+	}
+	s.log.Info("signer listening", attrs...)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			main.Close()
 			util.Close()
+			sctx, cancel := context.WithTimeout(context.Background(), 0)
+			defer cancel()
+			for _, ss := range sockets {
+				ss.shutdown(sctx)
+			}
 			return err
 		}
 	}
@@ -554,8 +610,13 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	s.log.Info("shutting down: finishing in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var wg sync.WaitGroup
+	for _, ss := range sockets {
+		wg.Go(func() { ss.shutdown(sctx) })
+	}
 	err1 := main.Shutdown(sctx)
 	err2 := util.Shutdown(sctx)
+	wg.Wait()
 	return errors.Join(err1, err2)
 }
 

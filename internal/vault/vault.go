@@ -150,6 +150,24 @@ func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte
 	return nil, fmt.Errorf("unsupported key type %T", k.Priv)
 }
 
+// NonceDeriver is a Key that can compute octez's deterministic nonce of its secret key
+// (tezos.DeterministicNonce). Only keys whose secret is in this process can: no HSM or KMS
+// offers an HMAC keyed by the secret of a signing key, and exporting it is what they exist to
+// prevent.
+type NonceDeriver interface {
+	DeterministicNonce(ctx context.Context, data []byte) ([32]byte, error)
+}
+
+// DeterministicNonce implements NonceDeriver.
+func (k *SoftwareKey) DeterministicNonce(ctx context.Context, data []byte) ([32]byte, error) {
+	if k.Life != nil {
+		if err := k.Life.Usable(ctx); err != nil {
+			return [32]byte{}, err
+		}
+	}
+	return tezos.DeterministicNonce(k.Priv, data)
+}
+
 // CheckedSigner is a Key that can check its own signature by a cheaper method than verification
 // that catches the same faults. Only keys whose secret is in this process qualify: a signature from
 // an HSM or a KMS is always fully verified.
