@@ -103,7 +103,8 @@ func TestTaquitoInterop(t *testing.T) {
 	clients := []*key{newKey(t, tezos.Ed25519), newKey(t, tezos.P256), newKey(t, tezos.Secp256k1), newKey(t, tezos.BLS)}
 	intruder := newKey(t, tezos.Ed25519) // not authorized
 
-	consensusAllow := `    allow:
+	consensusAllow := `    allow_deterministic_nonce: true
+    allow:
       block:
       preattestation:
       attestation:
@@ -115,6 +116,7 @@ func TestTaquitoInterop(t *testing.T) {
 %s  %s:
 %s  %s:
     allow_proof_of_possession: true
+    allow_deterministic_nonce: true
     allow:
       block:
       preattestation:
@@ -124,9 +126,13 @@ func TestTaquitoInterop(t *testing.T) {
     allow:
       generic: [transaction]
 `, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH)
-	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted}, "  allow_list_known_keys: true\n", mainTezos)
+	// Both daemons also serve octez-signer's socket protocol (socket.test.mjs).
+	mainSocket, authSocket := testdaemon.FreeAddr(t), testdaemon.FreeAddr(t)
+	mainUnix := filepath.Join(t.TempDir(), "main.sock")
+	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted},
+		"  allow_list_known_keys: true\n  socket_address: "+mainSocket+"\n  unix_socket: "+mainUnix+"\n", mainTezos)
 
-	authServer := "  authorized_keys:\n"
+	authServer := "  socket_address: " + authSocket + "\n  authorized_keys:\n"
 	for _, c := range clients {
 		authServer += "    - " + c.PK + "\n"
 	}
@@ -143,8 +149,8 @@ func TestTaquitoInterop(t *testing.T) {
 
 	keys := map[string]*key{
 		"tz1":        tz1,
-		"tz2":        tz2.withoutSK(),
-		"tz3":        tz3.withoutSK(),
+		"tz2":        tz2, // the secret keys of tz1 to tz4: socket.test.mjs computes their
+		"tz3":        tz3, // deterministic nonces itself
 		"tz4":        tz4, // BLS signing is deterministic: compared with Taquito's InMemorySigner
 		"unlisted":   unlisted.withoutSK(),
 		"restricted": restricted.withoutSK(),
@@ -181,6 +187,9 @@ func TestTaquitoInterop(t *testing.T) {
 		"SIGNATORY_URL=http://"+mainD.Addr,
 		"SIGNATORY_AUTH_URL=http://"+auth.Addr,
 		"SIGNATORY_INTEROP_KEYS="+string(keysJSON),
+		"SIGNATORY_SOCKET="+mainSocket,
+		"SIGNATORY_UNIX_SOCKET="+mainUnix,
+		"SIGNATORY_AUTH_SOCKET="+authSocket,
 		"NO_COLOR=1",
 	)
 	cmd.WaitDelay = 10 * time.Second
