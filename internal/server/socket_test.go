@@ -469,3 +469,57 @@ func secretPayload(t *testing.T, sk string) []byte {
 	t.Fatalf("%T", k)
 	return nil
 }
+
+// TestSocketTz5: octez's fixed tz5 key over the socket. octez's own client has no Sign case for
+// tz5 (pkh_encoding stops at BLS), but its case 3, a tagged key hash and a version, carries one:
+// the signer answers it (ML-DSA-44 signatures of 2,420 bytes fit a frame); its public key, its
+// deterministic nonce (the HMAC key is its signing and verification keys, 3,872 bytes) and its
+// refusal of a proof of possession.
+func TestSocketTz5(t *testing.T) {
+	s, m, log := newEnvSigner(t, nil, nil)
+	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log)
+	ls, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ls) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c := dial(t, "tcp", ls.Socket.Addr().String())
+	sk, pk := tv.OctezTz5()
+	got := c.must(append([]byte{socket.TagPublicKey}, pkh21(t, tv.OctezTz5PKH)...))
+	pub, _ := tezos.ParsePublicKey(pk)
+	want, _ := socket.PublicKey(pub)
+	if !bytes.Equal(got, socket.OK(want)) || len(got) != 1+1+1312 {
+		t.Fatalf("public key: %d bytes", len(got))
+	}
+	msg := unhexT(t, tv.LoadPolicyHex()["transaction ok"])
+	req := append(append([]byte{socket.TagSign, 0x03}, pkh21(t, tv.OctezTz5PKH)...), 3)
+	req = append(append(req, u32(len(msg))...), msg...)
+	got = c.must(req)
+	if got[0] != 0 || len(got) != 1+2420 {
+		t.Fatalf("sign: %d bytes %x", len(got), got[:min(len(got), 64)])
+	}
+	sig, err := crypt.NewSignature((*tz.MLDSA44Signature)(got[1:]))
+	if err != nil || !tezos.Verify(pub, sig, msg, 3) {
+		t.Fatalf("the tz5 signature does not verify: %v", err)
+	}
+	if msg := errMsg(t, c.must(append(append([]byte{socket.TagProvePossession}, pkh21(t, tv.OctezTz5PKH)...), 0))); !strings.Contains(msg, "not supported") {
+		t.Fatalf("proof of possession: %s", msg)
+	}
+	// No allow_deterministic_nonce in this key's policy: refused. The nonce itself, for the
+	// 3,872-byte key, is checked against HMAC-SHA256 over gotez's payload of its mdsk.
+	nreq := append(append(append([]byte{socket.TagDeterministicNonce}, pkh21(t, tv.OctezTz5PKH)...), u32(1)...), 7)
+	if msg := errMsg(t, c.must(nreq)); !strings.Contains(msg, "allow_deterministic_nonce") {
+		t.Fatalf("nonce: %s", msg)
+	}
+	k := octezTz5()
+	raw := k.ToProtocol().(*tz.MLDSA44PrivateKey)
+	mac := hmac.New(sha256.New, raw[:])
+	mac.Write([]byte{7})
+	n, err := tezos.DeterministicNonce(k, []byte{7})
+	if err != nil || !bytes.Equal(n[:], mac.Sum(nil)) || len(raw) != 3872 || sk == "" {
+		t.Fatalf("tz5 nonce: %v", err)
+	}
+}
