@@ -63,10 +63,13 @@ func TestFormatTez(t *testing.T) {
 }
 
 // TestEncodedLen: encodedLen, which ApplySpend's byte bound uses, is exactly the length of
-// EncodeSpends, for ids that JSON must escape too.
+// EncodeSpends, for ids that JSON must escape too (each such character alone, where quotedLen's
+// fast path would miss it), including U+2028, U+2029 and invalid UTF-8.
 func TestEncodedLen(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
-	ids := []string{"", "a1b2", "x\"y", `back\slash`, "<&>", "é", "\x01", "0123456789abcdef0123456789abcdef"}
+	// Each character encoding/json escapes, alone and among others, and those it does not.
+	ids := []string{"", "a1b2", "x\"y", `back\slash`, "<&>", "é", "\x01", "0123456789abcdef0123456789abcdef",
+		`"`, `\`, "<", ">", "&", "\u2028", "\u2029", "\xff", "a\xfeb", " ", "\x7f", "\x1f"}
 	for n := range 40 {
 		var list []Spend
 		for i := range n {
