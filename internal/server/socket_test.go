@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -521,5 +522,67 @@ func TestSocketTz5(t *testing.T) {
 	n, err := tezos.DeterministicNonce(k, []byte{7})
 	if err != nil || !bytes.Equal(n[:], mac.Sum(nil)) || len(raw) != 3872 || sk == "" {
 		t.Fatalf("tz5 nonce: %v", err)
+	}
+}
+
+// TestSocketFlood: 600 connections at once on the Unix socket, each sending a request: at most
+// the limit (256) are served (no connection arrives after the first 600, so no more than the
+// limit can hold a slot when the requests are read), the rest closed; the signer's goroutines
+// stay bounded by the limit; the HTTP port signs meanwhile; once they are gone a new connection
+// is served. Then 600 connections that announce a frame of 65,535 bytes and send one: none is
+// answered, all are closed after the timeout, within the same bounds.
+func TestSocketFlood(t *testing.T) {
+	for round, partial := range []bool{false, true} {
+		timeout := time.Minute // long enough that no served connection is closed while counted
+		if partial {
+			timeout = time.Second // the half-sent frames are cut after it
+		}
+		e := newSockEnv(t, Config{SocketTimeout: timeout}, nil)
+		base := runtime.NumGoroutine()
+		var conns []net.Conn
+		for range 600 {
+			c, err := net.Dial("unix", e.unix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		req := []byte{0, 1, socket.TagAuthorizedKeys}
+		if partial {
+			req = []byte{0xff, 0xff, 0x01}
+		}
+		for _, c := range conns {
+			_, _ = c.Write(req)
+		}
+		if n := runtime.NumGoroutine(); n > base+DefaultSocketConns+64 {
+			t.Errorf("round %d: %d goroutines with 600 connections (%d before)", round, n, base)
+		}
+		block, _ := hex.DecodeString(testdaemon.Block("7a06a770", int32(40+round), 0, 1))
+		if status, body := httpSign(t, e, tv.K1PKH, block); status != 200 {
+			t.Fatalf("HTTP during the flood: %d %s", status, body)
+		}
+		served := 0
+		for _, c := range conns {
+			if _, err := socket.ReadFrame(c, nil); err == nil {
+				served++
+			}
+			c.Close()
+		}
+		if served > DefaultSocketConns || (partial && served != 0) || (!partial && served == 0) {
+			t.Fatalf("round %d: %d of 600 connections answered", round, served)
+		}
+		testEventually(t, func() error {
+			c, err := net.Dial("unix", e.unix)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f, _ := socket.AppendFrame(nil, []byte{socket.TagAuthorizedKeys})
+			if _, err := c.Write(f); err != nil {
+				return err
+			}
+			_, err = socket.ReadFrame(c, nil)
+			return err
+		})
 	}
 }
