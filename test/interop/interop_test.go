@@ -26,6 +26,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
+	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -93,6 +94,8 @@ func TestTaquitoInterop(t *testing.T) {
 	tz2 := newKey(t, tezos.Secp256k1)
 	tz3 := newKey(t, tezos.P256)
 	tz4 := newKey(t, tezos.BLS)
+	tz5SK, tz5PK := tv.OctezTz5() // octez's fixed tz5 key: socket.test.mjs checks its nonce
+	tz5 := &key{PKH: tv.OctezTz5PKH, PK: tz5PK, SK: tz5SK}
 	unlisted := newKey(t, tezos.Ed25519)   // in the vault, not under tezos:
 	restricted := newKey(t, tezos.Ed25519) // allow: generic: [transaction] only
 	unknown := newKey(t, tezos.Ed25519)    // in no vault at all
@@ -125,11 +128,15 @@ func TestTaquitoInterop(t *testing.T) {
   %s:
     allow:
       generic: [transaction]
-`, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH)
+  %s:
+    allow_deterministic_nonce: true
+    allow:
+      generic: [transaction]
+`, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH, tz5.PKH)
 	// Both daemons also serve octez-signer's socket protocol (socket.test.mjs).
 	mainSocket, authSocket := testdaemon.FreeAddr(t), testdaemon.FreeAddr(t)
 	mainUnix := filepath.Join(t.TempDir(), "main.sock")
-	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted},
+	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted, tz5},
 		"  allow_list_known_keys: true\n  socket_address: "+mainSocket+"\n  unix_socket: "+mainUnix+"\n", mainTezos)
 
 	authServer := "  socket_address: " + authSocket + "\n  authorized_keys:\n"
@@ -152,6 +159,7 @@ func TestTaquitoInterop(t *testing.T) {
 		"tz2":        tz2, // the secret keys of tz1 to tz4: socket.test.mjs computes their
 		"tz3":        tz3, // deterministic nonces itself
 		"tz4":        tz4, // BLS signing is deterministic: compared with Taquito's InMemorySigner
+		"tz5":        tz5,
 		"unlisted":   unlisted.withoutSK(),
 		"restricted": restricted.withoutSK(),
 		"unknown":    unknown.withoutSK(),

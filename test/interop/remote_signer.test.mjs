@@ -149,7 +149,7 @@ describe('GET /known_keys (octez-signer --allow-list-known-keys)', () => {
     const res = await fetch(`${URL_MAIN}/known_keys`);
     assert.equal(res.status, 200);
     const { known_keys } = await res.json();
-    assert.deepEqual(known_keys, [KEYS.tz1.pkh, KEYS.tz2.pkh, KEYS.tz3.pkh, KEYS.tz4.pkh, KEYS.restricted.pkh]);
+    assert.deepEqual(known_keys, [KEYS.tz1.pkh, KEYS.tz2.pkh, KEYS.tz3.pkh, KEYS.tz4.pkh, KEYS.restricted.pkh, KEYS.tz5.pkh]);
     assert.ok(!known_keys.includes(KEYS.unlisted.pkh), 'a key in the vault but not under tezos: is listed');
     const off = await fetch(`${URL_AUTH}/known_keys`);
     assert.equal(off.status, 404);

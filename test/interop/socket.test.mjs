@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createHmac } from 'node:crypto';
 import blake from 'blakejs';
+import bs58check from 'bs58check';
 import { InMemorySigner } from '@taquito/signer';
 import { b58DecodeAndCheckPrefix, b58DecodePublicKey, buf2hex, hex2buf, PrefixV2, verifySignature, b58Encode } from '@taquito/utils';
 import { URL_MAIN, URL_AUTH, KEYS, http, signOK, sigBytes, block, consensus, pkhBytes, authBytes, CHAIN_TEST } from './lib.mjs';
@@ -99,7 +100,10 @@ async function once(where, payload) {
   }
 }
 
-const pkh21 = (pkh) => Buffer.from(pkhBytes(pkh));
+// Taquito has no tz5 prefixes: a tz5 hash is decoded with bs58check (a 3-byte prefix, then 20
+// bytes) and tagged 0x04, as signature_v3.ml's Public_key_hash encoding does.
+const pkh21 = (pkh) =>
+  pkh.startsWith('tz5') ? Buffer.concat([Buffer.from([4]), Buffer.from(bs58check.decode(pkh).subarray(3))]) : Buffer.from(pkhBytes(pkh));
 
 /** Sign request: tz1–tz3 as pkh_encoding cases 0–2; tz4 as case 3 (pkh with its tag, version). */
 function signRequest(pkh, hex, { version = 3, auth } = {}) {
@@ -213,6 +217,16 @@ for (const [transport, where] of [
         assert.deepEqual(supports, Buffer.from([0xff]));
       });
     }
+
+    it('Deterministic_nonce, tz5: HMAC-SHA256 keyed with the 3,872 bytes of its mdsk payload', async () => {
+      const data = Buffer.from([0x00, 0x00, 0x10, 0x00]);
+      const decoded = bs58check.decode(KEYS.tz5.sk); // the prefix (09 39 74 39: "mdsk") and the payload
+      assert.deepEqual(Buffer.from(decoded.subarray(0, 4)), Buffer.from([9, 57, 116, 57]));
+      const key = Buffer.from(decoded.subarray(4));
+      assert.equal(key.length, 3872);
+      const want = createHmac('sha256', key).update(data).digest();
+      assert.deepEqual(ok(await once(where, nonceRequest(TAG.nonce, KEYS.tz5.pkh, data))), Buffer.concat([u32(32), want]));
+    });
 
     it('Deterministic_nonce for a key without allow_deterministic_nonce: refused, and not supported', async () => {
       assert.match(errorOf(await once(where, nonceRequest(TAG.nonce, KEYS.restricted.pkh, Buffer.from([1])))), /allow_deterministic_nonce/);
