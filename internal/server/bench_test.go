@@ -1,13 +1,19 @@
 package server
 
 import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/socket"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 // BenchmarkHTTPSign is a generic tz1 sign through the real handler over a loopback keep-alive
@@ -57,3 +63,44 @@ func newTrivial(b *testing.B) string {
 	return s.URL + "/x"
 }
 func httptestServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }
+
+// BenchmarkSocketSign is BenchmarkHTTPSign over the TCP socket transport: the same signer and
+// request, one connection per goroutine, each request a frame.
+func BenchmarkSocketSign(b *testing.B) {
+	s, m, log := newEnvSigner(b, nil, nil)
+	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log)
+	ls, err := srv.Listen()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ls) }()
+	b.Cleanup(func() { cancel(); <-done })
+	msg, _ := hex.DecodeString(tv.LoadPolicyHex()["transaction ok"])
+	h, _ := tezos.ParsePublicKeyHash(tv.K1PKH)
+	key, _ := socket.PKH(h)
+	req := append(append([]byte{socket.TagSign}, key...), binary.BigEndian.AppendUint32(nil, uint32(len(msg)))...)
+	frame, _ := socket.AppendFrame(nil, append(req, msg...))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", ls.Socket.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 0, 128)
+		for pb.Next() {
+			if _, err := c.Write(frame); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := socket.ReadFrame(c, buf)
+			if err != nil || resp[0] != 0 {
+				b.Errorf("%v %x", err, resp)
+				return
+			}
+		}
+	})
+}
