@@ -114,16 +114,14 @@ func Decide(k Key, stored Mark, ok bool, req Mark) (Outcome, error) {
 				"an ECDSA key cannot sign them again with the same signature")
 		}
 	}
-	if req.Level != stored.Level {
-		if req.Level > stored.Level {
-			return Write, nil
-		}
-		return Refuse, Refused(stored, "the request's level is lower")
-	}
-	if req.Round > stored.Round {
+	switch {
+	case req.Level > stored.Level:
 		return Write, nil
-	}
-	if req.Round < stored.Round {
+	case req.Level < stored.Level:
+		return Refuse, Refused(stored, "the request's level is lower")
+	case req.Round > stored.Round:
+		return Write, nil
+	case req.Round < stored.Round:
 		return Refuse, Refused(stored, "the request's round is lower")
 	}
 	return Refuse, Refused(stored, "the bytes differ (a second signature at one level and round would be a double sign)")

@@ -1,6 +1,8 @@
 package watermark
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/fault"
@@ -68,5 +70,33 @@ func TestClassOf(t *testing.T) {
 	}
 	if Class("attestation_with_dal").Valid() {
 		t.Error("attestation_with_dal is not a stored class")
+	}
+}
+
+// TestRefusalReasons: each refusal says why (the reason is logged with every refused request,
+// and is what an operator reads after a 409): a lower level, a lower round at the level, other
+// bytes at the slot, and an ECDSA key's imported mark without a signature.
+func TestRefusalReasons(t *testing.T) {
+	t.Parallel()
+	stored := Mark{Level: 10, Round: 2, Digest: [32]byte{1}, HasDigest: true, Signature: "sig"}
+	for _, c := range []struct {
+		name   string
+		pkh    string
+		stored Mark
+		req    Mark
+		want   string
+	}{
+		{"lower level, higher round", "tz1", stored, Mark{Level: 9, Round: 5, Digest: [32]byte{2}, HasDigest: true}, "the request's level is lower"},
+		{"lower round", "tz1", stored, Mark{Level: 10, Round: 1, Digest: [32]byte{2}, HasDigest: true}, "the request's round is lower"},
+		{"round 0 under round 2", "tz1", stored, Mark{Level: 10, Round: 0}, "the request's round is lower"},
+		{"same slot, other bytes", "tz1", stored, Mark{Level: 10, Round: 2, Digest: [32]byte{2}, HasDigest: true}, "the bytes differ"},
+		{"same slot, no digest", "tz1", stored, Mark{Level: 10, Round: 2}, "the bytes differ"},
+		{"imported mark, ECDSA", "tz2", Mark{Level: 10, Round: 2, Digest: [32]byte{1}, HasDigest: true}, Mark{Level: 10, Round: 2, Digest: [32]byte{1}, HasDigest: true}, "imported mark"},
+	} {
+		o, err := Check(Key{PKH: c.pkh}, c.stored, true, c.req)
+		var conflict *Conflict
+		if o != Refuse || !errors.As(err, &conflict) || !strings.Contains(conflict.Reason, c.want) {
+			t.Errorf("%s: %v %v; want a refusal saying %q", c.name, o, err, c.want)
+		}
 	}
 }
