@@ -125,6 +125,11 @@ func TestErrorsNameThePlace(t *testing.T) {
 		{"tls half", "server: {tls: {cert_file: a}}\n", "server.tls"},
 		{"not yaml", "tezos: [\n", "yaml"},
 		{"bad duration", "server: {read_timeout: soon}\n", "invalid duration"},
+		// The socket transports: no JWT and no TLS there, so a config relying on either is refused.
+		{"socket address", "server: {socket_address: 7732}\n", "server.socket_address"},
+		{"unix socket relative", "server: {unix_socket: signer.sock}\n", "server.unix_socket: \"signer.sock\" is not an absolute path"},
+		{"socket with jwt", "server:\n  socket_address: 127.0.0.1:7732\n  jwt: {users: {u1: {password: aaaaaaaaaaaaaaaaaaaa, secret: x}}}\n", "the socket transports have no JWT"},
+		{"unix socket with client certificates only", "server:\n  unix_socket: /run/s.sock\n  tls: {cert_file: a, key_file: b, client_ca_file: c}\n", "protects only the HTTP port"},
 		{"base_dir from an unset variable (found by FuzzConfig)", "base_dir: $SIGNATORY_TEST_UNSET_VAR\n", "base_dir is empty"},
 	}
 	for _, c := range cases {
@@ -233,5 +238,19 @@ func TestSecondDocument(t *testing.T) {
 	}
 	if _, err := Parse([]byte("base_dir: /tmp/x\n---\n---\nservr: {}\n"), ""); err == nil || !strings.Contains(err.Error(), "second YAML document") {
 		t.Fatalf("a third document: %v", err)
+	}
+}
+
+// TestSocketConfig: the socket transports are off by default; with server.authorized_keys they
+// may sit beside client certificates on the HTTP port; $VARS expand in the socket's path.
+func TestSocketConfig(t *testing.T) {
+	c, err := Parse([]byte("server: {}\n"), "")
+	if err != nil || c.Server.SocketAddress != "" || c.Server.UnixSocket != "" {
+		t.Fatalf("defaults: %+v %v", c.Server, err)
+	}
+	t.Setenv("SIGNATORY_TEST_RUN", "/run/sig")
+	c, err = Parse([]byte("server:\n  socket_address: 127.0.0.1:7732\n  unix_socket: $SIGNATORY_TEST_RUN/signer.sock\n  authorized_keys: ["+tv.K3PK+"]\n  tls: {cert_file: a, key_file: b, client_ca_file: c}\n"), "")
+	if err != nil || c.Server.SocketAddress != "127.0.0.1:7732" || c.Server.UnixSocket != "/run/sig/signer.sock" {
+		t.Fatalf("%+v %v", c.Server, err)
 	}
 }
