@@ -152,7 +152,11 @@ func TestProcess(t *testing.T) {
 	if err := p.WaitListening(addr, 20*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if p.Exited() || !strings.Contains(out.String(), "serving") {
+	// The child's output comes through a pipe: its line may arrive after the port answers.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	saw := out.WaitFor(ctx, "serving")
+	cancel()
+	if p.Exited() || !saw {
 		t.Fatalf("exited %v, output %q", p.Exited(), out.String())
 	}
 	p.Kill()
