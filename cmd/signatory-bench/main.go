@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -39,7 +38,10 @@ to show the tool's own ceiling on this machine.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			o.Keys = strings.Split(keys, ",")
+			var err error
+			if o.Keys, err = parseKeys(keys); err != nil {
+				return err
+			}
 			if selfTest {
 				url, closeFn, err := loadtest.TrivialServer()
 				if err != nil {
@@ -71,7 +73,7 @@ to show the tool's own ceiling on this machine.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.URL, "url", "http://127.0.0.1:6732", "signer root URL")
-	f.StringVar(&keys, "keys", "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "comma-separated key hashes")
+	f.StringVar(&keys, "keys", "tz1WGcYos3hL7GXYXjKrMnSFdkT7FyXnFBvf", "comma-separated key hashes, or @FILE: a file of them (one per line; 10,000 keys do not fit in an argument)")
 	f.StringVarP(&o.Workload, "workload", "w", loadtest.Generic, "generic, consensus or mixed")
 	f.IntVarP(&o.Concurrency, "concurrency", "c", 8, "concurrent streams (connections)")
 	f.DurationVarP(&o.Duration, "duration", "d", 10*time.Second, "measured duration")
