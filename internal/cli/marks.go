@@ -42,11 +42,8 @@ stopped (the file store is locked while it runs), and after a resharing once the
 coordinators have stopped. docs/threshold.md gives the reasoning.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-				return fmt.Errorf("--key: %w", err)
-			}
-			if _, err := tezos.ParseChainID(chain); err != nil {
-				return fmt.Errorf("--chain: %w", err)
+			if err := checkKeyChain(pkh, chain); err != nil {
+				return err
 			}
 			cfg, log, err := g.load()
 			if err != nil {

@@ -286,6 +286,17 @@ func (g *globals) printImport(rep *interchange.Report, backend string, dryRun bo
 	return nil
 }
 
+// checkKeyChain checks the --key and --chain flags of floor and threshold marks.
+func checkKeyChain(pkh, chain string) error {
+	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	if _, err := tezos.ParseChainID(chain); err != nil {
+		return fmt.Errorf("--chain: %w", err)
+	}
+	return nil
+}
+
 // newWatermarkFloor: `signatory watermark floor`.
 func newWatermarkFloor(g *globals) *cobra.Command {
 	var pkh, chain string
@@ -296,17 +307,15 @@ func newWatermarkFloor(g *globals) *cobra.Command {
 		Short: "Raise a key's watermarks on a chain to a level, in every class (a threshold share's history)",
 		Long: `Raise the watermarks of --key on --chain to --level in every class: block, preattestation
 and attestation. The whole level is covered (every round) unless --round names the last round
-signed at it. Only ever raises, as import does. This is how an operator gives a
-threshold share (share_of in its policy) a history: a share with no marks on a chain signs no
-block or consensus operation there. Give the level the group's key has signed up to (a level at or
+signed at it. Only ever raises, as import does. This is one way an operator gives a threshold
+share (share_of in its policy) a history, beside importing marks and taking them from the group
+(signatory threshold marks): a share with no marks on a chain signs no block or consensus
+operation there. Give the level the group's key has signed up to (a level at or
 above the chain's head is always safe; a brand-new group key that never signed can start at 0).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-				return fmt.Errorf("--key: %w", err)
-			}
-			if _, err := tezos.ParseChainID(chain); err != nil {
-				return fmt.Errorf("--chain: %w", err)
+			if err := checkKeyChain(pkh, chain); err != nil {
+				return err
 			}
 			if level < 0 || round < 0 {
 				return errors.New("--level and --round are at least 0")

@@ -345,23 +345,26 @@ func TestSocketBounds(t *testing.T) {
 		t.Fatal("an idle connection was answered")
 	}
 	// Both gone: a new connection is served.
-	testEventually(t, func() error {
-		c, err := net.Dial("tcp", e.tcp)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		f, _ := socket.AppendFrame(nil, []byte{socket.TagAuthorizedKeys})
-		if _, err := c.Write(f); err != nil {
-			return err
-		}
-		_, err = socket.ReadFrame(c, nil)
-		return err
-	})
+	testEventually(t, func() error { return askOnce("tcp", e.tcp) })
 	block, _ := hex.DecodeString(testdaemon.Block("7a06a770", 3, 0, 1))
 	if status, body := httpSign(t, e, tv.K1PKH, block); status != 200 {
 		t.Fatalf("HTTP after the socket's clients: %d %s", status, body)
 	}
+}
+
+// askOnce asks a new connection for Authorized_keys; nil when it is answered.
+func askOnce(network, addr string) error {
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, _ := socket.AppendFrame(nil, []byte{socket.TagAuthorizedKeys})
+	if _, err := c.Write(f); err != nil {
+		return err
+	}
+	_, err = socket.ReadFrame(c, nil)
+	return err
 }
 
 // testEventually retries try until it succeeds (the server frees a connection's slot once its
@@ -571,18 +574,6 @@ func TestSocketFlood(t *testing.T) {
 		if served > DefaultSocketConns || (partial && served != 0) || (!partial && served == 0) {
 			t.Fatalf("round %d: %d of 600 connections answered", round, served)
 		}
-		testEventually(t, func() error {
-			c, err := net.Dial("unix", e.unix)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			f, _ := socket.AppendFrame(nil, []byte{socket.TagAuthorizedKeys})
-			if _, err := c.Write(f); err != nil {
-				return err
-			}
-			_, err = socket.ReadFrame(c, nil)
-			return err
-		})
+		testEventually(t, func() error { return askOnce("unix", e.unix) })
 	}
 }
