@@ -1,10 +1,13 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
 
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	dcrecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 	blst "github.com/ecadlabs/goblst"
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
@@ -17,10 +20,11 @@ func digestOf(msg []byte) *[32]byte {
 	return &d
 }
 
-// TestSignChecked: Ed25519 and BLS software keys check their own signatures (which verify);
-// ECDSA and ML-DSA-44 keys (randomized) leave verification to the signer, so their "sign twice
-// and compare" never runs; a listed public key that is not the key's, or a corrupted public half
-// inside an Ed25519 private key, is a fault and releases nothing.
+// TestSignChecked: Ed25519, BLS and ECDSA software keys (ECDSA with RFC 6979 nonces) check their
+// own signatures (which verify, ECDSA's low-S); ML-DSA-44 keys (randomized) leave verification to
+// the signer, so their "sign twice and compare" never runs; a listed public key that is not the
+// key's, or a corrupted public half inside an Ed25519 private key, is a fault and releases
+// nothing.
 func TestSignChecked(t *testing.T) {
 	t.Parallel()
 	msg := []byte("\x03payload")
@@ -41,16 +45,22 @@ func TestSignChecked(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", c, err)
 			}
-			deterministic := c == tezos.Ed25519 || c == tezos.BLS
+			deterministic := c != tezos.MLDSA44
 			if checked != deterministic {
 				t.Fatalf("%s: checked = %v", c, checked)
 			}
-			if !tezos.Verify(priv.Public(), tezos.LowS(sig), msg, version) {
-				t.Fatalf("%s: the signature does not verify", c)
+			if !tezos.Verify(priv.Public(), sig, msg, version) || !tezos.IsLowS(sig) {
+				t.Fatalf("%s: the signature does not verify, or is high-S", c)
+			}
+			if deterministic {
+				again, _ := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: version})
+				if !bytes.Equal(signatureBytes(again), signatureBytes(sig)) {
+					t.Fatalf("%s: two signatures of one message differ", c)
+				}
 			}
 		}
 		other, _ := tezos.GenerateKey(c)
-		if sig, _, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{Version: 2}, other.Public()); (c == tezos.Ed25519 || c == tezos.BLS) && (!errors.Is(err, ErrFault) || sig != nil) {
+		if sig, _, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{Version: 2}, other.Public()); c != tezos.MLDSA44 && (!errors.Is(err, ErrFault) || sig != nil) {
 			t.Fatalf("%s: another listed key: %v, %v", c, sig, err)
 		}
 	}
@@ -88,5 +98,50 @@ func TestSignTwiceCatchesADifference(t *testing.T) {
 	ecdsa := func() (crypt.Signature, error) { return &crypt.ECDSASignature{}, nil }
 	if _, err := signTwice(ecdsa); !errors.Is(err, ErrFault) {
 		t.Fatalf("a scheme without a byte form passed: %v", err)
+	}
+}
+
+// TestECDSADeterministic: in-process ECDSA signatures use RFC 6979 nonces: secp256k1's are
+// decred's (the library's own deterministic signer, which Bitcoin's tools share), P-256's are
+// crypto/ecdsa's deterministic mode over the Blake2b-256 digest; both are the same bytes for the
+// same key and digest, differ between digests and keys, verify, and are low-S for 200 digests
+// each (about half of P-256's raw signatures are high-S: normalised).
+func TestECDSADeterministic(t *testing.T) {
+	t.Parallel()
+	for _, c := range []tezos.Curve{tezos.Secp256k1, tezos.P256} {
+		priv, _ := tezos.GenerateKey(c)
+		other, _ := tezos.GenerateKey(c)
+		k, o := &SoftwareKey{Priv: priv}, &SoftwareKey{Priv: other}
+		seen := map[string]bool{}
+		for i := range 200 {
+			msg := []byte{0x03, byte(i), byte(i >> 8)}
+			a, err := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
+			x, _ := o.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
+			ab := string(signatureBytes(a))
+			if ab != string(signatureBytes(b)) || ab == string(signatureBytes(x)) || seen[ab] {
+				t.Fatalf("%s, digest %d: not one signature per key and digest", c, i)
+			}
+			seen[ab] = true
+			if !tezos.Verify(priv.Public(), a, msg, 2) || !tezos.IsLowS(a) {
+				t.Fatalf("%s, digest %d: does not verify, or high-S", c, i)
+			}
+		}
+	}
+	// secp256k1's is decred's signer's own answer.
+	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
+	msg := []byte("\x03payload")
+	d := digestOf(msg)
+	sig, _ := (&SoftwareKey{Priv: priv}).Sign(context.Background(), msg, d, SignOptions{Version: 2})
+	var sk secp256k1.ModNScalar
+	sk.SetByteSlice(priv.(*crypt.ECDSAPrivateKey).D.Bytes())
+	want := dcrecdsa.Sign(secp256k1.NewPrivateKey(&sk), d[:])
+	r, s := want.R(), want.S()
+	rb, sb := r.Bytes(), s.Bytes()
+	if !bytes.Equal(signatureBytes(sig), append(rb[:], sb[:]...)) {
+		t.Fatal("the secp256k1 signature is not decred's RFC 6979 signature")
 	}
 }
