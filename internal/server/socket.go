@@ -123,12 +123,12 @@ func (ss *socketServer) shutdown(ctx context.Context) {
 	}
 }
 
-// setBusy marks c as answering a request (or not); it reports false when the server is closing
-// and c should not start another request.
+// setBusy marks c as answering a request (or waiting for one); it reports false when the server
+// is closing: c then takes no further request.
 func (ss *socketServer) setBusy(c net.Conn, busy bool) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.closing && busy {
+	if ss.closing {
 		return false
 	}
 	ss.conns[c] = busy
@@ -160,6 +160,9 @@ func (ss *socketServer) handle(c net.Conn) {
 		// One deadline for the whole frame: an idle client, or one that sends a frame slowly,
 		// is cut off after the timeout, as octez-signer does.
 		_ = c.SetReadDeadline(time.Now().Add(timeout))
+		if !ss.setBusy(c, false) { // closing: shutdown may have set its deadline before this one
+			return
+		}
 		payload, err := socket.ReadFrame(c, buf)
 		if err != nil {
 			var ne net.Error

@@ -577,3 +577,36 @@ func TestSocketFlood(t *testing.T) {
 		testEventually(t, func() error { return askOnce("unix", e.unix) })
 	}
 }
+
+// TestSocketShutdown: a clean stop closes the connections waiting for a request (each sees the
+// end of its stream), removes the Unix socket and returns.
+func TestSocketShutdown(t *testing.T) {
+	s, m, log := newEnvSigner(t, nil, nil)
+	path := filepath.Join(t.TempDir(), "s.sock")
+	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0", UnixSocket: path}, s, m, log)
+	ls, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ls) }()
+	var conns []*sockClient
+	for _, a := range [][2]string{{"tcp", ls.Socket.Addr().String()}, {"unix", path}, {"tcp", ls.Socket.Addr().String()}} {
+		c := dial(t, a[0], a[1])
+		_ = c.must([]byte{socket.TagAuthorizedKeys}) // served, then idle
+		conns = append(conns, c)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range conns {
+		if _, err := socket.ReadFrame(c.c, nil); !errors.Is(err, io.EOF) {
+			t.Fatalf("connection %d after the stop: %v", i, err)
+		}
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the Unix socket is left after the stop: %v", err)
+	}
+}
