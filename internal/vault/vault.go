@@ -167,6 +167,7 @@ func signECDSA(p *ecdsa.PrivateKey, digest *[32]byte) (crypt.Signature, error) {
 			return nil, errors.New("invalid secp256k1 secret key")
 		}
 		key := secp256k1.NewPrivateKey(&d)
+		d.Zero()
 		sig := dcrecdsa.Sign(key, digest[:])
 		key.Zero()
 		sr, ss := sig.R(), sig.S()
