@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"io"
@@ -68,15 +67,7 @@ func httptestServer(h http.Handler) *httptest.Server { return httptest.NewServer
 // request, one connection per goroutine, each request a frame.
 func BenchmarkSocketSign(b *testing.B) {
 	s, m, log := newEnvSigner(b, nil, nil)
-	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log)
-	ls, err := srv.Listen()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
-	b.Cleanup(func() { cancel(); <-done })
+	ls, _ := serveAll(b, New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log))
 	msg, _ := hex.DecodeString(tv.LoadPolicyHex()["transaction ok"])
 	h, _ := tezos.ParsePublicKeyHash(tv.K1PKH)
 	key, _ := socket.PKH(h)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,17 +62,9 @@ func newSockEnv(t *testing.T, cfg Config, auth []crypt.PublicKey) *sockEnv {
 	}
 	cfg.Address, cfg.UtilityAddress, cfg.SocketAddress = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.UnixSocket = filepath.Join(t.TempDir(), "signer.sock")
-	srv := New(cfg, s, m, log)
-	ls, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
+	ls, stop := serveAll(t, New(cfg, s, m, log))
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 		if _, err := os.Lstat(cfg.UnixSocket); !errors.Is(err, os.ErrNotExist) {
@@ -79,6 +72,22 @@ func newSockEnv(t *testing.T, cfg Config, auth []crypt.PublicKey) *sockEnv {
 		}
 	})
 	return &sockEnv{http: "http://" + ls.Sign.Addr().String(), tcp: ls.Socket.Addr().String(), unix: cfg.UnixSocket, m: m}
+}
+
+// serveAll binds srv's ports and serves them until stop is called or the test ends; stop
+// returns Serve's error (the same one however often it is called).
+func serveAll(tb testing.TB, srv *Server) (*Listeners, func() error) {
+	tb.Helper()
+	ls, err := srv.Listen()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ls) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
+	tb.Cleanup(func() { _ = stop() })
+	return ls, stop
 }
 
 // sockClient speaks the socket protocol from the client's side, written here from octez's
@@ -481,15 +490,7 @@ func secretPayload(t *testing.T, sk string) []byte {
 // refusal of a proof of possession.
 func TestSocketTz5(t *testing.T) {
 	s, m, log := newEnvSigner(t, nil, nil)
-	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log)
-	ls, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ls, _ := serveAll(t, New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0"}, s, m, log))
 	c := dial(t, "tcp", ls.Socket.Addr().String())
 	sk, pk := tv.OctezTz5()
 	got := c.must(append([]byte{socket.TagPublicKey}, pkh21(t, tv.OctezTz5PKH)...))
@@ -583,22 +584,14 @@ func TestSocketFlood(t *testing.T) {
 func TestSocketShutdown(t *testing.T) {
 	s, m, log := newEnvSigner(t, nil, nil)
 	path := filepath.Join(t.TempDir(), "s.sock")
-	srv := New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0", UnixSocket: path}, s, m, log)
-	ls, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
+	ls, stop := serveAll(t, New(Config{Address: "127.0.0.1:0", UtilityAddress: "127.0.0.1:0", SocketAddress: "127.0.0.1:0", UnixSocket: path}, s, m, log))
 	var conns []*sockClient
 	for _, a := range [][2]string{{"tcp", ls.Socket.Addr().String()}, {"unix", path}, {"tcp", ls.Socket.Addr().String()}} {
 		c := dial(t, a[0], a[1])
 		_ = c.must([]byte{socket.TagAuthorizedKeys}) // served, then idle
 		conns = append(conns, c)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range conns {
