@@ -184,25 +184,34 @@ const (
 	saltLen       = 8
 )
 
+// secretBytes returns a copy of a secret key's raw bytes, the payload of its base58 form (edsk:
+// the 32-byte seed; spsk, p2sk: the 32-byte scalar; BLsk: the little-endian scalar; mdsk: the
+// signing and verification keys). The caller clears it.
+func secretBytes(priv crypt.PrivateKey) ([]byte, error) {
+	switch k := priv.ToProtocol().(type) { // a fresh copy of the secret
+	case *tz.Ed25519PrivateKey:
+		return k[:], nil
+	case *tz.Secp256k1PrivateKey:
+		return k[:], nil
+	case *tz.P256PrivateKey:
+		return k[:], nil
+	case *tz.BLSPrivateKey:
+		return k[:], nil
+	case *tz.MLDSA44PrivateKey:
+		return k[:], nil
+	default:
+		return nil, fmt.Errorf("no raw form for a %T", k)
+	}
+}
+
 // EncryptSecretKey encrypts priv as octez-client does: salt (8 bytes) ‖ NaCl secretbox with a zero
 // nonce under PBKDF2-HMAC-SHA512(password, salt, 32768 iterations, 32 bytes).
 func EncryptSecretKey(priv crypt.PrivateKey, password []byte) (string, error) {
-	var plain []byte
-	switch k := priv.ToProtocol().(type) {
-	case *tz.Ed25519PrivateKey:
-		plain = k[:]
-	case *tz.Secp256k1PrivateKey:
-		plain = k[:]
-	case *tz.P256PrivateKey:
-		plain = k[:]
-	case *tz.BLSPrivateKey:
-		plain = k[:]
-	case *tz.MLDSA44PrivateKey:
-		plain = k[:]
-		defer clear(plain)
-	default:
-		return "", fmt.Errorf("cannot encrypt a %T", k)
+	plain, err := secretBytes(priv)
+	if err != nil {
+		return "", fmt.Errorf("cannot encrypt: %w", err)
 	}
+	defer clear(plain)
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 
-	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"golang.org/x/crypto/blake2b"
 )
@@ -21,20 +20,9 @@ import (
 //	  Hacl.Hash.SHA256.HMAC.digest ~key ~msg
 func DeterministicNonce(priv crypt.PrivateKey, data []byte) ([32]byte, error) {
 	var out [32]byte
-	var key []byte
-	switch p := priv.ToProtocol().(type) { // a copy of the secret, cleared below
-	case *tz.Ed25519PrivateKey:
-		key = p[:]
-	case *tz.Secp256k1PrivateKey:
-		key = p[:]
-	case *tz.P256PrivateKey:
-		key = p[:]
-	case *tz.BLSPrivateKey:
-		key = p[:]
-	case *tz.MLDSA44PrivateKey:
-		key = p[:]
-	default:
-		return out, fmt.Errorf("no deterministic nonce for a %T", p)
+	key, err := secretBytes(priv)
+	if err != nil {
+		return out, fmt.Errorf("no deterministic nonce: %w", err)
 	}
 	defer clear(key)
 	mac := hmac.New(sha256.New, key)
