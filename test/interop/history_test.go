@@ -74,6 +74,16 @@ func (g *historyGroup) floor(i, level int) {
 	}
 }
 
+// show returns member i's stored marks (`watermark show --json`; the member stopped).
+func (g *historyGroup) show(i int) string {
+	g.t.Helper()
+	out, err := g.run("-c", g.members[i].Config, "watermark", "show", "--json")
+	if err != nil {
+		g.t.Fatalf("watermark show: %v\n%s", err, out)
+	}
+	return out
+}
+
 // takeMarks runs `threshold marks` for member i (stopped) from the group config of coordinator
 // from.
 func (g *historyGroup) takeMarks(i int, from *testdaemon.Daemon) (string, error) {
@@ -155,6 +165,17 @@ func TestMemberWithoutHistory(t *testing.T) {
 	if err := os.WriteFile(backupFile, []byte(backup), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// refusesOnItsMark: member 2 (stopped) starts again, and B, with member 1 stopped so that it
+	// reaches members 2 and 3 only, is refused by member 2's own mark, not for want of history.
+	refusesOnItsMark := func(when string) {
+		t.Helper()
+		g.members[0].Kill()
+		g.members[1].ServeMember()
+		if status, body := g.attest(coords[1], 10, 2); status != 409 || strings.Contains(lastRun(g.members[1]), "no watermark history") {
+			t.Fatalf("B at level 10 through members 2 and 3 %s: %d %s\n%s", when, status, body, g.members[1].Logs())
+		}
+		g.members[0].ServeMember()
+	}
 	// Member 2 loses its watermarks and restarts empty; member 3 comes back.
 	lose := func() {
 		g.members[1].Kill()
@@ -178,15 +199,10 @@ func TestMemberWithoutHistory(t *testing.T) {
 	if out, err := g.run("-c", g.members[1].Config, "watermark", "import", backupFile); err != nil || !strings.Contains(out, "raised") {
 		t.Fatalf("import of member 2's backup: %v\n%s", err, out)
 	}
-	if out, err := g.run("-c", g.members[1].Config, "watermark", "show", "--json"); err != nil || !strings.Contains(out, `"level": 10`) {
-		t.Fatalf("member 2's marks after the import: %v\n%s", err, out)
+	if out := g.show(1); !strings.Contains(out, `"level": 10`) {
+		t.Fatalf("member 2's marks after the import:\n%s", out)
 	}
-	g.members[0].Kill()
-	g.members[1].ServeMember()
-	if status, body := g.attest(coords[1], 10, 2); status != 409 || strings.Contains(lastRun(g.members[1]), "no watermark history") {
-		t.Fatalf("B at level 10 through members 2 and 3 after member 2's import: %d %s\n%s", status, body, g.members[1].Logs())
-	}
-	g.members[0].ServeMember()
+	refusesOnItsMark("after member 2's import")
 	// Member 2 loses its store again, and this time has no backup.
 	lose()
 
@@ -196,24 +212,19 @@ func TestMemberWithoutHistory(t *testing.T) {
 		t.Fatalf("marks from one member of 2-of-3: %v\n%s", err, out)
 	}
 	// Nothing was written: member 2's store holds no mark for its share.
-	if out, err := g.run("-c", g.members[1].Config, "watermark", "show", "--json"); err != nil || strings.Contains(out, g.share(1)) {
-		t.Fatalf("member 2's store after a refused marks: %v\n%s", err, out)
+	if out := g.show(1); strings.Contains(out, g.share(1)) {
+		t.Fatalf("member 2's store after a refused marks:\n%s", out)
 	}
 	g.members[2].ServeMember()
 	out, err := g.takeMarks(1, coords[0])
 	if err != nil || !strings.Contains(out, "3 raised") {
 		t.Fatalf("marks from members 1 and 3: %v\n%s", err, out)
 	}
-	if out, err := g.run("-c", g.members[1].Config, "watermark", "show", "--json"); err != nil || !strings.Contains(out, `"level": 10`) {
-		t.Fatalf("member 2's marks after taking them: %v\n%s", err, out)
+	if out := g.show(1); !strings.Contains(out, `"level": 10`) {
+		t.Fatalf("member 2's marks after taking them:\n%s", out)
 	}
-	// Member 2 alone now refuses B: with member 1 stopped, B reaches members 2 and 3 only.
-	g.members[0].Kill()
-	g.members[1].ServeMember()
-	if status, body := g.attest(coords[1], 10, 2); status != 409 || strings.Contains(lastRun(g.members[1]), "no watermark history") {
-		t.Fatalf("B at level 10 through members 2 and 3 after member 2 took its marks: %d %s\n%s", status, body, g.members[1].Logs())
-	}
-	g.members[0].ServeMember()
+	// Member 2 alone now refuses B.
+	refusesOnItsMark("after member 2 took its marks")
 	for i, c := range coords {
 		if status, body := g.attest(c, int32(11+i), 1); status != 200 {
 			t.Fatalf("level %d after member 2 took its marks: %d %s", 11+i, status, body)
