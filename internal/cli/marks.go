@@ -75,9 +75,7 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 				for _, c := range tmath.MarksClasses {
 					l := a.Marks.Marks[c]
 					log.Info("member's marks", "member", a.Index, "class", c, "mark", markText(l))
-					if l != nil && (high[c] == nil || l.Level > high[c].Level || l.Level == high[c].Level && l.Round > high[c].Round) {
-						high[c] = l
-					}
+					high[c] = tmath.Higher(high[c], l)
 				}
 			}
 			if good < need {

@@ -66,8 +66,8 @@ func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*
 				s.log.Error("watermark store failed; no marks statement made", "pkh", pkh, "backend", s.cfg.Store.Name(), "err", err)
 				return nil, &fault.Error{Kind: fault.Internal, Msg: "watermark store error (the signer's log has the cause)", Err: err}
 			}
-			if ok && (high == nil || mark.Level > high.Level || mark.Level == high.Level && mark.Round > high.Round) {
-				high = &threshold.MarkLevel{Level: mark.Level, Round: mark.Round}
+			if ok {
+				high = threshold.Higher(high, &threshold.MarkLevel{Level: mark.Level, Round: mark.Round})
 			}
 		}
 		m.Marks[c] = high

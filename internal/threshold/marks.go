@@ -28,6 +28,14 @@ type MarkLevel struct {
 	Round int32 `json:"round"`
 }
 
+// Higher returns the higher of two marks (by level, then round); nil is below every mark.
+func Higher(a, b *MarkLevel) *MarkLevel {
+	if a == nil || b != nil && (b.Level > a.Level || b.Level == a.Level && b.Round > a.Round) {
+		return b
+	}
+	return a
+}
+
 // Marks is a member's signed statement of its highest watermarks on a chain, over every share of
 // the group it holds (GET /threshold/marks/<share>?chain=…&nonce=…). A member whose history was
 // lost takes the highest marks of enough other members before it signs again (`signatory

@@ -111,3 +111,14 @@ func FuzzMarksVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestHigher(t *testing.T) {
+	a, b, c := &MarkLevel{Level: 10, Round: 2}, &MarkLevel{Level: 10, Round: 3}, &MarkLevel{Level: 11}
+	for _, x := range []struct{ p, q, want *MarkLevel }{
+		{nil, nil, nil}, {a, nil, a}, {nil, a, a}, {a, b, b}, {b, a, b}, {b, c, c}, {c, b, c}, {a, a, a},
+	} {
+		if got := Higher(x.p, x.q); got != x.want {
+			t.Errorf("Higher(%v, %v) = %v; want %v", x.p, x.q, got, x.want)
+		}
+	}
+}
