@@ -231,7 +231,7 @@ func (s *Server) answer(payload []byte, transport, client string) []byte {
 		}
 	case socket.TagDeterministicNonce, socket.TagDeterministicNonceHash:
 		var n [32]byte
-		n, err = s.svc.DeterministicNonce(ctx, &signer.NonceRequest{PKH: pkh, Data: req.Data, Authentication: authString(req),
+		n, err = s.svc.DeterministicNonce(ctx, &signer.NonceRequest{PKH: pkh, Data: req.Data, AuthSignature: req.Auth,
 			ClientIP: client, Hash: req.Tag == socket.TagDeterministicNonceHash})
 		if err == nil {
 			result = [][]byte{socket.Bytes(n[:])}
@@ -287,7 +287,7 @@ func (s *Server) socketSign(ctx context.Context, req *socket.Request, id, pkh, c
 	var res *signer.SignResult
 	if err == nil {
 		res, err = s.svc.Sign(ctx, &signer.SignRequest{PKH: pkh, Message: req.Data, Version: version,
-			Authentication: authString(req), ClientIP: client})
+			AuthSignature: req.Auth, ClientIP: client})
 	}
 	var out []byte
 	if err == nil {
@@ -310,14 +310,6 @@ func (s *Server) socketSign(ctx context.Context, req *socket.Request, id, pkh, c
 		return nil, err
 	}
 	return [][]byte{out}, nil
-}
-
-// authString is the request's authentication signature in base58, as the signer takes it.
-func authString(req *socket.Request) string {
-	if req.Auth == nil {
-		return ""
-	}
-	return tezos.SignatureString(req.Auth)
 }
 
 // pkhList is an Authorized_keys answer (withTag: 0x00 when nil, none required; else 0x01 and the

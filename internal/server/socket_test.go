@@ -316,6 +316,10 @@ func TestSocketAuthentication(t *testing.T) {
 	if msg := errMsg(t, c.must(signReq(t, tv.K1PKH, -1, block, authSig(mutate(block))))); !strings.Contains(msg, "invalid authentication") {
 		t.Fatalf("a signature over other bytes: %s", msg)
 	}
+	// A tz5-sized signature with no tz5 key authorized: refused as over HTTP, undecoded.
+	if msg := errMsg(t, c.must(signReq(t, tv.K1PKH, -1, block, make([]byte, 2420)))); !strings.Contains(msg, "3316 characters is too long") {
+		t.Fatalf("a tz5 authentication: %s", msg)
+	}
 	if got := c.must(signReq(t, tv.K1PKH, -1, block, authSig(block))); got[0] != 0 {
 		t.Fatalf("authenticated: %s", errMsg(t, got))
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ecadlabs/gotez/v2/crypt"
+
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -14,11 +16,11 @@ import (
 type NonceRequest struct {
 	PKH  string
 	Data []byte
-	// Authentication is the base58 signature of the client over 0x04 0x01 ‖ pkh ‖ data, as for
-	// a signature, or "".
-	Authentication string
-	ClientIP       string
-	Hash           bool // the nonce's Blake2b-256 hash instead of the nonce
+	// AuthSignature is the client's signature over 0x04 0x01 ‖ pkh ‖ data, as for a signature,
+	// or nil.
+	AuthSignature crypt.Signature
+	ClientIP      string
+	Hash          bool // the nonce's Blake2b-256 hash instead of the nonce
 }
 
 // DeterministicNonce answers a NonceRequest. Like a signature it needs the client's
@@ -32,7 +34,7 @@ func (s *Signer) DeterministicNonce(ctx context.Context, r *NonceRequest) ([32]b
 	if err != nil {
 		return out, fault.Wrap(fault.BadRequest, err)
 	}
-	client, err := s.authenticate(parsed, r.Data, r.Authentication, r.ClientIP)
+	client, err := s.authenticate(parsed, r.Data, "", r.AuthSignature, r.ClientIP)
 	if err != nil {
 		return out, err
 	}

@@ -258,8 +258,11 @@ type SignRequest struct {
 	// version tezos.VersionLatest).
 	Version        int
 	Authentication string // base58 signature from ?authentication=, or ""
-	ClientIP       string
-	JWTUser        string // the JWT user, when JWT authentication is on
+	// AuthSignature is the authentication signature already decoded (the socket transports
+	// carry it raw); when set, Authentication is not read.
+	AuthSignature crypt.Signature
+	ClientIP      string
+	JWTUser       string // the JWT user, when JWT authentication is on
 }
 
 // PossessionRequest asks for a BLS proof of possession.
@@ -328,7 +331,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 			return res, fault.Wrap(fault.BadRequest, err)
 		}
 	}
-	if res.Client, err = s.authenticate(pkh, r.Message, r.Authentication, r.ClientIP); err != nil {
+	if res.Client, err = s.authenticate(pkh, r.Message, r.Authentication, r.AuthSignature, r.ClientIP); err != nil {
 		return res, err
 	}
 	pol := s.cfg.Policies[r.PKH]
@@ -680,7 +683,7 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 	if err != nil {
 		return nil, fault.Wrap(fault.BadRequest, err)
 	}
-	client, err := s.authenticate(parsed, nil, r.Authentication, clientIP)
+	client, err := s.authenticate(parsed, nil, r.Authentication, nil, clientIP)
 	if err != nil {
 		return nil, err
 	}
@@ -752,9 +755,10 @@ func parseBLSPK(s string) (crypt.PublicKey, error) {
 	return pub, nil
 }
 
-// authenticate checks ?authentication= when server.authorized_keys is configured and returns
-// the authenticating client's key hash. The signed bytes are 0x04 0x01 ‖ pkh (21 bytes) ‖ message.
-func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP string) (string, error) {
+// authenticate checks the client's authentication when server.authorized_keys is configured and
+// returns the authenticating client's key hash: sig when it is given (already decoded), else auth,
+// ?authentication='s base58. The signed bytes are 0x04 0x01 ‖ pkh (21 bytes) ‖ message.
+func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth string, sig crypt.Signature, clientIP string) (string, error) {
 	if len(s.cfg.AuthorizedKeys) == 0 {
 		return "", nil
 	}
@@ -762,15 +766,22 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth, clientIP s
 		s.m.AuthFailures.WithLabelValues(strconv.Itoa(fault.Status(err)), "authentication", s.m.Client(clientIP)).Inc()
 		return "", err
 	}
-	if auth == "" {
-		return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
+	tooLong := func(n int) (string, error) {
+		return fail(fault.New(fault.BadRequest, fmt.Sprintf("invalid authentication signature: %d characters is too long (tz5 signatures only when a tz5 key is in server.authorized_keys)", n)))
 	}
-	if len(auth) > s.authLimit {
-		return fail(fault.New(fault.BadRequest, fmt.Sprintf("invalid authentication signature: %d characters is too long (tz5 signatures only when a tz5 key is in server.authorized_keys)", len(auth))))
-	}
-	sig, err := tezos.ParseSignature(auth)
-	if err != nil {
-		return fail(fault.Wrap(fault.BadRequest, err))
+	if sig == nil {
+		if auth == "" {
+			return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
+		}
+		if len(auth) > s.authLimit {
+			return tooLong(len(auth))
+		}
+		var err error
+		if sig, err = tezos.ParseSignature(auth); err != nil {
+			return fail(fault.Wrap(fault.BadRequest, err))
+		}
+	} else if _, tz5 := sig.(crypt.MLDSA44Signature); tz5 && tezos.MLDSA44SignatureLength > s.authLimit {
+		return tooLong(tezos.MLDSA44SignatureLength) // as its base58 form would have been refused
 	}
 	data := tezos.AuthenticatedBytes(pkh, msg)
 	for _, k := range s.cfg.AuthorizedKeys {
