@@ -51,9 +51,9 @@ KEYDIR=$(mktemp -d)
 IFS=, read -r K1 K2 K3 K4 < "$KEYDIR/keys.txt"
 declare -A KEY=([tz1]=$K1 [tz2]=$K2 [tz3]=$K3 [tz4]=$K4)
 
-run_daemon() { # $1 config, $2 watermark driver (or "journal": the file store with its journal)
-  if [ "$2" = journal ]; then
-    sed -e 's|^  driver: file$|  driver: file\n  config: {journal: true}|' "$1" > "$1.$2.yaml"
+run_daemon() { # $1 config, $2 watermark driver (or "chain-files": the file store without its journal)
+  if [ "$2" = chain-files ]; then
+    sed -e 's|^  driver: file$|  driver: file\n  config: {journal: false}|' "$1" > "$1.$2.yaml"
   else
     sed -e "s|^  driver: file\$|  driver: $2|" "$1" > "$1.$2.yaml"
   fi
@@ -73,9 +73,9 @@ bench "consensus-file-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 bench "consensus-file-tz4-c1" -w consensus --keys "${KEY[tz4]}" -c 1
 stop
 
-run_daemon "$KEYDIR/signatory.yaml" journal
-bench "consensus-journal-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
-bench "consensus-journal-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
+run_daemon "$KEYDIR/signatory.yaml" chain-files
+bench "consensus-chain-files-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
+bench "consensus-chain-files-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 stop
 
 run_daemon "$KEYDIR/signatory.yaml" mem

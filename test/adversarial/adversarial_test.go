@@ -267,16 +267,18 @@ func (r *run) waitSigning(level int32) {
 	}
 }
 
+// TestAdversarialFile: the file store as configured by default, with its journal (kill -9 of the
+// daemon leaves the newest marks in the journal only).
 func TestAdversarialFile(t *testing.T) {
 	t.Parallel()
 	adversarial(t, "file", 1, "  driver: file\n", nil, false)
 }
 
-// TestAdversarialFileJournal: the same with the file store's journal on (kill -9 of the daemon
-// leaves the newest marks in the journal only).
-func TestAdversarialFileJournal(t *testing.T) {
+// TestAdversarialFileChainFiles: the same with the journal off, every commit replacing the chain
+// file.
+func TestAdversarialFileChainFiles(t *testing.T) {
 	t.Parallel()
-	adversarial(t, "file-journal", 1, "  driver: file\n  config: {journal: true}\n", nil, false)
+	adversarial(t, "file-chain-files", 1, "  driver: file\n  config: {journal: false}\n", nil, false)
 }
 
 func TestAdversarialMem(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
@@ -201,12 +202,13 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestUnwritableWatermarkDir replaces the watermark directory with a file while the daemon runs:
-// signing is refused with 500 and a clear log, nothing is signed, and it recovers once repaired.
+// TestUnwritableWatermarkDir replaces the watermark directory with a file while the daemon runs,
+// with the journal off: signing is refused with 500 and a clear log, nothing is signed, and it
+// recovers once repaired.
 func TestUnwritableWatermarkDir(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	k := ks[0]
-	d := newDaemon(t, js, tz)
+	d := newDaemonStore(t, js, tz, "", "  driver: file\n  config: {journal: false}\n")
 	d.Serve()
 	if status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 0)); status != 200 {
 		t.Fatalf("%d %s", status, msg)
@@ -235,6 +237,59 @@ func TestUnwritableWatermarkDir(t *testing.T) {
 	}
 	if status, msg := d.Sign(k.pkh, attestation(chainA, 11, 0, 0)); status != 200 {
 		t.Fatalf("after repair: %d %s", status, msg)
+	}
+}
+
+// TestUnwritableWatermarkDirJournal is the same with the default journal. The journal is an open
+// file, which moved with the directory, so commits still reach the disk; the background rewrite
+// of the chain file cannot: /healthz and the log say so until the directory is back, and no mark
+// is lost either way.
+func TestUnwritableWatermarkDirJournal(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	k := ks[0]
+	d := newDaemon(t, js, tz)
+	d.Serve()
+	for l := int32(10); l <= 11; l++ { // the first writes the chain file, the second the journal
+		if status, msg := d.Sign(k.pkh, attestation(chainA, l, 0, 0)); status != 200 {
+			t.Fatalf("%d %s", status, msg)
+		}
+	}
+	wm := filepath.Join(d.Dir, "data", "watermark_v2")
+	if err := os.Rename(wm, wm+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 12, 0, 0)); status != 200 {
+		t.Fatalf("the journal, still open, takes the record: %d %s", status, msg)
+	}
+	if !d.WaitLogWithin("cannot bring the chain file up to date", time.Minute) {
+		t.Fatalf("no log line for the failed rewrite:\n%s", d.Logs())
+	}
+	if hs, body := d.Health(); hs == 200 {
+		t.Fatalf("/healthz while the chain file cannot be rewritten: %d %s", hs, body)
+	}
+	os.Remove(wm)
+	if err := os.Rename(wm+".moved", wm); err != nil {
+		t.Fatal(err)
+	}
+	testdaemon.Eventually(t, time.Minute, "healthy after the repair", func() error {
+		if hs, body := d.Health(); hs != 200 {
+			return fmt.Errorf("%d %s", hs, body)
+		}
+		return nil
+	})
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 12, 0, 1)); status != 409 {
+		t.Fatalf("after repair, the mark signed meanwhile: %d %s", status, msg)
+	}
+	d.Kill() // kill -9: the marks must come back from the files alone
+	d.Serve()
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 12, 0, 1)); status != 409 {
+		t.Fatalf("after kill -9, the mark signed meanwhile: %d %s", status, msg)
+	}
+	if status, msg := d.Sign(k.pkh, attestation(chainA, 13, 0, 0)); status != 200 {
+		t.Fatalf("after kill -9: %d %s", status, msg)
 	}
 }
 

@@ -19,11 +19,16 @@ func newDaemon(t testing.TB, keys, tezos string) *testdaemon.Daemon {
 
 // newDaemonWith is newDaemon with extra lines in the server section, indented by two spaces.
 func newDaemonWith(t testing.TB, keys, tezos, serverExtra string) *testdaemon.Daemon {
+	return newDaemonStore(t, keys, tezos, serverExtra, "  driver: file\n")
+}
+
+// newDaemonStore is newDaemonWith with the watermark section's content.
+func newDaemonStore(t testing.TB, keys, tezos, serverExtra, watermark string) *testdaemon.Daemon {
 	d := testdaemon.New(t)
 	keyFile := filepath.Join(d.Dir, "secret_keys.json")
 	if err := os.WriteFile(keyFile, []byte(keys), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.WriteConfig(serverExtra + testdaemon.FileVault(keyFile) + "watermark:\n  driver: file\ntezos:\n" + tezos)
+	d.WriteConfig(serverExtra + testdaemon.FileVault(keyFile) + "watermark:\n" + watermark + "tezos:\n" + tezos)
 	return d
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -39,6 +41,17 @@ type chain struct {
 	journalSize int64
 	journal     *journal // nil until the first batch, or after a journal write failed
 	epoch       uint64   // the highest journal epoch of this chain so far
+	behind      bool     // the journal holds marks the chain file lacks
+
+	// The chain file is brought up to date at most lag after a journal record (see refresh).
+	// after is time.AfterFunc (tests fire it by hand); timer, refreshDue and refreshing are
+	// guarded by mu.
+	lag        time.Duration
+	log        *slog.Logger // nil: no log (tests)
+	after      func(time.Duration, func()) *time.Timer
+	timer      *time.Timer
+	refreshDue bool // a refresh is scheduled or wanted
+	refreshing bool // the timer fired: the writer refreshes before it exits
 }
 
 // pending is one queued Advance.
@@ -77,14 +90,8 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 		return watermark.Mark{}, errClosed
 	}
 	c.queue = append(c.queue, p)
-	spawn := !c.running && c.start != nil
-	if spawn {
-		c.running = true
-	}
+	c.spawnLocked()
 	c.mu.Unlock()
-	if spawn {
-		c.start(c.run)
-	}
 	select {
 	case r := <-p.done:
 		return r.mark, r.err
@@ -98,7 +105,9 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 	}
 }
 
-// run is the chain's writer: it answers batches until the queue is empty, then returns.
+// run is the chain's writer: it answers batches until the queue is empty, then returns. When the
+// refresh timer has fired, it also brings the chain file up to date, after answering the batch in
+// hand, so that a steady stream of requests cannot postpone it.
 func (c *chain) run() {
 	var spare []*pending
 	var results []result
@@ -106,20 +115,94 @@ func (c *chain) run() {
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = spare[:0]
-		if len(batch) == 0 {
+		refresh := c.refreshing
+		c.refreshing = false
+		if len(batch) == 0 && !refresh {
 			c.running = false
 			c.mu.Unlock()
 			return
 		}
 		c.running = true
 		c.mu.Unlock()
-		results = c.commit(batch, results[:0])
-		for i, p := range batch {
-			p.done <- results[i]
+		if len(batch) > 0 {
+			results = c.commit(batch, results[:0])
+			for i, p := range batch {
+				p.done <- results[i]
+			}
+			clear(batch)
+			spare = batch
 		}
-		clear(batch)
-		spare = batch
+		if refresh {
+			c.refresh()
+		}
 	}
+}
+
+// scheduleRefresh arranges for the chain file to be brought up to date lag from now, unless that
+// is already arranged. Called by the writer after a journal record.
+func (c *chain) scheduleRefresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refreshDue || c.closed || c.lag <= 0 {
+		return
+	}
+	c.refreshDue = true
+	after := c.after
+	if after == nil {
+		after = time.AfterFunc
+	}
+	c.timer = after(c.lag, c.refreshNow)
+}
+
+// refreshNow is the timer's function: it has the writer refresh the chain file, starting one if
+// none runs.
+func (c *chain) refreshNow() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.refreshing = true
+	c.spawnLocked()
+	c.mu.Unlock()
+}
+
+// spawnLocked starts the writer if none runs. It is called with mu held, so that the writer is
+// counted (Store.startWriter) before close can return and Close wait for the writers.
+func (c *chain) spawnLocked() {
+	if !c.running && c.start != nil {
+		c.running = true
+		c.start(c.run)
+	}
+}
+
+// refresh writes the chain file from the durable state when the journal holds marks it lacks. The
+// journal stays: its records raise nothing over the newer chain file. A failure is reported by
+// Health and tried again lag later; the journal still holds every mark.
+func (c *chain) refresh() {
+	c.mu.Lock()
+	c.refreshDue = false
+	c.mu.Unlock()
+	if !c.behind {
+		return
+	}
+	err := c.write(c.state.Load())
+	c.mu.Lock()
+	was := c.writeErr
+	c.writeErr = err
+	c.mu.Unlock()
+	if err != nil {
+		if was == nil && c.log != nil { // once per outage, not at every retry
+			c.log.Error("watermark: cannot bring the chain file up to date; the journal still holds every mark, and the rewrite is tried again",
+				"chain", c.id, "err", err, "retry_after", c.lag)
+		}
+		c.scheduleRefresh()
+		return
+	}
+	if was != nil && c.log != nil {
+		c.log.Info("watermark: chain file up to date again", "chain", c.id)
+	}
+	c.behind = false
 }
 
 // commit judges batch in order against the durable state plus the batch's earlier changes
@@ -209,6 +292,8 @@ func (c *chain) persist(next *state, touched map[slotKey]bool) error {
 			err = c.journal.append(payload)
 		}
 		if err == nil {
+			c.behind = true
+			c.scheduleRefresh()
 			return nil
 		}
 		if !errors.Is(err, errJournalFull) {
@@ -223,6 +308,7 @@ func (c *chain) persist(next *state, touched map[slotKey]bool) error {
 	if err := c.write(next); err != nil {
 		return err
 	}
+	c.behind = false
 	// The chain file now holds everything: a failure to start the journal costs speed only.
 	var nj *journal
 	var err error
@@ -237,20 +323,31 @@ func (c *chain) persist(next *state, touched map[slotKey]bool) error {
 	return nil
 }
 
-// compact writes the chain file from the durable state and removes the journal, so that the
-// directory holds only chain files, as the reference reads them (at Close).
+// compact writes the chain file from the durable state if the journal holds marks it lacks, and
+// removes the journal, so that the directory holds only chain files, as the reference reads them
+// (at Close, after the writer stopped).
 func (c *chain) compact() error {
-	if c.journal == nil {
-		return nil
-	}
-	j := c.journal
-	c.journal = nil
-	defer j.close()
-	if j.used() {
+	if c.behind {
 		if err := c.write(c.state.Load()); err != nil {
 			return err
 		}
+		c.behind = false
 	}
+	if c.journal == nil {
+		if c.epoch == 0 {
+			return nil
+		}
+		// A journal whose write failed is closed but may still be on disk: the chain file now
+		// holds its marks.
+		err := os.Remove(filepath.Join(c.dir, journalName(c.id, c.epoch)))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		return err
+	}
+	j := c.journal
+	c.journal = nil
+	j.close()
 	return os.Remove(filepath.Join(c.dir, journalName(c.id, j.epoch)))
 }
 
@@ -272,6 +369,9 @@ func (c *chain) write(st *state) error {
 func (c *chain) close() {
 	c.mu.Lock()
 	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 	c.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -157,5 +158,103 @@ func TestIdleChainsHoldNoGoroutine(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(s.Dir(), watermarktest.Chain(7)+".json"))
 	if err != nil || fi.Size() > 512 {
 		t.Fatalf("chain file: %v, %d bytes", err, fi.Size())
+	}
+}
+
+// TestChainFileLag: with a journal, the chain file is rewritten once per lag after a journaled
+// change (one timer however many changes), the journal staying; a failed rewrite is reported and
+// tried again; a clean stop leaves the chain file whole and no journal.
+func TestChainFileLag(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize, c.lag = true, 1<<16, 3*time.Second
+	var fire []func()
+	c.after = func(d time.Duration, f func()) *time.Timer {
+		if d != 3*time.Second {
+			t.Errorf("timer set for %s, want the lag", d)
+		}
+		fire = append(fire, f)
+		tm := time.NewTimer(time.Hour)
+		tm.Stop()
+		return tm
+	}
+	onDisk := func() watermark.Mark {
+		t.Helper()
+		data, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark
+	}
+	commit := func(level int32) {
+		t.Helper()
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	commit(2) // no journal yet: the chain file is written, and the journal started
+	if len(fire) != 0 || onDisk().Level != 2 {
+		t.Fatalf("first batch: %d timers, file at %d", len(fire), onDisk().Level)
+	}
+	commit(3)
+	commit(4)
+	if len(fire) != 1 || onDisk().Level != 2 {
+		t.Fatalf("journaled batches: %d timers (want 1), file at %d (want 2)", len(fire), onDisk().Level)
+	}
+	writes := c.writes.Load()
+	fire[0]()
+	c.run() // the writer the timer asked for (no start function in this test)
+	if onDisk().Level != 4 || c.writes.Load() != writes+1 {
+		t.Fatalf("after the lag: file at %d, %d writes", onDisk().Level, c.writes.Load()-writes)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, journalName(c.id, c.epoch))); err != nil {
+		t.Fatalf("the journal went with the refresh: %v", err)
+	}
+	fire[0]() // nothing new: no write
+	c.run()
+	if c.writes.Load() != writes+1 {
+		t.Fatal("a refresh with nothing new wrote the chain file")
+	}
+
+	commit(5)
+	if len(fire) != 2 {
+		t.Fatalf("%d timers after a new change, want 2", len(fire))
+	}
+	os.Remove(c.path) // the rewrite fails: a directory where the file goes
+	if err := os.Mkdir(c.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fire[1]()
+	c.run()
+	if c.health() == nil || len(fire) != 3 {
+		t.Fatalf("failed refresh: health %v, %d timers (want a retry)", c.health(), len(fire))
+	}
+	os.Remove(c.path)
+	fire[2]()
+	c.run()
+	if c.health() != nil || onDisk().Level != 5 {
+		t.Fatalf("retried refresh: health %v, file at %d", c.health(), onDisk().Level)
+	}
+
+	commit(6)
+	c.close()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if onDisk().Level != 6 {
+		t.Fatalf("after a clean stop the file is at %d", onDisk().Level)
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.dir, "*"+journalSuffix)); len(m) != 0 {
+		t.Fatalf("journals left after a clean stop: %v", m)
+	}
+	fire[3]() // a timer firing after the stop does nothing
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refreshing || c.running {
+		t.Fatal("a timer after close asked for a writer")
 	}
 }

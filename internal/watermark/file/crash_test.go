@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -18,15 +19,18 @@ import (
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
 
 // crashEnv names the base dir for TestCrashChild; unset, that test skips. crashJournalEnv, when
 // set, is the journal size the child opens the store with (small, so that the run also crashes
-// inside compactions).
+// inside compactions), and crashLagEnv its chain file lag (short, so that it also crashes inside
+// the background rewrites of the chain file).
 const (
 	crashEnv        = "SIGNATORY_WATERMARK_CRASH_DIR"
 	crashJournalEnv = "SIGNATORY_WATERMARK_CRASH_JOURNAL"
+	crashLagEnv     = "SIGNATORY_WATERMARK_CRASH_LAG"
 )
 
 const crashKeys = 4
@@ -46,7 +50,12 @@ func TestCrashChild(t *testing.T) {
 	s := open(t, base)
 	if size, _ := strconv.Atoi(os.Getenv(crashJournalEnv)); size > 0 {
 		s.Close()
-		s = openJournaled(t, base, int64(size))
+		lag, _ := time.ParseDuration(os.Getenv(crashLagEnv))
+		var err error
+		s, err = file.Open(base, file.WithLogger(slog.New(slog.DiscardHandler)), file.WithJournal(int64(size)), file.WithChainFileLag(lag))
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	var wg sync.WaitGroup
 	for g := range crashKeys {
@@ -72,19 +81,22 @@ func TestCrash(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
-	t.Run("chain files", func(t *testing.T) { crash(t, 0) })
-	t.Run("journal", func(t *testing.T) { crash(t, 4096) })
+	t.Run("chain files", func(t *testing.T) { crash(t, 0, 0) })
+	t.Run("journal", func(t *testing.T) { crash(t, 4096, 0) })
+	// The default journal size, its chain file rewritten a millisecond after each change.
+	t.Run("journal with rewrites", func(t *testing.T) { crash(t, file.DefaultJournalSize, time.Millisecond) })
 }
 
-// crash is TestCrash with the child's store journaled when journal > 0 (its size).
-func crash(t *testing.T, journal int) {
+// crash is TestCrash with the child's store journaled when journal > 0 (its size), the chain
+// file lagging it by at most lag (0: the default).
+func crash(t *testing.T, journal int, lag time.Duration) {
 	t.Parallel()
 	base := t.TempDir()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	prev := make([]int32, crashKeys) // stored levels before the run
 	for run := range 5 {
 		byTimer := run%2 == 1
-		acked := crashRun(t, base, journal, byTimer, 1+r.IntN(200), time.Duration(r.IntN(50_000))*time.Microsecond)
+		acked := crashRun(t, base, journal, lag, byTimer, 1+r.IntN(200), time.Duration(r.IntN(50_000))*time.Microsecond)
 
 		s := open(t, base)
 		for g := range crashKeys {
@@ -107,12 +119,12 @@ func crash(t *testing.T, journal int) {
 // crashRun starts the child (a testdaemon.Process), kills it after killAfter ACK lines (or, with
 // byTimer, delay after the first one), reads every line it wrote, and returns the highest
 // acknowledged level per key.
-func crashRun(t *testing.T, base string, journal int, byTimer bool, killAfter int, delay time.Duration) []int32 {
+func crashRun(t *testing.T, base string, journal int, lag time.Duration, byTimer bool, killAfter int, delay time.Duration) []int32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), crashEnv+"="+base, crashJournalEnv+"="+strconv.Itoa(journal))
+	cmd.Env = append(os.Environ(), crashEnv+"="+base, crashJournalEnv+"="+strconv.Itoa(journal), crashLagEnv+"="+lag.String())
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,10 @@
 // a second process (another `signatory serve`, or `signatory watermark import`) on the same
 // directory fails to open, naming the holder, instead of signing from its own stale memory.
 //
-// Every Advance that returns nil has its mark on disk (temp file, fsync, rename, directory fsync).
-// Requests for one chain are batched by that chain's writer goroutine, so concurrent requests share
+// Every Advance that returns nil has its mark on disk: by default as a record in the chain's
+// journal (one write and one fdatasync, journal.go), the chain file being rewritten at most
+// chain_file_lag later and at every clean stop; with journal: false as the whole chain file (temp
+// file, fsync, rename, directory fsync). Requests for one chain are batched by that chain's writer goroutine, so concurrent requests share
 // one fsync; chains never wait on each other. A chain file that does not parse is left untouched and
 // its chain refuses to sign until the operator repairs it; other chains keep working.
 package file
@@ -22,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ecadlabs/gotez/v2/b58"
 	"gopkg.in/yaml.v3"
@@ -42,8 +45,11 @@ type Store struct {
 	problems []error // found at Open: files ignored
 	lock     *dirLock
 	readOnly bool
-	// journalSize > 0 turns the journal on (see journal.go).
+	// journalSize > 0 turns the journal on (see journal.go); the chain files are then at most
+	// chainLag behind it while running.
 	journalSize int64
+	chainLag    time.Duration
+	after       func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
 
 	chains sync.Map // chain id → *chain
 
@@ -72,8 +78,17 @@ func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (waterma
 		return nil, fmt.Errorf("watermark.config: %w", err)
 	}
 	opts := []Option{WithLogger(env.Log())}
-	if cfg.Journal {
+	if cfg.Journal == nil || *cfg.Journal {
 		opts = append(opts, WithJournal(DefaultJournalSize))
+	}
+	if cfg.ChainFileLag != 0 {
+		if cfg.ChainFileLag < 0 || cfg.ChainFileLag > MaxChainFileLag {
+			return nil, fmt.Errorf("watermark.config.chain_file_lag: %s is not between 1ms and %s", cfg.ChainFileLag, MaxChainFileLag)
+		}
+		if cfg.Journal != nil && !*cfg.Journal {
+			return nil, fmt.Errorf("watermark.config.chain_file_lag: set, but the journal is off (journal: false): every commit already writes the chain file")
+		}
+		opts = append(opts, WithChainFileLag(cfg.ChainFileLag))
 	}
 	if env.ReadOnly {
 		opts = append(opts, ReadOnly())
@@ -83,14 +98,37 @@ func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (waterma
 
 // Config is the file store's watermark.config section.
 type Config struct {
-	// Journal makes each group commit one write and one fdatasync into a preallocated journal
-	// per chain instead of a whole-file replace (see docs/watermarks.md). The chain files are
-	// brought up to date at every start and clean stop, not after each commit.
-	Journal bool `yaml:"journal"`
+	// Journal (on unless false) makes each group commit one write and one fdatasync into a
+	// preallocated journal per chain instead of a whole-file replace (see docs/watermarks.md).
+	// The chain files are brought up to date at most ChainFileLag after a change, and at every
+	// start and clean stop. With journal: false every commit replaces the chain file.
+	Journal *bool `yaml:"journal"`
+	// ChainFileLag bounds how far the chain files may lag the journal while running (default
+	// DefaultChainFileLag).
+	ChainFileLag time.Duration `yaml:"chain_file_lag"`
 }
 
-// WithJournal turns the journal on, each chain's preallocated to size bytes.
+// DefaultChainFileLag is how long after a journaled change its chain file is rewritten, by
+// default; MaxChainFileLag is the most the config accepts.
+const (
+	DefaultChainFileLag = time.Second
+	MaxChainFileLag     = time.Hour
+)
+
+// WithJournal turns the journal on, each chain's preallocated to size bytes, with the chain
+// files at most DefaultChainFileLag behind it unless WithChainFileLag says otherwise.
 func WithJournal(size int64) Option { return func(s *Store) { s.journalSize = size } }
+
+// WithChainFileLag sets how long after a journaled change its chain file is rewritten; 0 or less
+// means only at start and clean stop (and when a journal is full).
+func WithChainFileLag(d time.Duration) Option {
+	return func(s *Store) {
+		s.chainLag = d
+		if d <= 0 {
+			s.chainLag = -1
+		}
+	}
+}
 
 // WithLogger sets the logger for problems found at Open (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
@@ -107,6 +145,9 @@ func Open(base string, opts ...Option) (*Store, error) {
 	s := &Store{dir: filepath.Join(base, DirName), log: slog.Default()}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.chainLag == 0 {
+		s.chainLag = DefaultChainFileLag
 	}
 	if s.readOnly {
 		entries, err := os.ReadDir(s.dir)
@@ -166,7 +207,7 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 	v, ok := s.chains.Load(id)
 	if !ok { // a journal without its chain file: start from nothing
 		c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
-		c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+		s.journalize(c)
 		if !s.readOnly {
 			c.start = s.startWriter
 		} else {
@@ -264,13 +305,19 @@ func (s *Store) load(name string) {
 		return
 	}
 	c.state.Store(st)
-	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+	s.journalize(c)
 	s.chains.Store(id, c)
 	if s.readOnly {
 		c.closed = true
 		return
 	}
 	c.start = s.startWriter
+}
+
+// journalize gives c the store's journal settings.
+func (s *Store) journalize(c *chain) {
+	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+	c.lag, c.after, c.log = s.chainLag, s.after, s.log
 }
 
 // startWriter runs a chain's writer in a goroutine that Close waits for.
@@ -296,7 +343,7 @@ func (s *Store) chain(id string) (*chain, error) {
 		return v.(*chain), nil
 	}
 	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
-	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+	s.journalize(c)
 	c.start = s.startWriter
 	s.chains.Store(id, c)
 	return c, nil

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -184,5 +187,57 @@ func TestEncodeChainFileIsTheStoresFile(t *testing.T) {
 		if _, err := file.EncodeChainFile(bad); err == nil {
 			t.Errorf("%+v encoded", bad)
 		}
+	}
+}
+
+// TestDriverConfig: the driver's config turns the journal on unless journal: false, and refuses a
+// chain_file_lag out of bounds or without a journal.
+func TestDriverConfig(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		config, err string
+		journal     bool
+	}{
+		{"", "", true},
+		{"{chain_file_lag: 5s}", "", true},
+		{"{journal: true, chain_file_lag: 1ms}", "", true},
+		{"{journal: false}", "", false},
+		{"{chain_file_lag: -1s}", "not between", false},
+		{"{chain_file_lag: 2h}", "not between", false},
+		{"{journal: false, chain_file_lag: 1s}", "the journal is off", false},
+		{"{journal: yes please}", "yes please", false},
+		{"{jornal: false}", "jornal", false},
+	} {
+		var node yaml.Node
+		if err := yaml.Unmarshal([]byte(c.config), &node); err != nil {
+			t.Fatal(err)
+		}
+		var n *yaml.Node // no config section
+		if len(node.Content) > 0 {
+			n = node.Content[0]
+		}
+		base := t.TempDir()
+		st, err := file.New(context.Background(), "file", n, backend.Env{BaseDir: base, Logger: slog.New(slog.DiscardHandler)})
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %v, want an error with %q", c.config, err, c.err)
+			}
+			if st != nil {
+				st.Close()
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.config, err)
+			continue
+		}
+		for l := int32(1); l <= 2; l++ { // the first batch writes the chain file, the second journals
+			watermarktest.MustAdvance(t, st, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(l, 0, 1))
+		}
+		js, _ := filepath.Glob(filepath.Join(base, file.DirName, "*.journal"))
+		if (len(js) > 0) != c.journal {
+			t.Errorf("%q: journals %v, want a journal: %v", c.config, js, c.journal)
+		}
+		st.Close()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/file"
 )
 
 const vecChain = "NetXo5iVw1vBoxM" // chain of the W-int vectors
@@ -278,9 +280,20 @@ type referenceWatermark struct {
 }
 
 // TestReferenceStructBothWays: a file the reference's struct was encoded into is read and
-// respected; after we advance, the reference's struct decodes our file to the same marks.
+// respected; after we advance and stop cleanly, the reference's struct decodes our file to the
+// same marks, and the directory holds nothing but chain files and the lock: an upgrade from the
+// reference and a rollback to it, with the journal (the driver's default) and without.
 func TestReferenceStructBothWays(t *testing.T) {
 	t.Parallel()
+	for _, journal := range []bool{true, false} {
+		t.Run(map[bool]string{true: "journal", false: "chain files"}[journal], func(t *testing.T) {
+			t.Parallel()
+			referenceBothWays(t, journal)
+		})
+	}
+}
+
+func referenceBothWays(t *testing.T, journal bool) {
 	k1, k2 := testvectors.K1PKH, testvectors.K2PKH
 	h := tz.BlockPayloadHash{0xab}
 	ref := map[string]map[string]*referenceWatermark{
@@ -294,6 +307,10 @@ func TestReferenceStructBothWays(t *testing.T) {
 	base := t.TempDir()
 	path := writeChainFile(t, base, vecChain, string(content))
 	s := open(t, base)
+	if journal {
+		s.Close()
+		s = openJournaled(t, base, file.DefaultJournalSize)
+	}
 	key := func(pkh string, c watermark.Class) watermark.Key {
 		return watermark.Key{Chain: vecChain, PKH: pkh, Class: c}
 	}
@@ -318,8 +335,24 @@ func TestReferenceStructBothWays(t *testing.T) {
 	if _, err := s.Advance(context.Background(), key(k1, watermark.Block), raised); err != nil {
 		t.Fatal(err)
 	}
+	for i := range 20 { // several journal records, then a clean stop
+		raised.Level++
+		raised.Digest[1] = byte(i)
+		if _, err := s.Advance(context.Background(), key(k1, watermark.Block), raised); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != filepath.Base(path) && e.Name() != "signatory.lock" {
+			t.Errorf("after a clean stop the directory holds %s", e.Name())
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -330,7 +363,7 @@ func TestReferenceStructBothWays(t *testing.T) {
 		t.Fatalf("the reference cannot read our file: %v\n%s", err, data)
 	}
 	b := back[k1]["block"]
-	if b == nil || b.Level != 51 || b.Round != 0 || !b.Hash.IsSome() || b.Hash.Unwrap() != tz.BlockPayloadHash(raised.Digest) {
+	if b == nil || b.Level != 71 || b.Round != 0 || !b.Hash.IsSome() || b.Hash.Unwrap() != tz.BlockPayloadHash(raised.Digest) {
 		t.Fatalf("the reference reads our block mark as %+v", b)
 	}
 	if p := back[k2]["preattestation"]; p == nil || p.Level != 70 || p.Round != 2 || p.Hash.IsSome() {
