@@ -32,6 +32,7 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
+	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/threshold"
@@ -97,7 +98,7 @@ type Server struct {
 	reqID    atomic.Uint64
 	idPrefix string
 	refusals *refusalLimiter
-	generic  *admission
+	cpu      *sched.CPU
 }
 
 // New builds a Server.
@@ -108,17 +109,37 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter(),
-		generic: newAdmission(genericSlots(cfg.MaxGenericInFlight), GenericQueue)}
+		cpu: sched.NewCPU(genericCores(cfg.MaxGenericInFlight), GenericQueue)}
 }
 
-// genericSlots is the configured bound, or half the CPUs (at least 1): measured on 2 cores, one
-// slot kept a baker's attestation p99 at 8 ms under a generic flood, against 15 ms without a bound.
-func genericSlots(n int) int {
+// GenericQueue is how many requests other than blocks and consensus operations may wait for a
+// core; more are refused at once with 503.
+const GenericQueue = 64
+
+// genericCores is the configured bound, or every CPU: generic requests may use all the cores
+// that blocks and consensus operations in flight leave them (see package sched).
+func genericCores(n int) int {
 	if n > 0 {
 		return n
 	}
-	return max(1, runtime.GOMAXPROCS(0)/2)
+	return runtime.GOMAXPROCS(0)
 }
+
+// admit admits a request to the cores: a block or consensus operation (Priority) at once, its
+// context marked so that vault session pools serve it first too; anything else when a core is
+// free, after the generic requests queued before it, or ErrOverloaded.
+func (s *Server) admit(ctx context.Context, pkh string, msg []byte) (context.Context, func(), error) {
+	if s.svc.Priority(pkh, msg) {
+		return sched.WithConsensus(ctx), s.cpu.Consensus(), nil
+	}
+	release, err := s.cpu.Generic(ctx)
+	if err != nil {
+		return ctx, nil, errOverloaded
+	}
+	return ctx, release, nil
+}
+
+var errOverloaded = fault.New(fault.Unavailable, sched.ErrOverloaded.Error())
 
 // Handler returns the signing port's handler.
 func (s *Server) Handler() http.Handler {
@@ -312,16 +333,56 @@ func parseVersion(q url.Values) (int, error) {
 	return 0, fault.New(fault.BadRequest, fmt.Sprintf("invalid signature version %s: version must be 0, 1, 2 or 3 (3, the latest, when absent)", what))
 }
 
-// readMessage reads the JSON hex string body.
-func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fault.New(fault.TooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+// priorityBody is the longest body read before admission: a JSON hex string of
+// signer.MaxPriorityBytes, with room for whitespace. A longer body cannot be a block or consensus
+// operation, so it waits for a core before the rest of it is read and decoded.
+const priorityBody = 2*signer.MaxPriorityBytes + 64
+
+// readAdmitted reads the JSON hex string body and admits the request to the cores (admit): a body
+// longer than priorityBody as a generic request before its tail is read, any other once decoded.
+// It returns the message, the context to sign with and the release of the admission (nil on error).
+func (s *Server) readAdmitted(w http.ResponseWriter, r *http.Request, pkh string) ([]byte, context.Context, func(), error) {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	head := make([]byte, priorityBody+1)
+	n, err := io.ReadFull(body, head)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		msg, err := decodeMessage(head[:n])
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("cannot read request body: %w", err))
+		ctx, release, err := s.admit(r.Context(), pkh, msg)
+		return msg, ctx, release, err
 	}
+	if err != nil {
+		return nil, nil, nil, readError(err)
+	}
+	release, err := s.cpu.Generic(r.Context())
+	if err != nil {
+		return nil, nil, nil, errOverloaded
+	}
+	rest, err := io.ReadAll(body)
+	if err != nil {
+		release()
+		return nil, nil, nil, readError(err)
+	}
+	msg, err := decodeMessage(append(head, rest...))
+	if err != nil {
+		release()
+		return nil, nil, nil, err
+	}
+	return msg, r.Context(), release, nil
+}
+
+func readError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fault.New(fault.TooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+	}
+	return fault.Wrap(fault.BadRequest, fmt.Errorf("cannot read request body: %w", err))
+}
+
+// decodeMessage decodes a body, a JSON string of hex.
+func decodeMessage(body []byte) ([]byte, error) {
 	var hexStr string
 	if err := json.Unmarshal(body, &hexStr); err != nil {
 		return nil, fault.Wrap(fault.BadRequest, err)
@@ -346,21 +407,20 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	version, err := parseVersion(q)
 	var msg []byte
+	ctx := r.Context()
 	if err == nil {
-		msg, err = s.readMessage(w, r)
-	}
-	if err == nil && !s.svc.Priority(pkh, msg) {
-		// Everything but blocks and consensus operations (generic operations, packed data,
-		// garbage, and bodies that only start like a consensus payload: see Priority) waits for
-		// one of a few slots, so that a flood of them cannot delay a baker's attestations; past
-		// the queue it is refused at once.
+		// Blocks and consensus operations go at once; everything else (generic operations,
+		// packed data, garbage, and bodies that only start like a consensus payload: see
+		// Priority) waits for a core, so that a flood of them cannot delay a baker's
+		// attestations; past the queue it is refused at once. A body too long to be a consensus
+		// payload waits before its tail is read and decoded.
 		var release func()
-		if release, err = s.generic.acquire(r.Context()); err == nil {
+		if msg, ctx, release, err = s.readAdmitted(w, r, pkh); err == nil {
 			defer release()
 		}
 	}
 	if err == nil {
-		res, err = s.svc.Sign(r.Context(), &signer.SignRequest{PKH: pkh, Message: msg, Version: version,
+		res, err = s.svc.Sign(ctx, &signer.SignRequest{PKH: pkh, Message: msg, Version: version,
 			Authentication: q.Get("authentication"), ClientIP: ip, JWTUser: jwtauth.UserFrom(r.Context())})
 	}
 	if err != nil {

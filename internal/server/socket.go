@@ -277,12 +277,9 @@ func (s *Server) socketSign(ctx context.Context, req *socket.Request, id, pkh, c
 	if version < 0 {
 		version = tezos.VersionLatest
 	}
-	var err error
-	if !s.svc.Priority(pkh, req.Data) {
-		var release func()
-		if release, err = s.generic.acquire(ctx); err == nil {
-			defer release()
-		}
+	ctx, release, err := s.admit(ctx, pkh, req.Data)
+	if err == nil {
+		defer release()
 	}
 	var res *signer.SignResult
 	if err == nil {

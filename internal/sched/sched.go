@@ -1,0 +1,245 @@
+// Package sched puts blocks and consensus operations ahead of every other request at each queue
+// they share with them: the signing port's admission to the CPU (CPU) and the session pools of
+// HSM vaults (Pool). A request's class travels in its context (WithConsensus).
+//
+// The rule, everywhere: a consensus request never waits behind a generic one. At the CPU it does
+// not wait at all: it takes a core from the generic requests, which are admitted only while the
+// generic and consensus requests in flight together are fewer than the cores. So generic
+// requests use every core when no consensus request is in flight, and leave one per consensus
+// request as soon as those already running finish. In a pool, a freed session goes to the
+// longest-waiting consensus request, and to a generic one only when none waits.
+package sched
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+type consensusKey struct{}
+
+// WithConsensus marks ctx as a block's or consensus operation's.
+func WithConsensus(ctx context.Context) context.Context {
+	return context.WithValue(ctx, consensusKey{}, true)
+}
+
+// IsConsensus reports whether ctx was marked by WithConsensus.
+func IsConsensus(ctx context.Context) bool {
+	v, _ := ctx.Value(consensusKey{}).(bool)
+	return v
+}
+
+// waiter is one caller waiting for a slot. ready is closed when the slot is granted; granted is
+// guarded by the owner's mutex, so that a caller whose context ends can tell whether it holds a
+// slot it must give back.
+type waiter struct {
+	ready   chan struct{}
+	granted bool
+}
+
+func newWaiter() *waiter { return &waiter{ready: make(chan struct{})} }
+
+func (w *waiter) grant() {
+	w.granted = true
+	close(w.ready)
+}
+
+// remove returns q without w (which it holds at most once).
+func remove(q []*waiter, w *waiter) []*waiter {
+	for i, x := range q {
+		if x == w {
+			return append(q[:i], q[i+1:]...)
+		}
+	}
+	return q
+}
+
+// ErrOverloaded is CPU.Generic's answer when its queue is full or the caller's context ends
+// while it waits.
+var ErrOverloaded = errors.New("overloaded: too many generic requests in flight; blocks and consensus operations are served first")
+
+// CPU admits the signing port's requests to the cores.
+type CPU struct {
+	mu       sync.Mutex
+	cores    int // generic + consensus in flight above which no generic request starts
+	queue    int // generic requests that may wait; more are refused at once
+	generic  int // in flight
+	cons     int // in flight
+	waiting  []*waiter
+	maxQueue int // the most that waited at once, for tests
+}
+
+// NewCPU admits generic requests while fewer than cores requests are in flight, with up to queue
+// generic requests waiting.
+func NewCPU(cores, queue int) *CPU {
+	return &CPU{cores: max(1, cores), queue: queue}
+}
+
+// Consensus counts a consensus request in flight, at once; call release when it is answered.
+func (c *CPU) Consensus() (release func()) {
+	c.mu.Lock()
+	c.cons++
+	c.mu.Unlock()
+	return c.releaseConsensus
+}
+
+func (c *CPU) releaseConsensus() {
+	c.mu.Lock()
+	c.cons--
+	c.admitLocked()
+	c.mu.Unlock()
+}
+
+// Generic admits a generic request: at once if the cores are not all taken and no one waits,
+// else after the generic requests queued before it; ErrOverloaded if queue others already wait
+// or ctx ends first.
+func (c *CPU) Generic(ctx context.Context) (release func(), err error) {
+	c.mu.Lock()
+	if len(c.waiting) == 0 && c.generic+c.cons < c.cores {
+		c.generic++
+		c.mu.Unlock()
+		return c.releaseGeneric, nil
+	}
+	if len(c.waiting) >= c.queue {
+		c.mu.Unlock()
+		return nil, ErrOverloaded
+	}
+	w := newWaiter()
+	c.waiting = append(c.waiting, w)
+	c.maxQueue = max(c.maxQueue, len(c.waiting))
+	c.mu.Unlock()
+	select {
+	case <-w.ready:
+		return c.releaseGeneric, nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if w.granted { // granted as the context ended: give the slot to the next
+		c.generic--
+		c.admitLocked()
+	} else {
+		c.waiting = remove(c.waiting, w)
+	}
+	c.mu.Unlock()
+	return nil, ErrOverloaded
+}
+
+func (c *CPU) releaseGeneric() {
+	c.mu.Lock()
+	c.generic--
+	c.admitLocked()
+	c.mu.Unlock()
+}
+
+// admitLocked starts waiting generic requests, in order, while cores are free.
+func (c *CPU) admitLocked() {
+	for len(c.waiting) > 0 && c.generic+c.cons < c.cores {
+		w := c.waiting[0]
+		c.waiting = c.waiting[1:]
+		c.generic++
+		w.grant()
+	}
+}
+
+// Load returns the generic and consensus requests in flight and the generic ones waiting.
+func (c *CPU) Load() (generic, consensus, waiting int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.generic, c.cons, len(c.waiting)
+}
+
+// Cores returns how many requests in flight stop generic ones from starting.
+func (c *CPU) Cores() int { return c.cores }
+
+// Pool hands out n slots (a vault's sessions), consensus requests first.
+type Pool struct {
+	mu        sync.Mutex
+	free      int
+	size      int
+	cons, gen []*waiter // waiting, oldest first
+}
+
+// NewPool returns a pool of n slots (at least 1).
+func NewPool(n int) *Pool {
+	n = max(1, n)
+	return &Pool{free: n, size: n}
+}
+
+// Size returns the number of slots.
+func (p *Pool) Size() int { return p.size }
+
+// Acquire takes a slot, waiting until one is free and every consensus request that waited
+// before (and, for a generic request, every one at all) has had one; ctx's error if it ends
+// first. The class is ctx's (IsConsensus).
+func (p *Pool) Acquire(ctx context.Context) error {
+	cons := IsConsensus(ctx)
+	p.mu.Lock()
+	if p.free > 0 { // free slots are handed over at release, so no one waits while one is free
+		p.free--
+		p.mu.Unlock()
+		return nil
+	}
+	w := newWaiter()
+	if cons {
+		p.cons = append(p.cons, w)
+	} else {
+		p.gen = append(p.gen, w)
+	}
+	p.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	granted := w.granted
+	if !granted {
+		if cons {
+			p.cons = remove(p.cons, w)
+		} else {
+			p.gen = remove(p.gen, w)
+		}
+	}
+	p.mu.Unlock()
+	if granted {
+		p.Release()
+	}
+	return ctx.Err()
+}
+
+// TryAcquire takes a slot if one is free, without waiting.
+func (p *Pool) TryAcquire() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.free > 0 {
+		p.free--
+		return true
+	}
+	return false
+}
+
+// Release gives a slot back: to the oldest waiting consensus request, else to the oldest
+// generic one, else to the pool.
+func (p *Pool) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case len(p.cons) > 0:
+		w := p.cons[0]
+		p.cons = p.cons[1:]
+		w.grant()
+	case len(p.gen) > 0:
+		w := p.gen[0]
+		p.gen = p.gen[1:]
+		w.grant()
+	default:
+		p.free++
+	}
+}
+
+// InUse returns the slots taken.
+func (p *Pool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.size - p.free
+}

@@ -1,0 +1,230 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// until spins (yielding) until cond holds: the goroutines under test reach their queue.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		runtime.Gosched()
+	}
+}
+
+func (p *Pool) waiting() (cons, gen int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.cons), len(p.gen)
+}
+
+// TestCPU: generic requests take every core; a consensus request never waits and takes a core
+// from the waiting generic ones; the queue is bounded; a waiter whose context ends leaves it.
+func TestCPU(t *testing.T) {
+	t.Parallel()
+	c := NewCPU(2, 2)
+	g1, err1 := c.Generic(context.Background())
+	g2, err2 := c.Generic(context.Background())
+	if err1 != nil || err2 != nil {
+		t.Fatal("two generic requests on two idle cores:", err1, err2)
+	}
+	started := make(chan func(), 1)
+	go func() {
+		r, err := c.Generic(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		started <- r
+	}()
+	until(t, "a third generic request waits", func() bool { _, _, w := c.Load(); return w == 1 })
+
+	cons := c.Consensus() // all cores taken by generic requests: it still does not wait
+	g1()
+	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 1 {
+		t.Fatalf("after a generic release with a consensus request in flight: generic %d, consensus %d, waiting %d; want 1 1 1", gen, n, w)
+	}
+	cons()
+	g3 := <-started // the consensus request gave its core back
+	if gen, n, w := c.Load(); gen != 2 || n != 0 || w != 0 {
+		t.Fatalf("after the consensus release: %d %d %d", gen, n, w)
+	}
+
+	// The queue holds 2; a third is refused at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := c.Generic(ctx); errs <- err }()
+	}
+	until(t, "two waiting", func() bool { _, _, w := c.Load(); return w == 2 })
+	if _, err := c.Generic(context.Background()); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("past the queue: %v", err)
+	}
+	cancel()
+	for range 2 {
+		if err := <-errs; !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("a waiter whose context ended: %v", err)
+		}
+	}
+	if gen, _, w := c.Load(); gen != 2 || w != 0 {
+		t.Fatalf("after the waiters left: generic %d waiting %d", gen, w)
+	}
+	g2()
+	g3()
+	if gen, n, w := c.Load(); gen+n+w != 0 {
+		t.Fatalf("idle: %d %d %d", gen, n, w)
+	}
+}
+
+// TestPool: a freed slot goes to the oldest waiting consensus request before any generic one,
+// and generic ones are served in order.
+func TestPool(t *testing.T) {
+	t.Parallel()
+	p := NewPool(1)
+	if err := p.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 3)
+	var wg sync.WaitGroup
+	acquire := func(name string, ctx context.Context) {
+		wg.Go(func() {
+			if err := p.Acquire(ctx); err != nil {
+				t.Error(name, err)
+				return
+			}
+			order <- name
+		})
+	}
+	acquire("generic 1", context.Background())
+	until(t, "generic 1 waits", func() bool { _, g := p.waiting(); return g == 1 })
+	acquire("generic 2", context.Background())
+	until(t, "generic 2 waits", func() bool { _, g := p.waiting(); return g == 2 })
+	acquire("consensus", WithConsensus(context.Background()))
+	until(t, "consensus waits", func() bool { c, _ := p.waiting(); return c == 1 })
+	for _, want := range []string{"consensus", "generic 1", "generic 2"} {
+		p.Release()
+		if got := <-order; got != want {
+			t.Fatalf("slot went to %s, want %s", got, want)
+		}
+	}
+	p.Release()
+	wg.Wait()
+	if p.InUse() != 0 {
+		t.Fatalf("%d in use when idle", p.InUse())
+	}
+
+	// A waiter whose context ends leaves the queue and takes no slot.
+	if !p.TryAcquire() || p.TryAcquire() {
+		t.Fatal("TryAcquire on a pool of one")
+	}
+	ctx, cancel := context.WithCancel(WithConsensus(context.Background()))
+	done := make(chan error, 1)
+	go func() { done <- p.Acquire(ctx) }()
+	until(t, "the consensus waiter", func() bool { c, _ := p.waiting(); return c == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled waiter: %v", err)
+	}
+	p.Release()
+	if p.InUse() != 0 {
+		t.Fatalf("%d in use after the canceled waiter", p.InUse())
+	}
+}
+
+// TestRandomized: many goroutines of both classes acquire, cancel and release at random; the slots
+// in use never exceed the size (pool) and no generic request starts while the cores are taken
+// (CPU), and everything is free at the end.
+func TestRandomized(t *testing.T) {
+	t.Parallel()
+	p := NewPool(3)
+	c := NewCPU(2, 1000)
+	var inPool, genRunning, consRunning atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 300 {
+				ctx := context.Background()
+				cons := r.IntN(3) == 0
+				if cons {
+					ctx = WithConsensus(ctx)
+				}
+				cctx, cancel := context.WithCancel(ctx)
+				if r.IntN(8) == 0 {
+					cancel()
+				}
+				if err := p.Acquire(cctx); err == nil {
+					if n := inPool.Add(1); n > 3 {
+						t.Errorf("%d slots of 3 in use", n)
+					}
+					runtime.Gosched()
+					inPool.Add(-1)
+					p.Release()
+				}
+				if cons {
+					rel := c.Consensus()
+					consRunning.Add(1)
+					runtime.Gosched()
+					consRunning.Add(-1)
+					rel()
+				} else if rel, err := c.Generic(cctx); err == nil {
+					genRunning.Add(1)
+					runtime.Gosched()
+					genRunning.Add(-1)
+					rel()
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if p.InUse() != 0 {
+		t.Fatalf("pool: %d in use at the end", p.InUse())
+	}
+	if gen, n, w := c.Load(); gen+n+w != 0 {
+		t.Fatalf("CPU at the end: %d %d %d", gen, n, w)
+	}
+}
+
+// TestCPUNeverAboveCores: generic requests admitted never exceed the cores left by consensus
+// requests at the moment they start, checked under the CPU's own lock.
+func TestCPUNeverAboveCores(t *testing.T) {
+	t.Parallel()
+	c := NewCPU(3, 1000)
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			for i := range 200 {
+				if (g+i)%4 == 0 {
+					rel := c.Consensus()
+					runtime.Gosched()
+					rel()
+					continue
+				}
+				rel, err := c.Generic(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.mu.Lock()
+				if c.generic > c.cores {
+					t.Errorf("%d generic requests on %d cores", c.generic, c.cores)
+				}
+				c.mu.Unlock()
+				runtime.Gosched()
+				rel()
+			}
+		})
+	}
+	wg.Wait()
+}
