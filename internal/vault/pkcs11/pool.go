@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	p11 "github.com/miekg/pkcs11"
+
+	"github.com/signatory-go/signatory/internal/sched"
 )
 
 // session is one open, logged-in PKCS#11 session. A session runs one operation at a time, so
@@ -17,35 +19,30 @@ type session struct {
 	gen uint64 // module generation the handle belongs to
 }
 
-// pool keeps up to cap(sem) sessions of one vault. The user is logged in when the first session
+// pool keeps up to sem.Size() sessions of one vault, handing a freed one to a waiting block or
+// consensus request before any other (sched.Pool). The user is logged in when the first session
 // opens (PKCS#11 login state is shared by all sessions of the application on a token); later
 // sessions find it logged in already.
 type pool struct {
 	v    *Vault
-	sem  chan struct{} // one token per session in use
+	sem  *sched.Pool // one slot per session in use
 	mu   sync.Mutex
 	idle []*session
 }
 
 func newPool(v *Vault, size int) *pool {
-	return &pool{v: v, sem: make(chan struct{}, size)}
+	return &pool{v: v, sem: sched.NewPool(size)}
 }
 
 // get returns a session of the module's current generation, waiting for a free one while ctx
 // allows. A lost module is re-initialised here first.
 func (p *pool) get(ctx context.Context) (*session, error) {
-	select {
-	case p.sem <- struct{}{}:
-	default:
-		select {
-		case p.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no free PKCS#11 session (all %d in use): %w", cap(p.sem), ctx.Err())
-		}
+	if err := p.sem.Acquire(ctx); err != nil {
+		return nil, fmt.Errorf("no free PKCS#11 session (all %d in use): %w", p.sem.Size(), err)
 	}
 	s, err := p.take()
 	if err != nil {
-		<-p.sem
+		p.sem.Release()
 		return nil, err
 	}
 	return s, nil
@@ -94,7 +91,7 @@ func (p *pool) popIdle(gen uint64) *session {
 
 // put gives s back. A session that failed (healthy false) is closed instead of kept.
 func (p *pool) put(s *session, healthy bool) {
-	defer func() { <-p.sem }()
+	defer p.sem.Release()
 	gen, needInit := p.v.mod.state()
 	if healthy && s.gen == gen && !needInit && !p.v.life.Closed() {
 		p.mu.Lock()

@@ -14,6 +14,8 @@ import (
 	"github.com/certusone/yubihsm-go/commands"
 	"github.com/certusone/yubihsm-go/connector"
 	"github.com/certusone/yubihsm-go/securechannel"
+
+	"github.com/signatory-go/signatory/internal/sched"
 )
 
 // Why not yubihsm-go's SessionManager: it has one session, no context or timeout (its HTTP
@@ -135,10 +137,11 @@ func (s *session) inner(err error) bool {
 	return errors.As(err, &e) && s.conn.outer == sessionReply
 }
 
-// pool keeps up to cap(sem) authenticated sessions.
+// pool keeps up to sem.Size() authenticated sessions, handing a freed one to a waiting block or
+// consensus request before any other (sched.Pool).
 type pool struct {
 	v       *Vault
-	sem     chan struct{} // one token per session in use
+	sem     *sched.Pool   // one slot per session in use
 	opening chan struct{} // one session is authenticated at a time
 	mu      sync.Mutex
 	idle    []*session
@@ -148,22 +151,20 @@ type pool struct {
 }
 
 func newPool(v *Vault, size int) *pool {
-	return &pool{v: v, sem: make(chan struct{}, size), opening: make(chan struct{}, 1), limit: counterLimit}
+	return &pool{v: v, sem: sched.NewPool(size), opening: make(chan struct{}, 1), limit: counterLimit}
 }
 
 // get returns a session, reused (fresh false) or newly authenticated, waiting for a free one
 // while ctx allows.
 func (p *pool) get(ctx context.Context) (s *session, fresh bool, err error) {
-	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("no free YubiHSM session (all %d in use): %w", cap(p.sem), ctx.Err())
+	if err := p.sem.Acquire(ctx); err != nil {
+		return nil, false, fmt.Errorf("no free YubiHSM session (all %d in use): %w", p.sem.Size(), err)
 	}
 	if s := p.popIdle(); s != nil {
 		return s, false, nil
 	}
 	if s, err = p.open(ctx); err != nil {
-		<-p.sem
+		p.sem.Release()
 		return nil, false, err
 	}
 	return s, true, nil
@@ -186,7 +187,7 @@ func (p *pool) popIdle() *session {
 // put gives s back; a session that failed, is near yubihsm-go's message limit, or belongs to a
 // closed vault is dropped.
 func (p *pool) put(s *session, healthy bool) {
-	defer func() { <-p.sem }()
+	defer p.sem.Release()
 	if healthy && !p.v.life.Closed() && s.ch.Counter < p.limit {
 		p.mu.Lock()
 		p.idle = append(p.idle, s)
