@@ -60,7 +60,9 @@ type Server struct {
 	TLS            *TLS          `yaml:"tls"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	// MaxGenericInFlight bounds the requests other than blocks and consensus operations signed
-	// at once (default: half the CPUs, at least 1); up to 64 more wait, the rest get 503.
+	// at once (default: every CPU); none starts while a block or consensus request is in flight,
+	// and those running pause at their next step until it is answered; up to 64 more wait, the
+	// rest get 503.
 	MaxGenericInFlight int `yaml:"max_generic_in_flight"`
 	// AllowListKnownKeys serves GET /known_keys (octez-signer's --allow-list-known-keys).
 	AllowListKnownKeys bool     `yaml:"allow_list_known_keys"`

@@ -29,8 +29,9 @@ func (p *Pool) waiting() (cons, gen int) {
 	return len(p.cons), len(p.gen)
 }
 
-// TestCPU: generic requests take every core; a consensus request never waits and takes a core
-// from the waiting generic ones; the queue is bounded; a waiter whose context ends leaves it.
+// TestCPU: generic requests take every core; a consensus request never waits, and no generic
+// request starts while one is in flight, even on a free core; the queue is bounded; a waiter
+// whose context ends leaves it.
 func TestCPU(t *testing.T) {
 	t.Parallel()
 	c := NewCPU(2, 2)
@@ -51,14 +52,16 @@ func TestCPU(t *testing.T) {
 
 	cons := c.Consensus() // all cores taken by generic requests: it still does not wait
 	g1()
-	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 1 {
-		t.Fatalf("after a generic release with a consensus request in flight: generic %d, consensus %d, waiting %d; want 1 1 1", gen, n, w)
+	g2()
+	if gen, n, w := c.Load(); gen != 0 || n != 1 || w != 1 {
+		t.Fatalf("after the generic releases with a consensus request in flight: generic %d, consensus %d, waiting %d; want 0 1 1", gen, n, w)
 	}
 	cons()
-	g3 := <-started // the consensus request gave its core back
-	if gen, n, w := c.Load(); gen != 2 || n != 0 || w != 0 {
+	g3 := <-started // the consensus request is answered
+	if gen, n, w := c.Load(); gen != 1 || n != 0 || w != 0 {
 		t.Fatalf("after the consensus release: %d %d %d", gen, n, w)
 	}
+	g2, _ = c.Generic(context.Background())
 
 	// The queue holds 2; a third is refused at once.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -196,8 +199,8 @@ func TestRandomized(t *testing.T) {
 	}
 }
 
-// TestCPUNeverAboveCores: generic requests admitted never exceed the cores left by consensus
-// requests at the moment they start, checked under the CPU's own lock.
+// TestCPUNeverAboveCores: generic requests never exceed the cores, yields included (checked under
+// the CPU's own lock).
 func TestCPUNeverAboveCores(t *testing.T) {
 	t.Parallel()
 	c := NewCPU(3, 1000)
@@ -221,10 +224,77 @@ func TestCPUNeverAboveCores(t *testing.T) {
 					t.Errorf("%d generic requests on %d cores", c.generic, c.cores)
 				}
 				c.mu.Unlock()
+				Yield(WithGeneric(context.Background(), c))
 				runtime.Gosched()
 				rel()
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// TestYield: a generic request yields its core while a consensus request is in flight (even with
+// a core free beside it), waits ahead of the generic requests not yet admitted, and takes its core
+// back if its context ends.
+func TestYield(t *testing.T) {
+	t.Parallel()
+	c := NewCPU(1, 8)
+	r1, _ := c.Generic(context.Background())
+	ctx := WithGeneric(context.Background(), c)
+	Yield(ctx) // no consensus request: at once
+	Yield(context.Background())
+	if gen, _, w := c.Load(); gen != 1 || w != 0 {
+		t.Fatalf("yield without a consensus request: generic %d waiting %d", gen, w)
+	}
+	queued := make(chan func(), 1)
+	go func() {
+		r, err := c.Generic(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		queued <- r
+	}()
+	until(t, "a generic request queued", func() bool { _, _, w := c.Load(); return w == 1 })
+	cons := c.Consensus()
+	yielded := make(chan struct{})
+	go func() { Yield(ctx); close(yielded) }()
+	until(t, "the yielder waits", func() bool { _, _, w := c.Load(); return w == 2 })
+	if gen, n, _ := c.Load(); gen != 0 || n != 1 {
+		t.Fatalf("while yielding: generic %d consensus %d, want 0 1 (the free core stays free)", gen, n)
+	}
+	cons()
+	<-yielded // the yielder, not the request queued before it, got the core
+	if gen, _, w := c.Load(); gen != 1 || w != 1 {
+		t.Fatalf("after the consensus request: generic %d waiting %d, want 1 1", gen, w)
+	}
+	r1()
+	r3 := <-queued
+
+	// A yielder whose context ends takes its core back.
+	cons = c.Consensus()
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { Yield(cctx); close(done) }()
+	until(t, "the second yielder waits", func() bool { _, _, w := c.Load(); return w == 1 })
+	cancel()
+	<-done
+	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 0 {
+		t.Fatalf("after a canceled yield: %d %d %d", gen, n, w)
+	}
+	cons()
+	r3()
+	if gen, n, w := c.Load(); gen+n+w != 0 {
+		t.Fatalf("idle: %d %d %d", gen, n, w)
+	}
+
+	// Two cores, one generic request and one consensus request: the generic one still yields.
+	c2 := NewCPU(2, 8)
+	r, _ := c2.Generic(context.Background())
+	cons = c2.Consensus()
+	yielded = make(chan struct{})
+	go func() { Yield(WithGeneric(context.Background(), c2)); close(yielded) }()
+	until(t, "the yielder waits beside a free core", func() bool { _, _, w := c2.Load(); return w == 1 })
+	cons()
+	<-yielded
+	r()
 }

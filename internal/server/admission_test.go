@@ -25,6 +25,7 @@ type holdService struct {
 	Service
 	entered chan string
 	release chan struct{}
+	gate    chan struct{} // a "yield" request waits for it before it yields
 	sig     []byte
 }
 
@@ -36,8 +37,12 @@ func (h *holdService) Sign(ctx context.Context, r *signer.SignRequest) (*signer.
 		class = "consensus"
 	}
 	h.entered <- class
-	if bytes.HasPrefix(r.Message, []byte("hold")) {
+	if bytes.HasPrefix(r.Message, []byte("hold")) || bytes.HasPrefix(r.Message, []byte("\x13hold")) {
 		<-h.release
+	}
+	if bytes.HasPrefix(r.Message, []byte("yield")) {
+		<-h.gate
+		sched.Yield(ctx)
 	}
 	sig, err := tezos.ParseSignature("edsigtkpiSSschcaCt9pUVrpNPf7TTcgvgDEDD6NCEHMy8NNQJCGnMfLZzYoQj74yLjo9wx6MPVV29CvVzgi7qEcEUok3k7AuMg")
 	if err != nil {
@@ -104,6 +109,41 @@ func TestAdmission(t *testing.T) {
 	}
 	if c := <-h.entered; c != "generic" {
 		t.Fatalf("the queued generic request reached the signer as %s", c)
+	}
+}
+
+// TestGenericYields: a generic request's context lets it yield its core to a consensus request in
+// flight (the signer does at each step): it waits in Sign until the consensus request is answered.
+func TestGenericYields(t *testing.T) {
+	t.Parallel()
+	h := &holdService{entered: make(chan string, 8), release: make(chan struct{}), gate: make(chan struct{})}
+	srv := New(Config{MaxGenericInFlight: 2}, h, metrics.New("test"), slog.New(slog.DiscardHandler))
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	post := func(body string, out chan<- int) {
+		resp, err := http.Post(hs.URL+"/keys/tz1x", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			out <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out <- resp.StatusCode
+	}
+	cons, gen := make(chan int, 1), make(chan int, 1)
+	go post(hexBody("yield"), gen) // admitted while no consensus request is in flight
+	<-h.entered
+	go post(hexBody("\x13hold"), cons)
+	<-h.entered
+	close(h.gate) // its next step, with a consensus request in flight and a core free beside it
+	until(t, "the generic request yields", func() bool { g, n, w := srv.cpu.Load(); return g == 0 && n == 1 && w == 1 })
+	close(h.release)
+	if st := <-cons; st != 200 {
+		t.Fatalf("consensus: %d", st)
+	}
+	if st := <-gen; st != 200 {
+		t.Fatalf("generic after yielding: %d", st)
 	}
 }
 

@@ -63,7 +63,7 @@ type Config struct {
 	Address        string
 	UtilityAddress string
 	MaxBodyBytes   int64
-	// MaxGenericInFlight bounds the non-consensus requests signed at once; 0 means half the CPUs
+	// MaxGenericInFlight bounds the non-consensus requests signed at once; 0 means every CPU
 	// (at least 1).
 	MaxGenericInFlight int
 	ReadTimeout        time.Duration
@@ -125,9 +125,11 @@ func genericCores(n int) int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// admit admits a request to the cores: a block or consensus operation (Priority) at once, its
-// context marked so that vault session pools serve it first too; anything else when a core is
-// free, after the generic requests queued before it, or ErrOverloaded.
+// admit admits a request to the cores (package sched): a block or consensus operation (Priority)
+// at once, its context marked so that vault session pools serve it first too; anything else when
+// no consensus request is in flight and a core is free, after the generic requests queued before
+// it, or errOverloaded; its context is marked so that it yields its core at its next step
+// (sched.Yield) while a consensus request is in flight.
 func (s *Server) admit(ctx context.Context, pkh string, msg []byte) (context.Context, func(), error) {
 	if s.svc.Priority(pkh, msg) {
 		return sched.WithConsensus(ctx), s.cpu.Consensus(), nil
@@ -136,7 +138,7 @@ func (s *Server) admit(ctx context.Context, pkh string, msg []byte) (context.Con
 	if err != nil {
 		return ctx, nil, errOverloaded
 	}
-	return ctx, release, nil
+	return sched.WithGeneric(ctx, s.cpu), release, nil
 }
 
 var errOverloaded = fault.New(fault.Unavailable, sched.ErrOverloaded.Error())
@@ -370,7 +372,7 @@ func (s *Server) readAdmitted(w http.ResponseWriter, r *http.Request, pkh string
 		release()
 		return nil, nil, nil, err
 	}
-	return msg, r.Context(), release, nil
+	return msg, sched.WithGeneric(r.Context(), s.cpu), release, nil
 }
 
 func readError(err error) error {

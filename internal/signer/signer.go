@@ -26,6 +26,7 @@ import (
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -381,6 +382,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		sig, err = s.signWatermarked(ctx, k, r, req, pol)
 	} else {
 		s.countGeneric(req)
+		sched.Yield(ctx) // a generic request gives its core to consensus requests that need it
 		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	}
 	if err != nil {
@@ -669,6 +671,7 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 		return sig, nil
 	}
 	sig = tezos.LowS(sig)
+	sched.Yield(ctx)
 	if !tezos.Verify(k.pub, sig, msg, version) {
 		s.log.Error("vault returned a signature that does not verify; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID())
 		return nil, fault.New(fault.Internal, "the vault returned an invalid signature")
