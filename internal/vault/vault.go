@@ -108,12 +108,17 @@ type SoftwareKey struct {
 	// Life is the owning vault's lifecycle (nil: a key that is never closed).
 	Life *Lifecycle
 
+	pubOnce sync.Once
+	pub     crypt.PublicKey // derived from Priv once: a tz4 key's costs a scalar multiplication
 	blsOnce sync.Once
 	blsPub  []byte // the BLS public key derived from Priv, for SignChecked
 }
 
 // PublicKey implements Key.
-func (k *SoftwareKey) PublicKey() crypt.PublicKey { return k.Priv.Public() }
+func (k *SoftwareKey) PublicKey() crypt.PublicKey {
+	k.pubOnce.Do(func() { k.pub = k.Priv.Public() })
+	return k.pub
+}
 
 // ID implements Key.
 func (k *SoftwareKey) ID() string { return k.Ref }
@@ -247,7 +252,7 @@ func (k *SoftwareKey) SignChecked(ctx context.Context, message []byte, digest *[
 		}
 	case *crypt.BLSPrivateKey:
 		want, ok := pub.(*crypt.BLSPublicKey)
-		if !ok || !k.blsPublicIs(p, want) {
+		if !ok || !k.blsPublicIs(want) {
 			return nil, false, fmt.Errorf("%w: the key's public key is not the listed public key", ErrFault)
 		}
 	case *crypt.ECDSAPrivateKey:
@@ -280,10 +285,10 @@ func signTwice(sign func() (crypt.Signature, error)) (crypt.Signature, error) {
 	return first, nil
 }
 
-// blsPublicIs reports whether the public key of p is want, deriving it once per key (a scalar
-// multiplication; the result is kept).
-func (k *SoftwareKey) blsPublicIs(p *crypt.BLSPrivateKey, want *crypt.BLSPublicKey) bool {
-	k.blsOnce.Do(func() { k.blsPub = (*minpk.PublicKey)(p.Public().(*crypt.BLSPublicKey)).Bytes() })
+// blsPublicIs reports whether the key's public key (derived from its secret once, by PublicKey: a
+// scalar multiplication) is want.
+func (k *SoftwareKey) blsPublicIs(want *crypt.BLSPublicKey) bool {
+	k.blsOnce.Do(func() { k.blsPub = (*minpk.PublicKey)(k.PublicKey().(*crypt.BLSPublicKey)).Bytes() })
 	return bytes.Equal(k.blsPub, (*minpk.PublicKey)(want).Bytes())
 }
 

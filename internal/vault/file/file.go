@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
@@ -107,7 +109,6 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 		return nil, fmt.Errorf("vault %s: key file %s is not a secret_keys JSON array: %v", name, path, err)
 	}
 	seenName := map[string]bool{}
-	seenPKH := map[string]string{}
 	for i, e := range v.entries {
 		if e.Name == "" {
 			return nil, fmt.Errorf("vault %s: key file %s: entry %d has no name", name, path, i)
@@ -116,16 +117,38 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 			return nil, fmt.Errorf("vault %s: key file %s: duplicate key name %q", name, path, e.Name)
 		}
 		seenName[e.Name] = true
-		priv, err := v.parse(e)
-		if err != nil {
-			return nil, err
+	}
+	// Parsing a key and deriving its public key (a scalar multiplication for tz4) is the start-up
+	// cost of a large key file: done on every core, the first error in file order reported.
+	keys := make([]*vault.SoftwareKey, len(v.entries))
+	errs := make([]error, len(v.entries))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(v.entries)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(v.entries); i = int(next.Add(1) - 1) {
+				priv, err := v.parse(v.entries[i])
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				keys[i] = &vault.SoftwareKey{Priv: priv, Ref: v.entries[i].Name, Life: &v.life}
+				keys[i].PublicKey()
+			}
+		})
+	}
+	wg.Wait()
+	seenPKH := map[string]string{}
+	for i, e := range v.entries {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		pkh := priv.Public().Hash().String()
+		pkh := keys[i].PublicKey().Hash().String()
 		if other, dup := seenPKH[pkh]; dup {
 			return nil, fmt.Errorf("vault %s: key file %s: keys %q and %q are the same key %s", name, path, other, e.Name, pkh)
 		}
 		seenPKH[pkh] = e.Name
-		v.keys = append(v.keys, &vault.SoftwareKey{Priv: priv, Ref: e.Name, Life: &v.life})
+		v.keys = append(v.keys, keys[i])
 	}
 	return v, nil
 }

@@ -38,7 +38,8 @@ type chain struct {
 	// With a journal (opt-in), a batch is one record in it; see journal.go. Only the writer
 	// goroutine, and Close after the writers stopped, touch these.
 	journaled   bool
-	journalSize int64
+	journalSize int64    // the least size of a new journal
+	fileSize    int64    // of the chain file last written
 	journal     *journal // nil until the first batch, or after a journal write failed
 	epoch       uint64   // the highest journal epoch of this chain so far
 	behind      bool     // the journal holds marks the chain file lacks
@@ -313,14 +314,22 @@ func (c *chain) persist(next *state, touched map[slotKey]bool) error {
 	var nj *journal
 	var err error
 	if c.journal != nil {
-		nj, err = c.journal.next()
+		nj, err = c.journal.next(c.nextJournalSize())
 	} else {
-		nj, err = createJournal(c.dir, c.id, c.epoch+1, c.journalSize)
+		nj, err = createJournal(c.dir, c.id, c.epoch+1, c.nextJournalSize())
 	}
 	if err == nil {
 		c.journal, c.epoch = nj, nj.epoch
 	}
 	return nil
+}
+
+// nextJournalSize is the size of a new journal: the configured one, or four times the chain file
+// (rounded up to 64 KiB) when that is more, so that a chain of many keys, whose batches are as
+// large, still rewrites its chain file only after several of them.
+func (c *chain) nextJournalSize() int64 {
+	const unit = 64 << 10
+	return max(c.journalSize, (4*c.fileSize+unit-1)/unit*unit)
 }
 
 // compact writes the chain file from the durable state if the journal holds marks it lacks, and
@@ -357,6 +366,9 @@ func (c *chain) write(st *state) error {
 	data, err := encode(st)
 	if err == nil {
 		err = writeDurable(c.path, data)
+	}
+	if err == nil {
+		c.fileSize = int64(len(data))
 	}
 	if err != nil {
 		return &fault.Error{Kind: fault.Internal, Err: err,

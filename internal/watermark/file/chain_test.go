@@ -258,3 +258,27 @@ func TestChainFileLag(t *testing.T) {
 		t.Fatal("a timer after close asked for a writer")
 	}
 }
+
+// TestJournalGrowsWithTheChain: a new journal is at least four times the chain file, so that a
+// chain of many keys does not rewrite its whole file every few batches.
+func TestJournalGrowsWithTheChain(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize = true, 4096
+	var batch []*pending
+	for k := range 300 {
+		batch = append(batch, req(k, watermark.Attestation, 5, byte(k)))
+	}
+	for _, r := range c.commit(batch, nil) {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(c.dir, journalName(c.id, c.epoch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.fileSize < 4096 || fi.Size() < 4*c.fileSize || fi.Size()%(64<<10) != 0 {
+		t.Fatalf("chain file %d bytes, new journal %d bytes; want at least 4 times, in 64 KiB units", c.fileSize, fi.Size())
+	}
+}

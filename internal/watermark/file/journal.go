@@ -212,10 +212,10 @@ func (j *journal) append(payload []byte) error {
 // used reports whether the journal holds records beyond its start record.
 func (j *journal) used() bool { return j.off > startRecordSize }
 
-// next creates the journal of the next epoch, once the chain file holds everything this one did,
-// and removes this one. It returns the new journal; on error this one stays open and in use.
-func (j *journal) next() (*journal, error) {
-	n, err := createJournal(j.dir, j.chain, j.epoch+1, j.size)
+// next creates the journal of the next epoch, of size bytes, once the chain file holds everything
+// this one did, and removes this one. It returns the new journal; on error this one stays open and in use.
+func (j *journal) next(size int64) (*journal, error) {
+	n, err := createJournal(j.dir, j.chain, j.epoch+1, size)
 	if err != nil {
 		return nil, err
 	}
