@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Reproduce docs/benchmarks.md in one run: the machine's floor (go test -bench, and a trivial HTTP
 # server run as its own process under the same load tool), then the daemon under the project's
-# load tool per curve, concurrency and watermark backend, the burst of 256 keys, and memory over
-# 1 M requests. Every report is JSON in $OUT; a markdown table goes to stdout and the chart to
-# $OUT/benchmarks.png. Usage: ./scripts/bench.sh [seconds per run, default 10]
+# load tool per curve, concurrency and watermark backend, a baker's attestations under a flood of
+# generic requests, 10,000 keys (start-up, memory, a burst), the bursts of 256 keys, and memory
+# over 1 M requests. With --reference BIN (any remote signer with the reference implementation's
+# CLI: `serve -c config`), the same loads run against it and us side by side, both with their
+# default configs and log level, alternating, two rounds, and the ratios are printed. Every report
+# is JSON in $OUT; markdown tables go to stdout and the chart to $OUT/benchmarks.png.
+# Usage: ./scripts/bench.sh [--reference BIN] [seconds per run, default 10]
 # MEMORY_REQUESTS (default 1000000; 0 skips the memory run) sets the length of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REFERENCE=
+if [ "${1:-}" = --reference ]; then
+  REFERENCE=$(realpath "$2")
+  shift 2
+fi
 SECS=${1:-10}
 OUT=${OUT:-$(mktemp -d)}
 MEMORY_REQUESTS=${MEMORY_REQUESTS:-1000000}
@@ -82,6 +91,87 @@ run_daemon "$KEYDIR/signatory.yaml" mem
 bench "consensus-mem-tz1-c1" -w consensus --keys "${KEY[tz1]}" -c 1
 bench "consensus-mem-tz1-c8" -w consensus --keys "${KEY[tz1]}" -c 8
 stop
+
+# fresh_config <config> <name>: a copy of config with its own empty base_dir, printed.
+fresh_config() {
+  local dir
+  dir=$(mktemp -d)
+  sed -e "s|^base_dir: .*|base_dir: $dir/data|" "$1" > "$dir/$2.yaml"
+  echo "$dir/$2.yaml"
+}
+
+# serve_with <binary> <config> <log>: start a signer with nothing but its config (its defaults,
+# its default log level), wait until it is ready.
+serve_with() {
+  "$1" serve -c "$2" > "$3" 2>&1 &
+  PID=$!
+  wait_healthy "$3"
+}
+
+echo "== a baker's attestations under a flood: 64 clients of generic tz1 transfers" >&2
+# flood_runs <name> <config>: the attestation stream (1 client) alone, then during the flood.
+flood_runs() {
+  serve_with "$BIN/signatory" "$(fresh_config "$2" "flood-$1")" "$OUT/daemon-flood-$1.log"
+  bench "flood-$1-quiet" -w consensus --keys "${KEY[tz1]}" -c 1
+  "$BIN/signatory-bench" --json -d "$((SECS + 4))s" --warmup 0s -w generic --keys "${KEY[tz1]}" -c 64 > "$OUT/flood-$1-generic.json" &
+  local FLOODPID=$!
+  sleep 2
+  bench "flood-$1-baker" -w consensus --keys "${KEY[tz1]}" -c 1
+  wait "$FLOODPID"
+  stop
+}
+flood_runs default "$KEYDIR/signatory.yaml"
+sed -e 's|^  utility_address: \(.*\)$|  utility_address: \1\n  max_generic_in_flight: 1|' "$KEYDIR/signatory.yaml" > "$KEYDIR/cap1.yaml"
+flood_runs cap1 "$KEYDIR/cap1.yaml"
+
+echo "== 10,000 keys (tz1; tz1 and tz4 in turn): start-up to ready, memory, a burst" >&2
+# ten_thousand <binary> <name> <curves>: time from exec to /healthz ready, RSS then, the burst,
+# peak RSS; written to $OUT/keys10k-<name>.json and burst-10k-<name>.json.
+ten_thousand() {
+  local dir t0 t1 rss hwm
+  dir=$(mktemp -d)
+  "$BIN/signatory-bench" burst-config "$dir" -n 10000 --curves "$3" >&2
+  t0=$(date +%s%N)
+  "$1" serve -c "$dir/signatory.yaml" > "$OUT/daemon-10k-$2.log" 2>&1 &
+  PID=$!
+  until curl -sf http://127.0.0.1:9583/healthz >/dev/null; do
+    kill -0 "$PID" 2>/dev/null || { cat "$OUT/daemon-10k-$2.log" >&2; exit 1; }
+    sleep 0.005
+  done
+  t1=$(date +%s%N)
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$PID/status")
+  bench "burst-10k-$2" -w burst --keys "@$dir/keys.txt"
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
+  printf '{"ready_ms": %s, "rss_kib_ready": %s, "rss_kib_peak": %s}\n' "$(((t1 - t0) / 1000000))" "$rss" "$hwm" > "$OUT/keys10k-$2.json"
+  cat "$OUT/keys10k-$2.json" >&2
+  stop
+}
+ten_thousand "$BIN/signatory" ours-tz1 tz1
+ten_thousand "$BIN/signatory" ours-tz1tz4 tz1,tz4
+
+if [ -n "$REFERENCE" ]; then
+  echo "== side by side with $REFERENCE: default configs and log levels, alternating, two rounds" >&2
+  # side <load> <bench args...>: the load against ours then the reference, twice.
+  side() {
+    local load=$1 round who bin
+    shift
+    for round in 1 2; do
+      for who in ours ref; do
+        bin=$BIN/signatory
+        [ "$who" = ref ] && bin=$REFERENCE
+        serve_with "$bin" "$(fresh_config "$KEYDIR/signatory.yaml" "side-$who")" "$OUT/daemon-side-$load-$who-$round.log"
+        bench "side-$load-$who-$round" "$@"
+        stop
+      done
+    done
+  }
+  side generic-tz1-c64 -w generic --keys "${KEY[tz1]}" -c 64
+  side generic-tz2-c8 -w generic --keys "${KEY[tz2]}" -c 8
+  side generic-tz3-c8 -w generic --keys "${KEY[tz3]}" -c 8
+  side attestation-c1 -w consensus --keys "${KEY[tz1]}" -c 1
+  side attestation-c8 -w consensus --keys "${KEY[tz1]}" -c 8
+  ten_thousand "$REFERENCE" ref-tz1 tz1
+fi
 
 echo "== burst: 256 keys (tz1 and tz4 in turn), file vault, file watermark" >&2
 BURSTDIR=$(mktemp -d)
@@ -167,3 +257,36 @@ for f in "$OUT"/selftest-*.json "$OUT"/generic-*.json "$OUT"/consensus-*.json "$
 done
 go run ./tools/benchchart "$OUT" "$OUT/benchmarks.png"
 echo "chart: $OUT/benchmarks.png" >&2
+
+printf '\n| baker under a flood | quiet p50 / p99 ms | flood p50 / p99 ms | flood p99 ÷ quiet p99 | generic req/s during the flood |\n|---|---|---|---|---|\n'
+for v in default cap1; do
+  node -e '
+    const fs = require("fs"), d = process.argv[1], v = process.argv[2];
+    const q = JSON.parse(fs.readFileSync(`${d}/flood-${v}-quiet.json`)), b = JSON.parse(fs.readFileSync(`${d}/flood-${v}-baker.json`));
+    const g = JSON.parse(fs.readFileSync(`${d}/flood-${v}-generic.json`));
+    const name = v === "default" ? "scheduler (default)" : "generic held to one core (the former default)";
+    console.log(`| ${name} | ${q.latency_ms.P50.toFixed(2)} / ${q.latency_ms.P99.toFixed(2)} | ${b.latency_ms.P50.toFixed(2)} / ${b.latency_ms.P99.toFixed(2)} | ${(b.latency_ms.P99 / q.latency_ms.P99).toFixed(2)} | ${g.throughput_rps.toFixed(0)} |`);
+  ' "$OUT" "$v"
+done
+
+printf '\n| 10,000 keys | ready ms | RSS ready MiB | RSS peak MiB | burst: last signature ms (each burst, max) |\n|---|---|---|---|---|\n'
+for f in "$OUT"/keys10k-*.json; do
+  n=$(basename "$f" .json); n=${n#keys10k-}
+  node -e '
+    const fs = require("fs"), d = process.argv[1], n = process.argv[2];
+    const k = JSON.parse(fs.readFileSync(`${d}/keys10k-${n}.json`)), b = JSON.parse(fs.readFileSync(`${d}/burst-10k-${n}.json`));
+    console.log(`| ${n} | ${k.ready_ms} | ${(k.rss_kib_ready / 1024).toFixed(0)} | ${(k.rss_kib_peak / 1024).toFixed(0)} | p50 ${b.burst.ms.P50.toFixed(0)}, max ${b.burst.ms.Max.toFixed(0)} (${b.burst.bursts} bursts) |`);
+  ' "$OUT" "$n"
+done
+
+if [ -n "$REFERENCE" ]; then
+  printf '\n| load (ours ÷ reference, round 1 / round 2) | throughput | signer CPU per request | p99 |\n|---|---|---|---|\n'
+  for load in generic-tz1-c64 generic-tz2-c8 generic-tz3-c8 attestation-c1 attestation-c8; do
+    node -e '
+      const fs = require("fs"), d = process.argv[1], l = process.argv[2];
+      const r = (who, i) => JSON.parse(fs.readFileSync(`${d}/side-${l}-${who}-${i}.json`));
+      const ratio = (f) => [1, 2].map(i => (f(r("ours", i)) / f(r("ref", i))).toFixed(2)).join(" / ");
+      console.log(`| ${l} | ${ratio(x => x.throughput_rps)} | ${ratio(x => x.signer_cpu_us_per_request)} | ${ratio(x => x.latency_ms.P99)} |`);
+    ' "$OUT" "$load"
+  done
+fi
