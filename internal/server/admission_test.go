@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -201,5 +202,24 @@ func until(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("never: %s", what)
 		}
 		runtime.Gosched()
+	}
+}
+
+// TestSpareProc: one processor more than the cores, unless GOMAXPROCS is set or a CPU quota
+// applies; the cores returned either way.
+func TestSpareProc(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	t.Setenv("GOMAXPROCS", strconv.Itoa(before))
+	if c := SpareProc(); c != before || runtime.GOMAXPROCS(0) != before {
+		t.Fatalf("with GOMAXPROCS set: cores %d, GOMAXPROCS %d; want both %d", c, runtime.GOMAXPROCS(0), before)
+	}
+	t.Setenv("GOMAXPROCS", "")
+	want := before + 1
+	if cpuQuota() {
+		want = before
+	}
+	if c := SpareProc(); c != before || runtime.GOMAXPROCS(0) != want {
+		t.Fatalf("cores %d, GOMAXPROCS %d; want %d and %d", c, runtime.GOMAXPROCS(0), before, want)
 	}
 }

@@ -116,6 +116,34 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 // core; more are refused at once with 503.
 const GenericQueue = 64
 
+// SpareProc raises GOMAXPROCS by one above the cores and returns the cores (GOMAXPROCS as the
+// runtime chose it), unless the GOMAXPROCS environment variable is set or the process runs under
+// a CPU quota (a container's CPU limit), where a processor more than the quota would get the
+// whole process throttled; it then leaves GOMAXPROCS alone and returns it. Generic requests are
+// admitted on the cores only, so a baker's request finds a processor that is not running generic
+// signing: measured on two cores under a flood of generic requests (docs/benchmarks.md), a
+// baker's p50 fell from 1.5–1.9 ms to 1.1–1.3 ms and its p99 from 12–14 ms to about 10 ms. To
+// call once, before New, in the daemon.
+func SpareProc() (cores int) {
+	cores = runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") == "" && !cpuQuota() {
+		runtime.GOMAXPROCS(cores + 1)
+	}
+	return cores
+}
+
+// cpuQuota reports whether a cgroup (v2 cpu.max, or v1 cpu.cfs_quota_us) limits the process's
+// CPU time.
+func cpuQuota() bool {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cpu.max"); err == nil {
+		return !strings.HasPrefix(strings.TrimSpace(string(b)), "max")
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
+		return strings.TrimSpace(string(b)) != "-1"
+	}
+	return false
+}
+
 // genericCores is the configured bound, or every CPU: generic requests may use all the cores
 // that blocks and consensus operations in flight leave them (see package sched).
 func genericCores(n int) int {

@@ -35,7 +35,7 @@ type chain struct {
 
 	writes atomic.Int64 // file writes attempted, for tests and benchmarks
 
-	// With a journal (opt-in), a batch is one record in it; see journal.go. Only the writer
+	// With a journal (the default), a batch is one record in it; see journal.go. Only the writer
 	// goroutine, and Close after the writers stopped, touch these.
 	journaled   bool
 	journalSize int64    // the least size of a new journal
