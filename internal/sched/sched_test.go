@@ -11,6 +11,14 @@ import (
 	"time"
 )
 
+// strictCPU is NewCPU without aging (an hour's MaxWait), so that a loaded machine's delays
+// between two steps of a test change nothing.
+func strictCPU(cores, queue int) *CPU {
+	c := NewCPU(cores, queue)
+	c.SetMaxWait(time.Hour)
+	return c
+}
+
 // until spins (yielding) until cond holds: the goroutines under test reach their queue.
 func until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -34,7 +42,7 @@ func (p *Pool) waiting() (cons, gen int) {
 // whose context ends leaves it.
 func TestCPU(t *testing.T) {
 	t.Parallel()
-	c := NewCPU(2, 2)
+	c := strictCPU(2, 2)
 	g1, err1 := c.Generic(context.Background())
 	g2, err2 := c.Generic(context.Background())
 	if err1 != nil || err2 != nil {
@@ -150,7 +158,7 @@ func TestPool(t *testing.T) {
 func TestRandomized(t *testing.T) {
 	t.Parallel()
 	p := NewPool(3)
-	c := NewCPU(2, 1000)
+	c := strictCPU(2, 1000)
 	var inPool, genRunning, consRunning atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 16 {
@@ -203,7 +211,7 @@ func TestRandomized(t *testing.T) {
 // the CPU's own lock).
 func TestCPUNeverAboveCores(t *testing.T) {
 	t.Parallel()
-	c := NewCPU(3, 1000)
+	c := strictCPU(3, 1000)
 	var wg sync.WaitGroup
 	for g := range 12 {
 		wg.Go(func() {
@@ -238,7 +246,7 @@ func TestCPUNeverAboveCores(t *testing.T) {
 // back if its context ends.
 func TestYield(t *testing.T) {
 	t.Parallel()
-	c := NewCPU(1, 8)
+	c := strictCPU(1, 8)
 	r1, _ := c.Generic(context.Background())
 	ctx := WithGeneric(context.Background(), c)
 	Yield(ctx) // no consensus request: at once
@@ -288,7 +296,7 @@ func TestYield(t *testing.T) {
 	}
 
 	// Two cores, one generic request and one consensus request: the generic one still yields.
-	c2 := NewCPU(2, 8)
+	c2 := strictCPU(2, 8)
 	r, _ := c2.Generic(context.Background())
 	cons = c2.Consensus()
 	yielded = make(chan struct{})
@@ -297,4 +305,45 @@ func TestYield(t *testing.T) {
 	cons()
 	<-yielded
 	r()
+}
+
+// TestAging: a generic request that waited MaxWait takes a free core beside a consensus request
+// that stays in flight, for admission and in Yield; never more generic requests than the cores.
+func TestAging(t *testing.T) {
+	t.Parallel()
+	c := NewCPU(1, 8)
+	c.SetMaxWait(time.Millisecond)
+	cons := c.Consensus() // stays in flight throughout
+	r, err := c.Generic(context.Background())
+	if err != nil {
+		t.Fatalf("a generic request beside a consensus request that never ends: %v", err)
+	}
+	second := make(chan func(), 1)
+	go func() {
+		r2, err := c.Generic(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r2
+	}()
+	until(t, "the second waits while the one core runs generic work", func() bool { _, _, w := c.Load(); return w == 1 })
+	c.mu.Lock()
+	if c.generic != 1 {
+		t.Errorf("%d generic requests on one core", c.generic)
+	}
+	c.mu.Unlock()
+	r()
+	r2 := <-second
+	Yield(WithGeneric(context.Background(), c)) // yields, then ages back in
+	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 0 {
+		t.Fatalf("after an aged yield: %d %d %d", gen, n, w)
+	}
+	c.mu.Lock()
+	aged := c.aged
+	c.mu.Unlock()
+	if aged < 2 {
+		t.Fatalf("%d aged admissions, want at least 2", aged)
+	}
+	r2()
+	cons()
 }

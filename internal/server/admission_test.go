@@ -71,6 +71,7 @@ func TestAdmission(t *testing.T) {
 	t.Parallel()
 	h := &holdService{entered: make(chan string, 8), release: make(chan struct{})}
 	srv := New(Config{MaxGenericInFlight: 1}, h, metrics.New("test"), slog.New(slog.DiscardHandler))
+	srv.cpu.SetMaxWait(time.Hour) // strict priority alone, however slow the machine
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	post := func(body string) int {
@@ -97,6 +98,7 @@ func TestAdmission(t *testing.T) {
 		t.Fatalf("the consensus request reached the signer as %s", c)
 	}
 	srv.cpu = sched.NewCPU(1, 0) // no queue: a generic request finding the core taken is refused
+	srv.cpu.SetMaxWait(time.Hour)
 	held, _ := srv.cpu.Generic(context.Background())
 	if st := post(hexBody("refused")); st != http.StatusServiceUnavailable {
 		t.Fatalf("generic request past the queue: %d, want 503", st)
@@ -119,6 +121,7 @@ func TestGenericYields(t *testing.T) {
 	t.Parallel()
 	h := &holdService{entered: make(chan string, 8), release: make(chan struct{}), gate: make(chan struct{})}
 	srv := New(Config{MaxGenericInFlight: 2}, h, metrics.New("test"), slog.New(slog.DiscardHandler))
+	srv.cpu.SetMaxWait(time.Hour)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	post := func(body string, out chan<- int) {
