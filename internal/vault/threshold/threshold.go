@@ -93,6 +93,8 @@ type Vault struct {
 
 	authKey  string // authentication_key, or ""
 	signWith func(ctx context.Context, pkh string, message []byte) (string, error)
+
+	asks sync.WaitGroup // requests to members in flight, some past their gather's answer
 }
 
 type member struct {
@@ -227,8 +229,11 @@ func (v *Vault) Name() string { return v.name }
 func (v *Vault) Driver() string { return Driver }
 
 // Close implements vault.Vault.
+// Close waits for the requests to members still in flight (each canceled once its gather has
+// answered), so that their outcomes are counted and no goroutine outlives the vault.
 func (v *Vault) Close() error {
 	if v.life.MarkClosed() {
+		v.asks.Wait()
 		v.client.CloseIdleConnections()
 	}
 	return nil
@@ -445,13 +450,13 @@ func (v *Vault) gather(ctx context.Context, ask func(context.Context, *member) p
 	defer decided.Store(true)
 	results := make(chan partial, len(v.members))
 	for _, m := range v.members {
-		go func() {
+		v.asks.Go(func() {
 			start := time.Now()
 			p := ask(ctx, m)
 			p.notWaited = p.sig == nil && ctx.Err() != nil && decided.Load()
 			v.metrics.observe(v.name, p, time.Since(start))
 			results <- p
-		}()
+		})
 	}
 	good := map[int]*crypt.BLSSignature{}
 	answered := map[int]bool{}

@@ -130,9 +130,11 @@ func (c *chain) run() {
 			for i, p := range batch {
 				p.done <- results[i]
 			}
-			clear(batch)
-			spare = batch
 		}
+		// The taken queue's array is the next spare, even when empty: c.queue now holds the
+		// previous spare's, and the two must never share one.
+		clear(batch)
+		spare = batch
 		if refresh {
 			c.refresh()
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -27,9 +28,13 @@ func open(t testing.TB, base string) *file.Store {
 	return s
 }
 
-func openJournaled(t testing.TB, base string, size int64) *file.Store {
+// openJournaled opens the store with a journal of size bytes and no background rewrite of the
+// chain files (which TestChainFileLag and TestCrash test), so that what a test reads from a chain
+// file depends on its own steps only, however slow the machine.
+func openJournaled(t testing.TB, base string, size int64, opts ...file.Option) *file.Store {
 	t.Helper()
-	s, err := file.Open(base, file.WithLogger(slog.New(slog.DiscardHandler)), file.WithJournal(size))
+	opts = append([]file.Option{file.WithLogger(slog.New(slog.DiscardHandler)), file.WithJournal(size), file.WithChainFileLag(0)}, opts...)
+	s, err := file.Open(base, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -64,14 +69,20 @@ func TestSpendConformance(t *testing.T) {
 // TestConformanceJournal runs the suite with the journal on, small enough (4 KiB) that the
 // suite's writes also go through compactions.
 func TestConformanceJournal(t *testing.T) {
-	watermarktest.Run(t,
-		func(t *testing.T) watermark.Store { return openJournaled(t, t.TempDir(), 4096) },
-		func(t *testing.T, old watermark.Store) watermark.Store {
-			if err := old.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			return openJournaled(t, filepath.Dir(old.(*file.Store).Dir()), 4096)
+	for _, lag := range []time.Duration{0, time.Millisecond} { // without and with background rewrites
+		t.Run(lag.String(), func(t *testing.T) {
+			watermarktest.Run(t,
+				func(t *testing.T) watermark.Store {
+					return openJournaled(t, t.TempDir(), 4096, file.WithChainFileLag(lag))
+				},
+				func(t *testing.T, old watermark.Store) watermark.Store {
+					if err := old.Close(); err != nil {
+						t.Fatalf("Close: %v", err)
+					}
+					return openJournaled(t, filepath.Dir(old.(*file.Store).Dir()), 4096, file.WithChainFileLag(lag))
+				})
 		})
+	}
 }
 
 // chainFile is the parsed content of a chain file.
