@@ -1,9 +1,12 @@
 package file
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +111,30 @@ func TestCanceledWhileQueued(t *testing.T) {
 	c.run() // drains the queue and returns
 	if s := stored(c, 0, watermark.Block); s.ok || c.writes.Load() != 0 {
 		t.Fatalf("canceled request stored: %+v", s)
+	}
+}
+
+// TestCanceledInABatch: a request whose context ended is skipped, and the requests after it in the
+// same batch are still judged and written: none is answered without its mark on disk.
+func TestCanceledInABatch(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	gone := req(0, watermark.Block, 5, 1)
+	gone.ctx = ctx
+	res := c.commit([]*pending{gone, req(1, watermark.Block, 6, 2), req(2, watermark.Block, 7, 3), req(1, watermark.Block, 6, 9)}, nil)
+	if fault.KindOf(res[0].err) != fault.Unavailable {
+		t.Fatalf("canceled request: %v", res[0].err)
+	}
+	if res[1].err != nil || res[1].mark != watermarktest.M(6, 0, 2) || res[2].err != nil || res[2].mark != watermarktest.M(7, 0, 3) {
+		t.Fatalf("requests after the canceled one: %+v %+v", res[1], res[2])
+	}
+	if !watermark.IsConflict(res[3].err) {
+		t.Fatalf("conflicting request after the canceled one: %v", res[3].err)
+	}
+	if stored(c, 1, watermark.Block).mark != watermarktest.M(6, 0, 2) || stored(c, 2, watermark.Block).mark != watermarktest.M(7, 0, 3) || stored(c, 0, watermark.Block).ok {
+		t.Fatal("the batch's marks are not what was answered")
 	}
 }
 
@@ -228,16 +255,26 @@ func TestChainFileLag(t *testing.T) {
 	if err := os.Mkdir(c.path, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	var logged bytes.Buffer
+	c.log = slog.New(slog.NewTextHandler(&logged, nil))
 	fire[1]()
 	c.run()
-	if c.health() == nil || len(fire) != 3 {
-		t.Fatalf("failed refresh: health %v, %d timers (want a retry)", c.health(), len(fire))
+	if c.health() == nil || len(fire) != 3 || strings.Count(logged.String(), "level=ERROR") != 1 {
+		t.Fatalf("failed refresh: health %v, %d timers (want a retry), log:\n%s", c.health(), len(fire), logged.String())
+	}
+	fire[2]() // fails again: no second log line for the same outage
+	c.run()
+	if len(fire) != 4 || strings.Count(logged.String(), "level=ERROR") != 1 || !strings.Contains(logged.String(), "cannot bring the chain file up to date") {
+		t.Fatalf("two failed refreshes: %d timers, log:\n%s", len(fire), logged.String())
 	}
 	os.Remove(c.path)
-	fire[2]()
+	fire[3]()
 	c.run()
 	if c.health() != nil || onDisk().Level != 5 {
 		t.Fatalf("retried refresh: health %v, file at %d", c.health(), onDisk().Level)
+	}
+	if !strings.Contains(logged.String(), "chain file up to date again") {
+		t.Fatalf("no log line for the recovery:\n%s", logged.String())
 	}
 
 	commit(6)
@@ -251,7 +288,7 @@ func TestChainFileLag(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(c.dir, "*"+journalSuffix)); len(m) != 0 {
 		t.Fatalf("journals left after a clean stop: %v", m)
 	}
-	fire[3]() // a timer firing after the stop does nothing
+	fire[len(fire)-1]() // the timer of commit(6), firing after the stop, does nothing
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.refreshing || c.running {
@@ -278,7 +315,47 @@ func TestJournalGrowsWithTheChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.fileSize < 4096 || fi.Size() < 4*c.fileSize || fi.Size()%(64<<10) != 0 {
-		t.Fatalf("chain file %d bytes, new journal %d bytes; want at least 4 times, in 64 KiB units", c.fileSize, fi.Size())
+	const unit = 64 << 10
+	if want := (4*c.fileSize + unit - 1) / unit * unit; c.fileSize < 4096 || fi.Size() != want {
+		t.Fatalf("chain file %d bytes, new journal %d bytes; want %d (four times, rounded up to 64 KiB)", c.fileSize, fi.Size(), want)
+	}
+}
+
+// TestCloseAfterJournalFailure: after a journal write failed (its batch refused, the journal
+// dropped), a clean stop still writes every acknowledged mark into the chain file and leaves no
+// journal behind.
+func TestCloseAfterJournalFailure(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize, c.lag = true, 1<<16, -1
+	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	c.journal.f.Close() // the next write fails
+	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
+		t.Fatal("a batch whose journal write failed was acknowledged")
+	}
+	if c.journal != nil {
+		t.Fatal("the failed journal is still in use")
+	}
+	c.close()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark; m.Level != 3 {
+		t.Fatalf("chain file at level %d after the clean stop, want 3 (acknowledged, in the journal only)", m.Level)
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.dir, "*"+journalSuffix)); len(m) != 0 {
+		t.Fatalf("journals left after a clean stop: %v", m)
 	}
 }
