@@ -359,3 +359,27 @@ func TestCloseAfterJournalFailure(t *testing.T) {
 		t.Fatalf("journals left after a clean stop: %v", m)
 	}
 }
+
+// TestChainFileLagOption: WithChainFileLag(0) turns the background rewrites off; without it a
+// journaled store rewrites after DefaultChainFileLag.
+func TestChainFileLagOption(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		opts []Option
+		want time.Duration
+	}{
+		{[]Option{WithJournal(4096)}, DefaultChainFileLag},
+		{[]Option{WithJournal(4096), WithChainFileLag(0)}, -1},
+		{[]Option{WithJournal(4096), WithChainFileLag(-time.Second)}, -1},
+		{[]Option{WithJournal(4096), WithChainFileLag(time.Minute)}, time.Minute},
+	} {
+		s, err := Open(t.TempDir(), append(c.opts, WithLogger(slog.New(slog.DiscardHandler)))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.chainLag != c.want {
+			t.Errorf("chain file lag %v, want %v", s.chainLag, c.want)
+		}
+		s.Close()
+	}
+}

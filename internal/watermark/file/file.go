@@ -82,7 +82,7 @@ func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (waterma
 		opts = append(opts, WithJournal(DefaultJournalSize))
 	}
 	if cfg.ChainFileLag != 0 {
-		if cfg.ChainFileLag < 0 || cfg.ChainFileLag > MaxChainFileLag {
+		if cfg.ChainFileLag < time.Millisecond || cfg.ChainFileLag > MaxChainFileLag {
 			return nil, fmt.Errorf("watermark.config.chain_file_lag: %s is not between 1ms and %s", cfg.ChainFileLag, MaxChainFileLag)
 		}
 		if cfg.Journal != nil && !*cfg.Journal {
