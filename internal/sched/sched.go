@@ -79,7 +79,7 @@ var ErrOverloaded = errors.New("overloaded: too many generic requests in flight;
 // CPU admits the signing port's requests to the cores.
 type CPU struct {
 	mu       sync.Mutex
-	cores    int // generic + consensus in flight above which no generic request starts
+	cores    int // generic requests that may run at once
 	queue    int // generic requests that may wait; more are refused at once
 	generic  int // in flight
 	cons     int // in flight
@@ -119,8 +119,8 @@ func (c *CPU) releaseConsensus() {
 }
 
 // Generic admits a generic request: at once if no consensus request is in flight, a core is free
-// and no one waits, else after the generic requests queued before it; ErrOverloaded if queue others already wait
-// or ctx ends first.
+// and no one waits, else after the generic requests queued before it (or after MaxWait, beside
+// consensus requests); ErrOverloaded if queue others already wait or ctx ends first.
 func (c *CPU) Generic(ctx context.Context) (release func(), err error) {
 	c.mu.Lock()
 	if len(c.waiting) == 0 && c.free() {
