@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
 // strictCPU is NewCPU without aging (an hour's MaxWait), so that a loaded machine's delays
@@ -17,18 +19,6 @@ func strictCPU(cores, queue int) *CPU {
 	c := NewCPU(cores, queue)
 	c.SetMaxWait(time.Hour)
 	return c
-}
-
-// until spins (yielding) until cond holds: the goroutines under test reach their queue.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		runtime.Gosched()
-	}
 }
 
 func (p *Pool) waiting() (cons, gen int) {
@@ -56,7 +46,7 @@ func TestCPU(t *testing.T) {
 		}
 		started <- r
 	}()
-	until(t, "a third generic request waits", func() bool { _, _, w := c.Load(); return w == 1 })
+	testdaemon.Until(t, "a third generic request waits", func() bool { _, _, w := c.Load(); return w == 1 })
 
 	cons := c.Consensus() // all cores taken by generic requests: it still does not wait
 	g1()
@@ -77,7 +67,7 @@ func TestCPU(t *testing.T) {
 	for range 2 {
 		go func() { _, err := c.Generic(ctx); errs <- err }()
 	}
-	until(t, "two waiting", func() bool { _, _, w := c.Load(); return w == 2 })
+	testdaemon.Until(t, "two waiting", func() bool { _, _, w := c.Load(); return w == 2 })
 	if _, err := c.Generic(context.Background()); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("past the queue: %v", err)
 	}
@@ -117,11 +107,11 @@ func TestPool(t *testing.T) {
 		})
 	}
 	acquire("generic 1", context.Background())
-	until(t, "generic 1 waits", func() bool { _, g := p.waiting(); return g == 1 })
+	testdaemon.Until(t, "generic 1 waits", func() bool { _, g := p.waiting(); return g == 1 })
 	acquire("generic 2", context.Background())
-	until(t, "generic 2 waits", func() bool { _, g := p.waiting(); return g == 2 })
+	testdaemon.Until(t, "generic 2 waits", func() bool { _, g := p.waiting(); return g == 2 })
 	acquire("consensus", WithConsensus(context.Background()))
-	until(t, "consensus waits", func() bool { c, _ := p.waiting(); return c == 1 })
+	testdaemon.Until(t, "consensus waits", func() bool { c, _ := p.waiting(); return c == 1 })
 	for _, want := range []string{"consensus", "generic 1", "generic 2"} {
 		p.Release()
 		if got := <-order; got != want {
@@ -141,7 +131,7 @@ func TestPool(t *testing.T) {
 	ctx, cancel := context.WithCancel(WithConsensus(context.Background()))
 	done := make(chan error, 1)
 	go func() { done <- p.Acquire(ctx) }()
-	until(t, "the consensus waiter", func() bool { c, _ := p.waiting(); return c == 1 })
+	testdaemon.Until(t, "the consensus waiter", func() bool { c, _ := p.waiting(); return c == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled waiter: %v", err)
@@ -262,11 +252,11 @@ func TestYield(t *testing.T) {
 		}
 		queued <- r
 	}()
-	until(t, "a generic request queued", func() bool { _, _, w := c.Load(); return w == 1 })
+	testdaemon.Until(t, "a generic request queued", func() bool { _, _, w := c.Load(); return w == 1 })
 	cons := c.Consensus()
 	yielded := make(chan struct{})
 	go func() { Yield(ctx); close(yielded) }()
-	until(t, "the yielder waits", func() bool { _, _, w := c.Load(); return w == 2 })
+	testdaemon.Until(t, "the yielder waits", func() bool { _, _, w := c.Load(); return w == 2 })
 	if gen, n, _ := c.Load(); gen != 0 || n != 1 {
 		t.Fatalf("while yielding: generic %d consensus %d, want 0 1 (the free core stays free)", gen, n)
 	}
@@ -283,7 +273,7 @@ func TestYield(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { Yield(cctx); close(done) }()
-	until(t, "the second yielder waits", func() bool { _, _, w := c.Load(); return w == 1 })
+	testdaemon.Until(t, "the second yielder waits", func() bool { _, _, w := c.Load(); return w == 1 })
 	cancel()
 	<-done
 	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 0 {
@@ -301,7 +291,7 @@ func TestYield(t *testing.T) {
 	cons = c2.Consensus()
 	yielded = make(chan struct{})
 	go func() { Yield(WithGeneric(context.Background(), c2)); close(yielded) }()
-	until(t, "the yielder waits beside a free core", func() bool { _, _, w := c2.Load(); return w == 1 })
+	testdaemon.Until(t, "the yielder waits beside a free core", func() bool { _, _, w := c2.Load(); return w == 1 })
 	cons()
 	<-yielded
 	r()
@@ -326,7 +316,7 @@ func TestAging(t *testing.T) {
 		}
 		second <- r2
 	}()
-	until(t, "the second waits while the one core runs generic work", func() bool { _, _, w := c.Load(); return w == 1 })
+	testdaemon.Until(t, "the second waits while the one core runs generic work", func() bool { _, _, w := c.Load(); return w == 1 })
 	c.mu.Lock()
 	if c.generic != 1 {
 		t.Errorf("%d generic requests on one core", c.generic)

@@ -17,6 +17,7 @@ import (
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/signer"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
@@ -90,7 +91,7 @@ func TestAdmission(t *testing.T) {
 		t.Fatalf("a generic request reached the signer as %s", c)
 	}
 	go func() { statuses <- post(hexBody("second")) }()
-	until(t, "the second generic request waits", func() bool { _, _, w := srv.cpu.Load(); return w == 1 })
+	testdaemon.Until(t, "the second generic request waits", func() bool { _, _, w := srv.cpu.Load(); return w == 1 })
 	if st := post(hexBody("\x13consensus")); st != 200 {
 		t.Fatalf("consensus request while the core is held: %d", st)
 	}
@@ -141,7 +142,7 @@ func TestGenericYields(t *testing.T) {
 	go post(hexBody("\x13hold"), cons)
 	<-h.entered
 	close(h.gate) // its next step, with a consensus request in flight and a core free beside it
-	until(t, "the generic request yields", func() bool { g, n, w := srv.cpu.Load(); return g == 0 && n == 1 && w == 1 })
+	testdaemon.Until(t, "the generic request yields", func() bool { g, n, w := srv.cpu.Load(); return g == 0 && n == 1 && w == 1 })
 	close(h.release)
 	if st := <-cons; st != 200 {
 		t.Fatalf("consensus: %d", st)
@@ -185,7 +186,7 @@ func TestLongBodyWaitsBeforeItsTail(t *testing.T) {
 		}
 		done <- out{msg, err}
 	}()
-	until(t, "the long body waits for the core", func() bool { _, _, w := srv.cpu.Load(); return w == 1 })
+	testdaemon.Until(t, "the long body waits for the core", func() bool { _, _, w := srv.cpu.Load(); return w == 1 })
 	if n := cr.n.Load(); n != priorityBody+1 {
 		t.Fatalf("%d bytes read before admission, want %d", n, priorityBody+1)
 	}
@@ -193,18 +194,6 @@ func TestLongBodyWaitsBeforeItsTail(t *testing.T) {
 	o := <-done
 	if o.err != nil || len(o.msg) != 1+30<<10 || int(cr.n.Load()) != len(body) {
 		t.Fatalf("after admission: %v, %d bytes decoded, %d read", o.err, len(o.msg), cr.n.Load())
-	}
-}
-
-// until spins (yielding) until cond holds.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		runtime.Gosched()
 	}
 }
 

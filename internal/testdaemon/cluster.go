@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +144,19 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, try func() er
 			tb.Fatalf("%s: not within %v: %v", what, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond) // between tries of a recovering server, not synchronisation
+	}
+}
+
+// Until spins, yielding the processor, until cond holds, or fails the test after a minute: for
+// goroutines of the test reaching a queue or a lock, which takes no time worth sleeping for.
+func Until(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("never: %s", what)
+		}
+		runtime.Gosched()
 	}
 }
 

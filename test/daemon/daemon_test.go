@@ -202,6 +202,20 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// breakWatermarkDir moves d's watermark directory to <dir>.moved and puts a file in its place; it
+// returns the directory's path.
+func breakWatermarkDir(t *testing.T, d *testdaemon.Daemon) string {
+	t.Helper()
+	wm := filepath.Join(d.Dir, "data", "watermark_v2")
+	if err := os.Rename(wm, wm+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return wm
+}
+
 // TestUnwritableWatermarkDir replaces the watermark directory with a file while the daemon runs,
 // with the journal off: signing is refused with 500 and a clear log, nothing is signed, and it
 // recovers once repaired.
@@ -213,13 +227,7 @@ func TestUnwritableWatermarkDir(t *testing.T) {
 	if status, msg := d.Sign(k.pkh, attestation(chainA, 10, 0, 0)); status != 200 {
 		t.Fatalf("%d %s", status, msg)
 	}
-	wm := filepath.Join(d.Dir, "data", "watermark_v2")
-	if err := os.Rename(wm, wm+".moved"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	wm := breakWatermarkDir(t, d)
 	status, msg := d.Sign(k.pkh, attestation(chainA, 11, 0, 0))
 	if status != 500 || !strings.Contains(msg, "watermark") {
 		t.Fatalf("unwritable store: %d %s", status, msg)
@@ -254,13 +262,7 @@ func TestUnwritableWatermarkDirJournal(t *testing.T) {
 			t.Fatalf("%d %s", status, msg)
 		}
 	}
-	wm := filepath.Join(d.Dir, "data", "watermark_v2")
-	if err := os.Rename(wm, wm+".moved"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(wm, []byte("not a directory"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	wm := breakWatermarkDir(t, d)
 	if status, msg := d.Sign(k.pkh, attestation(chainA, 12, 0, 0)); status != 200 {
 		t.Fatalf("the journal, still open, takes the record: %d %s", status, msg)
 	}

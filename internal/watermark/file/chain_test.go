@@ -30,6 +30,20 @@ func stored(c *chain, pkh int, class watermark.Class) slot {
 	return c.state.Load().marks[watermarktest.PKH(pkh)][classIndex(class)]
 }
 
+// diskMark is the mark of key pkh and class in c's chain file on disk.
+func diskMark(t *testing.T, c *chain, pkh int, class watermark.Class) watermark.Mark {
+	t.Helper()
+	data, err := os.ReadFile(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.marks[watermarktest.PKH(pkh)][classIndex(class)].mark
+}
+
 // TestBatchOrder: a batch is judged in arrival order against earlier changes of the same batch,
 // and written once.
 func TestBatchOrder(t *testing.T) {
@@ -205,18 +219,7 @@ func TestChainFileLag(t *testing.T) {
 		tm.Stop()
 		return tm
 	}
-	onDisk := func() watermark.Mark {
-		t.Helper()
-		data, err := os.ReadFile(c.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark
-	}
+	onDisk := func() watermark.Mark { return diskMark(t, c, 0, watermark.Block) }
 	commit := func(level int32) {
 		t.Helper()
 		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
@@ -344,15 +347,7 @@ func TestCloseAfterJournalFailure(t *testing.T) {
 	if err := c.compact(); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(c.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark; m.Level != 3 {
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 3 {
 		t.Fatalf("chain file at level %d after the clean stop, want 3 (acknowledged, in the journal only)", m.Level)
 	}
 	if m, _ := filepath.Glob(filepath.Join(c.dir, "*"+journalSuffix)); len(m) != 0 {
