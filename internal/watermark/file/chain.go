@@ -44,7 +44,8 @@ type chain struct {
 	epoch       uint64   // the highest journal epoch of this chain so far
 	behind      bool     // the journal holds marks the chain file lacks
 
-	// The chain file is brought up to date at most lag after a journal record (see refresh).
+	// The chain file is brought up to date at most lag after a journal record (see refresh; 0:
+	// only at start, clean stop and when the journal is full).
 	// after is time.AfterFunc (tests fire it by hand); timer, refreshDue and refreshing are
 	// guarded by mu.
 	lag        time.Duration
@@ -125,11 +126,9 @@ func (c *chain) run() {
 		}
 		c.running = true
 		c.mu.Unlock()
-		if len(batch) > 0 {
-			results = c.commit(batch, results[:0])
-			for i, p := range batch {
-				p.done <- results[i]
-			}
+		results = c.commit(batch, results[:0]) // nothing at all for an empty batch
+		for i, p := range batch {
+			p.done <- results[i]
 		}
 		// The taken queue's array is the next spare, even when empty: c.queue now holds the
 		// previous spare's, and the two must never share one.
@@ -146,7 +145,7 @@ func (c *chain) run() {
 func (c *chain) scheduleRefresh() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.refreshDue || c.closed || c.lag <= 0 {
+	if c.refreshDue || c.closed || c.lag == 0 {
 		return
 	}
 	c.refreshDue = true

@@ -330,7 +330,7 @@ func TestJournalGrowsWithTheChain(t *testing.T) {
 func TestCloseAfterJournalFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize, c.lag = true, 1<<16, -1
+	c.journaled, c.journalSize, c.lag = true, 1<<16, 0
 	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
 		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
 			t.Fatal(res[0].err)
@@ -376,5 +376,59 @@ func TestChainFileLagOption(t *testing.T) {
 			t.Errorf("chain file lag %v, want %v", s.chainLag, c.want)
 		}
 		s.Close()
+	}
+}
+
+// TestJournalAfterFailure: after a journal write failed, the next batch writes the chain file and
+// starts a journal of a later epoch than the failed one.
+func TestJournalAfterFailure(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize = true, 1<<16
+	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	failed := c.epoch
+	c.journal.f.Close() // the next write fails
+	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
+		t.Fatal("a batch whose journal write failed was acknowledged")
+	}
+	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 {
+		t.Fatalf("chain file at level %d, want 5", m.Level)
+	}
+	if c.journal == nil || c.epoch != failed+1 {
+		t.Fatalf("journal %v of epoch %d after the failed one of epoch %d, want epoch %d", c.journal != nil, c.epoch, failed, failed+1)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, journalName(c.id, failed+1))); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNextJournalSize: four times the chain file, rounded up to 64 KiB, unless the configured
+// size is larger.
+func TestNextJournalSize(t *testing.T) {
+	t.Parallel()
+	const unit = 64 << 10
+	for _, tc := range []struct{ configured, file, want int64 }{
+		{unit, 0, unit},
+		{0, 1, unit},
+		{0, unit / 4, unit},
+		{0, unit/4 + 1, 2 * unit},
+		{0, unit/4 - 1, unit},
+		{3 * unit, unit / 4, 3 * unit},
+	} {
+		c := &chain{journalSize: tc.configured, fileSize: tc.file}
+		if got := c.nextJournalSize(); got != tc.want {
+			t.Errorf("configured %d, chain file %d: %d, want %d", tc.configured, tc.file, got, tc.want)
+		}
 	}
 }

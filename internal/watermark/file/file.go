@@ -317,7 +317,7 @@ func (s *Store) load(name string) {
 // journalize gives c the store's journal settings.
 func (s *Store) journalize(c *chain) {
 	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
-	c.lag, c.after, c.log = s.chainLag, s.after, s.log
+	c.lag, c.after, c.log = max(s.chainLag, 0), s.after, s.log // 0: no background rewrite
 }
 
 // startWriter runs a chain's writer in a goroutine that Close waits for.

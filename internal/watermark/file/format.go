@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
@@ -81,9 +82,9 @@ func encode(s *state) ([]byte, error) {
 func encodeCompact(s *state) ([]byte, error) { return json.Marshal(encodeMap(s)) }
 
 func encodeMap(s *state) map[string]map[string]any {
-	out := make(map[string]map[string]any, len(s.marks)+len(s.extra))
+	out := map[string]map[string]any{}
 	for pkh, ex := range s.extra {
-		m := make(map[string]any, len(ex)+len(classes))
+		m := map[string]any{}
 		for name, raw := range ex {
 			m[name] = raw
 		}
@@ -92,7 +93,7 @@ func encodeMap(s *state) map[string]map[string]any {
 	for pkh, slots := range s.marks {
 		m := out[pkh]
 		if m == nil {
-			m = make(map[string]any, len(classes))
+			m = map[string]any{}
 			out[pkh] = m
 		}
 		for i, sl := range slots {
@@ -146,7 +147,10 @@ func decode(data []byte) (*state, error) {
 			return nil, fmt.Errorf("key %s: null instead of an object", pkh)
 		}
 		var slots [len(classes)]slot
-		for name, msg := range byClass {
+		// In name order, so that the reading never depends on the map's order: "attestation" is
+		// read before "attestation_with_dal".
+		for _, name := range slices.Sorted(maps.Keys(byClass)) {
+			msg := byClass[name]
 			i := classIndex(watermark.Class(name))
 			if name == attestationWithDAL {
 				i = classIndex(watermark.Attestation)
@@ -165,10 +169,10 @@ func decode(data []byte) (*state, error) {
 			if err != nil {
 				return nil, fmt.Errorf("key %s, %s: %w", pkh, name, err)
 			}
-			// Two names can land in the attestation slot: keep the higher (level, round);
-			// on a tie the one named "attestation" wins, whatever the map order.
-			if old := slots[i]; old.ok && !higher(m, old.mark) &&
-				(!sameLevelRound(m, old.mark) || name == attestationWithDAL) {
+			// Two names land in the attestation slot: "attestation", read first, and then
+			// "attestation_with_dal", which replaces it only when higher (on a tie the
+			// attestation's own mark and signature stay).
+			if old := slots[i]; old.ok && !higher(m, old.mark) {
 				continue
 			}
 			slots[i] = newSlot(m)
@@ -178,11 +182,9 @@ func decode(data []byte) (*state, error) {
 	return st, nil
 }
 
+// higher reports whether a is above b: a higher level, or the same level and a higher round.
 func higher(a, b watermark.Mark) bool {
-	if a.Level != b.Level {
-		return a.Level > b.Level
-	}
-	return a.Round > b.Round
+	return a.Level > b.Level || a.Level == b.Level && a.Round > b.Round
 }
 
 func sameLevelRound(a, b watermark.Mark) bool { return a.Level == b.Level && a.Round == b.Round }

@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,7 +83,7 @@ func appendRecord(dst []byte, epoch uint64, payload []byte) []byte {
 // replayJournal raises st by the records of a journal's content (of epoch) and returns the
 // offset after the last one.
 func replayJournal(st *state, data []byte, epoch uint64) (tail int, err error) {
-	for tail < len(data) {
+	for {
 		r, ok := parseRecord(data[tail:])
 		if !ok || r.epoch != epoch {
 			break
@@ -97,9 +96,6 @@ func replayJournal(st *state, data []byte, epoch uint64) (tail int, err error) {
 		tail += r.size
 	}
 	for i := tail + 1; i+journalHeader <= len(data); i++ {
-		if data[i] != journalMagic[0] || !bytes.HasPrefix(data[i:], []byte(journalMagic)) {
-			continue
-		}
 		if _, ok := parseRecord(data[i:]); ok {
 			return 0, fmt.Errorf("the record at offset %d is damaged, and acknowledged records follow it (offset %d)", tail, i)
 		}

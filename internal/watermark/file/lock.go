@@ -33,9 +33,7 @@ func lockDir(dir string) (*dirLock, error) {
 		holder := "unknown holder"
 		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
 			holder = strings.TrimSpace(string(b))
-			if len(holder) > 200 {
-				holder = holder[:200]
-			}
+			holder = holder[:min(len(holder), 200)]
 		}
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -46,11 +44,9 @@ func lockDir(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("cannot lock %s: %w", path, err)
 	}
 	host, _ := os.Hostname()
-	info := fmt.Sprintf("pid %d on host %s since %s (%s)\n", os.Getpid(), host,
+	info := fmt.Sprintf("pid %d on host %s since %s (%s)", os.Getpid(), host,
 		time.Now().UTC().Format(time.RFC3339), strings.Join(os.Args, " "))
-	if len(info) > 512 {
-		info = info[:511] + "\n"
-	}
+	info = info[:min(len(info), 511)] + "\n"
 	// Best effort: the lock itself is the flock, not the content.
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(info), 0)

@@ -1,0 +1,214 @@
+package file
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// Opening, closing, locking and the spending files, at each branch a negated condition gets wrong
+// (found by mutation testing, see docs/testing.md).
+
+// TestOpenCleansUpQuietly: a crash left a temp file and a journal; Open removes both without a
+// warning, and reads the journal's marks.
+func TestOpenCleansUpQuietly(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(5, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1)) // in the journal only
+	// The crash: a copy of the directory as it is, plus a temp file of a rewrite in progress.
+	crashed := t.TempDir()
+	dir := filepath.Join(crashed, DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == LockName {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, tmpPrefix+"123"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	r, err := Open(crashed, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if logs.Len() != 0 {
+		t.Errorf("Open logged:\n%s", logs.String())
+	}
+	if got, ok := watermarktest.Stored(t, r, k); !ok || got.Level != 6 {
+		t.Errorf("after the crash: %+v %v, want level 6", got, ok)
+	}
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), tmpPrefix) || strings.HasSuffix(e.Name(), journalSuffix) {
+			t.Errorf("%s is still there after Open", e.Name())
+		}
+	}
+}
+
+// TestChainFileNamedDirectory: a directory named like a chain file holds no marks and is no
+// problem.
+func TestChainFileNamedDirectory(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, DirName, watermarktest.Chain(0)+".json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Health(t.Context()); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+}
+
+// TestOpenCannotMakeTheDirectory: when the watermark directory cannot be made, Open says so.
+func TestOpenCannotMakeTheDirectory(t *testing.T) {
+	t.Parallel()
+	// A dangling symbolic link: nothing is there to stat, and nothing can be made there.
+	tmp := t.TempDir()
+	base := filepath.Join(tmp, "base")
+	if err := os.Symlink(filepath.Join(tmp, "missing", "target"), base); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(base)
+	if err == nil || !strings.Contains(err.Error(), "mkdir") {
+		t.Fatalf("Open over a dangling link: %v, want the mkdir error", err)
+	}
+}
+
+// TestCloseReportsFailedCompaction: when a clean stop cannot bring a chain file up to date, Close
+// says so, and the journal keeps the marks for the next start.
+func TestCloseReportsFailedCompaction(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(5, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1)) // in the journal only
+	path := filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")
+	// A non-empty directory where the chain file was: the rename over it fails.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close reported no error with the chain file not written")
+	}
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, ok := watermarktest.Stored(t, r, k); !ok || got.Level != 6 {
+		t.Errorf("after the failed stop: %+v %v, want level 6", got, ok)
+	}
+}
+
+// TestLockHolderUnknown: a lock held by a process that wrote nothing in the lock file is named
+// as such, not as an empty name.
+func TestLockHolderUnknown(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, LockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(base)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "held by unknown holder.") {
+		t.Fatalf("Open with the lock held: %v", err)
+	}
+}
+
+// TestSpendFilesEdges: a read-only store refuses to record, and writes nothing; a key whose every
+// spend was refunded is not listed; a directory named like a key's file is not read.
+func TestSpendFilesEdges(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base := t.TempDir()
+	s, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pkh, other := watermarktest.PKH(0), watermarktest.PKH(1)
+	w := watermark.Windows{Amount: 10, AmountPeriod: time.Hour}
+	if _, err := watermark.RecordSpend(ctx, s, pkh, watermark.Spend{ID: "a", Amount: 1, At: time.Now()}, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := watermark.Refund(ctx, s, pkh, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.spendDir(), other+".json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListSpends(ctx)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("list after the refund: %v %v, want nothing", list, err)
+	}
+
+	ro, err := Open(base, ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	third := watermarktest.PKH(2)
+	if _, err := watermark.RecordSpend(ctx, ro, third, watermark.Spend{ID: "b", Amount: 1, At: time.Now()}, w); err == nil {
+		t.Fatal("a read-only store recorded a spend")
+	}
+	if _, err := os.Stat(filepath.Join(s.spendDir(), third+".json")); !os.IsNotExist(err) {
+		t.Fatalf("a read-only store wrote a spending file: %v", err)
+	}
+}

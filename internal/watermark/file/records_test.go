@@ -1,0 +1,275 @@
+package file
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// The journal's record reader, the replay and the chain file's mark reader at their exact bounds:
+// each case below is one a moved boundary or a swapped operator in them gets wrong (found by
+// mutation testing, see docs/testing.md).
+
+// TestParseRecordBounds: a record is read when it is whole, exactly to the last byte, and never
+// when its magic, its checksum or its length is wrong.
+func TestParseRecordBounds(t *testing.T) {
+	t.Parallel()
+	payload := []byte(`{"x":1}`)
+	rec := appendRecord(nil, 7, payload)
+
+	// A record with no payload is exactly a header long.
+	if r, ok := parseRecord(appendRecord(nil, 7, nil)); !ok || r.size != journalHeader || len(r.payload) != 0 {
+		t.Fatalf("a header-only record: %+v %v", r, ok)
+	}
+	// A record that ends exactly where the buffer does.
+	if r, ok := parseRecord(rec); !ok || r.size != len(rec) || string(r.payload) != string(payload) || r.epoch != 7 {
+		t.Fatalf("a record ending at the buffer's end: %+v %v", r, ok)
+	}
+	// Every shorter cut is no record, without a panic.
+	for n := range len(rec) {
+		if _, ok := parseRecord(rec[:n]); ok {
+			t.Fatalf("a record cut to %d of %d bytes was read", n, len(rec))
+		}
+	}
+	// A length past the buffer, by one byte and by far.
+	for _, n := range []uint32{uint32(len(payload) + 1), uint32(len(rec)), math.MaxUint32} {
+		b := append([]byte(nil), rec...)
+		binary.LittleEndian.PutUint32(b[12:], n)
+		if _, ok := parseRecord(b); ok {
+			t.Fatalf("a record claiming %d payload bytes of %d was read", n, len(payload))
+		}
+	}
+	// Another magic, with a checksum that matches.
+	b := append([]byte(nil), rec...)
+	copy(b, "SWJ0")
+	if _, ok := parseRecord(b); ok {
+		t.Fatal("a record with another magic was read")
+	}
+	// A changed payload byte.
+	b = append([]byte(nil), rec...)
+	b[len(b)-2]++
+	if _, ok := parseRecord(b); ok {
+		t.Fatal("a record whose checksum does not match was read")
+	}
+}
+
+// TestReplayBounds: replay stops at the first record that is not whole or not of the journal's
+// epoch, and calls the journal damaged only when a whole record follows a broken one, wherever
+// that record ends.
+func TestReplayBounds(t *testing.T) {
+	t.Parallel()
+	pkh := watermarktest.PKH(0)
+	rec := func(epoch uint64, level int32) []byte {
+		st := emptyState()
+		var slots [len(classes)]slot
+		slots[classIndex(watermark.Block)] = newSlot(watermarktest.M(level, 0, 1))
+		st.marks[pkh] = slots
+		p, err := encodeCompact(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return appendRecord(nil, epoch, p)
+	}
+	level := func(st *state) int32 { return st.marks[pkh][classIndex(watermark.Block)].mark.Level }
+	damaged := func(b []byte) []byte { b = append([]byte(nil), b...); b[len(b)-2]++; return b }
+	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	zeros := make([]byte, 64)
+
+	// Nothing at all, and only zeros.
+	for _, data := range [][]byte{nil, zeros} {
+		if tail, err := replayJournal(emptyState(), data, 1); tail != 0 || err != nil {
+			t.Fatalf("%d bytes: tail %d, %v", len(data), tail, err)
+		}
+	}
+	// A damaged first record, then zeros: a torn tail at offset 0.
+	if tail, err := replayJournal(emptyState(), cat(damaged(rec(1, 5)), zeros), 1); tail != 0 || err != nil {
+		t.Fatalf("a torn first record: tail %d, %v", tail, err)
+	}
+	// Two records, the whole journal: both replayed, the tail at the end.
+	st := emptyState()
+	data := cat(rec(1, 5), rec(1, 6))
+	if tail, err := replayJournal(st, data, 1); tail != len(data) || err != nil || level(st) != 6 {
+		t.Fatalf("two records: tail %d of %d, level %d, %v", tail, len(data), level(st), err)
+	}
+	// A record of another epoch ends the replay: it is not this journal's.
+	st = emptyState()
+	first := rec(1, 5)
+	if tail, err := replayJournal(st, cat(first, rec(2, 9), zeros), 1); tail != len(first) || err != nil || level(st) != 5 {
+		t.Fatalf("a record of another epoch: tail %d, level %d, %v", tail, level(st), err)
+	}
+	// A damaged record followed by a whole one is damage, also when the whole one is a bare
+	// header ending exactly at the end of the file.
+	for name, after := range map[string][]byte{
+		"a record then zeros":         cat(rec(1, 6), zeros),
+		"a header-only record at end": appendRecord(nil, 1, nil),
+	} {
+		_, err := replayJournal(emptyState(), cat(rec(1, 4), damaged(rec(1, 5)), after), 1)
+		if err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("%s after a damaged record: %v", name, err)
+		}
+	}
+}
+
+// TestRaiseNeverLowers: a replayed record older than the chain file (a crash between the chain
+// file's rewrite and the journal's removal) changes nothing, signed or not; only a higher mark, or
+// the same level and round with a signature the state lacks, raises it.
+func TestRaiseNeverLowers(t *testing.T) {
+	t.Parallel()
+	pkh := watermarktest.PKH(0)
+	at := func(level, round int32, sig string) *state {
+		st := emptyState()
+		var slots [len(classes)]slot
+		m := watermarktest.M(level, round, 1)
+		m.Signature = sig
+		slots[classIndex(watermark.Block)] = newSlot(m)
+		st.marks[pkh] = slots
+		return st
+	}
+	for _, c := range []struct {
+		name         string
+		have, record *state
+		raised       bool
+	}{
+		{"a lower level, signed, over an unsigned mark", at(10, 0, ""), at(5, 0, "s"), false},
+		{"a lower level, signed, over a signed mark", at(10, 0, "a"), at(5, 0, "b"), false},
+		{"a lower round, signed, over an unsigned mark", at(10, 1, ""), at(10, 0, "s"), false},
+		{"the same round of a lower level, signed", at(10, 1, ""), at(9, 1, "s"), false},
+		{"the same mark, signed, over a signed one", at(10, 0, "a"), at(10, 0, "b"), false},
+		{"the same mark, unsigned, over a signed one", at(10, 0, "a"), at(10, 0, ""), false},
+		{"the same mark, signed, over an unsigned one", at(10, 0, ""), at(10, 0, "s"), true},
+		{"a higher round", at(10, 0, "a"), at(10, 1, ""), true},
+		{"a higher level, lower round", at(10, 5, "a"), at(11, 0, ""), true},
+	} {
+		want := c.have.marks[pkh]
+		if c.raised {
+			want = c.record.marks[pkh]
+		}
+		raise(c.have, c.record)
+		if got := c.have.marks[pkh]; got != want {
+			t.Errorf("%s: %+v, want %+v", c.name, got[classIndex(watermark.Block)].mark, want[classIndex(watermark.Block)].mark)
+		}
+	}
+}
+
+// TestHigher: the order of marks, at and around each comparison.
+func TestHigher(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a, b [2]int32
+		want bool
+	}{
+		{[2]int32{11, 0}, [2]int32{10, 5}, true},
+		{[2]int32{10, 5}, [2]int32{10, 4}, true},
+		{[2]int32{10, 4}, [2]int32{10, 4}, false},
+		{[2]int32{10, 3}, [2]int32{10, 4}, false},
+		{[2]int32{9, 9}, [2]int32{10, 0}, false},
+	} {
+		a, b := watermarktest.M(c.a[0], c.a[1], 1), watermarktest.M(c.b[0], c.b[1], 1)
+		if got := higher(a, b); got != c.want {
+			t.Errorf("higher(%v, %v) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+// TestJournalFillsExactly: a record that fits the journal's last byte is written there; the next
+// one makes the journal full, and the file never grows past its preallocated size.
+func TestJournalFillsExactly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	payload := []byte(`{ }`)
+	size := startRecordSize + int64(len(appendRecord(nil, 1, payload)))
+	j, err := createJournal(dir, "chain", 1, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if err := j.append(payload); err != nil {
+		t.Fatalf("a record that fits exactly: %v", err)
+	}
+	if err := j.append([]byte("{}")); err != errJournalFull {
+		t.Fatalf("a record past the end: %v, want errJournalFull", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, journalName("chain", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(data)) != size {
+		t.Fatalf("journal is %d bytes, preallocated %d", len(data), size)
+	}
+	st := emptyState()
+	if tail, err := replayJournal(st, data, 1); err != nil || int64(tail) != size {
+		t.Fatalf("replay: tail %d of %d, %v", tail, size, err)
+	}
+
+	// The next journal has the next epoch, and the full one is gone.
+	n, err := j.next(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	if n.epoch != 2 {
+		t.Fatalf("next epoch %d, want 2", n.epoch)
+	}
+	if _, err := os.Stat(filepath.Join(dir, journalName("chain", 1))); !os.IsNotExist(err) {
+		t.Fatalf("the full journal is still there: %v", err)
+	}
+}
+
+// TestDecodeMarkBounds: levels and rounds are read up to the int32 range and refused one past it;
+// a signature needs a hash and must not be empty.
+func TestDecodeMarkBounds(t *testing.T) {
+	t.Parallel()
+	hash := watermarktest.M(1, 0, 1)
+	h := newSlot(hash).hash
+	ok := []string{
+		`{"level": 2147483647, "round": 2147483647}`,
+		`{"level": -2147483648, "round": -2147483648}`,
+		`{"level": 5, "hash": "` + h + `", "signature": "sig"}`,
+	}
+	bad := []string{
+		`{"level": 2147483648}`,
+		`{"level": -2147483649}`,
+		`{"level": 5, "round": 2147483648}`,
+		`{"level": 5, "round": -2147483649}`,
+		`{"level": 5, "signature": "sig"}`,
+		`{"level": 5, "hash": "` + h + `", "signature": ""}`,
+		`{"level": 5, "hash": null, "signature": "sig"}`,
+	}
+	for _, s := range ok {
+		if _, err := decodeMark([]byte(s)); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	for _, s := range bad {
+		if m, err := decodeMark([]byte(s)); err == nil {
+			t.Errorf("%s: read as %+v", s, m)
+		}
+	}
+}
+
+// TestDecodeKeepsEveryClass: a lower attestation_with_dal beside a higher attestation is skipped,
+// and the key's other classes are still read.
+func TestDecodeKeepsEveryClass(t *testing.T) {
+	t.Parallel()
+	pkh := watermarktest.PKH(0)
+	st, err := decode([]byte(`{"` + pkh + `": {
+		"attestation": {"level": 10},
+		"attestation_with_dal": {"level": 5},
+		"block": {"level": 7},
+		"preattestation": {"level": 8}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for class, want := range map[watermark.Class]int32{watermark.Attestation: 10, watermark.Block: 7, watermark.Preattestation: 8} {
+		if sl := st.marks[pkh][classIndex(class)]; !sl.ok || sl.mark.Level != want {
+			t.Errorf("%s: %+v, want level %d", class, sl, want)
+		}
+	}
+}
