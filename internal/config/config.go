@@ -11,15 +11,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
@@ -310,17 +308,10 @@ func (c *Config) parsePolicies() error {
 	}
 	// The policies are independent: parsed on every core (10,000 keys start in a fraction of a
 	// second), then taken in file order, the first error in that order reported.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(entries)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(entries); i = int(next.Add(1) - 1) {
-				e := &entries[i]
-				e.p, e.warnings, e.err = policy.Parse(e.name, e.node)
-			}
-		})
-	}
-	wg.Wait()
+	sched.Each(len(entries), func(i int) {
+		e := &entries[i]
+		e.p, e.warnings, e.err = policy.Parse(e.name, e.node)
+	})
 	for _, e := range entries {
 		if e.err != nil {
 			return fmt.Errorf("line %d: tezos.%s: %w", e.node.Line, e.name, e.err)

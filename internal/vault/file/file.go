@@ -9,15 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/durable"
+	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
@@ -122,22 +121,15 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 	// cost of a large key file: done on every core, the first error in file order reported.
 	keys := make([]*vault.SoftwareKey, len(v.entries))
 	errs := make([]error, len(v.entries))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(v.entries)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(v.entries); i = int(next.Add(1) - 1) {
-				priv, err := v.parse(v.entries[i])
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				keys[i] = &vault.SoftwareKey{Priv: priv, Ref: v.entries[i].Name, Life: &v.life}
-				keys[i].PublicKey()
-			}
-		})
-	}
-	wg.Wait()
+	sched.Each(len(v.entries), func(i int) {
+		priv, err := v.parse(v.entries[i])
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		keys[i] = &vault.SoftwareKey{Priv: priv, Ref: v.entries[i].Name, Life: &v.life}
+		keys[i].PublicKey()
+	})
 	seenPKH := map[string]string{}
 	for i, e := range v.entries {
 		if errs[i] != nil {
@@ -220,7 +212,7 @@ func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) 
 		if k.Ref == name {
 			return nil, fmt.Errorf("vault %s: a key named %q already exists", v.name, name)
 		}
-		if k.Priv.Public().Hash().String() == pkh {
+		if k.PublicKey().Hash().String() == pkh {
 			return nil, fmt.Errorf("vault %s: key %s is already in the vault as %q", v.name, pkh, v.entries[i].Name)
 		}
 	}

@@ -113,7 +113,7 @@ func (v *Vault) Import(ctx context.Context, priv crypt.PrivateKey, name string) 
 		name = pkh
 	}
 	for _, k := range v.keys {
-		if k.Priv.Public().Hash().String() == pkh {
+		if k.PublicKey().Hash().String() == pkh {
 			return nil, fmt.Errorf("vault %s: duplicate key %s", v.name, pkh)
 		}
 	}
