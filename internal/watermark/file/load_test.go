@@ -18,18 +18,26 @@ import (
 // Opening, closing, locking and the spending files, at each branch a negated condition gets wrong
 // (found by mutation testing, see docs/testing.md).
 
-// TestOpenCleansUpQuietly: a crash left a temp file and a journal; Open removes both without a
-// warning, and reads the journal's marks.
-func TestOpenCleansUpQuietly(t *testing.T) {
-	t.Parallel()
-	base := t.TempDir()
+// journaledAtSix opens a journaled store without background rewrites in base, with a key's block
+// mark at level 5 in its chain file and at 6 in its journal only.
+func journaledAtSix(t *testing.T, base string) (*Store, watermark.Key) {
+	t.Helper()
 	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := watermarktest.Key(0, 0, watermark.Block)
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(5, 0, 1))
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1)) // in the journal only
+	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1))
+	return s, k
+}
+
+// TestOpenCleansUpQuietly: a crash left a temp file and a journal; Open removes both without a
+// warning, and reads the journal's marks.
+func TestOpenCleansUpQuietly(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s, k := journaledAtSix(t, base)
 	// The crash: a copy of the directory as it is, plus a temp file of a rewrite in progress.
 	crashed := t.TempDir()
 	dir := filepath.Join(crashed, DirName)
@@ -118,13 +126,7 @@ func TestOpenCannotMakeTheDirectory(t *testing.T) {
 func TestCloseReportsFailedCompaction(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(5, 0, 1))
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1)) // in the journal only
+	s, k := journaledAtSix(t, base)
 	path := filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")
 	// A non-empty directory where the chain file was: the rename over it fails.
 	if err := os.Remove(path); err != nil {
