@@ -70,14 +70,10 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 	if s.AllowListKnownKeys {
 		known = append([]string{}, cfg.KeyOrder...)
 	}
-	generic := s.MaxGenericInFlight
-	if cores := server.SpareProc(); generic == 0 {
-		generic = cores
-	}
 	srv := server.New(server.Config{
 		KnownKeys: known,
 		CertFile:  tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
-		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: generic,
+		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight, SpareProc: true,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
 		JWT:           s.JWTAuth,
 		SocketAddress: s.SocketAddress, UnixSocket: s.UnixSocket,

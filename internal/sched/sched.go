@@ -87,7 +87,8 @@ type CPU struct {
 	maxQueue int // the most that waited at once, for tests
 	yields   int // times a generic request gave its core to consensus requests, for tests
 	maxWait  time.Duration
-	aged     int // generic requests that took a core beside consensus requests after maxWait
+	aged     int    // generic requests that took a core beside consensus requests after maxWait
+	contend  func() // called when a consensus request is admitted beside generic work (OnContention)
 }
 
 // NewCPU admits up to cores generic requests at once while no consensus request is in flight,
@@ -107,8 +108,23 @@ func (c *CPU) SetMaxWait(d time.Duration) {
 func (c *CPU) Consensus() (release func()) {
 	c.mu.Lock()
 	c.cons++
+	contend := c.contend
+	if c.generic == 0 && len(c.waiting) == 0 {
+		contend = nil
+	}
 	c.mu.Unlock()
+	if contend != nil {
+		contend()
+	}
 	return c.releaseConsensus
+}
+
+// OnContention has f called, without c's lock, each time a consensus request is admitted while
+// generic requests are in flight or waiting (Spare.Contend). To call before c is used.
+func (c *CPU) OnContention(f func()) {
+	c.mu.Lock()
+	c.contend = f
+	c.mu.Unlock()
 }
 
 func (c *CPU) releaseConsensus() {

@@ -197,21 +197,14 @@ func TestLongBodyWaitsBeforeItsTail(t *testing.T) {
 	}
 }
 
-// TestSpareProc: one processor more than the cores, unless GOMAXPROCS is set or a CPU quota
-// applies; the cores returned either way.
-func TestSpareProc(t *testing.T) {
-	before := runtime.GOMAXPROCS(0)
-	defer runtime.GOMAXPROCS(before)
-	t.Setenv("GOMAXPROCS", strconv.Itoa(before))
-	if c := SpareProc(); c != before || runtime.GOMAXPROCS(0) != before {
-		t.Fatalf("with GOMAXPROCS set: cores %d, GOMAXPROCS %d; want both %d", c, runtime.GOMAXPROCS(0), before)
+// TestSpareAllowed: no spare processor when GOMAXPROCS is set or a CPU quota applies.
+func TestSpareAllowed(t *testing.T) {
+	t.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
+	if spareAllowed() {
+		t.Fatal("a spare processor with GOMAXPROCS set")
 	}
 	t.Setenv("GOMAXPROCS", "")
-	want := before + 1
-	if cpuQuota() {
-		want = before
-	}
-	if c := SpareProc(); c != before || runtime.GOMAXPROCS(0) != want {
-		t.Fatalf("cores %d, GOMAXPROCS %d; want %d and %d", c, runtime.GOMAXPROCS(0), before, want)
+	if spareAllowed() == cpuQuota() {
+		t.Fatalf("spare allowed %v with a CPU quota %v", spareAllowed(), cpuQuota())
 	}
 }

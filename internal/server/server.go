@@ -66,9 +66,13 @@ type Config struct {
 	// MaxGenericInFlight bounds the non-consensus requests signed at once; 0 means every CPU
 	// (at least 1).
 	MaxGenericInFlight int
-	ReadTimeout        time.Duration
-	WriteTimeout       time.Duration
-	IdleTimeout        time.Duration
+	// SpareProc lets Serve add a processor above the cores while consensus and generic requests
+	// contend (sched.Spare), unless the GOMAXPROCS environment variable is set or a CPU quota
+	// applies. The daemon sets it; tests leave GOMAXPROCS alone.
+	SpareProc    bool
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
 	// TLS, when CertFile is set, serves the signing port over HTTPS; ClientCAFile requires client certificates.
 	CertFile, KeyFile, ClientCAFile string
 	// KnownKeys, when not nil, is served by GET /known_keys (the keys listed under tezos:, as
@@ -116,21 +120,10 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 // core; more are refused at once with 503.
 const GenericQueue = 64
 
-// SpareProc raises GOMAXPROCS by one above the cores and returns the cores (GOMAXPROCS as the
-// runtime chose it), unless the GOMAXPROCS environment variable is set or the process runs under
-// a CPU quota (a container's CPU limit), where a processor more than the quota would get the
-// whole process throttled; it then leaves GOMAXPROCS alone and returns it. Generic requests are
-// admitted on the cores only, so a baker's request finds a processor that is not running generic
-// signing: measured on two cores under a flood of generic requests (docs/benchmarks.md), a
-// baker's p50 fell from 1.5–1.9 ms to 1.1–1.3 ms and its p99 from 12–14 ms to about 10 ms. To
-// call once, before New, in the daemon.
-func SpareProc() (cores int) {
-	cores = runtime.GOMAXPROCS(0)
-	if os.Getenv("GOMAXPROCS") == "" && !cpuQuota() {
-		runtime.GOMAXPROCS(cores + 1)
-	}
-	return cores
-}
+// spareAllowed reports whether the daemon may add a spare processor (sched.Spare): not when the
+// GOMAXPROCS environment variable is set, nor under a CPU quota (a container's CPU limit), where a
+// processor more than the quota would get the whole process throttled.
+func spareAllowed() bool { return os.Getenv("GOMAXPROCS") == "" && !cpuQuota() }
 
 // cpuQuota reports whether a cgroup (v2 cpu.max, or v1 cpu.cfs_quota_us) limits the process's
 // CPU time.
@@ -652,6 +645,11 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	if err != nil {
 		l.close()
 		return err
+	}
+	if s.cfg.SpareProc && spareAllowed() {
+		spare := sched.NewSpare(runtime.GOMAXPROCS(0), runtime.GOMAXPROCS)
+		s.cpu.OnContention(spare.Contend)
+		defer spare.Stop()
 	}
 	main := &http.Server{Handler: s.Handler(), ReadTimeout: s.cfg.ReadTimeout, ReadHeaderTimeout: s.cfg.ReadTimeout,
 		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: 64 << 10, TLSConfig: tc,
