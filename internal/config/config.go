@@ -77,7 +77,7 @@ type Server struct {
 	UnixSocket    string `yaml:"unix_socket"`
 }
 
-// PolicyHook is the remote policy hook (see the README's policy hook section). Timeout is this project's addition.
+// PolicyHook is the remote policy hook (see docs/configuration.md, "Remote policy hook"). Timeout is this project's addition.
 type PolicyHook struct {
 	Address        string     `yaml:"address"`
 	AuthorizedKeys StringList `yaml:"authorized_keys"`
