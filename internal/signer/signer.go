@@ -1,6 +1,13 @@
-// Package signer runs the steps of a sign request in order: authenticate, look up the policy,
-// decode, find the key, check the policy, advance the watermark, sign, normalise, verify.
-// It is the only place that knows the order.
+// Package signer runs the steps of a sign request in order, calling each package in turn (it is
+// the only place that knows the order): authenticate the client, look up the key's policy (and
+// its JWT users), decode, find the key, check the signing version, check the policy, ask the
+// policy hook, record the spend of a generic operation under spending limits; then, for a block
+// or consensus operation, hold the slot, load its stored mark (a threshold share with no history
+// is refused), refuse or answer an identical request with the stored signature, sign, and commit
+// mark and signature in one write before the signature leaves; a generic operation is signed
+// directly. Signing (signWith) normalises ECDSA to low-S and checks every signature. A failed
+// signing refunds the spend; the audit journal records every outcome, and a signature is withheld
+// if its line cannot be written.
 package signer
 
 import (

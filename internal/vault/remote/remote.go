@@ -1,6 +1,6 @@
-// Package remote holds what the vault drivers that talk to a key service over the network
-// (cloudkms, azure, hashicorpvault) share: environment fallbacks, TLS
-// roots, public-key and signature formats, and a bounded retry policy.
+// Package remote holds what the vault drivers whose keys live outside this process share
+// (awskms, cloudkms, azure, hashicorpvault, pkcs11, yubihsm): environment fallbacks, TLS roots,
+// public-key and signature formats, and a bounded retry policy.
 package remote
 
 import (
