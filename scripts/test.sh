@@ -17,6 +17,10 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; 
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck (pinned; a finding that is right to keep carries a //lint:ignore with its reason)"
+go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+"$(go env GOPATH)/bin/staticcheck" ./...
+
 for dir in test/interop test/differential; do
   if command -v npm >/dev/null 2>&1; then
     echo "== npm ci ($dir)"

@@ -131,11 +131,16 @@ func classes(s, what string) error {
 	return nil
 }
 
+// errAccessDenied is the reference's answer to a failed login, word for word (clients match it).
+//
+//lint:ignore ST1005 the reference's exact message
+var errAccessDenied = errors.New("Access denied")
+
 // Login checks a user's password and returns a new token.
 func (a *Auth) Login(username, password string) (string, error) {
 	u := a.users[username]
 	if u == nil {
-		return "", errors.New("Access denied")
+		return "", errAccessDenied
 	}
 	for _, c := range u.current(a.now()) {
 		if subtle.ConstantTimeCompare([]byte(c.Password), []byte(password)) == 1 {
@@ -143,7 +148,7 @@ func (a *Auth) Login(username, password string) (string, error) {
 			return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(c.Secret))
 		}
 	}
-	return "", errors.New("Access denied")
+	return "", errAccessDenied
 }
 
 // Validate checks a token for username and returns nil when it is valid now.

@@ -63,7 +63,6 @@ type worker struct {
 	errs     int
 	firstErr string
 	buf      bytes.Buffer
-	inWarmup bool
 }
 
 // Run performs the load and returns the report.

@@ -60,10 +60,6 @@ func Default(pkh string) *Policy {
 	return &Policy{PKH: pkh, Requests: slices.Clone(DefaultRequests)}
 }
 
-func forbidden(format string, args ...any) error {
-	return &fault.Error{Kind: fault.Forbidden, Msg: fmt.Sprintf(format, args...)}
-}
-
 // Violation is a policy refusal; Type is the metric's violation_type (the kind refused).
 type Violation struct {
 	Fault *fault.Error

@@ -28,7 +28,6 @@ type holdService struct {
 	entered chan string
 	release chan struct{}
 	gate    chan struct{} // a "yield" request waits for it before it yields
-	sig     []byte
 }
 
 func (h *holdService) Priority(_ string, msg []byte) bool { return len(msg) > 0 && msg[0] == 0x13 }

@@ -166,8 +166,11 @@ func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte
 func signECDSA(p *ecdsa.PrivateKey, digest *[32]byte) (crypt.Signature, error) {
 	var r, s *big.Int
 	switch p.Curve {
+	//lint:ignore SA1019 gotez's secp256k1 keys carry decred's elliptic.Curve, the one way to tell them
 	case secp256k1.S256():
 		var d secp256k1.ModNScalar
+		// A secp256k1 key has no crypto/ecdsa encoding: its scalar is read, never set.
+		//lint:ignore SA1019 see above
 		if overflow := d.SetByteSlice(p.D.Bytes()); overflow || d.IsZero() {
 			return nil, errors.New("invalid secp256k1 secret key")
 		}

@@ -69,9 +69,9 @@ func stats(t *testing.T, d *testdaemon.Daemon) processStats {
 func TestHostileSoak(t *testing.T) {
 	// Not parallel: it loads the machine on purpose, and the package's other tests have
 	// timeouts of their own.
-	ks, js, tz := keys(t, 1)
+	ks, js, _ := keys(t, 1)
 	k := ks[0]
-	tz = fmt.Sprintf("  %s:\n    allow:\n      attestation:\n      generic: [transaction]\n", k.pkh)
+	tz := fmt.Sprintf("  %s:\n    allow:\n      attestation:\n      generic: [transaction]\n", k.pkh)
 	// Requests must be authenticated, by the baker's client key or a tz5 key: so every
 	// ?authentication= below is parsed, and tz5 signatures (the longest base58 there is) accepted.
 	clientKey, err := tezos.GenerateKey(tezos.Ed25519)

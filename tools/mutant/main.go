@@ -100,6 +100,7 @@ func removals(src []byte, file *ast.File, fset *token.FileSet) []removal {
 		p := fset.Position(s.Pos())
 		out = append(out, removal{p.Line, p.Column, from, to, what})
 	}
+	//lint:ignore S1021 visit calls itself: it must be declared first
 	var visit func(list []ast.Stmt)
 	visit = func(list []ast.Stmt) {
 		for _, s := range list {

@@ -148,7 +148,10 @@ func MarshalSPKI(pub *ecdsa.PublicKey) ([]byte, error) {
 	}
 	point := make([]byte, 65)
 	point[0] = 4
+	// secp256k1 has no encoding in crypto/ecdsa: the coordinates are read, never set.
+	//lint:ignore SA1019 see above
 	pub.X.FillBytes(point[1:33])
+	//lint:ignore SA1019 see above
 	pub.Y.FillBytes(point[33:])
 	return asn1.Marshal(spki{
 		Algorithm: pkix.AlgorithmIdentifier{Algorithm: oidECPublicKey, Parameters: asn1.RawValue{FullBytes: params}},

@@ -107,7 +107,7 @@ func TestMarks(t *testing.T) {
 		}
 		resp, err := http.Get(target)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()

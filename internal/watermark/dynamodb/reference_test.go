@@ -45,8 +45,6 @@ func referenceReads(it map[string]types.AttributeValue) (referenceItem, error) {
 	return r, err
 }
 
-func itoa(v int32) string { return num(v).Value }
-
 // refPut writes a reference item unconditionally (a table the reference left behind).
 func refPut(t testing.TB, s *Store, k watermark.Key, kind string, level, round int32, digest [32]byte) {
 	t.Helper()

@@ -205,9 +205,6 @@ func (j *journal) append(payload []byte) error {
 	return nil
 }
 
-// used reports whether the journal holds records beyond its start record.
-func (j *journal) used() bool { return j.off > startRecordSize }
-
 // next creates the journal of the next epoch, of size bytes, once the chain file holds everything
 // this one did, and removes this one. It returns the new journal; on error this one stays open and in use.
 func (j *journal) next(size int64) (*journal, error) {

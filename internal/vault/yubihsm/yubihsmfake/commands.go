@@ -153,7 +153,7 @@ func (d *Device) sign(s *session, cmd byte, data []byte) []byte {
 		rs, ss := sig.R(), sig.S()
 		rb, sb := rs.Bytes(), ss.Bytes()
 		r, sv = new(big.Int).SetBytes(rb[:]), new(big.Int).SetBytes(sb[:])
-		n = secp256k1.S256().N
+		n = secp256k1.Params().N
 	default:
 		return errFrame(ErrInvalidData)
 	}

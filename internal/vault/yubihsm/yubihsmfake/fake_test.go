@@ -152,12 +152,15 @@ func TestInteropWithYubihsmGo(t *testing.T) {
 		if _, err := asn1.Unmarshal(der, &rs); err != nil {
 			t.Fatal(err)
 		}
-		x, y := new(big.Int).SetBytes(pub.KeyData[:32]), new(big.Int).SetBytes(pub.KeyData[32:])
 		if alg == commands.AlgorithmP256 {
 			if rs.S.Cmp(new(big.Int).Rsh(elliptic.P256().Params().N, 1)) <= 0 {
 				t.Fatal("HighSAlways returned a low s")
 			}
-			if !ecdsa.Verify(&ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, digest, rs.R, rs.S) {
+			p256, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append([]byte{4}, pub.KeyData...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ecdsa.Verify(p256, digest, rs.R, rs.S) {
 				t.Fatal("P-256 signature does not verify")
 			}
 			continue
