@@ -260,7 +260,7 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return nil, nil, nil, fmt.Errorf("--from-octez: not octez-client's share JSON: %v", err)
+		return nil, nil, nil, fmt.Errorf("--from-octez: not octez-client's share JSON: %w", err)
 	}
 	bad := func(format string, args ...any) (*crypt.BLSPublicKey, crypt.Signature, []threshold.Share, error) {
 		return nil, nil, nil, fmt.Errorf("--from-octez: "+format, args...)

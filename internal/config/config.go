@@ -177,7 +177,7 @@ func (c *Config) finish() error {
 	}
 	for name, addr := range map[string]string{"server.address": s.Address, "server.utility_address": s.UtilityAddress} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("%s: %q is not host:port: %v", name, addr, err)
+			return fmt.Errorf("%s: %q is not host:port: %w", name, addr, err)
 		}
 	}
 	if s.MaxBodyBytes <= 0 {
@@ -189,7 +189,7 @@ func (c *Config) finish() error {
 	}
 	if s.SocketAddress != "" {
 		if _, _, err := net.SplitHostPort(s.SocketAddress); err != nil {
-			return fmt.Errorf("server.socket_address: %q is not host:port: %v", s.SocketAddress, err)
+			return fmt.Errorf("server.socket_address: %q is not host:port: %w", s.SocketAddress, err)
 		}
 	}
 	s.UnixSocket = os.ExpandEnv(s.UnixSocket)

@@ -67,12 +67,12 @@ func New(users map[string]*User) (*Auth, error) {
 			return nil, fmt.Errorf("JWT: config validation failed for user %s: no credentials", name)
 		}
 		if err := validate(&u.Credentials); err != nil {
-			return nil, fmt.Errorf("JWT: config validation failed for user %s: %v", name, err)
+			return nil, fmt.Errorf("JWT: config validation failed for user %s: %w", name, err)
 		}
 		entry := &user{old: withDefaults(u.Credentials)}
 		if u.NewData != nil {
 			if err := validate(u.NewData); err != nil {
-				return nil, fmt.Errorf("JWT: config validation failed for user %s: new_data: %v", name, err)
+				return nil, fmt.Errorf("JWT: config validation failed for user %s: new_data: %w", name, err)
 			}
 			if u.NewData.Password == u.Password || u.NewData.Secret == u.Secret {
 				return nil, fmt.Errorf("JWT: new credentials are same as old for user %s", name)

@@ -109,7 +109,7 @@ func (p *Process) WaitUntil(timeout time.Duration, ready func(context.Context) b
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%w: %v", ErrExited, p.err)
+			return fmt.Errorf("%w: %w", ErrExited, p.err)
 		default:
 		}
 		if ready(ctx) {
@@ -118,11 +118,11 @@ func (p *Process) WaitUntil(timeout time.Duration, ready func(context.Context) b
 		select {
 		case <-ctx.Done():
 			if p.Exited() {
-				return fmt.Errorf("%w: %v", ErrExited, p.err)
+				return fmt.Errorf("%w: %w", ErrExited, p.err)
 			}
 			return fmt.Errorf("not up within %v", timeout)
 		case <-p.done:
-			return fmt.Errorf("%w: %v", ErrExited, p.err)
+			return fmt.Errorf("%w: %w", ErrExited, p.err)
 		case <-time.After(pollInterval):
 		}
 	}
@@ -156,7 +156,7 @@ func (p *Process) WaitOutput(out *Buffer, s string, timeout time.Duration) error
 		return nil
 	}
 	if p.Exited() {
-		return fmt.Errorf("%w: %v", ErrExited, p.err)
+		return fmt.Errorf("%w: %w", ErrExited, p.err)
 	}
 	return fmt.Errorf("%q not printed within %v", s, timeout)
 }

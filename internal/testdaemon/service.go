@@ -116,7 +116,7 @@ func (s *Service) start() error {
 	p, err := StartProcess(s.Command(), logs)
 	if err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("%w %s: %v", errCannotRun, s.Name, err)
+		return fmt.Errorf("%w %s: %w", errCannotRun, s.Name, err)
 	}
 	s.proc, s.logs = p, logs
 	s.mu.Unlock()

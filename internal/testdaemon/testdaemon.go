@@ -89,7 +89,7 @@ func buildBinary(ctx context.Context) (string, error) {
 	}
 	// go test puts the toolchain that runs the tests first in PATH.
 	if _, err := RunTool(exec.CommandContext(ctx, "go", append(args, Package)...)); err != nil {
-		return "", fmt.Errorf("building signatory: %v", err)
+		return "", fmt.Errorf("building signatory: %w", err)
 	}
 	return bin, nil
 }

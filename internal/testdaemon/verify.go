@@ -23,7 +23,7 @@ func (d *Daemon) Verify(pkh, payload, sig string) error {
 	}
 	s, err := tezos.ParseSignature(sig)
 	if err != nil {
-		return fmt.Errorf("signature %q: %v", sig, err)
+		return fmt.Errorf("signature %q: %w", sig, err)
 	}
 	msg, _ := hex.DecodeString(payload)
 	if !tezos.IsLowS(s) || !tezos.Verify(pub, s, msg, 2) {

@@ -188,7 +188,7 @@ func signECDSA(p *ecdsa.PrivateKey, digest *[32]byte) (crypt.Signature, error) {
 		}
 		var rs struct{ R, S *big.Int }
 		if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) != 0 {
-			return nil, fmt.Errorf("P-256 signature: %v", err)
+			return nil, fmt.Errorf("P-256 signature: %w", err)
 		}
 		r, s = rs.R, rs.S
 	default:

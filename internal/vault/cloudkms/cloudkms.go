@@ -160,7 +160,7 @@ func clientOptions(cfg Config) ([]option.ClientOption, error) {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(data, &head); err != nil {
-			return nil, fmt.Errorf("application credentials are not JSON: %v", err)
+			return nil, fmt.Errorf("application credentials are not JSON: %w", err)
 		}
 		kinds := map[string]option.CredentialsType{
 			"service_account": option.ServiceAccount, "authorized_user": option.AuthorizedUser,

@@ -105,7 +105,7 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 		return nil, fmt.Errorf("vault %s: cannot read key file: %w", name, err)
 	}
 	if err := json.Unmarshal(data, &v.entries); err != nil {
-		return nil, fmt.Errorf("vault %s: key file %s is not a secret_keys JSON array: %v", name, path, err)
+		return nil, fmt.Errorf("vault %s: key file %s is not a secret_keys JSON array: %w", name, path, err)
 	}
 	seenName := map[string]bool{}
 	for i, e := range v.entries {

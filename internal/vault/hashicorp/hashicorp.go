@@ -293,7 +293,7 @@ func (v *Vault) key(ctx context.Context, name string) (*Key, error) {
 	raw, _ := json.Marshal(s.Data)
 	var info keyInfo
 	if err := json.Unmarshal(raw, &info); err != nil {
-		return nil, fmt.Errorf("vault %s: read %s: %v", v.name, path, err)
+		return nil, fmt.Errorf("vault %s: read %s: %w", v.name, path, err)
 	}
 	if info.Type != "ed25519" && info.Type != "ecdsa-p256" {
 		return nil, nil
@@ -308,7 +308,7 @@ func (v *Vault) key(ctx context.Context, name string) (*Key, error) {
 	if info.Type == "ecdsa-p256" { // public_key is a PEM SubjectPublicKeyInfo
 		pub, err := remote.ParsePEMPublicKey([]byte(ver.PublicKey))
 		if err != nil || tezos.CurveOf(pub) != tezos.P256 {
-			return nil, fmt.Errorf("vault %s: read %s: version %d has no valid P-256 public key (%v)", v.name, path, info.LatestVersion, err)
+			return nil, fmt.Errorf("vault %s: read %s: version %d has no valid P-256 public key (%w)", v.name, path, info.LatestVersion, err)
 		}
 		k.pub = pub
 		return k, nil

@@ -365,7 +365,7 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 		}
 		v, err := strconv.ParseInt(n.Value, 10, 32)
 		if err != nil {
-			return m, fmt.Errorf("item %s: %s: %v", name, attr, err)
+			return m, fmt.Errorf("item %s: %s: %w", name, attr, err)
 		}
 		*dst = int32(v)
 	}
@@ -379,7 +379,7 @@ func parseMark(it map[string]types.AttributeValue) (watermark.Mark, error) {
 	case *types.AttributeValueMemberS:
 		h, err := b58.ParseBlockPayloadHash([]byte(d.Value))
 		if err != nil {
-			return m, fmt.Errorf("item %s: digest: %v", name, err)
+			return m, fmt.Errorf("item %s: digest: %w", name, err)
 		}
 		m.Digest, m.HasDigest = *h, true
 	default:

@@ -255,7 +255,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		return errClosed
 	}
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		err = fmt.Errorf("%w (%v)", cerr, err)
+		err = fmt.Errorf("%w (%w)", cerr, err)
 	}
 	return &fault.Error{Kind: fault.Unavailable, Msg: "etcd watermark store: " + op + ": " + err.Error(), Err: err}
 }

@@ -198,7 +198,7 @@ func (s *Store) loadAll(entries []fs.DirEntry) {
 // loadJournals raises chain's state by its journals, oldest first.
 func (s *Store) loadJournals(id string, epochs []uint64) {
 	if _, err := b58.ParseChainID([]byte(id)); err != nil {
-		err := fmt.Errorf("watermark journal of %s: name is not a chain id (%v); file ignored", id, err)
+		err := fmt.Errorf("watermark journal of %s: name is not a chain id (%w); file ignored", id, err)
 		s.log.Error(err.Error())
 		s.problems = append(s.problems, err)
 		return
@@ -285,7 +285,7 @@ func (s *Store) load(name string) {
 		return
 	}
 	if _, err := b58.ParseChainID([]byte(id)); err != nil {
-		err := fmt.Errorf("watermark file %s: name is not a chain id (%v); file ignored", path, err)
+		err := fmt.Errorf("watermark file %s: name is not a chain id (%w); file ignored", path, err)
 		s.log.Error(err.Error())
 		s.problems = append(s.problems, err)
 		return

@@ -33,7 +33,7 @@ func (l legacyMark) mark() (watermark.Mark, error) {
 	if l.Hash != nil && *l.Hash != "" {
 		h, err := b58.ParseBlockPayloadHash([]byte(*l.Hash))
 		if err != nil {
-			return m, fmt.Errorf("hash %q: %v", *l.Hash, err)
+			return m, fmt.Errorf("hash %q: %w", *l.Hash, err)
 		}
 		m.Digest, m.HasDigest = *h, true
 	}
