@@ -11,6 +11,8 @@ import (
 
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -30,7 +32,8 @@ func newDecode(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := decodeJSON{Kind: string(req.Kind), Chain: req.ChainID(), Tag: req.Tag, Class: string(req.Class()),
+			class, _ := watermark.ClassOf(string(req.Kind))
+			out := decodeJSON{Kind: string(req.Kind), Chain: req.ChainID(), Tag: req.Tag, Class: string(class),
 				Operations: req.Ops, Digest: hex.EncodeToString(req.Digest[:])}
 			if req.Watermarked() {
 				out.Level, out.Round = &req.Level, &req.Round
@@ -114,7 +117,7 @@ func (g *globals) explainLimits(ctx context.Context, l *policy.Limits, key strin
 	if err != nil {
 		return false, "", err
 	}
-	lim.Amount = watermark.FormatTez(policy.Amount(contents))
+	lim.Amount = tezos.FormatTez(policy.Amount(contents))
 	if err := l.CheckContents(contents); err != nil {
 		return false, err.Error(), nil
 	}
@@ -127,8 +130,8 @@ func (g *globals) explainLimits(ctx context.Context, l *policy.Limits, key strin
 	}
 	now := time.Now()
 	spends := all[key]
-	spend := watermark.Spend{ID: "decode", Digest: req.Digest, At: now, Amount: policy.Amount(contents)}
-	next, _, err := watermark.ApplySpend(spends, spend, l.Windows)
+	spend := spending.Spend{ID: "decode", Digest: req.Digest, At: now, Amount: policy.Amount(contents)}
+	next, _, err := spending.ApplySpend(spends, spend, l.Windows)
 	if err != nil {
 		lim.Windows = windowsOf(l, spends, now)
 		return false, err.Error(), nil

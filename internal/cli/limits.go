@@ -11,7 +11,8 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/policy"
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 // windowJSON is one rolling window of a key as `limits show` and `decode --key` print it.
@@ -34,10 +35,10 @@ type keyLimitsJSON struct {
 }
 
 // windowsOf describes pol's windows over spends at now.
-func windowsOf(l *policy.Limits, spends []watermark.Spend, now time.Time) []windowJSON {
+func windowsOf(l *policy.Limits, spends []spending.Spend, now time.Time) []windowJSON {
 	w := l.Windows
-	spends = slices.SortedFunc(slices.Values(spends), func(a, b watermark.Spend) int { return a.At.Compare(b.At) })
-	u := watermark.UsageAt(spends, w, now)
+	spends = slices.SortedFunc(slices.Values(spends), func(a, b spending.Spend) int { return a.At.Compare(b.At) })
+	u := spending.UsageAt(spends, w, now)
 	frees := func(period time.Duration) string {
 		for _, s := range spends { // oldest first
 			if s.At.After(now.Add(-period)) {
@@ -48,8 +49,8 @@ func windowsOf(l *policy.Limits, spends []watermark.Spend, now time.Time) []wind
 	}
 	var out []windowJSON
 	if w.AmountPeriod > 0 {
-		out = append(out, windowJSON{Rule: "max_total", Period: w.AmountPeriod.String(), Limit: watermark.FormatTez(w.Amount) + " tez",
-			Used: watermark.FormatTez(u.Amount) + " tez", Left: watermark.FormatTez(max(w.Amount-u.Amount, 0)) + " tez", Frees: frees(w.AmountPeriod)})
+		out = append(out, windowJSON{Rule: "max_total", Period: w.AmountPeriod.String(), Limit: tezos.FormatTez(w.Amount) + " tez",
+			Used: tezos.FormatTez(u.Amount) + " tez", Left: tezos.FormatTez(max(w.Amount-u.Amount, 0)) + " tez", Frees: frees(w.AmountPeriod)})
 	}
 	if w.CountPeriod > 0 {
 		out = append(out, windowJSON{Rule: "max_operations", Period: w.CountPeriod.String(), Limit: fmt.Sprint(w.Count),
@@ -59,13 +60,17 @@ func windowsOf(l *policy.Limits, spends []watermark.Spend, now time.Time) []wind
 }
 
 // readSpends opens the configured store for reading and returns every key's spending list.
-func (g *globals) readSpends(ctx context.Context) (map[string][]watermark.Spend, *config.Config, error) {
+func (g *globals) readSpends(ctx context.Context) (map[string][]spending.Spend, *config.Config, error) {
 	store, cfg, _, err := g.loadStore(ctx, true)
 	if err != nil {
 		return nil, cfg, err
 	}
 	defer store.Close()
-	all, err := store.ListSpends(ctx)
+	sp, ok := store.(spending.Store)
+	if !ok {
+		return nil, cfg, fmt.Errorf("the %s watermark store keeps no spending windows", store.Name())
+	}
+	all, err := sp.ListSpends(ctx)
 	return all, cfg, err
 }
 
@@ -100,7 +105,7 @@ signer runs.`,
 					keys = append(keys, pkh)
 				}
 			}
-			var spends map[string][]watermark.Spend
+			var spends map[string][]spending.Spend
 			for _, pkh := range keys {
 				if cfg.Policies[pkh].Limits.Windows.Enabled() {
 					if spends, _, err = g.readSpends(cmd.Context()); err != nil {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
-	"github.com/signatory-go/signatory/internal/watermark"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 )
 
@@ -26,8 +26,8 @@ func TestLimitsShowAndDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := watermark.Windows{Amount: 1000e6, AmountPeriod: 24 * time.Hour, Count: 10, CountPeriod: time.Hour}
-	if _, err := watermark.RecordSpend(context.Background(), st, tv.K1PKH, watermark.Spend{ID: "a", At: time.Now().Add(-10 * time.Minute), Amount: 900e6}, w); err != nil {
+	w := spending.Windows{Amount: 1000e6, AmountPeriod: 24 * time.Hour, Count: 10, CountPeriod: time.Hour}
+	if _, err := spending.Record(context.Background(), st, tv.K1PKH, spending.Spend{ID: "a", At: time.Now().Add(-10 * time.Minute), Amount: 900e6}, w); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {

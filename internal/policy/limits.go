@@ -11,8 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
@@ -22,7 +22,7 @@ import (
 type Limits struct {
 	MaxAmount    *big.Int            // per transaction / origination content; nil: none
 	MaxFee       *big.Int            // per content; nil: none
-	Windows      watermark.Windows   // max_total and max_operations
+	Windows      spending.Windows    // max_total and max_operations
 	Destinations []string            // transactions only to these; nil: any
 	Delegates    []string            // delegations only to these; nil: any
 	Entrypoints  map[string][]string // KT1 → entrypoints allowed; nil: any
@@ -256,7 +256,7 @@ func (l *Limits) CheckContents(contents []request.Content) error {
 	return nil
 }
 
-// tez prints an amount of mutez (a natural, of any size) in tez, as watermark.FormatTez does.
+// tez prints an amount of mutez (a natural, of any size) in tez, as tezos.FormatTez does.
 func tez(m *big.Int) string {
 	q, r := new(big.Int).QuoRem(m, big.NewInt(1_000_000), new(big.Int))
 	if r.Sign() == 0 {
@@ -275,7 +275,7 @@ func (l *Limits) Summary() []string {
 		out = append(out, "max_fee "+tez(l.MaxFee)+" tez")
 	}
 	if l.Windows.AmountPeriod > 0 {
-		out = append(out, fmt.Sprintf("max_total %s tez per %s", watermark.FormatTez(l.Windows.Amount), l.Windows.AmountPeriod))
+		out = append(out, fmt.Sprintf("max_total %s tez per %s", tezos.FormatTez(l.Windows.Amount), l.Windows.AmountPeriod))
 	}
 	if l.Windows.CountPeriod > 0 {
 		out = append(out, fmt.Sprintf("max_operations %d per %s", l.Windows.Count, l.Windows.CountPeriod))

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/signatory-go/signatory/internal/request"
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 func TestParseTez(t *testing.T) {
@@ -36,9 +36,9 @@ func FuzzParseTez(f *testing.F) {
 		if m < 0 || m >= 1<<62 {
 			t.Fatalf("%q: %d mutez", s, m)
 		}
-		back, err := ParseTez(watermark.FormatTez(m))
+		back, err := ParseTez(tezos.FormatTez(m))
 		if err != nil || back != m {
-			t.Fatalf("%q → %d → %q → %d %v", s, m, watermark.FormatTez(m), back, err)
+			t.Fatalf("%q → %d → %q → %d %v", s, m, tezos.FormatTez(m), back, err)
 		}
 	})
 }

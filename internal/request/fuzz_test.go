@@ -31,8 +31,8 @@ func FuzzDecode(f *testing.F) {
 				}
 				continue
 			}
-			if req.Watermarked() != (req.Class() != "") {
-				t.Fatalf("watermarked=%v but class=%q", req.Watermarked(), req.Class())
+			if consensus := req.Kind == Block || req.Kind == Preattestation || req.Kind == Attestation || req.Kind == AttestationWithDAL; req.Watermarked() != consensus {
+				t.Fatalf("watermarked=%v but kind %q", req.Watermarked(), req.Kind)
 			}
 			if req.Kind == Generic && len(req.Ops) == 0 {
 				t.Fatal("generic request without operations")

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/signatory-go/signatory/internal/fault"
-	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // Kind is a request kind as named in the allow map of a policy.
@@ -83,24 +82,6 @@ func (r *Request) ChainID() string {
 		return ""
 	}
 	return r.Chain.String()
-}
-
-// Class returns the watermark class; attestation_with_dal shares attestation's class.
-func (r *Request) Class() watermark.Class {
-	switch r.Kind {
-	case Block:
-		return watermark.Block
-	case Preattestation:
-		return watermark.Preattestation
-	case Attestation, AttestationWithDAL:
-		return watermark.Attestation
-	}
-	return ""
-}
-
-// Mark returns the request's watermark.
-func (r *Request) Mark() watermark.Mark {
-	return watermark.Mark{Level: r.Level, Round: r.Round, Digest: r.Digest, HasDigest: true}
 }
 
 // OpCounts returns the number of operations of each kind (for generic requests), or {kind: 1}.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/signatory-go/signatory/internal/fault"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
-	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 func TestDecodeReferenceVectors(t *testing.T) {
@@ -104,17 +103,17 @@ func TestDigestMatchesReferenceHashes(t *testing.T) {
 func TestWatermarkClass(t *testing.T) {
 	t.Parallel()
 	d := tv.LoadDerived()
-	for name, want := range map[string]watermark.Class{
-		"attestation_with_dal_tag23": watermark.Attestation, // shares attestation's class (docs/watermarks.md)
-		"bls_attestation_tag41":      watermark.Attestation,
-		"bls_preattestation_tag40":   watermark.Preattestation,
+	for name, want := range map[string]Kind{
+		"attestation_with_dal_tag23": AttestationWithDAL, // shares attestation's watermark class (watermark.ClassOf)
+		"bls_attestation_tag41":      Attestation,
+		"bls_preattestation_tag40":   Preattestation,
 	} {
 		req, err := Decode(tv.Hex(d.DerivedPayloads[name]), VersionLatest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if req.Class() != want {
-			t.Errorf("%s: class %q, want %q", name, req.Class(), want)
+		if req.Kind != want {
+			t.Errorf("%s: kind %q, want %q", name, req.Kind, want)
 		}
 	}
 }

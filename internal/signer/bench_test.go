@@ -17,6 +17,7 @@ import (
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -151,7 +152,7 @@ func BenchmarkSignGenericLimits(b *testing.B) {
 	pkh := k.Public().Hash().String()
 	rules := &policy.Limits{MaxAmount: big.NewInt(100_000_000), MaxFee: big.NewInt(1_000_000)}
 	windows := *rules
-	windows.Windows = watermark.Windows{Amount: 1 << 60, AmountPeriod: 100 * time.Minute}
+	windows.Windows = spending.Windows{Amount: 1 << 60, AmountPeriod: 100 * time.Minute}
 	for _, c := range []struct {
 		name   string
 		limits *policy.Limits

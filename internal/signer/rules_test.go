@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
+	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/metrics"
@@ -234,5 +235,42 @@ func TestShareWithoutHistory(t *testing.T) {
 	plain := newFixture(t, tezos.BLS, "", nil)
 	if _, err := plain.sign(context.Background(), attestationAt(7)); err != nil {
 		t.Fatalf("a key that is not a share, empty store: %v", err)
+	}
+}
+
+// marksOnly is a watermark store that keeps no spending windows.
+type marksOnly struct{ watermark.Store }
+
+// TestSpendingStoreRequired: a key with spending windows needs a store of them; without one the
+// signer does not start, naming the key; keys without windows need none.
+func TestSpendingStoreRequired(t *testing.T) {
+	t.Parallel()
+	key, err := tezos.GenerateKey(tezos.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkh := key.Public().Hash().String()
+	for _, c := range []struct {
+		limits string
+		fails  bool
+	}{
+		{"limits: {max_total: {amount: 50, period: 1h}}\n", true},
+		{"limits: {max_operations: {count: 2, period: 1h}}\n", true},
+		{"limits: {max_amount: 5}\n", false},
+		{"", false},
+	} {
+		var node yaml.Node
+		if err := yaml.Unmarshal([]byte("allow: {generic: [transaction]}\n"+c.limits), &node); err != nil {
+			t.Fatal(err)
+		}
+		pol, _, err := policy.Parse(pkh, node.Content[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(t.Context(), Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("m", key)}, Store: marksOnly{wmmem.NewStore()},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policies: map[string]*policy.Policy{pkh: pol}})
+		if c.fails != (err != nil) || c.fails && !strings.Contains(err.Error(), pkh) {
+			t.Errorf("%q: %v", c.limits, err)
+		}
 	}
 }

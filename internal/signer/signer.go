@@ -34,6 +34,7 @@ import (
 	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/request"
 	"github.com/signatory-go/signatory/internal/sched"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -44,6 +45,9 @@ type Config struct {
 	Vaults   []vault.Vault
 	Policies map[string]*policy.Policy
 	Store    watermark.Store
+	// Spending keeps the spending windows of keys with limits (max_total, max_operations); nil
+	// means Store, when it keeps them too (every store of this project does).
+	Spending spending.Store
 	// AuthorizedKeys are the client public keys allowed to authenticate requests
 	// (server.authorized_keys); when empty, requests need no authentication.
 	AuthorizedKeys []crypt.PublicKey
@@ -107,6 +111,16 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Spending == nil {
+		cfg.Spending, _ = cfg.Store.(spending.Store)
+	}
+	if cfg.Spending == nil {
+		for pkh, p := range cfg.Policies {
+			if p != nil && p.Limits != nil && p.Limits.Windows.Enabled() {
+				return nil, fmt.Errorf("tezos.%s: limits max_total or max_operations need a store of spending windows, and the %s watermark store keeps none", pkh, cfg.Store.Name())
+			}
+		}
 	}
 	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
 		authLimit: tezos.MaxBase58Length, marksBusy: make(chan struct{}, 1)}
@@ -427,9 +441,9 @@ func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignReq
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", fault.Wrap(fault.Internal, err)
 	}
-	spend := watermark.Spend{ID: hex.EncodeToString(id[:]), Digest: req.Digest, At: s.cfg.Now(), Amount: policy.Amount(contents)}
-	if _, err := watermark.RecordSpend(ctx, s.cfg.Store, r.PKH, spend, w); err != nil {
-		var le *watermark.LimitError
+	spend := spending.Spend{ID: hex.EncodeToString(id[:]), Digest: req.Digest, At: s.cfg.Now(), Amount: policy.Amount(contents)}
+	if _, err := spending.Record(ctx, s.cfg.Spending, r.PKH, spend, w); err != nil {
+		var le *spending.LimitError
 		if errors.As(err, &le) {
 			return "", s.violated(r.PKH, policy.NewViolation(le.Rule, le.Error()))
 		}
@@ -461,7 +475,7 @@ func (s *Signer) refund(pkh, id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := watermark.Refund(ctx, s.cfg.Store, pkh, id); err != nil {
+	if err := spending.Refund(ctx, s.cfg.Spending, pkh, id); err != nil {
 		s.log.Error("spending window: the amount of a request that was not signed stays counted", "pkh", pkh, "err", err)
 	}
 }
@@ -500,8 +514,7 @@ func (s *Signer) countGeneric(req *request.Request) {
 // A crash at any point before step 4 completes leaves no trace of the signature outside this
 // process, and the slot as it was: a retry is safe.
 func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request, pol *policy.Policy) (crypt.Signature, error) {
-	wk := watermark.Key{Chain: req.ChainID(), PKH: r.PKH, Class: req.Class()}
-	mark := req.Mark()
+	wk, mark := slotOf(r.PKH, req)
 	unlock, err := s.slots.lock(ctx, slotKey{wk, mark.Level, mark.Round})
 	if err != nil {
 		return nil, err
@@ -556,6 +569,14 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 		return s.storedSignature(k, r, rec)
 	}
 	return sig, nil
+}
+
+// slotOf is a block's or consensus operation's watermark key and mark (watermark.ClassOf is the
+// one rule from request kind to class).
+func slotOf(pkh string, req *request.Request) (watermark.Key, watermark.Mark) {
+	class, _ := watermark.ClassOf(string(req.Kind))
+	return watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: class},
+		watermark.Mark{Level: req.Level, Round: req.Round, Digest: req.Digest, HasDigest: true}
 }
 
 // checkHistory is the rule of a threshold share (policy share_of) whose store holds no mark for

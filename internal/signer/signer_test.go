@@ -185,7 +185,8 @@ func mark(t *testing.T, msg []byte) (watermark.Key, watermark.Mark, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return watermark.Key{Chain: req.ChainID(), Class: req.Class()}, req.Mark(), req.ChainID()
+	k, m := slotOf("", req)
+	return k, m, req.ChainID()
 }
 
 // TestFaultPaths: every failing step leaves nothing behind that could let a second signature out,

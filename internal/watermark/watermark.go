@@ -167,8 +167,6 @@ type Store interface {
 	Health(ctx context.Context) error
 	// Close releases resources; pending Advance calls finish first.
 	Close() error
-	// SpendStore keeps the keys' spending windows (see spend.go), as durably as the marks.
-	SpendStore
 }
 
 // IsConflict reports whether err is a watermark refusal.

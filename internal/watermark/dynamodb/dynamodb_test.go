@@ -19,6 +19,7 @@ import (
 	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
 	wt "github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -271,11 +272,11 @@ func TestSpendConformance(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	wt.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+	wt.RunSpends(t, func(t *testing.T) spending.Store {
 		return openOn(t, newTable())
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		return openOn(t, s.(*Store).Table())
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		if err := s.(*Store).Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -316,9 +317,9 @@ func TestSpendItems(t *testing.T) {
 	ctx := context.Background()
 	k := wt.Key(0, 1, watermark.Block)
 	wt.MustAdvance(t, s, k, wt.M(1, 0, 1))
-	w := watermark.Windows{Count: 5, CountPeriod: time.Hour}
+	w := spending.Windows{Count: 5, CountPeriod: time.Hour}
 	for i := range 2 {
-		if _, err := watermark.RecordSpend(ctx, s, k.PKH, wt.SpendAt(fmt.Sprint(i), time.Now(), 7), w); err != nil {
+		if _, err := spending.Record(ctx, s, k.PKH, wt.SpendAt(fmt.Sprint(i), time.Now(), 7), w); err != nil {
 			t.Fatal(err)
 		}
 	}

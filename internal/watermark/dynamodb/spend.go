@@ -11,12 +11,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/signatory-go/signatory/internal/fault"
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/spending"
 )
 
-// The spending lists (watermark.SpendStore) are items of the same table: hash key idx
+// The spending lists (spending.Store) are items of the same table: hash key idx
 // "spending#<pkh>" (a mark's idx is "<chain>/<pkh>", and a chain id has no '#'), range key request
-// "spending", spends (the list as watermark.EncodeSpends writes it, a string) and ver (a number
+// "spending", spends (the list as spending.Encode writes it, a string) and ver (a number
 // raised by every write). A list is changed by a PutItem conditioned on ver being the one read
 // (on the item being absent for the first write), so that signers sharing the table apply their
 // spends one after another. The reference reads its items by key and never meets these.
@@ -39,11 +39,13 @@ func spendKey(pkh string) map[string]types.AttributeValue {
 	}
 }
 
-// UpdateSpends implements watermark.SpendStore: a consistent read of pkh's item, f, and a PutItem
+var _ spending.Store = (*Store)(nil)
+
+// UpdateSpends implements spending.Store: a consistent read of pkh's item, f, and a PutItem
 // of f's result conditioned on the item being absent or at the version read; a failed condition
 // reads again and calls f again over the list that won. f's error is returned as it is, nothing
 // written.
-func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) error {
+func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.Spend) ([]spending.Spend, error)) error {
 	if pkh == "" {
 		return fault.New(fault.Internal, "spending list of an empty key")
 	}
@@ -73,7 +75,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark
 			return err
 		}
 		it := spendKey(pkh)
-		it[attrSpends] = &types.AttributeValueMemberS{Value: string(watermark.EncodeSpends(next))}
+		it[attrSpends] = &types.AttributeValueMemberS{Value: string(spending.Encode(next))}
 		it[attrVersion] = &types.AttributeValueMemberN{Value: strconv.FormatInt(ver+1, 10)}
 		in := &ddb.PutItemInput{TableName: aws.String(s.table), Item: it}
 		if out.Item == nil {
@@ -100,7 +102,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark
 }
 
 // parseSpends reads a spending item: its list and version; no item is an empty list at version 0.
-func parseSpends(it map[string]types.AttributeValue) ([]watermark.Spend, int64, error) {
+func parseSpends(it map[string]types.AttributeValue) ([]spending.Spend, int64, error) {
 	if it == nil {
 		return nil, 0, nil
 	}
@@ -117,7 +119,7 @@ func parseSpends(it map[string]types.AttributeValue) ([]watermark.Spend, int64, 
 	if !ok {
 		return nil, 0, fault.New(fault.Internal, fmt.Sprintf("item %s: %s is not a string", name, attrSpends))
 	}
-	l, err := watermark.DecodeSpends([]byte(raw.Value))
+	l, err := spending.Decode([]byte(raw.Value))
 	if err != nil {
 		return nil, 0, fmt.Errorf("item %s: %w", name, err)
 	}
@@ -129,9 +131,9 @@ func isSpendItem(it map[string]types.AttributeValue) bool {
 	return strings.HasPrefix(str(it, attrIdx), spendIdxPrefix) && str(it, attrRequest) == spendRequest
 }
 
-// ListSpends implements watermark.SpendStore with a consistent Scan of the spending items.
-func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
-	out := map[string][]watermark.Spend{}
+// ListSpends implements spending.Store with a consistent Scan of the spending items.
+func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, error) {
+	out := map[string][]spending.Spend{}
 	err := s.scan(ctx, &ddb.ScanInput{
 		TableName:                 aws.String(s.table),
 		ConsistentRead:            aws.Bool(true),

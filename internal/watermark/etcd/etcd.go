@@ -27,6 +27,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -44,8 +45,8 @@ type Store struct {
 }
 
 var (
-	_ watermark.Store      = (*Store)(nil)
-	_ watermark.SpendStore = (*Store)(nil)
+	_ watermark.Store = (*Store)(nil)
+	_ spending.Store  = (*Store)(nil)
 )
 
 // New opens the store described by a watermark.config node; see Config.

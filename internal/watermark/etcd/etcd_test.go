@@ -15,6 +15,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -276,11 +277,11 @@ func TestSpendConformance(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	watermarktest.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+	watermarktest.RunSpends(t, func(t *testing.T) spending.Store {
 		return open(t, freshPrefix())
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		return open(t, s.(*Store).prefix)
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		if err := s.(*Store).Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -313,8 +314,8 @@ func TestSpendKeys(t *testing.T) {
 	ctx := context.Background()
 	k := watermarktest.Key(0, 1, watermark.Block)
 	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
-	w := watermark.Windows{Count: 5, CountPeriod: time.Hour}
-	if _, err := watermark.RecordSpend(ctx, s, k.PKH, watermarktest.SpendAt("a", time.Now(), 7), w); err != nil {
+	w := spending.Windows{Count: 5, CountPeriod: time.Hour}
+	if _, err := spending.Record(ctx, s, k.PKH, watermarktest.SpendAt("a", time.Now(), 7), w); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := s.cli.Get(ctx, prefix+"spending/"+k.PKH)
@@ -335,7 +336,7 @@ func TestSpendKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if err := s.UpdateSpends(ctx, "a/b", func(l []watermark.Spend) ([]watermark.Spend, error) { return l, nil }); fault.KindOf(err) != fault.Internal {
+	if err := s.UpdateSpends(ctx, "a/b", func(l []spending.Spend) ([]spending.Spend, error) { return l, nil }); fault.KindOf(err) != fault.Internal {
 		t.Fatalf("UpdateSpends of a key with a slash = %v", err)
 	}
 }

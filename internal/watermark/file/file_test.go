@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/backend"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/file"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -56,9 +57,9 @@ func TestConformance(t *testing.T) {
 // instances do not apply (the lock admits one process), so the concurrency check runs on one.
 func TestSpendConformance(t *testing.T) {
 	watermarktest.RunSpends(t,
-		func(t *testing.T) watermark.SpendStore { return open(t, t.TempDir()) },
+		func(t *testing.T) spending.Store { return open(t, t.TempDir()) },
 		nil,
-		func(t *testing.T, old watermark.SpendStore) watermark.SpendStore {
+		func(t *testing.T, old spending.Store) spending.Store {
 			if err := old.(*file.Store).Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}

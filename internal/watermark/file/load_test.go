@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
@@ -186,11 +187,11 @@ func TestSpendFilesEdges(t *testing.T) {
 	}
 	defer s.Close()
 	pkh, other := watermarktest.PKH(0), watermarktest.PKH(1)
-	w := watermark.Windows{Amount: 10, AmountPeriod: time.Hour}
-	if _, err := watermark.RecordSpend(ctx, s, pkh, watermark.Spend{ID: "a", Amount: 1, At: time.Now()}, w); err != nil {
+	w := spending.Windows{Amount: 10, AmountPeriod: time.Hour}
+	if _, err := spending.Record(ctx, s, pkh, spending.Spend{ID: "a", Amount: 1, At: time.Now()}, w); err != nil {
 		t.Fatal(err)
 	}
-	if err := watermark.Refund(ctx, s, pkh, "a"); err != nil {
+	if err := spending.Refund(ctx, s, pkh, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(s.spendDir(), other+".json"), 0o700); err != nil {
@@ -207,7 +208,7 @@ func TestSpendFilesEdges(t *testing.T) {
 	}
 	defer ro.Close()
 	third := watermarktest.PKH(2)
-	if _, err := watermark.RecordSpend(ctx, ro, third, watermark.Spend{ID: "b", Amount: 1, At: time.Now()}, w); err == nil {
+	if _, err := spending.Record(ctx, ro, third, spending.Spend{ID: "b", Amount: 1, At: time.Now()}, w); err == nil {
 		t.Fatal("a read-only store recorded a spend")
 	}
 	if _, err := os.Stat(filepath.Join(s.spendDir(), third+".json")); !os.IsNotExist(err) {

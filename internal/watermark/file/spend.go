@@ -14,7 +14,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/fault"
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/spending"
 )
 
 // SpendDirName holds the keys' spending lists, beside watermark_v2: <base_dir>/spending/<pkh>.json,
@@ -22,12 +22,12 @@ import (
 // The watermark lock covers it: one process at a time.
 const SpendDirName = "spending"
 
-var _ watermark.SpendStore = (*Store)(nil)
+var _ spending.Store = (*Store)(nil)
 
 type spendSlot struct {
 	mu     sync.Mutex
 	loaded bool
-	list   []watermark.Spend
+	list   []spending.Spend
 }
 
 func (s *Store) spendDir() string { return filepath.Join(filepath.Dir(s.dir), SpendDirName) }
@@ -40,8 +40,8 @@ func (s *Store) spendPath(pkh string) (string, error) {
 	return filepath.Join(s.spendDir(), pkh+".json"), nil
 }
 
-// UpdateSpends implements watermark.SpendStore.
-func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) error {
+// UpdateSpends implements spending.Store.
+func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.Spend) ([]spending.Spend, error)) error {
 	if err := ctx.Err(); err != nil {
 		return fault.Wrap(fault.Unavailable, err)
 	}
@@ -65,21 +65,21 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark
 		}
 		sl.list, sl.loaded = list, true
 	}
-	next, err := f(append([]watermark.Spend(nil), sl.list...))
+	next, err := f(append([]spending.Spend(nil), sl.list...))
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(s.spendDir(), 0o700); err != nil {
 		return fault.Wrap(fault.Internal, err)
 	}
-	if err := durable.WriteBytes(path, ".spend-tmp-", watermark.EncodeSpends(next)); err != nil {
+	if err := durable.WriteBytes(path, ".spend-tmp-", spending.Encode(next)); err != nil {
 		return fault.Wrap(fault.Internal, fmt.Errorf("spending list %s: %w", path, err))
 	}
 	sl.list = next
 	return nil
 }
 
-func readSpends(path string) ([]watermark.Spend, error) {
+func readSpends(path string) ([]spending.Spend, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -87,27 +87,27 @@ func readSpends(path string) ([]watermark.Spend, error) {
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, err)
 	}
-	list, err := watermark.DecodeSpends(data)
+	list, err := spending.Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return list, nil
 }
 
-// ListSpends implements watermark.SpendStore: from the files, so that a read-only store (limits
+// ListSpends implements spending.Store: from the files, so that a read-only store (limits
 // show while the daemon runs) sees what the daemon wrote.
-func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
+func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err)
 	}
 	entries, err := os.ReadDir(s.spendDir())
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string][]watermark.Spend{}, nil
+		return map[string][]spending.Spend{}, nil
 	}
 	if err != nil {
 		return nil, fault.Wrap(fault.Internal, err)
 	}
-	out := map[string][]watermark.Spend{}
+	out := map[string][]spending.Spend{}
 	for _, e := range entries {
 		pkh, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || e.IsDir() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 	"gopkg.in/yaml.v3"
@@ -22,7 +23,7 @@ type Store struct {
 	closed atomic.Bool
 
 	spendMu sync.Mutex
-	spends  map[string][]watermark.Spend // pkh → spending list
+	spends  map[string][]spending.Spend // pkh → spending list
 }
 
 type slot struct {
@@ -32,8 +33,8 @@ type slot struct {
 }
 
 var (
-	_ watermark.Store      = (*Store)(nil)
-	_ watermark.SpendStore = (*Store)(nil)
+	_ watermark.Store = (*Store)(nil)
+	_ spending.Store  = (*Store)(nil)
 )
 
 // Driver is the name of this backend in the config's watermark.driver.
@@ -138,8 +139,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// UpdateSpends implements watermark.SpendStore.
-func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) error {
+var _ spending.Store = (*Store)(nil)
+
+// UpdateSpends implements spending.Store.
+func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.Spend) ([]spending.Spend, error)) error {
 	if err := ctx.Err(); err != nil {
 		return fault.Wrap(fault.Unavailable, err)
 	}
@@ -153,20 +156,20 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark
 		return err
 	}
 	if s.spends == nil {
-		s.spends = map[string][]watermark.Spend{}
+		s.spends = map[string][]spending.Spend{}
 	}
 	s.spends[pkh] = next
 	return nil
 }
 
-// ListSpends implements watermark.SpendStore.
-func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
+// ListSpends implements spending.Store.
+func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err)
 	}
 	s.spendMu.Lock()
 	defer s.spendMu.Unlock()
-	out := make(map[string][]watermark.Spend, len(s.spends))
+	out := make(map[string][]spending.Spend, len(s.spends))
 	for k, v := range s.spends {
 		if len(v) > 0 {
 			out[k] = slices.Clone(v)

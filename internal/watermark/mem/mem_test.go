@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/mem"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -16,8 +17,8 @@ func TestConformance(t *testing.T) {
 }
 
 func TestSpendConformance(t *testing.T) {
-	watermarktest.RunSpends(t, func(*testing.T) watermark.SpendStore { return mem.NewStore() },
-		func(_ *testing.T, s watermark.SpendStore) watermark.SpendStore { return s }, nil)
+	watermarktest.RunSpends(t, func(*testing.T) spending.Store { return mem.NewStore() },
+		func(_ *testing.T, s spending.Store) spending.Store { return s }, nil)
 }
 
 func TestName(t *testing.T) {

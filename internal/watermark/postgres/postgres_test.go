@@ -15,6 +15,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/postgres/postgrestest"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -162,8 +163,8 @@ func TestMigration(t *testing.T) {
 	limited := openStore(t, strings.Replace(pg.DSN, "//test@", "//limited@", 1), table)
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
 	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(2, 0, 1))
-	if _, err := watermark.RecordSpend(ctx, limited, watermarktest.PKH(0), watermarktest.SpendAt("l", time.Now(), 1),
-		watermark.Windows{Amount: 10, AmountPeriod: time.Hour}); err != nil {
+	if _, err := spending.Record(ctx, limited, watermarktest.PKH(0), watermarktest.SpendAt("l", time.Now(), 1),
+		spending.Windows{Amount: 10, AmountPeriod: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	limited.Close()
@@ -318,12 +319,12 @@ func TestSpendConformance(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	tableOf := func(s watermark.SpendStore) string { return strings.Trim(s.(*Store).table, `"`) }
-	watermarktest.RunSpends(t, func(t *testing.T) watermark.SpendStore {
+	tableOf := func(s spending.Store) string { return strings.Trim(s.(*Store).table, `"`) }
+	watermarktest.RunSpends(t, func(t *testing.T) spending.Store {
 		return open(t, freshTable())
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		return open(t, tableOf(s))
-	}, func(t *testing.T, s watermark.SpendStore) watermark.SpendStore {
+	}, func(t *testing.T, s spending.Store) spending.Store {
 		if err := s.(*Store).Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +397,7 @@ func TestSpendingMigration(t *testing.T) {
 		k.Chain, k.PKH, string(k.Class), d[:]); err != nil {
 		t.Fatal(err)
 	}
-	w := watermark.Windows{Count: 1, CountPeriod: time.Hour}
+	w := spending.Windows{Count: 1, CountPeriod: time.Hour}
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 2 {
 		s := openStore(t, pg.DSN, table)
@@ -405,7 +406,7 @@ func TestSpendingMigration(t *testing.T) {
 			t.Fatalf("schema version = %d, %v; want %d = 3", v, err, SchemaVersion)
 		}
 		watermarktest.MustRefuse(t, s, k, watermarktest.M(5, 0, 2))
-		_, err := watermark.RecordSpend(ctx, s, k.PKH, watermarktest.SpendAt(fmt.Sprint(i), at, 0), w)
+		_, err := spending.Record(ctx, s, k.PKH, watermarktest.SpendAt(fmt.Sprint(i), at, 0), w)
 		if (i == 0) != (err == nil) {
 			t.Fatalf("start %d: RecordSpend = %v", i, err)
 		}

@@ -41,8 +41,8 @@ var migrations = []string{
 	CREATE TRIGGER clear_stale_signature BEFORE UPDATE ON %[1]s FOR EACH ROW
 		WHEN ((NEW.level, NEW.round, NEW.digest) IS DISTINCT FROM (OLD.level, OLD.round, OLD.digest))
 		EXECUTE FUNCTION %[2]s()`,
-	// 3: the spending lists (watermark.SpendStore): one row per key with a spending policy, its
-	// list as watermark.EncodeSpends writes it (a JSON array). A database of version 2, with the
+	// 3: the spending lists (spending.Store): one row per key with a spending policy, its
+	// list as spending.Encode writes it (a JSON array). A database of version 2, with the
 	// watermark table only, gets it on the first start of this version; signers of version 2
 	// still running never touch it.
 	`CREATE TABLE %[3]s (

@@ -6,11 +6,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/signatory-go/signatory/internal/fault"
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/spending"
 )
 
-// The spending lists (watermark.SpendStore) are kept in <table>_spending (schema version 3): one
-// row per key, its list as watermark.EncodeSpends writes it. A list is changed as a mark is
+// The spending lists (spending.Store) are kept in <table>_spending (schema version 3): one
+// row per key, its list as spending.Encode writes it. A list is changed as a mark is
 // advanced: in one READ COMMITTED transaction under the row's lock, so that signers sharing the
 // database apply their spends one after another.
 
@@ -21,13 +21,15 @@ func (s *Store) spendStatements(table string) {
 	s.spendList = "SELECT pkh, spends::text FROM " + table
 }
 
-// UpdateSpends implements watermark.SpendStore: in one transaction it inserts pkh's row if it is
+var _ spending.Store = (*Store)(nil)
+
+// UpdateSpends implements spending.Store: in one transaction it inserts pkh's row if it is
 // missing (an empty list), locks it with SELECT … FOR UPDATE, calls f with the list and writes
 // f's result and commits, or rolls back when f fails and returns f's error as it is. A
 // connection-level failure is retried like Advance's: f is then called again on the list as
 // stored, which holds the first try's result if its COMMIT did reach the database, and
-// watermark.ApplySpend does not count the same bytes twice, nor does Refund remove twice.
-func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) error {
+// spending.ApplySpend does not count the same bytes twice, nor does Refund remove twice.
+func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.Spend) ([]spending.Spend, error)) error {
 	if pkh == "" {
 		return fault.New(fault.Internal, "spending list of an empty key")
 	}
@@ -62,7 +64,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]watermark
 // updateSpendsOnce runs the transaction in two round trips, as advanceOnce does: BEGIN, INSERT and
 // SELECT … FOR UPDATE, then UPDATE and COMMIT (or ROLLBACK alone). ferr is f's refusal, err a
 // failure of the store.
-func (s *Store) updateSpendsOnce(ctx context.Context, pkh string, f func([]watermark.Spend) ([]watermark.Spend, error)) (ferr, err error) {
+func (s *Store) updateSpendsOnce(ctx context.Context, pkh string, f func([]spending.Spend) ([]spending.Spend, error)) (ferr, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -88,7 +90,7 @@ func (s *Store) updateSpendsOnce(ctx context.Context, pkh string, f func([]water
 	if err != nil {
 		return nil, err // the connection, still in the transaction, is destroyed on release
 	}
-	old, err := watermark.DecodeSpends([]byte(raw))
+	old, err := spending.Decode([]byte(raw))
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +98,11 @@ func (s *Store) updateSpendsOnce(ctx context.Context, pkh string, f func([]water
 	if ferr != nil {
 		return ferr, finish(ctx, c, "ROLLBACK")
 	}
-	return nil, updateAndCommit(ctx, c, s.spendUpdate, pkh, string(watermark.EncodeSpends(next)))
+	return nil, updateAndCommit(ctx, c, s.spendUpdate, pkh, string(spending.Encode(next)))
 }
 
-// ListSpends implements watermark.SpendStore: every row with a non-empty list.
-func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, error) {
+// ListSpends implements spending.Store: every row with a non-empty list.
+func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err)
 	}
@@ -112,13 +114,13 @@ func (s *Store) ListSpends(ctx context.Context) (map[string][]watermark.Spend, e
 		return nil, s.fail("list spending lists", err)
 	}
 	defer rows.Close()
-	out := map[string][]watermark.Spend{}
+	out := map[string][]spending.Spend{}
 	for rows.Next() {
 		var pkh, raw string
 		if err := rows.Scan(&pkh, &raw); err != nil {
 			return nil, s.fail("list spending lists", err)
 		}
-		l, err := watermark.DecodeSpends([]byte(raw))
+		l, err := spending.Decode([]byte(raw))
 		if err != nil {
 			return nil, s.fail("spending list of "+pkh, err)
 		}

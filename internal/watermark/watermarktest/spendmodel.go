@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/spending"
 )
 
-// spendModel is a plain restatement of the spending rule, independent of watermark.ApplySpend:
+// spendModel is a plain restatement of the spending rule, independent of spending.ApplySpend:
 // per key, groups of identical requests (one digest), each with the ids of the requests it holds,
 // the time of the latest of them and the amount counted once.
 type spendModel struct {
-	w      watermark.Windows
+	w      spending.Windows
 	groups []modelGroup
 }
 
@@ -55,7 +55,7 @@ func (m *spendModel) record(id string, digest [32]byte, at time.Time, amount int
 	for i, g := range live {
 		if g.digest == digest && (m.w.AmountPeriod == 0 || inWindow(g.at, at, m.w.AmountPeriod)) &&
 			(m.w.CountPeriod == 0 || inWindow(g.at, at, m.w.CountPeriod)) {
-			if len(g.ids) >= watermark.MaxCopies {
+			if len(g.ids) >= spending.MaxCopies {
 				return "window_full", false
 			}
 			live[i].ids = append(slices.Clone(g.ids), id)
@@ -97,7 +97,7 @@ func (m *spendModel) entries() []string {
 	return out
 }
 
-func storedEntries(list []watermark.Spend) []string {
+func storedEntries(list []spending.Spend) []string {
 	var out []string
 	for _, s := range list {
 		out = append(out, entryString(s.Digest, s.At, s.Amount, append([]string{s.ID}, s.Also...)))
@@ -130,12 +130,12 @@ type modelRequest struct {
 // stored list with spendModel's and checks the invariants: the amount and the number of requests
 // counted in any window are within the limits, and every signed request is still held by an entry
 // that counts it.
-func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, shared []watermark.SpendStore,
-	reopen func(t *testing.T, s watermark.SpendStore) watermark.SpendStore) {
+func SpendModel(t *testing.T, seed uint64, steps int, s spending.Store, shared []spending.Store,
+	reopen func(t *testing.T, s spending.Store) spending.Store) {
 	t.Helper()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
-	windows := []watermark.Windows{
+	windows := []spending.Windows{
 		{Amount: Tez(100), AmountPeriod: time.Hour, Count: 6, CountPeriod: 10 * time.Minute},
 		{Amount: Tez(50), AmountPeriod: 30 * time.Minute},
 		{Count: 4, CountPeriod: 20 * time.Minute},
@@ -145,7 +145,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 		models[i] = &spendModel{w: w}
 	}
 	keys := []string{PKH(11), PKH(12), PKH(13)}
-	instances := append([]watermark.SpendStore{s}, shared...)
+	instances := append([]spending.Store{s}, shared...)
 	now := spendEpoch
 	var reqs []*modelRequest
 	var log []string
@@ -172,21 +172,21 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				prev := same[r.IntN(len(same))]
 				req.digest, req.amount = prev.digest, prev.amount
 			}
-			spend := watermark.Spend{ID: req.id, Digest: req.digest, At: req.at, Amount: req.amount}
+			spend := spending.Spend{ID: req.id, Digest: req.digest, At: req.at, Amount: req.amount}
 			if r.IntN(10) == 0 { // the client is gone before the record: nothing is recorded
 				cctx, cancel := context.WithCancel(ctx)
 				cancel()
-				_, err := watermark.RecordSpend(cctx, inst, keys[k], spend, windows[k])
+				_, err := spending.Record(cctx, inst, keys[k], spend, windows[k])
 				log = append(log, fmt.Sprintf("%s: %s %x %d mutez, client gone: %v", keys[k], req.id, req.digest[:2], req.amount, err))
-				if err == nil || errors.Is(err, watermark.ErrOverLimit) {
+				if err == nil || errors.Is(err, spending.ErrOverLimit) {
 					fail("a request whose client is gone: %v, want its context's error", err)
 				}
 				break
 			}
 			want, joined := models[k].record(req.id, req.digest, req.at, req.amount)
-			_, err := watermark.RecordSpend(ctx, inst, keys[k], spend, windows[k])
+			_, err := spending.Record(ctx, inst, keys[k], spend, windows[k])
 			log = append(log, fmt.Sprintf("%s: %s %x %d mutez at %s: %v (model: %q)", keys[k], req.id, req.digest[:2], req.amount, now.Sub(spendEpoch), err, want))
-			var le *watermark.LimitError
+			var le *spending.LimitError
 			switch {
 			case want == "" && err != nil:
 				fail("admitted by the model, refused by the store: %v", err)
@@ -225,7 +225,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				}
 			}
 			models[q.key].refund(q.id)
-			err := watermark.Refund(ctx, inst, keys[q.key], q.id)
+			err := spending.Refund(ctx, inst, keys[q.key], q.id)
 			log = append(log, fmt.Sprintf("%s: %s refunded: %v", keys[q.key], q.id, err))
 			if err != nil {
 				fail("refund: %v", err)
@@ -252,7 +252,7 @@ func SpendModel(t *testing.T, seed uint64, steps int, s watermark.SpendStore, sh
 				fail("%s: stored %v, model %v", pkh, got, want)
 			}
 			w := windows[k]
-			u := watermark.UsageAt(all[pkh], w, now)
+			u := spending.UsageAt(all[pkh], w, now)
 			if w.AmountPeriod > 0 && u.Amount > w.Amount || w.CountPeriod > 0 && u.Count > w.Count {
 				fail("%s: %+v counted in the windows %+v", pkh, u, w)
 			}

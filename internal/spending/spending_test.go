@@ -1,4 +1,4 @@
-package watermark
+package spending
 
 import (
 	"errors"
@@ -54,16 +54,8 @@ func TestApplySpendBounded(t *testing.T) {
 	}
 }
 
-func TestFormatTez(t *testing.T) {
-	for m, want := range map[int64]string{0: "0", 1: "0.000001", 500000: "0.5", 1_000_000_001: "1000.000001", -1_500_000: "-1.5"} {
-		if got := FormatTez(m); got != want {
-			t.Errorf("%d: %q, want %q", m, got, want)
-		}
-	}
-}
-
 // TestEncodedLen: encodedLen, which ApplySpend's byte bound uses, is exactly the length of
-// EncodeSpends, for ids that JSON must escape too (each such character alone, where quotedLen's
+// Encode, for ids that JSON must escape too (each such character alone, where quotedLen's
 // fast path would miss it), including U+2028, U+2029 and invalid UTF-8.
 func TestEncodedLen(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
@@ -80,8 +72,8 @@ func TestEncodedLen(t *testing.T) {
 			}
 			list = append(list, s)
 		}
-		if got, want := encodedLen(list), len(EncodeSpends(list)); got != want {
-			t.Fatalf("%d entries: encodedLen %d, EncodeSpends %d bytes", n, got, want)
+		if got, want := encodedLen(list), len(Encode(list)); got != want {
+			t.Fatalf("%d entries: encodedLen %d, Encode %d bytes", n, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package watermark
+package spending
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 // Spending windows. A key with a spending policy (`limits:` with max_total or max_operations) has,
@@ -98,7 +99,7 @@ type LimitError struct {
 func (e *LimitError) Error() string {
 	switch e.Rule {
 	case "max_total":
-		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", FormatTez(e.Value), e.Period, FormatTez(e.Limit))
+		return fmt.Sprintf("spending limit max_total: %s tez in %s would exceed the limit of %s tez", tezos.FormatTez(e.Value), e.Period, tezos.FormatTez(e.Limit))
 	case "window_full":
 		switch {
 		case e.bytes:
@@ -109,23 +110,6 @@ func (e *LimitError) Error() string {
 		return fmt.Sprintf("spending window full: %d requests kept would exceed the %d this signer keeps per key (a request is kept twice the longest window and an hour); set max_operations lower or a shorter period", e.Value, e.Limit)
 	}
 	return fmt.Sprintf("spending limit max_operations: %d operations in %s would exceed the limit of %d", e.Value, e.Period, e.Limit)
-}
-
-// FormatTez writes mutez as tez with up to six decimals ("30", "0.5", "1000.000001").
-func FormatTez(mutez int64) string {
-	sign := ""
-	if mutez < 0 {
-		sign, mutez = "-", -mutez
-	}
-	s := fmt.Sprintf("%s%d", sign, mutez/1_000_000)
-	if frac := mutez % 1_000_000; frac != 0 {
-		f := fmt.Sprintf("%06d", frac)
-		for f[len(f)-1] == '0' {
-			f = f[:len(f)-1]
-		}
-		s += "." + f
-	}
-	return s
 }
 
 // ErrOverLimit matches every *LimitError under errors.Is.
@@ -214,10 +198,10 @@ func sat(a, b int64) int64 {
 	return a + b
 }
 
-// SpendStore is implemented by every watermark store: each key's spending list, updated
+// Store is implemented by every watermark store: each key's spending list, updated
 // atomically (one writer per key in a process, a compare-and-swap in a shared store) and durably
 // (as durable as the store's watermarks) before UpdateSpends returns.
-type SpendStore interface {
+type Store interface {
 	// UpdateSpends reads pkh's list, calls f with it and stores f's result; when f returns an
 	// error nothing is stored and that error is returned. In a shared store f may be called
 	// again after a concurrent change.
@@ -226,11 +210,11 @@ type SpendStore interface {
 	ListSpends(ctx context.Context) (map[string][]Spend, error)
 }
 
-// RecordSpend adds s to pkh's list in st under w (ApplySpend), and returns the usage of the
+// Record adds s to pkh's list in st under w (ApplySpend), and returns the usage of the
 // windows after it. A refusal is a *LimitError (fault kind Forbidden when wrapped by the signer).
 // When ctx ends before the list is updated (a client that hung up while queued on the key's
 // list), nothing is recorded and ctx's error is returned.
-func RecordSpend(ctx context.Context, st SpendStore, pkh string, s Spend, w Windows) (Usage, error) {
+func Record(ctx context.Context, st Store, pkh string, s Spend, w Windows) (Usage, error) {
 	var u Usage
 	err := st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
 		if err := ctx.Err(); err != nil {
@@ -245,7 +229,7 @@ func RecordSpend(ctx context.Context, st SpendStore, pkh string, s Spend, w Wind
 
 // Refund takes request id out of pkh's list (it was not signed): its entry leaves the list unless
 // an identical request counted by the same entry (Also) may still have been signed.
-func Refund(ctx context.Context, st SpendStore, pkh, id string) error {
+func Refund(ctx context.Context, st Store, pkh, id string) error {
 	return st.UpdateSpends(ctx, pkh, func(old []Spend) ([]Spend, error) {
 		return refund(old, id), nil
 	})
@@ -276,7 +260,7 @@ type spendJSON struct {
 	Also   []string `json:"also,omitempty"`
 }
 
-// encodedLen is len(EncodeSpends(spends)), counted without encoding (ApplySpend checks it at
+// encodedLen is len(Encode(spends)), counted without encoding (ApplySpend checks it at
 // every request; the stores then encode once). TestEncodedLen holds the two together.
 func encodedLen(spends []Spend) int {
 	n := 2 // [ ]
@@ -308,8 +292,8 @@ func quotedLen(s string) int {
 	return len(s) + 2
 }
 
-// EncodeSpends is the stored form of a list, for stores that keep it as one value.
-func EncodeSpends(spends []Spend) []byte {
+// Encode is the stored form of a list, for stores that keep it as one value.
+func Encode(spends []Spend) []byte {
 	out := make([]spendJSON, len(spends))
 	for i, s := range spends {
 		out[i] = spendJSON{ID: s.ID, Digest: hex.EncodeToString(s.Digest[:]), At: s.At.UnixNano(), Amount: s.Amount, Also: s.Also}
@@ -318,8 +302,8 @@ func EncodeSpends(spends []Spend) []byte {
 	return b
 }
 
-// DecodeSpends reads EncodeSpends' form; an empty value is an empty list.
-func DecodeSpends(b []byte) ([]Spend, error) {
+// Decode reads Encode' form; an empty value is an empty list.
+func Decode(b []byte) ([]Spend, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
