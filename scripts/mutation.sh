@@ -28,7 +28,7 @@ mutant=$PWD/.mutation/mutant
 
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-  pkgs=(internal/policy internal/request internal/watermark internal/watermark/file internal/signer)
+  pkgs=(internal/policy internal/request internal/watermark internal/spending internal/watermark/file internal/signer)
 fi
 
 # runs <seconds> <packages...>: 0 when their tests pass within the time (the mutant lives), 1 when
