@@ -6,6 +6,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 )
@@ -40,11 +41,11 @@ this works while the daemon runs.`,
 				return err
 			}
 			ctx := cmd.Context()
-			vaults, err := openVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log}, log)
+			vaults, err := daemon.OpenVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log}, log)
 			if err != nil {
 				return err
 			}
-			defer closeVaults(vaults, log)
+			defer daemon.CloseVaults(vaults, log)
 			for _, v := range vaults {
 				keys, err := v.List(ctx)
 				if err != nil {

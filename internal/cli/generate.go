@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -19,7 +20,7 @@ func (g *globals) aimedVault(ctx context.Context, name string) (vault.Vault, map
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := openVault(ctx, cfg, name, vault.Env{BaseDir: cfg.BaseDir, Create: true, Logger: log})
+	v, err := daemon.OpenVault(ctx, cfg, name, vault.Env{BaseDir: cfg.BaseDir, Create: true, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

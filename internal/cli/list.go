@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -75,11 +76,12 @@ func newList(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, _, err := g.service(cmd.Context(), cfg, log, metrics.New(Version))
+			d, err := daemon.Open(cmd.Context(), cfg, log, metrics.New(Version))
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
+			defer d.Close()
+			svc := d.Signer
 			var out []keyJSON
 			for _, k := range svc.Keys() {
 				out = append(out, describe(k.PKH, k.PublicKey.String(), k.Curve, k.Vault, k.Driver, k.Ref, k.Policy))

@@ -10,18 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
 
-	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/config"
-	"github.com/signatory-go/signatory/internal/metrics"
-	"github.com/signatory-go/signatory/internal/policyhook"
-	"github.com/signatory-go/signatory/internal/signer"
-	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/vault"
+	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -67,73 +60,6 @@ func (g *globals) load() (*config.Config, *slog.Logger, error) {
 		log.Warn(w)
 	}
 	return cfg, log, nil
-}
-
-// service builds a signer over every configured vault and the configured watermark store. When a
-// step fails, what the earlier steps opened is closed before the error is returned.
-func (g *globals) service(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (_ *signer.Signer, _ []vault.Vault, err error) {
-	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("base directory: %w", err)
-	}
-	var auth []crypt.PublicKey
-	for _, s := range cfg.Server.AuthorizedKeys {
-		pub, err := tezos.ParsePublicKey(s)
-		if err != nil {
-			return nil, nil, err
-		}
-		auth = append(auth, pub)
-	}
-	var hook *policyhook.Hook
-	if h := cfg.PolicyHook; h != nil {
-		hook = &policyhook.Hook{Address: h.Address, Timeout: time.Duration(h.Timeout)}
-		for _, k := range h.AuthorizedKeys {
-			pub, err := tezos.ParsePublicKey(k)
-			if err != nil {
-				return nil, nil, err
-			}
-			hook.Keys = append(hook.Keys, pub)
-		}
-	}
-	vaults, err := openVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log, Registerer: m.Registry}, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	var (
-		store   watermark.Store
-		journal *audit.Journal
-	)
-	defer func() {
-		if err == nil {
-			return
-		}
-		closeVaults(vaults, log)
-		if store != nil {
-			if cerr := store.Close(); cerr != nil {
-				log.Error("closing watermark store", "err", cerr)
-			}
-		}
-		if journal != nil {
-			if cerr := journal.Close(); cerr != nil {
-				log.Error("closing audit journal", "err", cerr)
-			}
-		}
-	}()
-	st, err := openWatermark(ctx, cfg, log, false)
-	if err != nil {
-		return nil, nil, err // st may be a nil pointer in a non-nil interface: never closed
-	}
-	store = st
-	if cfg.Audit != nil {
-		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
-			return nil, nil, err
-		}
-	}
-	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
-		AuthorizedKeys: auth, Audit: journal, Hook: hook, Metrics: m, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, vaults, nil
 }
 
 func (g *globals) printJSON(v any) error {
@@ -185,6 +111,6 @@ func (g *globals) loadStore(ctx context.Context, readOnly bool) (watermark.Store
 	if err != nil {
 		return nil, nil, log, err
 	}
-	store, err := openWatermark(ctx, cfg, log, readOnly)
+	store, err := daemon.OpenWatermark(ctx, cfg, log, readOnly)
 	return store, cfg, log, err
 }

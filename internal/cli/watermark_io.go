@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -224,7 +225,7 @@ not shared between processes, and a running signer would overwrite the imported 
 // raise imports entries into the configured store (only ever raising: interchange.Import) and
 // prints the report: watermark import, watermark floor and threshold marks.
 func (g *globals) raise(ctx context.Context, cfg *config.Config, log *slog.Logger, entries []watermark.Entry, dryRun bool) error {
-	store, err := openWatermark(ctx, cfg, log, false)
+	store, err := daemon.OpenWatermark(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}

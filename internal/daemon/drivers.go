@@ -1,4 +1,4 @@
-package cli
+package daemon
 
 import (
 	"context"
@@ -32,9 +32,9 @@ import (
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
-// vaultDrivers is the one table of vault backends: driver name → constructor. Every constructor
+// VaultDrivers is the one table of vault backends: driver name → constructor. Every constructor
 // has the same shape (vault.Constructor).
-var vaultDrivers = map[string]vault.Constructor{
+var VaultDrivers = map[string]vault.Constructor{
 	vaultfile.Driver:      vaultfile.New,
 	vaultmem.Driver:       vaultmem.New,
 	vaultawskms.Driver:    vaultawskms.New,
@@ -46,8 +46,8 @@ var vaultDrivers = map[string]vault.Constructor{
 	vaultthreshold.Driver: vaultthreshold.New,
 }
 
-// watermarkDrivers is the one table of watermark backends, of the same shape.
-var watermarkDrivers = map[string]watermark.Constructor{
+// WatermarkDrivers is the one table of watermark backends, of the same shape.
+var WatermarkDrivers = map[string]watermark.Constructor{
 	wmfile.Driver:          wmfile.New,
 	wmmem.Driver:           wmmem.New,
 	wmpostgres.Driver:      wmpostgres.New,
@@ -56,12 +56,12 @@ var watermarkDrivers = map[string]watermark.Constructor{
 	wmdynamodb.DriverAlias: wmdynamodb.New,
 }
 
-// openVaults builds every configured vault. As in the reference, a vault that fails to open (a
+// OpenVaults builds every configured vault. As in the reference, a vault that fails to open (a
 // wrong password, an unreachable service) is logged and skipped. A config mistake — an unknown
 // driver name, an unknown key in a driver's config, a required setting missing — stops start-up
 // instead: it will not fix itself, and the operator would believe a setting applies that does
 // not. The vaults already opened are closed then, as they are when ctx is cancelled.
-func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) (out []vault.Vault, err error) {
+func OpenVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) (out []vault.Vault, err error) {
 	keys := &vaultKeys{}
 	env.SignWith = keys.signWith
 	defer func() { keys.set(out) }()
@@ -72,19 +72,19 @@ func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slo
 	sort.Strings(names)
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
-			closeVaults(out, log)
+			CloseVaults(out, log)
 			return nil, err
 		}
 		b := cfg.Vaults[name]
-		ctor, ok := vaultDrivers[b.Driver]
+		ctor, ok := VaultDrivers[b.Driver]
 		if !ok {
-			closeVaults(out, log)
-			return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(vaultDrivers), ", "))
+			CloseVaults(out, log)
+			return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(VaultDrivers), ", "))
 		}
 		v, err := ctor(ctx, name, &b.Config, env)
 		if err != nil {
 			if yamlstrict.IsConfigError(err) || errors.Is(err, context.Canceled) && ctx.Err() != nil {
-				closeVaults(out, log)
+				CloseVaults(out, log)
 				return nil, fmt.Errorf("vaults.%s.config: %w", name, err)
 			}
 			log.Error("vault skipped", "vault", name, "err", err)
@@ -161,8 +161,8 @@ func (k *vaultKeys) signWith(ctx context.Context, pkh string, message []byte) (s
 	return tezos.SignatureString(sig), nil
 }
 
-// closeVaults closes vaults opened before a failed start-up step, logging what fails to close.
-func closeVaults(vs []vault.Vault, log *slog.Logger) {
+// CloseVaults closes vaults opened before a failed start-up step, logging what fails to close.
+func CloseVaults(vs []vault.Vault, log *slog.Logger) {
 	for _, v := range vs {
 		if err := v.Close(); err != nil {
 			log.Error("closing vault", "vault", v.Name(), "err", err)
@@ -179,26 +179,26 @@ func driverNames[T any](table map[string]T) []string {
 	return names
 }
 
-// openVault opens one vault by name (generate, import): here any failure is the command's error.
-func openVault(ctx context.Context, cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {
+// OpenVault opens one vault by name (generate, import): here any failure is the command's error.
+func OpenVault(ctx context.Context, cfg *config.Config, name string, env vault.Env) (vault.Vault, error) {
 	b, ok := cfg.Vaults[name]
 	if !ok {
 		return nil, fmt.Errorf("no vault named %q in the config", name)
 	}
-	ctor, ok := vaultDrivers[b.Driver]
+	ctor, ok := VaultDrivers[b.Driver]
 	if !ok {
-		return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(vaultDrivers), ", "))
+		return nil, fmt.Errorf("vaults.%s: unknown vault driver %q (known: %s)", name, b.Driver, strings.Join(driverNames(VaultDrivers), ", "))
 	}
 	return ctor(ctx, name, &b.Config, env)
 }
 
-// openWatermark opens the configured watermark store. With readOnly, the store is opened for
+// OpenWatermark opens the configured watermark store. With readOnly, the store is opened for
 // reading only: the file store then takes no lock, so `watermark show` works while the daemon
 // runs; other stores open as usual.
-func openWatermark(ctx context.Context, cfg *config.Config, log *slog.Logger, readOnly bool) (watermark.Store, error) {
-	ctor, ok := watermarkDrivers[cfg.Watermark.Driver]
+func OpenWatermark(ctx context.Context, cfg *config.Config, log *slog.Logger, readOnly bool) (watermark.Store, error) {
+	ctor, ok := WatermarkDrivers[cfg.Watermark.Driver]
 	if !ok {
-		return nil, fmt.Errorf("watermark: unknown watermark driver %q (known: %s)", cfg.Watermark.Driver, strings.Join(driverNames(watermarkDrivers), ", "))
+		return nil, fmt.Errorf("watermark: unknown watermark driver %q (known: %s)", cfg.Watermark.Driver, strings.Join(driverNames(WatermarkDrivers), ", "))
 	}
 	return ctor(ctx, "watermark", &cfg.Watermark.Config, vault.Env{BaseDir: cfg.BaseDir, Logger: log, ReadOnly: readOnly})
 }
