@@ -45,15 +45,20 @@ func (k Kind) Status() int {
 	}
 }
 
-// Error is an error with a Kind. Msg is safe to show to a client.
+// Error is an error with a Kind. A client error's (4xx) Msg is what the client is told; a server
+// error's (5xx) Msg and Err go to the log only, and the client is told Client.
 type Error struct {
 	Kind Kind
 	Msg  string
 	Err  error // optional cause, for logs; never shown to clients unless Msg is empty
-	// Public marks Msg as safe to show a client even for a server error (5xx): it names no
-	// path, host or backend's own words. Without it, a 5xx answer carries only the kind of
-	// failure and the request id.
-	Public bool
+	// Client is what a client is told of a server error (5xx): it names no path, host or
+	// backend's own words. Empty: the kind of failure only, and the request id.
+	Client string
+}
+
+// Safe returns a server error of kind k that tells the client msg and keeps cause for the log.
+func Safe(k Kind, msg string, cause error) error {
+	return &Error{Kind: k, Msg: msg, Err: cause, Client: msg}
 }
 
 func (e *Error) Error() string {
@@ -91,13 +96,13 @@ func KindOf(err error) Kind {
 // Status returns the HTTP status code for err.
 func Status(err error) int { return KindOf(err).Status() }
 
-// PublicMsg returns the message of the first *Error in err's chain marked Public.
-func PublicMsg(err error) (string, bool) {
+// ClientMsg returns the Client message of the first *Error in err's chain that has one.
+func ClientMsg(err error) (string, bool) {
 	var e *Error
 	for err != nil {
 		if errors.As(err, &e) {
-			if e.Public {
-				return e.Msg, true
+			if e.Client != "" {
+				return e.Client, true
 			}
 			err = e.Err
 			continue

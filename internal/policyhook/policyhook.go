@@ -69,8 +69,14 @@ type Violation struct{ Err error }
 func (v *Violation) Error() string { return v.Err.Error() }
 func (v *Violation) Unwrap() error { return v.Err }
 
+// fail is a refusal by the hook, or a failure to ask it: a client is told the refusal's reason
+// (4xx) or only that the hook failed (5xx), the detail going to the log.
 func fail(kind fault.Kind, format string, args ...any) error {
-	return &Violation{Err: &fault.Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}}
+	e := &fault.Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+	if kind.Status() >= 500 {
+		e.Client = "policy hook error"
+	}
+	return &Violation{Err: e}
 }
 
 func statusKind(status int) fault.Kind {

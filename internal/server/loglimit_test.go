@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -73,8 +74,12 @@ func TestServerErrorBodies(t *testing.T) {
 		err  error
 		want string
 	}{
-		{&fault.Error{Kind: fault.Internal, Msg: "watermark store error: refusing to sign (the signer's log has the cause)", Err: cause}, "watermark store error: refusing to sign (request r-1)"},
+		{&fault.Error{Kind: fault.Internal, Msg: "watermark store error: " + cause.Error(), Err: cause, Client: "watermark store error: refusing to sign"}, "watermark store error: refusing to sign (request r-1)"},
+		{fmt.Errorf("signing: %w", fault.Safe(fault.Internal, "the vault returned an invalid signature", cause)), "the vault returned an invalid signature (request r-1)"},
 		{&fault.Error{Kind: fault.Internal, Msg: "(kms): " + cause.Error(), Err: cause}, "signing failed: vault error (request r-1)"},
+		// A server error's own words are never the client's, whatever they say.
+		{&fault.Error{Kind: fault.Internal, Msg: "policy hook: " + cause.Error(), Err: cause}, "signing failed: vault error (request r-1)"},
+		{&fault.Error{Kind: fault.Unavailable, Msg: "audit journal: " + cause.Error()}, "service unavailable (request r-1)"},
 	} {
 		var rec bytes.Buffer
 		w := &recorder{body: &rec}

@@ -240,25 +240,14 @@ func errorMessage(err error, id string) string {
 
 // clientMessage is the kind of a server failure, as a client may see it.
 func clientMessage(err error) string {
-	if msg, ok := fault.PublicMsg(err); ok {
+	if msg, ok := fault.ClientMsg(err); ok {
 		return msg
 	}
-	msg := err.Error()
 	switch {
 	case errors.Is(err, vault.ErrBLSVersion0):
 		return vault.ErrBLSVersion0.Error()
 	case errors.Is(err, errOverloaded):
 		return errOverloaded.Error()
-	case strings.HasPrefix(msg, "watermark store error"):
-		return "watermark store error: refusing to sign"
-	case strings.HasPrefix(msg, "audit journal"):
-		return "audit journal unavailable: signature withheld"
-	case strings.Contains(msg, "stored signature"):
-		return "the stored signature for this watermark is invalid: refusing to sign"
-	case strings.Contains(msg, "invalid signature") || strings.Contains(msg, "invalid proof"):
-		return "the vault returned an invalid signature"
-	case strings.Contains(msg, "policy hook"):
-		return "policy hook error"
 	case fault.KindOf(err) == fault.Unavailable:
 		return "service unavailable"
 	}

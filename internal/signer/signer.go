@@ -338,7 +338,7 @@ func (s *Signer) Sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 			s.refund(r.PKH, res.spent) // withheld: it spends nothing
 			// The watermark stays advanced, so the same payload can be retried.
 			return &SignResult{Request: res.Request, Vault: res.Vault, Client: res.Client},
-				&fault.Error{Kind: fault.Internal, Msg: "audit journal unavailable: signature withheld", Err: aerr}
+				fault.Safe(fault.Internal, "audit journal unavailable: signature withheld", aerr)
 		}
 	}
 	return res, err
@@ -598,7 +598,7 @@ func (s *Signer) checkHistory(ctx context.Context, wk watermark.Key) error {
 			return nil
 		}
 	}
-	return &fault.Error{Kind: fault.Conflict, Public: true,
+	return &fault.Error{Kind: fault.Conflict,
 		Msg: fmt.Sprintf("threshold share %s has no watermark history on chain %s: initialise it before it signs (signatory watermark floor, or import the marks of the group's other members)", wk.PKH, wk.Chain),
 		Err: &watermark.Conflict{Reason: "a threshold share with no history on this chain"}}
 }
@@ -632,7 +632,7 @@ func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) 
 	if err != nil {
 		s.log.Error("the stored watermark record's signature is unusable; refusing (the record is left as is)",
 			"pkh", r.PKH, "level", rec.Level, "round", rec.Round, "err", err)
-		return nil, &fault.Error{Kind: fault.Internal, Msg: "the stored signature for this watermark is invalid: refusing to sign", Err: err}
+		return nil, fault.Safe(fault.Internal, "the stored signature for this watermark is invalid: refusing to sign", err)
 	}
 	return sig, nil
 }
@@ -664,7 +664,8 @@ func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, 
 	s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
 	// The client learns the kind of failure; the store's own text (paths, hosts, tables) stays in
 	// the log.
-	return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: refusing to sign (the signer's log has the cause)", Err: err}
+	return &fault.Error{Kind: fault.Internal, Msg: "watermark store error: refusing to sign (the signer's log has the cause)", Err: err,
+		Client: "watermark store error: refusing to sign"}
 }
 
 // signWith asks the vault, normalises ECDSA to low-S and verifies before returning.
@@ -686,12 +687,15 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 	s.m.VaultLatency.WithLabelValues(k.vault.Name(), string(k.curve)).Observe(time.Since(start).Seconds())
 	if errors.Is(err, vault.ErrFault) {
 		s.log.Error("the key's own check of a signature failed; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID(), "err", err)
-		return nil, fault.New(fault.Internal, "the vault returned an invalid signature")
+		return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
 	}
 	if err != nil {
 		s.log.Error("vault failed to sign", "vault", k.vault.Name(), "err", err)
 		if fault.KindOf(err) != fault.Internal {
 			return nil, err
+		}
+		if errors.Is(err, vault.ErrInvalidSignature) {
+			return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
 		}
 		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
 	}
@@ -702,7 +706,7 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 	sched.Yield(ctx)
 	if !tezos.Verify(k.pub, sig, msg, version) {
 		s.log.Error("vault returned a signature that does not verify; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID())
-		return nil, fault.New(fault.Internal, "the vault returned an invalid signature")
+		return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", nil)
 	}
 	return sig, nil
 }
@@ -769,7 +773,7 @@ func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (cry
 		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
 	}
 	if !tezos.VerifyPossessionOver(k.pub, over, proof) {
-		return nil, fault.New(fault.Internal, "the vault returned an invalid proof of possession")
+		return nil, fault.Safe(fault.Internal, "the vault returned an invalid proof of possession", nil)
 	}
 	return proof, nil
 }

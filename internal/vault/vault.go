@@ -97,6 +97,10 @@ type ReadinessChecker interface {
 // ErrBLSVersion0 is returned when a BLS key is asked to sign with signing version 0.
 var ErrBLSVersion0 = tezos.ErrBLSVersion0
 
+// ErrInvalidSignature is wrapped by a driver's error when its service answered with a signature
+// that is not one (a wrong length, a value out of range): the client is told so.
+var ErrInvalidSignature = errors.New("invalid signature")
+
 // ErrUnknownVersion is returned when a key is asked to sign with a signing version that does not
 // exist (the server refuses such a request before).
 var ErrUnknownVersion = errors.New("unknown signing version")

@@ -15,6 +15,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
 )
 
 var (
@@ -189,7 +190,7 @@ func SignatureFromRaw(rs []byte, c tezos.Curve) (*crypt.ECDSASignature, error) {
 		return nil, err
 	}
 	if len(rs) != 64 {
-		return nil, fmt.Errorf("invalid signature: %d bytes, want 64 (r ‖ s)", len(rs))
+		return nil, fmt.Errorf("%w: %d bytes, want 64 (r ‖ s)", vault.ErrInvalidSignature, len(rs))
 	}
 	return checkRS(new(big.Int).SetBytes(rs[:32]), new(big.Int).SetBytes(rs[32:]), curve)
 }
@@ -197,7 +198,7 @@ func SignatureFromRaw(rs []byte, c tezos.Curve) (*crypt.ECDSASignature, error) {
 func checkRS(r, s *big.Int, curve elliptic.Curve) (*crypt.ECDSASignature, error) {
 	n := curve.Params().N
 	if r.Sign() <= 0 || s.Sign() <= 0 || r.Cmp(n) >= 0 || s.Cmp(n) >= 0 {
-		return nil, errors.New("invalid signature: r or s out of range")
+		return nil, fmt.Errorf("%w: r or s out of range", vault.ErrInvalidSignature)
 	}
 	return &crypt.ECDSASignature{R: r, S: s, Curve: curve}, nil
 }

@@ -536,9 +536,9 @@ func (v *Vault) tooFew(got int, refusals []partial) error {
 	msg := fmt.Sprintf("threshold key: %d of %d needed partial signatures (%s)", got, v.t, strings.Join(public, "; "))
 	cause := fmt.Errorf("threshold vault %s: %s", v.name, strings.Join(detail, "; "))
 	if conflict {
-		return &fault.Error{Kind: fault.Conflict, Msg: msg, Err: cause, Public: true}
+		return &fault.Error{Kind: fault.Conflict, Msg: msg, Err: cause}
 	}
-	return &fault.Error{Kind: fault.Unavailable, Msg: msg, Err: cause, Public: true}
+	return fault.Safe(fault.Unavailable, msg, cause)
 }
 
 // ProvePossession implements vault.PossessionProver: the group key's proof of possession, combined
