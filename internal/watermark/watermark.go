@@ -169,5 +169,8 @@ type Store interface {
 	Close() error
 }
 
+// ErrClosed is every store's answer after Close: Unavailable, with /healthz's reason "closed".
+var ErrClosed = fault.WithReason(fault.ReasonClosed, fault.New(fault.Unavailable, "watermark store is closed"))
+
 // IsConflict reports whether err is a watermark refusal.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }

@@ -63,7 +63,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	octx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -176,7 +176,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return watermark.Mark{}, false, errClosed
+		return watermark.Mark{}, false, watermark.ErrClosed
 	}
 	octx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -459,7 +459,7 @@ func (s *Store) scan(ctx context.Context, in *ddb.ScanInput, each func(map[strin
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	p := ddb.NewScanPaginator(s.client, in)
 	for p.HasMorePages() {

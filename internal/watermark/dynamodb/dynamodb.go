@@ -184,8 +184,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
-
 // Name implements watermark.Store.
 func (s *Store) Name() string { return Driver }
 
@@ -197,7 +195,7 @@ func (s *Store) Health(ctx context.Context) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	octx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

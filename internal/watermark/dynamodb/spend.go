@@ -12,6 +12,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // The spending lists (spending.Store) are items of the same table: hash key idx
@@ -55,7 +56,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	octx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -145,8 +145,6 @@ func (s *Store) key(k watermark.Key) string {
 	return s.prefix + k.Chain + "/" + k.PKH + "/" + string(k.Class)
 }
 
-var errClosed = fault.New(fault.Unavailable, "etcd watermark store is closed")
-
 // maxRaces bounds the compare-and-swap retries of one Advance. Each lost race means another
 // request for the same key was recorded in between, so the loop ends quickly in practice.
 const maxRaces = 100
@@ -177,7 +175,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -230,7 +228,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return watermark.Mark{}, false, errClosed
+		return watermark.Mark{}, false, watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -253,7 +251,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 // the deadline or a cancellation ended the call.
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w (%w)", cerr, err)
@@ -269,7 +267,7 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return nil, errClosed
+		return nil, watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout) // a stopped server must not hang the caller
 	defer cancel()
@@ -307,7 +305,7 @@ func (s *Store) Health(ctx context.Context) error {
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

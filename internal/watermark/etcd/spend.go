@@ -9,6 +9,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // The spending lists (spending.Store) are kept under the store's prefix, one etcd key per
@@ -37,7 +38,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -84,7 +85,7 @@ func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, er
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
-		return nil, errClosed
+		return nil, watermark.ErrClosed
 	}
 	dir := s.prefix + spendingDir
 	ctx, cancel := context.WithTimeout(ctx, s.timeout) // a stopped server must not hang the caller

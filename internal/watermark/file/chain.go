@@ -77,8 +77,6 @@ func newChain(id, dir, path string, st *state) *chain {
 	return c
 }
 
-var errClosed = fault.WithReason(fault.ReasonClosed, fault.New(fault.Unavailable, "watermark store is closed"))
-
 func unavailable(err error) error { return fault.Wrap(fault.Unavailable, err) }
 
 // advance queues one request and waits for its batch. If ctx ends first the caller gets an
@@ -89,7 +87,7 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	c.queue = append(c.queue, p)
 	c.spawnLocked()

@@ -173,7 +173,7 @@ func TestGroupCommit(t *testing.T) {
 	if n := c.writes.Load(); n != 1 {
 		t.Fatalf("%d writes for 64 queued requests, want 1", n)
 	}
-	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != errClosed {
+	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != watermark.ErrClosed {
 		t.Fatalf("advance after close = %v", err)
 	}
 }

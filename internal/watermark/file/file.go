@@ -337,7 +337,7 @@ func (s *Store) chain(id string) (*chain, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errClosed
+		return nil, watermark.ErrClosed
 	}
 	if v, ok := s.chains.Load(id); ok {
 		return v.(*chain), nil
@@ -435,7 +435,7 @@ func (s *Store) Health(ctx context.Context) error {
 	closed := s.closed && !s.readOnly
 	s.mu.Unlock()
 	if closed {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	errs := slices.Clone(s.problems)
 	s.chains.Range(func(_, v any) bool {

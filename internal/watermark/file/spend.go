@@ -15,6 +15,7 @@ import (
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // SpendDirName holds the keys' spending lists, beside watermark_v2: <base_dir>/spending/<pkh>.json,
@@ -52,7 +53,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 	s.spendGate.RLock() // Close waits for writes in flight before it releases the lock
 	defer s.spendGate.RUnlock()
 	if s.readOnly || s.spendClosed {
-		return fault.New(fault.Unavailable, "watermark store is closed")
+		return watermark.ErrClosed
 	}
 	v, _ := s.spends.LoadOrStore(pkh, new(spendSlot))
 	sl := v.(*spendSlot)

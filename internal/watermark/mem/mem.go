@@ -52,8 +52,6 @@ func New(_ context.Context, _ string, node *yaml.Node, _ backend.Env) (watermark
 	return NewStore(), nil
 }
 
-var errClosed = fault.New(fault.Unavailable, "watermark store is closed")
-
 // Advance implements watermark.Store.
 func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark) (watermark.Mark, error) {
 	if err := k.Check(); err != nil {
@@ -63,7 +61,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 		return watermark.Mark{}, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	v, ok := s.marks.Load(k)
 	if !ok {
@@ -89,7 +87,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 		return watermark.Mark{}, false, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return watermark.Mark{}, false, errClosed
+		return watermark.Mark{}, false, watermark.ErrClosed
 	}
 	v, ok := s.marks.Load(k)
 	if !ok {
@@ -127,7 +125,7 @@ func (s *Store) Name() string { return "mem" }
 // Health implements watermark.Store.
 func (s *Store) Health(context.Context) error {
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	return nil
 }
@@ -147,7 +145,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 		return fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	s.spendMu.Lock()
 	defer s.spendMu.Unlock()

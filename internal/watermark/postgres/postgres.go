@@ -114,8 +114,6 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-var errClosed = fault.New(fault.Unavailable, "postgres watermark store is closed")
-
 // maxAttempts bounds the tries of one Advance or Load. Only connection-level failures are retried.
 // A retry of Advance is safe even when an earlier COMMIT did reach the database unacknowledged: the
 // same request then finds its own record (same level, round and digest, and its own signature),
@@ -135,7 +133,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 		return watermark.Mark{}, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -155,7 +153,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 	case watermark.IsConflict(err): // Decide's refusal, naming the stored mark
 		return watermark.Mark{}, err
 	case s.closed.Load():
-		return watermark.Mark{}, errClosed
+		return watermark.Mark{}, watermark.ErrClosed
 	}
 	return watermark.Mark{}, s.fail("advance "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
 }
@@ -279,7 +277,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 		return watermark.Mark{}, false, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return watermark.Mark{}, false, errClosed
+		return watermark.Mark{}, false, watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -305,7 +303,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 	case errors.Is(err, pgx.ErrNoRows):
 		return watermark.Mark{}, false, nil
 	case s.closed.Load():
-		return watermark.Mark{}, false, errClosed
+		return watermark.Mark{}, false, watermark.ErrClosed
 	}
 	return watermark.Mark{}, false, s.fail("load "+k.Chain+"/"+k.PKH+"/"+string(k.Class), err)
 }
@@ -347,7 +345,7 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 		return nil, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return nil, errClosed
+		return nil, watermark.ErrClosed
 	}
 	rows, err := s.pool.Query(ctx, s.list)
 	if err != nil {
@@ -383,7 +381,7 @@ func (s *Store) Name() string { return Driver }
 // Health implements watermark.Store: a round trip to the database, bounded by the store's timeout.
 func (s *Store) Health(ctx context.Context) error {
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

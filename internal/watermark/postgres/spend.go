@@ -7,6 +7,7 @@ import (
 
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/watermark"
 )
 
 // The spending lists (spending.Store) are kept in <table>_spending (schema version 3): one
@@ -37,7 +38,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 		return fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return errClosed
+		return watermark.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -56,7 +57,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 	case err == nil:
 		return nil
 	case s.closed.Load():
-		return errClosed
+		return watermark.ErrClosed
 	}
 	return s.fail("update spending list of "+pkh, err)
 }
@@ -107,7 +108,7 @@ func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, er
 		return nil, fault.Wrap(fault.Unavailable, err)
 	}
 	if s.closed.Load() {
-		return nil, errClosed
+		return nil, watermark.ErrClosed
 	}
 	rows, err := s.pool.Query(ctx, s.spendList)
 	if err != nil {
