@@ -109,12 +109,11 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 // refresh timer has fired, it also brings the chain file up to date, after answering the batch in
 // hand, so that a steady stream of requests cannot postpone it.
 func (c *chain) run() {
-	var spare []*pending
 	var results []result
 	for {
 		c.mu.Lock()
 		batch := c.queue
-		c.queue = spare[:0]
+		c.queue = nil // a new array for the next batch: never one this batch still reads
 		refresh := c.refreshing
 		c.refreshing = false
 		if len(batch) == 0 && !refresh {
@@ -122,16 +121,11 @@ func (c *chain) run() {
 			c.mu.Unlock()
 			return
 		}
-		c.running = true
 		c.mu.Unlock()
 		results = c.commit(batch, results[:0]) // nothing at all for an empty batch
 		for i, p := range batch {
 			p.done <- results[i]
 		}
-		// The taken queue's array is the next spare, even when empty: c.queue now holds the
-		// previous spare's, and the two must never share one.
-		clear(batch)
-		spare = batch
 		if refresh {
 			c.refresh()
 		}

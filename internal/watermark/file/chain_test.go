@@ -219,6 +219,17 @@ func TestChainFileLag(t *testing.T) {
 		tm.Stop()
 		return tm
 	}
+	var started func() // the writer the timer started
+	c.start = func(run func()) { started = run }
+	runWriter := func() {
+		t.Helper()
+		if started == nil {
+			t.Fatal("the timer started no writer")
+		}
+		run := started
+		started = nil
+		run()
+	}
 	onDisk := func() watermark.Mark { return diskMark(t, c, 0, watermark.Block) }
 	commit := func(level int32) {
 		t.Helper()
@@ -237,7 +248,7 @@ func TestChainFileLag(t *testing.T) {
 	}
 	writes := c.writes.Load()
 	fire[0]()
-	c.run() // the writer the timer asked for (no start function in this test)
+	runWriter()
 	if onDisk().Level != 4 || c.writes.Load() != writes+1 {
 		t.Fatalf("after the lag: file at %d, %d writes", onDisk().Level, c.writes.Load()-writes)
 	}
@@ -245,7 +256,7 @@ func TestChainFileLag(t *testing.T) {
 		t.Fatalf("the journal went with the refresh: %v", err)
 	}
 	fire[0]() // nothing new: no write
-	c.run()
+	runWriter()
 	if c.writes.Load() != writes+1 {
 		t.Fatal("a refresh with nothing new wrote the chain file")
 	}
@@ -261,18 +272,18 @@ func TestChainFileLag(t *testing.T) {
 	var logged bytes.Buffer
 	c.log = slog.New(slog.NewTextHandler(&logged, nil))
 	fire[1]()
-	c.run()
+	runWriter()
 	if c.health() == nil || len(fire) != 3 || strings.Count(logged.String(), "level=ERROR") != 1 {
 		t.Fatalf("failed refresh: health %v, %d timers (want a retry), log:\n%s", c.health(), len(fire), logged.String())
 	}
 	fire[2]() // fails again: no second log line for the same outage
-	c.run()
+	runWriter()
 	if len(fire) != 4 || strings.Count(logged.String(), "level=ERROR") != 1 || !strings.Contains(logged.String(), "cannot bring the chain file up to date") {
 		t.Fatalf("two failed refreshes: %d timers, log:\n%s", len(fire), logged.String())
 	}
 	os.Remove(c.path)
 	fire[3]()
-	c.run()
+	runWriter()
 	if c.health() != nil || onDisk().Level != 5 {
 		t.Fatalf("retried refresh: health %v, file at %d", c.health(), onDisk().Level)
 	}
