@@ -72,7 +72,7 @@ func TestEmulatorDown(t *testing.T) {
 	s := open(t, srv, newTable(), 3*time.Second)
 	defer s.Close()
 	k := wt.Key(0, 0, watermark.Block)
-	wt.MustAdvance(t, s, k, wt.M(10, 0, 1))
+	wt.MustAdvance(t, s, k, wt.Mark(10, 0, 1))
 
 	// A frozen emulator never answers: an error is the store's timeout at work (no wall-clock
 	// bound is asserted, so a loaded machine cannot fail this test).
@@ -87,19 +87,19 @@ func TestEmulatorDown(t *testing.T) {
 		}
 	}
 	srv.Pause()
-	expectInternal("paused", wt.M(11, 0, 2))
+	expectInternal("paused", wt.Mark(11, 0, 2))
 	srv.Resume()
-	wt.MustAdvance(t, s, k, wt.M(11, 0, 2)) // the retry of the same payload is served
-	wt.MustRefuse(t, s, k, wt.M(11, 0, 3))
+	wt.MustAdvance(t, s, k, wt.Mark(11, 0, 2)) // the retry of the same payload is served
+	wt.MustRefuse(t, s, k, wt.Mark(11, 0, 3))
 
 	srv.Stop()
-	expectInternal("stopped", wt.M(12, 0, 4))
+	expectInternal("stopped", wt.Mark(12, 0, 4))
 	srv.Restart()
 	if err := s.Health(context.Background()); err != nil {
 		t.Fatalf("Health after restart: %v", err)
 	}
-	wt.MustRefuse(t, s, k, wt.M(11, 0, 5)) // the watermark survived the restart
-	wt.MustAdvance(t, s, k, wt.M(12, 0, 4))
+	wt.MustRefuse(t, s, k, wt.Mark(11, 0, 5)) // the watermark survived the restart
+	wt.MustAdvance(t, s, k, wt.Mark(12, 0, 4))
 }
 
 // TestStoreDown is the scenario every shared store passes: with the emulator stopped Advance
@@ -161,10 +161,10 @@ func TestReferenceItems(t *testing.T) {
 	if _, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), "dal_page") {
 		t.Fatalf("List with an unreadable item: %v", err)
 	}
-	wt.MustRefuse(t, s, k, wt.M(34, 4, 8))
+	wt.MustRefuse(t, s, k, wt.Mark(34, 4, 8))
 	wt.MustAdvance(t, s, k, watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true})
-	wt.MustAdvance(t, s, k, wt.M(34, 5, 8))
-	if m, ok := rawMark(t, s, k, requestDAL); !ok || m != wt.M(34, 5, 8) {
+	wt.MustAdvance(t, s, k, wt.Mark(34, 5, 8))
+	if m, ok := rawMark(t, s, k, requestDAL); !ok || m != wt.Mark(34, 5, 8) {
 		t.Fatalf("attestation_with_dal item = %+v (present %v), want raised to 34/5", m, ok)
 	}
 }
@@ -181,7 +181,7 @@ func TestTable(t *testing.T) {
 		wg.Go(func() {
 			s, err := Open(context.Background(), testConfig(srv, table, 5*time.Second), slog.New(slog.DiscardHandler))
 			if err == nil {
-				_, err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.M(1, 0, 1))
+				_, err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.Mark(1, 0, 1))
 				s.Close()
 			}
 			errs[i] = err
@@ -244,7 +244,7 @@ func BenchmarkAdvance(b *testing.B) {
 		level := int32(0)
 		for b.Loop() {
 			level++
-			if _, err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+			if _, err := s.Advance(context.Background(), k, wt.Mark(level, 0, byte(level))); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -255,7 +255,7 @@ func BenchmarkAdvance(b *testing.B) {
 			level := int32(0)
 			for pb.Next() {
 				level++
-				if _, err := s.Advance(context.Background(), k, wt.M(level, 0, byte(level))); err != nil {
+				if _, err := s.Advance(context.Background(), k, wt.Mark(level, 0, byte(level))); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -296,7 +296,7 @@ func TestSpendStoreDown(t *testing.T) {
 	// error but an ended context as Internal), checked to be the same for Advance below.
 	wt.SpendStoreDown(t, s, func() {
 		srv.Stop()
-		if _, err := s.Advance(context.Background(), wt.Key(0, 1, watermark.Block), wt.M(1, 0, 1)); fault.KindOf(err) != fault.Internal {
+		if _, err := s.Advance(context.Background(), wt.Key(0, 1, watermark.Block), wt.Mark(1, 0, 1)); fault.KindOf(err) != fault.Internal {
 			t.Fatalf("Advance with the emulator stopped: %v", err)
 		}
 	}, srv.Start, fault.Internal)
@@ -316,7 +316,7 @@ func TestSpendItems(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	k := wt.Key(0, 1, watermark.Block)
-	wt.MustAdvance(t, s, k, wt.M(1, 0, 1))
+	wt.MustAdvance(t, s, k, wt.Mark(1, 0, 1))
 	w := spending.Windows{Count: 5, CountPeriod: time.Hour}
 	for i := range 2 {
 		if _, err := spending.Record(ctx, s, k.PKH, wt.SpendAt(fmt.Sprint(i), time.Now(), 7), w); err != nil {

@@ -117,7 +117,7 @@ func TestReferenceDALItem(t *testing.T) {
 	x, y := [32]byte{0xD1}, [32]byte{0xD2}
 	dalX := watermark.Mark{Level: 100, Round: 2, Digest: x, HasDigest: true}
 
-	for _, pkh := range []string{wt.PKH2(1), wt.PKH(1)} {
+	for _, pkh := range []string{wt.SecpPKH(1), wt.PKH(1)} {
 		k := watermark.Key{Chain: wt.Chain(0), PKH: pkh, Class: watermark.Attestation}
 		refPut(t, s, k, "attestation", 50, 0, y) // the reference's plain attestations were lower
 		refPut(t, s, k, requestDAL, 100, 2, x)
@@ -126,10 +126,10 @@ func TestReferenceDALItem(t *testing.T) {
 			t.Fatalf("List shows %+v, want the attestation_with_dal mark %+v", m, dalX)
 		}
 		for _, m := range []watermark.Mark{
-			wt.MS(100, 2, 0xD2, 1), // other bytes at its level and round
-			wt.MS(100, 1, 0xD2, 2), // a lower round
-			wt.MS(99, 7, 0xD2, 3),  // a lower level
-			wt.MS(60, 0, 0xD2, 4),  // above the attestation item, below the other one
+			wt.SignedMark(100, 2, 0xD2, 1), // other bytes at its level and round
+			wt.SignedMark(100, 1, 0xD2, 2), // a lower round
+			wt.SignedMark(99, 7, 0xD2, 3),  // a lower level
+			wt.SignedMark(60, 0, 0xD2, 4),  // above the attestation item, below the other one
 		} {
 			wt.MustRefuse(t, s, k, m)
 		}
@@ -138,23 +138,23 @@ func TestReferenceDALItem(t *testing.T) {
 		}
 		// Other classes of the key are not the DAL item's business.
 		for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation} {
-			wt.MustAdvanceSig(t, s, watermark.Key{Chain: k.Chain, PKH: pkh, Class: c}, wt.MS(100, 2, 0xD2, 5), 5)
+			wt.MustAdvanceSig(t, s, watermark.Key{Chain: k.Chain, PKH: pkh, Class: c}, wt.SignedMark(100, 2, 0xD2, 5), 5)
 		}
 	}
 
 	// The same bytes as the reference's DAL attestation: an ECDSA key cannot sign them again (its
 	// signature is unknown); a deterministic one signs them again and the signature is recorded.
-	k2 := watermark.Key{Chain: wt.Chain(0), PKH: wt.PKH2(1), Class: watermark.Attestation}
-	wt.MustRefuse(t, s, k2, watermark.Mark{Level: 100, Round: 2, Digest: x, HasDigest: true, Signature: wt.Sig(6)})
+	k2 := watermark.Key{Chain: wt.Chain(0), PKH: wt.SecpPKH(1), Class: watermark.Attestation}
+	wt.MustRefuse(t, s, k2, watermark.Mark{Level: 100, Round: 2, Digest: x, HasDigest: true, Signature: wt.Signature(6)})
 	k1 := watermark.Key{Chain: wt.Chain(0), PKH: wt.PKH(1), Class: watermark.Attestation}
-	same := func(sig int) watermark.Mark { m := dalX; m.Signature = wt.Sig(sig); return m }
+	same := func(sig int) watermark.Mark { m := dalX; m.Signature = wt.Signature(sig); return m }
 	wt.MustAdvanceSig(t, s, k1, same(7), 7)
 	wt.MustAdvanceSig(t, s, k1, same(8), 7)
 	mustLoad(t, s, k1, same(7))
 
 	// Above the DAL item: signed, and the DAL item follows.
-	wt.MustAdvanceSig(t, s, k2, wt.MS(100, 3, 0xD2, 9), 9)
-	mustLoad(t, s, k2, wt.MS(100, 3, 0xD2, 9))
+	wt.MustAdvanceSig(t, s, k2, wt.SignedMark(100, 3, 0xD2, 9), 9)
+	mustLoad(t, s, k2, wt.SignedMark(100, 3, 0xD2, 9))
 	if m, _ := rawMark(t, s, k2, requestDAL); m.Level != 100 || m.Round != 3 {
 		t.Fatalf("attestation_with_dal item = %+v, want raised to 100/3", m)
 	}
@@ -173,9 +173,9 @@ func TestDALItemRaised(t *testing.T) {
 	s := open(t, srv, newTable(), 10*time.Second)
 	defer s.Close()
 	other := [32]byte{0xEE}
-	k := watermark.Key{Chain: wt.Chain(1), PKH: wt.PKH2(1), Class: watermark.Attestation}
+	k := watermark.Key{Chain: wt.Chain(1), PKH: wt.SecpPKH(1), Class: watermark.Attestation}
 	refPut(t, s, k, requestDAL, 5, 0, other) // the reference's DAL attestation, lower
-	for i, m := range []watermark.Mark{wt.MS(10, 0, 1, 1), wt.MS(10, 1, 2, 2), wt.M(12, 0, 3), wt.MS(20, 3, 4, 4)} {
+	for i, m := range []watermark.Mark{wt.SignedMark(10, 0, 1, 1), wt.SignedMark(10, 1, 2, 2), wt.Mark(12, 0, 3), wt.SignedMark(20, 3, 4, 4)} {
 		if _, err := s.Advance(context.Background(), k, m); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -188,16 +188,16 @@ func TestDALItemRaised(t *testing.T) {
 			}
 		}
 	}
-	if d, _ := rawMark(t, s, k, requestDAL); d != wt.MS(20, 3, 4, 4) {
+	if d, _ := rawMark(t, s, k, requestDAL); d != wt.SignedMark(20, 3, 4, 4) {
 		t.Fatalf("attestation_with_dal item = %+v, want the attestation mark", d)
 	}
 	// Identical requests find it raised already; the reference may go on above.
-	wt.MustAdvanceSig(t, s, k, wt.MS(20, 3, 4, 5), 4)
+	wt.MustAdvanceSig(t, s, k, wt.SignedMark(20, 3, 4, 5), 4)
 	if !referenceSigns(t, s, k, requestDAL, 21, 0, other) {
 		t.Fatal("the reference cannot sign above our mark")
 	}
 	// Blocks and preattestations have no second item.
-	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.MS(30, 0, 1, 1))
+	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.SignedMark(30, 0, 1, 1))
 	es, err := s.List(context.Background())
 	if err != nil || len(es) != 2 {
 		t.Fatalf("List = %v, %v", es, err)
@@ -215,29 +215,29 @@ func TestDALCrashWindow(t *testing.T) {
 	defer s.Close()
 	other := [32]byte{0xEE}
 	for i, viaLoad := range []bool{false, true} {
-		k := watermark.Key{Chain: wt.Chain(2), PKH: wt.PKH2(i), Class: watermark.Attestation}
-		rawPut(t, s, item(k, "attestation", wt.MS(20, 0, 1, 1)))
+		k := watermark.Key{Chain: wt.Chain(2), PKH: wt.SecpPKH(i), Class: watermark.Attestation}
+		rawPut(t, s, item(k, "attestation", wt.SignedMark(20, 0, 1, 1)))
 		if viaLoad {
-			mustLoad(t, s, k, wt.MS(20, 0, 1, 1))
+			mustLoad(t, s, k, wt.SignedMark(20, 0, 1, 1))
 		} else {
-			wt.MustAdvanceSig(t, s, k, wt.MS(20, 0, 1, 2), 1)
+			wt.MustAdvanceSig(t, s, k, wt.SignedMark(20, 0, 1, 2), 1)
 		}
 		if referenceSigns(t, s, k, requestDAL, 20, 0, other) {
 			t.Fatalf("viaLoad=%v: the reference would sign a DAL attestation at 20 after ours was returned", viaLoad)
 		}
 	}
 	// The reference ran before any request healed the window, and signed other bytes at 20/0.
-	k := watermark.Key{Chain: wt.Chain(2), PKH: wt.PKH2(9), Class: watermark.Attestation}
-	rawPut(t, s, item(k, "attestation", wt.MS(20, 0, 1, 1)))
+	k := watermark.Key{Chain: wt.Chain(2), PKH: wt.SecpPKH(9), Class: watermark.Attestation}
+	rawPut(t, s, item(k, "attestation", wt.SignedMark(20, 0, 1, 1)))
 	if !referenceSigns(t, s, k, requestDAL, 20, 0, other) {
 		t.Fatal("setup: the reference should sign at 20/0")
 	}
-	wt.MustRefuse(t, s, k, wt.MS(20, 0, 1, 2))
-	mustLoad(t, s, k, wt.M(20, 0, 1)) // the attestation item's mark, without its signature
+	wt.MustRefuse(t, s, k, wt.SignedMark(20, 0, 1, 2))
+	mustLoad(t, s, k, wt.Mark(20, 0, 1)) // the attestation item's mark, without its signature
 	if m, _ := wt.Stored(t, s, k); m.Signature != "" {
 		t.Fatalf("List offers the signature: %+v", m)
 	}
-	wt.MustAdvanceSig(t, s, k, wt.MS(20, 1, 3, 3), 3)
+	wt.MustAdvanceSig(t, s, k, wt.SignedMark(20, 1, 3, 3), 3)
 }
 
 // TestItemsWithoutSignature: items written before signatures were kept (our layout without the
@@ -250,21 +250,21 @@ func TestItemsWithoutSignature(t *testing.T) {
 	defer s.Close()
 	d := [32]byte{0x0D}
 	for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
-		k2 := watermark.Key{Chain: wt.Chain(3), PKH: wt.PKH2(1), Class: c}
+		k2 := watermark.Key{Chain: wt.Chain(3), PKH: wt.SecpPKH(1), Class: c}
 		k1 := watermark.Key{Chain: wt.Chain(3), PKH: wt.PKH(1), Class: c}
 		old := watermark.Mark{Level: 9, Round: 0, Digest: d, HasDigest: true}
 		for _, k := range []watermark.Key{k1, k2} {
 			refPut(t, s, k, string(c), 9, 0, d)
 			mustLoad(t, s, k, old)
 		}
-		withSig := func(i int) watermark.Mark { m := old; m.Signature = wt.Sig(i); return m }
+		withSig := func(i int) watermark.Mark { m := old; m.Signature = wt.Signature(i); return m }
 
 		wt.MustRefuse(t, s, k2, withSig(1))
 		wt.MustAdvance(t, s, k2, old) // an import of the same mark changes nothing
 		if m, _ := rawMark(t, s, k2, string(c)); m != old {
 			t.Fatalf("%s: tz2 item = %+v, want unchanged", c, m)
 		}
-		wt.MustRefuse(t, s, k2, wt.MS(9, 0, 2, 2))
+		wt.MustRefuse(t, s, k2, wt.SignedMark(9, 0, 2, 2))
 
 		wt.MustAdvanceSig(t, s, k1, withSig(3), 3)
 		wt.MustAdvanceSig(t, s, k1, withSig(4), 3)
@@ -275,7 +275,7 @@ func TestItemsWithoutSignature(t *testing.T) {
 		if m, _ := wt.Stored(t, s, k1); m != withSig(3) {
 			t.Fatalf("%s: List shows %+v", c, m)
 		}
-		wt.MustRefuse(t, s, k1, wt.MS(9, 0, 2, 5))
+		wt.MustRefuse(t, s, k1, wt.SignedMark(9, 0, 2, 5))
 		if c == watermark.Attestation {
 			if m, ok := rawMark(t, s, k1, requestDAL); !ok || m.Level != 9 {
 				t.Fatalf("attestation_with_dal item = %+v (present %v), want raised to 9", m, ok)
@@ -316,7 +316,7 @@ func TestCompareAndSwap(t *testing.T) {
 	base := s.client
 	d := [32]byte{0x0C}
 	old := watermark.Mark{Level: 9, Round: 0, Digest: d, HasDigest: true}
-	withSig := func(i int) watermark.Mark { m := old; m.Signature = wt.Sig(i); return m }
+	withSig := func(i int) watermark.Mark { m := old; m.Signature = wt.Signature(i); return m }
 
 	for _, c := range []watermark.Class{watermark.Block, watermark.Attestation} {
 		t.Run(string(c), func(t *testing.T) {
@@ -341,7 +341,7 @@ func TestCompareAndSwap(t *testing.T) {
 			h = &hookClient{api: base}
 			h.afterRead = func(n int32) {
 				if n == 1 {
-					rawPut(t, s, item(k, string(c), wt.MS(10, 0, 3, 3)))
+					rawPut(t, s, item(k, string(c), wt.SignedMark(10, 0, 3, 3)))
 				}
 			}
 			s.client = h
@@ -385,7 +385,7 @@ func TestConcurrentAttestations(t *testing.T) {
 	stores := []*Store{open(t, srv, table, 10*time.Second), open(t, srv, table, 10*time.Second)}
 	defer stores[0].Close()
 	defer stores[1].Close()
-	k := watermark.Key{Chain: wt.Chain(5), PKH: wt.PKH2(5), Class: watermark.Attestation}
+	k := watermark.Key{Chain: wt.Chain(5), PKH: wt.SecpPKH(5), Class: watermark.Attestation}
 	for level := int32(1); level <= 4; level++ {
 		const n = 10
 		got := make([]watermark.Mark, n)
@@ -393,7 +393,7 @@ func TestConcurrentAttestations(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				got[i], errs[i] = stores[i%2].Advance(context.Background(), k, wt.MS(level, 0, byte(10*level)+byte(i/5), int(level)*100+i))
+				got[i], errs[i] = stores[i%2].Advance(context.Background(), k, wt.SignedMark(level, 0, byte(10*level)+byte(i/5), int(level)*100+i))
 			})
 		}
 		wg.Wait()
@@ -430,11 +430,11 @@ func TestUnreadableDALItem(t *testing.T) {
 	srv := dynamotest.Start(t)
 	s := open(t, srv, newTable(), 10*time.Second)
 	defer s.Close()
-	k := watermark.Key{Chain: wt.Chain(6), PKH: wt.PKH2(6), Class: watermark.Attestation}
+	k := watermark.Key{Chain: wt.Chain(6), PKH: wt.SecpPKH(6), Class: watermark.Attestation}
 	it := refItem(k, requestDAL, 40, 0, [32]byte{1})
 	it["lvl"] = &types.AttributeValueMemberS{Value: "forty"}
 	rawPut(t, s, it)
-	_, err := s.Advance(context.Background(), k, wt.MS(41, 0, 2, 2))
+	_, err := s.Advance(context.Background(), k, wt.SignedMark(41, 0, 2, 2))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance = %v, want an Internal error", err)
 	}
@@ -444,7 +444,7 @@ func TestUnreadableDALItem(t *testing.T) {
 	if _, ok := rawMark(t, s, k, "attestation"); ok {
 		t.Fatal("an attestation item was written")
 	}
-	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.MS(41, 0, 2, 2))
+	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.SignedMark(41, 0, 2, 2))
 	if es, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), k.PKH+"/attestation_with_dal") {
 		t.Fatalf("List = %v, %v; want an error naming the item", es, err)
 	}
@@ -459,9 +459,9 @@ func TestReferenceEncodingBothWays(t *testing.T) {
 	srv := dynamotest.Start(t)
 	s := open(t, srv, newTable(), 10*time.Second)
 	defer s.Close()
-	block := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Block}
-	att := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Attestation}
-	pre := watermark.Key{Chain: wt.Chain(7), PKH: wt.PKH2(7), Class: watermark.Preattestation}
+	block := watermark.Key{Chain: wt.Chain(7), PKH: wt.SecpPKH(7), Class: watermark.Block}
+	att := watermark.Key{Chain: wt.Chain(7), PKH: wt.SecpPKH(7), Class: watermark.Attestation}
+	pre := watermark.Key{Chain: wt.Chain(7), PKH: wt.SecpPKH(7), Class: watermark.Preattestation}
 	d := [32]byte{9, 9}
 	rawPut(t, s, refItem(block, "block", 50, 1, d))
 	rawPut(t, s, refItem(att, "attestation", 60, 0, d))
@@ -476,19 +476,19 @@ func TestReferenceEncodingBothWays(t *testing.T) {
 		t.Fatalf("List = %v, %v", es, err)
 	}
 	// At and below the reference's marks: refused (identical bytes at the mark excepted).
-	wt.MustRefuse(t, s, block, wt.M(50, 1, 3))
-	wt.MustRefuse(t, s, block, wt.M(49, 9, 3))
-	wt.MustRefuse(t, s, att, wt.M(60, 0, 3))
-	wt.MustRefuse(t, s, pre, wt.M(70, 0, 3))
+	wt.MustRefuse(t, s, block, wt.Mark(50, 1, 3))
+	wt.MustRefuse(t, s, block, wt.Mark(49, 9, 3))
+	wt.MustRefuse(t, s, att, wt.Mark(60, 0, 3))
+	wt.MustRefuse(t, s, pre, wt.Mark(70, 0, 3))
 	// Raised by us; then the reference reads each item back.
-	wt.MustAdvance(t, s, block, wt.MS(51, 0, 4, 4))
-	wt.MustAdvance(t, s, att, wt.MS(61, 0, 5, 5))
+	wt.MustAdvance(t, s, block, wt.SignedMark(51, 0, 4, 4))
+	wt.MustAdvance(t, s, att, wt.SignedMark(61, 0, 5, 5))
 	wt.MustAdvance(t, s, pre, watermark.Mark{Level: 71}) // a mark without a digest (as an import may hold)
 	for _, c := range []struct {
 		k    watermark.Key
 		kind string
 		want watermark.Mark
-	}{{block, "block", wt.MS(51, 0, 4, 4)}, {att, "attestation", wt.MS(61, 0, 5, 5)}, {att, requestDAL, wt.MS(61, 0, 5, 5)}, {pre, "preattestation", watermark.Mark{Level: 71}}} {
+	}{{block, "block", wt.SignedMark(51, 0, 4, 4)}, {att, "attestation", wt.SignedMark(61, 0, 5, 5)}, {att, requestDAL, wt.SignedMark(61, 0, 5, 5)}, {pre, "preattestation", watermark.Mark{Level: 71}}} {
 		it := rawItem(t, s, c.k, c.kind)
 		if it == nil {
 			t.Fatalf("no %s item", c.kind)
@@ -512,19 +512,19 @@ func TestPutExactOverNull(t *testing.T) {
 	srv := dynamotest.Start(t)
 	s := open(t, srv, newTable(), 10*time.Second)
 	defer s.Close()
-	k := watermark.Key{Chain: wt.Chain(8), PKH: wt.PKH2(8), Class: watermark.Block}
+	k := watermark.Key{Chain: wt.Chain(8), PKH: wt.SecpPKH(8), Class: watermark.Block}
 	rawPut(t, s, refItemOf(referenceItem{Idx: k.Chain + "/" + k.PKH, Request: "block", Level: 5}))
 	read := rawItem(t, s, k, "block")
 	if _, null := read["digest"].(*types.AttributeValueMemberNULL); !null {
 		t.Fatalf("the fixture's digest is %T, not NULL", read["digest"])
 	}
-	if err := s.putExact(context.Background(), k, wt.MS(6, 0, 1, 1), read); err != nil {
+	if err := s.putExact(context.Background(), k, wt.SignedMark(6, 0, 1, 1), read); err != nil {
 		t.Fatalf("over the item as read: %v", err)
 	}
-	if err := s.putExact(context.Background(), k, wt.MS(7, 0, 1, 1), read); !isCondFailed(err) {
+	if err := s.putExact(context.Background(), k, wt.SignedMark(7, 0, 1, 1), read); !isCondFailed(err) {
 		t.Fatalf("over an item changed since: %v", err)
 	}
-	mustLoad(t, s, k, wt.MS(6, 0, 1, 1))
+	mustLoad(t, s, k, wt.SignedMark(6, 0, 1, 1))
 }
 
 // TestItemsOfEarlierWriters: an item without a round (read as round 0) is raised by a higher round
@@ -535,21 +535,21 @@ func TestItemsOfEarlierWriters(t *testing.T) {
 	srv := dynamotest.Start(t)
 	s := open(t, srv, newTable(), 10*time.Second)
 	defer s.Close()
-	noRound := watermark.Key{Chain: wt.Chain(9), PKH: wt.PKH2(9), Class: watermark.Block}
+	noRound := watermark.Key{Chain: wt.Chain(9), PKH: wt.SecpPKH(9), Class: watermark.Block}
 	it := refItem(noRound, "block", 5, 0, [32]byte{3})
 	delete(it, "round")
 	rawPut(t, s, it)
-	wt.MustRefuse(t, s, noRound, wt.M(5, 0, 4))
-	wt.MustAdvance(t, s, noRound, wt.MS(5, 1, 4, 4))
-	mustLoad(t, s, noRound, wt.MS(5, 1, 4, 4))
+	wt.MustRefuse(t, s, noRound, wt.Mark(5, 0, 4))
+	wt.MustAdvance(t, s, noRound, wt.SignedMark(5, 1, 4, 4))
+	mustLoad(t, s, noRound, wt.SignedMark(5, 1, 4, 4))
 
 	str := watermark.Key{Chain: wt.Chain(9), PKH: wt.PKH(9), Class: watermark.Preattestation} // tz1: identical bytes may take a signature
-	d := wt.M(8, 0, 6).Digest
+	d := wt.Mark(8, 0, 6).Digest
 	old := refItem(str, "preattestation", 8, 0, d)
 	old["digest"] = &types.AttributeValueMemberS{Value: tz.BlockPayloadHash(d).String()}
 	rawPut(t, s, old)
-	wt.MustRefuse(t, s, str, wt.M(8, 0, 7))
-	wt.MustAdvance(t, s, str, wt.MS(8, 0, 6, 6)) // identical bytes: the signature is recorded
-	mustLoad(t, s, str, wt.MS(8, 0, 6, 6))
-	wt.MustRefuse(t, s, str, wt.MS(8, 0, 7, 7))
+	wt.MustRefuse(t, s, str, wt.Mark(8, 0, 7))
+	wt.MustAdvance(t, s, str, wt.SignedMark(8, 0, 6, 6)) // identical bytes: the signature is recorded
+	mustLoad(t, s, str, wt.SignedMark(8, 0, 6, 6))
+	wt.MustRefuse(t, s, str, wt.SignedMark(8, 0, 7, 7))
 }

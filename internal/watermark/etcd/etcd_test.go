@@ -71,16 +71,16 @@ func TestDeadline(t *testing.T) {
 	s := openStore(t, e.Endpoint, freshPrefix())
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Attestation)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
 	e.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := s.Advance(ctx, k, watermarktest.M(2, 0, 2))
+	_, err := s.Advance(ctx, k, watermarktest.Mark(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance with the server gone = %v, want Unavailable wrapping DeadlineExceeded", err)
 	}
 	e.Start()
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 3)) // the timed-out request changed nothing
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(2, 0, 3)) // the timed-out request changed nothing
 }
 
 // TestTwoSigners is a conflicting concurrent load through two Store instances (two signer
@@ -107,7 +107,7 @@ func TestCorruptValue(t *testing.T) {
 	if _, err := s.cli.Put(context.Background(), s.key(k), "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Advance(context.Background(), k, watermarktest.M(1, 0, 1))
+	_, err := s.Advance(context.Background(), k, watermarktest.Mark(1, 0, 1))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance over a corrupt value = %v", err)
 	}
@@ -151,8 +151,8 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
-	watermarktest.MustRefuse(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 2))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
+	watermarktest.MustRefuse(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 2))
 	s.Close()
 	t.Setenv("WM_TEST_ETCD_PASSWORD", "wrong")
 	if s, err := Open(ctx, c, nil); err == nil {
@@ -232,9 +232,9 @@ func TestPreviousFormatValues(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}
-	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(1), Class: watermark.Block}
-	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(2), Class: watermark.Attestation}
-	vh := tz.BlockPayloadHash(watermarktest.M(9, 0, 1).Digest).String()
+	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(1), Class: watermark.Block}
+	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(2), Class: watermark.Attestation}
+	vh := tz.BlockPayloadHash(watermarktest.Mark(9, 0, 1).Digest).String()
 	for k, v := range map[watermark.Key]string{
 		tz1: `{"level":9,"round":0,"digest":"` + vh + `"}`,
 		tz2: `{"level":9,"round":0,"digest":"` + vh + `"}`,
@@ -244,7 +244,7 @@ func TestPreviousFormatValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.M(9, 0, 1), tz2: watermarktest.M(9, 0, 1),
+	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.Mark(9, 0, 1), tz2: watermarktest.Mark(9, 0, 1),
 		nod: {Level: 4, Round: 1}} {
 		if m, ok, err := s.Load(ctx, k); err != nil || !ok || m != want {
 			t.Fatalf("Load(%v) of a previous-format value = %+v, %v, %v; want %+v", k, m, ok, err, want)
@@ -253,13 +253,13 @@ func TestPreviousFormatValues(t *testing.T) {
 			t.Fatalf("List shows %v = %+v, %v; want %+v", k, m, ok, want)
 		}
 	}
-	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 1, 1))
-	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 2, 1))
-	watermarktest.MustRefuse(t, s, nod, watermarktest.MS(4, 1, 1, 1))
-	watermarktest.MustAdvance(t, s, tz2, watermarktest.M(9, 0, 1)) // an import of the same mark: unchanged
-	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 1), 1)
-	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 2), 1)
-	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.MS(9, 0, 1, 1) {
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.SignedMark(9, 0, 1, 1))
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.SignedMark(9, 0, 2, 1))
+	watermarktest.MustRefuse(t, s, nod, watermarktest.SignedMark(4, 1, 1, 1))
+	watermarktest.MustAdvance(t, s, tz2, watermarktest.Mark(9, 0, 1)) // an import of the same mark: unchanged
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.SignedMark(9, 0, 1, 1), 1)
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.SignedMark(9, 0, 1, 2), 1)
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.SignedMark(9, 0, 1, 1) {
 		t.Fatalf("Load after recording = %+v, %v, %v", m, ok, err)
 	}
 	resp, err := s.cli.Get(ctx, s.key(tz2))
@@ -313,7 +313,7 @@ func TestSpendKeys(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	k := watermarktest.Key(0, 1, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
 	w := spending.Windows{Count: 5, CountPeriod: time.Hour}
 	if _, err := spending.Record(ctx, s, k.PKH, watermarktest.SpendAt("a", time.Now(), 7), w); err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func BenchmarkAdvance(b *testing.B) {
 			s := benchStore(b, opts...)
 			k := watermarktest.Key(0, 0, watermark.Block)
 			for i := 0; b.Loop(); i++ {
-				m := watermarktest.M(int32(i+1), 0, 1)
+				m := watermarktest.Mark(int32(i+1), 0, 1)
 				m.Signature = "edsigtXwQk7vJvUGLVjSDqE3egYMVYVvDctZCXnXrbecmB85kfN51fib1NKq6aDiVHYDNGMid1EW7hfq92ZUXYsag8Gyx4GFyU6"
 				if _, err := s.Advance(context.Background(), k, m); err != nil {
 					b.Fatal(err)
@@ -63,7 +63,7 @@ func BenchmarkAdvance(b *testing.B) {
 					k.Chain = watermarktest.Chain(g)
 				}
 				for l := int32(1); pb.Next(); l++ {
-					if _, err := s.Advance(context.Background(), k, watermarktest.M(l, 0, 1)); err != nil {
+					if _, err := s.Advance(context.Background(), k, watermarktest.Mark(l, 0, 1)); err != nil {
 						panic(fmt.Sprint(err))
 					}
 				}

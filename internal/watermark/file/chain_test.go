@@ -23,7 +23,7 @@ func testChain(t *testing.T) *chain {
 
 func req(pkh int, class watermark.Class, level int32, d byte) *pending {
 	return &pending{ctx: context.Background(), pkh: watermarktest.PKH(pkh), class: classIndex(class),
-		mark: watermarktest.M(level, 0, d), done: make(chan result, 1)}
+		mark: watermarktest.Mark(level, 0, d), done: make(chan result, 1)}
 }
 
 func stored(c *chain, pkh int, class watermark.Class) slot {
@@ -69,7 +69,7 @@ func TestBatchOrder(t *testing.T) {
 	if n := c.writes.Load(); n != 1 {
 		t.Errorf("%d writes, want 1", n)
 	}
-	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.M(2, 0, 1) {
+	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.Mark(2, 0, 1) {
 		t.Errorf("stored %+v", s)
 	}
 	// A batch with nothing new (identical re-signs, refusals) writes nothing.
@@ -105,7 +105,7 @@ func TestBatchWriteFailure(t *testing.T) {
 	if !watermark.IsConflict(res[3].err) {
 		t.Errorf("request 3: %v, want ErrConflict", res[3].err)
 	}
-	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.M(5, 0, 1) {
+	if s := stored(c, 0, watermark.Block); s.mark != watermarktest.Mark(5, 0, 1) {
 		t.Errorf("memory changed: %+v", s)
 	}
 }
@@ -117,7 +117,7 @@ func TestCanceledWhileQueued(t *testing.T) {
 	c := testChain(t) // no writer: the request stays queued
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.M(1, 0, 1))
+	_, err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.Mark(1, 0, 1))
 	if fault.KindOf(err) != fault.Unavailable {
 		t.Fatalf("advance = %v, want Unavailable", err)
 	}
@@ -141,13 +141,13 @@ func TestCanceledInABatch(t *testing.T) {
 	if fault.KindOf(res[0].err) != fault.Unavailable {
 		t.Fatalf("canceled request: %v", res[0].err)
 	}
-	if res[1].err != nil || res[1].mark != watermarktest.M(6, 0, 2) || res[2].err != nil || res[2].mark != watermarktest.M(7, 0, 3) {
+	if res[1].err != nil || res[1].mark != watermarktest.Mark(6, 0, 2) || res[2].err != nil || res[2].mark != watermarktest.Mark(7, 0, 3) {
 		t.Fatalf("requests after the canceled one: %+v %+v", res[1], res[2])
 	}
 	if !watermark.IsConflict(res[3].err) {
 		t.Fatalf("conflicting request after the canceled one: %v", res[3].err)
 	}
-	if stored(c, 1, watermark.Block).mark != watermarktest.M(6, 0, 2) || stored(c, 2, watermark.Block).mark != watermarktest.M(7, 0, 3) || stored(c, 0, watermark.Block).ok {
+	if stored(c, 1, watermark.Block).mark != watermarktest.Mark(6, 0, 2) || stored(c, 2, watermark.Block).mark != watermarktest.Mark(7, 0, 3) || stored(c, 0, watermark.Block).ok {
 		t.Fatal("the batch's marks are not what was answered")
 	}
 }
@@ -173,7 +173,7 @@ func TestGroupCommit(t *testing.T) {
 	if n := c.writes.Load(); n != 1 {
 		t.Fatalf("%d writes for 64 queued requests, want 1", n)
 	}
-	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.M(11, 0, 1)); err != watermark.ErrClosed {
+	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.Mark(11, 0, 1)); err != watermark.ErrClosed {
 		t.Fatalf("advance after close = %v", err)
 	}
 }
@@ -189,12 +189,12 @@ func TestIdleChainsHoldNoGoroutine(t *testing.T) {
 	}
 	defer s.Close()
 	for i := range 200 {
-		watermarktest.MustAdvance(t, s, watermarktest.Key(i, 0, watermark.Attestation), watermarktest.M(1, 0, 1))
+		watermarktest.MustAdvance(t, s, watermarktest.Key(i, 0, watermark.Attestation), watermarktest.Mark(1, 0, 1))
 	}
 	s.wg.Wait() // returns only once every writer has exited
 	k := watermarktest.Key(7, 0, watermark.Attestation)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 1))
-	watermarktest.MustRefuse(t, s, k, watermarktest.M(2, 0, 2))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(2, 0, 1))
+	watermarktest.MustRefuse(t, s, k, watermarktest.Mark(2, 0, 2))
 	s.wg.Wait()
 	fi, err := os.Stat(filepath.Join(s.Dir(), watermarktest.Chain(7)+".json"))
 	if err != nil || fi.Size() > 512 {

@@ -63,7 +63,7 @@ func TestCrashChild(t *testing.T) {
 		m, _ := watermarktest.Stored(t, s, k)
 		wg.Go(func() {
 			for l := m.Level + 1; l < m.Level+1_000_000; l++ {
-				if _, err := s.Advance(context.Background(), k, watermarktest.M(l, 0, byte(g))); err != nil {
+				if _, err := s.Advance(context.Background(), k, watermarktest.Mark(l, 0, byte(g))); err != nil {
 					fmt.Fprintln(os.Stderr, "advance:", err)
 					os.Exit(2)
 				}

@@ -43,14 +43,14 @@ func TestCorrupt(t *testing.T) {
 			badPath := writeChainFile(t, base, badChain, content)
 			writeChainFile(t, base, goodChain, `{"`+pkh+`": {"block": {"level": 5, "round": 0, "hash": null}}}`)
 			s := open(t, base)
-			_, err := s.Advance(context.Background(), watermarktest.Key(1, 0, watermark.Block), watermarktest.M(100, 0, 1))
+			_, err := s.Advance(context.Background(), watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
 			if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), badPath) ||
 				!strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "operator") {
 				t.Fatalf("Advance on the corrupt chain = %v", err)
 			}
-			watermarktest.MustRefuse(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.M(5, 0, 1))
-			watermarktest.MustAdvance(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.M(6, 0, 1))
-			watermarktest.MustAdvance(t, s, watermarktest.Key(3, 0, watermark.Block), watermarktest.M(1, 0, 1))
+			watermarktest.MustRefuse(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.Mark(5, 0, 1))
+			watermarktest.MustAdvance(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.Mark(6, 0, 1))
+			watermarktest.MustAdvance(t, s, watermarktest.Key(3, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
 			if err := s.Health(context.Background()); err == nil || !strings.Contains(err.Error(), badPath) {
 				t.Fatalf("Health = %v, want the corrupt file named", err)
 			}
@@ -91,7 +91,7 @@ func TestIgnoredFiles(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "notachain.json") || strings.Contains(err.Error(), "README") {
 		t.Fatalf("Health = %v, want notachain.json reported", err)
 	}
-	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
 	for name, want := range map[string]bool{"notachain.json": true, "README.txt": true,
 		"NetXdQprcVkpaWU.json.bak": true, ".watermark-tmp-123": false} {
 		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
@@ -108,7 +108,7 @@ func TestWriteFailure(t *testing.T) {
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Block)
 	path := filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(10, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(10, 0, 1))
 
 	// Running as root, chmod does not stop writes; a directory in the way of the rename does.
 	if err := os.Remove(path); err != nil {
@@ -117,21 +117,21 @@ func TestWriteFailure(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2))
+	_, err := s.Advance(context.Background(), k, watermarktest.Mark(11, 0, 2))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Advance with the target blocked = %v, want an Internal error naming %s", err, path)
 	}
 	if err := s.Health(context.Background()); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Health after a failed write = %v", err)
 	}
-	if m, _ := watermarktest.Stored(t, s, k); m != watermarktest.M(10, 0, 1) {
+	if m, _ := watermarktest.Stored(t, s, k); m != watermarktest.Mark(10, 0, 1) {
 		t.Fatalf("memory changed by a failed write: %+v", m)
 	}
-	watermarktest.MustRefuse(t, s, k, watermarktest.M(10, 0, 3)) // judged against 10, not 11
+	watermarktest.MustRefuse(t, s, k, watermarktest.Mark(10, 0, 3)) // judged against 10, not 11
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(11, 0, 4)) // 11/2 was never acknowledged
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(11, 0, 4)) // 11/2 was never acknowledged
 	if err := s.Health(context.Background()); err != nil {
 		t.Fatalf("Health after a good write = %v", err)
 	}
@@ -152,7 +152,7 @@ func TestReadOnlyDir(t *testing.T) {
 	s := open(t, t.TempDir())
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(10, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(10, 0, 1))
 	if err := os.Chmod(s.Dir(), 0o500); err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +162,8 @@ func TestReadOnlyDir(t *testing.T) {
 		os.Remove(f.Name())
 		t.Skip("privileged: chmod does not stop writes here (TestWriteFailure covers the failure)")
 	}
-	if _, err := s.Advance(context.Background(), k, watermarktest.M(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
+	if _, err := s.Advance(context.Background(), k, watermarktest.Mark(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance in a read-only dir = %v", err)
 	}
-	watermarktest.MustRefuse(t, s, k, watermarktest.M(10, 0, 3))
+	watermarktest.MustRefuse(t, s, k, watermarktest.Mark(10, 0, 3))
 }

@@ -124,7 +124,7 @@ func TestModes(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "new", "base")
 	s := open(t, base)
 	defer s.Close()
-	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
 	for path, want := range map[string]os.FileMode{
 		s.Dir(): 0o700 | os.ModeDir,
 		filepath.Join(s.Dir(), watermarktest.Chain(0)+".json"): 0o600,
@@ -168,8 +168,8 @@ func TestEncodeChainFileIsTheStoresFile(t *testing.T) {
 	s := open(t, base)
 	chain := watermarktest.Chain(4)
 	marks := []watermark.Entry{
-		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Block}, Mark: watermarktest.MS(9, 1, 1, 1)},
-		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Attestation}, Mark: watermarktest.MS(9, 0, 2, 2)},
+		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Block}, Mark: watermarktest.SignedMark(9, 1, 1, 1)},
+		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(1), Class: watermark.Attestation}, Mark: watermarktest.SignedMark(9, 0, 2, 2)},
 		{Key: watermark.Key{Chain: chain, PKH: watermarktest.PKH(2), Class: watermark.Preattestation}, Mark: watermark.Mark{Level: 3, Round: 2}},
 	}
 	for _, e := range marks {
@@ -187,7 +187,7 @@ func TestEncodeChainFileIsTheStoresFile(t *testing.T) {
 		t.Fatalf("EncodeChainFile: %v\n%s\nthe store wrote\n%s", err, got, stored)
 	}
 	noDigest := marks[2]
-	noDigest.Signature = watermarktest.Sig(3)
+	noDigest.Signature = watermarktest.Signature(3)
 	if got, err := file.EncodeChainFile([]watermark.Entry{noDigest}); err != nil || strings.Contains(string(got), "signature") {
 		t.Fatalf("signature without a digest: %v\n%s", err, got)
 	}
@@ -246,7 +246,7 @@ func TestDriverConfig(t *testing.T) {
 			continue
 		}
 		for l := int32(1); l <= 2; l++ { // the first batch writes the chain file, the second journals
-			watermarktest.MustAdvance(t, st, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(l, 0, 1))
+			watermarktest.MustAdvance(t, st, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(l, 0, 1))
 		}
 		js, _ := filepath.Glob(filepath.Join(base, file.DirName, "*.journal"))
 		if (len(js) > 0) != c.journal {

@@ -63,7 +63,7 @@ func walk(t *testing.T, s watermark.Store, from, to int32) map[watermark.Key]wat
 		for k := range 3 {
 			for _, c := range []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation} {
 				key := watermarktest.Key(0, k, c)
-				m := watermarktest.M(l, 0, byte(l))
+				m := watermarktest.Mark(l, 0, byte(l))
 				m.Signature = "sig" // a signed record, as the signer commits
 				watermarktest.MustAdvance(t, s, key, m)
 				acked[key] = m
@@ -169,7 +169,7 @@ func TestJournalTornTail(t *testing.T) {
 	if err := r.Health(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	watermarktest.MustAdvance(t, r, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(6, 0, 6))
+	watermarktest.MustAdvance(t, r, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(6, 0, 6))
 }
 
 // TestJournalDamagedRecord: a record damaged in the middle of a journal (acknowledged records
@@ -179,7 +179,7 @@ func TestJournalDamagedRecord(t *testing.T) {
 	s := openJournaled(t, t.TempDir(), file.DefaultJournalSize)
 	defer s.Close()
 	walk(t, s, 1, 5)
-	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.M(3, 0, 1))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(3, 0, 1))
 	img := crashImage(t, s)
 	j := journals(t, filepath.Join(img, file.DirName))
 	var chain0 string
@@ -199,12 +199,12 @@ func TestJournalDamagedRecord(t *testing.T) {
 	}
 	r := openJournaled(t, img, file.DefaultJournalSize)
 	defer r.Close()
-	_, err = r.Advance(context.Background(), watermarktest.Key(0, 0, watermark.Block), watermarktest.M(100, 0, 1))
+	_, err = r.Advance(context.Background(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
 	if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), chain0) || !strings.Contains(err.Error(), "operator") {
 		t.Fatalf("Advance on the damaged chain = %v", err)
 	}
-	watermarktest.MustRefuse(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.M(3, 0, 2))
-	watermarktest.MustAdvance(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.M(4, 0, 1))
+	watermarktest.MustRefuse(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(3, 0, 2))
+	watermarktest.MustAdvance(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(4, 0, 1))
 	if got, err := os.ReadFile(chain0); err != nil || string(got) != string(data) {
 		t.Fatal("the damaged journal was changed or removed")
 	}
@@ -237,8 +237,8 @@ func TestJournalReplaySignatureAtSameMark(t *testing.T) {
 	t.Parallel()
 	s := openJournaled(t, t.TempDir(), file.DefaultJournalSize)
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 1, watermark.Block), watermarktest.MS(1, 0, 1, 1)) // the chain file's first batch
-	unsigned := watermarktest.M(7, 0, 3)
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 1, watermark.Block), watermarktest.SignedMark(1, 0, 1, 1)) // the chain file's first batch
+	unsigned := watermarktest.Mark(7, 0, 3)
 	signed := unsigned
 	signed.Signature = "sig-of-7"
 	watermarktest.MustAdvance(t, s, k, unsigned)

@@ -28,8 +28,8 @@ func journaledAtSix(t *testing.T, base string) (*Store, watermark.Key) {
 		t.Fatal(err)
 	}
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(5, 0, 1))
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(6, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
 	return s, k
 }
 

@@ -28,7 +28,7 @@ func TestExclusive(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s1, k, watermarktest.M(5, 0, 1))
+	watermarktest.MustAdvance(t, s1, k, watermarktest.Mark(5, 0, 1))
 	_, err = file.Open(base)
 	if !errors.Is(err, file.ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
@@ -42,10 +42,10 @@ func TestExclusive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read-only Open while locked: %v", err)
 	}
-	if m, ok := watermarktest.Stored(t, ro, k); !ok || m != watermarktest.M(5, 0, 1) {
+	if m, ok := watermarktest.Stored(t, ro, k); !ok || m != watermarktest.Mark(5, 0, 1) {
 		t.Fatalf("snapshot shows %+v, %v", m, ok)
 	}
-	if _, err := ro.Advance(context.Background(), k, watermarktest.M(6, 0, 1)); err == nil || watermark.IsConflict(err) {
+	if _, err := ro.Advance(context.Background(), k, watermarktest.Mark(6, 0, 1)); err == nil || watermark.IsConflict(err) {
 		t.Fatalf("Advance on a snapshot = %v", err)
 	}
 	if err := ro.Health(context.Background()); err != nil {
@@ -60,7 +60,7 @@ func TestExclusive(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	defer s2.Close()
-	watermarktest.MustRefuse(t, s2, k, watermarktest.M(5, 0, 2))
+	watermarktest.MustRefuse(t, s2, k, watermarktest.Mark(5, 0, 2))
 }
 
 // TestExclusiveAcrossProcesses: a Store open in another process refuses Open here, naming that
@@ -141,7 +141,7 @@ func TestCloseReleasesWhileChildrenStart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open %d: %v", i, err)
 		}
-		watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(int32(i+1), 0, 1))
+		watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(int32(i+1), 0, 1))
 		if err := s.Close(); err != nil {
 			t.Fatalf("close %d: %v", i, err)
 		}

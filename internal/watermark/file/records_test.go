@@ -69,7 +69,7 @@ func TestReplayBounds(t *testing.T) {
 	rec := func(epoch uint64, level int32) []byte {
 		st := emptyState()
 		var slots [len(classes)]slot
-		slots[classIndex(watermark.Block)] = newSlot(watermarktest.M(level, 0, 1))
+		slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(level, 0, 1))
 		st.marks[pkh] = slots
 		p, err := encodeCompact(st)
 		if err != nil {
@@ -126,7 +126,7 @@ func TestRaiseNeverLowers(t *testing.T) {
 	at := func(level, round int32, sig string) *state {
 		st := emptyState()
 		var slots [len(classes)]slot
-		m := watermarktest.M(level, round, 1)
+		m := watermarktest.Mark(level, round, 1)
 		m.Signature = sig
 		slots[classIndex(watermark.Block)] = newSlot(m)
 		st.marks[pkh] = slots
@@ -171,7 +171,7 @@ func TestHigher(t *testing.T) {
 		{[2]int32{10, 3}, [2]int32{10, 4}, false},
 		{[2]int32{9, 9}, [2]int32{10, 0}, false},
 	} {
-		a, b := watermarktest.M(c.a[0], c.a[1], 1), watermarktest.M(c.b[0], c.b[1], 1)
+		a, b := watermarktest.Mark(c.a[0], c.a[1], 1), watermarktest.Mark(c.b[0], c.b[1], 1)
 		if got := higher(a, b); got != c.want {
 			t.Errorf("higher(%v, %v) = %v", c.a, c.b, got)
 		}
@@ -226,7 +226,7 @@ func TestJournalFillsExactly(t *testing.T) {
 // a signature needs a hash and must not be empty.
 func TestDecodeMarkBounds(t *testing.T) {
 	t.Parallel()
-	hash := watermarktest.M(1, 0, 1)
+	hash := watermarktest.Mark(1, 0, 1)
 	h := newSlot(hash).hash
 	ok := []string{
 		`{"level": 2147483647, "round": 2147483647}`,

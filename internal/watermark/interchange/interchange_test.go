@@ -20,7 +20,7 @@ import (
 
 var (
 	key  = watermarktest.Key
-	mark = watermarktest.M
+	mark = watermarktest.Mark
 )
 
 func TestExportRoundTrip(t *testing.T) {
@@ -293,21 +293,21 @@ func TestReadDirectories(t *testing.T) {
 }
 
 // octezSig is the signature octezFile writes.
-var octezSig = watermarktest.Sig(7)
+var octezSig = watermarktest.Signature(7)
 
 // TestImportKeepsStoredSignature: importing a mark without a signature over the record of the
 // same bytes (with its signature) changes nothing and is reported as kept.
 func TestImportKeepsStoredSignature(t *testing.T) {
 	s := mem.NewStore()
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvanceSig(t, s, k, watermarktest.MS(5, 0, 1, 1), 1)
+	watermarktest.MustAdvanceSig(t, s, k, watermarktest.SignedMark(5, 0, 1, 1), 1)
 	for _, dry := range []bool{true, false} {
-		rep, err := Import(context.Background(), s, []watermark.Entry{{Key: k, Mark: watermarktest.M(5, 0, 1)}}, dry)
+		rep, err := Import(context.Background(), s, []watermark.Entry{{Key: k, Mark: watermarktest.Mark(5, 0, 1)}}, dry)
 		if err != nil || len(rep.Items) != 1 || rep.Items[0].Outcome != Kept {
 			t.Fatalf("dry run %v: %+v, %v", dry, rep, err)
 		}
 	}
-	if m, _ := watermarktest.Stored(t, s, k); m.Signature != watermarktest.Sig(1) {
+	if m, _ := watermarktest.Stored(t, s, k); m.Signature != watermarktest.Signature(1) {
 		t.Fatalf("stored %+v", m)
 	}
 }

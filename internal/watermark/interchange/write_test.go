@@ -227,9 +227,9 @@ func TestExportRoundTripFiles(t *testing.T) {
 		watermark.Entry{Key: watermark.Key{Chain: ghostnet, PKH: tz4, Class: watermark.Block},
 			Mark: watermark.Mark{Level: 9, Round: math.MaxInt32, Digest: [32]byte{5}, HasDigest: true}},
 		watermark.Entry{Key: watermark.Key{Chain: ghostnet, PKH: tz1, Class: watermark.Preattestation},
-			Mark: watermarktest.M(101, 0, 6)},
+			Mark: watermarktest.Mark(101, 0, 6)},
 		watermark.Entry{Key: watermark.Key{Chain: ghostnet, PKH: tz1, Class: watermark.Attestation},
-			Mark: watermarktest.MS(101, 0, 7, 3)})
+			Mark: watermarktest.SignedMark(101, 0, 7, 3)})
 	if _, err := Import(ctx, src, want, false); err != nil {
 		t.Fatal(err)
 	}
@@ -320,11 +320,11 @@ func TestExportImportNeverLowers(t *testing.T) {
 		}
 		s := mem.NewStore()
 		higher := map[int]watermark.Mark{
-			0: watermarktest.M(34, 5, 9), // same level, higher round
-			2: watermarktest.M(36, 0, 9), // higher level
-			3: watermarktest.M(100, 2, 9),
+			0: watermarktest.Mark(34, 5, 9),
+			2: watermarktest.Mark(36, 0, 9),
+			3: watermarktest.Mark(100, 2, 9),
 		}
-		lower := map[int]watermark.Mark{1: watermarktest.M(34, 3, 9), 4: watermarktest.M(6, 9, 9)}
+		lower := map[int]watermark.Mark{1: watermarktest.Mark(34, 3, 9), 4: watermarktest.Mark(6, 9, 9)}
 		for i, m := range higher {
 			watermarktest.MustAdvance(t, s, marks[i].Key, m)
 		}

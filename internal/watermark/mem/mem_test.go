@@ -33,7 +33,7 @@ func BenchmarkAdvance(b *testing.B) {
 		s := mem.NewStore()
 		k := watermarktest.Key(0, 0, watermark.Block)
 		for i := 0; b.Loop(); i++ {
-			if _, err := s.Advance(context.Background(), k, watermarktest.M(int32(i+1), 0, 1)); err != nil {
+			if _, err := s.Advance(context.Background(), k, watermarktest.Mark(int32(i+1), 0, 1)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -45,7 +45,7 @@ func BenchmarkAdvance(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			k := watermarktest.Key(0, int(next.Add(1)), watermark.Block)
 			for l := int32(1); pb.Next(); l++ {
-				if _, err := s.Advance(context.Background(), k, watermarktest.M(l, 0, 1)); err != nil {
+				if _, err := s.Advance(context.Background(), k, watermarktest.Mark(l, 0, 1)); err != nil {
 					panic(fmt.Sprint(err))
 				}
 			}

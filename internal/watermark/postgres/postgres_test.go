@@ -80,7 +80,7 @@ func TestDeadline(t *testing.T) {
 	s := openStore(t, pg.DSN, table)
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Attestation)
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
@@ -96,14 +96,14 @@ func TestDeadline(t *testing.T) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	_, err = s.Advance(dctx, k, watermarktest.M(2, 0, 2))
+	_, err = s.Advance(dctx, k, watermarktest.Mark(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Advance behind a lock = %v, want Unavailable wrapping DeadlineExceeded", err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	watermarktest.MustAdvance(t, s, k, watermarktest.M(2, 0, 3)) // the timed-out request changed nothing
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(2, 0, 3)) // the timed-out request changed nothing
 }
 
 // TestTwoSigners is a conflicting concurrent load through two Store instances (two signer
@@ -161,8 +161,8 @@ func TestMigration(t *testing.T) {
 		}
 	}
 	limited := openStore(t, strings.Replace(pg.DSN, "//test@", "//limited@", 1), table)
-	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
-	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(2, 0, 1))
+	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
+	watermarktest.MustAdvance(t, limited, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(2, 0, 1))
 	if _, err := spending.Record(ctx, limited, watermarktest.PKH(0), watermarktest.SpendAt("l", time.Now(), 1),
 		spending.Windows{Amount: 10, AmountPeriod: time.Hour}); err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := openStore(t, pg.DSN, "wm.marks")
-	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.M(1, 0, 1))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
 	s.Close()
 }
 
@@ -251,13 +251,13 @@ func TestPreviousSchemaRows(t *testing.T) {
 	defer c.Close(ctx)
 	table := freshTable()
 	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}
-	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(1), Class: watermark.Block}
-	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH2(2), Class: watermark.Attestation}
+	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(1), Class: watermark.Block}
+	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(2), Class: watermark.Attestation}
 	// Version 1 as its code left it: the table, its version, and rows inserted by its statement.
 	v1Insert := "INSERT INTO " + table + " (chain_id, pkh, class, level, round, digest) VALUES ($1, $2, $3, $4, $5, $6)"
 	v1Update := "UPDATE " + table + " SET level = $4, round = $5, digest = $6, updated_at = now() " +
 		"WHERE chain_id = $1 AND pkh = $2 AND class = $3"
-	d := watermarktest.M(9, 0, 1).Digest
+	d := watermarktest.Mark(9, 0, 1).Digest
 	for _, q := range []struct {
 		sql  string
 		args []any
@@ -279,7 +279,7 @@ func TestPreviousSchemaRows(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion {
 		t.Fatalf("schema version after migration = %d, %v; want %d", v, err, SchemaVersion)
 	}
-	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.M(9, 0, 1), tz2: watermarktest.M(9, 0, 1),
+	for k, want := range map[watermark.Key]watermark.Mark{tz1: watermarktest.Mark(9, 0, 1), tz2: watermarktest.Mark(9, 0, 1),
 		nod: {Level: 4, Round: 1}} {
 		if m, ok, err := s.Load(ctx, k); err != nil || !ok || m != want {
 			t.Fatalf("Load(%v) of a version 1 row = %+v, %v, %v; want %+v", k, m, ok, err, want)
@@ -288,26 +288,26 @@ func TestPreviousSchemaRows(t *testing.T) {
 			t.Fatalf("List shows %v = %+v, %v; want %+v", k, m, ok, want)
 		}
 	}
-	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 1, 1))
-	watermarktest.MustRefuse(t, s, tz2, watermarktest.MS(9, 0, 2, 1))
-	watermarktest.MustRefuse(t, s, nod, watermarktest.MS(4, 1, 1, 1))
-	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 1), 1)
-	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(9, 0, 1, 2), 1)
-	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.MS(9, 0, 1, 1) {
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.SignedMark(9, 0, 1, 1))
+	watermarktest.MustRefuse(t, s, tz2, watermarktest.SignedMark(9, 0, 2, 1))
+	watermarktest.MustRefuse(t, s, nod, watermarktest.SignedMark(4, 1, 1, 1))
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.SignedMark(9, 0, 1, 1), 1)
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.SignedMark(9, 0, 1, 2), 1)
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.SignedMark(9, 0, 1, 1) {
 		t.Fatalf("Load after recording = %+v, %v, %v", m, ok, err)
 	}
-	if m, ok, err := s.Load(ctx, tz2); err != nil || !ok || m != watermarktest.M(9, 0, 1) {
+	if m, ok, err := s.Load(ctx, tz2); err != nil || !ok || m != watermarktest.Mark(9, 0, 1) {
 		t.Fatalf("the refusals changed the tz2 row: %+v, %v, %v", m, ok, err)
 	}
 	// A version 1 signer still running moves tz1 to a new mark: the signature of the old one goes.
-	d2 := watermarktest.M(10, 0, 2).Digest
+	d2 := watermarktest.Mark(10, 0, 2).Digest
 	if _, err := c.Exec(ctx, v1Update, tz1.Chain, tz1.PKH, string(tz1.Class), 10, 0, d2[:]); err != nil {
 		t.Fatal(err)
 	}
-	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.M(10, 0, 2) {
+	if m, ok, err := s.Load(ctx, tz1); err != nil || !ok || m != watermarktest.Mark(10, 0, 2) {
 		t.Fatalf("Load after a version 1 update = %+v, %v, %v; want no signature", m, ok, err)
 	}
-	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.MS(10, 0, 2, 3), 3)
+	watermarktest.MustAdvanceSig(t, s, tz1, watermarktest.SignedMark(10, 0, 2, 3), 3)
 }
 
 // TestSpendConformance runs the spending-list suite: each store on a table of its own, share a
@@ -392,7 +392,7 @@ func TestSpendingMigration(t *testing.T) {
 		}
 	}
 	k := watermarktest.Key(0, 0, watermark.Block)
-	d := watermarktest.M(5, 0, 1).Digest
+	d := watermarktest.Mark(5, 0, 1).Digest
 	if _, err := c.Exec(ctx, "INSERT INTO "+table+" (chain_id, pkh, class, level, round, digest) VALUES ($1, $2, $3, 5, 0, $4)",
 		k.Chain, k.PKH, string(k.Class), d[:]); err != nil {
 		t.Fatal(err)
@@ -405,7 +405,7 @@ func TestSpendingMigration(t *testing.T) {
 		if err := c.QueryRow(ctx, "SELECT version FROM "+table+"_schema_version").Scan(&v); err != nil || v != SchemaVersion || SchemaVersion != 3 {
 			t.Fatalf("schema version = %d, %v; want %d = 3", v, err, SchemaVersion)
 		}
-		watermarktest.MustRefuse(t, s, k, watermarktest.M(5, 0, 2))
+		watermarktest.MustRefuse(t, s, k, watermarktest.Mark(5, 0, 2))
 		_, err := spending.Record(ctx, s, k.PKH, watermarktest.SpendAt(fmt.Sprint(i), at, 0), w)
 		if (i == 0) != (err == nil) {
 			t.Fatalf("start %d: RecordSpend = %v", i, err)

@@ -18,7 +18,7 @@ func BenchAdvance(b *testing.B, open func(b *testing.B) watermark.Store) {
 		defer s.Close()
 		k := Key(0, 0, watermark.Block)
 		for i := 0; b.Loop(); i++ {
-			if _, err := s.Advance(context.Background(), k, M(int32(i+1), 0, 1)); err != nil {
+			if _, err := s.Advance(context.Background(), k, Mark(int32(i+1), 0, 1)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -31,7 +31,7 @@ func BenchAdvance(b *testing.B, open func(b *testing.B) watermark.Store) {
 		b.RunParallel(func(pb *testing.PB) {
 			k := Key(0, int(next.Add(1)), watermark.Block)
 			for l := int32(1); pb.Next(); l++ {
-				if _, err := s.Advance(context.Background(), k, M(l, 0, 1)); err != nil {
+				if _, err := s.Advance(context.Background(), k, Mark(l, 0, 1)); err != nil {
 					panic(fmt.Sprint(err))
 				}
 			}

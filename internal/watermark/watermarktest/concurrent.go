@@ -21,7 +21,7 @@ func testConcurrentSameKey(t *testing.T, s watermark.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.Advance(context.Background(), k, M(2, 0, byte(0xA1+i%2)))
+			_, errs[i] = s.Advance(context.Background(), k, Mark(2, 0, byte(0xA1+i%2)))
 		})
 	}
 	close(start)
@@ -42,7 +42,7 @@ func testConcurrentSameKey(t *testing.T, s watermark.Store) {
 	if ok[1] > 0 {
 		winner = 0xA2
 	}
-	expectStored(t, s, k, M(2, 0, winner))
+	expectStored(t, s, k, Mark(2, 0, winner))
 }
 
 // testConcurrentManyKeys: different keys (and chains) never refuse each other.
@@ -54,7 +54,7 @@ func testConcurrentManyKeys(t *testing.T, s watermark.Store) {
 		wg.Go(func() {
 			k := Key(g%3, g, watermark.Attestation)
 			for l := int32(1); l <= levels; l++ {
-				if _, err := s.Advance(context.Background(), k, M(l, 0, byte(g))); err != nil {
+				if _, err := s.Advance(context.Background(), k, Mark(l, 0, byte(g))); err != nil {
 					errs <- fmt.Errorf("key %d level %d: %w", g, l, err)
 					return
 				}
@@ -71,7 +71,7 @@ func testConcurrentManyKeys(t *testing.T, s watermark.Store) {
 		t.Fatalf("List = %d entries, %v; want %d", len(es), err, n)
 	}
 	for g := range n {
-		expectStored(t, s, Key(g%3, g, watermark.Attestation), M(levels, 0, byte(g)))
+		expectStored(t, s, Key(g%3, g, watermark.Attestation), Mark(levels, 0, byte(g)))
 	}
 }
 

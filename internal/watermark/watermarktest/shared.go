@@ -86,9 +86,9 @@ func StoreDown(t *testing.T, s watermark.Store, stop, start func()) {
 	t.Helper()
 	ctx := context.Background()
 	k := Key(0, 0, watermark.Block)
-	MustAdvance(t, s, k, M(10, 1, 1))
+	MustAdvance(t, s, k, Mark(10, 1, 1))
 	stop()
-	for i, m := range []watermark.Mark{M(11, 0, 2), M(10, 1, 1), M(9, 0, 3)} {
+	for i, m := range []watermark.Mark{Mark(11, 0, 2), Mark(10, 1, 1), Mark(9, 0, 3)} {
 		_, err := s.Advance(ctx, k, m)
 		if err == nil || watermark.IsConflict(err) {
 			t.Fatalf("request %d with the store down: Advance = %v, want a store error", i, err)
@@ -107,8 +107,8 @@ func StoreDown(t *testing.T, s watermark.Store, stop, start func()) {
 	// The client reconnects in its own time (seconds on a loaded machine); what is tested is what
 	// the store enforces once it answers again.
 	testdaemon.Eventually(t, time.Minute, "Health after restart", func() error { return s.Health(ctx) })
-	MustRefuse(t, s, k, M(10, 1, 9))
-	MustRefuse(t, s, k, M(10, 0, 9))
-	MustAdvance(t, s, k, M(10, 1, 1)) // identical re-sign
-	MustAdvance(t, s, k, M(11, 0, 2))
+	MustRefuse(t, s, k, Mark(10, 1, 9))
+	MustRefuse(t, s, k, Mark(10, 0, 9))
+	MustAdvance(t, s, k, Mark(10, 1, 1)) // identical re-sign
+	MustAdvance(t, s, k, Mark(11, 0, 2))
 }

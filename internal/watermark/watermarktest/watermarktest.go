@@ -47,11 +47,11 @@ func Run(t *testing.T, open func(t *testing.T) watermark.Store, reopen func(t *t
 		t.Parallel()
 		s := open(t)
 		k := Key(0, 0, watermark.Block)
-		MustAdvance(t, s, k, M(1, 0, 1))
+		MustAdvance(t, s, k, Mark(1, 0, 1))
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if _, err := s.Advance(context.Background(), k, M(2, 0, 2)); err == nil || watermark.IsConflict(err) {
+		if _, err := s.Advance(context.Background(), k, Mark(2, 0, 2)); err == nil || watermark.IsConflict(err) {
 			t.Fatalf("Advance after Close = %v, want a non-conflict error", err)
 		}
 	})
@@ -83,8 +83,8 @@ func Key(chain, pkh int, c watermark.Class) watermark.Key {
 	return watermark.Key{Chain: Chain(chain), PKH: PKH(pkh), Class: c}
 }
 
-// M returns a mark with digest {d, 0, …}.
-func M(level, round int32, d byte) watermark.Mark {
+// Mark returns a mark with digest {d, 0, …}.
+func Mark(level, round int32, d byte) watermark.Mark {
 	return watermark.Mark{Level: level, Round: round, Digest: [32]byte{d}, HasDigest: true}
 }
 
@@ -146,14 +146,14 @@ func testWUnit(t *testing.T, s watermark.Store) {
 	}
 	for i, st := range steps {
 		k := Key(0, st.pkh, st.class)
-		_, err := s.Advance(context.Background(), k, M(st.level, 0, st.d))
+		_, err := s.Advance(context.Background(), k, Mark(st.level, 0, st.d))
 		if st.ok != (err == nil) || (!st.ok && !watermark.IsConflict(err)) {
 			t.Fatalf("step %d: Advance = %v, want ok=%v", i+1, err, st.ok)
 		}
 	}
-	expectStored(t, s, Key(0, 0, watermark.Block), M(124, 0, 0))
-	expectStored(t, s, Key(0, 1, watermark.Block), M(125, 0, 4))
-	expectStored(t, s, Key(0, 0, watermark.Preattestation), M(124, 0, 0))
+	expectStored(t, s, Key(0, 0, watermark.Block), Mark(124, 0, 0))
+	expectStored(t, s, Key(0, 1, watermark.Block), Mark(125, 0, 4))
+	expectStored(t, s, Key(0, 0, watermark.Preattestation), Mark(124, 0, 0))
 }
 
 // testAllowedTable is the reference's Validate table, each case on a fresh key: a success
@@ -164,21 +164,21 @@ func testAllowedTable(t *testing.T, s watermark.Store) {
 		stored, req watermark.Mark
 		ok          bool
 	}{
-		{noHash, M(2, 0, 1), true},
-		{noHash, M(1, 2, 1), true},
-		{noHash, M(1, 1, 0), false},
+		{noHash, Mark(2, 0, 1), true},
+		{noHash, Mark(1, 2, 1), true},
+		{noHash, Mark(1, 1, 0), false},
 		{noHash, watermark.Mark{Level: 1, Round: 1}, false},
-		{noHash, M(1, 0, 1), false},
-		{noHash, M(0, 2, 1), false},
-		{M(1, 1, 0), M(2, 0, 1), true},
-		{M(1, 1, 0), M(1, 2, 1), true},
-		{M(1, 1, 0), M(1, 1, 0), true},
-		{M(1, 1, 0), M(1, 0, 1), false},
-		{M(1, 1, 0), M(0, 2, 1), false},
-		{M(1, 1, 0), M(1, 1, 1), false},
-		{M(6, 3, 0), M(7, 2, 1), true},
-		{M(8, 1, 0), M(7, 2, 1), false},
-		{M(7, 3, 0), M(7, 2, 1), false},
+		{noHash, Mark(1, 0, 1), false},
+		{noHash, Mark(0, 2, 1), false},
+		{Mark(1, 1, 0), Mark(2, 0, 1), true},
+		{Mark(1, 1, 0), Mark(1, 2, 1), true},
+		{Mark(1, 1, 0), Mark(1, 1, 0), true},
+		{Mark(1, 1, 0), Mark(1, 0, 1), false},
+		{Mark(1, 1, 0), Mark(0, 2, 1), false},
+		{Mark(1, 1, 0), Mark(1, 1, 1), false},
+		{Mark(6, 3, 0), Mark(7, 2, 1), true},
+		{Mark(8, 1, 0), Mark(7, 2, 1), false},
+		{Mark(7, 3, 0), Mark(7, 2, 1), false},
 	}
 	for i, c := range cases {
 		k := Key(0, 100+i, watermark.Attestation)
@@ -196,30 +196,30 @@ func testAllowedTable(t *testing.T, s watermark.Store) {
 func testClasses(t *testing.T, s watermark.Store) {
 	cls := []watermark.Class{watermark.Block, watermark.Preattestation, watermark.Attestation}
 	for i, c := range cls {
-		MustAdvance(t, s, Key(1, 0, c), M(34, 4, byte(10+i)))
+		MustAdvance(t, s, Key(1, 0, c), Mark(34, 4, byte(10+i)))
 	}
 	for i, c := range cls {
-		MustRefuse(t, s, Key(1, 0, c), M(34, 4, byte(20+i)))
-		MustAdvance(t, s, Key(1, 0, c), M(34, 4, byte(10+i)))
-		expectStored(t, s, Key(1, 0, c), M(34, 4, byte(10+i)))
+		MustRefuse(t, s, Key(1, 0, c), Mark(34, 4, byte(20+i)))
+		MustAdvance(t, s, Key(1, 0, c), Mark(34, 4, byte(10+i)))
+		expectStored(t, s, Key(1, 0, c), Mark(34, 4, byte(10+i)))
 	}
 }
 
 func testChains(t *testing.T, s watermark.Store) {
-	MustAdvance(t, s, Key(1, 0, watermark.Block), M(10, 0, 1))
-	MustAdvance(t, s, Key(2, 0, watermark.Block), M(10, 0, 2))
-	MustAdvance(t, s, Key(3, 0, watermark.Block), M(5, 0, 3)) // lower level on another chain
-	MustRefuse(t, s, Key(1, 0, watermark.Block), M(10, 0, 2))
-	MustRefuse(t, s, Key(2, 0, watermark.Block), M(10, 0, 1))
-	expectStored(t, s, Key(3, 0, watermark.Block), M(5, 0, 3))
+	MustAdvance(t, s, Key(1, 0, watermark.Block), Mark(10, 0, 1))
+	MustAdvance(t, s, Key(2, 0, watermark.Block), Mark(10, 0, 2))
+	MustAdvance(t, s, Key(3, 0, watermark.Block), Mark(5, 0, 3)) // lower level on another chain
+	MustRefuse(t, s, Key(1, 0, watermark.Block), Mark(10, 0, 2))
+	MustRefuse(t, s, Key(2, 0, watermark.Block), Mark(10, 0, 1))
+	expectStored(t, s, Key(3, 0, watermark.Block), Mark(5, 0, 3))
 }
 
 func testIdentical(t *testing.T, s watermark.Store) {
 	k := Key(0, 0, watermark.Block)
 	for range 3 {
-		MustAdvance(t, s, k, M(2, 0, 0xA1))
+		MustAdvance(t, s, k, Mark(2, 0, 0xA1))
 	}
-	MustRefuse(t, s, k, M(2, 0, 0xA2))
+	MustRefuse(t, s, k, Mark(2, 0, 0xA2))
 	// Without a digest there is nothing to compare: the same level and round is refused.
 	k2 := Key(0, 1, watermark.Block)
 	MustAdvance(t, s, k2, watermark.Mark{Level: 3})
@@ -236,7 +236,7 @@ func testListSorted(t *testing.T, s watermark.Store) {
 	for _, i := range []int{3, 1, 2} {
 		for _, p := range []int{7, 5} {
 			for _, c := range []watermark.Class{watermark.Preattestation, watermark.Block, watermark.Attestation} {
-				e := watermark.Entry{Key: Key(i, p, c), Mark: M(int32(i*10+p), 1, byte(p))}
+				e := watermark.Entry{Key: Key(i, p, c), Mark: Mark(int32(i*10+p), 1, byte(p))}
 				MustAdvance(t, s, e.Key, e.Mark)
 				want = append(want, e)
 			}
@@ -253,7 +253,7 @@ func testCanceled(t *testing.T, s watermark.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	k := Key(0, 0, watermark.Block)
-	_, err := s.Advance(ctx, k, M(1, 0, 1))
+	_, err := s.Advance(ctx, k, Mark(1, 0, 1))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Unavailable ||
 		!errors.Is(err, context.Canceled) {
 		t.Fatalf("Advance with a canceled context = %v, want Unavailable wrapping context.Canceled", err)
@@ -261,7 +261,7 @@ func testCanceled(t *testing.T, s watermark.Store) {
 	if m, ok := Stored(t, s, k); ok {
 		t.Fatalf("canceled request was stored: %+v", m)
 	}
-	MustAdvance(t, s, k, M(1, 0, 2))
+	MustAdvance(t, s, k, Mark(1, 0, 2))
 }
 
 func testInvalidKey(t *testing.T, s watermark.Store) {
@@ -271,7 +271,7 @@ func testInvalidKey(t *testing.T, s watermark.Store) {
 		{Chain: Chain(0), PKH: "", Class: watermark.Block},
 		{Chain: "", PKH: PKH(0), Class: watermark.Block},
 	} {
-		if _, err := s.Advance(context.Background(), k, M(1, 0, 1)); err == nil || watermark.IsConflict(err) {
+		if _, err := s.Advance(context.Background(), k, Mark(1, 0, 1)); err == nil || watermark.IsConflict(err) {
 			t.Errorf("Advance(%v) = %v, want a non-conflict error", k, err)
 		}
 	}
@@ -280,14 +280,14 @@ func testInvalidKey(t *testing.T, s watermark.Store) {
 func testPersistence(t *testing.T, open func(*testing.T) watermark.Store, reopen func(*testing.T, watermark.Store) watermark.Store) {
 	s := open(t)
 	marks := map[watermark.Key]watermark.Mark{
-		Key(0, 0, watermark.Block):          M(124, 0, 1),
-		Key(0, 0, watermark.Preattestation): M(124, 1, 2),
+		Key(0, 0, watermark.Block):          Mark(124, 0, 1),
+		Key(0, 0, watermark.Preattestation): Mark(124, 1, 2),
 		Key(0, 0, watermark.Attestation):    {Level: 124, Round: 2}, // no digest
-		Key(0, 1, watermark.Block):          M(7, 2, 3),
-		Key(1, 0, watermark.Block):          M(1, 0, 4),
+		Key(0, 1, watermark.Block):          Mark(7, 2, 3),
+		Key(1, 0, watermark.Block):          Mark(1, 0, 4),
 	}
 	for k, m := range marks {
-		MustAdvance(t, s, k, M(m.Level-1, 0, 0xFF)) // overwritten below
+		MustAdvance(t, s, k, Mark(m.Level-1, 0, 0xFF)) // overwritten below
 		MustAdvance(t, s, k, m)
 	}
 	s = reopen(t, s)
@@ -300,44 +300,44 @@ func testPersistence(t *testing.T, open func(*testing.T) watermark.Store, reopen
 		if err != nil || len(es) != len(marks) {
 			t.Fatalf("List after reopen = %v, %v; want %d entries", es, err, len(marks))
 		}
-		MustRefuse(t, s, Key(0, 0, watermark.Block), M(124, 0, 9))
-		MustAdvance(t, s, Key(0, 0, watermark.Block), M(124, 0, 1))
+		MustRefuse(t, s, Key(0, 0, watermark.Block), Mark(124, 0, 9))
+		MustAdvance(t, s, Key(0, 0, watermark.Block), Mark(124, 0, 1))
 		MustRefuse(t, s, Key(0, 0, watermark.Attestation), watermark.Mark{Level: 124, Round: 2})
-		MustRefuse(t, s, Key(0, 1, watermark.Block), M(6, 9, 9))
+		MustRefuse(t, s, Key(0, 1, watermark.Block), Mark(6, 9, 9))
 		s = reopen(t, s) // the refusals and the identical re-sign change nothing
 	}
 }
 
-// PKH2 returns a valid tz2 (secp256k1, ECDSA) key hash, distinct for each i.
-func PKH2(i int) string {
+// SecpPKH returns a valid tz2 (secp256k1, ECDSA) key hash, distinct for each i.
+func SecpPKH(i int) string {
 	var h tz.Secp256k1PublicKeyHash
 	binary.BigEndian.PutUint32(h[:], uint32(i))
 	return h.String()
 }
 
-// Sig returns a valid base58 generic signature ("sig…"), distinct for each i. Stores keep
+// Signature returns a valid base58 generic signature ("sig…"), distinct for each i. Stores keep
 // signatures as opaque text; the signer parses and verifies them.
-func Sig(i int) string {
+func Signature(i int) string {
 	var s tz.GenericSignature
 	binary.BigEndian.PutUint32(s[:], uint32(i))
 	return s.String()
 }
 
-// MS returns M(level, round, d) carrying signature Sig(sig).
-func MS(level, round int32, d byte, sig int) watermark.Mark {
-	m := M(level, round, d)
-	m.Signature = Sig(sig)
+// SignedMark returns Mark(level, round, d) carrying signature Signature(sig).
+func SignedMark(level, round int32, d byte, sig int) watermark.Mark {
+	m := Mark(level, round, d)
+	m.Signature = Signature(sig)
 	return m
 }
 
-// MustAdvanceSig fails t unless Advance returns nil and the record whose signature is Sig(want).
+// MustAdvanceSig fails t unless Advance returns nil and the record whose signature is Signature(want).
 func MustAdvanceSig(t testing.TB, s watermark.Store, k watermark.Key, m watermark.Mark, want int) {
 	t.Helper()
 	got, err := s.Advance(context.Background(), k, m)
 	if err != nil {
 		t.Fatalf("Advance(%v, %+v) = %v, want nil", k, m, err)
 	}
-	if got.Signature != Sig(want) || got.Level != m.Level || got.Round != m.Round || got.Digest != m.Digest {
+	if got.Signature != Signature(want) || got.Level != m.Level || got.Round != m.Round || got.Digest != m.Digest {
 		t.Fatalf("Advance(%v, %+v) returned %+v, want the record of signature %d", k, m, got, want)
 	}
 }
@@ -357,30 +357,30 @@ func runSignatures(t *testing.T, sub func(string, func(*testing.T, watermark.Sto
 		t.Run("SignaturePersistence", func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
-			k := watermark.Key{Chain: Chain(4), PKH: PKH2(1), Class: watermark.Block}
-			MustAdvanceSig(t, s, k, MS(50, 1, 1, 1), 1)
+			k := watermark.Key{Chain: Chain(4), PKH: SecpPKH(1), Class: watermark.Block}
+			MustAdvanceSig(t, s, k, SignedMark(50, 1, 1, 1), 1)
 			s = reopen(t, s)
 			defer func() { s.Close() }()
-			MustAdvanceSig(t, s, k, MS(50, 1, 1, 2), 1) // the stored signature, not the new one
-			if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != MS(50, 1, 1, 1) {
+			MustAdvanceSig(t, s, k, SignedMark(50, 1, 1, 2), 1) // the stored signature, not the new one
+			if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != SignedMark(50, 1, 1, 1) {
 				t.Fatalf("Load after reopen = %+v, %v, %v", m, ok, err)
 			}
-			MustRefuse(t, s, k, MS(50, 1, 2, 3))
+			MustRefuse(t, s, k, SignedMark(50, 1, 2, 3))
 		})
 	}
 }
 
 func testStoredSignature(t *testing.T, s watermark.Store) {
-	for _, pkh := range []string{PKH(1), PKH2(1)} {
+	for _, pkh := range []string{PKH(1), SecpPKH(1)} {
 		k := watermark.Key{Chain: Chain(1), PKH: pkh, Class: watermark.Attestation}
-		MustAdvanceSig(t, s, k, MS(5, 0, 1, 1), 1)
+		MustAdvanceSig(t, s, k, SignedMark(5, 0, 1, 1), 1)
 		for i := range 3 {
-			MustAdvanceSig(t, s, k, MS(5, 0, 1, 10+i), 1) // identical bytes: the first signature
+			MustAdvanceSig(t, s, k, SignedMark(5, 0, 1, 10+i), 1) // identical bytes: the first signature
 		}
-		if m, _ := Stored(t, s, k); m.Signature != Sig(1) {
+		if m, _ := Stored(t, s, k); m.Signature != Signature(1) {
 			t.Fatalf("List shows %+v, want signature 1", m)
 		}
-		_, err := s.Advance(context.Background(), k, MS(5, 0, 2, 2))
+		_, err := s.Advance(context.Background(), k, SignedMark(5, 0, 2, 2))
 		var c *watermark.Conflict
 		if !watermark.IsConflict(err) || fault.KindOf(err) != fault.Conflict || err.Error() != "watermark validation failed" {
 			t.Fatalf("conflicting bytes: %v", err)
@@ -388,45 +388,45 @@ func testStoredSignature(t *testing.T, s watermark.Store) {
 		if errors.As(err, &c) && (c.Stored.Level != 5 || c.Stored.Round != 0) {
 			t.Fatalf("conflict names stored %d/%d, want 5/0", c.Stored.Level, c.Stored.Round)
 		}
-		MustAdvanceSig(t, s, k, MS(5, 1, 3, 3), 3)
-		MustAdvanceSig(t, s, k, MS(6, 0, 4, 4), 4)
-		MustRefuse(t, s, k, MS(5, 0, 1, 1)) // the old identical bytes are now below the mark
-		expectStored(t, s, k, MS(6, 0, 4, 4))
+		MustAdvanceSig(t, s, k, SignedMark(5, 1, 3, 3), 3)
+		MustAdvanceSig(t, s, k, SignedMark(6, 0, 4, 4), 4)
+		MustRefuse(t, s, k, SignedMark(5, 0, 1, 1)) // the old identical bytes are now below the mark
+		expectStored(t, s, k, SignedMark(6, 0, 4, 4))
 	}
 }
 
 func testUnsignedMark(t *testing.T, s watermark.Store) {
 	// An ECDSA key: the signature released for the imported mark is unknown, a new one would differ.
-	k := watermark.Key{Chain: Chain(2), PKH: PKH2(2), Class: watermark.Block}
-	MustAdvance(t, s, k, M(9, 0, 1))
-	MustRefuse(t, s, k, MS(9, 0, 1, 1))
-	MustAdvance(t, s, k, M(9, 0, 1)) // importing the same mark again changes nothing
-	expectStored(t, s, k, M(9, 0, 1))
-	MustAdvanceSig(t, s, k, MS(9, 1, 2, 2), 2)
+	k := watermark.Key{Chain: Chain(2), PKH: SecpPKH(2), Class: watermark.Block}
+	MustAdvance(t, s, k, Mark(9, 0, 1))
+	MustRefuse(t, s, k, SignedMark(9, 0, 1, 1))
+	MustAdvance(t, s, k, Mark(9, 0, 1)) // importing the same mark again changes nothing
+	expectStored(t, s, k, Mark(9, 0, 1))
+	MustAdvanceSig(t, s, k, SignedMark(9, 1, 2, 2), 2)
 	// A deterministic key (tz1): the same bytes give the same signature, which is recorded.
 	k1 := watermark.Key{Chain: Chain(2), PKH: PKH(2), Class: watermark.Block}
-	MustAdvance(t, s, k1, M(9, 0, 1))
-	MustAdvanceSig(t, s, k1, MS(9, 0, 1, 5), 5)
-	MustAdvanceSig(t, s, k1, MS(9, 0, 1, 6), 5)
-	expectStored(t, s, k1, MS(9, 0, 1, 5))
+	MustAdvance(t, s, k1, Mark(9, 0, 1))
+	MustAdvanceSig(t, s, k1, SignedMark(9, 0, 1, 5), 5)
+	MustAdvanceSig(t, s, k1, SignedMark(9, 0, 1, 6), 5)
+	expectStored(t, s, k1, SignedMark(9, 0, 1, 5))
 	// An import never lowers a mark nor drops a stored signature.
-	MustRefuse(t, s, k1, M(8, 0, 7))
-	MustAdvance(t, s, k1, M(9, 0, 1))
-	expectStored(t, s, k1, MS(9, 0, 1, 5))
+	MustRefuse(t, s, k1, Mark(8, 0, 7))
+	MustAdvance(t, s, k1, Mark(9, 0, 1))
+	expectStored(t, s, k1, SignedMark(9, 0, 1, 5))
 }
 
 func testLoad(t *testing.T, s watermark.Store) {
-	k := watermark.Key{Chain: Chain(3), PKH: PKH2(3), Class: watermark.Preattestation}
+	k := watermark.Key{Chain: Chain(3), PKH: SecpPKH(3), Class: watermark.Preattestation}
 	if m, ok, err := s.Load(context.Background(), k); err != nil || ok {
 		t.Fatalf("Load on an empty slot = %+v, %v, %v", m, ok, err)
 	}
-	MustAdvanceSig(t, s, k, MS(3, 2, 1, 1), 1)
-	MustRefuse(t, s, k, MS(3, 2, 2, 2))
-	if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != MS(3, 2, 1, 1) {
-		t.Fatalf("Load = %+v, %v, %v; want %+v", m, ok, err, MS(3, 2, 1, 1))
+	MustAdvanceSig(t, s, k, SignedMark(3, 2, 1, 1), 1)
+	MustRefuse(t, s, k, SignedMark(3, 2, 2, 2))
+	if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != SignedMark(3, 2, 1, 1) {
+		t.Fatalf("Load = %+v, %v, %v; want %+v", m, ok, err, SignedMark(3, 2, 1, 1))
 	}
-	MustAdvance(t, s, watermark.Key{Chain: Chain(3), PKH: PKH2(4), Class: watermark.Preattestation}, watermark.Mark{Level: 4})
-	if m, ok, err := s.Load(context.Background(), watermark.Key{Chain: Chain(3), PKH: PKH2(4), Class: watermark.Preattestation}); err != nil || !ok || m != (watermark.Mark{Level: 4}) {
+	MustAdvance(t, s, watermark.Key{Chain: Chain(3), PKH: SecpPKH(4), Class: watermark.Preattestation}, watermark.Mark{Level: 4})
+	if m, ok, err := s.Load(context.Background(), watermark.Key{Chain: Chain(3), PKH: SecpPKH(4), Class: watermark.Preattestation}); err != nil || !ok || m != (watermark.Mark{Level: 4}) {
 		t.Fatalf("Load of a mark without digest = %+v, %v, %v", m, ok, err)
 	}
 }
@@ -435,14 +435,14 @@ func testLoad(t *testing.T, s watermark.Store) {
 // signed again by racing requests) release exactly one signature between them.
 func testConcurrentIdentical(t *testing.T, s watermark.Store) {
 	for level := int32(1); level <= 5; level++ {
-		k := watermark.Key{Chain: Chain(5), PKH: PKH2(5), Class: watermark.Block}
+		k := watermark.Key{Chain: Chain(5), PKH: SecpPKH(5), Class: watermark.Block}
 		const n = 12
 		got := make([]watermark.Mark, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				got[i], errs[i] = s.Advance(context.Background(), k, MS(level, 0, byte(level), int(level)*100+i))
+				got[i], errs[i] = s.Advance(context.Background(), k, SignedMark(level, 0, byte(level), int(level)*100+i))
 			})
 		}
 		wg.Wait()
