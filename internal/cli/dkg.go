@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/dkg"
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 // newThresholdIdentity: `signatory threshold identity --out FILE`.
@@ -222,7 +222,7 @@ coordinator's threshold vault config.`,
 				<-ctx.Done()
 				return ctx.Err()
 			}
-			share := shareEntries([]threshold.Share{{Index: res.Index, Key: res.Share}}, password)[0]
+			share := shareEntries([]blsthreshold.Share{{Index: res.Index, Key: res.Share}}, password)[0]
 			if share.err != nil {
 				return share.err
 			}

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/tezos"
-	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	vthreshold "github.com/signatory-go/signatory/internal/vault/threshold"
 	"github.com/signatory-go/signatory/internal/watermark"
@@ -61,8 +61,8 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 			defer cancel()
 			answers := group.Marks(ctx, pkh, chain)
 			t, n := group.Size()
-			need := tmath.MarksQuorum(t, n)
-			high := map[string]*tmath.MarkLevel{}
+			need := blsthreshold.MarksQuorum(t, n)
+			high := map[string]*blsthreshold.MarkLevel{}
 			var good int
 			var failed []string
 			for _, a := range answers {
@@ -72,10 +72,10 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 					continue
 				}
 				good++
-				for _, c := range tmath.MarksClasses {
+				for _, c := range blsthreshold.MarksClasses {
 					l := a.Marks.Marks[c]
 					log.Info("member's marks", "member", a.Index, "class", c, "mark", markText(l))
-					high[c] = tmath.Higher(high[c], l)
+					high[c] = blsthreshold.Higher(high[c], l)
 				}
 			}
 			if good < need {
@@ -83,7 +83,7 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 					good, need, t, n, strings.Join(failed, "\n  "))
 			}
 			var entries []watermark.Entry
-			for _, c := range tmath.MarksClasses {
+			for _, c := range blsthreshold.MarksClasses {
 				mark := watermark.Mark{Level: 0, Round: math.MaxInt32}
 				if l := high[c]; l != nil {
 					mark = watermark.Mark{Level: l.Level, Round: l.Round}
@@ -105,7 +105,7 @@ coordinators have stopped. docs/threshold.md gives the reasoning.`,
 	return cmd
 }
 
-func markText(l *tmath.MarkLevel) string {
+func markText(l *blsthreshold.MarkLevel) string {
 	if l == nil {
 		return "none"
 	}

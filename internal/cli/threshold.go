@@ -15,9 +15,9 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 // shareJSON is one share as `threshold split --json` prints it.
@@ -104,7 +104,7 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 			}
 			var (
 				group  *crypt.BLSPublicKey
-				shares []threshold.Share
+				shares []blsthreshold.Share
 				proof  crypt.Signature
 			)
 			if fromOctez != "" {
@@ -120,8 +120,8 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 				}
 				n = len(shares)
 			}
-			if t < 1 || n < t || n > threshold.MaxShares {
-				return fmt.Errorf("need 1 ≤ -t ≤ -n ≤ %d", threshold.MaxShares)
+			if t < 1 || n < t || n > blsthreshold.MaxShares {
+				return fmt.Errorf("need 1 ≤ -t ≤ -n ≤ %d", blsthreshold.MaxShares)
 			}
 			if format == "octez" && n > octezMaxShares {
 				return fmt.Errorf("--format octez holds at most %d shares (octez's share id is an int8)", octezMaxShares)
@@ -134,7 +134,7 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 				if err != nil {
 					return err
 				}
-				if shares, err = threshold.Split(secret, t, n, nil); err != nil {
+				if shares, err = blsthreshold.Split(secret, t, n, nil); err != nil {
 					return err
 				}
 				group = secret.Public().(*crypt.BLSPublicKey)
@@ -242,7 +242,7 @@ func readSecretToSplit(stdin io.Reader, generate bool) (*crypt.BLSPrivateKey, er
 // group key and its address agree, the proof of possession verifies, the ids are distinct and in
 // 1 … 127, and every share with t − 1 others interpolates to the group key. Secrets never appear
 // in its errors.
-func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, crypt.Signature, []threshold.Share, error) {
+func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, crypt.Signature, []blsthreshold.Share, error) {
 	var r io.Reader = stdin
 	if path != "-" {
 		f, err := os.Open(path)
@@ -262,7 +262,7 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 	if err := dec.Decode(&in); err != nil {
 		return nil, nil, nil, fmt.Errorf("--from-octez: not octez-client's share JSON: %w", err)
 	}
-	bad := func(format string, args ...any) (*crypt.BLSPublicKey, crypt.Signature, []threshold.Share, error) {
+	bad := func(format string, args ...any) (*crypt.BLSPublicKey, crypt.Signature, []blsthreshold.Share, error) {
 		return nil, nil, nil, fmt.Errorf("--from-octez: "+format, args...)
 	}
 	pub, err := tezos.ParsePublicKey(in.PublicKey)
@@ -283,7 +283,7 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 	if len(in.SecretShares) == 0 {
 		return bad("no secret_shares")
 	}
-	var shares []threshold.Share
+	var shares []blsthreshold.Share
 	pubs := map[int]*crypt.BLSPublicKey{}
 	for i, s := range in.SecretShares {
 		if s.ID < 1 || s.ID > octezMaxShares || pubs[s.ID] != nil {
@@ -297,15 +297,15 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 		if !ok {
 			return bad("secret_shares[%d] (id %d): secret_key is not a BLS key", i, s.ID)
 		}
-		shares = append(shares, threshold.Share{Index: s.ID, Key: k})
+		shares = append(shares, blsthreshold.Share{Index: s.ID, Key: k})
 		pubs[s.ID] = k.Public().(*crypt.BLSPublicKey)
 	}
 	sort.Slice(shares, func(a, b int) bool { return shares[a].Index < shares[b].Index })
 	if t > len(shares) {
 		return bad("-t %d but only %d shares", t, len(shares))
 	}
-	var m *threshold.Mismatch
-	if err := threshold.CheckShares(group, pubs, t); errors.As(err, &m) {
+	var m *blsthreshold.Mismatch
+	if err := blsthreshold.CheckShares(group, pubs, t); errors.As(err, &m) {
 		return bad("share %d with shares %v does not interpolate to public_key with -t %d: a wrong share, or -t is not the threshold they were made for", m.Index, m.With, t)
 	} else if err != nil {
 		return bad("%v", err)
@@ -320,7 +320,7 @@ type shareEntry struct {
 }
 
 // shareEntries encodes each share's secret key (encrypted when password is set).
-func shareEntries(shares []threshold.Share, password []byte) []shareEntry {
+func shareEntries(shares []blsthreshold.Share, password []byte) []shareEntry {
 	out := make([]shareEntry, 0, len(shares))
 	for _, s := range shares {
 		enc := "unencrypted:" + string(s.Key.ToProtocol().ToBase58())

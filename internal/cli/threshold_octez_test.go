@@ -13,9 +13,9 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 // octez's conventions, written here from its sources (src/lib_bls12_381_signature,
@@ -131,7 +131,7 @@ func TestThresholdOctezShares(t *testing.T) {
 		}
 		partials[i] = (*crypt.BLSSignature)(minpk.Sign((*minpk.PrivateKey)(k.(*crypt.BLSPrivateKey)), msg, blst.ProofOfPossession))
 	}
-	sig, err := threshold.CombineSignatures(partials)
+	sig, err := blsthreshold.CombineSignatures(partials)
 	if err != nil {
 		t.Fatal(err)
 	}

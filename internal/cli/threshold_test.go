@@ -13,9 +13,9 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultfile "github.com/signatory-go/signatory/internal/vault/file"
 )
@@ -88,7 +88,7 @@ func TestThresholdSplit(t *testing.T) {
 		partials[s.Index] = sig.(*crypt.BLSSignature)
 		v.Close()
 	}
-	sig, err := threshold.CombineSignatures(partials)
+	sig, err := blsthreshold.CombineSignatures(partials)
 	if err != nil {
 		t.Fatal(err)
 	}

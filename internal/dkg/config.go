@@ -15,8 +15,8 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
 
@@ -161,7 +161,7 @@ func (c *Ceremony) checkPrevious() error {
 		shares[m.Index] = m.share
 	}
 	slices.SortFunc(p.Members, func(a, b PreviousMember) int { return a.Index - b.Index })
-	if err := threshold.CheckShares(group, shares, p.Threshold); err != nil {
+	if err := blsthreshold.CheckShares(group, shares, p.Threshold); err != nil {
 		return fmt.Errorf("the share keys are not a %d-of-%d sharing of %s: %w", p.Threshold, n, p.PublicKey, err)
 	}
 	// The previous group's public polynomial, from t share keys (any t: they all agree, as

@@ -18,7 +18,7 @@ import (
 	"github.com/drand/kyber/sign/schnorr"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
-	"github.com/signatory-go/signatory/internal/threshold"
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 )
 
 // group is a ceremony's members run in this process, each with its own listener on loopback.
@@ -111,7 +111,7 @@ func checkGroup(t *testing.T, out map[int]outcome, want []int, th int) *Result {
 	for _, mem := range first.Members {
 		keys[mem.Index] = mem.SharePublic
 	}
-	if err := threshold.CheckShares(first.Group, keys, th); err != nil {
+	if err := blsthreshold.CheckShares(first.Group, keys, th); err != nil {
 		t.Fatalf("share keys do not interpolate to the group key: %v", err)
 	}
 	msg := []byte("\x11 a block, signed by t members")

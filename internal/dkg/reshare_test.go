@@ -10,7 +10,7 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
-	"github.com/signatory-go/signatory/internal/threshold"
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 )
 
 // party is one identity taking part in ceremonies, with its latest share.
@@ -125,7 +125,7 @@ func combine(t *testing.T, shares map[int]*crypt.BLSPrivateKey, msg []byte) *cry
 		}
 		partials[i] = sig.(*crypt.BLSSignature)
 	}
-	sig, err := threshold.CombineSignatures(partials)
+	sig, err := blsthreshold.CombineSignatures(partials)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestResharing(t *testing.T) {
 		s, _ := k.Sign(msg)
 		mixed[i] = s.(*crypt.BLSSignature)
 	}
-	if sig, err := threshold.CombineSignatures(mixed); err == nil && r2.Group.VerifySignature(sig, msg) {
+	if sig, err := blsthreshold.CombineSignatures(mixed); err == nil && r2.Group.VerifySignature(sig, msg) {
 		t.Fatal("an old share combined with new ones")
 	}
 	if old[1].Public().Equal(ps[0].share.Public()) {
@@ -210,7 +210,7 @@ func checkGeneration(t *testing.T, out map[*party]outcome, first *Result, idx ma
 			t.Fatalf("member %d's share is not its listed share key", i)
 		}
 	}
-	if err := threshold.CheckShares(first.Group, keys, th); err != nil {
+	if err := blsthreshold.CheckShares(first.Group, keys, th); err != nil {
 		t.Fatal(err)
 	}
 	var indices []int

@@ -29,13 +29,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/blake2b"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/sched"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 )
 
@@ -45,7 +45,7 @@ type Service interface {
 	Sign(ctx context.Context, r *signer.SignRequest) (*signer.SignResult, error)
 	ProvePossession(ctx context.Context, r *signer.PossessionRequest) (crypt.Signature, error)
 	// ShareMarks is a threshold member's signed statement of its highest marks on a chain.
-	ShareMarks(ctx context.Context, pkh, chain, nonce string) (*threshold.Marks, error)
+	ShareMarks(ctx context.Context, pkh, chain, nonce string) (*blsthreshold.Marks, error)
 	// DeterministicNonce and SupportsDeterministicNonces answer octez's nonce requests (sockets).
 	DeterministicNonce(ctx context.Context, r *signer.NonceRequest) ([32]byte, error)
 	SupportsDeterministicNonces(ctx context.Context, pkh string) (bool, error)

@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/crypto/blake2b"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -21,7 +21,7 @@ import (
 // others before it signs again (docs/threshold.md). Only a key whose policy has share_of answers;
 // statements are made one at a time (a request waits for the one before it), so that a flood of
 // requests costs one BLS signature at a time.
-func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*threshold.Marks, error) {
+func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*blsthreshold.Marks, error) {
 	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
 		return nil, fault.Wrap(fault.BadRequest, err)
 	}
@@ -29,8 +29,8 @@ func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*
 		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("chain: %w", err))
 	}
 	nonce, err := hex.DecodeString(nonceHex)
-	if err != nil || len(nonce) != threshold.MarksNonceSize {
-		return nil, fault.New(fault.BadRequest, fmt.Sprintf("nonce: %d bytes in hex are required", threshold.MarksNonceSize))
+	if err != nil || len(nonce) != blsthreshold.MarksNonceSize {
+		return nil, fault.New(fault.BadRequest, fmt.Sprintf("nonce: %d bytes in hex are required", blsthreshold.MarksNonceSize))
 	}
 	pol := s.cfg.Policies[pkh]
 	if pol == nil {
@@ -56,10 +56,10 @@ func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*
 		}
 	}
 	sort.Strings(shares)
-	m := &threshold.Marks{Key: pkh, PublicKey: k.pub.String(), Group: pol.ShareOf, Chain: chain, Nonce: nonceHex,
-		Marks: map[string]*threshold.MarkLevel{}}
-	for _, c := range threshold.MarksClasses {
-		var high *threshold.MarkLevel
+	m := &blsthreshold.Marks{Key: pkh, PublicKey: k.pub.String(), Group: pol.ShareOf, Chain: chain, Nonce: nonceHex,
+		Marks: map[string]*blsthreshold.MarkLevel{}}
+	for _, c := range blsthreshold.MarksClasses {
+		var high *blsthreshold.MarkLevel
 		for _, share := range shares {
 			mark, ok, err := s.cfg.Store.Load(ctx, watermark.Key{Chain: chain, PKH: share, Class: watermark.Class(c)})
 			if err != nil {
@@ -67,7 +67,7 @@ func (s *Signer) ShareMarks(ctx context.Context, pkh, chain, nonceHex string) (*
 				return nil, &fault.Error{Kind: fault.Internal, Msg: "watermark store error (the signer's log has the cause)", Err: err}
 			}
 			if ok {
-				high = threshold.Higher(high, &threshold.MarkLevel{Level: mark.Level, Round: mark.Round})
+				high = blsthreshold.Higher(high, &blsthreshold.MarkLevel{Level: mark.Level, Round: mark.Round})
 			}
 		}
 		m.Marks[c] = high

@@ -13,9 +13,9 @@ import (
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 const historyChainHex = "b3d79f99"
@@ -26,7 +26,7 @@ type historyGroup struct {
 	t       *testing.T
 	group   crypt.PublicKey
 	th      int
-	shares  []threshold.Share
+	shares  []blsthreshold.Share
 	members []*testdaemon.Daemon
 	chain   string // the chain id of historyChainHex
 	bin     string
@@ -40,7 +40,7 @@ type historyGroup struct {
 // and share_of the group key.
 func newHistoryGroup(t *testing.T, secret *crypt.BLSPrivateKey, th, n int, name string) *historyGroup {
 	t.Helper()
-	shares, err := threshold.Split(secret, th, n, nil)
+	shares, err := blsthreshold.Split(secret, th, n, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
-	"github.com/signatory-go/signatory/internal/threshold"
 )
 
 // TestThresholdProcesses: a tz4 key split 2-of-3 among three member daemons (each with the share
@@ -43,7 +43,7 @@ func TestThresholdProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	group := priv.Public()
-	shares, err := threshold.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
+	shares, err := blsthreshold.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

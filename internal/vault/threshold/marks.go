@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"sync"
 
-	tmath "github.com/signatory-go/signatory/internal/threshold"
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 )
 
 // MemberMarks is one member's answer to a request for its marks: its verified statement, or why
@@ -16,7 +16,7 @@ import (
 type MemberMarks struct {
 	Index int
 	Key   string
-	Marks *tmath.Marks // nil when Err is set
+	Marks *blsthreshold.Marks // nil when Err is set
 	Err   error
 }
 
@@ -28,7 +28,7 @@ func (v *Vault) Group() string { return v.group.String() }
 
 // Marks asks every member but the one holding the share self (a tz4 address; "" asks them all)
 // for its signed statement of its highest marks on chain (GET /threshold/marks/<share>), each
-// with a fresh nonce, all at once, and checks each answer (tmath.Marks.Verify). It returns one
+// with a fresh nonce, all at once, and checks each answer (blsthreshold.Marks.Verify). It returns one
 // MemberMarks per member asked, in index order. It sends no authentication: members answer this
 // request without it, and the statements are signed by the shares themselves.
 func (v *Vault) Marks(ctx context.Context, self, chain string) []MemberMarks {
@@ -52,8 +52,8 @@ func (v *Vault) Marks(ctx context.Context, self, chain string) []MemberMarks {
 	return out
 }
 
-func (v *Vault) memberMarks(ctx context.Context, m *member, chain string) (*tmath.Marks, error) {
-	nonce := make([]byte, tmath.MarksNonceSize)
+func (v *Vault) memberMarks(ctx context.Context, m *member, chain string) (*blsthreshold.Marks, error) {
+	nonce := make([]byte, blsthreshold.MarksNonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (v *Vault) memberMarks(ctx context.Context, m *member, chain string) (*tmat
 	if err != nil {
 		return nil, err
 	}
-	var body tmath.Marks
+	var body blsthreshold.Marks
 	if status, msg, err := v.do(req, &body); err != nil {
 		return nil, fmt.Errorf("member %d: %w", m.index, err)
 	} else if status != http.StatusOK {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
 	"github.com/signatory-go/signatory/internal/server"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
-	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	"github.com/signatory-go/signatory/internal/vault/threshold"
@@ -77,7 +77,7 @@ func TestMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	group := priv.Public()
-	split, err := tmath.Split(priv.(*crypt.BLSPrivateKey), 3, 5, nil)
+	split, err := blsthreshold.Split(priv.(*crypt.BLSPrivateKey), 3, 5, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestMarks(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		var m tmath.Marks
+		var m blsthreshold.Marks
 		if json.Unmarshal(body, &m) == nil && m.Key == split[3].Key.Public().Hash().String() {
 			mu.Lock()
 			if replay == nil {
@@ -174,9 +174,9 @@ func TestMarks(t *testing.T) {
 	}
 }
 
-func marksString(m *tmath.Marks) string {
+func marksString(m *blsthreshold.Marks) string {
 	var parts []string
-	for _, c := range tmath.MarksClasses {
+	for _, c := range blsthreshold.MarksClasses {
 		if l := m.Marks[c]; l != nil {
 			parts = append(parts, fmt.Sprintf("%s level %d round %d", c, l.Level, l.Round))
 		} else {
@@ -199,7 +199,7 @@ func TestMarksRefused(t *testing.T) {
 	}
 	url, notShare := marksMember(t, priv.Public(), []*crypt.BLSPrivateKey{share.(*crypt.BLSPrivateKey)}, nil)
 	pkh := share.Public().Hash().String()
-	nonce := strings.Repeat("ab", tmath.MarksNonceSize)
+	nonce := strings.Repeat("ab", blsthreshold.MarksNonceSize)
 	for _, c := range []struct {
 		path   string
 		status int

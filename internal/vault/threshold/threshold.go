@@ -34,9 +34,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/tezos"
-	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
 )
@@ -163,8 +163,8 @@ func Open(name string, cfg Config, env vault.Env) (*Vault, error) {
 	}
 	seenIndex, seenKey := map[int]bool{}, map[string]bool{}
 	for i, m := range cfg.Members {
-		if m.Index < 1 || m.Index > tmath.MaxShares || seenIndex[m.Index] {
-			return bad("members[%d]: index %d must be 1 … %d and distinct", i, m.Index, tmath.MaxShares)
+		if m.Index < 1 || m.Index > blsthreshold.MaxShares || seenIndex[m.Index] {
+			return bad("members[%d]: index %d must be 1 … %d and distinct", i, m.Index, blsthreshold.MaxShares)
 		}
 		seenIndex[m.Index] = true
 		u, err := url.Parse(os.ExpandEnv(m.URL))
@@ -271,11 +271,11 @@ func (v *Vault) List(ctx context.Context) ([]vault.Key, error) {
 	return []vault.Key{v.key}, nil
 }
 
-// checkShares checks that the share keys interpolate to the group key (tmath.CheckShares), so
+// checkShares checks that the share keys interpolate to the group key (blsthreshold.CheckShares), so
 // that a member serving a wrong share is named.
 func (v *Vault) checkShares(known map[int]*crypt.BLSPublicKey) error {
-	err := tmath.CheckShares(v.group, known, v.t)
-	var m *tmath.Mismatch
+	err := blsthreshold.CheckShares(v.group, known, v.t)
+	var m *blsthreshold.Mismatch
 	if errors.As(err, &m) {
 		return fmt.Errorf("threshold vault %s: the share of member %d (with members %v) does not interpolate to the group key %s: check the member's key and index",
 			v.name, m.Index, m.With, v.group)
@@ -480,7 +480,7 @@ func (v *Vault) gather(ctx context.Context, ask func(context.Context, *member) p
 		}
 		good[p.index] = p.sig
 		if len(good) == v.t {
-			return tmath.CombineSignatures(good)
+			return blsthreshold.CombineSignatures(good)
 		}
 	}
 	return nil, v.tooFew(len(good), refusals)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
@@ -28,7 +29,6 @@ import (
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
-	tmath "github.com/signatory-go/signatory/internal/threshold"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
 	"github.com/signatory-go/signatory/internal/vault/threshold"
@@ -47,7 +47,7 @@ type member struct {
 
 // startMember runs a member for share of the group key group, which its policy lets it prove
 // possession over.
-func startMember(t *testing.T, share tmath.Share, group crypt.PublicKey, authorized ...crypt.PublicKey) *member {
+func startMember(t *testing.T, share blsthreshold.Share, group crypt.PublicKey, authorized ...crypt.PublicKey) *member {
 	t.Helper()
 	pkh := share.Key.Public().Hash().String()
 	s, err := signer.New(context.Background(), signer.Config{
@@ -80,7 +80,7 @@ func newGroup(t *testing.T, th, n int) *group {
 		t.Fatal(err)
 	}
 	g := &group{secret: priv.(*crypt.BLSPrivateKey)}
-	shares, err := tmath.Split(g.secret, th, n, nil)
+	shares, err := blsthreshold.Split(g.secret, th, n, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestAuthenticationKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := priv.(*crypt.BLSPrivateKey)
-	shares, err := tmath.Split(secret, 2, 3, nil)
+	shares, err := blsthreshold.Split(secret, 2, 3, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +439,7 @@ func BenchmarkAttestation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	shares, err := tmath.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
+	shares, err := blsthreshold.Split(priv.(*crypt.BLSPrivateKey), 2, 3, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func BenchmarkAttestation(b *testing.B) {
 }
 
 // startBenchMember is startMember for a benchmark: a member signer behind an httptest server.
-func startBenchMember(b *testing.B, share tmath.Share) string {
+func startBenchMember(b *testing.B, share blsthreshold.Share) string {
 	pkh := share.Key.Public().Hash().String()
 	s, err := signer.New(context.Background(), signer.Config{
 		Vaults:   []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},

@@ -1,4 +1,4 @@
-package threshold
+package blsthreshold
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-// Package threshold splits a tz4 (BLS12-381, min-pk) secret key into Shamir shares and combines
+// Package blsthreshold splits a tz4 (BLS12-381, min-pk) secret key into Shamir shares and combines
 // the shares' signatures into the group key's signature.
 //
 // A secret s is split with a random polynomial f of degree t−1 over the scalar field (f(0) = s):
@@ -10,7 +10,7 @@
 // Only the proof-of-possession ciphersuite (signing version 2, and proofs of possession) combines:
 // with the augmented ciphersuite (version 1) each share signs its own public key with the
 // message, and those signatures do not interpolate to the group key's.
-package threshold
+package blsthreshold
 
 import (
 	"bytes"
