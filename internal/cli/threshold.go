@@ -2,14 +2,12 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
@@ -35,25 +33,6 @@ type splitJSON struct {
 	GroupPKH       string      `json:"group_pkh"`
 	Shares         []shareJSON `json:"shares"`
 }
-
-// octezSharesJSON is octez-client's `share bls secret key <BLsk> between <n> shares with threshold
-// <t>` output (octez v23 and later): the group key, its proof of possession, and each share as
-// {id, secret_key}, share id i being the polynomial at x = i (the convention used here too), ids
-// an int8 (so at most 127 shares). The threshold is not in it.
-type octezSharesJSON struct {
-	PublicKey     string             `json:"public_key"`
-	PublicKeyHash string             `json:"public_key_hash"`
-	Proof         string             `json:"proof"`
-	SecretShares  []octezSecretShare `json:"secret_shares"`
-}
-
-type octezSecretShare struct {
-	ID        int    `json:"id"`
-	SecretKey string `json:"secret_key"`
-}
-
-// octezMaxShares is the largest share id octez's format holds (an int8).
-const octezMaxShares = 127
 
 func newThreshold(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "threshold", Short: "Threshold tz4 keys: generate one with no dealer (dkg), or split an existing BLS key into shares"}
@@ -123,8 +102,8 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 			if t < 1 || n < t || n > blsthreshold.MaxShares {
 				return fmt.Errorf("need 1 ≤ -t ≤ -n ≤ %d", blsthreshold.MaxShares)
 			}
-			if format == "octez" && n > octezMaxShares {
-				return fmt.Errorf("--format octez holds at most %d shares (octez's share id is an int8)", octezMaxShares)
+			if format == "octez" && n > blsthreshold.OctezMaxShares {
+				return fmt.Errorf("--format octez holds at most %d shares (octez's share id is an int8)", blsthreshold.OctezMaxShares)
 			}
 			if 2*t <= n && !unsafe {
 				return fmt.Errorf("-t %d is not more than half of -n %d: two coordinators could each gather %d members for conflicting payloads; use -t %d, or --unsafe-threshold", t, n, t, n/2+1)
@@ -141,10 +120,7 @@ polynomial at x = i, and partial signatures combine by Lagrange interpolation at
 				proof = secret.ProvePossession()
 			}
 			if format == "octez" {
-				out := octezSharesJSON{PublicKey: group.String(), PublicKeyHash: group.Hash().String(), Proof: tezos.SignatureString(proof)}
-				for _, s := range shares {
-					out.SecretShares = append(out.SecretShares, octezSecretShare{ID: s.Index, SecretKey: string(s.Key.ToProtocol().ToBase58())})
-				}
+				out := blsthreshold.ToOctez(group, proof, shares)
 				if keysDir != "" {
 					if err := writeShareFiles(keysDir, shareEntries(shares, nil)); err != nil {
 						return err
@@ -238,10 +214,8 @@ func readSecretToSplit(stdin io.Reader, generate bool) (*crypt.BLSPrivateKey, er
 	return secret, nil
 }
 
-// readOctezShares reads octez-client's share JSON from path (- for stdin) and checks it: the
-// group key and its address agree, the proof of possession verifies, the ids are distinct and in
-// 1 … 127, and every share with t − 1 others interpolates to the group key. Secrets never appear
-// in its errors.
+// readOctezShares reads octez-client's share JSON from path (- for stdin) and checks it
+// (blsthreshold.ParseOctez).
 func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, crypt.Signature, []blsthreshold.Share, error) {
 	var r io.Reader = stdin
 	if path != "-" {
@@ -256,59 +230,9 @@ func readOctezShares(stdin io.Reader, path string, t int) (*crypt.BLSPublicKey, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var in octezSharesJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return nil, nil, nil, fmt.Errorf("--from-octez: not octez-client's share JSON: %w", err)
-	}
-	bad := func(format string, args ...any) (*crypt.BLSPublicKey, crypt.Signature, []blsthreshold.Share, error) {
-		return nil, nil, nil, fmt.Errorf("--from-octez: "+format, args...)
-	}
-	pub, err := tezos.ParsePublicKey(in.PublicKey)
+	group, proof, shares, err := blsthreshold.ParseOctez(data, t)
 	if err != nil {
-		return bad("public_key: %v", err)
-	}
-	group, ok := pub.(*crypt.BLSPublicKey)
-	if !ok {
-		return bad("public_key is not a BLS key")
-	}
-	if in.PublicKeyHash != group.Hash().String() {
-		return bad("public_key_hash %q is not public_key's address %s", in.PublicKeyHash, group.Hash())
-	}
-	proof, err := tezos.ParseSignature(in.Proof)
-	if err != nil || !tezos.VerifyPossession(group, proof) {
-		return bad("proof does not verify against public_key: not the group key's proof of possession")
-	}
-	if len(in.SecretShares) == 0 {
-		return bad("no secret_shares")
-	}
-	var shares []blsthreshold.Share
-	pubs := map[int]*crypt.BLSPublicKey{}
-	for i, s := range in.SecretShares {
-		if s.ID < 1 || s.ID > octezMaxShares || pubs[s.ID] != nil {
-			return bad("secret_shares[%d]: id %d must be 1 … %d and distinct", i, s.ID, octezMaxShares)
-		}
-		priv, err := tezos.ParseSecretKey(strings.TrimPrefix(s.SecretKey, "unencrypted:"), nil)
-		if err != nil {
-			return bad("secret_shares[%d] (id %d): secret_key does not parse as a secret key", i, s.ID)
-		}
-		k, ok := priv.(*crypt.BLSPrivateKey)
-		if !ok {
-			return bad("secret_shares[%d] (id %d): secret_key is not a BLS key", i, s.ID)
-		}
-		shares = append(shares, blsthreshold.Share{Index: s.ID, Key: k})
-		pubs[s.ID] = k.Public().(*crypt.BLSPublicKey)
-	}
-	sort.Slice(shares, func(a, b int) bool { return shares[a].Index < shares[b].Index })
-	if t > len(shares) {
-		return bad("-t %d but only %d shares", t, len(shares))
-	}
-	var m *blsthreshold.Mismatch
-	if err := blsthreshold.CheckShares(group, pubs, t); errors.As(err, &m) {
-		return bad("share %d with shares %v does not interpolate to public_key with -t %d: a wrong share, or -t is not the threshold they were made for", m.Index, m.With, t)
-	} else if err != nil {
-		return bad("%v", err)
+		return nil, nil, nil, fmt.Errorf("--from-octez: %w", err)
 	}
 	return group, proof, shares, nil
 }
@@ -323,13 +247,7 @@ type shareEntry struct {
 func shareEntries(shares []blsthreshold.Share, password []byte) []shareEntry {
 	out := make([]shareEntry, 0, len(shares))
 	for _, s := range shares {
-		enc := "unencrypted:" + string(s.Key.ToProtocol().ToBase58())
-		var err error
-		if password != nil {
-			if enc, err = tezos.EncryptSecretKey(s.Key, password); err == nil {
-				enc = "encrypted:" + enc
-			}
-		}
+		enc, err := blsthreshold.SecretKeyText(s.Key, password)
 		pub := s.Key.Public()
 		out = append(out, shareEntry{shareJSON{Index: s.Index, SecretKey: enc, PublicKey: pub.String(), PKH: pub.Hash().String()}, err})
 	}

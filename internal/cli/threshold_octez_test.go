@@ -157,7 +157,7 @@ func TestThresholdOctezShares(t *testing.T) {
 	if strings.Join(keys, ",") != "proof,public_key,public_key_hash,secret_shares" || oct["public_key"] != octezBLPK || oct["proof"] != proof {
 		t.Fatalf("not octez's shape: %s", out)
 	}
-	var parsed octezSharesJSON
+	var parsed blsthreshold.Octez
 	if err := json.Unmarshal([]byte(out), &parsed); err != nil || len(parsed.SecretShares) != 3 {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -181,7 +181,7 @@ func TestThresholdOctezShares(t *testing.T) {
 	}{
 		{octezJSON(otherProof, good, ""), []string{"-t", "2"}, "proof does not verify"},
 		{octezJSON(proof, foreign, ""), []string{"-t", "2"}, "share 1 with shares [1 2] does not interpolate"},
-		{octezJSON(proof, good, ""), []string{"-t", "1", "--unsafe-threshold"}, "does not interpolate to public_key with -t 1"},
+		{octezJSON(proof, good, ""), []string{"-t", "1", "--unsafe-threshold"}, "does not interpolate to public_key with threshold 1"},
 		{octezJSON(proof, good, ""), nil, "needs -t"},
 		{strings.Replace(octezJSON(proof, good, ""), `"id": 2`, `"id": 1`, 1), []string{"-t", "2"}, "distinct"},
 		{octezJSON(proof, good, ` "threshold": 2,`), []string{"-t", "2"}, "not octez-client's share JSON"},
