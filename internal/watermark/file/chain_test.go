@@ -443,3 +443,32 @@ func TestNextJournalSize(t *testing.T) {
 		}
 	}
 }
+
+// TestOneWriterPerChain: while a chain's writer runs (or is started), nothing starts a second one:
+// two writers would judge and write one chain at once. Once it has exited, the next request
+// starts one again.
+func TestOneWriterPerChain(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	starts := 0
+	var run func()
+	c.start = func(r func()) { starts++; run = r }
+	c.refreshNow()
+	c.refreshNow()
+	p := req(0, watermark.Block, 5, 1)
+	c.mu.Lock()
+	c.queue = append(c.queue, p)
+	c.spawnLocked()
+	c.mu.Unlock()
+	if starts != 1 {
+		t.Fatalf("%d writers started for one chain", starts)
+	}
+	run() // answers the request, refreshes, exits
+	if r := <-p.done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	c.refreshNow()
+	if starts != 2 {
+		t.Fatalf("after the writer exited, %d starts in all, want 2", starts)
+	}
+}
