@@ -96,7 +96,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.
 		}
 	}
 	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
-		AuthorizedKeys: auth, Audit: journal, Hook: hook, Metrics: m, Logger: log})
+		AuthorizedKeys: auth, Audit: journal, Hook: hook, Observer: m, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func TestPolicyHookGatesTheWatermark(t *testing.T) {
 	s, err := signer.New(context.Background(), signer.Config{
 		Vaults:   []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K2SK))},
 		Policies: map[string]*policy.Policy{tv.K2PKH: policy.Default(tv.K2PKH)},
-		Store:    wmmem.NewStore(), Metrics: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:    wmmem.NewStore(), Observer: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Hook: &policyhook.Hook{Address: hook.URL, Timeout: time.Second, Client: hook.Client()},
 	})
 	if err != nil {

@@ -34,7 +34,7 @@ func TestJWTPerKeyUsers(t *testing.T) {
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := signer.New(context.Background(), signer.Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K4SK))},
-		Policies: map[string]*policy.Policy{tv.K4PKH: pol}, Store: wmmem.NewStore(), Metrics: m, Logger: log})
+		Policies: map[string]*policy.Policy{tv.K4PKH: pol}, Store: wmmem.NewStore(), Observer: m, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

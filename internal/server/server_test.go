@@ -89,7 +89,7 @@ func newEnvSigner(t testing.TB, store watermark.Store, auth []crypt.PublicKey) (
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := signer.New(context.Background(), signer.Config{Vaults: []vault.Vault{v}, Policies: pols, Store: store,
-		AuthorizedKeys: auth, Metrics: m, Logger: log})
+		AuthorizedKeys: auth, Observer: m, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

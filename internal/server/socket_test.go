@@ -56,7 +56,7 @@ func newSockEnv(t *testing.T, cfg Config, auth []crypt.PublicKey) *sockEnv {
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := signer.New(context.Background(), signer.Config{Vaults: []vault.Vault{v}, Policies: pols, Store: wmmem.NewStore(),
-		AuthorizedKeys: auth, Metrics: m, Logger: log})
+		AuthorizedKeys: auth, Observer: m, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

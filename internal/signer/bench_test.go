@@ -35,7 +35,7 @@ func benchSigner(b *testing.B, store watermark.Store, keys ...crypt.PrivateKey) 
 		pols[pkh] = &policy.Policy{PKH: pkh, Requests: []request.Kind{request.Generic, request.Attestation}, Ops: []string{"transaction"}}
 	}
 	s, err := New(context.Background(), Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", keys...)}, Policies: pols,
-		Store: store, Metrics: metrics.New("bench"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Store: store, Observer: metrics.New("bench"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func FuzzAuthentication(f *testing.F) {
 	s, err := New(context.Background(), Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", k4)},
 		Policies: map[string]*policy.Policy{tv.K4PKH: {PKH: tv.K4PKH, Requests: []request.Kind{request.Generic}, Ops: []string{"transaction"}}},
 		Store:    wmmem.NewStore(), AuthorizedKeys: []crypt.PublicKey{k3},
-		Metrics: metrics.New("fuzz"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Observer: metrics.New("fuzz"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -123,7 +124,7 @@ func TestLimitsPerContent(t *testing.T) {
 			t.Errorf("%s: %v (status %d), want 403 with %q", c.name, err, fault.Status(err), c.want)
 		}
 	}
-	if n := testutil.ToFloat64(f.s.m.PolicyViolations.WithLabelValues("max_amount", f.pkh, "request")); n != 1 {
+	if n := testutil.ToFloat64(f.s.obs.(*metrics.Metrics).PolicyViolations.WithLabelValues("max_amount", f.pkh, "request")); n != 1 {
 		t.Errorf("policy_violation_total{violation_type=max_amount} = %v", n)
 	}
 	// Only signed requests were counted: 6 signed, none of the refused.
@@ -230,7 +231,7 @@ func TestLimitsOperationsAndConcurrency(t *testing.T) {
 	if signed != 33 {
 		t.Fatalf("50 concurrent transfers of 30 tez against 1000 tez: %d signed, want 33", signed)
 	}
-	if n := testutil.ToFloat64(c.s.m.PolicyViolations.WithLabelValues("max_total", c.pkh, "request")); n != 17 {
+	if n := testutil.ToFloat64(c.s.obs.(*metrics.Metrics).PolicyViolations.WithLabelValues("max_total", c.pkh, "request")); n != 17 {
 		t.Fatalf("policy_violation_total{violation_type=max_total} = %v, want 17", n)
 	}
 }

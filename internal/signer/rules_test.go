@@ -89,7 +89,7 @@ func TestPossessionRules(t *testing.T) {
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
 	t.Cleanup(hook.Close)
 	newSigner := func(pol *policy.Policy, withHook bool, auth ...crypt.PublicKey) *Signer {
-		c := Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("m", blsKey)}, Store: wmmem.NewStore(), Metrics: metrics.New("t"),
+		c := Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("m", blsKey)}, Store: wmmem.NewStore(), Observer: metrics.New("t"),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policies: map[string]*policy.Policy{pkh: pol}, AuthorizedKeys: auth}
 		if withHook {
 			c.Hook = &policyhook.Hook{Address: hook.URL, Timeout: time.Minute, Client: hook.Client()}

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +28,6 @@ import (
 
 	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/fault"
-	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/policyhook"
 	"github.com/signatory-go/signatory/internal/request"
@@ -55,9 +53,10 @@ type Config struct {
 	// its record is on disk.
 	Audit *audit.Journal
 	// Hook, when set, is asked after the policy and before the watermark.
-	Hook    *policyhook.Hook
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	Hook *policyhook.Hook
+	// Observer is told what the signer does (*metrics.Metrics in the daemon); nil: Nop.
+	Observer Observer
+	Logger   *slog.Logger
 	// Now is the clock of the spending windows (time.Now when nil).
 	Now func() time.Time
 }
@@ -66,7 +65,7 @@ type Config struct {
 type Signer struct {
 	cfg       Config
 	log       *slog.Logger
-	m         *metrics.Metrics
+	obs       Observer
 	mu        sync.RWMutex
 	keys      map[string]*keyRef
 	refresh   sync.Mutex
@@ -106,8 +105,8 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.New("")
+	if cfg.Observer == nil {
+		cfg.Observer = Nop{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -122,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 			}
 		}
 	}
-	s := &Signer{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
+	s := &Signer{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, keys: map[string]*keyRef{}, listed: map[string]tz.PublicKeyHash{},
 		authLimit: tezos.MaxBase58Length, marksBusy: make(chan struct{}, 1)}
 	for _, k := range cfg.AuthorizedKeys {
 		if tezos.CurveOf(k) == tezos.MLDSA44 {
@@ -385,7 +384,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	if err := pol.Check(req, res.Client); err != nil {
 		var v *policy.Violation
 		if errors.As(err, &v) {
-			s.m.PolicyViolations.WithLabelValues(v.Type, r.PKH, "request").Inc()
+			s.obs.PolicyViolation(v.Type, r.PKH)
 		}
 		return res, err
 	}
@@ -409,18 +408,11 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	if err != nil {
 		s.refund(r.PKH, res.spent) // not signed: it spends nothing
 		res.spent = ""
-		s.m.VaultSignErrors.WithLabelValues(k.vault.Name(), strconv.Itoa(fault.Status(err)), s.m.Chain(req.ChainID())).Inc()
+		s.obs.SignFailed(k.vault.Name(), fault.Status(err), req.ChainID())
 		return res, err
 	}
 	res.Signature = sig
-	chain := s.m.Chain(req.ChainID())
-	s.m.VaultSignDuration.WithLabelValues(k.vault.Name(), r.PKH, string(req.Kind), chain).Observe(float64(time.Since(start).Microseconds()) / 1000)
-	for kind, n := range req.OpCounts() {
-		s.m.SigningOps.WithLabelValues(r.PKH, k.vault.Name(), string(req.Kind), kind, chain).Add(float64(n))
-	}
-	if req.Watermarked() {
-		s.m.ConsensusRound.WithLabelValues(r.PKH, string(req.Kind), chain, metrics.Round(req.Round)).Inc()
-	}
+	s.obs.Signed(k.vault.Name(), r.PKH, string(req.Kind), req.ChainID(), time.Since(start), req.OpCounts(), req.Watermarked(), req.Round)
 	return res, nil
 }
 
@@ -462,7 +454,7 @@ func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignReq
 func (s *Signer) violated(pkh string, err error) error {
 	var v *policy.Violation
 	if errors.As(err, &v) {
-		s.m.PolicyViolations.WithLabelValues(v.Type, pkh, "request").Inc()
+		s.obs.PolicyViolation(v.Type, pkh)
 	}
 	return err
 }
@@ -487,7 +479,7 @@ func (s *Signer) askHook(ctx context.Context, msg []byte, ip, pkh, client string
 	}
 	err := s.cfg.Hook.Check(ctx, &policyhook.Request{Message: msg, Source: ip, PKH: pkh, ClientPKH: client})
 	if err != nil {
-		s.m.PolicyViolations.WithLabelValues("policy_hook", pkh, "request").Inc()
+		s.obs.PolicyViolation("policy_hook", pkh)
 		s.log.Warn("policy hook refused", "pkh", pkh, "err", err)
 	}
 	return err
@@ -496,9 +488,7 @@ func (s *Signer) askHook(ctx context.Context, msg []byte, ip, pkh, client string
 // countGeneric records a request without a watermark (generic, pack): it passes the watermark
 // step and is counted as a success there, as in the reference.
 func (s *Signer) countGeneric(req *request.Request) {
-	backend := s.cfg.Store.Name()
-	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(0)
-	s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+	s.obs.WatermarkPassed(s.cfg.Store.Name(), string(req.Kind))
 }
 
 // signWatermarked signs a block or consensus request so that no two signatures ever leave for
@@ -539,9 +529,7 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 	case watermark.Refuse:
 		return nil, s.refused(r, req, start, err)
 	case watermark.Identical:
-		s.m.WatermarkStoreLatency.WithLabelValues(backend, "success").Observe(time.Since(start).Seconds())
-		s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
-		s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+		s.obs.WatermarkStep(backend, string(req.Kind), "success", time.Since(start))
 		return s.storedSignature(k, r, stored)
 	}
 	loadTime := time.Since(start)
@@ -559,9 +547,7 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 		return nil, s.storeFailed(r.PKH, req, start, err)
 	}
 	took := time.Since(start) + loadTime
-	s.m.WatermarkStoreLatency.WithLabelValues(backend, "success").Observe(took.Seconds())
-	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(took.Seconds())
-	s.m.WatermarkOps.WithLabelValues("success", backend, string(req.Kind)).Inc()
+	s.obs.WatermarkStep(backend, string(req.Kind), "success", took)
 	if rec.Signature != mark.Signature {
 		// Another process committed the same bytes first: its signature is the one released.
 		s.log.Info("identical request already signed by another signer: returning the stored signature",
@@ -639,11 +625,8 @@ func (s *Signer) storedSignature(k *keyRef, r *SignRequest, rec watermark.Mark) 
 
 // refused records and logs a watermark refusal; the log says what blocked the request.
 func (s *Signer) refused(r *SignRequest, req *request.Request, start time.Time, err error) error {
-	backend := s.cfg.Store.Name()
-	s.m.WatermarkStoreLatency.WithLabelValues(backend, "rejected").Observe(time.Since(start).Seconds())
-	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
-	s.m.WatermarkOps.WithLabelValues("rejected", backend, string(req.Kind)).Inc()
-	s.m.WatermarkRejections.WithLabelValues(r.PKH, string(req.Kind), s.m.Chain(req.ChainID()), watermark.ErrConflict.Error()).Inc()
+	s.obs.WatermarkStep(s.cfg.Store.Name(), string(req.Kind), "rejected", time.Since(start))
+	s.obs.WatermarkRejected(r.PKH, string(req.Kind), req.ChainID(), watermark.ErrConflict.Error())
 	attrs := []any{"pkh", r.PKH, "kind", req.Kind, "chain", req.ChainID(), "level", req.Level, "round", req.Round}
 	var c *watermark.Conflict
 	if errors.As(err, &c) {
@@ -659,8 +642,7 @@ func (s *Signer) refused(r *SignRequest, req *request.Request, start time.Time, 
 // the answer is 500 and no signature leaves.
 func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, err error) error {
 	backend := s.cfg.Store.Name()
-	s.m.WatermarkStoreLatency.WithLabelValues(backend, "error").Observe(time.Since(start).Seconds())
-	s.m.WatermarkOpDuration.WithLabelValues(backend).Observe(time.Since(start).Seconds())
+	s.obs.WatermarkStep(backend, string(req.Kind), "error", time.Since(start))
 	s.log.Error("watermark store failed; refusing to sign", "pkh", pkh, "backend", backend, "err", err)
 	// The client learns the kind of failure; the store's own text (paths, hosts, tables) stays in
 	// the log.
@@ -684,7 +666,7 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 	} else {
 		sig, err = k.key.Sign(ctx, msg, digest, opts)
 	}
-	s.m.VaultLatency.WithLabelValues(k.vault.Name(), string(k.curve)).Observe(time.Since(start).Seconds())
+	s.obs.VaultAnswered(k.vault.Name(), string(k.curve), time.Since(start))
 	if errors.Is(err, vault.ErrFault) {
 		s.log.Error("the key's own check of a signature failed; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID(), "err", err)
 		return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
@@ -798,7 +780,7 @@ func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth string, sig
 		return "", nil
 	}
 	fail := func(err error) (string, error) {
-		s.m.AuthFailures.WithLabelValues(strconv.Itoa(fault.Status(err)), "authentication", s.m.Client(clientIP)).Inc()
+		s.obs.AuthFailed(fault.Status(err), clientIP)
 		return "", err
 	}
 	tooLong := func(n int) (string, error) {

@@ -143,7 +143,7 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 	f := &fixture{key: &fakeKey{soft: &vault.SoftwareKey{Priv: priv, Ref: "k"}, mode: mode, release: make(chan struct{})},
 		store: &fakeStore{Store: wmmem.NewStore()}, pkh: priv.Public().Hash().String()}
 	f.vault = &fakeVault{keys: []vault.Key{f.key}}
-	c := Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Metrics: metrics.New("t"),
+	c := Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Observer: metrics.New("t"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{f.pkh: {PKH: f.pkh,
 			Requests: []request.Kind{request.Attestation, request.Preattestation, request.Generic}, Ops: []string{"transaction"}}}}
@@ -274,7 +274,7 @@ func TestFaultPaths(t *testing.T) {
 				m, _ := f.stored(t)
 				f2 := &fixture{key: f.key, store: f.store, pkh: f.pkh}
 				f2.s, _ = New(context.Background(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store,
-					Policies: f.s.cfg.Policies, Logger: f.s.log, Metrics: metrics.New("t2")})
+					Policies: f.s.cfg.Policies, Logger: f.s.log, Observer: metrics.New("t2")})
 				sig, err := f2.sign(context.Background(), msg)
 				if err != nil || sig.String() != m.Signature || f.key.calls.Load() != 1 {
 					t.Fatalf("retry = %v, %v; stored %s; vault calls %d", sig, err, m.Signature, f.key.calls.Load())
@@ -479,7 +479,7 @@ func TestSoftwareKeyFaultReleasesNothing(t *testing.T) {
 	pkh := priv.Public().Hash().String()
 	store := wmmem.NewStore()
 	s, err := New(context.Background(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{key}}}, Store: store,
-		Metrics: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Observer: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Attestation, request.Generic}, Ops: []string{"transaction"}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -513,7 +513,7 @@ func TestTz5Keys(t *testing.T) {
 			// Through the vault.CheckedSigner path of file and mem keys.
 			f.vault.keys = []vault.Key{f.key.soft}
 			f.s, _ = New(context.Background(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Policies: f.s.cfg.Policies,
-				Logger: f.s.log, Metrics: metrics.New("t2")})
+				Logger: f.s.log, Observer: metrics.New("t2")})
 		}
 		for _, v := range []int{0, 1, 2} {
 			sig, err := f.signVersion(context.Background(), msg, v)

@@ -57,7 +57,7 @@ func marksMember(t *testing.T, group crypt.PublicKey, shares []*crypt.BLSPrivate
 	keys = append(keys, other)
 	s, err := signer.New(context.Background(), signer.Config{
 		Vaults: []vault.Vault{vaultmem.NewFromKeys("member", keys...)}, Store: store, Policies: pols,
-		Metrics: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Observer: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -31,11 +31,11 @@ import (
 
 	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/crypt"
-	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/blsthreshold"
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	"github.com/signatory-go/signatory/internal/yamlstrict"
@@ -89,7 +89,7 @@ type Vault struct {
 	members []*member
 	client  *http.Client
 	key     *Key
-	metrics *memberMetrics // nil: not exported
+	metrics *metrics.ThresholdMembers // nil: not exported
 
 	authKey  string // authentication_key, or ""
 	signWith func(ctx context.Context, pkh string, message []byte) (string, error)
@@ -118,7 +118,7 @@ func New(ctx context.Context, name string, node *yaml.Node, env vault.Env) (vaul
 		return nil, err
 	}
 	if env.Registerer != nil {
-		if v.metrics, err = newMemberMetrics(env.Registerer); err != nil {
+		if v.metrics, err = metrics.NewThresholdMembers(env.Registerer); err != nil {
 			return nil, err
 		}
 	}
@@ -454,7 +454,7 @@ func (v *Vault) gather(ctx context.Context, ask func(context.Context, *member) p
 			start := time.Now()
 			p := ask(ctx, m)
 			p.notWaited = p.sig == nil && ctx.Err() != nil && decided.Load()
-			v.metrics.observe(v.name, p, time.Since(start))
+			observe(v.metrics, v.name, p, time.Since(start))
 			results <- p
 		})
 	}
@@ -569,56 +569,11 @@ func (k *Key) ProvePossessionOver(ctx context.Context, over *crypt.BLSPublicKey)
 	})
 }
 
-// memberMetrics are the coordinator's metrics per member: how long each member took to answer,
-// and what it answered.
-type memberMetrics struct {
-	duration *prometheus.HistogramVec // vault, member
-	results  *prometheus.CounterVec   // vault, member, result: signed, refused, unreachable, invalid
-}
-
-func newMemberMetrics(r prometheus.Registerer) (*memberMetrics, error) {
-	m := &memberMetrics{
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "signatory_threshold_member_duration_seconds",
-			Help:    "Time a threshold vault's member took to answer a partial signature or proof, whatever the answer.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"vault", "member"}),
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signatory_threshold_member_results_total",
-			Help: "Answers of a threshold vault's members: signed, refused (the member said no, e.g. 409 on its watermark), unreachable, invalid (a partial that does not verify), error (this coordinator could not make the request, e.g. its authentication_key failed).",
-		}, []string{"vault", "member", "result"}),
-	}
-	var err error
-	if m.duration, err = register(r, m.duration); err != nil {
-		return nil, err
-	}
-	if m.results, err = register(r, m.results); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// register registers c, or returns the collector already registered under its name (a second
-// threshold vault shares the first one's, told apart by the vault label).
-func register[C prometheus.Collector](r prometheus.Registerer, c C) (C, error) {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
-}
-
-func (m *memberMetrics) observe(vaultName string, p partial, d time.Duration) {
+// observe counts a member's answer in the vault's metrics (nil: none), by what it was.
+func observe(m *metrics.ThresholdMembers, vaultName string, p partial, d time.Duration) {
 	if m == nil {
 		return
 	}
-	member := strconv.Itoa(p.index)
-	m.duration.WithLabelValues(vaultName, member).Observe(d.Seconds())
 	result := "signed"
 	switch {
 	case p.sig != nil:
@@ -633,7 +588,7 @@ func (m *memberMetrics) observe(vaultName string, p partial, d time.Duration) {
 	default:
 		result = "invalid"
 	}
-	m.results.WithLabelValues(vaultName, member, result).Inc()
+	m.Observe(vaultName, strconv.Itoa(p.index), result, d)
 }
 
 var (

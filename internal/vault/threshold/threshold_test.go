@@ -54,7 +54,7 @@ func startMember(t *testing.T, share blsthreshold.Share, group crypt.PublicKey, 
 		AuthorizedKeys: authorized,
 		Vaults:         []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
 		Store:          wmmem.NewStore(),
-		Metrics:        metrics.New("t"),
+		Observer:       metrics.New("t"),
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation, request.Block, request.Generic},
 			Ops: []string{"transaction"}, AllowPoP: true, AllowPoPFor: []string{group.String()}}},
@@ -484,7 +484,7 @@ func startBenchMember(b *testing.B, share blsthreshold.Share) string {
 	s, err := signer.New(context.Background(), signer.Config{
 		Vaults:   []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
 		Store:    wmmem.NewStore(),
-		Metrics:  metrics.New("t"),
+		Observer: metrics.New("t"),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Preattestation, request.Attestation}}},
 	})
