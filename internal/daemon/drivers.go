@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultawskms "github.com/signatory-go/signatory/internal/vault/awskms"
@@ -150,13 +151,10 @@ func (k *vaultKeys) signWith(ctx context.Context, pkh string, message []byte) (s
 		return "", err
 	}
 	digest := blake2b.Sum256(message)
-	sig, err := key.Sign(ctx, message, &digest, vault.SignOptions{Version: 3}) // the latest: every key type signs with it
+	// Version 3, the latest: every key type signs with it. Low-S and the check as for any signature.
+	sig, _, err := signer.SignChecked(ctx, key, key.PublicKey(), message, &digest, 3)
 	if err != nil {
 		return "", fmt.Errorf("authentication key %s: %w", pkh, err)
-	}
-	sig = tezos.LowS(sig)
-	if !tezos.Verify(key.PublicKey(), sig, message, 3) {
-		return "", fmt.Errorf("authentication key %s: its signature does not verify", pkh)
 	}
 	return tezos.SignatureString(sig), nil
 }

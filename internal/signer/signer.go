@@ -650,8 +650,30 @@ func (s *Signer) storeFailed(pkh string, req *request.Request, start time.Time, 
 		Client: "watermark store error: refusing to sign"}
 }
 
-// signWith asks the vault, normalises ECDSA to low-S and verifies before returning.
+// signWith has the key sign (SignChecked), and records the vault's time and any failure.
 func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[32]byte, version int) (crypt.Signature, error) {
+	sig, took, err := SignChecked(ctx, k.key, k.pub, msg, digest, version)
+	s.obs.VaultAnswered(k.vault.Name(), string(k.curve), took)
+	if err != nil {
+		s.log.Error("vault failed to sign, or its signature failed the check; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID(), "err", err)
+		if fault.KindOf(err) != fault.Internal {
+			return nil, err
+		}
+		if _, ok := fault.ClientMsg(err); !ok {
+			return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
+		}
+		return nil, err
+	}
+	return sig, nil
+}
+
+// SignChecked is the one way a signature leaves a key, for requests and for the authentication
+// keys of threshold vaults alike: the vault signs (took is how long it took), an ECDSA signature
+// is made low-S, and the signature is checked against pub before it is returned: by the key
+// itself, a second computation, when its secret is in this process (vault.CheckedSigner), else by
+// verification. A signature that fails the check, or that the vault's service returned malformed,
+// is an Internal error whose client message says so.
+func SignChecked(ctx context.Context, key vault.Key, pub crypt.PublicKey, msg []byte, digest *[32]byte, version int) (_ crypt.Signature, took time.Duration, _ error) {
 	start := time.Now()
 	var (
 		sig     crypt.Signature
@@ -659,38 +681,30 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 		err     error
 	)
 	opts := vault.SignOptions{Version: version}
-	if cs, ok := k.key.(vault.CheckedSigner); ok {
+	if cs, ok := key.(vault.CheckedSigner); ok {
 		// A key whose secret is in this process checks its deterministic signatures itself, by a
 		// second computation (see vault.SoftwareKey.SignChecked); the others are verified below.
-		sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, k.pub)
+		sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, pub)
 	} else {
-		sig, err = k.key.Sign(ctx, msg, digest, opts)
+		sig, err = key.Sign(ctx, msg, digest, opts)
 	}
-	s.obs.VaultAnswered(k.vault.Name(), string(k.curve), time.Since(start))
-	if errors.Is(err, vault.ErrFault) {
-		s.log.Error("the key's own check of a signature failed; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID(), "err", err)
-		return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
+	took = time.Since(start)
+	if errors.Is(err, vault.ErrFault) || errors.Is(err, vault.ErrInvalidSignature) {
+		return nil, took, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
 	}
 	if err != nil {
-		s.log.Error("vault failed to sign", "vault", k.vault.Name(), "err", err)
-		if fault.KindOf(err) != fault.Internal {
-			return nil, err
-		}
-		if errors.Is(err, vault.ErrInvalidSignature) {
-			return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
-		}
-		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
+		return nil, took, err
 	}
 	if checked {
-		return sig, nil
+		return sig, took, nil
 	}
 	sig = tezos.LowS(sig)
 	sched.Yield(ctx)
-	if !tezos.Verify(k.pub, sig, msg, version) {
-		s.log.Error("vault returned a signature that does not verify; refusing to return it", "vault", k.vault.Name(), "key", k.key.ID())
-		return nil, fault.Safe(fault.Internal, "the vault returned an invalid signature", nil)
+	if !tezos.Verify(pub, sig, msg, version) {
+		return nil, took, fault.Safe(fault.Internal, "the vault returned an invalid signature",
+			errors.New("the signature does not verify against the key"))
 	}
-	return sig, nil
+	return sig, took, nil
 }
 
 // ProvePossession returns a BLS proof of possession for a tz4 key whose policy allows it.
