@@ -1,11 +1,12 @@
-// Package fault defines the one typed error that carries an HTTP meaning
-// from any step of the sign path to the server, which maps kinds to status codes.
+// Package fault defines the one typed error that carries what a client should learn (its kind)
+// from any step of the sign path to the transports. A kind's status is the reference's answer
+// code: the HTTP server sends it, octez's socket transport maps it, and the audit journal and
+// the metrics labels record it, as the reference's do.
 package fault
 
 import (
 	"context"
 	"errors"
-	"net/http"
 )
 
 // Kind classifies an error by what the client should learn from it.
@@ -23,26 +24,25 @@ const (
 	Unavailable
 )
 
-// Status returns the HTTP status code for the kind.
-func (k Kind) Status() int {
-	switch k {
-	case BadRequest:
-		return http.StatusBadRequest
-	case Unauthorized:
-		return http.StatusUnauthorized
-	case Forbidden:
-		return http.StatusForbidden
-	case NotFound:
-		return http.StatusNotFound
-	case Conflict:
-		return http.StatusConflict
-	case TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case Unavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
+// Status returns the kind's status code (an HTTP code).
+func (k Kind) Status() int { return kinds[k].status }
+
+// ServerSide reports whether the kind is a failure of ours or of a backend (a 5xx status).
+func (k Kind) ServerSide() bool { return k.Status() >= 500 }
+
+// kinds are each kind's status and its words when an error has no message of its own.
+var kinds = [...]struct {
+	status int
+	text   string
+}{
+	Internal:     {500, "Internal Server Error"},
+	BadRequest:   {400, "Bad Request"},
+	Unauthorized: {401, "Unauthorized"},
+	Forbidden:    {403, "Forbidden"},
+	NotFound:     {404, "Not Found"},
+	Conflict:     {409, "Conflict"},
+	TooLarge:     {413, "Request Entity Too Large"},
+	Unavailable:  {503, "Service Unavailable"},
 }
 
 // Error is an error with a Kind. A client error's (4xx) Msg is what the client is told; a server
@@ -68,7 +68,7 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		return e.Err.Error()
 	}
-	return http.StatusText(e.Kind.Status())
+	return kinds[e.Kind].text
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 )
 
@@ -51,5 +52,17 @@ func TestReasonOf(t *testing.T) {
 	}
 	if k := KindOf(WithReason(ReasonClosed, New(Unavailable, "closed"))); k != Unavailable {
 		t.Fatalf("kind through a reason: %v", k)
+	}
+}
+
+// TestStatus: each kind's status is the HTTP code the reference answers with, and its words
+// net/http's.
+func TestStatus(t *testing.T) {
+	for k, want := range map[Kind]int{Internal: http.StatusInternalServerError, BadRequest: http.StatusBadRequest,
+		Unauthorized: http.StatusUnauthorized, Forbidden: http.StatusForbidden, NotFound: http.StatusNotFound,
+		Conflict: http.StatusConflict, TooLarge: http.StatusRequestEntityTooLarge, Unavailable: http.StatusServiceUnavailable} {
+		if k.Status() != want || (&Error{Kind: k}).Error() != http.StatusText(want) || k.ServerSide() != (want >= 500) {
+			t.Errorf("kind %d: status %d, text %q; want %d, %q", k, k.Status(), (&Error{Kind: k}).Error(), want, http.StatusText(want))
+		}
 	}
 }

@@ -73,7 +73,7 @@ func (v *Violation) Unwrap() error { return v.Err }
 // (4xx) or only that the hook failed (5xx), the detail going to the log.
 func fail(kind fault.Kind, format string, args ...any) error {
 	e := &fault.Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
-	if kind.Status() >= 500 {
+	if kind.ServerSide() {
 		e.Client = "policy hook error"
 	}
 	return &Violation{Err: e}
