@@ -333,24 +333,17 @@ func (c *chain) compact() error {
 		if err := c.write(c.state.Load()); err != nil {
 			return err
 		}
-		c.behind = false
 	}
-	if c.journal == nil {
-		if c.epoch == 0 {
-			return nil
-		}
-		// A journal whose write failed is closed but may still be on disk: the chain file now
-		// holds its marks.
-		err := os.Remove(filepath.Join(c.dir, journalName(c.id, c.epoch)))
-		if errors.Is(err, os.ErrNotExist) {
-			err = nil
-		}
-		return err
+	if c.journal != nil {
+		c.journal.close()
 	}
-	j := c.journal
-	c.journal = nil
-	j.close()
-	return os.Remove(filepath.Join(c.dir, journalName(c.id, j.epoch)))
+	// The journal, or one whose write failed (closed, but maybe still on disk), or none at all
+	// (epoch 0): the chain file now holds every mark.
+	err := os.Remove(filepath.Join(c.dir, journalName(c.id, c.epoch)))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	return err
 }
 
 // write makes st durable as the chain file.

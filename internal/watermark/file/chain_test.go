@@ -2,6 +2,7 @@ package file
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"log/slog"
 	"os"
@@ -470,5 +471,82 @@ func TestOneWriterPerChain(t *testing.T) {
 	c.refreshNow()
 	if starts != 2 {
 		t.Fatalf("after the writer exited, %d starts in all, want 2", starts)
+	}
+}
+
+// TestFullJournalFallback: when the journal is full the batch is written as the whole chain file;
+// if that write fails the batch is refused and nothing changes; once it succeeds the chain file
+// is up to date (no rewrite follows) and a new journal of the next epoch is in use.
+func TestFullJournalFallback(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize = true, 1<<16
+	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	epoch := c.epoch
+	c.journal.size = c.journal.off // full
+	if err := os.Remove(c.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(c.path, "x"), 0o700); err != nil { // the chain file cannot be replaced
+		t.Fatal(err)
+	}
+	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
+		t.Fatal("a batch whose chain file could not be written was acknowledged")
+	}
+	if m := stored(c, 0, watermark.Block); m.mark.Level != 3 {
+		t.Fatalf("refused batch changed the state to level %d", m.mark.Level)
+	}
+	if err := os.RemoveAll(c.path); err != nil {
+		t.Fatal(err)
+	}
+	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 || c.epoch != epoch+1 {
+		t.Fatalf("chain file at %d, epoch %d (was %d)", m.Level, c.epoch, epoch)
+	}
+	writes := c.writes.Load()
+	c.refresh()
+	if c.writes.Load() != writes {
+		t.Fatal("the chain file was rewritten although it held everything")
+	}
+	// A clean stop closes the journal in use and removes it.
+	j := c.journal
+	c.close()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.f.Close(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("the journal's file was left open at the stop (closing it: %v)", err)
+	}
+}
+
+// TestFailedJournalClosed: a journal whose write failed is closed (its file descriptor released)
+// and no longer used.
+func TestFailedJournalClosed(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journaled, c.journalSize = true, 1<<16
+	if res := c.commit([]*pending{req(0, watermark.Block, 2, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	ro, err := os.Open(filepath.Join(c.dir, journalName(c.id, c.epoch))) // writes to it fail
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.journal.f.Close()
+	c.journal.f = ro
+	if res := c.commit([]*pending{req(0, watermark.Block, 3, 1)}, nil); res[0].err == nil {
+		t.Fatal("a batch whose journal write failed was acknowledged")
+	}
+	if c.journal != nil {
+		t.Fatal("the failed journal is still in use")
+	}
+	if err := ro.Close(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("the failed journal's file was left open (closing it: %v)", err)
 	}
 }
