@@ -89,7 +89,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())
 	root.AddCommand(serve, newList(g), newDecode(g), newLimits(g), newGenerate(g), newImport(g), newWatermark(g), newVersion(g),
-		newListRequests(g), newListOps(g), newAudit(g), newThreshold(g), newCreate(g))
+		newListRequests(g), newListOps(g), newAudit(g), newThreshold(g), newCreate(g), newDoctor(g))
 	return root
 }
 
