@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -20,6 +21,21 @@ func newServe(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP, which service managers and log rotators send, would otherwise end the
+			// process. This version does not reload its config: it says so and keeps serving.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-hup:
+						g.logger().Warn("SIGHUP received: this version does not reload its config; the signer keeps serving the config it started with (restart it to apply a change)")
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
 			return g.serve(ctx, noList)
 		},
 	}

@@ -232,6 +232,9 @@ func (d *Daemon) Stop() error {
 	}
 }
 
+// Signal sends sig to the daemon's process.
+func (d *Daemon) Signal(sig os.Signal) { d.process().Signal(sig) }
+
 // Logs returns the log so far, of every run.
 func (d *Daemon) Logs() string { return d.logs.String() }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,30 @@ func TestKillNineUnderLoad(t *testing.T) {
 		if status, msg := d.Sign(k.pkh, attestation(chainA, h, 0, 9)); status != 409 {
 			t.Fatalf("%s: level %d acknowledged before kill, other bytes after restart: %d %s", k.pkh, h, status, msg)
 		}
+	}
+}
+
+// TestSIGHUPKeepsServing: SIGHUP (sent by service managers and log rotators) does not stop the
+// signer: it logs that the config is not reloaded and keeps signing.
+func TestSIGHUPKeepsServing(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	d := newDaemon(t, js, tz)
+	d.Serve()
+	if status, msg := d.Sign(ks[0].pkh, attestation(chainA, 1, 0, 0)); status != 200 {
+		t.Fatalf("before SIGHUP: %d %s", status, msg)
+	}
+	for range 3 {
+		d.Signal(syscall.SIGHUP)
+	}
+	if !d.WaitLogWithin("SIGHUP received", time.Minute) {
+		t.Fatalf("no log line for SIGHUP:\n%s", d.Logs())
+	}
+	d.CheckAlive()
+	if status, msg := d.Sign(ks[0].pkh, attestation(chainA, 2, 0, 0)); status != 200 {
+		t.Fatalf("after SIGHUP: %d %s", status, msg)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.Logs())
 	}
 }
 
