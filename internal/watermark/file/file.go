@@ -138,6 +138,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // replaced by an atomic rename, so every file read is whole.
 func ReadOnly() Option { return func(s *Store) { s.readOnly = true } }
 
+// readDir lists the watermark directory at Open (a variable for the tests of its failure).
+var readDir = os.ReadDir
+
 // Open loads every <chain>.json in <base>/watermark_v2, creating the directory (0700) if needed.
 // Unparseable chain files and file names that are not chain ids do not make Open fail: they are
 // logged and reported by Health, and a corrupt chain refuses every Advance.
@@ -150,7 +153,7 @@ func Open(base string, opts ...Option) (*Store, error) {
 		s.chainLag = DefaultChainFileLag
 	}
 	if s.readOnly {
-		entries, err := os.ReadDir(s.dir)
+		entries, err := readDir(s.dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("watermark: %w", err)
 		}
@@ -168,7 +171,7 @@ func Open(base string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("watermark: %w", err)
 	}
 	s.lock = lock
-	entries, err := os.ReadDir(s.dir)
+	entries, err := readDir(s.dir)
 	if err != nil {
 		lock.release()
 		return nil, fmt.Errorf("watermark: %w", err)

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -214,4 +217,77 @@ func TestSpendFilesEdges(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.spendDir(), third+".json")); !os.IsNotExist(err) {
 		t.Fatalf("a read-only store wrote a spending file: %v", err)
 	}
+}
+
+// TestDriverSettings: the config's chain_file_lag and the environment's read-only flag reach the
+// store: a read-only store opens beside a running one (no lock), and refuses to write.
+func TestDriverSettings(t *testing.T) {
+	base := t.TempDir()
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte("{chain_file_lag: 5s}"), &node); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	st, err := New(t.Context(), "watermark", node.Content[0], backend.Env{BaseDir: base, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if lag := st.(*Store).chainLag; lag != 5*time.Second {
+		t.Fatalf("chain_file_lag 5s gave a lag of %v", lag)
+	}
+	ro, err := New(t.Context(), "watermark", &yaml.Node{}, backend.Env{BaseDir: base, Logger: log, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("a read-only store beside a running one: %v", err)
+	}
+	defer ro.Close()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	if _, err := ro.Advance(t.Context(), k, watermarktest.Mark(5, 0, 1)); err == nil {
+		t.Fatal("a read-only store advanced a mark")
+	}
+	if _, err := os.Stat(filepath.Join(base, DirName, watermarktest.Chain(0)+".json")); !os.IsNotExist(err) {
+		t.Fatalf("a read-only store wrote a chain file: %v", err)
+	}
+}
+
+// TestOpenLogsToItsLogger: what Open finds wrong goes to the logger it was given.
+func TestOpenLogsToItsLogger(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, DirName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, DirName, "notachain.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err := Open(base, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if !strings.Contains(logs.String(), "notachain.json") {
+		t.Fatalf("the bad file name was not logged to the store's logger: %q", logs.String())
+	}
+}
+
+// TestOpenListingFails: when the watermark directory cannot be listed, Open fails (it must not
+// start from nothing: a chain it did not read would sign below its marks) and releases the lock;
+// a read-only Open fails too.
+func TestOpenListingFails(t *testing.T) {
+	base := t.TempDir()
+	readDir = func(string) ([]os.DirEntry, error) { return nil, errors.New("EIO") }
+	defer func() { readDir = os.ReadDir }()
+	if _, err := Open(base); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("Open with the directory unreadable: %v", err)
+	}
+	if _, err := Open(base, ReadOnly()); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("a read-only Open with the directory unreadable: %v", err)
+	}
+	readDir = os.ReadDir
+	s, err := Open(base)
+	if err != nil {
+		t.Fatalf("Open after the failed one (the lock must be released): %v", err)
+	}
+	s.Close()
 }
