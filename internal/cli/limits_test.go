@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -27,7 +26,7 @@ func TestLimitsShowAndDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := spending.Windows{Amount: 1000e6, AmountPeriod: 24 * time.Hour, Count: 10, CountPeriod: time.Hour}
-	if _, err := spending.Record(context.Background(), st, tv.K1PKH, spending.Spend{ID: "a", At: time.Now().Add(-10 * time.Minute), Amount: 900e6}, w); err != nil {
+	if _, err := spending.Record(t.Context(), st, tv.K1PKH, spending.Spend{ID: "a", At: time.Now().Add(-10 * time.Minute), Amount: 900e6}, w); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -73,7 +72,7 @@ func TestThresholdSplit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ks, err := v.List(context.Background())
+		ks, err := v.List(t.Context())
 		if err != nil || len(ks) != 1 || ks[0].PublicKey().Hash().String() != s.PKH {
 			t.Fatalf("member %d: %v %v", s.Index, ks, err)
 		}
@@ -81,7 +80,7 @@ func TestThresholdSplit(t *testing.T) {
 			continue // members 1 and 3 sign
 		}
 		d := [32]byte(crypt.DigestFunc(msg))
-		sig, err := ks[0].Sign(context.Background(), msg, &d, vault.SignOptions{Version: 2})
+		sig, err := ks[0].Sign(t.Context(), msg, &d, vault.SignOptions{Version: 2})
 		if err != nil {
 			t.Fatal(err)
 		}

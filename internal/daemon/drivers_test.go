@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -34,7 +33,7 @@ func TestSignWith(t *testing.T) {
 	for _, k := range keys {
 		pkh := k.Public().Hash().String()
 		for range 2 { // the second time from the cache
-			s, err := vk.signWith(context.Background(), pkh, msg)
+			s, err := vk.signWith(t.Context(), pkh, msg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,11 +44,11 @@ func TestSignWith(t *testing.T) {
 		}
 	}
 	for _, payload := range [][]byte{{0x13, 1, 2, 3}, {0x03, 0xff}, {0x04}, {0x04, 0x00, 1}, nil} {
-		if _, err := vk.signWith(context.Background(), keys[0].Public().Hash().String(), payload); err == nil {
+		if _, err := vk.signWith(t.Context(), keys[0].Public().Hash().String(), payload); err == nil {
 			t.Fatalf("signed %x, which is no authentication", payload)
 		}
 	}
-	if _, err := vk.signWith(context.Background(), share.Public().Hash().String(), msg); err == nil || !strings.Contains(err.Error(), "in none of the signer's vaults") {
+	if _, err := vk.signWith(t.Context(), share.Public().Hash().String(), msg); err == nil || !strings.Contains(err.Error(), "in none of the signer's vaults") {
 		t.Fatalf("a key in no vault: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package dkg
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -329,7 +328,7 @@ func TestNotAMember(t *testing.T) {
 	g := newGroup(t, 3, 2)
 	k, _ := NewIdentityKey()
 	id, _ := IdentityOf(k)
-	_, err := Run(context.Background(), g.c, id, Options{Listener: g.lns[0]})
+	_, err := Run(t.Context(), g.c, id, Options{Listener: g.lns[0]})
 	if err == nil || !strings.Contains(err.Error(), "not a member") {
 		t.Fatal(err)
 	}

@@ -58,14 +58,14 @@ func TestRunAgainstTrivialServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	r, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Mixed, Concurrency: 4, Requests: 400})
+	r, err := Run(t.Context(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Mixed, Concurrency: 4, Requests: 400})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Requests != 400 || r.Statuses["200"] != 400 || r.LatencyMs.Max < r.LatencyMs.P50 {
 		t.Fatalf("%+v", r)
 	}
-	if _, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: "nope"}); err == nil {
+	if _, err := Run(t.Context(), Options{URL: url, Keys: []string{"tz1a"}, Workload: "nope"}); err == nil {
 		t.Fatal("unknown workload accepted")
 	}
 }
@@ -92,7 +92,7 @@ func TestSignerCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	r, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Concurrency: 2,
+	r, err := Run(t.Context(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Concurrency: 2,
 		Requests: 2000, SignerCPU: ProcCPU(os.Getpid())})
 	if err != nil {
 		t.Fatal(err)
@@ -104,11 +104,11 @@ func TestSignerCPU(t *testing.T) {
 		fmt.Fprint(w, "# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total 12.5\ngo_goroutines 7\n")
 	}))
 	defer metrics.Close()
-	if d, err := MetricsCPU(metrics.URL)(context.Background()); err != nil || d != 12500*time.Millisecond {
+	if d, err := MetricsCPU(metrics.URL)(t.Context()); err != nil || d != 12500*time.Millisecond {
 		t.Fatalf("%v %v", d, err)
 	}
 	failing := func(context.Context) (time.Duration, error) { return 0, errors.New("no such process") }
-	if _, err := Run(context.Background(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Requests: 10, SignerCPU: failing}); err == nil {
+	if _, err := Run(t.Context(), Options{URL: url, Keys: []string{"tz1a"}, Workload: Generic, Requests: 10, SignerCPU: failing}); err == nil {
 		t.Fatal("a failing CPU sampler was ignored")
 	}
 }
@@ -126,7 +126,7 @@ func TestBurst(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("tz1key%02d", i)
 	}
-	r, err := Run(context.Background(), Options{URL: url, Keys: keys, Workload: Burst, Requests: 160})
+	r, err := Run(t.Context(), Options{URL: url, Keys: keys, Workload: Burst, Requests: 160})
 	if err != nil {
 		t.Fatal(err)
 	}

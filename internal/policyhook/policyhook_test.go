@@ -1,7 +1,6 @@
 package policyhook
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -107,7 +106,7 @@ func TestHook(t *testing.T) {
 				timeout = 200 * time.Millisecond
 			}
 			h := &Hook{Address: srv.URL + "/check", Keys: c.keys, Timeout: timeout, Client: srv.Client()}
-			err := h.Check(context.Background(), &Request{Message: msg, Source: "127.0.0.1", PKH: tv.K1PKH, ClientPKH: tv.K3PKH})
+			err := h.Check(t.Context(), &Request{Message: msg, Source: "127.0.0.1", PKH: tv.K1PKH, ClientPKH: tv.K3PKH})
 			if c.kind == 0 && c.msg == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

@@ -33,8 +33,8 @@ func (p *Pool) waiting() (cons, gen int) {
 func TestCPU(t *testing.T) {
 	t.Parallel()
 	c := strictCPU(2, 2)
-	g1, err1 := c.Generic(context.Background())
-	g2, err2 := c.Generic(context.Background())
+	g1, err1 := c.Generic(t.Context())
+	g2, err2 := c.Generic(t.Context())
 	if err1 != nil || err2 != nil {
 		t.Fatal("two generic requests on two idle cores:", err1, err2)
 	}
@@ -59,16 +59,16 @@ func TestCPU(t *testing.T) {
 	if gen, n, w := c.Load(); gen != 1 || n != 0 || w != 0 {
 		t.Fatalf("after the consensus release: %d %d %d", gen, n, w)
 	}
-	g2, _ = c.Generic(context.Background())
+	g2, _ = c.Generic(t.Context())
 
 	// The queue holds 2; a third is refused at once.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() { _, err := c.Generic(ctx); errs <- err }()
 	}
 	testdaemon.Until(t, "two waiting", func() bool { _, _, w := c.Load(); return w == 2 })
-	if _, err := c.Generic(context.Background()); !errors.Is(err, ErrOverloaded) {
+	if _, err := c.Generic(t.Context()); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("past the queue: %v", err)
 	}
 	cancel()
@@ -92,7 +92,7 @@ func TestCPU(t *testing.T) {
 func TestPool(t *testing.T) {
 	t.Parallel()
 	p := NewPool(1)
-	if err := p.Acquire(context.Background()); err != nil {
+	if err := p.Acquire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	order := make(chan string, 3)
@@ -106,11 +106,11 @@ func TestPool(t *testing.T) {
 			order <- name
 		})
 	}
-	acquire("generic 1", context.Background())
+	acquire("generic 1", t.Context())
 	testdaemon.Until(t, "generic 1 waits", func() bool { _, g := p.waiting(); return g == 1 })
-	acquire("generic 2", context.Background())
+	acquire("generic 2", t.Context())
 	testdaemon.Until(t, "generic 2 waits", func() bool { _, g := p.waiting(); return g == 2 })
-	acquire("consensus", WithConsensus(context.Background()))
+	acquire("consensus", WithConsensus(t.Context()))
 	testdaemon.Until(t, "consensus waits", func() bool { c, _ := p.waiting(); return c == 1 })
 	for _, want := range []string{"consensus", "generic 1", "generic 2"} {
 		p.Release()
@@ -128,7 +128,7 @@ func TestPool(t *testing.T) {
 	if !p.TryAcquire() || p.TryAcquire() {
 		t.Fatal("TryAcquire on a pool of one")
 	}
-	ctx, cancel := context.WithCancel(WithConsensus(context.Background()))
+	ctx, cancel := context.WithCancel(WithConsensus(t.Context()))
 	done := make(chan error, 1)
 	go func() { done <- p.Acquire(ctx) }()
 	testdaemon.Until(t, "the consensus waiter", func() bool { c, _ := p.waiting(); return c == 1 })
@@ -155,7 +155,7 @@ func TestRandomized(t *testing.T) {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 1))
 			for range 300 {
-				ctx := context.Background()
+				ctx := t.Context()
 				cons := r.IntN(3) == 0
 				if cons {
 					ctx = WithConsensus(ctx)
@@ -212,7 +212,7 @@ func TestCPUNeverAboveCores(t *testing.T) {
 					rel()
 					continue
 				}
-				rel, err := c.Generic(context.Background())
+				rel, err := c.Generic(t.Context())
 				if err != nil {
 					t.Error(err)
 					return
@@ -222,7 +222,7 @@ func TestCPUNeverAboveCores(t *testing.T) {
 					t.Errorf("%d generic requests on %d cores", c.generic, c.cores)
 				}
 				c.mu.Unlock()
-				Yield(WithGeneric(context.Background(), c))
+				Yield(WithGeneric(t.Context(), c))
 				runtime.Gosched()
 				rel()
 			}
@@ -237,10 +237,10 @@ func TestCPUNeverAboveCores(t *testing.T) {
 func TestYield(t *testing.T) {
 	t.Parallel()
 	c := strictCPU(1, 8)
-	r1, _ := c.Generic(context.Background())
-	ctx := WithGeneric(context.Background(), c)
+	r1, _ := c.Generic(t.Context())
+	ctx := WithGeneric(t.Context(), c)
 	Yield(ctx) // no consensus request: at once
-	Yield(context.Background())
+	Yield(t.Context())
 	if gen, _, w := c.Load(); gen != 1 || w != 0 {
 		t.Fatalf("yield without a consensus request: generic %d waiting %d", gen, w)
 	}
@@ -287,7 +287,7 @@ func TestYield(t *testing.T) {
 
 	// Two cores, one generic request and one consensus request: the generic one still yields.
 	c2 := strictCPU(2, 8)
-	r, _ := c2.Generic(context.Background())
+	r, _ := c2.Generic(t.Context())
 	cons = c2.Consensus()
 	yielded = make(chan struct{})
 	go func() { Yield(WithGeneric(context.Background(), c2)); close(yielded) }()
@@ -304,7 +304,7 @@ func TestAging(t *testing.T) {
 	c := NewCPU(1, 8)
 	c.SetMaxWait(time.Millisecond)
 	cons := c.Consensus() // stays in flight throughout
-	r, err := c.Generic(context.Background())
+	r, err := c.Generic(t.Context())
 	if err != nil {
 		t.Fatalf("a generic request beside a consensus request that never ends: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestAging(t *testing.T) {
 	c.mu.Unlock()
 	r()
 	r2 := <-second
-	Yield(WithGeneric(context.Background(), c)) // yields, then ages back in
+	Yield(WithGeneric(t.Context(), c)) // yields, then ages back in
 	if gen, n, w := c.Load(); gen != 1 || n != 1 || w != 0 {
 		t.Fatalf("after an aged yield: %d %d %d", gen, n, w)
 	}

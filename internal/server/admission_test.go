@@ -99,7 +99,7 @@ func TestAdmission(t *testing.T) {
 	}
 	srv.cpu = sched.NewCPU(1, 0) // no queue: a generic request finding the core taken is refused
 	srv.cpu.SetMaxWait(time.Hour)
-	held, _ := srv.cpu.Generic(context.Background())
+	held, _ := srv.cpu.Generic(t.Context())
 	if st := post(hexBody("refused")); st != http.StatusServiceUnavailable {
 		t.Fatalf("generic request past the queue: %d, want 503", st)
 	}
@@ -169,7 +169,7 @@ func TestLongBodyWaitsBeforeItsTail(t *testing.T) {
 	t.Parallel()
 	h := &holdService{entered: make(chan string, 1), release: make(chan struct{})}
 	srv := New(Config{MaxGenericInFlight: 1}, h, metrics.New("test"), slog.New(slog.DiscardHandler))
-	held, _ := srv.cpu.Generic(context.Background())
+	held, _ := srv.cpu.Generic(t.Context())
 	body := hexBody("\x13" + strings.Repeat("x", 30<<10)) // starts like an attestation
 	cr := &countingReader{r: strings.NewReader(body)}
 	req := httptest.NewRequest("POST", "/keys/tz1x", cr)

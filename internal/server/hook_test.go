@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,7 +33,7 @@ func TestPolicyHookGatesTheWatermark(t *testing.T) {
 	}))
 	defer hook.Close()
 	m := metrics.New("test")
-	s, err := signer.New(context.Background(), signer.Config{
+	s, err := signer.New(t.Context(), signer.Config{
 		Vaults:   []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K2SK))},
 		Policies: map[string]*policy.Policy{tv.K2PKH: policy.Default(tv.K2PKH)},
 		Store:    wmmem.NewStore(), Observer: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -33,7 +32,7 @@ func TestJWTPerKeyUsers(t *testing.T) {
 	pol := mustPolicy(t, tv.K4PKH, "jwt_users: [username1]\nallow: {generic: [transaction]}")
 	m := metrics.New("test")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := signer.New(context.Background(), signer.Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K4SK))},
+	s, err := signer.New(t.Context(), signer.Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K4SK))},
 		Policies: map[string]*policy.Policy{tv.K4PKH: pol}, Store: wmmem.NewStore(), Observer: m, Logger: log})
 	if err != nil {
 		t.Fatal(err)

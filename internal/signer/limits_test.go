@@ -1,7 +1,6 @@
 package signer
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -113,7 +112,7 @@ func TestLimitsPerContent(t *testing.T) {
 		{"other delegate", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
 		{"batch with one bad content", []testdaemon.Op{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
 	} {
-		_, err := f.sign(context.Background(), batch(t, c.cs...))
+		_, err := f.sign(t.Context(), batch(t, c.cs...))
 		if c.want == "" {
 			if err != nil {
 				t.Errorf("%s: %v", c.name, err)
@@ -128,7 +127,7 @@ func TestLimitsPerContent(t *testing.T) {
 		t.Errorf("policy_violation_total{violation_type=max_amount} = %v", n)
 	}
 	// Only signed requests were counted: 6 signed, none of the refused.
-	all, _ := f.store.ListSpends(context.Background())
+	all, _ := f.store.ListSpends(t.Context())
 	if len(all[f.pkh]) != 6 {
 		t.Errorf("%d requests in the window, want the 6 signed", len(all[f.pkh]))
 	}
@@ -148,7 +147,7 @@ func TestLimitsWindows(t *testing.T) {
 		if i == 0 {
 			first = msg
 		}
-		_, err := f.sign(context.Background(), msg)
+		_, err := f.sign(t.Context(), msg)
 		switch {
 		case err == nil:
 			signed++
@@ -161,20 +160,20 @@ func TestLimitsWindows(t *testing.T) {
 	if signed != 33 {
 		t.Fatalf("%d transfers of 30 tez signed against 1000 tez, want 33", signed)
 	}
-	if _, err := f.sign(context.Background(), first); err != nil {
+	if _, err := f.sign(t.Context(), first); err != nil {
 		t.Fatalf("an identical retry of a signed transfer: %v", err)
 	}
 	// A batch is counted whole: 5 + 5 tez do not fit in the 10 left.
-	if _, err := f.sign(context.Background(), batch(t, tx(100, 5, payee), tx(101, 5.000001, payee))); fault.Status(err) != 403 {
+	if _, err := f.sign(t.Context(), batch(t, tx(100, 5, payee), tx(101, 5.000001, payee))); fault.Status(err) != 403 {
 		t.Fatalf("a batch over the 10 tez left: %v", err)
 	}
-	if _, err := f.sign(context.Background(), batch(t, tx(102, 5, payee), tx(103, 5, payee))); err != nil {
+	if _, err := f.sign(t.Context(), batch(t, tx(102, 5, payee), tx(103, 5, payee))); err != nil {
 		t.Fatalf("a batch of exactly the 10 tez left: %v", err)
 	}
 	// Fees and the storage a transfer may burn (storage_limit × 250 mutez) count too: nothing
 	// is left, so 1 mutez of fee is refused, as is 1 byte of storage.
 	for _, op := range []testdaemon.Op{{Kind: "transaction", Counter: 300, Fee: 1, Dest: payee}, {Kind: "transaction", Counter: 301, Storage: 1, Dest: payee}} {
-		if _, err := f.sign(context.Background(), batch(t, op)); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_total: 1000.000") {
+		if _, err := f.sign(t.Context(), batch(t, op)); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_total: 1000.000") {
 			t.Fatalf("fee %d, storage %d with nothing left: %v", op.Fee, op.Storage, err)
 		}
 	}
@@ -182,22 +181,22 @@ func TestLimitsWindows(t *testing.T) {
 	// (the copy may reach the chain later). The second, at 12:01, leaves the window at
 	// 12:01 + 24 h and its 30 tez return.
 	f.advance(24*time.Hour - 39*time.Minute - time.Second) // the clock is at 12:40
-	if _, err := f.sign(context.Background(), batch(t, tx(200, 30, payee))); fault.Status(err) != 403 {
+	if _, err := f.sign(t.Context(), batch(t, tx(200, 30, payee))); fault.Status(err) != 403 {
 		t.Fatalf("one second before the second transfer leaves the window: %v", err)
 	}
 	f.advance(time.Second)
-	if _, err := f.sign(context.Background(), batch(t, tx(201, 30, payee))); err != nil {
+	if _, err := f.sign(t.Context(), batch(t, tx(201, 30, payee))); err != nil {
 		t.Fatalf("once the second transfer left the window: %v", err)
 	}
 
 	// A signing that fails spends nothing.
 	g := newLimitsFixture(t, limitsY, "error")
 	for i := range 5 {
-		if _, err := g.sign(context.Background(), batch(t, tx(uint64(i+1), 100, payee))); err == nil || fault.Status(err) == 403 {
+		if _, err := g.sign(t.Context(), batch(t, tx(uint64(i+1), 100, payee))); err == nil || fault.Status(err) == 403 {
 			t.Fatalf("the vault fails: %v", err)
 		}
 	}
-	all, _ := g.store.ListSpends(context.Background())
+	all, _ := g.store.ListSpends(t.Context())
 	if len(all[g.pkh]) != 0 {
 		t.Fatalf("%d failed signings left in the window", len(all[g.pkh]))
 	}
@@ -209,18 +208,18 @@ func TestLimitsOperationsAndConcurrency(t *testing.T) {
 	t.Parallel()
 	f := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 3", 1), "")
 	for i := range 3 {
-		if _, err := f.sign(context.Background(), batch(t, tx(uint64(2*i+1), 1, payee), tx(uint64(2*i+2), 1, payee))); err != nil {
+		if _, err := f.sign(t.Context(), batch(t, tx(uint64(2*i+1), 1, payee), tx(uint64(2*i+2), 1, payee))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := f.sign(context.Background(), batch(t, tx(10, 1, payee)))
+	_, err := f.sign(t.Context(), batch(t, tx(10, 1, payee)))
 	if fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_operations: 4 operations in 1h0m0s would exceed the limit of 3") {
 		t.Fatalf("a fourth request in the hour: %v", err)
 	}
 
 	c := newLimitsFixture(t, strings.Replace(limitsY, "count: 40", "count: 1000", 1), "")
 	signed, _ := testdaemon.SignAtOnce(t, 50, func(i int) (int, string) {
-		_, err := c.sign(context.Background(), batch(t, tx(uint64(i+1), 30, payee)))
+		_, err := c.sign(t.Context(), batch(t, tx(uint64(i+1), 30, payee)))
 		if v := (*policy.Violation)(nil); errors.As(err, &v) && v.Type == "max_total" {
 			return 403, "max_total"
 		} else if err != nil {

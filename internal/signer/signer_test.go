@@ -150,7 +150,7 @@ func newFixture(t *testing.T, curve tezos.Curve, mode string, cfg func(*Config))
 	if cfg != nil {
 		cfg(&c)
 	}
-	f.s, err = New(context.Background(), c)
+	f.s, err = New(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func (f *fixture) stored(t *testing.T) (watermark.Mark, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, ok, err := f.store.Store.Load(context.Background(), watermark.Key{Chain: req.ChainID(), PKH: f.pkh, Class: watermark.Attestation})
+	m, ok, err := f.store.Store.Load(t.Context(), watermark.Key{Chain: req.ChainID(), PKH: f.pkh, Class: watermark.Attestation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestFaultPaths(t *testing.T) {
 		{name: "vault error", curve: tezos.Secp256k1, mode: "error", status: 500, vaultCall: 1},
 		{name: "vault returns a wrong signature", curve: tezos.P256, mode: "wrong", status: 500, vaultCall: 1},
 		{name: "vault slower than the request", curve: tezos.Secp256k1, mode: "slow", ctx: func() (context.Context, context.CancelFunc) {
-			return context.WithCancel(context.Background()) // cancelled by the vault once it is asked
+			return context.WithCancel(t.Context()) // cancelled by the vault once it is asked
 		}, status: 500, vaultCall: 1},
 		{name: "store cannot read", curve: tezos.Ed25519, store: func(s *fakeStore) { s.loadErr = unavailable }, status: 500},
 		{name: "store cannot commit", curve: tezos.P256, store: func(s *fakeStore) { s.advanceErr = unavailable }, status: 500, vaultCall: 1},
@@ -229,7 +229,7 @@ func TestFaultPaths(t *testing.T) {
 				other := req
 				other.Digest[0] ^= 1
 				other.Signature = "other"
-				m.Advance(context.Background(), k, other)
+				m.Advance(t.Context(), k, other)
 			}
 		}, status: 409, vaultCall: 1, stored: true},
 		{name: "audit journal fails", curve: tezos.Secp256k1, cfg: func(c *Config) {
@@ -248,7 +248,7 @@ func TestFaultPaths(t *testing.T) {
 			if c.store != nil {
 				c.store(f.store)
 			}
-			ctx, cancel := context.Background(), context.CancelFunc(func() {})
+			ctx, cancel := t.Context(), context.CancelFunc(func() {})
 			if c.ctx != nil {
 				ctx, cancel = c.ctx()
 				f.key.cancel = cancel
@@ -273,9 +273,9 @@ func TestFaultPaths(t *testing.T) {
 				// store) gets the very signature that was withheld, never a second one.
 				m, _ := f.stored(t)
 				f2 := &fixture{key: f.key, store: f.store, pkh: f.pkh}
-				f2.s, _ = New(context.Background(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store,
+				f2.s, _ = New(t.Context(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store,
 					Policies: f.s.cfg.Policies, Logger: f.s.log, Observer: metrics.New("t2")})
-				sig, err := f2.sign(context.Background(), msg)
+				sig, err := f2.sign(t.Context(), msg)
 				if err != nil || sig.String() != m.Signature || f.key.calls.Load() != 1 {
 					t.Fatalf("retry = %v, %v; stored %s; vault calls %d", sig, err, m.Signature, f.key.calls.Load())
 				}
@@ -292,7 +292,7 @@ func TestStoredSignatureReturned(t *testing.T) {
 		t.Run(string(c), func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, c, "highS", nil)
-			first, err := f.sign(context.Background(), attestationAt(5))
+			first, err := f.sign(t.Context(), attestationAt(5))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,14 +302,14 @@ func TestStoredSignatureReturned(t *testing.T) {
 			// Asked again with version 3, then 2 again: for every key type (tz4 included, whose
 			// versions 2 and 3 are one ciphersuite) the stored signature.
 			for _, v := range []int{2, 3, 2} {
-				again, err := f.signVersion(context.Background(), attestationAt(5), v)
+				again, err := f.signVersion(t.Context(), attestationAt(5), v)
 				if err != nil || again.String() != first.String() {
 					t.Fatalf("identical request (version %d) = %v, %v; first %v", v, again, err, first)
 				}
 			}
 			if c == tezos.BLS {
 				// Version 1 is another ciphersuite: a second signature over the same bytes.
-				if sig, err := f.signVersion(context.Background(), attestationAt(5), 1); fault.Status(err) != 409 {
+				if sig, err := f.signVersion(t.Context(), attestationAt(5), 1); fault.Status(err) != 409 {
 					t.Fatalf("version 1 after version 2: %v, %v", sig, err)
 				}
 			}
@@ -321,7 +321,7 @@ func TestStoredSignatureReturned(t *testing.T) {
 			}
 			other := attestationAt(5)
 			other[len(other)-1] ^= 1 // same level and round, other bytes
-			if _, err := f.sign(context.Background(), other); fault.Status(err) != 409 {
+			if _, err := f.sign(t.Context(), other); fault.Status(err) != 409 {
 				t.Fatalf("conflicting bytes: %v", err)
 			}
 		})
@@ -335,15 +335,15 @@ func TestRacingCommitOfSameBytes(t *testing.T) {
 	f := newFixture(t, tezos.Secp256k1, "", nil)
 	var theirs string
 	f.store.race = func(m *wmmem.Store, k watermark.Key, req watermark.Mark) {
-		sig, err := f.key.soft.Sign(context.Background(), attestationAt(5), &req.Digest, vault.SignOptions{})
+		sig, err := f.key.soft.Sign(t.Context(), attestationAt(5), &req.Digest, vault.SignOptions{})
 		if err != nil {
 			t.Error(err)
 		}
 		theirs = tezos.LowS(sig).String()
 		req.Signature = theirs
-		m.Advance(context.Background(), k, req)
+		m.Advance(t.Context(), k, req)
 	}
-	sig, err := f.sign(context.Background(), attestationAt(5))
+	sig, err := f.sign(t.Context(), attestationAt(5))
 	if err != nil || sig.String() != theirs {
 		t.Fatalf("Sign = %v, %v; want the racing process's %s", sig, err, theirs)
 	}
@@ -358,14 +358,14 @@ func TestUnusableStoredSignature(t *testing.T) {
 		k, m, _ := mark(t, attestationAt(5))
 		k.PKH = f.pkh
 		if bad == "spsig1" { // a valid signature of other bytes
-			other, _ := f.key.soft.Sign(context.Background(), nil, &[32]byte{1}, vault.SignOptions{})
+			other, _ := f.key.soft.Sign(t.Context(), nil, &[32]byte{1}, vault.SignOptions{})
 			bad = tezos.LowS(other).String()
 		}
 		m.Signature = bad
-		if _, err := f.store.Store.Advance(context.Background(), k, m); err != nil {
+		if _, err := f.store.Store.Advance(t.Context(), k, m); err != nil {
 			t.Fatal(err)
 		}
-		sig, err := f.sign(context.Background(), attestationAt(5))
+		sig, err := f.sign(t.Context(), attestationAt(5))
 		if sig != nil || fault.Status(err) != 500 || !strings.Contains(err.Error(), "stored signature") {
 			t.Fatalf("Sign = %v, %v", sig, err)
 		}
@@ -384,10 +384,10 @@ func TestImportedMarkWithoutSignature(t *testing.T) {
 		f := newFixture(t, c, "", nil)
 		k, m, _ := mark(t, attestationAt(5))
 		k.PKH = f.pkh
-		if _, err := f.store.Store.Advance(context.Background(), k, m); err != nil {
+		if _, err := f.store.Store.Advance(t.Context(), k, m); err != nil {
 			t.Fatal(err)
 		}
-		sig, err := f.sign(context.Background(), attestationAt(5))
+		sig, err := f.sign(t.Context(), attestationAt(5))
 		if got := fault.Status(err); (err == nil && want != 200) || (err != nil && got != want) {
 			t.Fatalf("%s: Sign = %v, %v; want %d", c, sig, err, want)
 		}
@@ -407,7 +407,7 @@ func TestConcurrentIdentical(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			sig, err := f.sign(context.Background(), attestationAt(7))
+			sig, err := f.sign(t.Context(), attestationAt(7))
 			if err != nil {
 				t.Error(err)
 				return
@@ -436,7 +436,7 @@ func TestKeysNeverForgotten(t *testing.T) {
 	f := newFixture(t, tezos.Ed25519, "", nil)
 	throttled := errors.New("ThrottlingException")
 	f.vault.listErr.Store(&throttled)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel() // the client hung up
 	if _, err := f.s.PublicKey(ctx, "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU"); err == nil {
 		t.Fatal("unknown key found")
@@ -451,16 +451,16 @@ func TestKeysNeverForgotten(t *testing.T) {
 	if f.vault.sawCanceled.Load() {
 		t.Fatal("the reload listed with the hung-up client's context")
 	}
-	if _, err := f.s.PublicKey(context.Background(), f.pkh); err != nil {
+	if _, err := f.s.PublicKey(t.Context(), f.pkh); err != nil {
 		t.Fatalf("key forgotten after a failed List: %v", err)
 	}
-	if _, err := f.sign(context.Background(), attestationAt(5)); err != nil {
+	if _, err := f.sign(t.Context(), attestationAt(5)); err != nil {
 		t.Fatalf("cannot sign after a failed List: %v", err)
 	}
 	// Misses do not relist more than once per interval.
 	before := f.vault.lists.Load()
 	for range 20 {
-		f.s.PublicKey(context.Background(), "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU")
+		f.s.PublicKey(t.Context(), "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU")
 	}
 	if after := f.vault.lists.Load(); after-before > 1 {
 		t.Fatalf("%d relists for 20 misses", after-before)
@@ -478,23 +478,23 @@ func TestSoftwareKeyFaultReleasesNothing(t *testing.T) {
 	key := &vault.SoftwareKey{Priv: ed, Ref: "k"}
 	pkh := priv.Public().Hash().String()
 	store := wmmem.NewStore()
-	s, err := New(context.Background(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{key}}}, Store: store,
+	s, err := New(t.Context(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{key}}}, Store: store,
 		Observer: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Policies: map[string]*policy.Policy{pkh: {PKH: pkh, Requests: []request.Kind{request.Attestation, request.Generic}, Ops: []string{"transaction"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(5), Version: 2})
+	res, err := s.Sign(t.Context(), &SignRequest{PKH: pkh, Message: attestationAt(5), Version: 2})
 	if err != nil || !tezos.Verify(priv.Public(), res.Signature, attestationAt(5), 2) {
 		t.Fatalf("healthy key: %v, %v", res.Signature, err)
 	}
 	ed[40] ^= 1 // a bit of the public half, after the key was listed
-	res, err = s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: attestationAt(6), Version: 2})
+	res, err = s.Sign(t.Context(), &SignRequest{PKH: pkh, Message: attestationAt(6), Version: 2})
 	if res.Signature != nil || fault.Status(err) != 500 {
 		t.Fatalf("corrupted key: %v, %v (status %d), want no signature and 500", res.Signature, err, fault.Status(err))
 	}
 	req, _ := request.Decode(attestationAt(6), 2)
-	m, _, err := store.Load(context.Background(), watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: watermark.Attestation})
+	m, _, err := store.Load(t.Context(), watermark.Key{Chain: req.ChainID(), PKH: pkh, Class: watermark.Attestation})
 	if err != nil || m.Level != 5 {
 		t.Fatalf("the refused request moved the record: %+v, %v", m, err)
 	}
@@ -512,11 +512,11 @@ func TestTz5Keys(t *testing.T) {
 		if mode == "software" {
 			// Through the vault.CheckedSigner path of file and mem keys.
 			f.vault.keys = []vault.Key{f.key.soft}
-			f.s, _ = New(context.Background(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Policies: f.s.cfg.Policies,
+			f.s, _ = New(t.Context(), Config{Vaults: []vault.Vault{f.vault}, Store: f.store, Policies: f.s.cfg.Policies,
 				Logger: f.s.log, Observer: metrics.New("t2")})
 		}
 		for _, v := range []int{0, 1, 2} {
-			sig, err := f.signVersion(context.Background(), msg, v)
+			sig, err := f.signVersion(t.Context(), msg, v)
 			if sig != nil || fault.Status(err) != 400 || !errors.Is(err, tezos.ErrMLDSA44Version) {
 				t.Fatalf("%q, version %d: %v, %v", mode, v, sig, err)
 			}
@@ -524,7 +524,7 @@ func TestTz5Keys(t *testing.T) {
 		if n := f.key.calls.Load(); n != 0 {
 			t.Fatalf("%q: vault asked %d times for refused versions", mode, n)
 		}
-		sig, err := f.signVersion(context.Background(), msg, 3)
+		sig, err := f.signVersion(t.Context(), msg, 3)
 		switch mode {
 		case "wrong":
 			if sig != nil || fault.Status(err) != 500 || !strings.Contains(err.Error(), "invalid signature") {

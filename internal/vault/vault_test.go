@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"testing"
 
@@ -36,12 +35,12 @@ func TestSignChecked(t *testing.T) {
 		k := &SoftwareKey{Priv: priv}
 		for _, version := range []int{1, 2, 3} {
 			if tezos.CheckVersion(c, version) != nil {
-				if _, _, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{Version: version}, priv.Public()); err == nil {
+				if _, _, err := k.SignChecked(t.Context(), msg, digestOf(msg), SignOptions{Version: version}, priv.Public()); err == nil {
 					t.Fatalf("%s signed with version %d", c, version)
 				}
 				continue
 			}
-			sig, checked, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{Version: version}, priv.Public())
+			sig, checked, err := k.SignChecked(t.Context(), msg, digestOf(msg), SignOptions{Version: version}, priv.Public())
 			if err != nil {
 				t.Fatalf("%s: %v", c, err)
 			}
@@ -53,14 +52,14 @@ func TestSignChecked(t *testing.T) {
 				t.Fatalf("%s: the signature does not verify, or is high-S", c)
 			}
 			if deterministic {
-				again, _ := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: version})
+				again, _ := k.Sign(t.Context(), msg, digestOf(msg), SignOptions{Version: version})
 				if !bytes.Equal(signatureBytes(again), signatureBytes(sig)) {
 					t.Fatalf("%s: two signatures of one message differ", c)
 				}
 			}
 		}
 		other, _ := tezos.GenerateKey(c)
-		if sig, _, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{Version: 2}, other.Public()); c != tezos.MLDSA44 && (!errors.Is(err, ErrFault) || sig != nil) {
+		if sig, _, err := k.SignChecked(t.Context(), msg, digestOf(msg), SignOptions{Version: 2}, other.Public()); c != tezos.MLDSA44 && (!errors.Is(err, ErrFault) || sig != nil) {
 			t.Fatalf("%s: another listed key: %v, %v", c, sig, err)
 		}
 	}
@@ -68,7 +67,7 @@ func TestSignChecked(t *testing.T) {
 	corrupted := append(crypt.Ed25519PrivateKey(nil), priv.(crypt.Ed25519PrivateKey)...)
 	corrupted[40] ^= 1 // a bit of the public half
 	k := &SoftwareKey{Priv: corrupted}
-	if sig, _, err := k.SignChecked(context.Background(), msg, digestOf(msg), SignOptions{}, priv.Public()); !errors.Is(err, ErrFault) || sig != nil {
+	if sig, _, err := k.SignChecked(t.Context(), msg, digestOf(msg), SignOptions{}, priv.Public()); !errors.Is(err, ErrFault) || sig != nil {
 		t.Fatalf("corrupted public half: %v, %v", sig, err)
 	}
 }
@@ -115,12 +114,12 @@ func TestECDSADeterministic(t *testing.T) {
 		seen := map[string]bool{}
 		for i := range 200 {
 			msg := []byte{0x03, byte(i), byte(i >> 8)}
-			a, err := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
+			a, err := k.Sign(t.Context(), msg, digestOf(msg), SignOptions{Version: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := k.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
-			x, _ := o.Sign(context.Background(), msg, digestOf(msg), SignOptions{Version: 2})
+			b, _ := k.Sign(t.Context(), msg, digestOf(msg), SignOptions{Version: 2})
+			x, _ := o.Sign(t.Context(), msg, digestOf(msg), SignOptions{Version: 2})
 			ab := string(signatureBytes(a))
 			if ab != string(signatureBytes(b)) || ab == string(signatureBytes(x)) || seen[ab] {
 				t.Fatalf("%s, digest %d: not one signature per key and digest", c, i)
@@ -135,7 +134,7 @@ func TestECDSADeterministic(t *testing.T) {
 	priv, _ := tezos.GenerateKey(tezos.Secp256k1)
 	msg := []byte("\x03payload")
 	d := digestOf(msg)
-	sig, _ := (&SoftwareKey{Priv: priv}).Sign(context.Background(), msg, d, SignOptions{Version: 2})
+	sig, _ := (&SoftwareKey{Priv: priv}).Sign(t.Context(), msg, d, SignOptions{Version: 2})
 	var sk secp256k1.ModNScalar
 	sk.SetByteSlice(priv.(*crypt.ECDSAPrivateKey).D.Bytes())
 	want := dcrecdsa.Sign(secp256k1.NewPrivateKey(&sk), d[:])

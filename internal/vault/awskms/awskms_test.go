@@ -1,7 +1,6 @@
 package awskms
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -118,7 +117,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(context.Background(), "aws", n.Content[0], vault.Env{})
+		_, err := New(t.Context(), "aws", n.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "vault aws") {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
@@ -146,7 +145,7 @@ func fakeKMS(t *testing.T, handler func(target string, body map[string]any) (int
 
 func openFake(t *testing.T, endpoint string, keys []string, timeout time.Duration) *Vault {
 	t.Helper()
-	v, err := Open(context.Background(), "fake", Config{Region: "us-east-1", AccessKeyID: "AKIDFAKE",
+	v, err := Open(t.Context(), "fake", Config{Region: "us-east-1", AccessKeyID: "AKIDFAKE",
 		SecretAccessKey: "s3cr3t-value", Endpoint: endpoint, Keys: keys, Timeout: yamlstrict.Duration(timeout)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +161,7 @@ func TestWrongCredentials(t *testing.T) {
 		return 400, map[string]string{"__type": "UnrecognizedClientException", "message": "The security token included in the request is invalid."}
 	})
 	for _, keys := range [][]string{nil, {"alias/baker"}} {
-		_, err := openFake(t, s.URL, keys, 5*time.Second).List(context.Background())
+		_, err := openFake(t, s.URL, keys, 5*time.Second).List(t.Context())
 		if err == nil || !strings.Contains(err.Error(), "UnrecognizedClientException") || strings.Contains(err.Error(), "s3cr3t") {
 			t.Fatalf("List with keys %v = %v", keys, err)
 		}
@@ -202,13 +201,13 @@ func TestRetryThrottling(t *testing.T) {
 		return 400, map[string]string{"__type": "UnsupportedOperationException"}
 	})
 	v := openFake(t, s.URL, []string{"k"}, 10*time.Second)
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("List = %v, %v", keys, err)
 	}
 	msg := []byte("\x03payload")
 	digest := [32]byte(crypt.DigestFunc(msg))
-	sig, err := keys[0].Sign(context.Background(), msg, &digest, vault.SignOptions{})
+	sig, err := keys[0].Sign(t.Context(), msg, &digest, vault.SignOptions{})
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
@@ -232,7 +231,7 @@ func TestSignTimeout(t *testing.T) {
 	pub, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k := &Key{v: v, ref: "alias/slow", arn: "arn:slow", pub: (*crypt.ECDSAPublicKey)(&pub.PublicKey)}
 	// The server never answers until the test ends: an error here is the timeout's doing.
-	_, err := k.Sign(context.Background(), nil, &[32]byte{}, vault.SignOptions{})
+	_, err := k.Sign(t.Context(), nil, &[32]byte{}, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "key alias/slow") {
 		t.Fatalf("Sign = %v", err)
 	}

@@ -49,7 +49,7 @@ func (r *recorder) Sign(ctx context.Context, in *kms.SignInput, opt ...func(*kms
 
 func openLocal(t testing.TB, s *awskmstest.Server, keys []string, log *slog.Logger) *Vault {
 	t.Helper()
-	v, err := Open(context.Background(), "kms", Config{Region: awskmstest.Region, AccessKeyID: awskmstest.AccessKey,
+	v, err := Open(t.Context(), "kms", Config{Region: awskmstest.Region, AccessKeyID: awskmstest.AccessKey,
 		SecretAccessKey: awskmstest.SecretKey, Endpoint: s.Endpoint, Keys: keys, Timeout: yamlstrict.Duration(10 * time.Second)}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestLocalKMS(t *testing.T) {
 	v.pageSize = 2
 	rec := &recorder{kmsAPI: v.client, raw: map[string][][]byte{}}
 	v.client = rec
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestLocalKMS(t *testing.T) {
 	if n := rec.getPublicKey.Load(); n != 5 {
 		t.Fatalf("%d GetPublicKey calls for 5 keys", n)
 	}
-	again, err := v.List(context.Background())
+	again, err := v.List(t.Context())
 	if err != nil || len(again) != 2 || rec.getPublicKey.Load() != 5 {
 		t.Fatalf("second List = %d keys, %v, %d GetPublicKey calls in all", len(again), err, rec.getPublicKey.Load())
 	}
@@ -102,7 +102,7 @@ func TestLocalKMS(t *testing.T) {
 		for i := range n {
 			msg := fmt.Appendf(nil, "\x03message %d", i)
 			digest := [32]byte(crypt.DigestFunc(msg))
-			sig, err := k.Sign(context.Background(), msg, &digest, vault.SignOptions{})
+			sig, err := k.Sign(t.Context(), msg, &digest, vault.SignOptions{})
 			if err != nil {
 				t.Fatalf("%s: Sign: %v", k.ID(), err)
 			}
@@ -141,7 +141,7 @@ func TestLocalKMSConfiguredKeys(t *testing.T) {
 
 	var logs bytes.Buffer
 	v := openLocal(t, s, []string{id1, arn2, "alias/baker", unknown, sym}, slog.New(slog.NewTextHandler(&logs, nil)))
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,12 +160,12 @@ func TestLocalKMSConfiguredKeys(t *testing.T) {
 	// alias/baker signs with the key it named when listed.
 	msg := []byte("\x05alias")
 	digest := [32]byte(crypt.DigestFunc(msg))
-	sig, err := keys[2].Sign(context.Background(), msg, &digest, vault.SignOptions{})
+	sig, err := keys[2].Sign(t.Context(), msg, &digest, vault.SignOptions{})
 	if err != nil || !tezos.Verify(keys[2].PublicKey(), sig, msg, 2) {
 		t.Fatalf("alias sign: %v", err)
 	}
 
-	_, err = openLocal(t, s, []string{unknown}, nil).List(context.Background())
+	_, err = openLocal(t, s, []string{unknown}, nil).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "key "+unknown) || !strings.Contains(err.Error(), "NotFoundException") {
 		t.Fatalf("List of an unknown key = %v", err)
 	}

@@ -75,7 +75,7 @@ func message() ([]byte, *[32]byte) {
 func TestListAndSign(t *testing.T) {
 	t.Parallel()
 	e := newFake(t)
-	keys, err := open(t, e.config()).List(context.Background())
+	keys, err := open(t, e.config()).List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestListAndSign(t *testing.T) {
 		highS := 0
 		for i := 0; i < 4; i++ {
 			msg, d := message()
-			sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{})
+			sig, err := k.Sign(t.Context(), msg, d, vault.SignOptions{})
 			if err != nil {
 				t.Fatalf("%s: %v", k.ID(), err)
 			}
@@ -116,7 +116,7 @@ func TestNamedKeys(t *testing.T) {
 	e := newFake(t)
 	cfg := e.config()
 	cfg.Keys = []string{"k1", "rsa"}
-	keys, err := open(t, cfg).List(context.Background())
+	keys, err := open(t, cfg).List(t.Context())
 	if err != nil || len(keys) != 1 || keys[0].(*Key).name != "k1" {
 		t.Fatalf("%v, %v", keys, err)
 	}
@@ -124,7 +124,7 @@ func TestNamedKeys(t *testing.T) {
 		t.Fatal("named keys were listed")
 	}
 	cfg.Keys = []string{"missing"}
-	_, err = open(t, cfg).List(context.Background())
+	_, err = open(t, cfg).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "404 KeyNotFound") || fault.KindOf(err) != fault.NotFound {
 		t.Fatalf("unknown key: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestWrongToken(t *testing.T) {
 	e := newFake(t)
 	cfg := e.config()
 	cfg.AccessToken = "wrong"
-	_, err := open(t, cfg).List(context.Background())
+	_, err := open(t, cfg).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") {
 		t.Fatalf("err = %v", err)
 	}
@@ -146,7 +146,7 @@ func TestUnknownOrDisabledKeyAtSign(t *testing.T) {
 	t.Parallel()
 	e := newFake(t)
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,16 +159,16 @@ func TestUnknownOrDisabledKeyAtSign(t *testing.T) {
 	msg, d := message()
 	gone := *p256
 	gone.version = "ffff"
-	_, err = gone.Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = gone.Sign(t.Context(), msg, d, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "404 KeyNotFound") || fault.KindOf(err) != fault.NotFound {
 		t.Fatalf("unknown version: %v", err)
 	}
 	e.fake.Disable("p256")
-	_, err = p256.Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = p256.Sign(t.Context(), msg, d, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "403 Forbidden") {
 		t.Fatalf("disabled key: %v", err)
 	}
-	if keys, _ := v.List(context.Background()); len(keys) != 2 {
+	if keys, _ := v.List(t.Context()); len(keys) != 2 {
 		t.Fatalf("a disabled key is still listed: %d keys", len(keys))
 	}
 }
@@ -176,20 +176,20 @@ func TestUnknownOrDisabledKeyAtSign(t *testing.T) {
 func TestThrottlingIsRetried(t *testing.T) {
 	t.Parallel()
 	e := newFake(t)
-	keys, err := open(t, e.config()).List(context.Background())
+	keys, err := open(t, e.config()).List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.fake.Throttle(2)
 	msg, d := message()
-	if _, err := keys[0].Sign(context.Background(), msg, d, vault.SignOptions{}); err != nil {
+	if _, err := keys[0].Sign(t.Context(), msg, d, vault.SignOptions{}); err != nil {
 		t.Fatalf("throttled twice, then: %v", err)
 	}
 	if n := e.fake.Calls("sign"); n != 3 {
 		t.Fatalf("%d sign calls, want 3", n)
 	}
 	e.fake.Throttle(10)
-	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), msg, d, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "429 Throttled") || fault.KindOf(err) != fault.Unavailable {
 		t.Fatalf("err = %v", err)
 	}
@@ -203,14 +203,14 @@ func TestTimeout(t *testing.T) {
 	e := newFake(t)
 	// Open and List run with the ordinary timeout: only Sign is the subject here.
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.timeout = 300 * time.Millisecond
 	e.fake.Delay(10 * time.Second)
 	msg, d := message()
-	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), msg, d, vault.SignOptions{})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -228,7 +228,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(context.Background(), "az", node.Content[0], vault.Env{})
+		_, err := New(t.Context(), "az", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}

@@ -1,7 +1,6 @@
 package cloudkms
 
 import (
-	"context"
 	"crypto/rand"
 	"os"
 	"path/filepath"
@@ -60,7 +59,7 @@ func (e *env) config() Config {
 
 func open(t *testing.T, cfg Config) *Vault {
 	t.Helper()
-	v, err := Open(context.Background(), "gcp", cfg)
+	v, err := Open(t.Context(), "gcp", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func TestListAndSign(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, nil)
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +106,7 @@ func TestListAndSign(t *testing.T) {
 		highS := 0
 		for i := 0; i < 4; i++ {
 			msg, d := message()
-			sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{})
+			sig, err := k.Sign(t.Context(), msg, d, vault.SignOptions{})
 			if err != nil {
 				t.Fatalf("%s: %v", k.ID(), err)
 			}
@@ -128,7 +127,7 @@ func TestListAndSign(t *testing.T) {
 	}
 	// A second List reuses the public keys: no more GetPublicKey calls.
 	n := e.fake.Calls("GetPublicKey")
-	if _, err := v.List(context.Background()); err != nil {
+	if _, err := v.List(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if e.fake.Calls("GetPublicKey") != n {
@@ -141,12 +140,12 @@ func TestWrongToken(t *testing.T) {
 	e := newFake(t, nil)
 	cfg := e.config()
 	cfg.AccessToken = "wrong"
-	_, err := open(t, cfg).List(context.Background())
+	_, err := open(t, cfg).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "Unauthenticated") || !strings.Contains(err.Error(), "ListCryptoKeys") {
 		t.Fatalf("err = %v, want a clear Unauthenticated error", err)
 	}
 	cfg.AccessToken = ""
-	if _, err := open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+	if _, err := open(t, cfg).List(t.Context()); err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
 		t.Fatalf("no token: err = %v", err)
 	}
 }
@@ -156,20 +155,20 @@ func TestUnknownKeyRingAndDisabledVersion(t *testing.T) {
 	e := newFake(t, nil)
 	cfg := e.config()
 	cfg.KeyRing = "nope"
-	if _, err := open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "NotFound") {
+	if _, err := open(t, cfg).List(t.Context()); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Fatalf("unknown key ring: err = %v", err)
 	}
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.fake.SetState(keys[0].ID(), kmspb.CryptoKeyVersion_DISABLED)
-	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), nil, digest(t), vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") || !strings.Contains(err.Error(), keys[0].ID()) {
 		t.Fatalf("disabled version: err = %v", err)
 	}
-	if keys, _ = v.List(context.Background()); len(keys) != 3 {
+	if keys, _ = v.List(t.Context()); len(keys) != 3 {
 		t.Fatalf("a disabled version is still listed: %d keys", len(keys))
 	}
 }
@@ -178,13 +177,13 @@ func TestThrottlingIsRetried(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, nil)
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.fake.Throttle(2)
 	start := time.Now()
-	if _, err := keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
+	if _, err := keys[0].Sign(t.Context(), nil, digest(t), vault.SignOptions{}); err != nil {
 		t.Fatalf("throttled twice, then: %v", err)
 	}
 	if n := e.fake.Calls("sign"); n != 3 {
@@ -195,7 +194,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 	}
 	// More throttling than retries: the last error is returned.
 	e.fake.Throttle(10)
-	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), nil, digest(t), vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "ResourceExhausted") {
 		t.Fatalf("err = %v", err)
 	}
@@ -210,13 +209,13 @@ func TestTimeout(t *testing.T) {
 	// Open and List run with the ordinary timeout: only Sign is the subject here, and a short
 	// deadline on the set-up calls made this test fail on a loaded machine.
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.timeout = 300 * time.Millisecond
 	e.fake.Delay(10 * time.Second)
-	_, err = keys[0].Sign(context.Background(), nil, digest(t), vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), nil, digest(t), vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") {
 		t.Fatalf("err = %v", err)
 	}
@@ -235,17 +234,17 @@ func TestTLSEndpoint(t *testing.T) {
 		"\ntls_ca_cert: "+ca+"\naccess_token: "+token+"\ntimeout: 5\n"), node); err != nil {
 		t.Fatal(err)
 	}
-	vv, err := New(context.Background(), "gcp", node.Content[0], vault.Env{})
+	vv, err := New(t.Context(), "gcp", node.Content[0], vault.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vv.Close()
-	keys, err := vv.List(context.Background())
+	keys, err := vv.List(t.Context())
 	if err != nil || len(keys) != 4 {
 		t.Fatalf("%d keys, %v", len(keys), err)
 	}
 	for _, k := range keys {
-		if _, err := k.Sign(context.Background(), nil, digest(t), vault.SignOptions{}); err != nil {
+		if _, err := k.Sign(t.Context(), nil, digest(t), vault.SignOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,7 +256,7 @@ func TestFakeRequestShapes(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, nil)
 	v := open(t, e.config())
-	ctx := context.Background()
+	ctx := t.Context()
 	d := digest(t)
 	for _, tc := range []struct {
 		key  string
@@ -291,7 +290,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(context.Background(), "gcp", node.Content[0], vault.Env{})
+		_, err := New(t.Context(), "gcp", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}
@@ -304,7 +303,7 @@ func TestConformance(t *testing.T) {
 	vaulttest.Run(t, vaulttest.Fixture{
 		Driver: Driver,
 		Open: func(t *testing.T) vault.Vault {
-			v, err := Open(context.Background(), "gcp", e.config())
+			v, err := Open(t.Context(), "gcp", e.config())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package file
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"os"
@@ -33,7 +32,7 @@ func TestOpenReferenceKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	want := []string{tv.K1PKH, tv.K5PKH, tv.K6PKH, tv.K7PKH}
 	if len(keys) != len(want) {
 		t.Fatalf("%d keys", len(keys))
@@ -55,7 +54,7 @@ func TestEncryptedKeys(t *testing.T) {
 	}
 	var pkhs []string
 	for _, c := range tezos.Curves {
-		k, err := v.Generate(context.Background(), c, "")
+		k, err := v.Generate(t.Context(), c, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +79,7 @@ func TestEncryptedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := v2.List(context.Background())
+	keys, _ := v2.List(t.Context())
 	for i, k := range keys {
 		if k.PublicKey().Hash().String() != pkhs[i] {
 			t.Fatal("reopened keys differ")
@@ -157,24 +156,24 @@ func TestImportRefusesDuplicatesAndWritesNothing(t *testing.T) {
 	}
 	k1, _ := tezos.ParseSecretKey(tv.K1SK, nil)
 	k2, _ := tezos.ParseSecretKey(tv.K2SK, nil)
-	if _, err := v.Import(context.Background(), k1, "other"); err == nil {
+	if _, err := v.Import(t.Context(), k1, "other"); err == nil {
 		t.Fatal("same key imported twice")
 	}
-	if _, err := v.Import(context.Background(), k2, "a"); err == nil {
+	if _, err := v.Import(t.Context(), k2, "a"); err == nil {
 		t.Fatal("same name imported twice")
 	}
 	after, _ := os.ReadFile(p)
 	if sha256.Sum256(before) != sha256.Sum256(after) {
 		t.Fatal("a refused import changed the key file")
 	}
-	if _, err := v.Import(context.Background(), k2, ""); err != nil {
+	if _, err := v.Import(t.Context(), k2, ""); err != nil {
 		t.Fatal(err)
 	}
 	v2, err := Open("local", Config{File: p}, vault.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := v2.List(context.Background())
+	keys, _ := v2.List(t.Context())
 	if len(keys) != 2 || keys[1].ID() != tv.K2PKH {
 		t.Fatalf("after import: %d keys", len(keys))
 	}
@@ -211,7 +210,7 @@ func TestConformance(t *testing.T) {
 			if err := yaml.Unmarshal([]byte("{file: "+p+", password_file: "+pw+"}"), node); err != nil {
 				t.Fatal(err)
 			}
-			v, err := New(context.Background(), "local", node.Content[0], vault.Env{})
+			v, err := New(t.Context(), "local", node.Content[0], vault.Env{})
 			if err != nil {
 				t.Fatal(err)
 			}

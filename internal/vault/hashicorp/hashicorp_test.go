@@ -76,7 +76,7 @@ func message() ([]byte, *[32]byte) {
 func signVerify(t *testing.T, k vault.Key) {
 	t.Helper()
 	msg, d := message()
-	sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{})
+	sig, err := k.Sign(t.Context(), msg, d, vault.SignOptions{})
 	if err != nil {
 		t.Fatalf("%s: %v", k.ID(), err)
 	}
@@ -88,7 +88,7 @@ func signVerify(t *testing.T, k vault.Key) {
 func TestListAndSign(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, "transit")
-	keys, err := open(t, e.config()).List(context.Background())
+	keys, err := open(t, e.config()).List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,12 +148,12 @@ func TestRotationKeepsListedVersion(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, "transit")
 	v := open(t, e.config())
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	e.fake.Rotate("a")
 	e.fake.Rotate("ec")
 	signVerify(t, keys[0])
 	signVerify(t, keys[2])
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil || keys[0].ID() != "a/v2" || keys[2].ID() != "ec/v2" {
 		t.Fatalf("%v %v", keys, err)
 	}
@@ -172,11 +172,11 @@ func TestAppRoleReferenceSchema(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(doc), node); err != nil {
 		t.Fatal(err)
 	}
-	v, err := New(context.Background(), "hc", node.Content[0], vault.Env{})
+	v, err := New(t.Context(), "hc", node.Content[0], vault.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil || len(keys) != 3 {
 		t.Fatalf("%v %v", keys, err)
 	}
@@ -196,12 +196,12 @@ func TestWrongCredentials(t *testing.T) {
 	e := newFake(t, "transit")
 	cfg := e.config()
 	cfg.Token = "wrong"
-	_, err := open(t, cfg).List(context.Background())
+	_, err := open(t, cfg).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "Vault answered 403: permission denied") {
 		t.Fatalf("err = %v", err)
 	}
 	cfg.Token, cfg.RoleID, cfg.SecretID = "", "role-1", "wrong"
-	_, err = open(t, cfg).List(context.Background())
+	_, err = open(t, cfg).List(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "AppRole login: Vault answered 400: invalid role or secret ID") {
 		t.Fatalf("err = %v", err)
 	}
@@ -212,17 +212,17 @@ func TestNamedAndUnknownKeys(t *testing.T) {
 	e := newFake(t, "transit")
 	cfg := e.config()
 	cfg.Keys = []string{"b", "p384", "ec", "aes"}
-	keys, err := open(t, cfg).List(context.Background())
+	keys, err := open(t, cfg).List(t.Context())
 	if err != nil || len(keys) != 2 || keys[0].ID() != "b/v1" || keys[1].ID() != "ec/v1" || e.fake.Calls("list") != 0 {
 		t.Fatalf("%v %v", keys, err)
 	}
 	cfg.Keys = []string{"missing"}
-	if _, err = open(t, cfg).List(context.Background()); err == nil || !strings.Contains(err.Error(), "no such key") {
+	if _, err = open(t, cfg).List(t.Context()); err == nil || !strings.Contains(err.Error(), "no such key") {
 		t.Fatalf("unknown key: %v", err)
 	}
 	gone := &Key{v: keys[0].(*Key).v, name: "gone", version: 1, pub: keys[0].(*Key).pub}
 	msg, d := message()
-	if _, err = gone.Sign(context.Background(), msg, d, vault.SignOptions{}); err == nil || !strings.Contains(err.Error(), "signing key not found") {
+	if _, err = gone.Sign(t.Context(), msg, d, vault.SignOptions{}); err == nil || !strings.Contains(err.Error(), "signing key not found") {
 		t.Fatalf("sign with an unknown key: %v", err)
 	}
 }
@@ -230,7 +230,7 @@ func TestNamedAndUnknownKeys(t *testing.T) {
 func TestThrottlingIsRetried(t *testing.T) {
 	t.Parallel()
 	e := newFake(t, "transit")
-	keys, err := open(t, e.config()).List(context.Background())
+	keys, err := open(t, e.config()).List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 	}
 	e.fake.Throttle(10)
 	msg, d := message()
-	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), msg, d, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "429") {
 		t.Fatalf("err = %v", err)
 	}
@@ -255,14 +255,14 @@ func TestTimeout(t *testing.T) {
 	e := newFake(t, "transit")
 	// Open and List run with the ordinary timeout: only Sign is the subject here.
 	v := open(t, e.config())
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.timeout = 300 * time.Millisecond
 	e.fake.Delay(10 * time.Second)
 	msg, d := message()
-	_, err = keys[0].Sign(context.Background(), msg, d, vault.SignOptions{})
+	_, err = keys[0].Sign(t.Context(), msg, d, vault.SignOptions{})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -281,7 +281,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(tc.yaml), node); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(context.Background(), "hc", node.Content[0], vault.Env{})
+		_, err := New(t.Context(), "hc", node.Content[0], vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.want)
 		}

@@ -1,7 +1,6 @@
 package mem
 
 import (
-	"context"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -23,7 +22,7 @@ func TestConformance(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(src), &node); err != nil {
 				t.Fatal(err)
 			}
-			v, err := New(context.Background(), "mem", node.Content[0], vault.Env{})
+			v, err := New(t.Context(), "mem", node.Content[0], vault.Env{})
 			if err != nil {
 				t.Fatal(err)
 			}

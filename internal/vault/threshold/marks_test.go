@@ -1,7 +1,6 @@
 package threshold_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,7 +43,7 @@ func marksMember(t *testing.T, group crypt.PublicKey, shares []*crypt.BLSPrivate
 		keys = append(keys, sh)
 		for _, m := range marks[i] {
 			k := watermark.Key{Chain: marksChain, PKH: pkh, Class: watermark.Class(m[0].(string))}
-			if _, err := store.Advance(context.Background(), k, watermark.Mark{Level: int32(m[1].(int)), Round: int32(m[2].(int))}); err != nil {
+			if _, err := store.Advance(t.Context(), k, watermark.Mark{Level: int32(m[1].(int)), Round: int32(m[2].(int))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -55,7 +54,7 @@ func marksMember(t *testing.T, group crypt.PublicKey, shares []*crypt.BLSPrivate
 	}
 	pols[other.Public().Hash().String()] = &policy.Policy{PKH: other.Public().Hash().String(), Requests: []request.Kind{request.Attestation}}
 	keys = append(keys, other)
-	s, err := signer.New(context.Background(), signer.Config{
+	s, err := signer.New(t.Context(), signer.Config{
 		Vaults: []vault.Vault{vaultmem.NewFromKeys("member", keys...)}, Store: store, Policies: pols,
 		Observer: metrics.New("t"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -143,7 +142,7 @@ func TestMarks(t *testing.T) {
 	defer v.Close()
 
 	for round, wantFour := range []string{"does not verify", "nonce"} {
-		got := v.Marks(context.Background(), split[2].Key.Public().Hash().String(), marksChain)
+		got := v.Marks(t.Context(), split[2].Key.Public().Hash().String(), marksChain)
 		if len(got) != 4 || got[0].Index != 1 || got[1].Index != 2 || got[2].Index != 4 || got[3].Index != 5 {
 			t.Fatalf("asked %+v; want members 1, 2, 4 and 5 (3 is the one asking)", got)
 		}
@@ -166,7 +165,7 @@ func TestMarks(t *testing.T) {
 			t.Errorf("member 5 answering with member 1's statement: %v", got[3].Err)
 		}
 	}
-	if got := v.Marks(context.Background(), "", marksChain); got[2].Err != nil || marksString(got[2].Marks) != "block none, preattestation none, attestation none" {
+	if got := v.Marks(t.Context(), "", marksChain); got[2].Err != nil || marksString(got[2].Marks) != "block none, preattestation none, attestation none" {
 		t.Errorf("member 3, asked too: %+v", got[2])
 	}
 	if th, n := v.Size(); th != 3 || n != 5 {

@@ -50,7 +50,7 @@ type member struct {
 func startMember(t *testing.T, share blsthreshold.Share, group crypt.PublicKey, authorized ...crypt.PublicKey) *member {
 	t.Helper()
 	pkh := share.Key.Public().Hash().String()
-	s, err := signer.New(context.Background(), signer.Config{
+	s, err := signer.New(t.Context(), signer.Config{
 		AuthorizedKeys: authorized,
 		Vaults:         []vault.Vault{vaultmem.NewFromKeys(fmt.Sprintf("member-%d", share.Index), share.Key)},
 		Store:          wmmem.NewStore(),
@@ -106,7 +106,7 @@ func openVault(t *testing.T, src string) (vault.Vault, error) {
 	if err := yaml.Unmarshal([]byte(src), &node); err != nil {
 		t.Fatal(err)
 	}
-	return threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{})
+	return threshold.New(t.Context(), "coordinator", node.Content[0], vault.Env{})
 }
 
 func mustOpen(t *testing.T, src string) vault.Vault {
@@ -121,7 +121,7 @@ func mustOpen(t *testing.T, src string) vault.Vault {
 
 func groupKey(t *testing.T, v vault.Vault) vault.Key {
 	t.Helper()
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestCombinedIsTheKeysSignature(t *testing.T) {
 	}
 	sign := func(level int32) (crypt.Signature, error) {
 		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
-		return k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+		return k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	}
 	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", 10, 0, 1))
 	want := (*minpk.Signature)(minpk.Sign((*minpk.PrivateKey)(g.secret), msg, blst.ProofOfPossession)).Bytes()
@@ -194,7 +194,7 @@ func TestCombinedIsTheKeysSignature(t *testing.T) {
 		t.Fatal("the combined signature is not the unsplit key's")
 	}
 	// The group key's proof of possession, from the members' proofs over it, is the unsplit key's.
-	proof, err := k.(vault.PossessionProver).ProvePossession(context.Background())
+	proof, err := k.(vault.PossessionProver).ProvePossession(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestTwoCoordinatorsNeverDoubleSign(t *testing.T) {
 		for i, k := range []vault.Key{a, b} {
 			wg.Go(func() {
 				msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, byte(i+1)))
-				sigs[i], errs[i] = k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+				sigs[i], errs[i] = k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 			})
 		}
 		wg.Wait()
@@ -277,7 +277,7 @@ func TestWrongMember(t *testing.T) {
 	wrong := *g
 	wrong.members = []*member{g.members[0], g.members[1], other.members[2]}
 	v := mustOpen(t, wrong.config(2))
-	if _, err := v.List(context.Background()); err == nil || !strings.Contains(err.Error(), "member 3") ||
+	if _, err := v.List(t.Context()); err == nil || !strings.Contains(err.Error(), "member 3") ||
 		!strings.Contains(err.Error(), "does not interpolate") {
 		t.Fatalf("List with a foreign share: %v", err)
 	}
@@ -295,13 +295,13 @@ func TestWrongMember(t *testing.T) {
 	src := strings.Replace(g.config(2), g.members[2].proxy.URL, forger.URL, 1)
 	k := groupKey(t, mustOpen(t, src))
 	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 5, 0, 1))
-	sig, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	sig, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if err != nil || !tezos.Verify(g.secret.Public(), sig, msg, 2) {
 		t.Fatalf("two good members and a forger: %v %v", sig, err)
 	}
 	g.members[1].srv.Close()
 	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 6, 0, 1))
-	if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); err == nil ||
+	if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); err == nil ||
 		!strings.Contains(err.Error(), "member 3: its partial signature does not verify") {
 		t.Fatalf("one good member and a forger: %v", err)
 	}
@@ -353,7 +353,7 @@ func TestAuthenticationKey(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(src), &node); err != nil {
 			t.Fatal(err)
 		}
-		v, err := threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{SignWith: signWith(key)})
+		v, err := threshold.New(t.Context(), "coordinator", node.Content[0], vault.Env{SignWith: signWith(key)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,14 +361,14 @@ func TestAuthenticationKey(t *testing.T) {
 		return groupKey(t, v)
 	}
 	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 7, 0, 1))
-	sig, err := open(auth).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	sig, err := open(auth).Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !tezos.Verify(secret.Public(), sig, msg, 2) {
 		t.Fatal("the combined signature does not verify")
 	}
-	proof, err := open(auth).(vault.PossessionProver).ProvePossession(context.Background())
+	proof, err := open(auth).(vault.PossessionProver).ProvePossession(t.Context())
 	if err != nil || !tezos.VerifyPossession(secret.Public(), proof) {
 		t.Fatalf("proof of possession through authenticated members: %v", err)
 	}
@@ -385,12 +385,12 @@ func TestAuthenticationKey(t *testing.T) {
 	}
 	// A coordinator signing with a key the members do not know is refused by all of them.
 	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 8, 0, 1))
-	_, err = open(other).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	_, err = open(other).Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if fault.KindOf(err) != fault.Unavailable || !strings.Contains(err.Error(), "refused (403)") {
 		t.Fatalf("authentication by an unknown key: %v", err)
 	}
 	// Without authentication_key, the members answer 401.
-	_, err = groupKey(t, mustOpen(t, g.config(2))).Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})
+	_, err = groupKey(t, mustOpen(t, g.config(2))).Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if !strings.Contains(fmt.Sprint(err), "refused (401)") {
 		t.Fatalf("no authentication: %v", err)
 	}
@@ -505,7 +505,7 @@ func TestMemberMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	v, err := threshold.New(context.Background(), "coordinator", node.Content[0], vault.Env{Registerer: reg})
+	v, err := threshold.New(t.Context(), "coordinator", node.Content[0], vault.Env{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,13 +514,13 @@ func TestMemberMetrics(t *testing.T) {
 	g.members[0].srv.Close()
 	for level := int32(1); level <= 3; level++ {
 		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
-		if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); err != nil {
+		if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The same level again with other bytes: members 2 and 3 refuse on their watermarks.
 	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 3, 0, 2))
-	if _, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2}); fault.KindOf(err) != fault.Conflict {
+	if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); fault.KindOf(err) != fault.Conflict {
 		t.Fatalf("conflict: %v", err)
 	}
 	count := func(member, result string) float64 {

@@ -63,7 +63,7 @@ func (d *testDevice) open(t *testing.T, edit func(*Config)) (*Vault, *testdaemon
 		edit(&cfg)
 	}
 	logs := &testdaemon.Buffer{}
-	v, err := Open(context.Background(), "yubi", cfg, vault.Env{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	v, err := Open(t.Context(), "yubi", cfg, vault.Env{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

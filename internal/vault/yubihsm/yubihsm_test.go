@@ -23,7 +23,7 @@ func TestListAndSignEveryCurve(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, logs := d.open(t, nil)
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestListAndSignEveryCurve(t *testing.T) {
 	if st := d.dev.Stats(); st.HighSSignatures != 20 || st.Signatures != 30 {
 		t.Fatalf("device stats: %+v", st)
 	}
-	if err := v.Ready(context.Background()); err != nil {
+	if err := v.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -63,7 +63,7 @@ func TestConfiguredKeys(t *testing.T) {
 	d := newDevice(t)
 	id := uint16(0x0103)
 	v, _ := d.open(t, func(c *Config) { c.Keys = []KeyConfig{{ID: &id}, {Label: "k1"}} })
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil || len(keys) != 2 || keys[0].ID() != "0103" || keys[1].ID() != "0101" {
 		t.Fatalf("configured keys: %v %v", keys, err)
 	}
@@ -77,7 +77,7 @@ func TestConfiguredKeys(t *testing.T) {
 	} {
 		cfg := d.config()
 		cfg.Keys = c.keys
-		_, err := Open(context.Background(), "yubi", cfg, vault.Env{})
+		_, err := Open(t.Context(), "yubi", cfg, vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("keys %v: %v, want %q", c.keys, err, c.want)
 		}
@@ -88,7 +88,7 @@ func TestConfiguredKeys(t *testing.T) {
 	}
 	cfg := d.config()
 	cfg.Keys = []KeyConfig{{Label: "k2"}}
-	if _, err := Open(context.Background(), "yubi", cfg, vault.Env{}); err == nil || !strings.Contains(err.Error(), `more than one asymmetric key has label "k2"`) {
+	if _, err := Open(t.Context(), "yubi", cfg, vault.Env{}); err == nil || !strings.Contains(err.Error(), `more than one asymmetric key has label "k2"`) {
 		t.Errorf("ambiguous label: %v", err)
 	}
 }
@@ -107,7 +107,7 @@ func TestImport(t *testing.T) {
 		if i == 0 {
 			name = "imported"
 		}
-		k, err := v.Import(context.Background(), priv, name)
+		k, err := v.Import(t.Context(), priv, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestImport(t *testing.T) {
 			t.Fatal("imported key has another public key")
 		}
 		signAndVerify(t, k)
-		if _, err := v.Import(context.Background(), priv, ""); err == nil || !strings.Contains(err.Error(), "already on the device") {
+		if _, err := v.Import(t.Context(), priv, ""); err == nil || !strings.Contains(err.Error(), "already on the device") {
 			t.Fatalf("second import: %v", err)
 		}
 	}
@@ -133,14 +133,14 @@ func TestImport(t *testing.T) {
 		t.Fatalf("labels: %v", labels)
 	}
 	priv, _ := tezos.GenerateKey(tezos.P256)
-	if _, err := v.Import(context.Background(), priv, "k1"); err == nil || !strings.Contains(err.Error(), `labelled "k1"`) {
+	if _, err := v.Import(t.Context(), priv, "k1"); err == nil || !strings.Contains(err.Error(), `labelled "k1"`) {
 		t.Fatalf("label in use: %v", err)
 	}
 	bls, _ := tezos.GenerateKey(tezos.BLS)
-	if _, err := v.Import(context.Background(), bls, ""); err == nil || !strings.Contains(err.Error(), "not bls") {
+	if _, err := v.Import(t.Context(), bls, ""); err == nil || !strings.Contains(err.Error(), "not bls") {
 		t.Fatalf("BLS import: %v", err)
 	}
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	if len(keys) != 6 {
 		t.Fatalf("listed %d keys after import", len(keys))
 	}
@@ -151,7 +151,7 @@ func TestGenerate(t *testing.T) {
 	d := newDevice(t)
 	v, _ := d.open(t, nil)
 	for _, c := range []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256} {
-		k, err := v.Generate(context.Background(), c, "gen-"+string(c))
+		k, err := v.Generate(t.Context(), c, "gen-"+string(c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,13 +160,13 @@ func TestGenerate(t *testing.T) {
 		}
 		signAndVerify(t, k)
 	}
-	if _, err := v.Generate(context.Background(), tezos.P256, "gen-p256"); err == nil || !strings.Contains(err.Error(), "already on the device") {
+	if _, err := v.Generate(t.Context(), tezos.P256, "gen-p256"); err == nil || !strings.Contains(err.Error(), "already on the device") {
 		t.Fatalf("label in use: %v", err)
 	}
-	if _, err := v.Generate(context.Background(), tezos.BLS, ""); err == nil {
+	if _, err := v.Generate(t.Context(), tezos.BLS, ""); err == nil {
 		t.Fatal("generated a BLS key")
 	}
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	if len(keys) != 6 {
 		t.Fatalf("listed %d keys after generate", len(keys))
 	}
@@ -186,7 +186,7 @@ func TestAuthenticationErrors(t *testing.T) {
 	} {
 		cfg := d.config()
 		c.edit(&cfg)
-		_, err := Open(context.Background(), "yubi", cfg, vault.Env{})
+		_, err := Open(t.Context(), "yubi", cfg, vault.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "YubiHSM/"+d.conn.Addr()) {
 			t.Errorf("got %v, want %q", err, c.want)
 		}
@@ -205,7 +205,7 @@ func TestConnectorUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, err = Open(context.Background(), "yubi", Config{Address: addr, Password: password, AuthKeyID: 1}, vault.Env{})
+	_, err = Open(t.Context(), "yubi", Config{Address: addr, Password: password, AuthKeyID: 1}, vault.Env{})
 	if err == nil || !strings.Contains(err.Error(), "yubihsm-connector") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("unreachable connector: %v", err)
 	}
@@ -218,7 +218,7 @@ func TestConnectorDownAndBack(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, logs := d.open(t, nil)
-	keys, err := v.List(context.Background())
+	keys, err := v.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,13 +226,13 @@ func TestConnectorDownAndBack(t *testing.T) {
 	d.conn.Stop()
 	for _, k := range keys {
 		digest := [32]byte{1}
-		_, err := k.Sign(context.Background(), nil, &digest, vault.SignOptions{})
+		_, err := k.Sign(t.Context(), nil, &digest, vault.SignOptions{})
 		if err == nil || !strings.Contains(err.Error(), "yubihsm-connector") || fault.KindOf(err) != fault.Internal {
 			t.Fatalf("signing with the connector down: %v", err)
 		}
 		noPassword(t, err)
 	}
-	if err := v.Ready(context.Background()); err == nil {
+	if err := v.Ready(t.Context()); err == nil {
 		t.Fatal("ready with the connector down")
 	}
 	if err := d.conn.Restart(); err != nil {
@@ -241,7 +241,7 @@ func TestConnectorDownAndBack(t *testing.T) {
 	for _, k := range keys {
 		signAndVerify(t, k)
 	}
-	if err := v.Ready(context.Background()); err != nil {
+	if err := v.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "session lost") {
@@ -255,7 +255,7 @@ func TestSessionExpiredOnDevice(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, _ := d.open(t, nil)
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	signAndVerify(t, keys[1])
 	before := d.dev.Stats().SessionsAuthenticated
 	d.dev.ExpireSessions()
@@ -270,11 +270,11 @@ func TestKeyDeletedMidRun(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, _ := d.open(t, nil)
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	k := byID(t, keys)["0102"]
 	d.dev.DeleteKey(0x0102)
 	digest := [32]byte{2}
-	_, err := k.Sign(context.Background(), nil, &digest, vault.SignOptions{})
+	_, err := k.Sign(t.Context(), nil, &digest, vault.SignOptions{})
 	if err == nil || !strings.Contains(err.Error(), "no longer on the device") || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("deleted key: %v", err)
 	}
@@ -290,7 +290,7 @@ func TestConcurrentSigning(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, _ := d.open(t, func(c *Config) { c.Sessions = 2 })
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for g := range 12 {
@@ -319,7 +319,7 @@ func TestCloseEndsSessions(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, _ := d.open(t, nil)
-	keys, _ := v.List(context.Background())
+	keys, _ := v.List(t.Context())
 	signAndVerify(t, keys[0])
 	if d.dev.OpenSessions() == 0 {
 		t.Fatal("no session open")
@@ -329,7 +329,7 @@ func TestCloseEndsSessions(t *testing.T) {
 		t.Fatalf("%d sessions left open after Close", n)
 	}
 	digest := [32]byte{}
-	if _, err := keys[0].Sign(context.Background(), nil, &digest, vault.SignOptions{}); err == nil {
+	if _, err := keys[0].Sign(t.Context(), nil, &digest, vault.SignOptions{}); err == nil {
 		t.Fatal("signed after Close")
 	}
 }
@@ -340,17 +340,17 @@ func TestPoolWaitsWithinDeadline(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t)
 	v, _ := d.open(t, func(c *Config) { c.Sessions = 1 })
-	s, _, err := v.pool.get(context.Background())
+	s, _, err := v.pool.get(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if err := v.Ready(ctx); err == nil || !strings.Contains(err.Error(), "no free YubiHSM session") {
 		t.Fatalf("busy pool: %v", err)
 	}
 	v.pool.put(s, true)
-	if err := v.Ready(context.Background()); err != nil {
+	if err := v.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -368,7 +368,7 @@ func TestMalformedReplies(t *testing.T) {
 		append([]byte{0x83, 0x00, 17}, make([]byte, 17)...), // a wrong card cryptogram
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(reply) }))
-		_, err := Open(context.Background(), "yubi", Config{Address: srv.URL, Password: password, AuthKeyID: 1}, vault.Env{})
+		_, err := Open(t.Context(), "yubi", Config{Address: srv.URL, Password: password, AuthKeyID: 1}, vault.Env{})
 		srv.Close()
 		if err == nil {
 			t.Fatalf("reply %x: opened", reply)
@@ -385,14 +385,14 @@ func TestSessionRenewedBeforeMessageLimit(t *testing.T) {
 	v, _ := d.open(t, func(c *Config) { c.Sessions = 1 })
 	v.pool.limit = 3 // the counter is 1 after authentication, 3 after two echoes
 	for range 2 {
-		if err := v.Ready(context.Background()); err != nil {
+		if err := v.Ready(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := d.dev.OpenSessions(); n != 0 {
 		t.Fatalf("%d sessions open after the limit", n)
 	}
-	if err := v.Ready(context.Background()); err != nil {
+	if err := v.Ready(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if n := d.dev.Stats().SessionsAuthenticated; n != 2 {
@@ -412,7 +412,7 @@ func TestConformance(t *testing.T) {
 		Open: func(t *testing.T) vault.Vault {
 			cfg := d.config()
 			cfg.Address = strings.TrimPrefix(proxy.URL, "http://")
-			v, err := Open(context.Background(), "yubi", cfg, vault.Env{})
+			v, err := Open(t.Context(), "yubi", cfg, vault.Env{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,7 +31,7 @@ func newTable() string { return fmt.Sprintf("wm_%d_%d", time.Now().UnixNano()%1e
 
 func open(t testing.TB, srv *dynamotest.Server, table string, timeout time.Duration) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), testConfig(srv, table, timeout), slog.New(slog.DiscardHandler))
+	s, err := Open(t.Context(), testConfig(srv, table, timeout), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,11 @@ func TestEmulatorDown(t *testing.T) {
 	// bound is asserted, so a loaded machine cannot fail this test).
 	expectInternal := func(what string, m watermark.Mark) {
 		t.Helper()
-		_, err := s.Advance(context.Background(), k, m)
+		_, err := s.Advance(t.Context(), k, m)
 		if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 			t.Fatalf("%s: Advance = %v, want an Internal error", what, err)
 		}
-		if s.Health(context.Background()) == nil {
+		if s.Health(t.Context()) == nil {
 			t.Fatalf("%s: Health = nil", what)
 		}
 	}
@@ -95,7 +95,7 @@ func TestEmulatorDown(t *testing.T) {
 	srv.Stop()
 	expectInternal("stopped", wt.Mark(12, 0, 4))
 	srv.Restart()
-	if err := s.Health(context.Background()); err != nil {
+	if err := s.Health(t.Context()); err != nil {
 		t.Fatalf("Health after restart: %v", err)
 	}
 	wt.MustRefuse(t, s, k, wt.Mark(11, 0, 5)) // the watermark survived the restart
@@ -134,7 +134,7 @@ func TestReferenceItems(t *testing.T) {
 	t.Parallel()
 	srv := dynamotest.Start(t)
 	var logs bytes.Buffer
-	s, err := Open(context.Background(), testConfig(srv, "watermark", 5*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := Open(t.Context(), testConfig(srv, "watermark", 5*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestReferenceItems(t *testing.T) {
 	for _, kind := range []string{"attestation", "attestation_with_dal", "endorsement"} {
 		refPut(t, s, k, kind, 34, 4, digest)
 	}
-	es, err := s.List(context.Background())
+	es, err := s.List(t.Context())
 	want := watermark.Entry{Key: k, Mark: watermark.Mark{Level: 34, Round: 4, Digest: digest, HasDigest: true}}
 	if err != nil || len(es) != 1 || es[0] != want {
 		t.Fatalf("List = %v, %v; want [%v]", es, err, want)
@@ -152,13 +152,13 @@ func TestReferenceItems(t *testing.T) {
 	// A preendorsement item of another key, higher than nothing: listed as a preattestation.
 	pk := wt.Key(1, 1, watermark.Preattestation)
 	refPut(t, s, pk, "preendorsement", 20, 0, digest)
-	if es, err := s.List(context.Background()); err != nil || len(es) != 2 || es[1].Key != pk && es[0].Key != pk {
+	if es, err := s.List(t.Context()); err != nil || len(es) != 2 || es[1].Key != pk && es[0].Key != pk {
 		t.Fatalf("List = %v, %v; want the preendorsement as a preattestation", es, err)
 	}
 	other := refItem(k, "attestation", 1, 0, digest)
 	other["request"] = &types.AttributeValueMemberS{Value: "dal_page"}
 	rawPut(t, s, other)
-	if _, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), "dal_page") {
+	if _, err := s.List(t.Context()); err == nil || !strings.Contains(err.Error(), "dal_page") {
 		t.Fatalf("List with an unreadable item: %v", err)
 	}
 	wt.MustRefuse(t, s, k, wt.Mark(34, 4, 8))
@@ -179,9 +179,9 @@ func TestTable(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range errs {
 		wg.Go(func() {
-			s, err := Open(context.Background(), testConfig(srv, table, 5*time.Second), slog.New(slog.DiscardHandler))
+			s, err := Open(t.Context(), testConfig(srv, table, 5*time.Second), slog.New(slog.DiscardHandler))
 			if err == nil {
-				_, err = s.Advance(context.Background(), wt.Key(0, i, watermark.Block), wt.Mark(1, 0, 1))
+				_, err = s.Advance(t.Context(), wt.Key(0, i, watermark.Block), wt.Mark(1, 0, 1))
 				s.Close()
 			}
 			errs[i] = err
@@ -196,7 +196,7 @@ func TestTable(t *testing.T) {
 
 	s := open(t, srv, newTable(), 5*time.Second)
 	defer s.Close()
-	_, err := s.client.CreateTable(context.Background(), &ddb.CreateTableInput{
+	_, err := s.client.CreateTable(t.Context(), &ddb.CreateTableInput{
 		TableName:            aws.String("other"),
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pkh"), AttributeType: types.ScalarAttributeTypeS}},
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pkh"), KeyType: types.KeyTypeHash}},
@@ -205,7 +205,7 @@ func TestTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(context.Background(), testConfig(srv, "other", 5*time.Second), nil)
+	_, err = Open(t.Context(), testConfig(srv, "other", 5*time.Second), nil)
 	if err == nil || !strings.Contains(err.Error(), `table other`) || !strings.Contains(err.Error(), `hash key "idx"`) {
 		t.Fatalf("Open over a foreign table = %v", err)
 	}
@@ -225,7 +225,7 @@ func TestConfigErrors(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(c.yaml), &n); err != nil {
 			t.Fatal(err)
 		}
-		_, err := New(context.Background(), "watermark", n.Content[0], backend.Env{})
+		_, err := New(t.Context(), "watermark", n.Content[0], backend.Env{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
@@ -296,7 +296,7 @@ func TestSpendStoreDown(t *testing.T) {
 	// error but an ended context as Internal), checked to be the same for Advance below.
 	wt.SpendStoreDown(t, s, func() {
 		srv.Stop()
-		if _, err := s.Advance(context.Background(), wt.Key(0, 1, watermark.Block), wt.Mark(1, 0, 1)); fault.KindOf(err) != fault.Internal {
+		if _, err := s.Advance(t.Context(), wt.Key(0, 1, watermark.Block), wt.Mark(1, 0, 1)); fault.KindOf(err) != fault.Internal {
 			t.Fatalf("Advance with the emulator stopped: %v", err)
 		}
 	}, srv.Start, fault.Internal)
@@ -309,12 +309,12 @@ func TestSpendItems(t *testing.T) {
 	t.Parallel()
 	srv := dynamotest.Start(t)
 	var logs bytes.Buffer
-	s, err := Open(context.Background(), testConfig(srv, newTable(), 10*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := Open(t.Context(), testConfig(srv, newTable(), 10*time.Second), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	k := wt.Key(0, 1, watermark.Block)
 	wt.MustAdvance(t, s, k, wt.Mark(1, 0, 1))
 	w := spending.Windows{Count: 5, CountPeriod: time.Hour}

@@ -53,7 +53,7 @@ func refPut(t testing.TB, s *Store, k watermark.Key, kind string, level, round i
 
 func rawPut(t testing.TB, s *Store, it map[string]types.AttributeValue) {
 	t.Helper()
-	if _, err := s.client.PutItem(context.Background(), &ddb.PutItemInput{TableName: aws.String(s.table), Item: it}); err != nil {
+	if _, err := s.client.PutItem(t.Context(), &ddb.PutItemInput{TableName: aws.String(s.table), Item: it}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -62,7 +62,7 @@ func rawPut(t testing.TB, s *Store, it map[string]types.AttributeValue) {
 // conditioned on a strictly higher (level, round). It reports whether the reference would sign.
 func referenceSigns(t testing.TB, s *Store, k watermark.Key, kind string, level, round int32, digest [32]byte) bool {
 	t.Helper()
-	_, err := s.client.PutItem(context.Background(), &ddb.PutItemInput{
+	_, err := s.client.PutItem(t.Context(), &ddb.PutItemInput{
 		TableName:                 aws.String(s.table),
 		Item:                      refItem(k, kind, level, round, digest),
 		ConditionExpression:       aws.String("attribute_not_exists(idx) OR lvl < :l OR (lvl = :l AND round < :r)"),
@@ -77,7 +77,7 @@ func referenceSigns(t testing.TB, s *Store, k watermark.Key, kind string, level,
 // rawItem reads one item as stored (nil when there is none).
 func rawItem(t testing.TB, s *Store, k watermark.Key, kind string) map[string]types.AttributeValue {
 	t.Helper()
-	out, err := s.client.GetItem(context.Background(), &ddb.GetItemInput{
+	out, err := s.client.GetItem(t.Context(), &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: itemKey(k, kind), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func rawMark(t testing.TB, s *Store, k watermark.Key, kind string) (watermark.Ma
 
 func mustLoad(t testing.TB, s *Store, k watermark.Key, want watermark.Mark) {
 	t.Helper()
-	if m, ok, err := s.Load(context.Background(), k); err != nil || !ok || m != want {
+	if m, ok, err := s.Load(t.Context(), k); err != nil || !ok || m != want {
 		t.Fatalf("Load(%v) = %+v, %v, %v; want %+v", k, m, ok, err, want)
 	}
 }
@@ -158,7 +158,7 @@ func TestReferenceDALItem(t *testing.T) {
 	if m, _ := rawMark(t, s, k2, requestDAL); m.Level != 100 || m.Round != 3 {
 		t.Fatalf("attestation_with_dal item = %+v, want raised to 100/3", m)
 	}
-	es, err := s.List(context.Background())
+	es, err := s.List(t.Context())
 	if err != nil || len(es) != 6 {
 		t.Fatalf("List = %v, %v; want 6 entries (the DAL items folded)", es, err)
 	}
@@ -176,7 +176,7 @@ func TestDALItemRaised(t *testing.T) {
 	k := watermark.Key{Chain: wt.Chain(1), PKH: wt.SecpPKH(1), Class: watermark.Attestation}
 	refPut(t, s, k, requestDAL, 5, 0, other) // the reference's DAL attestation, lower
 	for i, m := range []watermark.Mark{wt.SignedMark(10, 0, 1, 1), wt.SignedMark(10, 1, 2, 2), wt.Mark(12, 0, 3), wt.SignedMark(20, 3, 4, 4)} {
-		if _, err := s.Advance(context.Background(), k, m); err != nil {
+		if _, err := s.Advance(t.Context(), k, m); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		if d, ok := rawMark(t, s, k, requestDAL); !ok || d.Level < m.Level || (d.Level == m.Level && d.Round < m.Round) {
@@ -198,7 +198,7 @@ func TestDALItemRaised(t *testing.T) {
 	}
 	// Blocks and preattestations have no second item.
 	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.SignedMark(30, 0, 1, 1))
-	es, err := s.List(context.Background())
+	es, err := s.List(t.Context())
 	if err != nil || len(es) != 2 {
 		t.Fatalf("List = %v, %v", es, err)
 	}
@@ -360,7 +360,7 @@ func TestCompareAndSwap(t *testing.T) {
 				rawPut(t, s, it)
 			}
 			s.client = h
-			_, err := s.Advance(context.Background(), k, withSig(1))
+			_, err := s.Advance(t.Context(), k, withSig(1))
 			if fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), "kept changing") {
 				t.Fatalf("Advance over an item that keeps changing = %v", err)
 			}
@@ -393,7 +393,7 @@ func TestConcurrentAttestations(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				got[i], errs[i] = stores[i%2].Advance(context.Background(), k, wt.SignedMark(level, 0, byte(10*level)+byte(i/5), int(level)*100+i))
+				got[i], errs[i] = stores[i%2].Advance(t.Context(), k, wt.SignedMark(level, 0, byte(10*level)+byte(i/5), int(level)*100+i))
 			})
 		}
 		wg.Wait()
@@ -434,18 +434,18 @@ func TestUnreadableDALItem(t *testing.T) {
 	it := refItem(k, requestDAL, 40, 0, [32]byte{1})
 	it["lvl"] = &types.AttributeValueMemberS{Value: "forty"}
 	rawPut(t, s, it)
-	_, err := s.Advance(context.Background(), k, wt.SignedMark(41, 0, 2, 2))
+	_, err := s.Advance(t.Context(), k, wt.SignedMark(41, 0, 2, 2))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance = %v, want an Internal error", err)
 	}
-	if _, _, err := s.Load(context.Background(), k); fault.KindOf(err) != fault.Internal {
+	if _, _, err := s.Load(t.Context(), k); fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Load = %v, want an Internal error", err)
 	}
 	if _, ok := rawMark(t, s, k, "attestation"); ok {
 		t.Fatal("an attestation item was written")
 	}
 	wt.MustAdvance(t, s, watermark.Key{Chain: k.Chain, PKH: k.PKH, Class: watermark.Block}, wt.SignedMark(41, 0, 2, 2))
-	if es, err := s.List(context.Background()); err == nil || !strings.Contains(err.Error(), k.PKH+"/attestation_with_dal") {
+	if es, err := s.List(t.Context()); err == nil || !strings.Contains(err.Error(), k.PKH+"/attestation_with_dal") {
 		t.Fatalf("List = %v, %v; want an error naming the item", es, err)
 	}
 }
@@ -471,7 +471,7 @@ func TestReferenceEncodingBothWays(t *testing.T) {
 	}
 	mustLoad(t, s, block, watermark.Mark{Level: 50, Round: 1, Digest: d, HasDigest: true})
 	mustLoad(t, s, pre, watermark.Mark{Level: 70})
-	es, err := s.List(context.Background())
+	es, err := s.List(t.Context())
 	if err != nil || len(es) != 3 {
 		t.Fatalf("List = %v, %v", es, err)
 	}
@@ -518,10 +518,10 @@ func TestPutExactOverNull(t *testing.T) {
 	if _, null := read["digest"].(*types.AttributeValueMemberNULL); !null {
 		t.Fatalf("the fixture's digest is %T, not NULL", read["digest"])
 	}
-	if err := s.putExact(context.Background(), k, wt.SignedMark(6, 0, 1, 1), read); err != nil {
+	if err := s.putExact(t.Context(), k, wt.SignedMark(6, 0, 1, 1), read); err != nil {
 		t.Fatalf("over the item as read: %v", err)
 	}
-	if err := s.putExact(context.Background(), k, wt.SignedMark(7, 0, 1, 1), read); !isCondFailed(err) {
+	if err := s.putExact(t.Context(), k, wt.SignedMark(7, 0, 1, 1), read); !isCondFailed(err) {
 		t.Fatalf("over an item changed since: %v", err)
 	}
 	mustLoad(t, s, k, wt.SignedMark(6, 0, 1, 1))

@@ -28,7 +28,7 @@ func freshPrefix() string { return fmt.Sprintf("/test/%d/", prefixSeq.Add(1)) }
 
 func openStore(t testing.TB, endpoint, prefix string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Config{Endpoints: []string{endpoint}, Prefix: prefix,
+	s, err := Open(t.Context(), Config{Endpoints: []string{endpoint}, Prefix: prefix,
 		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(5 * time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestConformance(t *testing.T) {
 func TestStoreDown(t *testing.T) {
 	t.Parallel()
 	e := etcdtest.Start(t)
-	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
+	s, err := Open(t.Context(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
 		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestDeadline(t *testing.T) {
 	k := watermarktest.Key(0, 0, watermark.Attestation)
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
 	e.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	_, err := s.Advance(ctx, k, watermarktest.Mark(2, 0, 2))
 	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, context.DeadlineExceeded) {
@@ -104,14 +104,14 @@ func TestCorruptValue(t *testing.T) {
 	s := openStore(t, e.Endpoint, prefix)
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Block)
-	if _, err := s.cli.Put(context.Background(), s.key(k), "{not json"); err != nil {
+	if _, err := s.cli.Put(t.Context(), s.key(k), "{not json"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Advance(context.Background(), k, watermarktest.Mark(1, 0, 1))
+	_, err := s.Advance(t.Context(), k, watermarktest.Mark(1, 0, 1))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance over a corrupt value = %v", err)
 	}
-	if _, err := s.List(context.Background()); err == nil {
+	if _, err := s.List(t.Context()); err == nil {
 		t.Fatal("List over a corrupt value succeeded")
 	}
 }
@@ -120,7 +120,7 @@ func TestCorruptValue(t *testing.T) {
 // password taken from the environment, and that a wrong password fails at start.
 func TestAuth(t *testing.T) {
 	e := etcdtest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	root, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestParseConfig(t *testing.T) {
 		{Endpoints: []string{"x"}, TLS: &TLSConfig{CAFile: "/nonexistent/ca.pem"}},
 	}
 	for i, c := range bad {
-		if s, err := Open(context.Background(), c, nil); err == nil {
+		if s, err := Open(t.Context(), c, nil); err == nil {
 			s.Close()
 			t.Errorf("bad config %d opened", i)
 		}
@@ -212,7 +212,7 @@ func TestParseConfig(t *testing.T) {
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	_, err := Open(context.Background(), Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/",
+	_, err := Open(t.Context(), Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/",
 		DialTimeout: config.Duration(time.Second), Timeout: config.Duration(time.Second)}, nil)
 	if err == nil {
 		t.Fatal("Open on a closed port succeeded")
@@ -230,7 +230,7 @@ func TestPreviousFormatValues(t *testing.T) {
 	e := etcdtest.Start(t)
 	s := openStore(t, e.Endpoint, freshPrefix())
 	defer s.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	tz1 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.PKH(1), Class: watermark.Block}
 	tz2 := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(1), Class: watermark.Block}
 	nod := watermark.Key{Chain: watermarktest.Chain(0), PKH: watermarktest.SecpPKH(2), Class: watermark.Attestation}
@@ -294,7 +294,7 @@ func TestSpendConformance(t *testing.T) {
 func TestSpendStoreDown(t *testing.T) {
 	t.Parallel()
 	e := etcdtest.Start(t)
-	s, err := Open(context.Background(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
+	s, err := Open(t.Context(), Config{Endpoints: []string{e.Endpoint}, Prefix: freshPrefix(),
 		DialTimeout: config.Duration(5 * time.Second), Timeout: config.Duration(time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestSpendKeys(t *testing.T) {
 	prefix := freshPrefix()
 	s := openStore(t, e.Endpoint, prefix)
 	defer s.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	k := watermarktest.Key(0, 1, watermark.Block)
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
 	w := spending.Windows{Count: 5, CountPeriod: time.Hour}

@@ -116,7 +116,7 @@ func TestBatchWriteFailure(t *testing.T) {
 func TestCanceledWhileQueued(t *testing.T) {
 	t.Parallel()
 	c := testChain(t) // no writer: the request stays queued
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := c.advance(ctx, watermarktest.PKH(0), classIndex(watermark.Block), watermarktest.Mark(1, 0, 1))
 	if fault.KindOf(err) != fault.Unavailable {
@@ -134,7 +134,7 @@ func TestCanceledWhileQueued(t *testing.T) {
 func TestCanceledInABatch(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	gone := req(0, watermark.Block, 5, 1)
 	gone.ctx = ctx
@@ -174,7 +174,7 @@ func TestGroupCommit(t *testing.T) {
 	if n := c.writes.Load(); n != 1 {
 		t.Fatalf("%d writes for 64 queued requests, want 1", n)
 	}
-	if _, err := c.advance(context.Background(), watermarktest.PKH(0), 0, watermarktest.Mark(11, 0, 1)); err != watermark.ErrClosed {
+	if _, err := c.advance(t.Context(), watermarktest.PKH(0), 0, watermarktest.Mark(11, 0, 1)); err != watermark.ErrClosed {
 		t.Fatalf("advance after close = %v", err)
 	}
 }

@@ -63,7 +63,7 @@ func TestCrashChild(t *testing.T) {
 		m, _ := watermarktest.Stored(t, s, k)
 		wg.Go(func() {
 			for l := m.Level + 1; l < m.Level+1_000_000; l++ {
-				if _, err := s.Advance(context.Background(), k, watermarktest.Mark(l, 0, byte(g))); err != nil {
+				if _, err := s.Advance(t.Context(), k, watermarktest.Mark(l, 0, byte(g))); err != nil {
 					fmt.Fprintln(os.Stderr, "advance:", err)
 					os.Exit(2)
 				}
@@ -107,7 +107,7 @@ func crash(t *testing.T, journal int, lag time.Duration) {
 			}
 			prev[g] = m.Level
 		}
-		if err := s.Health(context.Background()); err != nil {
+		if err := s.Health(t.Context()); err != nil {
 			t.Fatalf("run %d: Health after crash: %v", run, err)
 		}
 		readChainFile(t, s, watermarktest.Chain(0)) // parses
@@ -121,7 +121,7 @@ func crash(t *testing.T, journal int, lag time.Duration) {
 // acknowledged level per key.
 func crashRun(t *testing.T, base string, journal int, lag time.Duration, byTimer bool, killAfter int, delay time.Duration) []int32 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=3m")
 	cmd.Env = append(os.Environ(), crashEnv+"="+base, crashJournalEnv+"="+strconv.Itoa(journal), crashLagEnv+"="+lag.String())

@@ -1,7 +1,6 @@
 package file_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +42,7 @@ func TestCorrupt(t *testing.T) {
 			badPath := writeChainFile(t, base, badChain, content)
 			writeChainFile(t, base, goodChain, `{"`+pkh+`": {"block": {"level": 5, "round": 0, "hash": null}}}`)
 			s := open(t, base)
-			_, err := s.Advance(context.Background(), watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
+			_, err := s.Advance(t.Context(), watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
 			if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), badPath) ||
 				!strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "operator") {
 				t.Fatalf("Advance on the corrupt chain = %v", err)
@@ -51,10 +50,10 @@ func TestCorrupt(t *testing.T) {
 			watermarktest.MustRefuse(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.Mark(5, 0, 1))
 			watermarktest.MustAdvance(t, s, watermarktest.Key(2, 0, watermark.Block), watermarktest.Mark(6, 0, 1))
 			watermarktest.MustAdvance(t, s, watermarktest.Key(3, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
-			if err := s.Health(context.Background()); err == nil || !strings.Contains(err.Error(), badPath) {
+			if err := s.Health(t.Context()); err == nil || !strings.Contains(err.Error(), badPath) {
 				t.Fatalf("Health = %v, want the corrupt file named", err)
 			}
-			es, err := s.List(context.Background())
+			es, err := s.List(t.Context())
 			if err == nil || len(es) != 2 {
 				t.Fatalf("List = %v, %v; want the 2 good entries and an error", es, err)
 			}
@@ -87,7 +86,7 @@ func TestIgnoredFiles(t *testing.T) {
 	}
 	s := open(t, base)
 	defer s.Close()
-	err := s.Health(context.Background())
+	err := s.Health(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "notachain.json") || strings.Contains(err.Error(), "README") {
 		t.Fatalf("Health = %v, want notachain.json reported", err)
 	}
@@ -117,11 +116,11 @@ func TestWriteFailure(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Advance(context.Background(), k, watermarktest.Mark(11, 0, 2))
+	_, err := s.Advance(t.Context(), k, watermarktest.Mark(11, 0, 2))
 	if err == nil || watermark.IsConflict(err) || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Advance with the target blocked = %v, want an Internal error naming %s", err, path)
 	}
-	if err := s.Health(context.Background()); err == nil || !strings.Contains(err.Error(), path) {
+	if err := s.Health(t.Context()); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Health after a failed write = %v", err)
 	}
 	if m, _ := watermarktest.Stored(t, s, k); m != watermarktest.Mark(10, 0, 1) {
@@ -132,7 +131,7 @@ func TestWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(11, 0, 4)) // 11/2 was never acknowledged
-	if err := s.Health(context.Background()); err != nil {
+	if err := s.Health(t.Context()); err != nil {
 		t.Fatalf("Health after a good write = %v", err)
 	}
 	f, _ := readChainFile(t, s, watermarktest.Chain(0))
@@ -162,7 +161,7 @@ func TestReadOnlyDir(t *testing.T) {
 		os.Remove(f.Name())
 		t.Skip("privileged: chmod does not stop writes here (TestWriteFailure covers the failure)")
 	}
-	if _, err := s.Advance(context.Background(), k, watermarktest.Mark(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
+	if _, err := s.Advance(t.Context(), k, watermarktest.Mark(11, 0, 2)); err == nil || fault.KindOf(err) != fault.Internal {
 		t.Fatalf("Advance in a read-only dir = %v", err)
 	}
 	watermarktest.MustRefuse(t, s, k, watermarktest.Mark(10, 0, 3))

@@ -2,7 +2,6 @@ package file_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -142,8 +141,8 @@ func TestModes(t *testing.T) {
 	if len(entries) != 2 {
 		t.Errorf("watermark dir holds %v, want only the chain file and the lock", entries)
 	}
-	if s.Name() != "file" || s.Health(context.Background()) != nil {
-		t.Errorf("Name %q, Health %v", s.Name(), s.Health(context.Background()))
+	if s.Name() != "file" || s.Health(t.Context()) != nil {
+		t.Errorf("Name %q, Health %v", s.Name(), s.Health(t.Context()))
 	}
 }
 
@@ -231,7 +230,7 @@ func TestDriverConfig(t *testing.T) {
 			n = node.Content[0]
 		}
 		base := t.TempDir()
-		st, err := file.New(context.Background(), "file", n, backend.Env{BaseDir: base, Logger: slog.New(slog.DiscardHandler)})
+		st, err := file.New(t.Context(), "file", n, backend.Env{BaseDir: base, Logger: slog.New(slog.DiscardHandler)})
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%q: %v, want an error with %q", c.config, err, c.err)

@@ -2,7 +2,6 @@ package file_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -137,7 +136,7 @@ func TestWIntScenarios(t *testing.T) {
 			for i, name := range strings.Fields(c.reqs) {
 				r := v[name]
 				k := watermark.Key{Chain: vecChain, PKH: pkh, Class: r.class}
-				_, err := s.Advance(context.Background(), k, r.mark())
+				_, err := s.Advance(t.Context(), k, r.mark())
 				if (c.ok[i] == '+') != (err == nil) || (err != nil && !watermark.IsConflict(err)) {
 					t.Fatalf("request %d (%s): %v, want %c", i, name, err, c.ok[i])
 				}
@@ -166,7 +165,7 @@ func TestW9(t *testing.T) {
 	for i := range 10 {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.Advance(context.Background(), k, v[[]string{"A1", "A2"}[i%2]].mark())
+			_, errs[i] = s.Advance(t.Context(), k, v[[]string{"A1", "A2"}[i%2]].mark())
 		})
 	}
 	close(start)
@@ -225,20 +224,20 @@ func TestReadReferenceFile(t *testing.T) {
 		{Key: key(k2, watermark.Preattestation), Mark: watermark.Mark{Level: 34}},
 	}
 	sort.Slice(want, func(i, j int) bool { return watermark.Compare(want[i].Key, want[j].Key) < 0 })
-	got, err := s.List(context.Background())
+	got, err := s.List(t.Context())
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("List = %v, %v\nwant %v", got, err, want)
 	}
-	if _, err := s.Advance(context.Background(), key(k2, watermark.Attestation), v["C3"].mark()); !watermark.IsConflict(err) {
+	if _, err := s.Advance(t.Context(), key(k2, watermark.Attestation), v["C3"].mark()); !watermark.IsConflict(err) {
 		t.Fatalf("tag 21 after tag 23 at the same level and round: %v, want ErrConflict", err)
 	}
-	if _, err := s.Advance(context.Background(), key(k2, watermark.Attestation), dal.mark()); err != nil {
+	if _, err := s.Advance(t.Context(), key(k2, watermark.Attestation), dal.mark()); err != nil {
 		t.Fatalf("identical tag 23: %v", err)
 	}
-	if _, err := s.Advance(context.Background(), key(k2, watermark.Preattestation), watermark.Mark{Level: 34}); !watermark.IsConflict(err) {
+	if _, err := s.Advance(t.Context(), key(k2, watermark.Preattestation), watermark.Mark{Level: 34}); !watermark.IsConflict(err) {
 		t.Fatalf("same level and round without a digest: %v, want ErrConflict", err)
 	}
-	if _, err := s.Advance(context.Background(), key(k2, watermark.Block), vec{watermark.Block, 35, 0, [32]byte{1}}.mark()); err != nil {
+	if _, err := s.Advance(t.Context(), key(k2, watermark.Block), vec{watermark.Block, 35, 0, [32]byte{1}}.mark()); err != nil {
 		t.Fatal(err)
 	}
 	f, data := readChainFile(t, s, vecChain)
@@ -322,23 +321,23 @@ func referenceBothWays(t *testing.T, journal bool) {
 		{key(k1, watermark.Attestation), watermark.Mark{Level: 60, Digest: h, HasDigest: true}},
 		{key(k2, watermark.Preattestation), watermark.Mark{Level: 70, Round: 2}},
 	} {
-		if m, ok, err := s.Load(context.Background(), c.k); err != nil || !ok || m != c.m {
+		if m, ok, err := s.Load(t.Context(), c.k); err != nil || !ok || m != c.m {
 			t.Fatalf("Load %v = %+v %v %v, want %+v", c.k, m, ok, err, c.m)
 		}
 		refused := c.m
 		refused.Digest, refused.HasDigest = [32]byte{1}, true
-		if _, err := s.Advance(context.Background(), c.k, refused); !watermark.IsConflict(err) {
+		if _, err := s.Advance(t.Context(), c.k, refused); !watermark.IsConflict(err) {
 			t.Fatalf("at the reference's mark %v: %v", c.k, err)
 		}
 	}
 	raised := watermark.Mark{Level: 51, Digest: [32]byte{5}, HasDigest: true}
-	if _, err := s.Advance(context.Background(), key(k1, watermark.Block), raised); err != nil {
+	if _, err := s.Advance(t.Context(), key(k1, watermark.Block), raised); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 { // several journal records, then a clean stop
 		raised.Level++
 		raised.Digest[1] = byte(i)
-		if _, err := s.Advance(context.Background(), key(k1, watermark.Block), raised); err != nil {
+		if _, err := s.Advance(t.Context(), key(k1, watermark.Block), raised); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package file_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,7 +110,7 @@ func TestJournalCrashImage(t *testing.T) {
 			if j := journals(t, r.Dir()); len(j) != 0 {
 				t.Fatalf("journals left after opening: %v", j)
 			}
-			if err := r.Health(context.Background()); err != nil {
+			if err := r.Health(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if f, _ := readChainFile(t, r, watermarktest.Chain(0)); f[watermarktest.PKH(2)]["attestation"].Level != step+6 {
@@ -166,7 +165,7 @@ func TestJournalTornTail(t *testing.T) {
 			t.Fatalf("%v: stored %d, acknowledged %d", k, got.Level, m.Level)
 		}
 	}
-	if err := r.Health(context.Background()); err != nil {
+	if err := r.Health(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	watermarktest.MustAdvance(t, r, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(6, 0, 6))
@@ -199,7 +198,7 @@ func TestJournalDamagedRecord(t *testing.T) {
 	}
 	r := openJournaled(t, img, file.DefaultJournalSize)
 	defer r.Close()
-	_, err = r.Advance(context.Background(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
+	_, err = r.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
 	if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), chain0) || !strings.Contains(err.Error(), "operator") {
 		t.Fatalf("Advance on the damaged chain = %v", err)
 	}

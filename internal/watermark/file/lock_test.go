@@ -1,7 +1,6 @@
 package file_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,10 +44,10 @@ func TestExclusive(t *testing.T) {
 	if m, ok := watermarktest.Stored(t, ro, k); !ok || m != watermarktest.Mark(5, 0, 1) {
 		t.Fatalf("snapshot shows %+v, %v", m, ok)
 	}
-	if _, err := ro.Advance(context.Background(), k, watermarktest.Mark(6, 0, 1)); err == nil || watermark.IsConflict(err) {
+	if _, err := ro.Advance(t.Context(), k, watermarktest.Mark(6, 0, 1)); err == nil || watermark.IsConflict(err) {
 		t.Fatalf("Advance on a snapshot = %v", err)
 	}
-	if err := ro.Health(context.Background()); err != nil {
+	if err := ro.Health(t.Context()); err != nil {
 		t.Fatalf("snapshot Health = %v", err)
 	}
 	ro.Close()

@@ -2,7 +2,6 @@ package interchange
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"math"
 	"os"
@@ -33,7 +32,7 @@ func TestExportRoundTrip(t *testing.T) {
 	for _, e := range want {
 		watermarktest.MustAdvance(t, s, e.Key, e.Mark)
 	}
-	d, err := Export(context.Background(), s)
+	d, err := Export(t.Context(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +51,7 @@ func TestExportRoundTrip(t *testing.T) {
 	if err != nil || f != Signatory {
 		t.Fatalf("Parse = %v, %v", f, err)
 	}
-	listed, _ := s.List(context.Background())
+	listed, _ := s.List(t.Context())
 	if len(got) != len(listed) {
 		t.Fatalf("parsed %d entries, want %d", len(got), len(listed))
 	}
@@ -180,7 +179,7 @@ func TestParseOctez(t *testing.T) {
 }
 
 func TestImportOnlyRaises(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	s := mem.NewStore()
 	watermarktest.MustAdvance(t, s, key(0, 0, watermark.Block), mark(10, 0, 1))
 	watermarktest.MustAdvance(t, s, key(0, 1, watermark.Block), mark(10, 0, 1))
@@ -253,7 +252,7 @@ func outcomes(list []Outcome) []string {
 func TestImportStoreError(t *testing.T) {
 	s := mem.NewStore()
 	s.Close()
-	if _, err := Import(context.Background(), s, []watermark.Entry{{Key: key(0, 0, watermark.Block), Mark: mark(1, 0, 1)}}, false); err == nil {
+	if _, err := Import(t.Context(), s, []watermark.Entry{{Key: key(0, 0, watermark.Block), Mark: mark(1, 0, 1)}}, false); err == nil {
 		t.Fatal("import into a closed store succeeded")
 	}
 }
@@ -302,7 +301,7 @@ func TestImportKeepsStoredSignature(t *testing.T) {
 	k := watermarktest.Key(0, 0, watermark.Block)
 	watermarktest.MustAdvanceSig(t, s, k, watermarktest.SignedMark(5, 0, 1, 1), 1)
 	for _, dry := range []bool{true, false} {
-		rep, err := Import(context.Background(), s, []watermark.Entry{{Key: k, Mark: watermarktest.Mark(5, 0, 1)}}, dry)
+		rep, err := Import(t.Context(), s, []watermark.Entry{{Key: k, Mark: watermarktest.Mark(5, 0, 1)}}, dry)
 		if err != nil || len(rep.Items) != 1 || rep.Items[0].Outcome != Kept {
 			t.Fatalf("dry run %v: %+v, %v", dry, rep, err)
 		}

@@ -1,7 +1,6 @@
 package interchange
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
@@ -218,7 +217,7 @@ func TestExportGolden(t *testing.T) {
 // TestExportRoundTripFiles: ours → octez or reference files on disk → Read → the same marks, and
 // importing them into an empty store gives a store equal to the source.
 func TestExportRoundTripFiles(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	src := mem.NewStore()
 	want := fixedMarks()
 	// An octez mark imported without a round (MaxInt32) and the other chain's tz1 key with
@@ -299,7 +298,7 @@ func TestExportOctezClassFromName(t *testing.T) {
 // TestExportImportNeverLowers: importing exported files into a store with higher marks keeps
 // them; lower and missing ones are raised.
 func TestExportImportNeverLowers(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	marks := fixedMarks()
 	for _, x := range exporters {
 		files, err := x.files(marks)

@@ -23,7 +23,7 @@ func TestSpendConformance(t *testing.T) {
 
 func TestName(t *testing.T) {
 	s := mem.NewStore()
-	if s.Name() != "mem" || s.Health(context.Background()) != nil {
+	if s.Name() != "mem" || s.Health(t.Context()) != nil {
 		t.Fatal("Name or Health")
 	}
 }

@@ -28,7 +28,7 @@ func freshTable() string { return fmt.Sprintf("wm_%d", tableSeq.Add(1)) }
 
 func openStore(t testing.TB, dsn, table string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Config{DSN: dsn, Table: table, Timeout: config.Duration(5 * time.Second),
+	s, err := Open(t.Context(), Config{DSN: dsn, Table: table, Timeout: config.Duration(5 * time.Second),
 		ConnectTimeout: config.Duration(10 * time.Second)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestDeadline(t *testing.T) {
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Attestation)
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
-	ctx := context.Background()
+	ctx := t.Context()
 	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestTwoSigners(t *testing.T) {
 func TestMigration(t *testing.T) {
 	t.Parallel()
 	pg := postgrestest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	// Three signers starting together on a fresh table: one creates it, the others find it.
 	table := freshTable()
 	var wg sync.WaitGroup
@@ -188,7 +188,7 @@ func TestMigration(t *testing.T) {
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	_, err := Open(context.Background(), Config{DSN: "postgres://x@127.0.0.1:1/x?sslmode=disable", Table: "w",
+	_, err := Open(t.Context(), Config{DSN: "postgres://x@127.0.0.1:1/x?sslmode=disable", Table: "w",
 		Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(2 * time.Second)}, nil)
 	if err == nil {
 		t.Fatal("Open on a closed port succeeded")
@@ -229,7 +229,7 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", c.yaml, err, c.err)
 		}
 	}
-	_, err := Open(context.Background(), Config{DSN: "postgres://a@127.0.0.1:1/d", PasswordEnv: "WM_TEST_NOT_SET_ANYWHERE",
+	_, err := Open(t.Context(), Config{DSN: "postgres://a@127.0.0.1:1/d", PasswordEnv: "WM_TEST_NOT_SET_ANYWHERE",
 		Table: "t", Timeout: config.Duration(time.Second), ConnectTimeout: config.Duration(time.Second)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "WM_TEST_NOT_SET_ANYWHERE is not set") {
 		t.Fatalf("unset password_env: %v", err)
@@ -243,7 +243,7 @@ func TestParseConfig(t *testing.T) {
 func TestPreviousSchemaRows(t *testing.T) {
 	t.Parallel()
 	pg := postgrestest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestSpendRows(t *testing.T) {
 	table := freshTable()
 	s := openStore(t, pg.DSN, table)
 	defer s.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +374,7 @@ func TestSpendRows(t *testing.T) {
 func TestSpendingMigration(t *testing.T) {
 	t.Parallel()
 	pg := postgrestest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)

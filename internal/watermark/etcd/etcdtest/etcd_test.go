@@ -18,7 +18,7 @@ func TestRestart(t *testing.T) {
 	if !strings.HasPrefix(e.Endpoint, "http://127.0.0.1:") || len(e.Ports) != 2 {
 		t.Fatalf("endpoint %s, ports %v", e.Endpoint, e.Ports)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 func TestRestart(t *testing.T) {
 	t.Parallel()
 	p := postgrestest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	exec := func(sql string) int {
 		c, err := pgx.Connect(ctx, p.DSN)
