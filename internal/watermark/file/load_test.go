@@ -2,6 +2,7 @@ package file
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -290,4 +291,127 @@ func TestOpenListingFails(t *testing.T) {
 		t.Fatalf("Open after the failed one (the lock must be released): %v", err)
 	}
 	s.Close()
+}
+
+// crashWithJournalOnly leaves in a new base what a crash leaves when a chain's file is gone but
+// its journal holds marks up to level 6: the journal's epoch is returned.
+func crashWithJournalOnly(t *testing.T) (string, uint64) {
+	t.Helper()
+	s, _ := journaledAtSix(t, t.TempDir())
+	epoch := s.chainFor(t, watermarktest.Chain(0)).epoch
+	crashed := t.TempDir()
+	dir := filepath.Join(crashed, DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := journalName(watermarktest.Chain(0), epoch)
+	data, err := os.ReadFile(filepath.Join(s.Dir(), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return crashed, epoch
+}
+
+func (s *Store) chainFor(t *testing.T, id string) *chain {
+	t.Helper()
+	v, ok := s.chains.Load(id)
+	if !ok {
+		t.Fatalf("no chain %s", id)
+	}
+	return v.(*chain)
+}
+
+// TestJournalWithoutChainFile: a chain known only by its journal is read from it: its marks
+// refuse what is below them, a writer runs for it, its next journal has a later epoch; a
+// read-only store reads it and never writes.
+func TestJournalWithoutChainFile(t *testing.T) {
+	t.Parallel()
+	base, epoch := crashWithJournalOnly(t)
+	ro, err := Open(base, ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := watermarktest.Key(0, 0, watermark.Block)
+	if got, ok := watermarktest.Stored(t, ro, k); !ok || got.Level != 6 {
+		t.Fatalf("read-only: %+v %v, want level 6", got, ok)
+	}
+	roCtx, roCancel := context.WithTimeout(t.Context(), time.Minute) // one with no writer would wait
+	defer roCancel()
+	if _, err := ro.Advance(roCtx, k, watermarktest.Mark(9, 0, 1)); !errors.Is(err, watermark.ErrClosed) {
+		t.Fatalf("a read-only store's Advance of a chain known by its journal: %v, want ErrClosed", err)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// watermark show, closing its snapshot, must leave a running daemon's journal alone.
+	if _, err := os.Stat(filepath.Join(base, DirName, journalName(watermarktest.Chain(0), epoch))); err != nil {
+		t.Fatalf("the read-only store's Close removed the journal: %v", err)
+	}
+
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	watermarktest.MustRefuse(t, s, k, watermarktest.Mark(6, 0, 2))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a chain without a writer would never answer
+	defer cancel()
+	if _, err := s.Advance(ctx, k, watermarktest.Mark(7, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Advance(ctx, k, watermarktest.Mark(8, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := s.chainFor(t, watermarktest.Chain(0))
+	if !c.journaled || c.epoch <= epoch {
+		t.Fatalf("journaled %v, epoch %d after a replayed journal of epoch %d", c.journaled, c.epoch, epoch)
+	}
+}
+
+// TestJournalBadName: a journal whose name is no chain id is reported by Health and ignored.
+func TestJournalBadName(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, DirName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, DirName, journalName("notachain", 1)), make([]byte, 64), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(base, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Health(t.Context()); err == nil || !strings.Contains(err.Error(), "notachain") {
+		t.Fatalf("health: %v", err)
+	}
+	if _, ok := s.chains.Load("notachain"); ok {
+		t.Fatal("a chain was made for a journal with no chain id")
+	}
+}
+
+// TestReplayedChainFileUnwritable: when the chain file cannot be written after a journal's
+// replay, the chain refuses to sign and Health says so.
+func TestReplayedChainFileUnwritable(t *testing.T) {
+	t.Parallel()
+	base, _ := crashWithJournalOnly(t)
+	if err := os.MkdirAll(filepath.Join(base, DirName, watermarktest.Chain(0)+".json", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Health(t.Context()); err == nil {
+		t.Fatal("healthy with the replayed chain file unwritten")
+	}
+	if _, err := s.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(9, 0, 1)); err == nil {
+		t.Fatal("a chain whose replay could not be written signed")
+	}
 }
