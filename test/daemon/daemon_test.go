@@ -145,6 +145,27 @@ func TestKillNineUnderLoad(t *testing.T) {
 	}
 }
 
+// TestWatermarkShowWhileRunning: `signatory watermark show` reads the watermarks of a running
+// signer without changing anything: after a kill -9 right after it, every mark the signer
+// acknowledged (in its journal: the chain file is an hour behind here) still refuses other bytes.
+func TestWatermarkShowWhileRunning(t *testing.T) {
+	ks, js, tz := keys(t, 1)
+	d := newDaemonStore(t, js, tz, "", "  driver: file\n  config: {chain_file_lag: 1h}\n")
+	d.Serve()
+	for level := int32(1); level <= 5; level++ {
+		if status, msg := d.Sign(ks[0].pkh, attestation(chainA, level, 0, 0)); status != 200 {
+			t.Fatalf("level %d: %d %s", level, status, msg)
+		}
+	}
+	d.CLI("", "watermark", "show")
+	d.CLI("", "limits", "show")
+	d.Kill()
+	d.Serve()
+	if status, msg := d.Sign(ks[0].pkh, attestation(chainA, 5, 0, 1)); status != 409 {
+		t.Fatalf("other bytes at level 5 after watermark show and kill -9: %d %s (want 409)", status, msg)
+	}
+}
+
 // TestSIGHUPKeepsServing: SIGHUP (sent by service managers and log rotators) does not stop the
 // signer: it logs that the config is not reloaded and keeps signing.
 func TestSIGHUPKeepsServing(t *testing.T) {
