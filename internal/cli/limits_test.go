@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/spending"
-	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 )
@@ -55,22 +55,22 @@ func TestLimitsShowAndDecode(t *testing.T) {
 		t.Fatalf("%v\n%s", err, text)
 	}
 
-	tx := func(counter, tez uint64, dest string) testdaemon.Op {
-		return testdaemon.Op{Kind: "transaction", Counter: counter, Amount: tez * 1e6, Dest: dest}
+	tx := func(counter, tez uint64, dest string) requesttest.Op {
+		return requesttest.Op{Kind: "transaction", Counter: counter, Amount: tez * 1e6, Dest: dest}
 	}
 	for _, c := range []struct {
-		ops    []testdaemon.Op
+		ops    []requesttest.Op
 		ok     bool
 		reason string
 		left   string
 	}{
-		{[]testdaemon.Op{tx(1, 100, payee)}, true, "", "0 tez"},
-		{[]testdaemon.Op{tx(1, 60, payee)}, true, "", "40 tez"},
-		{[]testdaemon.Op{tx(1, 60, payee), tx(2, 41, payee)}, false, "max_total: 1001 tez in 24h0m0s would exceed the limit of 1000 tez", "100 tez"},
-		{[]testdaemon.Op{tx(1, 1, tv.K2PKH)}, false, "destinations: " + tv.K2PKH + " is not an allowed destination", ""},
-		{[]testdaemon.Op{tx(1, 101, payee)}, false, "max_amount: transaction of 101 tez exceeds the limit of 100 tez", ""},
+		{[]requesttest.Op{tx(1, 100, payee)}, true, "", "0 tez"},
+		{[]requesttest.Op{tx(1, 60, payee)}, true, "", "40 tez"},
+		{[]requesttest.Op{tx(1, 60, payee), tx(2, 41, payee)}, false, "max_total: 1001 tez in 24h0m0s would exceed the limit of 1000 tez", "100 tez"},
+		{[]requesttest.Op{tx(1, 1, tv.K2PKH)}, false, "destinations: " + tv.K2PKH + " is not an allowed destination", ""},
+		{[]requesttest.Op{tx(1, 101, payee)}, false, "max_amount: transaction of 101 tez exceeds the limit of 100 tez", ""},
 	} {
-		out, _, err := run(t, "decode", testdaemon.Operation(c.ops...), "--key", tv.K1PKH, "-c", cfg, "--json")
+		out, _, err := run(t, "decode", requesttest.Operation(c.ops...), "--key", tv.K1PKH, "-c", cfg, "--json")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestLimitsShowAndDecode(t *testing.T) {
 			t.Fatalf("%+v: %s", c.ops, out)
 		}
 	}
-	text, _, err = run(t, "decode", testdaemon.Operation(tx(1, 60, payee)), "--key", tv.K1PKH, "-c", cfg)
+	text, _, err = run(t, "decode", requesttest.Operation(tx(1, 60, payee)), "--key", tv.K1PKH, "-c", cfg)
 	if err != nil || !strings.Contains(text, "Policy:      allowed for "+tv.K1PKH) ||
 		!strings.Contains(text, "max_total: 960 tez used of 1000 tez in the last 24h0m0s, 40 tez left") {
 		t.Fatalf("%v\n%s", err, text)

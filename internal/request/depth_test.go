@@ -13,7 +13,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/encoding"
 	"github.com/ecadlabs/gotez/v2/protocol/core/expression"
 
-	"github.com/signatory-go/signatory/internal/testdaemon"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 )
 
 // randomExpr builds a random Micheline tree of exactly the given depth: every kind of node and
@@ -103,9 +103,9 @@ func TestMichelineDepthAgainstGotez(t *testing.T) {
 	}
 }
 
-// deepTransaction is testdaemon.DeepTransaction as bytes.
+// deepTransaction is requesttest.DeepTransaction as bytes.
 func deepTransaction(depth int) []byte {
-	b, _ := hex.DecodeString(testdaemon.DeepTransaction(depth))
+	b, _ := hex.DecodeString(requesttest.DeepTransaction(depth))
 	return b
 }
 

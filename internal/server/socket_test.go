@@ -26,9 +26,9 @@ import (
 
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/signer"
 	"github.com/signatory-go/signatory/internal/socket"
-	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -218,7 +218,7 @@ func TestSocketTransports(t *testing.T) {
 			// A block over the socket, then the same bytes over HTTP (the stored signature), then
 			// other bytes at that level over HTTP (refused).
 			level := int32(10 + 10*i)
-			block, _ := hex.DecodeString(testdaemon.Block(chain, level, 0, 1))
+			block, _ := hex.DecodeString(requesttest.Block(chain, level, 0, 1))
 			got := c.must(signReq(t, tv.K1PKH, -1, block, nil))
 			if got[0] != 0 || len(got) != 65 {
 				t.Fatalf("block over %s: %x", tr.network, got)
@@ -231,7 +231,7 @@ func TestSocketTransports(t *testing.T) {
 				t.Fatalf("another block at level %d over HTTP: %d %s", level, status, body)
 			}
 			// And the reverse: signed over HTTP, another over the socket refused, the same given.
-			att, _ := hex.DecodeString(testdaemon.Attestation(chain, level, 0, 1))
+			att, _ := hex.DecodeString(requesttest.Attestation(chain, level, 0, 1))
 			status, sig = httpSign(t, e, tv.K7PKH, att)
 			if status != 200 {
 				t.Fatalf("attestation over HTTP: %d %s", status, sig)
@@ -300,7 +300,7 @@ func TestSocketAuthentication(t *testing.T) {
 	if got := c.must([]byte{socket.TagAuthorizedKeys}); !bytes.Equal(got, want) {
 		t.Fatalf("authorized_keys: %x", got)
 	}
-	block, _ := hex.DecodeString(testdaemon.Block("7a06a770", 5, 0, 1))
+	block, _ := hex.DecodeString(requesttest.Block("7a06a770", 5, 0, 1))
 	if msg := errMsg(t, c.must(signReq(t, tv.K1PKH, -1, block, nil))); !strings.Contains(msg, "missing authentication") {
 		t.Fatalf("unauthenticated: %s", msg)
 	}
@@ -359,7 +359,7 @@ func TestSocketBounds(t *testing.T) {
 	}
 	// Both gone: a new connection is served.
 	testEventually(t, func() error { return askOnce("tcp", e.tcp) })
-	block, _ := hex.DecodeString(testdaemon.Block("7a06a770", 3, 0, 1))
+	block, _ := hex.DecodeString(requesttest.Block("7a06a770", 3, 0, 1))
 	if status, body := httpSign(t, e, tv.K1PKH, block); status != 200 {
 		t.Fatalf("HTTP after the socket's clients: %d %s", status, body)
 	}
@@ -565,7 +565,7 @@ func TestSocketFlood(t *testing.T) {
 		if n := runtime.NumGoroutine(); n > base+DefaultSocketConns+64 {
 			t.Errorf("round %d: %d goroutines with 600 connections (%d before)", round, n, base)
 		}
-		block, _ := hex.DecodeString(testdaemon.Block("7a06a770", int32(40+round), 0, 1))
+		block, _ := hex.DecodeString(requesttest.Block("7a06a770", int32(40+round), 0, 1))
 		if status, body := httpSign(t, e, tv.K1PKH, block); status != 200 {
 			t.Fatalf("HTTP during the flood: %d %s", status, body)
 		}

@@ -17,8 +17,8 @@ import (
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/spending"
-	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
@@ -179,7 +179,7 @@ func BenchmarkSignGenericLimits(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				counter++
-				msg, _ := hex.DecodeString(testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: 1, Dest: pkh}))
+				msg, _ := hex.DecodeString(requesttest.Operation(requesttest.Op{Kind: "transaction", Counter: counter, Fee: 1000, Amount: 1, Dest: pkh}))
 				if _, err := s.Sign(context.Background(), &SignRequest{PKH: pkh, Message: msg, Version: 3}); err != nil {
 					b.Fatal(err)
 				}

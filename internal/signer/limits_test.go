@@ -14,21 +14,22 @@ import (
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
 
-func batch(t *testing.T, cs ...testdaemon.Op) []byte {
+func batch(t *testing.T, cs ...requesttest.Op) []byte {
 	t.Helper()
-	b, err := hex.DecodeString(testdaemon.Operation(cs...))
+	b, err := hex.DecodeString(requesttest.Operation(cs...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func tx(counter uint64, tez float64, dest string) testdaemon.Op {
-	return testdaemon.Op{Kind: "transaction", Counter: counter, Amount: uint64(tez * 1e6), Dest: dest} // no fee: amounts are exact
+func tx(counter uint64, tez float64, dest string) requesttest.Op {
+	return requesttest.Op{Kind: "transaction", Counter: counter, Amount: uint64(tez * 1e6), Dest: dest} // no fee: amounts are exact
 }
 
 const (
@@ -94,23 +95,23 @@ func TestLimitsPerContent(t *testing.T) {
 	next := func() uint64 { counter++; return counter }
 	for _, c := range []struct {
 		name string
-		cs   []testdaemon.Op
+		cs   []requesttest.Op
 		want string // "" signed, else in the 403 message
 	}{
-		{"amount below", []testdaemon.Op{tx(next(), 99.999999, payee)}, ""},
-		{"amount at", []testdaemon.Op{tx(next(), 100, payee)}, ""},
-		{"amount above", []testdaemon.Op{tx(next(), 100.000001, payee)}, "max_amount: transaction of 100.000001 tez exceeds the limit of 100 tez"},
-		{"fee at", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 500000, Amount: 1, Dest: payee}}, ""},
-		{"fee above", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 500001, Amount: 1, Dest: payee}}, "max_fee: a fee of 0.500001 tez exceeds the limit of 0.5 tez"},
-		{"delegation fee above", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 500001, Delegate: baker}}, "max_fee"},
-		{"other destination", []testdaemon.Op{tx(next(), 1, other)}, "destinations: " + other + " is not an allowed destination"},
-		{"allowed entrypoint", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "transfer"}}, ""},
-		{"other entrypoint", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "mint"}}, "entrypoints: " + token + "%mint is not allowed (allowed: transfer)"},
-		{"default entrypoint of a listed contract", []testdaemon.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token}}, "%default is not allowed"},
-		{"allowed delegate", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: baker}}, ""},
-		{"withdrawn delegation", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1}}, ""},
-		{"other delegate", []testdaemon.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
-		{"batch with one bad content", []testdaemon.Op{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
+		{"amount below", []requesttest.Op{tx(next(), 99.999999, payee)}, ""},
+		{"amount at", []requesttest.Op{tx(next(), 100, payee)}, ""},
+		{"amount above", []requesttest.Op{tx(next(), 100.000001, payee)}, "max_amount: transaction of 100.000001 tez exceeds the limit of 100 tez"},
+		{"fee at", []requesttest.Op{{Kind: "transaction", Counter: next(), Fee: 500000, Amount: 1, Dest: payee}}, ""},
+		{"fee above", []requesttest.Op{{Kind: "transaction", Counter: next(), Fee: 500001, Amount: 1, Dest: payee}}, "max_fee: a fee of 0.500001 tez exceeds the limit of 0.5 tez"},
+		{"delegation fee above", []requesttest.Op{{Kind: "delegation", Counter: next(), Fee: 500001, Delegate: baker}}, "max_fee"},
+		{"other destination", []requesttest.Op{tx(next(), 1, other)}, "destinations: " + other + " is not an allowed destination"},
+		{"allowed entrypoint", []requesttest.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "transfer"}}, ""},
+		{"other entrypoint", []requesttest.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token, Entry: "mint"}}, "entrypoints: " + token + "%mint is not allowed (allowed: transfer)"},
+		{"default entrypoint of a listed contract", []requesttest.Op{{Kind: "transaction", Counter: next(), Fee: 1, Dest: token}}, "%default is not allowed"},
+		{"allowed delegate", []requesttest.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: baker}}, ""},
+		{"withdrawn delegation", []requesttest.Op{{Kind: "delegation", Counter: next(), Fee: 1}}, ""},
+		{"other delegate", []requesttest.Op{{Kind: "delegation", Counter: next(), Fee: 1, Delegate: other}}, "delegates: " + other + " is not an allowed delegate"},
+		{"batch with one bad content", []requesttest.Op{tx(next(), 1, payee), tx(next(), 1, other)}, "(content 2 of 2)"},
 	} {
 		_, err := f.sign(t.Context(), batch(t, c.cs...))
 		if c.want == "" {
@@ -172,7 +173,7 @@ func TestLimitsWindows(t *testing.T) {
 	}
 	// Fees and the storage a transfer may burn (storage_limit × 250 mutez) count too: nothing
 	// is left, so 1 mutez of fee is refused, as is 1 byte of storage.
-	for _, op := range []testdaemon.Op{{Kind: "transaction", Counter: 300, Fee: 1, Dest: payee}, {Kind: "transaction", Counter: 301, Storage: 1, Dest: payee}} {
+	for _, op := range []requesttest.Op{{Kind: "transaction", Counter: 300, Fee: 1, Dest: payee}, {Kind: "transaction", Counter: 301, Storage: 1, Dest: payee}} {
 		if _, err := f.sign(t.Context(), batch(t, op)); fault.Status(err) != 403 || !strings.Contains(err.Error(), "max_total: 1000.000") {
 			t.Fatalf("fee %d, storage %d with nothing left: %v", op.Fee, op.Storage, err)
 		}

@@ -3,6 +3,7 @@ package testdaemon
 import (
 	"encoding/json"
 	"errors"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"os"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ func TestNewKeysAndMembers(t *testing.T) {
 		t.Fatalf("members: %d, log %q", len(ds), ds[0].Logs())
 	}
 	for _, d := range ds {
-		p := Attestation("b3d79f99", 5, 0, 0)
+		p := requesttest.Attestation("b3d79f99", 5, 0, 0)
 		if status, sig := d.Sign(ks[1].PKH, p); status != 200 {
 			t.Fatalf("%s: %d %s", d.Name, status, sig)
 		} else if err := d.Verify(ks[1].PKH, p, sig); err != nil {

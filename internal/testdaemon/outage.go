@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 )
 
 // Outage is the scenario of a vault's backend (an HSM token, the connector of a device) going
@@ -50,7 +52,7 @@ func (o Outage) Run(t *testing.T) {
 	if d.FailureLogLines == 0 {
 		d.FailureLogLines = -1
 	}
-	att := func(level int32, variant byte) string { return Attestation(o.Chain, level, 0, variant) }
+	att := func(level int32, variant byte) string { return requesttest.Attestation(o.Chain, level, 0, variant) }
 	hasSecret := func(s string) bool {
 		for _, secret := range o.Secrets {
 			if strings.Contains(s, secret) {

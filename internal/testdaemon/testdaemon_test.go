@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"net"
 	"os"
 	"os/exec"
@@ -89,13 +90,13 @@ func TestConsensus(t *testing.T) {
 	branch := "ab" + strings.Repeat("00", 31)
 	level, round := "00000064", "00000002" // 100, 2
 	tail := "0007" + level + round + strings.Repeat("00", 32)
-	if got, want := Attestation(chain, 100, 2, 0xab), "13"+chain+branch+"15"+tail; got != want {
+	if got, want := requesttest.Attestation(chain, 100, 2, 0xab), "13"+chain+branch+"15"+tail; got != want {
 		t.Errorf("Attestation = %s, want %s", got, want)
 	}
-	if got, want := Preattestation(chain, 100, 2, 0xab), "12"+chain+branch+"14"+tail; got != want {
+	if got, want := requesttest.Preattestation(chain, 100, 2, 0xab), "12"+chain+branch+"14"+tail; got != want {
 		t.Errorf("Preattestation = %s, want %s", got, want)
 	}
-	if Attestation(chain, 100, 2, 0) == Attestation(chain, 100, 2, 1) {
+	if requesttest.Attestation(chain, 100, 2, 0) == requesttest.Attestation(chain, 100, 2, 1) {
 		t.Error("variants give the same payload")
 	}
 	defer func() {
@@ -103,7 +104,7 @@ func TestConsensus(t *testing.T) {
 			t.Error("a chain ID that is not 4 bytes of hex was accepted")
 		}
 	}()
-	Attestation("NetXo5iVw1vBoxM", 1, 0, 0)
+	requesttest.Attestation("NetXo5iVw1vBoxM", 1, 0, 0)
 }
 
 func TestPolicy(t *testing.T) {
@@ -226,13 +227,13 @@ func TestDaemon(t *testing.T) {
 	if status, body := d.Get("/authorized_keys"); status != 200 {
 		t.Fatalf("GET /authorized_keys: %d %s", status, body)
 	}
-	if status, sig := d.Sign(pkh, Attestation(chain, 10, 0, 0)); status != 200 || !strings.HasPrefix(sig, "edsig") {
+	if status, sig := d.Sign(pkh, requesttest.Attestation(chain, 10, 0, 0)); status != 200 || !strings.HasPrefix(sig, "edsig") {
 		t.Fatalf("sign: %d %s", status, sig)
 	}
-	if status, msg := d.Sign(pkh, Attestation(chain, 10, 0, 1)); status != 409 || msg == "" || strings.HasPrefix(msg, "[") {
+	if status, msg := d.Sign(pkh, requesttest.Attestation(chain, 10, 0, 1)); status != 409 || msg == "" || strings.HasPrefix(msg, "[") {
 		t.Fatalf("conflicting payload: %d %s", status, msg)
 	}
-	if status, msg := d.Sign("tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", Attestation(chain, 10, 0, 0)); status < 400 || strings.HasPrefix(msg, "[") {
+	if status, msg := d.Sign("tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", requesttest.Attestation(chain, 10, 0, 0)); status < 400 || strings.HasPrefix(msg, "[") {
 		t.Fatalf("unknown key: %d %s", status, msg)
 	}
 
@@ -242,7 +243,7 @@ func TestDaemon(t *testing.T) {
 	d.Logf("---- restart")
 	d.Serve()
 	d.CheckAlive()
-	if status, sig := d.Sign(pkh, Attestation(chain, 10, 0, 0)); status != 200 { // identical: served again
+	if status, sig := d.Sign(pkh, requesttest.Attestation(chain, 10, 0, 0)); status != 200 { // identical: served again
 		t.Fatalf("identical re-sign after restart: %d %s", status, sig)
 	}
 	d.Kill()
@@ -251,7 +252,7 @@ func TestDaemon(t *testing.T) {
 	default:
 		t.Fatal("Done is open after Kill")
 	}
-	if status, _ := d.Sign(pkh, Attestation(chain, 11, 0, 0)); status != 0 {
+	if status, _ := d.Sign(pkh, requesttest.Attestation(chain, 11, 0, 0)); status != 0 {
 		t.Fatalf("signed by a killed daemon: %d", status)
 	}
 	if !d.WaitLog("---- restart") || d.WaitLogWithin("never logged", 50*time.Millisecond) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
@@ -38,8 +39,8 @@ var chains = []string{"b3d79f99", "7a06a770"}
 // kinds per class: the tags a request of that class is built with.
 var kinds = map[string][]byte{
 	"block":          {0},
-	"preattestation": {testdaemon.TagPreattestation, testdaemon.TagBLSPreattestation},
-	"attestation":    {testdaemon.TagAttestation, testdaemon.TagAttestationWithDAL, testdaemon.TagBLSAttestation},
+	"preattestation": {requesttest.TagPreattestation, requesttest.TagBLSPreattestation},
+	"attestation":    {requesttest.TagAttestation, requesttest.TagAttestationWithDAL, requesttest.TagBLSAttestation},
 }
 
 var classes = []string{"block", "preattestation", "attestation"}
@@ -64,9 +65,9 @@ func (r *request) String() string {
 func newRequest(k *testdaemon.TestKey, chain, class string, tag byte, level, round int32, variant byte) *request {
 	r := &request{key: k, chain: chain, class: class, tag: tag, level: level, round: round, variant: variant}
 	if class == "block" {
-		r.payload = testdaemon.Block(chain, level, round, variant)
+		r.payload = requesttest.Block(chain, level, round, variant)
 	} else {
-		r.payload = testdaemon.ConsensusTag(tag, chain, level, round, variant)
+		r.payload = requesttest.ConsensusTag(tag, chain, level, round, variant)
 	}
 	return r
 }
@@ -254,7 +255,7 @@ func (r *run) waitSigning(level int32) {
 	for i, in := range r.insts {
 		v := byte(0)
 		testdaemon.Eventually(r.t, time.Minute, in.Name+" signing after the store restart", func() error {
-			q := newRequest(r.keys[0], chains[0], "attestation", testdaemon.TagAttestation, level, 10+int32(i), 100+v)
+			q := newRequest(r.keys[0], chains[0], "attestation", requesttest.TagAttestation, level, 10+int32(i), 100+v)
 			v++
 			epoch, h, had := r.oracle.before(q)
 			status, msg := in.Sign(q.key.PKH, q.payload)

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/signatory-go/signatory/internal/config"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/vault/awskms"
@@ -28,9 +29,9 @@ const awsChain = "b3d79f99" // NetXo5iVw1vBoxM
 // the branch, so two variants at one level and round are different payloads.
 func awsConsensus(attestation bool, level, round int32, variant byte) string {
 	if attestation {
-		return testdaemon.Attestation(awsChain, level, round, variant)
+		return requesttest.Attestation(awsChain, level, round, variant)
 	}
-	return testdaemon.Preattestation(awsChain, level, round, variant)
+	return requesttest.Preattestation(awsChain, level, round, variant)
 }
 
 // awsPKHs lists keys through the vault package to learn their key hashes before the daemon

@@ -19,6 +19,7 @@ import (
 	tz "github.com/ecadlabs/gotez/v2"
 
 	"github.com/signatory-go/signatory/internal/awsconf"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/dynamodb/dynamotest"
@@ -104,20 +105,20 @@ tezos:
 `, dynamotest.Region, dynamotest.AccessKey, dynamotest.SecretKey, dyn.Endpoint, pkh))
 	d.Serve()
 	for _, level := range []int32{99, 100} {
-		if status, msg := d.Sign(pkh, testdaemon.Block(awsChain, level, 0, 0)); status != 409 {
+		if status, msg := d.Sign(pkh, requesttest.Block(awsChain, level, 0, 0)); status != 409 {
 			t.Fatalf("a block at level %d, the reference's mark 100: %d %s", level, status, msg)
 		}
 	}
 	for _, p := range []string{
-		testdaemon.ConsensusTag(testdaemon.TagAttestation, awsChain, 40, 1, 0),
-		testdaemon.ConsensusTag(testdaemon.TagAttestationWithDAL, awsChain, 40, 0, 0),
-		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, awsChain, 39, 3, 0),
+		requesttest.ConsensusTag(requesttest.TagAttestation, awsChain, 40, 1, 0),
+		requesttest.ConsensusTag(requesttest.TagAttestationWithDAL, awsChain, 40, 0, 0),
+		requesttest.ConsensusTag(requesttest.TagBLSAttestation, awsChain, 39, 3, 0),
 	} {
 		if status, msg := d.Sign(pkh, p); status != 409 {
 			t.Fatalf("attestation at or below the reference's DAL item: %d %s", status, msg)
 		}
 	}
-	p := testdaemon.ConsensusTag(testdaemon.TagAttestation, awsChain, 41, 0, 0)
+	p := requesttest.ConsensusTag(requesttest.TagAttestation, awsChain, 41, 0, 0)
 	status, sig := d.Sign(pkh, p)
 	if status != 200 {
 		t.Fatalf("above the mark: %d %s", status, sig)
@@ -172,9 +173,9 @@ tezos:
 		payload string
 		status  int
 	}{
-		{testdaemon.Block(awsChain, 100, 0, 1), 409},
-		{testdaemon.ConsensusTag(testdaemon.TagAttestation, awsChain, 41, 0, 1), 409},
-		{testdaemon.Block(awsChain, 101, 0, 1), 200},
+		{requesttest.Block(awsChain, 100, 0, 1), 409},
+		{requesttest.ConsensusTag(requesttest.TagAttestation, awsChain, 41, 0, 1), 409},
+		{requesttest.Block(awsChain, 101, 0, 1), 200},
 	} {
 		if status, msg := p2.Sign(pkh, c.payload); status != c.status {
 			t.Fatalf("after the import into PostgreSQL: %d %s, want %d", status, msg, c.status)

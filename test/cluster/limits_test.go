@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark/etcd/etcdtest"
@@ -34,7 +35,7 @@ func runClusterLimits(t *testing.T, watermark string) {
 	insts := testdaemon.StartMembers(t, 3, "signatory", keyFile, watermark,
 		"  "+pkh+":\n    allow:\n      generic: [transaction]\n    limits:\n      max_amount: 100\n      max_total: {amount: 1000, period: 24h}\n")
 	transfer := func(counter, tez uint64) string {
-		return testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: counter, Amount: tez * 1_000_000, Dest: payee}) // no fee: exact amounts
+		return requesttest.Operation(requesttest.Op{Kind: "transaction", Counter: counter, Amount: tez * 1_000_000, Dest: payee}) // no fee: exact amounts
 	}
 	signed, refused := testdaemon.SignAtOnce(t, 50, func(i int) (int, string) {
 		return insts[i%3].Sign(pkh, transfer(uint64(i+1), 30))

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -90,7 +91,7 @@ func newRecorder(t testing.TB, l *ledger, allowed ...int) *recorder {
 
 // do sends j and records the outcome; every returned signature is verified.
 func (r *recorder) do(j job) int {
-	payload := testdaemon.Consensus(j.magic, chain, j.level, j.round, j.variant)
+	payload := requesttest.Consensus(j.magic, chain, j.level, j.round, j.variant)
 	status, msg := j.inst.Sign(j.key.PKH, payload)
 	if status == 200 {
 		if sig, err := tezos.ParseSignature(msg); err != nil {

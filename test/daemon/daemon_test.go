@@ -16,6 +16,7 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -25,7 +26,7 @@ const chainB = "ed9d217c" // NetXxkAx4woPLyu
 
 // attestation builds a tag-21 attestation; variant changes the branch, so two variants at one
 // level and round are different payloads.
-var attestation = testdaemon.Attestation
+var attestation = requesttest.Attestation
 
 type testKey struct {
 	priv crypt.PrivateKey

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -26,11 +27,11 @@ func TestNamedEntrypointsThroughBinary(t *testing.T) {
 	k := ks[0]
 	d := newDaemon(t, js, "  "+k.pkh+":\n    allow:\n      generic: [transaction, reveal]\n")
 	d.Serve()
-	const self = "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU" // the source testdaemon.Operation writes
+	const self = "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU" // the source requesttest.Operation writes
 	tx := func(dest, entry string) string {
-		return testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: 1, Amount: 1000e6, Dest: dest, Entry: entry})
+		return requesttest.Operation(requesttest.Op{Kind: "transaction", Counter: 1, Amount: 1000e6, Dest: dest, Entry: entry})
 	}
-	emptyName := testdaemon.Operation(testdaemon.Op{Kind: "transaction", Counter: 1, Amount: 1000e6, Dest: k.pkh, EmptyName: true})
+	emptyName := requesttest.Operation(requesttest.Op{Kind: "transaction", Counter: 1, Amount: 1000e6, Dest: k.pkh, EmptyName: true})
 	for _, c := range []struct {
 		name   string
 		hex    string

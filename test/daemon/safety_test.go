@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -39,8 +40,8 @@ func TestECDSAIdenticalGetsStoredSignature(t *testing.T) {
 			k, js := keyFile(t, c)
 			d := newDaemon(t, js, consensusPolicy(k.pkh))
 			d.Serve()
-			block := testdaemon.Block(chainA, 100, 0, 1)
-			att := testdaemon.ConsensusTag(testdaemon.TagAttestation, chainA, 100, 0, 1)
+			block := requesttest.Block(chainA, 100, 0, 1)
+			att := requesttest.ConsensusTag(requesttest.TagAttestation, chainA, 100, 0, 1)
 			first := map[string]string{}
 			for _, p := range []string{block, att} {
 				status, sig := d.Sign(k.pkh, p)
@@ -60,7 +61,7 @@ func TestECDSAIdenticalGetsStoredSignature(t *testing.T) {
 					t.Fatalf("identical request after kill -9: %d %s, want %s", status, again, sig)
 				}
 			}
-			if status, msg := d.Sign(k.pkh, testdaemon.Block(chainA, 100, 0, 2)); status != 409 || msg != "watermark validation failed" {
+			if status, msg := d.Sign(k.pkh, requesttest.Block(chainA, 100, 0, 2)); status != 409 || msg != "watermark validation failed" {
 				t.Fatalf("other block at the same level and round: %d %s", status, msg)
 			}
 			// The client sees the reference's message; the log says what blocked the request.
@@ -81,7 +82,7 @@ func TestSecondProcessOnOneDirectory(t *testing.T) {
 	k, js := keyFile(t, tezos.Ed25519)
 	first := newDaemon(t, js, consensusPolicy(k.pkh))
 	first.Serve()
-	if status, msg := first.Sign(k.pkh, testdaemon.Block(chainA, 50, 0, 1)); status != 200 {
+	if status, msg := first.Sign(k.pkh, requesttest.Block(chainA, 50, 0, 1)); status != 200 {
 		t.Fatalf("%d %s", status, msg)
 	}
 	// The second process: same config and base_dir, other ports.
@@ -101,7 +102,7 @@ func TestSecondProcessOnOneDirectory(t *testing.T) {
 	if !strings.Contains(second.Logs(), lock) || !strings.Contains(second.Logs(), "is held by pid") {
 		t.Fatalf("the second process did not refuse with the lock and its holder:\n%s", second.Logs())
 	}
-	if status, msg := first.Sign(k.pkh, testdaemon.Block(chainA, 50, 0, 2)); status != 409 {
+	if status, msg := first.Sign(k.pkh, requesttest.Block(chainA, 50, 0, 2)); status != 409 {
 		t.Fatalf("block B at the level of block A: %d %s", status, msg)
 	}
 	// watermark import takes the lock too; watermark show reads a snapshot.
@@ -122,7 +123,7 @@ func TestSecondProcessOnOneDirectory(t *testing.T) {
 	// Once the first is gone (kill -9: the kernel drops the lock), a new process starts.
 	first.Kill()
 	second.Serve()
-	if status, msg := second.Sign(k.pkh, testdaemon.Block(chainA, 50, 0, 2)); status != 409 {
+	if status, msg := second.Sign(k.pkh, requesttest.Block(chainA, 50, 0, 2)); status != 409 {
 		t.Fatalf("after the takeover, block B: %d %s", status, msg)
 	}
 }
@@ -152,15 +153,15 @@ func TestReferenceFileMigrationAndRollback(t *testing.T) {
 	}
 	d.Serve()
 	for _, p := range []string{
-		testdaemon.ConsensusTag(testdaemon.TagAttestation, chainA, 40, 1, 0),
-		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, chainA, 40, 0, 0),
-		testdaemon.ConsensusTag(testdaemon.TagAttestationWithDAL, chainA, 39, 5, 0),
+		requesttest.ConsensusTag(requesttest.TagAttestation, chainA, 40, 1, 0),
+		requesttest.ConsensusTag(requesttest.TagBLSAttestation, chainA, 40, 0, 0),
+		requesttest.ConsensusTag(requesttest.TagAttestationWithDAL, chainA, 39, 5, 0),
 	} {
 		if status, msg := d.Sign(k.pkh, p); status != 409 {
 			t.Fatalf("attestation at or below the reference's DAL mark: %d %s", status, msg)
 		}
 	}
-	p := testdaemon.ConsensusTag(testdaemon.TagAttestation, chainA, 41, 0, 0)
+	p := requesttest.ConsensusTag(requesttest.TagAttestation, chainA, 41, 0, 0)
 	status, sig := d.Sign(k.pkh, p)
 	if status != 200 {
 		t.Fatalf("attestation above the mark: %d %s", status, sig)

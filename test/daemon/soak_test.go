@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/tezos"
@@ -148,7 +149,7 @@ func TestHostileSoak(t *testing.T) {
 	}
 	long := strings.Repeat("tz1", 20<<10)
 	garbage := `"` + strings.Repeat("ab", 30<<10) + `"`
-	deep := `"` + testdaemon.DeepTransaction(16<<10) + `"`
+	deep := `"` + requesttest.DeepTransaction(16<<10) + `"`
 	transferHex := tv.LoadPolicyHex()["transaction ok"]
 	transfer := `"` + transferHex + `"`
 	transferAuth := auth(transferHex)

@@ -18,6 +18,7 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -314,9 +315,9 @@ func signThrough(t *testing.T, coord *testdaemon.Daemon, pkh, public string) []s
 	out = append(out, signed{Msg: hex.EncodeToString((*minpk.PublicKey)(group).Bytes()), Sig: pop.Proof, PoP: true})
 	for level := int32(1); level <= 3; level++ {
 		for _, msg := range []string{
-			testdaemon.Block(chain, level, 0, 1),
-			testdaemon.Preattestation(chain, level, 0, 1),
-			testdaemon.Attestation(chain, level, 0, 1),
+			requesttest.Block(chain, level, 0, 1),
+			requesttest.Preattestation(chain, level, 0, 1),
+			requesttest.Attestation(chain, level, 0, 1),
 		} {
 			status, sig := coord.Sign(pkh, msg)
 			if status != 200 {
@@ -412,7 +413,7 @@ func TestDKGReshareProcesses(t *testing.T) {
 	mixed := append([]vaultMember{}, second.VaultConfig.Members...)
 	mixed[0].Key = outs[1].Share
 	coord := startCoordinator(t, second.VaultConfig.PublicKey, 3, mixed)
-	status, body := coord.Sign(first.GroupPKH, testdaemon.Block("b3d79f99", 10, 0, 1))
+	status, body := coord.Sign(first.GroupPKH, requesttest.Block("b3d79f99", 10, 0, 1))
 	if status == 200 || !strings.Contains(coord.Logs(), "the share of member 1 (with members [1 2 3]) does not interpolate to the group key") {
 		t.Fatalf("a coordinator with an old share among new ones: %d %s\n%s", status, body, coord.Logs())
 	}

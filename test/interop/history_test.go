@@ -14,6 +14,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/blsthreshold"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -111,7 +112,7 @@ func (g *historyGroup) coordinator(name string) *testdaemon.Daemon {
 // the oracle (failing the test on a second payload for the slot) and returns the status.
 func (g *historyGroup) attest(c *testdaemon.Daemon, level int32, v byte) (int, string) {
 	g.t.Helper()
-	msg := testdaemon.Attestation(historyChainHex, level, 0, v)
+	msg := requesttest.Attestation(historyChainHex, level, 0, v)
 	status, body := c.Sign(g.group.Hash().String(), msg)
 	if status == 200 {
 		slot := fmt.Sprintf("attestation %d 0", level)

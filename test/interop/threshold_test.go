@@ -16,6 +16,7 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/blsthreshold"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -66,7 +67,7 @@ func TestThresholdProcesses(t *testing.T) {
 		d.ServeMember()
 		members = append(members, d)
 	}
-	if status, body := members[0].Sign(shares[0].Key.Public().Hash().String(), testdaemon.Attestation("b3d79f99", 1000, 0, 1)); status != 401 {
+	if status, body := members[0].Sign(shares[0].Key.Public().Hash().String(), requesttest.Attestation("b3d79f99", 1000, 0, 1)); status != 401 {
 		t.Fatalf("a member signed a request without authentication: %d %s", status, body)
 	}
 	var cfg strings.Builder
@@ -108,7 +109,7 @@ func TestThresholdProcesses(t *testing.T) {
 	// One member killed: still signing; two: 503 naming them.
 	members[0].Kill()
 	for level := int32(21); level <= 23; level++ {
-		msg := testdaemon.Attestation(chain, level, 0, 1)
+		msg := requesttest.Attestation(chain, level, 0, 1)
 		status, sig := coords[0].Sign(pkh, msg)
 		if status != 200 {
 			t.Fatalf("one member down, level %d: %d %s", level, status, sig)
@@ -116,7 +117,7 @@ func TestThresholdProcesses(t *testing.T) {
 		verified = append(verified, signed{Msg: msg, Sig: sig})
 	}
 	members[1].Kill()
-	if status, msg := coords[0].Sign(pkh, testdaemon.Attestation(chain, 24, 0, 1)); status != 503 ||
+	if status, msg := coords[0].Sign(pkh, requesttest.Attestation(chain, 24, 0, 1)); status != 503 ||
 		!strings.Contains(msg, "member 1") || !strings.Contains(msg, "member 2") {
 		t.Fatalf("two members down: %d %s", status, msg)
 	}
@@ -124,10 +125,10 @@ func TestThresholdProcesses(t *testing.T) {
 	// and 3; variant 2 at level 23 gathers no second partial.
 	members[0].ServeMember()
 	members[1].ServeMember()
-	if status, msg := coords[1].Sign(pkh, testdaemon.Attestation(chain, 23, 0, 2)); status != 409 {
+	if status, msg := coords[1].Sign(pkh, requesttest.Attestation(chain, 23, 0, 2)); status != 409 {
 		t.Fatalf("conflicting level 23 after the members restarted: %d %s", status, msg)
 	}
-	msg := testdaemon.Attestation(chain, 25, 0, 1)
+	msg := requesttest.Attestation(chain, 25, 0, 1)
 	status, sig := coords[1].Sign(pkh, msg)
 	if status != 200 {
 		t.Fatalf("after the members restarted: %d %s", status, sig)
@@ -141,9 +142,9 @@ func TestThresholdProcesses(t *testing.T) {
 		t.Fatalf("GET /authorized_keys: %d %s", status, body)
 	}
 	for i, m := range []string{
-		testdaemon.ConsensusTag(testdaemon.TagBLSPreattestation, chain, 30, 0, 1),
-		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, chain, 30, 0, 1),
-		testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, chain, 31, 0, 1),
+		requesttest.ConsensusTag(requesttest.TagBLSPreattestation, chain, 30, 0, 1),
+		requesttest.ConsensusTag(requesttest.TagBLSAttestation, chain, 30, 0, 1),
+		requesttest.ConsensusTag(requesttest.TagBLSAttestation, chain, 31, 0, 1),
 	} {
 		version := []string{"3", "3", "2"}[i]
 		status, sig := coords[i%2].Sign(pkh+"?version="+version, m)
@@ -173,7 +174,7 @@ func raceConflicting(t *testing.T, coords []*testdaemon.Daemon, pkh, chain strin
 		var status [2]int
 		var body [2]string
 		for i, c := range coords[:2] {
-			wg.Go(func() { status[i], body[i] = c.Sign(pkh, testdaemon.Attestation(chain, level, 0, byte(i+1))) })
+			wg.Go(func() { status[i], body[i] = c.Sign(pkh, requesttest.Attestation(chain, level, 0, byte(i+1))) })
 		}
 		wg.Wait()
 		if status[0] == 200 && status[1] == 200 {
@@ -182,7 +183,7 @@ func raceConflicting(t *testing.T, coords []*testdaemon.Daemon, pkh, chain strin
 		for i := range 2 {
 			switch status[i] {
 			case 200:
-				out = append(out, signed{Msg: testdaemon.Attestation(chain, level, 0, byte(i+1)), Sig: body[i]})
+				out = append(out, signed{Msg: requesttest.Attestation(chain, level, 0, byte(i+1)), Sig: body[i]})
 			case 409:
 			default:
 				t.Fatalf("level %d, coordinator %d: %d %s", level, i+1, status[i], body[i])

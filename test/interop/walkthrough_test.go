@@ -16,6 +16,7 @@ import (
 	"github.com/ecadlabs/goblst/minpk"
 	"github.com/ecadlabs/gotez/v2/crypt"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 )
@@ -85,7 +86,7 @@ func verifyWalkthrough(t *testing.T, script string, ports int, done string, atte
 	const mainnet = "7a06a770"
 	items := []signed{{Msg: hex.EncodeToString((*minpk.PublicKey)(pub.(*crypt.BLSPublicKey)).Bytes()), Sig: field("proof of possession", "bls_prove_possession"), PoP: true}}
 	for level, label := range attestations {
-		items = append(items, signed{Msg: testdaemon.ConsensusTag(testdaemon.TagBLSAttestation, mainnet, level, 0, 1), Sig: field(label, "signature")})
+		items = append(items, signed{Msg: requesttest.ConsensusTag(requesttest.TagBLSAttestation, mainnet, level, 0, 1), Sig: field(label, "signature")})
 	}
 	verifyWithTaquito(t, nodeBin, pk, items)
 }

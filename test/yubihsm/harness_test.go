@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault/yubihsm/yubihsmfake"
@@ -76,5 +77,5 @@ const chain = "ed9d217c" // NetXxkAx4woPLyu
 
 // attestation builds a tag-21 attestation on chain; variant changes the branch.
 func attestation(level, round int32, variant byte) string {
-	return testdaemon.Attestation(chain, level, round, variant)
+	return requesttest.Attestation(chain, level, round, variant)
 }

@@ -25,9 +25,9 @@ import (
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/request/requesttest"
 	"github.com/signatory-go/signatory/internal/server"
 	"github.com/signatory-go/signatory/internal/signer"
-	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
@@ -181,10 +181,10 @@ func TestCombinedIsTheKeysSignature(t *testing.T) {
 		t.Fatal("the vault lists another key than the group's")
 	}
 	sign := func(level int32) (crypt.Signature, error) {
-		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+		msg, d := payload(t, requesttest.Attestation("b3d79f99", level, 0, 1))
 		return k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	}
-	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", 10, 0, 1))
+	msg, _ := payload(t, requesttest.Attestation("b3d79f99", 10, 0, 1))
 	want := (*minpk.Signature)(minpk.Sign((*minpk.PrivateKey)(g.secret), msg, blst.ProofOfPossession)).Bytes()
 	sig, err := sign(10)
 	if err != nil {
@@ -216,7 +216,7 @@ func TestCombinedIsTheKeysSignature(t *testing.T) {
 }
 
 func mustMsg(t *testing.T, level int32) []byte {
-	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+	msg, _ := payload(t, requesttest.Attestation("b3d79f99", level, 0, 1))
 	return msg
 }
 
@@ -236,7 +236,7 @@ func TestTwoCoordinatorsNeverDoubleSign(t *testing.T) {
 		var errs [2]error
 		for i, k := range []vault.Key{a, b} {
 			wg.Go(func() {
-				msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, byte(i+1)))
+				msg, d := payload(t, requesttest.Attestation("b3d79f99", level, 0, byte(i+1)))
 				sigs[i], errs[i] = k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 			})
 		}
@@ -264,7 +264,7 @@ func TestTwoCoordinatorsNeverDoubleSign(t *testing.T) {
 }
 
 func mustVariant(t *testing.T, level int32, variant byte) []byte {
-	msg, _ := payload(t, testdaemon.Attestation("b3d79f99", level, 0, variant))
+	msg, _ := payload(t, requesttest.Attestation("b3d79f99", level, 0, variant))
 	return msg
 }
 
@@ -294,13 +294,13 @@ func TestWrongMember(t *testing.T) {
 	defer forger.Close()
 	src := strings.Replace(g.config(2), g.members[2].proxy.URL, forger.URL, 1)
 	k := groupKey(t, mustOpen(t, src))
-	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 5, 0, 1))
+	msg, d := payload(t, requesttest.Attestation("b3d79f99", 5, 0, 1))
 	sig, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if err != nil || !tezos.Verify(g.secret.Public(), sig, msg, 2) {
 		t.Fatalf("two good members and a forger: %v %v", sig, err)
 	}
 	g.members[1].srv.Close()
-	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 6, 0, 1))
+	msg, d = payload(t, requesttest.Attestation("b3d79f99", 6, 0, 1))
 	if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); err == nil ||
 		!strings.Contains(err.Error(), "member 3: its partial signature does not verify") {
 		t.Fatalf("one good member and a forger: %v", err)
@@ -360,7 +360,7 @@ func TestAuthenticationKey(t *testing.T) {
 		t.Cleanup(func() { v.Close() })
 		return groupKey(t, v)
 	}
-	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 7, 0, 1))
+	msg, d := payload(t, requesttest.Attestation("b3d79f99", 7, 0, 1))
 	sig, err := open(auth).Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +384,7 @@ func TestAuthenticationKey(t *testing.T) {
 		t.Fatalf("SignWith was asked %d times for two requests to at least two members each", n)
 	}
 	// A coordinator signing with a key the members do not know is refused by all of them.
-	msg, d = payload(t, testdaemon.Attestation("b3d79f99", 8, 0, 1))
+	msg, d = payload(t, requesttest.Attestation("b3d79f99", 8, 0, 1))
 	_, err = open(other).Sign(t.Context(), msg, d, vault.SignOptions{Version: 2})
 	if fault.KindOf(err) != fault.Unavailable || !strings.Contains(err.Error(), "refused (403)") {
 		t.Fatalf("authentication by an unknown key: %v", err)
@@ -468,7 +468,7 @@ func BenchmarkAttestation(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				level++
-				msg, _ := hex.DecodeString(testdaemon.Attestation("b3d79f99", level, 0, 1))
+				msg, _ := hex.DecodeString(requesttest.Attestation("b3d79f99", level, 0, 1))
 				d := [32]byte(crypt.DigestFunc(msg))
 				if _, err := k.Sign(context.Background(), msg, &d, vault.SignOptions{Version: 2}); err != nil {
 					b.Fatal(err)
@@ -513,13 +513,13 @@ func TestMemberMetrics(t *testing.T) {
 	k := groupKey(t, v)
 	g.members[0].srv.Close()
 	for level := int32(1); level <= 3; level++ {
-		msg, d := payload(t, testdaemon.Attestation("b3d79f99", level, 0, 1))
+		msg, d := payload(t, requesttest.Attestation("b3d79f99", level, 0, 1))
 		if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The same level again with other bytes: members 2 and 3 refuse on their watermarks.
-	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 3, 0, 2))
+	msg, d := payload(t, requesttest.Attestation("b3d79f99", 3, 0, 2))
 	if _, err := k.Sign(t.Context(), msg, d, vault.SignOptions{Version: 2}); fault.KindOf(err) != fault.Conflict {
 		t.Fatalf("conflict: %v", err)
 	}
@@ -584,7 +584,7 @@ func TestDecidedEarly(t *testing.T) {
 	}))
 	t.Cleanup(func() { close(release); frozen.Close() })
 	for _, m := range g.members[:2] {
-		body := fmt.Sprintf("%q", testdaemon.Attestation("b3d79f99", 20, 0, 1))
+		body := fmt.Sprintf("%q", requesttest.Attestation("b3d79f99", 20, 0, 1))
 		resp, err := http.Post(m.srv.URL+"/keys/"+m.pkh+"?version=2", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -596,7 +596,7 @@ func TestDecidedEarly(t *testing.T) {
 	}
 	src := strings.Replace(strings.Replace(g.config(2), "timeout: 30s", "timeout: 10m", 1), g.members[2].proxy.URL, frozen.URL, 1)
 	k := groupKey(t, mustOpen(t, src))
-	msg, d := payload(t, testdaemon.Attestation("b3d79f99", 20, 0, 2))
+	msg, d := payload(t, requesttest.Attestation("b3d79f99", 20, 0, 2))
 	done := make(chan error, 1)
 	go func() {
 		_, err := k.Sign(context.Background(), msg, d, vault.SignOptions{Version: 2})

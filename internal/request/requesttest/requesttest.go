@@ -1,4 +1,6 @@
-package testdaemon
+// Package requesttest builds Tezos payloads to sign for tests (consensus operations of every tag,
+// blocks, generic operations, deep Micheline), in the live protocol's encodings, in hex.
+package requesttest
 
 import (
 	"encoding/binary"
@@ -23,7 +25,7 @@ const (
 func Consensus(magic byte, chain string, level, round int32, variant byte) string {
 	c, err := hex.DecodeString(chain)
 	if err != nil || len(c) != 4 || (magic != MagicPreattestation && magic != MagicAttestation) {
-		panic(fmt.Sprintf("testdaemon.Consensus: magic %#x, chain %q", magic, chain))
+		panic(fmt.Sprintf("requesttest.Consensus: magic %#x, chain %q", magic, chain))
 	}
 	b := append([]byte{magic}, c...)
 	branch := make([]byte, 32)
@@ -61,7 +63,7 @@ const (
 func ConsensusTag(tag byte, chain string, level, round int32, variant byte) string {
 	c, err := hex.DecodeString(chain)
 	if err != nil || len(c) != 4 {
-		panic(fmt.Sprintf("testdaemon.ConsensusTag: chain %q", chain))
+		panic(fmt.Sprintf("requesttest.ConsensusTag: chain %q", chain))
 	}
 	var magic byte
 	switch tag {
@@ -70,7 +72,7 @@ func ConsensusTag(tag byte, chain string, level, round int32, variant byte) stri
 	case TagAttestation, TagAttestationWithDAL, TagBLSAttestation:
 		magic = MagicAttestation
 	default:
-		panic(fmt.Sprintf("testdaemon.ConsensusTag: tag %d", tag))
+		panic(fmt.Sprintf("requesttest.ConsensusTag: tag %d", tag))
 	}
 	b := append([]byte{magic}, c...)
 	branch := make([]byte, 32)
@@ -94,7 +96,7 @@ func ConsensusTag(tag byte, chain string, level, round int32, variant byte) stri
 func Block(chain string, level, round int32, variant byte) string {
 	c, err := hex.DecodeString(chain)
 	if err != nil || len(c) != 4 {
-		panic(fmt.Sprintf("testdaemon.Block: chain %q", chain))
+		panic(fmt.Sprintf("requesttest.Block: chain %q", chain))
 	}
 	u32 := binary.BigEndian.AppendUint32
 	b := append([]byte{0x11}, c...)
@@ -167,7 +169,7 @@ func Operation(ops ...Op) string {
 		case "delegation":
 			b = append(b, 110)
 		default:
-			panic("testdaemon.Operation: kind " + c.Kind)
+			panic("requesttest.Operation: kind " + c.Kind)
 		}
 		b = append(b, 0)
 		b = append(b, make([]byte, 20)...)
