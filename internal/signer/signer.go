@@ -12,14 +12,11 @@ package signer
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -139,138 +136,6 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	return s, nil
 }
 
-// Reload timing: a lookup miss relists the vaults at most once per ReloadInterval, detached from
-// the request that missed, each vault's List bounded by ReloadTimeout.
-const (
-	ReloadInterval = 10 * time.Second
-	ReloadTimeout  = 30 * time.Second
-)
-
-// reload lists all vaults, each List bounded by timeout when it is not 0 (at start-up only the
-// caller's context bounds it: a vault may take long to list many keys). A vault that fails to
-// list is logged and keeps the keys it had (none at start-up, as in the reference): a throttled
-// or unreachable vault never makes the signer forget a key it was signing with.
-func (s *Signer) reload(ctx context.Context, timeout time.Duration) error {
-	s.mu.RLock()
-	prev := s.keys
-	s.mu.RUnlock()
-	keys := map[string]*keyRef{}
-	for _, v := range s.cfg.Vaults {
-		lctx, cancel := ctx, context.CancelFunc(func() {})
-		if timeout > 0 {
-			lctx, cancel = context.WithTimeout(ctx, timeout)
-		}
-		list, err := v.List(lctx)
-		cancel()
-		if err != nil {
-			kept := 0
-			for pkh, k := range prev {
-				if k.vault == v {
-					if _, dup := keys[pkh]; !dup {
-						keys[pkh] = k
-						kept++
-					}
-				}
-			}
-			s.log.Error("cannot list vault keys; keeping the keys it had", "vault", v.Name(), "kept", kept, "err", err)
-			continue
-		}
-		for _, k := range list {
-			pub := k.PublicKey()
-			pkh := pub.Hash().String()
-			if other, dup := keys[pkh]; dup {
-				s.log.Warn("key is held by two vaults; using the first", "pkh", pkh, "vault", other.vault.Name(), "other_vault", v.Name())
-				continue
-			}
-			keys[pkh] = &keyRef{key: k, vault: v, pub: pub, curve: tezos.CurveOf(pub)}
-		}
-	}
-	s.mu.Lock()
-	s.keys = keys
-	s.mu.Unlock()
-	return nil
-}
-
-// lookup finds a key. On a miss it relists the vaults, at most once per ReloadInterval, in a
-// reload that does not depend on this request: a client that hangs up cannot cut it short, and
-// the request stops waiting for it when its own context ends.
-func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
-	s.mu.RLock()
-	k := s.keys[pkh]
-	s.mu.RUnlock()
-	if k != nil {
-		return k, nil
-	}
-	s.refresh.Lock()
-	done := s.reloading
-	if done == nil && (s.lastRef.IsZero() || time.Since(s.lastRef) >= ReloadInterval) {
-		s.lastRef = time.Now()
-		done = make(chan struct{})
-		s.reloading = done
-		s.reloads.Add(1)
-		go func() {
-			defer s.reloads.Done()
-			defer close(done)
-			_ = s.reload(context.WithoutCancel(ctx), ReloadTimeout)
-			s.refresh.Lock()
-			s.reloading = nil
-			s.refresh.Unlock()
-		}()
-	}
-	s.refresh.Unlock()
-	if done != nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return nil, fault.Wrap(fault.Unavailable, ctx.Err())
-		}
-	}
-	s.mu.RLock()
-	k = s.keys[pkh]
-	s.mu.RUnlock()
-	if k == nil {
-		return nil, fault.New(fault.NotFound, "this key not found in any vault")
-	}
-	return k, nil
-}
-
-// Keys lists every key in every vault, sorted by pkh.
-func (s *Signer) Keys() []KeyInfo {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]KeyInfo, 0, len(s.keys))
-	for pkh, k := range s.keys {
-		out = append(out, KeyInfo{PKH: pkh, PublicKey: k.pub, Curve: k.curve, Vault: k.vault.Name(),
-			Driver: k.vault.Driver(), Ref: k.key.ID(), Policy: s.cfg.Policies[pkh]})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PKH < out[j].PKH })
-	return out
-}
-
-// PublicKey returns the public key of pkh. Keys absent from the policy are served too.
-func (s *Signer) PublicKey(ctx context.Context, pkh string) (crypt.PublicKey, error) {
-	if _, err := tezos.ParsePublicKeyHash(pkh); err != nil {
-		return nil, fault.Wrap(fault.BadRequest, err)
-	}
-	k, err := s.lookup(ctx, pkh)
-	if err != nil {
-		return nil, err
-	}
-	return k.pub, nil
-}
-
-// AuthorizedKeyHashes returns the hashes of server.authorized_keys in config order, or nil.
-func (s *Signer) AuthorizedKeyHashes() []string {
-	if len(s.cfg.AuthorizedKeys) == 0 {
-		return nil
-	}
-	out := make([]string, len(s.cfg.AuthorizedKeys))
-	for i, k := range s.cfg.AuthorizedKeys {
-		out[i] = k.Hash().String()
-	}
-	return out
-}
-
 // SignRequest is one request to sign.
 type SignRequest struct {
 	PKH     string
@@ -292,14 +157,6 @@ type PossessionRequest struct {
 	// BLSPK, when set, is the public key the proof is made over instead of the key's own
 	// (octez's bls_pk parameter): companion keys and threshold keys need it.
 	BLSPK string
-}
-
-// checkJWTUser applies the per-key jwt_users list.
-func checkJWTUser(pol *policy.Policy, user string) error {
-	if user == "" || len(pol.JWTUsers) == 0 || slices.Contains(pol.JWTUsers, user) {
-		return nil
-	}
-	return fault.New(fault.Forbidden, fmt.Sprintf("user `%s' is not authorized to access %s", user, pol.PKH))
 }
 
 // SignResult is what Sign learned; Request and Vault may be set even when Sign fails.
@@ -414,62 +271,6 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	res.Signature = sig
 	s.obs.Signed(k.vault.Name(), r.PKH, string(req.Kind), req.ChainID(), time.Since(start), req.OpCounts(), req.Watermarked(), req.Round)
 	return res, nil
-}
-
-// checkLimits applies pol's spending limits to a generic request: every content must pass the
-// per-content rules; then, when the key has windows, the request is recorded in its spending list
-// (atomically with the check that the windows stay within their limits) before it is signed. It
-// returns the id of that entry ("" when none), for refund should the signing fail.
-func (s *Signer) checkLimits(ctx context.Context, pol *policy.Policy, r *SignRequest, req *request.Request) (string, error) {
-	contents := req.Contents // decoded by DecodeFull
-	if err := pol.Limits.CheckContents(contents); err != nil {
-		return "", s.violated(r.PKH, err)
-	}
-	w := pol.Limits.Windows
-	if !w.Enabled() {
-		return "", nil
-	}
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return "", fault.Wrap(fault.Internal, err)
-	}
-	spend := spending.Spend{ID: hex.EncodeToString(id[:]), Digest: req.Digest, At: s.cfg.Now(), Amount: policy.Amount(contents)}
-	if _, err := spending.Record(ctx, s.cfg.Spending, r.PKH, spend, w); err != nil {
-		var le *spending.LimitError
-		if errors.As(err, &le) {
-			return "", s.violated(r.PKH, policy.NewViolation(le.Rule, le.Error()))
-		}
-		if !errors.As(err, new(*fault.Error)) {
-			err = fault.Wrap(fault.Unavailable, err)
-		}
-		if ctx.Err() == nil { // a client that hung up while queued is no store problem
-			s.log.Error("spending window not recorded: refusing", "pkh", r.PKH, "err", err)
-		}
-		return "", err
-	}
-	return spend.ID, nil
-}
-
-// violated counts a policy refusal under its rule and returns it.
-func (s *Signer) violated(pkh string, err error) error {
-	var v *policy.Violation
-	if errors.As(err, &v) {
-		s.obs.PolicyViolation(v.Type, pkh)
-	}
-	return err
-}
-
-// refund takes a spending-window entry out again (its request was not signed). A refund that
-// fails leaves the amount counted: the budget errs on the side of signing less.
-func (s *Signer) refund(pkh, id string) {
-	if id == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := spending.Refund(ctx, s.cfg.Spending, pkh, id); err != nil {
-		s.log.Error("spending window: the amount of a request that was not signed stays counted", "pkh", pkh, "err", err)
-	}
 }
 
 // askHook consults the remote policy hook, if any.
@@ -665,162 +466,6 @@ func (s *Signer) signWith(ctx context.Context, k *keyRef, msg []byte, digest *[3
 		return nil, err
 	}
 	return sig, nil
-}
-
-// SignChecked is the one way a signature leaves a key, for requests and for the authentication
-// keys of threshold vaults alike: the vault signs (took is how long it took), an ECDSA signature
-// is made low-S, and the signature is checked against pub before it is returned: by the key
-// itself, a second computation, when its secret is in this process (vault.CheckedSigner), else by
-// verification. A signature that fails the check, or that the vault's service returned malformed,
-// is an Internal error whose client message says so.
-func SignChecked(ctx context.Context, key vault.Key, pub crypt.PublicKey, msg []byte, digest *[32]byte, version int) (_ crypt.Signature, took time.Duration, _ error) {
-	start := time.Now()
-	var (
-		sig     crypt.Signature
-		checked bool
-		err     error
-	)
-	opts := vault.SignOptions{Version: version}
-	if cs, ok := key.(vault.CheckedSigner); ok {
-		// A key whose secret is in this process checks its deterministic signatures itself, by a
-		// second computation (see vault.SoftwareKey.SignChecked); the others are verified below.
-		sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, pub)
-	} else {
-		sig, err = key.Sign(ctx, msg, digest, opts)
-	}
-	took = time.Since(start)
-	if errors.Is(err, vault.ErrFault) || errors.Is(err, vault.ErrInvalidSignature) {
-		return nil, took, fault.Safe(fault.Internal, "the vault returned an invalid signature", err)
-	}
-	if err != nil {
-		return nil, took, err
-	}
-	if checked {
-		return sig, took, nil
-	}
-	sig = tezos.LowS(sig)
-	sched.Yield(ctx)
-	if !tezos.Verify(pub, sig, msg, version) {
-		return nil, took, fault.Safe(fault.Internal, "the vault returned an invalid signature",
-			errors.New("the signature does not verify against the key"))
-	}
-	return sig, took, nil
-}
-
-// ProvePossession returns a BLS proof of possession for a tz4 key whose policy allows it.
-func (s *Signer) ProvePossession(ctx context.Context, r *PossessionRequest) (crypt.Signature, error) {
-	pkh, clientIP := r.PKH, r.ClientIP
-	parsed, err := tezos.ParsePublicKeyHash(pkh)
-	if err != nil {
-		return nil, fault.Wrap(fault.BadRequest, err)
-	}
-	client, err := s.authenticate(parsed, nil, r.Authentication, nil, clientIP)
-	if err != nil {
-		return nil, err
-	}
-	pol := s.cfg.Policies[pkh]
-	if pol == nil {
-		return nil, fault.New(fault.Forbidden, pkh+" is not listed in config")
-	}
-	if err := checkJWTUser(pol, r.JWTUser); err != nil {
-		return nil, err
-	}
-	if err := pol.CheckClient(client); err != nil {
-		return nil, err
-	}
-	k, err := s.lookup(ctx, pkh)
-	if err != nil {
-		return nil, err
-	}
-	prover, ok := k.key.(vault.PossessionProver)
-	if !ok || k.curve != tezos.BLS {
-		return nil, fault.New(fault.BadRequest, "proof of possession is not supported")
-	}
-	over := k.pub
-	if r.BLSPK != "" {
-		if over, err = parseBLSPK(r.BLSPK); err != nil {
-			return nil, err
-		}
-	}
-	own := over.String() == k.pub.String()
-	if own && !pol.AllowPoP {
-		s.log.Warn("Proof of possession is not allowed. Proof of possession is required for key reveals, consensus key updates, and companion key registration. To enable, set 'allow_proof_of_possession: true' in the config for this key.", "pkh", pkh)
-		return nil, fault.New(fault.BadRequest, "proof of possession is not allowed")
-	}
-	if !own && !slices.Contains(pol.AllowPoPFor, over.String()) {
-		// A proof over a key of the client's choosing is what a rogue-key attack needs.
-		return nil, policy.NewViolation("proof_of_possession", fmt.Sprintf("proof of possession over %s is not allowed for this key: list that key in allow_proof_of_possession_for", over))
-	}
-	if err := s.askHook(ctx, nil, clientIP, pkh, client); err != nil {
-		return nil, err
-	}
-	var proof crypt.Signature
-	if own {
-		proof, err = prover.ProvePossession(ctx)
-	} else if op, ok := k.key.(vault.PossessionOverProver); ok {
-		proof, err = op.ProvePossessionOver(ctx, over.(*crypt.BLSPublicKey))
-	} else {
-		return nil, fault.New(fault.BadRequest, "this key cannot make a proof of possession over another public key (bls_pk)")
-	}
-	if err != nil {
-		if fault.KindOf(err) != fault.Internal {
-			return nil, err
-		}
-		return nil, &fault.Error{Kind: fault.Internal, Msg: fmt.Sprintf("(%s): %v", k.vault.Name(), err), Err: err}
-	}
-	if !tezos.VerifyPossessionOver(k.pub, over, proof) {
-		return nil, fault.Safe(fault.Internal, "the vault returned an invalid proof of possession", nil)
-	}
-	return proof, nil
-}
-
-// parseBLSPK parses the bls_pk parameter: a BLS public key.
-func parseBLSPK(s string) (crypt.PublicKey, error) {
-	if !strings.HasPrefix(s, "BLpk") { // refused before decoding (an mdpk is long to decode)
-		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", tezos.ErrNotBLS))
-	}
-	pub, err := tezos.ParseBLSPublicKey(s)
-	if err != nil {
-		return nil, fault.Wrap(fault.BadRequest, fmt.Errorf("bls_pk: %w", err))
-	}
-	return pub, nil
-}
-
-// authenticate checks the client's authentication when server.authorized_keys is configured and
-// returns the authenticating client's key hash: sig when it is given (already decoded), else auth,
-// ?authentication='s base58. The signed bytes are 0x04 0x01 ‖ pkh (21 bytes) ‖ message.
-func (s *Signer) authenticate(pkh tz.PublicKeyHash, msg []byte, auth string, sig crypt.Signature, clientIP string) (string, error) {
-	if len(s.cfg.AuthorizedKeys) == 0 {
-		return "", nil
-	}
-	fail := func(err error) (string, error) {
-		s.obs.AuthFailed(fault.Status(err), clientIP)
-		return "", err
-	}
-	tooLong := func(n int) (string, error) {
-		return fail(fault.New(fault.BadRequest, fmt.Sprintf("invalid authentication signature: %d characters is too long (tz5 signatures only when a tz5 key is in server.authorized_keys)", n)))
-	}
-	if sig == nil {
-		if auth == "" {
-			return fail(fault.New(fault.Unauthorized, "missing authentication signature field"))
-		}
-		if len(auth) > s.authLimit {
-			return tooLong(len(auth))
-		}
-		var err error
-		if sig, err = tezos.ParseSignature(auth); err != nil {
-			return fail(fault.Wrap(fault.BadRequest, err))
-		}
-	} else if _, tz5 := sig.(crypt.MLDSA44Signature); tz5 && tezos.MLDSA44SignatureLength > s.authLimit {
-		return tooLong(tezos.MLDSA44SignatureLength) // as its base58 form would have been refused
-	}
-	data := tezos.AuthenticatedBytes(pkh, msg)
-	for _, k := range s.cfg.AuthorizedKeys {
-		if tezos.Verify(k, sig, data, 2) {
-			return k.Hash().String(), nil
-		}
-	}
-	return fail(fault.New(fault.Forbidden, "invalid authentication signature"))
 }
 
 // Health reports the readiness of the watermark store and of each vault that can tell.
