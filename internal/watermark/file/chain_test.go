@@ -343,11 +343,7 @@ func TestCloseAfterJournalFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
 	c.journaled, c.journalSize, c.lag = true, 1<<16, 0
-	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
-		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
-			t.Fatal(res[0].err)
-		}
-	}
+	commitTwo(t, c)
 	c.journal.f.Close() // the next write fails
 	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
 		t.Fatal("a batch whose journal write failed was acknowledged")
@@ -397,11 +393,7 @@ func TestJournalAfterFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
 	c.journaled, c.journalSize = true, 1<<16
-	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
-		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
-			t.Fatal(res[0].err)
-		}
-	}
+	commitTwo(t, c)
 	failed := c.epoch
 	c.journal.f.Close() // the next write fails
 	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
@@ -481,11 +473,7 @@ func TestFullJournalFallback(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
 	c.journaled, c.journalSize = true, 1<<16
-	for level := int32(2); level <= 3; level++ { // the chain file, then a journal record
-		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
-			t.Fatal(res[0].err)
-		}
-	}
+	commitTwo(t, c)
 	epoch := c.epoch
 	c.journal.size = c.journal.off // full
 	if err := os.Remove(c.path); err != nil {
@@ -548,5 +536,15 @@ func TestFailedJournalClosed(t *testing.T) {
 	}
 	if err := ro.Close(); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("the failed journal's file was left open (closing it: %v)", err)
+	}
+}
+
+// commitTwo commits key 0's block mark at levels 2 (the chain file) and 3 (a journal record).
+func commitTwo(t *testing.T, c *chain) {
+	t.Helper()
+	for level := int32(2); level <= 3; level++ {
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
 	}
 }
