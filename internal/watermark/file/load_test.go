@@ -415,3 +415,60 @@ func TestReplayedChainFileUnwritable(t *testing.T) {
 		t.Fatal("a chain whose replay could not be written signed")
 	}
 }
+
+// TestStoreRefusals: the store's own refusals, each leaving the directory as it was: an invalid
+// chain id or key hash; a chain whose file is corrupt (Advance and Load both fail, the file is
+// not rewritten); any new chain after Close (a closed store has released its lock).
+func TestStoreRefusals(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, watermarktest.Chain(1)+".json")
+	if err := os.WriteFile(corrupt, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := watermarktest.Mark(5, 0, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a corrupt chain has no writer to wait for
+	defer cancel()
+	for name, k := range map[string]watermark.Key{
+		"an invalid chain id": {Chain: "NetXnotachain", PKH: watermarktest.PKH(0), Class: watermark.Block},
+		"an invalid key hash": {Chain: watermarktest.Chain(0), PKH: "tz1notakey", Class: watermark.Block},
+		"a corrupt chain":     watermarktest.Key(1, 0, watermark.Block),
+	} {
+		if _, err := s.Advance(ctx, k, m); err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, _, err := s.Load(t.Context(), watermarktest.Key(1, 0, watermark.Block)); err == nil {
+		t.Error("Load of a corrupt chain gave no error")
+	}
+	if data, _ := os.ReadFile(corrupt); string(data) != "{" {
+		t.Errorf("the corrupt chain file was rewritten: %q", data)
+	}
+	// A new chain in a journaled store journals its changes.
+	k := watermarktest.Key(2, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
+	if !s.chainFor(t, watermarktest.Chain(2)).journaled {
+		t.Error("a new chain of a journaled store is not journaled")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Advance(t.Context(), watermarktest.Key(3, 0, watermark.Block), m); !errors.Is(err, watermark.ErrClosed) {
+		t.Errorf("a new chain after Close: %v, want ErrClosed", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "NetXnotachain") || strings.HasPrefix(e.Name(), watermarktest.Chain(3)) {
+			t.Errorf("%s was written", e.Name())
+		}
+	}
+}
