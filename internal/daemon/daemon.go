@@ -118,7 +118,7 @@ func (d *Daemon) Serve(ctx context.Context, noList bool) error {
 		}
 	}
 	s := cfg.Server
-	if !server.IsLoopback(s.Address) && len(s.AuthorizedKeys) == 0 && s.JWTAuth == nil && (s.TLS == nil || s.TLS.ClientCAFile == "") {
+	if SigningPortOpen(s) {
 		log.Warn("SECURITY WARNING: the signing port listens beyond loopback and no client authentication is configured; anyone who can reach " +
 			s.Address + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys or server.tls.client_ca_file.")
 	}
@@ -148,4 +148,11 @@ func (d *Daemon) Serve(ctx context.Context, noList bool) error {
 		return err
 	}
 	return srv.Serve(ctx, ls)
+}
+
+// SigningPortOpen reports whether the signing port listens beyond loopback and asks no client to
+// authenticate (no authorized_keys, JWT or client certificates): anyone who reaches it can ask for
+// signatures. The daemon warns of it at start; signatory doctor calls it an error.
+func SigningPortOpen(s config.Server) bool {
+	return !server.IsLoopback(s.Address) && len(s.AuthorizedKeys) == 0 && s.JWTAuth == nil && (s.TLS == nil || s.TLS.ClientCAFile == "")
 }

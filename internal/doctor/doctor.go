@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +23,8 @@ import (
 
 	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/daemon"
+	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/request"
-	"github.com/signatory-go/signatory/internal/server"
 	"github.com/signatory-go/signatory/internal/vault"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 )
@@ -257,28 +258,20 @@ func checkWatermark(cfg *config.Config, add func(Finding)) {
 			add(Finding{"watermark-files", Error, s.Dir(), "the watermark directory holds a file it cannot read: " + herr.Error(), "see docs/operations.md, a corrupt chain file"})
 		}
 	}
-	f, err := os.OpenFile(filepath.Join(cfg.BaseDir, wmfile.DirName, wmfile.LockName), os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(f.Name())
-		add(Finding{"lock", Info, f.Name(), "a signer holds the watermark directory now: " + strings.TrimSpace(string(holder)),
+	if holder, held := wmfile.Holder(cfg.BaseDir); held {
+		add(Finding{"lock", Info, filepath.Join(cfg.BaseDir, wmfile.DirName, wmfile.LockName), "a signer holds the watermark directory now: " + holder,
 			"none if that is the signer you are checking; a second one on this base_dir refuses to start"})
-		return
 	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
 
 // checkServer: the ports' exposure, authentication, TLS certificates.
 func checkServer(cfg *config.Config, opts Options, add func(Finding)) {
 	s := cfg.Server
-	if !server.IsLoopback(s.Address) && len(s.AuthorizedKeys) == 0 && s.JWTAuth == nil && (s.TLS == nil || s.TLS.ClientCAFile == "") {
+	if daemon.SigningPortOpen(s) {
 		add(Finding{"authentication", Error, s.Address, "the signing port listens beyond loopback and asks no client to authenticate: anyone who reaches it can ask for signatures",
 			"bind server.address to 127.0.0.1, or set server.authorized_keys (octez), server.jwt or server.tls.client_ca_file"})
 	}
-	if host, _, err := splitHost(s.UtilityAddress); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+	if host, _, err := net.SplitHostPort(s.UtilityAddress); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 		add(Finding{"utility-port", Warning, s.UtilityAddress, "the utility port (/metrics, /healthz) listens on every interface: it tells anyone the keys, volumes and chains",
 			"bind server.utility_address to 127.0.0.1 (or a private address your Prometheus reaches)"})
 	}
@@ -366,31 +359,11 @@ func existingParent(dir string) string {
 	}
 }
 
-// probeFsync writes, fsyncs, renames and removes a temp file in dir (dir's nearest existing
-// ancestor when it does not exist yet).
+// probeFsync makes a small file durable in dir (dir's nearest existing ancestor when it does not
+// exist yet) the way the signer writes its files (durable.WriteBytes: temp file, fsync, rename,
+// directory fsync), then removes it.
 func probeFsync(dir string) error {
-	dir = existingParent(dir)
-	f, err := os.CreateTemp(dir, ".signatory-doctor-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(make([]byte, 256)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// splitHost is net.SplitHostPort, for "host:port" or ":port".
-func splitHost(addr string) (host, port string, err error) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return "", "", fmt.Errorf("%q has no port", addr)
-	}
-	return strings.Trim(addr[:i], "[]"), addr[i+1:], nil
+	path := filepath.Join(existingParent(dir), ".signatory-doctor-probe")
+	defer os.Remove(path)
+	return durable.WriteBytes(path, ".signatory-doctor-", make([]byte, 256))
 }

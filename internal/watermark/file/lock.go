@@ -30,11 +30,7 @@ func lockDir(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("cannot open the lock file: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder := "unknown holder"
-		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
-			holder = strings.TrimSpace(string(b))
-			holder = holder[:min(len(holder), 200)]
-		}
+		holder := readHolder(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: %s is held by %s. Only one signatory (or `signatory watermark import`) "+
@@ -52,6 +48,34 @@ func lockDir(dir string) (*dirLock, error) {
 		_, _ = f.WriteAt([]byte(info), 0)
 	}
 	return &dirLock{f: f}, nil
+}
+
+// readHolder is what the lock file at path says of its holder (at most 200 characters), or
+// "unknown holder".
+func readHolder(path string) string {
+	b, err := os.ReadFile(path)
+	holder := strings.TrimSpace(string(b))
+	if err != nil || holder == "" {
+		return "unknown holder"
+	}
+	return holder[:min(len(holder), 200)]
+}
+
+// Holder reports whether a process holds the watermark directory under base now, and what the
+// lock file says of it. It creates nothing; the probe is a non-blocking flock, dropped at once
+// (signatory doctor).
+func Holder(base string) (holder string, held bool) {
+	path := filepath.Join(base, DirName, LockName)
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return readHolder(path), true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return "", false
 }
 
 // release drops the lock; the file stays, so a later holder reuses it.
