@@ -81,7 +81,7 @@ func newList(g *globals) *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			svc := d.Signer
+			svc := d.Signer()
 			var out []keyJSON
 			for _, k := range svc.Keys() {
 				out = append(out, describe(k.PKH, k.PublicKey.String(), k.Curve, k.Vault, k.Driver, k.Ref, k.Policy))

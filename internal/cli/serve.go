@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signatory-go/signatory/internal/config"
 	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/metrics"
 )
@@ -21,21 +22,6 @@ func newServe(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			// SIGHUP, which service managers and log rotators send, would otherwise end the
-			// process. This version does not reload its config: it says so and keeps serving.
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			go func() {
-				for {
-					select {
-					case <-hup:
-						g.logger().Warn("SIGHUP received: this version does not reload its config; the signer keeps serving the config it started with (restart it to apply a change)")
-					case <-ctx.Done():
-						return
-					}
-				}
-			}()
 			return g.serve(ctx, noList)
 		},
 	}
@@ -44,6 +30,12 @@ func newServe(g *globals) *cobra.Command {
 }
 
 func (g *globals) serve(ctx context.Context, noList bool) error {
+	// SIGHUP, which service managers send to reload (and which would otherwise end the
+	// process), reloads the config file. Caught from the start: one sent while the signer
+	// opens is applied once it serves.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, log, err := g.load()
 	if err != nil {
 		return err
@@ -52,10 +44,28 @@ func (g *globals) serve(ctx context.Context, noList bool) error {
 	if err != nil {
 		return err
 	}
+	d.Load = func() (*config.Config, error) { return config.Load(g.configPath, g.baseDir) }
 	defer func() {
 		if err := d.Close(); err != nil {
 			log.Error("closing", "err", err)
 		}
 	}()
-	return d.Serve(ctx, noList)
+	hctx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP received: reloading the config", "file", g.configPath)
+				_ = d.Reload(hctx) // logged and counted by Reload
+			case <-hctx.Done():
+				return
+			}
+		}
+	}()
+	err = d.Serve(ctx, noList)
+	stopReloads()
+	<-reloads // no reload runs while the daemon closes
+	return err
 }

@@ -75,6 +75,9 @@ type Server struct {
 	// when empty (docs/protocol.md).
 	SocketAddress string `yaml:"socket_address"`
 	UnixSocket    string `yaml:"unix_socket"`
+	// ReloadTokenFile holds the bearer token POST /reload on the utility port requires; when
+	// empty, POST /reload is off (SIGHUP still reloads). docs/operations.md.
+	ReloadTokenFile string `yaml:"reload_token_file"`
 }
 
 // PolicyHook is the remote policy hook (see docs/configuration.md, "Remote policy hook"). Timeout is this project's addition.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
@@ -23,30 +24,49 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
-// Daemon is an assembled signer: its vaults, store, journal and hook, opened from Config.
+// Daemon is an assembled signer: its vaults, store, journal and hook, opened from a config, and
+// replaced whole, the store and journal excepted, by Reload.
 type Daemon struct {
-	Signer  *signer.Signer
-	Vaults  []vault.Vault
-	Config  *config.Config
 	Metrics *metrics.Metrics
-	log     *slog.Logger
+	// Load reads the config again, for Reload (the command line sets it: the -c file).
+	Load func() (*config.Config, error)
+
+	log      *slog.Logger
+	store    watermark.Store
+	journal  *audit.Journal
+	keys     *vaultKeys
+	svc      liveService
+	retiring sync.WaitGroup // generations replaced, until their vaults are closed
+
+	reloadMu sync.Mutex // held by Reload; guards cfg and srv
+	cfg      *config.Config
+	srv      *server.Server
 }
 
-// Close closes the signer and everything it holds (vaults, store, journal).
-func (d *Daemon) Close() error { return d.Signer.Close() }
+// Signer returns the signer of the config in force.
+func (d *Daemon) Signer() *signer.Signer { return d.svc.cur.Load().signer }
 
-// Open builds the daemon's signer over every configured vault, the configured watermark store,
-// the audit journal and the policy hook. When a step fails, what the earlier steps opened is
-// closed before the error is returned.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (_ *Daemon, err error) {
-	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
-		return nil, fmt.Errorf("base directory: %w", err)
-	}
+// Vaults returns the vaults of the config in force.
+func (d *Daemon) Vaults() []vault.Vault { return d.svc.cur.Load().vaults }
+
+// Close waits for the vaults of replaced configs to close, then closes the signer and everything
+// it holds (vaults, store, journal).
+func (d *Daemon) Close() error {
+	d.retiring.Wait()
+	return d.Signer().Close()
+}
+
+func (d *Daemon) env(cfg *config.Config) vault.Env {
+	return vault.Env{BaseDir: cfg.BaseDir, Logger: d.log, Registerer: d.Metrics.Registry}
+}
+
+// clientKeys parses the keys clients authenticate with, and the policy hook's.
+func clientKeys(cfg *config.Config) ([]crypt.PublicKey, *policyhook.Hook, error) {
 	var auth []crypt.PublicKey
 	for _, s := range cfg.Server.AuthorizedKeys {
 		pub, err := tezos.ParsePublicKey(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		auth = append(auth, pub)
 	}
@@ -56,31 +76,49 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.
 		for _, k := range h.AuthorizedKeys {
 			pub, err := tezos.ParsePublicKey(k)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			hook.Keys = append(hook.Keys, pub)
 		}
 	}
-	vaults, err := OpenVaults(ctx, cfg, vault.Env{BaseDir: cfg.BaseDir, Logger: log, Registerer: m.Registry}, log)
+	return auth, hook, nil
+}
+
+// Open builds the daemon's signer over every configured vault, the configured watermark store,
+// the audit journal and the policy hook. When a step fails, what the earlier steps opened is
+// closed before the error is returned.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (_ *Daemon, err error) {
+	if err := os.MkdirAll(cfg.BaseDir, 0o700); err != nil {
+		return nil, fmt.Errorf("base directory: %w", err)
+	}
+	auth, hook, err := clientKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		store   watermark.Store
-		journal *audit.Journal
-	)
+	if _, err := readToken(cfg.Server.ReloadTokenFile); err != nil {
+		return nil, err
+	}
+	d := &Daemon{Metrics: m, log: log, keys: &vaultKeys{}, cfg: cfg}
+	vaults, err := openVaults(ctx, cfg, d.env(cfg), d.keys, func(name string, err error) error {
+		log.Error("vault skipped", "vault", name, "err", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.keys.set(vaults)
 	defer func() {
 		if err == nil {
 			return
 		}
 		CloseVaults(vaults, log)
-		if store != nil {
-			if cerr := store.Close(); cerr != nil {
+		if d.store != nil {
+			if cerr := d.store.Close(); cerr != nil {
 				log.Error("closing watermark store", "err", cerr)
 			}
 		}
-		if journal != nil {
-			if cerr := journal.Close(); cerr != nil {
+		if d.journal != nil {
+			if cerr := d.journal.Close(); cerr != nil {
 				log.Error("closing audit journal", "err", cerr)
 			}
 		}
@@ -89,34 +127,52 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.
 	if err != nil {
 		return nil, err // st may be a nil pointer in a non-nil interface: never closed
 	}
-	store = st
+	d.store = st
 	if cfg.Audit != nil {
-		if journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
+		if d.journal, err = audit.Open(cfg.Audit.File, cfg.Audit.MaxSizeMB<<20); err != nil {
 			return nil, err
 		}
 	}
-	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: store,
-		AuthorizedKeys: auth, Audit: journal, Hook: hook, Observer: m, Logger: log})
+	s, err := signer.New(ctx, signer.Config{Vaults: vaults, Policies: cfg.Policies, Store: d.store,
+		AuthorizedKeys: auth, Audit: d.journal, Hook: hook, Observer: m, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{Signer: s, Vaults: vaults, Config: cfg, Metrics: m, log: log}, nil
+	d.svc.cur.Store(newGeneration(s, vaults))
+	return d, nil
+}
+
+// warnUnlisted logs each key listed in the config that no vault holds.
+func (d *Daemon) warnUnlisted(ctx context.Context, s *signer.Signer) {
+	for _, pkh := range d.cfg.KeyOrder {
+		if _, err := s.PublicKey(ctx, pkh); err != nil {
+			d.log.Warn("key listed in config is not in any vault", "pkh", pkh)
+		}
+	}
 }
 
 // Serve logs the keys (unless noList) and the configuration's warnings, and serves the signing
 // and utility ports (and the socket transports) until ctx ends.
 func (d *Daemon) Serve(ctx context.Context, noList bool) error {
-	cfg, log, svc, m := d.Config, d.log, d.Signer, d.Metrics
+	srv, ls, err := d.listen(ctx, noList)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx, ls)
+}
+
+// listen builds the server of the config in force and binds its ports; from then on Reload
+// reconfigures it.
+func (d *Daemon) listen(ctx context.Context, noList bool) (*server.Server, *server.Listeners, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cfg, log := d.cfg, d.log
 	if !noList {
-		for _, k := range svc.Keys() {
+		for _, k := range d.Signer().Keys() {
 			log.Info("key", "pkh", k.PKH, "curve", k.Curve, "vault", k.Vault, "active", k.Policy != nil)
 		}
 	}
-	for pkh := range cfg.Policies {
-		if _, err := svc.PublicKey(ctx, pkh); err != nil {
-			log.Warn("key listed in config is not in any vault", "pkh", pkh)
-		}
-	}
+	d.warnUnlisted(ctx, d.Signer())
 	s := cfg.Server
 	if SigningPortOpen(s) {
 		log.Warn("SECURITY WARNING: the signing port listens beyond loopback and no client authentication is configured; anyone who can reach " +
@@ -126,28 +182,23 @@ func (d *Daemon) Serve(ctx context.Context, noList bool) error {
 		log.Warn("SECURITY WARNING: the socket port listens beyond loopback and no client authentication is configured; anyone who can reach " +
 			s.SocketAddress + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys.")
 	}
-	tlsCert, tlsKey, tlsCA := "", "", ""
-	if s.TLS != nil {
-		tlsCert, tlsKey, tlsCA = s.TLS.CertFile, s.TLS.KeyFile, s.TLS.ClientCAFile
-	}
-	var known []string
-	if s.AllowListKnownKeys {
-		known = append([]string{}, cfg.KeyOrder...)
+	token, err := readToken(s.ReloadTokenFile)
+	if err != nil {
+		return nil, nil, err
 	}
 	srv := server.New(server.Config{
-		KnownKeys: known,
-		CertFile:  tlsCert, KeyFile: tlsKey, ClientCAFile: tlsCA,
+		Live:    liveOf(cfg, token),
+		Reload:  d.Reload,
 		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight, SpareProc: true,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),
-		JWT:           s.JWTAuth,
 		SocketAddress: s.SocketAddress, UnixSocket: s.UnixSocket,
-		LogPayloads: func(pkh string) bool { p := cfg.Policies[pkh]; return p != nil && p.LogPayloads },
-	}, svc, m, log)
+	}, &d.svc, d.Metrics, log)
 	ls, err := srv.Listen()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return srv.Serve(ctx, ls)
+	d.srv = srv
+	return srv, ls, nil
 }
 
 // SigningPortOpen reports whether the signing port listens beyond loopback and asks no client to

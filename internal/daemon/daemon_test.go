@@ -33,8 +33,8 @@ func TestOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(d.Signer.Keys()) == 0 || len(d.Vaults) == 0 {
-			t.Fatalf("%d keys in %d vaults", len(d.Signer.Keys()), len(d.Vaults))
+		if len(d.Signer().Keys()) == 0 || len(d.Vaults()) == 0 {
+			t.Fatalf("%d keys in %d vaults", len(d.Signer().Keys()), len(d.Vaults()))
 		}
 		if err := d.Close(); err != nil {
 			t.Fatal(err)

@@ -62,10 +62,25 @@ var WatermarkDrivers = map[string]watermark.Constructor{
 // driver name, an unknown key in a driver's config, a required setting missing — stops start-up
 // instead: it will not fix itself, and the operator would believe a setting applies that does
 // not. The vaults already opened are closed then, as they are when ctx is cancelled.
-func OpenVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) (out []vault.Vault, err error) {
+func OpenVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
 	keys := &vaultKeys{}
+	out, err := openVaults(ctx, cfg, env, keys, func(name string, err error) error {
+		log.Error("vault skipped", "vault", name, "err", err)
+		return nil
+	})
+	keys.set(out)
+	return out, err
+}
+
+// openVaults is OpenVaults with the vaults' authentication keys found in keys (the caller sets
+// them) and skip deciding what a vault that fails to open, other than by a config mistake, does:
+// skipped when it returns nil, else that error stops it all.
+func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, keys *vaultKeys, skip func(name string, err error) error) (out []vault.Vault, err error) {
 	env.SignWith = keys.signWith
-	defer func() { keys.set(out) }()
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	names := make([]string, 0, len(cfg.Vaults))
 	for n := range cfg.Vaults {
 		names = append(names, n)
@@ -88,7 +103,10 @@ func OpenVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slo
 				CloseVaults(out, log)
 				return nil, fmt.Errorf("vaults.%s.config: %w", name, err)
 			}
-			log.Error("vault skipped", "vault", name, "err", err)
+			if err := skip(name, err); err != nil {
+				CloseVaults(out, log)
+				return nil, err
+			}
 			continue
 		}
 		out = append(out, v)
@@ -106,7 +124,7 @@ type vaultKeys struct {
 
 func (k *vaultKeys) set(vs []vault.Vault) {
 	k.mu.Lock()
-	k.vaults = vs
+	k.vaults, k.found = vs, nil
 	k.mu.Unlock()
 }
 

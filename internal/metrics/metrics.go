@@ -31,6 +31,8 @@ type Metrics struct {
 	SocketRequests    *prometheus.CounterVec // transport, request, status
 	SocketConnections *prometheus.GaugeVec   // transport
 	SocketRefused     *prometheus.CounterVec // transport, reason
+	// ConfigReloads counts reloads (SIGHUP, POST /reload) by result: applied or refused — ours.
+	ConfigReloads *prometheus.CounterVec // result
 
 	chains, clients *LabelSet
 }
@@ -70,6 +72,7 @@ func New(version string) *Metrics {
 	m.SocketConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signatory_socket_connections", Help: "Open connections on the socket transports."}, []string{"transport"})
 	m.Registry.MustRegister(m.SocketConnections)
 	m.SocketRefused = cv("signatory_socket_refused_total", "Socket connections closed by the signer: over the connection limit, idle or slow past the timeout, or sending what does not decode.", "transport", "reason")
+	m.ConfigReloads = cv("config_reloads_total", "Config reloads (SIGHUP, POST /reload), by result: applied, or refused (the config in force keeps serving).", "result")
 	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "signatory_build_info", Help: "Build information."}, []string{"path", "version", "checksum", "revision", "branch"})
 	m.Registry.MustRegister(m.BuildInfo, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	path, sum, rev := "", "", ""

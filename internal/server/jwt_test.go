@@ -37,7 +37,7 @@ func TestJWTPerKeyUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(New(Config{JWT: auth}, s, m, log).Handler())
+	hs := httptest.NewServer(New(Config{Live: Live{JWT: auth}}, s, m, log).Handler())
 	defer hs.Close()
 	call := func(method, path, body string, h map[string]string) (int, string) {
 		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))

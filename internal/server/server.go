@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -73,15 +74,10 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
-	// TLS, when CertFile is set, serves the signing port over HTTPS; ClientCAFile requires client certificates.
-	CertFile, KeyFile, ClientCAFile string
-	// KnownKeys, when not nil, is served by GET /known_keys (the keys listed under tezos:, as
-	// octez-signer's --allow-list-known-keys does); nil answers 404.
-	KnownKeys []string
-	// LogPayloads returns whether raw payloads of pkh are logged at info level.
-	LogPayloads func(pkh string) bool
-	// JWT, when set, serves POST /login and requires a token on every other route.
-	JWT *jwtauth.Auth
+	// Live is what a reload may change while the server runs (Reconfigure).
+	Live
+	// Reload, when set with a Live.ReloadToken, serves POST /reload on the utility port.
+	Reload func(ctx context.Context) error
 	// SocketAddress and UnixSocket, when set, serve octez-signer's socket protocol over TCP
 	// and over a Unix socket (internal/socket), through the same signer.
 	SocketAddress, UnixSocket string
@@ -92,9 +88,36 @@ type Config struct {
 	MaxSocketConns int
 }
 
+// Live is the part of the config a reload applies to a running server (Reconfigure): new
+// connections get the new certificates, requests the new JWT users, lists and token.
+type Live struct {
+	// TLS, when CertFile is set, serves the signing port over HTTPS; ClientCAFile requires
+	// client certificates. Whether TLS is on cannot change without a restart.
+	CertFile, KeyFile, ClientCAFile string
+	// KnownKeys, when not nil, is served by GET /known_keys (the keys listed under tezos:, as
+	// octez-signer's --allow-list-known-keys does); nil answers 404.
+	KnownKeys []string
+	// LogPayloads returns whether raw payloads of pkh are logged at info level.
+	LogPayloads func(pkh string) bool
+	// JWT, when set, serves POST /login and requires a token on every other route.
+	JWT *jwtauth.Auth
+	// ReloadToken, when not empty and Config.Reload is set, is the bearer token POST /reload
+	// requires.
+	ReloadToken string
+}
+
+// liveState is a Live made ready to serve: its certificates loaded, its handler built.
+type liveState struct {
+	Live
+	tls     *tls.Config  // the signing port's, nil without TLS
+	handler http.Handler // the signing routes behind the JWT middleware, when JWT is on
+}
+
 // Server is the signing and utility HTTP servers.
 type Server struct {
 	cfg      Config
+	live     atomic.Pointer[liveState]
+	mux      *http.ServeMux // the signing routes
 	svc      Service
 	m        *metrics.Metrics
 	log      *slog.Logger
@@ -112,8 +135,36 @@ func New(cfg Config, svc Service, m *metrics.Metrics, log *slog.Logger) *Server 
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter(),
+	s := &Server{cfg: cfg, svc: svc, m: m, log: log, idPrefix: hex.EncodeToString(b[:]), refusals: newRefusalLimiter(),
 		cpu: sched.NewCPU(genericCores(cfg.MaxGenericInFlight), GenericQueue)}
+	s.mux = s.signingMux()
+	// Certificates are loaded by Listen, which reports their errors; until then, none.
+	s.live.Store(s.ready(cfg.Live, nil))
+	return s
+}
+
+// ready builds the state that serves l, with tc as its TLS config.
+func (s *Server) ready(l Live, tc *tls.Config) *liveState {
+	st := &liveState{Live: l, tls: tc, handler: s.mux}
+	if l.JWT != nil {
+		st.handler = l.JWT.Middleware(s.mux)
+	}
+	return st
+}
+
+// Reconfigure applies l to the running server: its certificates are read first, and on an error
+// nothing changes. Connections already open keep their certificates; requests already routed
+// finish under what they started with. Turning TLS on or off is refused: it needs a restart.
+func (s *Server) Reconfigure(l Live) error {
+	if (l.CertFile == "") != (s.cfg.CertFile == "") {
+		return errors.New("server.tls: turning TLS on or off needs a restart")
+	}
+	tc, err := loadTLS(l)
+	if err != nil {
+		return err
+	}
+	s.live.Store(s.ready(l, tc))
+	return nil
 }
 
 // GenericQueue is how many requests other than blocks and consensus operations may wait for a
@@ -164,8 +215,15 @@ func (s *Server) admit(ctx context.Context, pkh string, msg []byte) (context.Con
 
 var errOverloaded = fault.New(fault.Unavailable, sched.ErrOverloaded.Error())
 
-// Handler returns the signing port's handler.
+// Handler returns the signing port's handler: the signing routes, behind the JWT middleware
+// of the current Live config when it has JWT users.
 func (s *Server) Handler() http.Handler {
+	return cleanPaths(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.live.Load().handler.ServeHTTP(w, r)
+	}))
+}
+
+func (s *Server) signingMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /keys/{pkh}", s.getKey)
 	mux.HandleFunc("POST /keys/{pkh}", s.sign)
@@ -173,11 +231,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /known_keys", s.knownKeys)
 	mux.HandleFunc("GET /bls_prove_possession/{pkh}", s.provePossession)
 	mux.HandleFunc("GET /threshold/marks/{pkh}", s.shareMarks)
-	if s.cfg.JWT != nil {
-		mux.HandleFunc("POST /login", s.cfg.JWT.LoginHandler)
-		return cleanPaths(s.cfg.JWT.Middleware(mux))
+	mux.HandleFunc("POST /login", s.login)
+	return mux
+}
+
+// login serves POST /login when JWT is on, and 404 as any unknown route when it is off.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if a := s.live.Load().JWT; a != nil {
+		a.LoginHandler(w, r)
+		return
 	}
-	return cleanPaths(mux)
+	http.NotFound(w, r)
 }
 
 // cleanPaths refuses a path that is not in clean form (dot segments, doubled slashes) with a
@@ -198,7 +262,37 @@ func (s *Server) UtilityHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("POST /reload", s.reload)
 	return mux
+}
+
+// maxReloadBody bounds what POST /reload reads: it takes no body.
+const maxReloadBody = 4 << 10
+
+// reload serves POST /reload: with the bearer token of server.reload_token_file, it reloads the
+// config (Config.Reload) and answers 200, or 400 with why the new config was refused (the old
+// one keeps serving). Without a token configured it is 404, as any unknown route.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	token := s.live.Load().ReloadToken
+	if s.cfg.Reload == nil || token == "" {
+		http.NotFound(w, r)
+		return
+	}
+	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxReloadBody))
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(token)) != 1 {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "reload needs the bearer token of server.reload_token_file"})
+		return
+	}
+	if err := s.cfg.Reload(r.Context()); err != nil {
+		status := http.StatusBadRequest
+		if fault.KindOf(err) == fault.Unavailable {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"reloaded": true})
 }
 
 type errorBody struct {
@@ -282,11 +376,12 @@ func (s *Server) authorizedKeys(w http.ResponseWriter, r *http.Request) {
 
 // knownKeys answers {"known_keys": [pkh…]} when listing is allowed, 404 otherwise (as octez).
 func (s *Server) knownKeys(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.KnownKeys == nil {
+	known := s.live.Load().KnownKeys
+	if known == nil {
 		writeError(w, fault.New(fault.NotFound, "listing the known keys is not allowed (server.allow_list_known_keys)"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string][]string{"known_keys": s.cfg.KnownKeys})
+	writeJSON(w, http.StatusOK, map[string][]string{"known_keys": known})
 }
 
 func (s *Server) provePossession(w http.ResponseWriter, r *http.Request) {
@@ -514,7 +609,7 @@ func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult,
 		d := blake2b.Sum256(msg)
 		attrs = append(attrs, slog.String("raw_prefix", hex.EncodeToString(msg[:min(len(msg), logPrefixBytes)])),
 			slog.Int("raw_len", len(msg)), slog.String("raw_digest", hex.EncodeToString(d[:])))
-	case msg != nil && s.cfg.LogPayloads != nil && s.cfg.LogPayloads(pkh):
+	case msg != nil && s.live.Load().LogPayloads != nil && s.live.Load().LogPayloads(pkh):
 		// Signed, so authenticated (when authentication is on) and for a configured key.
 		attrs = append(attrs, slog.String("raw", hex.EncodeToString(msg)))
 	}
@@ -564,17 +659,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "checks": checks})
 }
 
-func (s *Server) tlsConfig() (*tls.Config, error) {
-	if s.cfg.CertFile == "" {
+// loadTLS reads l's certificate, key and client CAs; nil when l has no TLS.
+func loadTLS(l Live) (*tls.Config, error) {
+	if l.CertFile == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("server.tls: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if s.cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(s.cfg.ClientCAFile)
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if l.ClientCAFile != "" {
+		pem, err := os.ReadFile(l.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("server.tls.client_ca_file: %w", err)
 		}
@@ -601,10 +697,15 @@ func (l *Listeners) close() {
 	}
 }
 
-// Listen binds both ports, and the socket transports when configured.
+// Listen loads the TLS certificates and binds both ports, and the socket transports when
+// configured.
 func (s *Server) Listen() (*Listeners, error) {
+	tc, err := loadTLS(s.cfg.Live)
+	if err != nil {
+		return nil, err
+	}
+	s.live.Store(s.ready(s.cfg.Live, tc))
 	l := &Listeners{}
-	var err error
 	if l.Sign, err = net.Listen("tcp", s.cfg.Address); err != nil {
 		return nil, fmt.Errorf("signing port: %w", err)
 	}
@@ -630,10 +731,12 @@ func (s *Server) Listen() (*Listeners, error) {
 // Serve serves on l until ctx is done, then shuts down gracefully: in-flight requests finish
 // (up to 10 s) before Serve returns.
 func (s *Server) Serve(ctx context.Context, l *Listeners) error {
-	tc, err := s.tlsConfig()
-	if err != nil {
-		l.close()
-		return err
+	var tc *tls.Config
+	if s.cfg.CertFile != "" {
+		// Each handshake takes the certificates of the config in force (Reconfigure rotates them).
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.live.Load().tls, nil
+		}}
 	}
 	if s.cfg.SpareProc && spareAllowed() {
 		spare := sched.NewSpare(runtime.GOMAXPROCS(0), runtime.GOMAXPROCS)

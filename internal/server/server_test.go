@@ -545,7 +545,7 @@ func TestKnownKeys(t *testing.T) {
 		{[]string{tv.K7PKH, tv.K1PKH}, 200, `{"known_keys":["` + tv.K7PKH + `","` + tv.K1PKH + `"]}` + "\n"},
 		{[]string{}, 200, `{"known_keys":[]}` + "\n"},
 	} {
-		hs := httptest.NewServer(New(Config{KnownKeys: c.known}, s, m, log).Handler())
+		hs := httptest.NewServer(New(Config{Live: Live{KnownKeys: c.known}}, s, m, log).Handler())
 		resp, err := http.Get(hs.URL + "/known_keys")
 		if err != nil {
 			t.Fatal(err)

@@ -224,10 +224,10 @@ func (s *Server) answer(payload []byte, transport, client string) []byte {
 	case socket.TagAuthorizedKeys:
 		result, err = pkhList(s.svc.AuthorizedKeyHashes(), true)
 	case socket.TagKnownKeys:
-		if s.cfg.KnownKeys == nil {
+		if known := s.live.Load().KnownKeys; known == nil {
 			err = fault.New(fault.Forbidden, "List known keys request not allowed.")
 		} else {
-			result, err = pkhList(s.cfg.KnownKeys, false)
+			result, err = pkhList(known, false)
 		}
 	case socket.TagDeterministicNonce, socket.TagDeterministicNonceHash:
 		var n [32]byte

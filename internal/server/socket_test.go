@@ -189,7 +189,7 @@ func httpSign(t *testing.T, e *sockEnv, pkh string, msg []byte) (int, string) {
 // (a slot signed over one transport is refused over another, byte-identical bytes get the stored
 // signature), the same policy.
 func TestSocketTransports(t *testing.T) {
-	e := newSockEnv(t, Config{KnownKeys: []string{tv.K1PKH, tv.K7PKH}}, nil)
+	e := newSockEnv(t, Config{Live: Live{KnownKeys: []string{tv.K1PKH, tv.K7PKH}}}, nil)
 	chain := "7a06a770"
 	for i, tr := range []struct{ network, addr string }{{"tcp", e.tcp}, {"unix", e.unix}} {
 		t.Run(tr.network, func(t *testing.T) {

@@ -487,14 +487,20 @@ func (s *Signer) Health(ctx context.Context) map[string]error {
 // Close waits for a reload in flight, then closes the vaults, the watermark store and the audit
 // journal.
 func (s *Signer) Close() error {
+	errs := []error{s.CloseVaults(), s.cfg.Store.Close()}
+	if s.cfg.Audit != nil {
+		errs = append(errs, s.cfg.Audit.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// CloseVaults waits for a key listing in flight, then closes the vaults only: the store and the
+// journal go on serving the signer that replaces this one (a config reload).
+func (s *Signer) CloseVaults() error {
 	s.reloads.Wait()
 	var errs []error
 	for _, v := range s.cfg.Vaults {
 		errs = append(errs, v.Close())
-	}
-	errs = append(errs, s.cfg.Store.Close())
-	if s.cfg.Audit != nil {
-		errs = append(errs, s.cfg.Audit.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -254,6 +254,13 @@ func (d *Daemon) WaitLogWithin(s string, within time.Duration) bool {
 	return d.logs.WaitFor(ctx, s)
 }
 
+// WaitLogCount waits up to within for the log to contain s n times or more.
+func (d *Daemon) WaitLogCount(s string, n int, within time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	return d.logs.WaitCount(ctx, s, n)
+}
+
 // requestIDInBody finds the request id a 5xx body names: "… (request <id>)".
 var requestIDInBody = regexp.MustCompile(`\(request ([0-9a-f]+-[0-9]+)\)`)
 

@@ -192,6 +192,28 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// WaitCount waits until the output holds s n times (or more), woken by each write, and reports
+// whether it does; it gives up when ctx ends.
+func (b *Buffer) WaitCount(ctx context.Context, s string, n int) bool {
+	for {
+		b.mu.Lock()
+		if bytes.Count(b.b.Bytes(), []byte(s)) >= n {
+			b.mu.Unlock()
+			return true
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return strings.Count(b.String(), s) >= n
+		}
+	}
+}
+
 // WaitFor waits until the output holds s, woken by each write (no polling), and reports whether
 // it does; it gives up when ctx ends.
 func (b *Buffer) WaitFor(ctx context.Context, s string) bool {

@@ -168,7 +168,7 @@ func TestWatermarkShowWhileRunning(t *testing.T) {
 }
 
 // TestSIGHUPKeepsServing: SIGHUP (sent by service managers and log rotators) does not stop the
-// signer: it logs that the config is not reloaded and keeps signing.
+// signer: it reloads the same config and keeps signing.
 func TestSIGHUPKeepsServing(t *testing.T) {
 	ks, js, tz := keys(t, 1)
 	d := newDaemon(t, js, tz)
