@@ -47,6 +47,20 @@ var VaultDrivers = map[string]vault.Constructor{
 	vaultthreshold.Driver: vaultthreshold.New,
 }
 
+// VaultCurves are the key types each vault driver can hold (docs/vaults.md's table, which a test
+// compares with this one): what signatory doctor names when a key is in no vault.
+var VaultCurves = map[string][]tezos.Curve{
+	vaultfile.Driver:      tezos.Curves,
+	vaultmem.Driver:       tezos.Curves,
+	vaultpkcs11.Driver:    {tezos.Ed25519, tezos.Secp256k1, tezos.P256},
+	vaultyubihsm.Driver:   {tezos.Ed25519, tezos.Secp256k1, tezos.P256},
+	vaultawskms.Driver:    {tezos.Secp256k1, tezos.P256},
+	vaultcloudkms.Driver:  {tezos.Ed25519, tezos.Secp256k1, tezos.P256},
+	vaultazure.Driver:     {tezos.Secp256k1, tezos.P256},
+	vaulthashicorp.Driver: {tezos.Ed25519, tezos.P256},
+	vaultthreshold.Driver: {tezos.BLS},
+}
+
 // WatermarkDrivers is the one table of watermark backends, of the same shape.
 var WatermarkDrivers = map[string]watermark.Constructor{
 	wmfile.Driver:          wmfile.New,

@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,5 +53,37 @@ func TestSignWith(t *testing.T) {
 	}
 	if _, err := vk.signWith(t.Context(), share.Public().Hash().String(), msg); err == nil || !strings.Contains(err.Error(), "in none of the signer's vaults") {
 		t.Fatalf("a key in no vault: %v", err)
+	}
+}
+
+// TestVaultCurvesDocumented: the key types of each vault driver in VaultCurves are those
+// docs/vaults.md's table marks, and every driver has a row in both.
+func TestVaultCurvesDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "vaults.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	columns := []tezos.Curve{tezos.Ed25519, tezos.Secp256k1, tezos.P256, tezos.BLS, tezos.MLDSA44} // tz1 … tz5
+	rows := map[string][]tezos.Curve{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 8 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		driver := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		rows[driver] = []tezos.Curve{}
+		for i, c := range columns {
+			if strings.HasPrefix(strings.TrimSpace(cells[2+i]), "✓") {
+				rows[driver] = append(rows[driver], c)
+			}
+		}
+	}
+	if len(rows) != len(VaultDrivers) || len(VaultCurves) != len(VaultDrivers) {
+		t.Fatalf("%d drivers, %d in VaultCurves, %d rows in docs/vaults.md", len(VaultDrivers), len(VaultCurves), len(rows))
+	}
+	for driver := range VaultDrivers {
+		if !slices.Equal(rows[driver], VaultCurves[driver]) {
+			t.Errorf("%s: docs/vaults.md says %v, VaultCurves %v", driver, rows[driver], VaultCurves[driver])
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/signatory-go/signatory/internal/daemon"
 	"github.com/signatory-go/signatory/internal/durable"
 	"github.com/signatory-go/signatory/internal/request"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
 	wmfile "github.com/signatory-go/signatory/internal/watermark/file"
 )
@@ -191,7 +192,7 @@ func checkVaults(ctx context.Context, cfg *config.Config, add func(Finding)) {
 	for _, pkh := range cfg.KeyOrder {
 		if _, ok := held[pkh]; !ok {
 			add(Finding{"key-in-vault", Error, pkh, "listed under tezos: but held by no vault: every request for it answers 404",
-				"import the key into a vault, or fix the address under tezos:"})
+				"import the key into a vault, or fix the address under tezos:" + canHold(cfg, pkh)})
 		}
 	}
 	for pkh, v := range held {
@@ -200,6 +201,33 @@ func checkVaults(ctx context.Context, cfg *config.Config, add func(Finding)) {
 				"list it under tezos: with what it may sign, if it should sign"})
 		}
 	}
+}
+
+// canHold says which of the configured vaults can hold pkh's key type, and when none can, which
+// drivers could (daemon.VaultCurves).
+func canHold(cfg *config.Config, pkh string) string {
+	prefix := pkh[:min(3, len(pkh))]
+	curve, err := tezos.ParseCurve(prefix)
+	if err != nil || !strings.HasPrefix(prefix, "tz") {
+		return ""
+	}
+	var vaults, drivers []string
+	for name, b := range cfg.Vaults {
+		if slices.Contains(daemon.VaultCurves[b.Driver], curve) {
+			vaults = append(vaults, name+" ("+b.Driver+")")
+		}
+	}
+	if len(vaults) > 0 {
+		slices.Sort(vaults)
+		return fmt.Sprintf(" (of the vaults configured, these can hold a %s key: %s)", prefix, strings.Join(vaults, ", "))
+	}
+	for d, curves := range daemon.VaultCurves {
+		if slices.Contains(curves, curve) {
+			drivers = append(drivers, d)
+		}
+	}
+	slices.Sort(drivers)
+	return fmt.Sprintf("; none of the vaults configured can hold a %s key: add a vault of a driver that can (%s)", prefix, strings.Join(drivers, ", "))
 }
 
 // checkBaseDir: persistent storage, permissions, free space, a working fsync.

@@ -138,7 +138,27 @@ func TestKeys(t *testing.T) {
 	e := newEnv(t)
 	other, _ := tezos.GenerateKey(tezos.Ed25519)
 	missing := other.Public().Hash().String()
-	only(t, run(t, e.clean()+"  "+missing+":\n    allowed_chains: [NetXdQprcVkpaWU]\n    allow: {generic: [transaction]}\n", quiet()), "key-in-vault", Error, missing)
+	f := run(t, e.clean()+"  "+missing+":\n    allowed_chains: [NetXdQprcVkpaWU]\n    allow: {generic: [transaction]}\n", quiet())
+	only(t, f, "key-in-vault", Error, missing)
+	if !strings.Contains(f[0].Fix, "these can hold a tz1 key: local (file)") {
+		t.Fatalf("the fix does not name the vault that can hold the key: %s", f[0].Fix)
+	}
+	// A tz4 key listed while the only vault is an HSM that holds no BLS keys: the fix names the
+	// drivers that can.
+	tz4, _ := tezos.GenerateKey(tezos.BLS)
+	hsm := strings.Replace(e.clean(), "local: {driver: file, config: {file: "+e.keyFile+"}}",
+		"local: {driver: file, config: {file: "+e.keyFile+"}}\n  hsm: {driver: pkcs11, config: {library_path: /nonexistent/libp11.so, slot: 0, pin: \"1234\"}}", 1)
+	noBLS := strings.Replace(hsm, "  local: {driver: file, config: {file: "+e.keyFile+"}}\n", "", 1)
+	f = run(t, noBLS+"  "+tz4.Public().Hash().String()+":\n    allowed_chains: [NetXdQprcVkpaWU]\n    allow: {block: , preattestation: , attestation: }\n    allow_proof_of_possession: true\n", quiet())
+	var fix string
+	for _, x := range f {
+		if x.Check == "key-in-vault" && x.Subject == tz4.Public().Hash().String() {
+			fix = x.Fix
+		}
+	}
+	if !strings.Contains(fix, "none of the vaults configured can hold a tz4 key") || !strings.Contains(fix, "file, mem, threshold") {
+		t.Fatalf("a tz4 key with no vault that can hold one: %q in %+v", fix, f)
+	}
 	c := e.clean()
 	i := strings.Index(c, "  "+e.tz4+":")
 	only(t, run(t, c[:i], quiet()), "key-in-policy", Info, e.tz4)
