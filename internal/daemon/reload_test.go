@@ -105,8 +105,8 @@ func (e *reloadEnv) reloads(result string) float64 {
 	return testutil.ToFloat64(e.d.Metrics.ConfigReloads.WithLabelValues(result))
 }
 
-// TestReloadKeepsMarks: a reload applies the new keys (a key added signs, a key removed is
-// refused as unknown) and keeps every watermark: other bytes at a level signed under an earlier
+// TestReloadKeepsMarks: a reload applies the new keys (a key added signs, a key removed from
+// tezos: gets 403, one taken out of its vault 404) and keeps every watermark: other bytes at a level signed under an earlier
 // config are refused, a key removed and added again included.
 func TestReloadKeepsMarks(t *testing.T) {
 	e := newReloadEnv(t)
@@ -133,8 +133,8 @@ func TestReloadKeepsMarks(t *testing.T) {
 	if e.d.Signer().Known(k1) {
 		t.Fatal("the key removed is still known")
 	}
-	if err := e.sign(k1, requesttest.Attestation(chain, 8, 0, 0)); err == nil || fault.KindOf(err).ServerSide() {
-		t.Fatalf("the key removed: %v (want a refusal)", err)
+	if err := e.sign(k1, requesttest.Attestation(chain, 8, 0, 0)); fault.KindOf(err) != fault.Forbidden {
+		t.Fatalf("the key removed from tezos: %v (want 403: not listed)", err)
 	}
 	if err := e.reload(both); err != nil {
 		t.Fatal(err)
@@ -145,8 +145,30 @@ func TestReloadKeepsMarks(t *testing.T) {
 	if err := e.sign(k1, requesttest.Attestation(chain, 9, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.reloads("applied"); got != 3 {
-		t.Fatalf("config_reloads_total{result=applied} = %v, want 3", got)
+	// The vault is opened again: a key taken out of the key file is gone (404).
+	data, err := os.ReadFile(e.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []map[string]string
+	if err := json.Unmarshal(data, &entries); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = json.Marshal(entries[:1])
+	if err := os.WriteFile(e.keyFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reload(both); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sign(k1, requesttest.Attestation(chain, 10, 0, 0)); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("a key taken out of its vault: %v (want 404)", err)
+	}
+	if err := e.sign(k0, requesttest.Attestation(chain, 10, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.reloads("applied"); got != 4 {
+		t.Fatalf("config_reloads_total{result=applied} = %v, want 4", got)
 	}
 }
 
