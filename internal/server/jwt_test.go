@@ -74,3 +74,86 @@ func TestJWTPerKeyUsers(t *testing.T) {
 		t.Fatalf("user2: %d %s", st, b)
 	}
 }
+
+// TestReconfigureJWT: a reload turns JWT on (every route then needs a token, POST /login
+// answers), changes its users (a user removed can no longer log in) and turns it off again
+// (POST /login is 404, requests need no token); known_keys follow the reload too.
+func TestReconfigureJWT(t *testing.T) {
+	t.Parallel()
+	users := func(names ...string) *jwtauth.Auth {
+		m := map[string]*jwtauth.User{}
+		for _, n := range names {
+			m[n] = &jwtauth.User{Credentials: jwtauth.Credentials{Password: "87GridNEG3gKZ3I!", Secret: "!sEtcU5RwLQYsA5qQ1c6zpo3FljQxfAKP"}}
+		}
+		a, err := jwtauth.New(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	m := metrics.New("test")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := signer.New(t.Context(), signer.Config{Vaults: []vault.Vault{vaultmem.NewFromKeys("mem", mustKey(t, tv.K4SK))},
+		Policies: map[string]*policy.Policy{tv.K4PKH: mustPolicy(t, tv.K4PKH, "allow: {generic: [transaction]}")}, Store: wmmem.NewStore(), Observer: m, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{}, s, m, log)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	call := func(method, path string, h map[string]string) int {
+		req, _ := http.NewRequest(method, hs.URL+path, nil)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	login := func(u string) int {
+		return call("POST", "/login", map[string]string{"username": u, "password": "87GridNEG3gKZ3I!"})
+	}
+	if st := call("GET", "/keys/"+tv.K4PKH, nil); st != 200 {
+		t.Fatalf("JWT off: %d", st)
+	}
+	if st := login("u1"); st != 404 {
+		t.Fatalf("POST /login with JWT off: %d", st)
+	}
+	if st := call("GET", "/known_keys", nil); st != 404 {
+		t.Fatalf("known_keys off: %d", st)
+	}
+	if err := srv.Reconfigure(Live{JWT: users("u1", "u2"), KnownKeys: []string{tv.K4PKH}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := call("GET", "/keys/"+tv.K4PKH, nil); st != 401 {
+		t.Fatalf("JWT turned on, no token: %d", st)
+	}
+	if st := login("u2"); st != 201 {
+		t.Fatalf("login of u2: %d", st)
+	}
+	if err := srv.Reconfigure(Live{JWT: users("u1"), KnownKeys: []string{tv.K4PKH}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := login("u2"); st == 201 {
+		t.Fatal("a user removed by the reload logged in")
+	}
+	if st := login("u1"); st != 201 {
+		t.Fatalf("login of u1: %d", st)
+	}
+	if err := srv.Reconfigure(Live{KnownKeys: []string{tv.K4PKH}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := call("GET", "/known_keys", nil); st != 200 {
+		t.Fatalf("known_keys turned on: %d", st)
+	}
+	if st := login("u1"); st != 404 {
+		t.Fatalf("POST /login with JWT turned off: %d", st)
+	}
+	if err := srv.Reconfigure(Live{CertFile: "x.pem", KeyFile: "x.key"}); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("turning TLS on by a reload: %v", err)
+	}
+}
