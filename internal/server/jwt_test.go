@@ -39,19 +39,7 @@ func TestJWTPerKeyUsers(t *testing.T) {
 	}
 	hs := httptest.NewServer(New(Config{Live: Live{JWT: auth}}, s, m, log).Handler())
 	defer hs.Close()
-	call := func(method, path, body string, h map[string]string) (int, string) {
-		req, _ := http.NewRequest(method, hs.URL+path, strings.NewReader(body))
-		for k, v := range h {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := func(method, path, body string, h map[string]string) (int, string) { return do(t, method, hs.URL+path, body, h) }
 	msg := `"` + "03c8e312c61a5fd8e9d6ff1d5dccf900e10b5769e55738eb365e99636e3c3fd1d76c006b82198cb179e8306c1bedd08f12dc863f328886df0202e90700c0843d0000a26828841890d3f3a2a1d4083839c7a882fe050100" + `"`
 	if st, b := call("POST", "/keys/"+tv.K4PKH, msg, nil); st != 401 || b != "token required" {
 		t.Fatalf("no token: %d %s", st, b)
@@ -102,17 +90,8 @@ func TestReconfigureJWT(t *testing.T) {
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	call := func(method, path string, h map[string]string) int {
-		req, _ := http.NewRequest(method, hs.URL+path, nil)
-		for k, v := range h {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode
+		st, _ := do(t, method, hs.URL+path, "", h)
+		return st
 	}
 	login := func(u string) int {
 		return call("POST", "/login", map[string]string{"username": u, "password": "87GridNEG3gKZ3I!"})
@@ -156,4 +135,20 @@ func TestReconfigureJWT(t *testing.T) {
 	if err := srv.Reconfigure(Live{CertFile: "x.pem", KeyFile: "x.key"}); err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Fatalf("turning TLS on by a reload: %v", err)
 	}
+}
+
+// do sends one request with headers h and returns the status and body.
+func do(t *testing.T, method, url, body string, h map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -216,25 +216,4 @@ func (b *Buffer) WaitCount(ctx context.Context, s string, n int) bool {
 
 // WaitFor waits until the output holds s, woken by each write (no polling), and reports whether
 // it does; it gives up when ctx ends.
-func (b *Buffer) WaitFor(ctx context.Context, s string) bool {
-	from := 0 // the output before from was searched already
-	for {
-		b.mu.Lock()
-		data := b.b.Bytes()
-		if bytes.Contains(data[from:], []byte(s)) {
-			b.mu.Unlock()
-			return true
-		}
-		from = max(0, len(data)-len(s)+1)
-		if b.wake == nil {
-			b.wake = make(chan struct{})
-		}
-		wake := b.wake
-		b.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return strings.Contains(b.String(), s)
-		}
-	}
-}
+func (b *Buffer) WaitFor(ctx context.Context, s string) bool { return b.WaitCount(ctx, s, 1) }
