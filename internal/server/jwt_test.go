@@ -39,7 +39,9 @@ func TestJWTPerKeyUsers(t *testing.T) {
 	}
 	hs := httptest.NewServer(New(Config{Live: Live{JWT: auth}}, s, m, log).Handler())
 	defer hs.Close()
-	call := func(method, path, body string, h map[string]string) (int, string) { return do(t, method, hs.URL+path, body, h) }
+	call := func(method, path, body string, h map[string]string) (int, string) {
+		return do(t, method, hs.URL+path, body, h)
+	}
 	msg := `"` + "03c8e312c61a5fd8e9d6ff1d5dccf900e10b5769e55738eb365e99636e3c3fd1d76c006b82198cb179e8306c1bedd08f12dc863f328886df0202e90700c0843d0000a26828841890d3f3a2a1d4083839c7a882fe050100" + `"`
 	if st, b := call("POST", "/keys/"+tv.K4PKH, msg, nil); st != 401 || b != "token required" {
 		t.Fatalf("no token: %d %s", st, b)
