@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,10 +195,7 @@ func decodeMark(msg json.RawMessage) (watermark.Mark, error) {
 		Hash      *string `json:"hash"`
 		Signature *string `json:"signature"`
 	}
-	if bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
-		return watermark.Mark{}, errors.New("null instead of an object")
-	}
-	if err := json.Unmarshal(msg, &in); err != nil {
+	if err := json.Unmarshal(msg, &in); err != nil { // null leaves in empty: "level is missing"
 		return watermark.Mark{}, err
 	}
 	if in.Level == nil {

@@ -241,6 +241,7 @@ func TestDecodeMarkBounds(t *testing.T) {
 		`{"level": 5, "signature": "sig"}`,
 		`{"level": 5, "hash": "` + h + `", "signature": ""}`,
 		`{"level": 5, "hash": null, "signature": "sig"}`,
+		`null`, `{}`, `{"level": null}`, `[]`, `5`,
 	}
 	for _, s := range ok {
 		if _, err := decodeMark([]byte(s)); err != nil {
@@ -250,6 +251,23 @@ func TestDecodeMarkBounds(t *testing.T) {
 	for _, s := range bad {
 		if m, err := decodeMark([]byte(s)); err == nil {
 			t.Errorf("%s: read as %+v", s, m)
+		}
+	}
+}
+
+// TestDecodeSaysWhy: a chain file that is not what the reference writes is refused with the
+// JSON decoder's own words (where the file ends early, what it found instead of an object), for
+// the operator who repairs it (docs/operations.md).
+func TestDecodeSaysWhy(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]string{
+		`{"tz1": {"attestation": {"level": 5}`: "unexpected end of JSON input",
+		`[]`:                                   "cannot unmarshal array",
+		`null`:                                 "top level is not a JSON object",
+		`{"x": []}`:                            "cannot unmarshal array",
+	} {
+		if _, err := decode([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v (want %q)", text, err, want)
 		}
 	}
 }
