@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/backend"
+	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
 	"github.com/signatory-go/signatory/internal/watermark"
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
@@ -470,5 +472,152 @@ func TestStoreRefusals(t *testing.T) {
 		if strings.HasPrefix(e.Name(), "NetXnotachain") || strings.HasPrefix(e.Name(), watermarktest.Chain(3)) {
 			t.Errorf("%s was written", e.Name())
 		}
+	}
+}
+
+// TestSpendFileRefusals: each refusal of UpdateSpends and ListSpends leaves the spending files
+// as they were and never calls the update with a list it could not read: a key hash that is no
+// key address (a path made from it would leave the directory), a cancelled context, a closed
+// store, a corrupt file, an update's own error, a directory where the files go, and a file that
+// cannot be replaced; ListSpends skips what is not a key's file and fails on a corrupt one.
+func TestSpendFileRefusals(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	s, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pkh := watermarktest.PKH(0)
+	one := []spending.Spend{{ID: "a", Amount: 1, At: time.Unix(1e9, 0)}}
+	called := false
+	set := func(list []spending.Spend) func([]spending.Spend) ([]spending.Spend, error) {
+		called = false
+		return func([]spending.Spend) ([]spending.Spend, error) { called = true; return list, nil }
+	}
+	ctx := t.Context()
+	if err := s.UpdateSpends(ctx, "../../escape", set(one)); fault.KindOf(err) != fault.BadRequest || called {
+		t.Fatalf("a key hash that is a path: %v (called %v)", err, called)
+	}
+	if _, err := os.Stat(filepath.Join(base, "..", "escape.json")); !os.IsNotExist(err) {
+		t.Fatalf("a file outside the directory: %v", err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.UpdateSpends(done, pkh, set(one)); fault.KindOf(err) != fault.Unavailable || called {
+		t.Fatalf("a cancelled context: %v (called %v)", err, called)
+	}
+	if _, err := s.ListSpends(done); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("ListSpends with a cancelled context: %v", err)
+	}
+	if list, err := s.ListSpends(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("no spending directory yet: %v %v", list, err)
+	}
+	if err := s.UpdateSpends(ctx, pkh, set(one)); err != nil || !called {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.spendDir(), pkh+".json")
+	written, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The update's own error writes nothing.
+	if err := s.UpdateSpends(ctx, pkh, func([]spending.Spend) ([]spending.Spend, error) { return nil, errors.New("no") }); err == nil || err.Error() != "no" {
+		t.Fatalf("the update's error: %v", err)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, written) {
+		t.Fatal("a failed update changed the file")
+	}
+	// A key's file that cannot be read (a directory in its place): refused before the update.
+	other := watermarktest.PKH(1)
+	otherPath := filepath.Join(s.spendDir(), other+".json")
+	if err := os.Mkdir(otherPath, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateSpends(ctx, other, set(one)); err == nil || called {
+		t.Fatalf("a directory where the key's file is read: %v (called %v)", err, called)
+	}
+	if list, err := s.ListSpends(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("ListSpends beside a directory named as a key's file: %v %v (want it skipped)", list, err)
+	}
+	// A key's file that cannot be replaced (read before, a directory now): refused, and the
+	// list in memory is still the one on disk.
+	if err := os.Remove(otherPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateSpends(ctx, other, set(one)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(otherPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(otherPath, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	two := append(slices.Clone(one), spending.Spend{ID: "b", Amount: 2, At: time.Unix(1e9, 0)})
+	if err := s.UpdateSpends(ctx, other, set(two)); err == nil || !called {
+		t.Fatalf("a key's file that cannot be replaced: %v (called %v)", err, called)
+	}
+	if err := os.RemoveAll(otherPath); err != nil {
+		t.Fatal(err)
+	}
+	var given []spending.Spend
+	if err := s.UpdateSpends(ctx, other, func(l []spending.Spend) ([]spending.Spend, error) { given = l; return l, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(given) != 1 {
+		t.Fatalf("after a failed write the update was given %v, want the list on disk before it", given)
+	}
+	if err := os.Remove(otherPath); err != nil {
+		t.Fatal(err)
+	}
+	// What is not a key's file is skipped by ListSpends.
+	for _, name := range []string{"notes.txt", "not-a-key.json"} {
+		if err := os.WriteFile(filepath.Join(s.spendDir(), name), []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if list, err := s.ListSpends(ctx); err != nil || len(list) != 1 || len(list[pkh]) != 1 {
+		t.Fatalf("ListSpends beside other files: %v %v", list, err)
+	}
+	// A corrupt file: the update is never called with a list it could not read, and the file
+	// stays for the operator.
+	third := watermarktest.PKH(2)
+	corrupt := filepath.Join(s.spendDir(), third+".json")
+	if err := os.WriteFile(corrupt, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateSpends(ctx, third, set(one)); err == nil || called {
+		t.Fatalf("a corrupt spending file: %v (called %v)", err, called)
+	}
+	if _, err := s.ListSpends(ctx); err == nil || !strings.Contains(err.Error(), third) {
+		t.Fatalf("ListSpends with a corrupt file: %v", err)
+	}
+	if now, _ := os.ReadFile(corrupt); string(now) != "{not json" {
+		t.Fatal("the corrupt file was changed")
+	}
+	// The spending directory is a file: nothing can be written or listed.
+	base2 := t.TempDir()
+	s2, err := Open(base2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := os.WriteFile(s2.spendDir(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.UpdateSpends(ctx, pkh, set(one)); err == nil {
+		t.Fatal("spends written where the directory is a file")
+	}
+	if _, err := s2.ListSpends(ctx); err == nil {
+		t.Fatal("ListSpends where the directory is a file")
+	}
+	// After Close, refused without reading or writing.
+	s.Close()
+	if err := s.UpdateSpends(ctx, pkh, set(nil)); !errors.Is(err, watermark.ErrClosed) || called {
+		t.Fatalf("after Close: %v (called %v)", err, called)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, written) {
+		t.Fatal("a closed store changed a spending file")
 	}
 }

@@ -70,9 +70,7 @@ func (s *Store) UpdateSpends(ctx context.Context, pkh string, f func([]spending.
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.spendDir(), 0o700); err != nil {
-		return fault.Wrap(fault.Internal, err)
-	}
+	_ = os.MkdirAll(s.spendDir(), 0o700) // when it fails, so does the write below, which says why
 	if err := durable.WriteBytes(path, ".spend-tmp-", spending.Encode(next)); err != nil {
 		return fault.Wrap(fault.Internal, fmt.Errorf("spending list %s: %w", path, err))
 	}
@@ -114,11 +112,10 @@ func (s *Store) ListSpends(ctx context.Context) (map[string][]spending.Spend, er
 		if !ok || e.IsDir() {
 			continue
 		}
-		path, err := s.spendPath(pkh)
-		if err != nil {
-			continue
+		if _, err := b58.ParsePublicKeyHash([]byte(pkh)); err != nil {
+			continue // not a key's file
 		}
-		list, err := readSpends(path)
+		list, err := readSpends(filepath.Join(s.spendDir(), e.Name()))
 		if err != nil {
 			return nil, err
 		}
