@@ -255,13 +255,9 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 	}
 }
 
-// makeDir creates dir with mode 0700 and makes its entry durable when it is new.
+// makeDir creates dir with mode 0700 when it is missing, and makes its entry durable (once per
+// Open: an fsync of its parent costs nothing worth a check whether it is new).
 func makeDir(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}

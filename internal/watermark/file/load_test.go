@@ -621,3 +621,32 @@ func TestSpendFileRefusals(t *testing.T) {
 		t.Fatal("a closed store changed a spending file")
 	}
 }
+
+// TestLoadedChainJournals: a chain read from its chain file at Open is journaled like a new one:
+// its next mark goes to a journal, and its chain file is rewritten only later.
+func TestLoadedChainJournals(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	s, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	if err := s.Close(); err != nil { // a clean stop: the chain file only
+		t.Fatal(err)
+	}
+	s, err = Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c := s.chainFor(t, watermarktest.Chain(0)); !c.journaled {
+		t.Fatal("a chain read from its file is not journaled")
+	}
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
+	journals, _ := filepath.Glob(filepath.Join(base, DirName, watermarktest.Chain(0)+".*.journal"))
+	if len(journals) != 1 {
+		t.Fatalf("journals after a mark on a loaded chain: %v", journals)
+	}
+}
