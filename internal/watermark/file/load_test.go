@@ -650,3 +650,40 @@ func TestLoadedChainJournals(t *testing.T) {
 		t.Fatalf("journals after a mark on a loaded chain: %v", journals)
 	}
 }
+
+// TestCorruptChainFileWithJournal: a chain file that cannot be read beside a journal is neither
+// rewritten from the journal nor is the journal removed: the marks the corrupt file holds would be
+// lost, and after the next start the chain would sign below them. The chain refuses to sign, and
+// both files stay for the operator, through Open and Close.
+func TestCorruptChainFileWithJournal(t *testing.T) {
+	t.Parallel()
+	base, epoch := crashWithJournalOnly(t)
+	dir := filepath.Join(base, DirName)
+	chainFile := filepath.Join(dir, watermarktest.Chain(0)+".json")
+	journal := filepath.Join(dir, journalName(watermarktest.Chain(0), epoch))
+	corrupt := []byte(`{"` + watermarktest.PKH(0) + `": {"block": {"level": 90`) // cut short
+	if err := os.WriteFile(chainFile, corrupt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	journalBytes, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1)); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("a chain whose file is corrupt advanced: %v", err)
+	}
+	if err := s.Health(t.Context()); err == nil {
+		t.Fatal("Health of a store with a corrupt chain file")
+	}
+	s.Close()
+	if now, _ := os.ReadFile(chainFile); !bytes.Equal(now, corrupt) {
+		t.Fatalf("the corrupt chain file was rewritten: %s", now)
+	}
+	if now, err := os.ReadFile(journal); err != nil || !bytes.Equal(now, journalBytes) {
+		t.Fatalf("the journal beside a corrupt chain file was changed or removed: %v", err)
+	}
+}
