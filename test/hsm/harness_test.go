@@ -62,6 +62,11 @@ func newHSM(t *testing.T) *hsm {
 // consensus for pkhs.
 func (h *hsm) writeConfig(pkhs []string) {
 	h.Addr, h.UtilityAddr = testdaemon.FreeAddr(h.t), testdaemon.FreeAddr(h.t)
+	h.rewriteConfig(pkhs)
+}
+
+// rewriteConfig writes the config on the ports the daemon has (for a reload).
+func (h *hsm) rewriteConfig(pkhs []string) {
 	h.WriteConfig(fmt.Sprintf(`vaults:
   hsm:
     driver: pkcs11

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
@@ -175,4 +178,54 @@ func TestGenerateAndImportWithTheCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestReloadKeepsTheToken reloads the config (SIGHUP) three times while a client signs with a
+// token key: the vault is opened again beside the old one, which is closed after its last
+// request. Closing the old vault's sessions must not log the new one out (a PKCS#11 login
+// belongs to the process, not the session), so every request signs; a key the new config drops
+// is refused (403), and added again it signs.
+func TestReloadKeepsTheToken(t *testing.T) {
+	t.Parallel()
+	h, pkhs := started(t)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	wg.Go(func() {
+		for !stop.Load() {
+			if status, sig := h.Sign(pkhs[0], transaction); status != 200 {
+				errs <- fmt.Errorf("transaction during the reloads: %d %s", status, sig)
+				return
+			}
+		}
+	})
+	for i := 1; i <= 3; i++ {
+		keep := pkhs
+		if i%2 == 1 {
+			keep = pkhs[:2]
+		}
+		h.rewriteConfig(keep)
+		h.Signal(syscall.SIGHUP)
+		if !h.WaitLogCount("config reloaded", i, 2*time.Minute) {
+			t.Fatalf("reload %d:\n%s", i, h.Logs())
+		}
+		p := attestation(int32(i), 0, 0)
+		status, sig := h.Sign(pkhs[1], p)
+		if status != 200 {
+			t.Fatalf("reload %d: %d %s", i, status, sig)
+		}
+		if err := h.Verify(pkhs[1], p, sig); err != nil {
+			t.Fatal(err)
+		}
+		if status, msg := h.Sign(pkhs[2], transaction); i%2 == 1 && status != 403 || i%2 == 0 && status != 200 {
+			t.Fatalf("reload %d: the key dropped and added again: %d %s", i, status, msg)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	h.CheckAlive()
 }
