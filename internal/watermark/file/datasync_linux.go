@@ -5,9 +5,9 @@ import (
 	"syscall"
 )
 
-// datasync makes f's written data durable without its metadata when the size is unchanged
+// fdatasync makes f's written data durable without its metadata when the size is unchanged
 // (fdatasync): a journal is preallocated, so a record costs one device flush.
-func datasync(f *os.File) error {
+func fdatasync(f *os.File) error {
 	for {
 		err := syscall.Fdatasync(int(f.Fd()))
 		if err != syscall.EINTR {

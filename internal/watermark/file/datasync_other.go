@@ -4,5 +4,5 @@ package file
 
 import "os"
 
-// datasync is f.Sync where fdatasync is not available.
-func datasync(f *os.File) error { return f.Sync() }
+// fdatasync is f.Sync where fdatasync is not available.
+func fdatasync(f *os.File) error { return f.Sync() }

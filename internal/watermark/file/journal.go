@@ -141,6 +141,10 @@ var errJournalFull = errors.New("journal full")
 // startRecordSize is the size of the empty record a journal starts with.
 var startRecordSize = int64(len(appendRecord(nil, 0, []byte("{}"))))
 
+// datasync makes a journal's records durable (fdatasync); a variable, so that tests can make it
+// fail.
+var datasync = fdatasync
+
 // journalName is the file name of chain's journal of epoch.
 func journalName(chain string, epoch uint64) string {
 	return chain + "." + strconv.FormatUint(epoch, 10) + journalSuffix
@@ -172,21 +176,11 @@ func createJournal(dir, chain string, epoch uint64, size int64) (*journal, error
 	if err := writeDurable(path, data); err != nil {
 		return nil, err
 	}
-	return openJournal(dir, chain, epoch, int(startRecordSize))
-}
-
-// openJournal opens chain's journal of epoch to append after tail.
-func openJournal(dir, chain string, epoch uint64, tail int) (*journal, error) {
-	f, err := os.OpenFile(filepath.Join(dir, journalName(chain, epoch)), os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &journal{f: f, dir: dir, chain: chain, size: fi.Size(), off: int64(tail), epoch: epoch}, nil
+	return &journal{f: f, dir: dir, chain: chain, size: size, off: startRecordSize, epoch: epoch}, nil
 }
 
 // append writes one record and makes it durable; errJournalFull when it does not fit.

@@ -8,8 +8,10 @@ const tmpPrefix = ".watermark-tmp-"
 
 // writeDurable replaces path by data so that after it returns nil the new content survives a
 // crash (durable.WriteFile). On error path is either untouched or already holds data; the temp
-// file is removed.
-func writeDurable(path string, data []byte) error {
+// file is removed. A variable, so that tests can make it fail.
+var writeDurable = writeDurableFile
+
+func writeDurableFile(path string, data []byte) error {
 	return durable.WriteBytes(path, tmpPrefix, data)
 }
 

@@ -1,0 +1,156 @@
+package file
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// The journal's failures, made by replacing datasync and writeDurable (package variables): these
+// tests are not parallel, and the package's parallel tests start only after them.
+
+// chainFileLevel is the block level of key 0 that s's chain file of chain 0 holds on disk.
+func chainFileLevel(t *testing.T, s *Store) int32 {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.Dir(), watermarktest.Chain(0)+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark.Level
+}
+
+// TestFailedSyncIsNoAcknowledgement: a journal record whose fdatasync fails is not durable: its
+// batch is refused, and the next one writes the chain file.
+func TestFailedSyncIsNoAcknowledgement(t *testing.T) {
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1)) // the chain file, then a journal
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1)) // the journal
+	failed := errors.New("EIO")
+	datasync = func(*os.File) error { return failed }
+	_, err = s.Advance(t.Context(), k, watermarktest.Mark(7, 0, 1))
+	datasync = fdatasync
+	if !errors.Is(err, failed) {
+		t.Fatalf("a record whose fdatasync failed: %v (want the batch refused)", err)
+	}
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(8, 0, 1))
+	if got := chainFileLevel(t, s); got != 8 {
+		t.Fatalf("after a failed journal the next batch left the chain file at %d, want 8", got)
+	}
+}
+
+// TestJournalCreationFails: a journal whose creation fails (its write succeeded, its fsync did
+// not) is not used: the chain goes on writing its chain file at every batch, and when a full
+// journal cannot be replaced, the full one is kept and the chain file written.
+func TestJournalCreationFails(t *testing.T) {
+	failJournals := func(path string, data []byte) error {
+		if strings.HasSuffix(path, journalSuffix) {
+			_ = os.WriteFile(path, data, 0o600) // on disk, but not durable
+			return errors.New("fsync: EIO")
+		}
+		return writeDurableFile(path, data)
+	}
+	t.Run("missing", func(t *testing.T) { // written nowhere, yet reported written
+		s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		writeDurable = func(path string, data []byte) error {
+			if strings.HasSuffix(path, journalSuffix) {
+				return nil
+			}
+			return writeDurableFile(path, data)
+		}
+		defer func() { writeDurable = writeDurableFile }()
+		k := watermarktest.Key(0, 0, watermark.Block)
+		for level := int32(5); level <= 7; level++ {
+			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+		}
+	})
+	t.Run("first", func(t *testing.T) {
+		s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		writeDurable = failJournals
+		defer func() { writeDurable = writeDurableFile }()
+		k := watermarktest.Key(0, 0, watermark.Block)
+		for level := int32(5); level <= 7; level++ {
+			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+			if got := chainFileLevel(t, s); got != level {
+				t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
+			}
+		}
+	})
+	t.Run("next", func(t *testing.T) {
+		s, err := Open(t.TempDir(), WithJournal(4096), WithChainFileLag(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		k := watermarktest.Key(0, 0, watermark.Block)
+		watermarktest.MustAdvance(t, s, k, watermarktest.Mark(1, 0, 1))
+		writeDurable = failJournals
+		defer func() { writeDurable = writeDurableFile }()
+		// Records until the journal is full and the chain file is written instead (the journal
+		// is at least 64 KiB: a few hundred records).
+		level := int32(2)
+		for ; ; level++ {
+			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+			if chainFileLevel(t, s) == level {
+				break
+			}
+			if level == 5000 {
+				t.Fatal("the journal never filled")
+			}
+		}
+		level++
+		for range 3 { // the full journal kept, its replacement failing: the chain file each time
+			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+			if got := chainFileLevel(t, s); got != level {
+				t.Fatalf("a mark at %d with the journal full: the chain file holds %d", level, got)
+			}
+			level++
+		}
+	})
+}
+
+// TestParseJournalName: only <chain>.<epoch>.journal, with a chain and a decimal epoch, names a
+// journal.
+func TestParseJournalName(t *testing.T) {
+	t.Parallel()
+	if chain, epoch, ok := parseJournalName("NetXdQprcVkpaWU.12.journal"); !ok || chain != "NetXdQprcVkpaWU" || epoch != 12 {
+		t.Fatalf("a journal's name: %q %d %v", chain, epoch, ok)
+	}
+	for _, name := range []string{"NetXdQprcVkpaWU.12", ".12.journal", "12.journal", "NetXdQprcVkpaWU.x.journal", "NetXdQprcVkpaWU..journal", "NetXdQprcVkpaWU.-1.journal"} {
+		if chain, epoch, ok := parseJournalName(name); ok {
+			t.Errorf("%q read as the journal of %q, epoch %d", name, chain, epoch)
+		}
+	}
+}
+
+// TestReplayUndecodableRecord: a whole record (its checksum right) whose content is not a chain
+// state is damage, named with its offset: the chain refuses to sign rather than guess.
+func TestReplayUndecodableRecord(t *testing.T) {
+	t.Parallel()
+	data := appendRecord(nil, 3, []byte("{}"))
+	data = appendRecord(data, 3, []byte("not json"))
+	if _, err := replayJournal(emptyState(), data, 3); err == nil || !strings.Contains(err.Error(), "offset") {
+		t.Fatalf("a record that does not decode: %v", err)
+	}
+}
