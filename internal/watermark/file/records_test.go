@@ -291,3 +291,26 @@ func TestDecodeKeepsEveryClass(t *testing.T) {
 		}
 	}
 }
+
+// TestRaiseSkipsEmptySlots: a record that touches one class of a key leaves its other classes
+// alone, a mark below zero (the reader accepts the int32 range) included.
+func TestRaiseSkipsEmptySlots(t *testing.T) {
+	t.Parallel()
+	pkh := watermarktest.PKH(0)
+	st, err := decode([]byte(`{"` + pkh + `": {"block": {"level": -5}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := decode([]byte(`{"` + pkh + `": {"attestation": {"level": 3}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raise(st, part)
+	slots := st.marks[pkh]
+	if b := slots[classIndex(watermark.Block)]; !b.ok || b.mark.Level != -5 {
+		t.Fatalf("the block mark after a record of attestations: %+v", b)
+	}
+	if a := slots[classIndex(watermark.Attestation)]; !a.ok || a.mark.Level != 3 {
+		t.Fatalf("the attestation mark: %+v", a)
+	}
+}

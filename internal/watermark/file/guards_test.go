@@ -1,0 +1,187 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// The remaining guards of the lock and of the store's read paths, each held by a test (found by
+// statement removal, docs/testing.md).
+
+// TestLockFileFailures: a lock file that cannot be opened says so; a failed lock attempt leaves
+// no descriptor open; the holder's line is bounded; release is idempotent; Holder on a directory
+// with no lock file reports nothing held.
+func TestLockFileFailures(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, LockName), 0o700); err != nil { // a directory in its place
+		t.Fatal(err)
+	}
+	if _, err := lockDir(dir); err == nil || !strings.Contains(err.Error(), "cannot open the lock file") {
+		t.Fatalf("a lock file that is a directory: %v", err)
+	}
+
+	dir = t.TempDir()
+	args := os.Args
+	os.Args = []string{"signatory", strings.Repeat("x", 5000)}
+	held, err := lockDir(dir)
+	os.Args = args
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, LockName)); len(b) > 512 {
+		t.Fatalf("the holder's line is %d bytes, want at most 512", len(b))
+	}
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd here")
+		}
+		return len(entries)
+	}
+	before := fds()
+	for range 20 {
+		if _, err := lockDir(dir); !errors.Is(err, ErrLocked) {
+			t.Fatalf("a second lock: %v", err)
+		}
+	}
+	if after := fds(); after > before+2 {
+		t.Fatalf("20 failed lock attempts left %d descriptors open", after-before)
+	}
+	if err := held.release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.release(); err != nil {
+		t.Fatalf("a second release: %v", err)
+	}
+	if holder, ok := Holder(t.TempDir()); ok || holder != "" {
+		t.Fatalf("Holder with no lock file: %q %v", holder, ok)
+	}
+}
+
+// TestReadPathRefusals: Load refuses an invalid key and a cancelled context, List a cancelled
+// context, Health a closed store.
+func TestReadPathRefusals(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	for _, bad := range []watermark.Key{{Chain: k.Chain, PKH: "", Class: k.Class}, {Chain: k.Chain, PKH: k.PKH, Class: "nonsense"}} {
+		if _, _, err := s.Load(t.Context(), bad); err == nil {
+			t.Fatalf("Load of an invalid key %+v", bad)
+		}
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := s.Load(done, k); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("Load with a cancelled context: %v", err)
+	}
+	if _, err := s.List(done); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("List with a cancelled context: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(t.Context()); !errors.Is(err, watermark.ErrClosed) {
+		t.Fatalf("Health after Close: %v", err)
+	}
+}
+
+// TestHealthNamesInOrder: corrupt chains are named in one message, in the same order every time
+// (sorted), whatever order the chains are visited in.
+func TestHealthNamesInOrder(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(i)+".json"), []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	health := func() string {
+		s, err := Open(base, ReadOnly()) // each Open visits its chains in an order of its own
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		err = s.Health(t.Context())
+		if err == nil {
+			t.Fatal("no error for four corrupt chains")
+		}
+		return err.Error()
+	}
+	first := health()
+	for range 30 {
+		if msg := health(); msg != first {
+			t.Fatalf("Health's message changed between two opens:\n%s\n%s", first, msg)
+		}
+	}
+}
+
+// TestCloseAnswersEveryAcknowledgedMark: Advances racing with Close are either refused or
+// acknowledged, and every acknowledged mark is in the chain file after Close: Close waits for
+// the writers before it compacts and releases the lock.
+func TestCloseAnswersEveryAcknowledgedMark(t *testing.T) {
+	t.Parallel()
+	for range 5 {
+		base := t.TempDir()
+		s, err := Open(base, WithJournal(DefaultJournalSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		acked := map[int]int32{}
+		for i := range 16 {
+			wg.Go(func() {
+				for level := int32(1); level <= 20; level++ {
+					if _, err := s.Advance(t.Context(), watermarktest.Key(0, i, watermark.Block), watermarktest.Mark(level, 0, 1)); err != nil {
+						return
+					}
+					mu.Lock()
+					acked[i] = level
+					mu.Unlock()
+				}
+			})
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		after := map[int]int32{}
+		for i, l := range acked {
+			after[i] = l
+		}
+		mu.Unlock()
+		wg.Wait()
+		data, err := os.ReadFile(filepath.Join(base, DirName, watermarktest.Chain(0)+".json"))
+		if err != nil && len(after) > 0 {
+			t.Fatal(err)
+		}
+		st := emptyState()
+		if err == nil {
+			if st, err = decode(data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, level := range after {
+			if got := st.marks[watermarktest.PKH(i)][classIndex(watermark.Block)].mark.Level; got < level {
+				t.Fatalf("key %d: acknowledged at %d before Close returned, the chain file holds %d", i, level, got)
+			}
+		}
+	}
+}
