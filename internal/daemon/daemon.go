@@ -38,9 +38,10 @@ type Daemon struct {
 	svc      liveService
 	retiring sync.WaitGroup // generations replaced, until their vaults are closed
 
-	reloadMu sync.Mutex // held by Reload; guards cfg and srv
+	reloadMu sync.Mutex // held by Reload; guards cfg, srv and closed
 	cfg      *config.Config
 	srv      *server.Server
+	closed   bool // by Close: no reload after it
 }
 
 // Signer returns the signer of the config in force.
@@ -49,10 +50,23 @@ func (d *Daemon) Signer() *signer.Signer { return d.svc.cur.Load().signer }
 // Vaults returns the vaults of the config in force.
 func (d *Daemon) Vaults() []vault.Vault { return d.svc.cur.Load().vaults }
 
-// Close waits for the vaults of replaced configs to close, then closes the signer and everything
-// it holds (vaults, store, journal).
+// retireGrace bounds how long Close waits for the requests of replaced configs (a vault that
+// never answers must not hold the process): the servers' own shutdown grace.
+const retireGrace = 10 * time.Second
+
+// Close stops reloads, waits (up to retireGrace) for the vaults of replaced configs to close, then
+// closes the signer and everything it holds (vaults, store, journal).
 func (d *Daemon) Close() error {
-	d.retiring.Wait()
+	d.reloadMu.Lock()
+	d.closed = true
+	d.reloadMu.Unlock()
+	retired := make(chan struct{})
+	go func() { d.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-time.After(retireGrace):
+		d.log.Warn("closing while a request of a replaced config is still in a vault")
+	}
 	return d.Signer().Close()
 }
 

@@ -47,6 +47,9 @@ func (d *Daemon) Reload(ctx context.Context) (err error) {
 		}
 		d.Metrics.ConfigReloads.WithLabelValues("applied").Inc()
 	}()
+	if d.closed {
+		return errors.New("the signer is shutting down")
+	}
 	if d.Load == nil {
 		return errors.New("no config file to reload")
 	}

@@ -270,6 +270,21 @@ func TestReloadClosesOldVaults(t *testing.T) {
 	}
 }
 
+// TestNoReloadAfterClose: a reload that arrives while the daemon closes (a POST /reload past the
+// servers' shutdown) is refused and opens nothing.
+func TestNoReloadAfterClose(t *testing.T) {
+	e := newReloadEnv(t)
+	if err := e.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reload(e.config("", consensus(e.pkhs[0], e.pkhs[1]))); err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("a reload after Close: %v", err)
+	}
+	if e.d.Signer().Known(e.pkhs[1]) {
+		t.Fatal("a reload after Close was applied")
+	}
+}
+
 // TestGenerationsUnderRace: requests take the generation in force while reloads replace it; no
 // request ever holds a generation after its retirement ended.
 func TestGenerationsUnderRace(t *testing.T) {
