@@ -1,6 +1,7 @@
 package spending
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -236,5 +237,49 @@ func TestSpendUsageReported(t *testing.T) {
 		if got := sat(c[0], c[1]); got != c[2] {
 			t.Errorf("sat(%d, %d) = %d; want %d", c[0], c[1], got, c[2])
 		}
+	}
+}
+
+// queuedStore is a Store of one list whose UpdateSpends runs wait before it reads the list: the
+// time a request spends queued on the key's list behind others.
+type queuedStore struct {
+	list []Spend
+	wait func()
+}
+
+func (q *queuedStore) UpdateSpends(ctx context.Context, pkh string, f func([]Spend) ([]Spend, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.wait()
+	next, err := f(slices.Clone(q.list))
+	if err != nil {
+		return err
+	}
+	q.list = next
+	return nil
+}
+
+func (q *queuedStore) ListSpends(context.Context) (map[string][]Spend, error) {
+	return map[string][]Spend{"k": q.list}, nil
+}
+
+// TestRecordAfterHangUp: a client that hangs up while its request is queued on the key's list
+// gets its context's error, and nothing is recorded: its request will not be signed, so it must
+// not use the window.
+func TestRecordAfterHangUp(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	q := &queuedStore{wait: cancel}
+	w := Windows{Amount: 10e6, AmountPeriod: time.Hour}
+	if _, err := Record(ctx, q, "k", Spend{ID: "a", Amount: 1e6, At: time.Now()}, w); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Record after the client hung up: %v", err)
+	}
+	if len(q.list) != 0 {
+		t.Fatalf("a hung-up request was recorded: %+v", q.list)
+	}
+	q.wait = func() {}
+	if _, err := Record(t.Context(), q, "k", Spend{ID: "b", Amount: 1e6, At: time.Now()}, w); err != nil || len(q.list) != 1 {
+		t.Fatalf("Record: %v %+v", err, q.list)
 	}
 }
