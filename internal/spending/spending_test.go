@@ -283,3 +283,19 @@ func TestRecordAfterHangUp(t *testing.T) {
 		t.Fatalf("Record: %v %+v", err, q.list)
 	}
 }
+
+// TestDecodeEmpty: an empty stored value (a store's key created without a list yet) is an empty
+// list, not a corrupt one; anything else must be a list.
+func TestDecodeEmpty(t *testing.T) {
+	t.Parallel()
+	for _, b := range [][]byte{nil, {}} {
+		if list, err := Decode(b); err != nil || len(list) != 0 {
+			t.Fatalf("Decode(%q): %v %v", b, list, err)
+		}
+	}
+	for _, b := range []string{" ", "{}", "null x", `[{"digest":"00"}]`, `[{"digest":"` + strings.Repeat("00", 32) + `","amount":-1}]`} {
+		if _, err := Decode([]byte(b)); err == nil {
+			t.Errorf("Decode(%q) accepted", b)
+		}
+	}
+}
