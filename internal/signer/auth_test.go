@@ -1,0 +1,111 @@
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ecadlabs/gotez/v2/crypt"
+
+	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/tezos"
+	"github.com/signatory-go/signatory/internal/vault"
+)
+
+// authObserver records the statuses of failed authentications.
+type authObserver struct {
+	Nop
+	failed []int
+}
+
+func (o *authObserver) AuthFailed(status int, _ string) { o.failed = append(o.failed, status) }
+
+// TestAuthenticateRefusals: with server.authorized_keys set, a request without a signature gets
+// 401, one too long for any authorized key 400 before it is decoded, one that does not decode
+// 400, one by another key 403, and each failure is told to the observer; a signature by an
+// authorized key signs. Without authorized keys, none is asked for and none is listed.
+func TestAuthenticateRefusals(t *testing.T) {
+	t.Parallel()
+	client, _ := tezos.GenerateKey(tezos.Ed25519)
+	stranger, _ := tezos.GenerateKey(tezos.Ed25519)
+	obs := &authObserver{}
+	f := newFixture(t, tezos.Ed25519, "", func(c *Config) {
+		c.AuthorizedKeys = []crypt.PublicKey{client.Public()}
+		c.Observer = obs
+	})
+	pkh, err := tezos.ParsePublicKeyHash(f.pkh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := int32(0)
+	sign := func(auth string) error {
+		level++
+		_, err := f.s.Sign(t.Context(), &SignRequest{PKH: f.pkh, Message: attestationAt(level), Version: 2, Authentication: auth})
+		return err
+	}
+	by := func(k crypt.PrivateKey) string {
+		sig, err := k.Sign(tezos.AuthenticatedBytes(pkh, attestationAt(level+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig.String()
+	}
+	for _, c := range []struct {
+		name, auth string
+		kind       fault.Kind
+		msg        string
+	}{
+		{"none", "", fault.Unauthorized, "missing authentication signature"},
+		{"too long", strings.Repeat("1", tezos.MaxBase58Length+1), fault.BadRequest, "too long"},
+		{"not base58", "edsigNotASignature", fault.BadRequest, ""},
+		{"another key", by(stranger), fault.Forbidden, "invalid authentication signature"},
+	} {
+		if err := sign(c.auth); fault.KindOf(err) != c.kind || !strings.Contains(fmt.Sprint(err), c.msg) {
+			t.Errorf("%s: %v (want %v %q)", c.name, err, c.kind, c.msg)
+		}
+	}
+	if want := []int{401, 400, 400, 403}; fmt.Sprint(obs.failed) != fmt.Sprint(want) {
+		t.Fatalf("failures told to the observer: %v, want %v", obs.failed, want)
+	}
+	if err := sign(by(client)); err != nil {
+		t.Fatalf("an authorized client: %v", err)
+	}
+	if got := f.s.AuthorizedKeyHashes(); len(got) != 1 || got[0] != client.Public().Hash().String() {
+		t.Fatalf("AuthorizedKeyHashes: %v", got)
+	}
+	if got := newFixture(t, tezos.Ed25519, "", nil).s.AuthorizedKeyHashes(); got != nil {
+		t.Fatalf("AuthorizedKeyHashes without authorized keys: %#v, want nil", got)
+	}
+}
+
+// errKey is a vault key whose Sign fails with err.
+type errKey struct {
+	vault.Key
+	err error
+}
+
+func (k errKey) Sign(context.Context, []byte, *[32]byte, vault.SignOptions) (crypt.Signature, error) {
+	return nil, k.err
+}
+
+// TestSignCheckedErrors: a vault's error keeps its kind (a 503 stays a 503, not "invalid
+// signature"); a failed check is an Internal error whose client message says the vault returned
+// an invalid signature.
+func TestSignCheckedErrors(t *testing.T) {
+	t.Parallel()
+	priv, _ := tezos.GenerateKey(tezos.P256)
+	soft := &vault.SoftwareKey{Priv: priv, Ref: "k"}
+	msg := attestationAt(1)
+	down := fault.New(fault.Unavailable, "KMS throttled")
+	if _, _, err := SignChecked(t.Context(), errKey{soft, down}, priv.Public(), msg, nil, 2); !errors.Is(err, down) || fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("a vault that is down: %v", err)
+	}
+	for _, e := range []error{vault.ErrFault, fmt.Errorf("kms: %w", vault.ErrInvalidSignature)} {
+		_, _, err := SignChecked(t.Context(), errKey{soft, e}, priv.Public(), msg, nil, 2)
+		if msg, ok := fault.ClientMsg(err); fault.KindOf(err) != fault.Internal || !ok || msg != "the vault returned an invalid signature" {
+			t.Fatalf("%v: %v (client message %q)", e, err, msg)
+		}
+	}
+}
