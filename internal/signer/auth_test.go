@@ -109,3 +109,19 @@ func TestSignCheckedErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMissReloadBounded: the relisting a lookup miss starts bounds each vault's List
+// (ReloadTimeout): a vault that never answers must not hold every later miss.
+func TestMissReloadBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.Ed25519, "", nil)
+	if n := f.vault.deadlines.Load(); n != 0 {
+		t.Fatalf("the start-up listing had a deadline (%d)", n)
+	}
+	if _, err := f.s.PublicKey(t.Context(), "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU"); err == nil {
+		t.Fatal("unknown key found")
+	}
+	if n := f.vault.deadlines.Load(); n != 1 {
+		t.Fatalf("the miss's relisting ran %d Lists with a deadline, want 1", n)
+	}
+}

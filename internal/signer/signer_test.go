@@ -80,6 +80,7 @@ type fakeVault struct {
 	listErr     atomic.Pointer[error]
 	lists       atomic.Int32
 	sawCanceled atomic.Bool // a List ran with an ended context
+	deadlines   atomic.Int32 // Lists that ran with a deadline
 }
 
 func (v *fakeVault) Name() string   { return "fake" }
@@ -89,6 +90,9 @@ func (v *fakeVault) List(ctx context.Context) ([]vault.Key, error) {
 	v.lists.Add(1)
 	if ctx.Err() != nil {
 		v.sawCanceled.Store(true)
+	}
+	if _, ok := ctx.Deadline(); ok {
+		v.deadlines.Add(1)
 	}
 	if e := v.listErr.Load(); e != nil {
 		return nil, *e
