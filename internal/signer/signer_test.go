@@ -79,7 +79,7 @@ type fakeVault struct {
 	keys        []vault.Key
 	listErr     atomic.Pointer[error]
 	lists       atomic.Int32
-	sawCanceled atomic.Bool // a List ran with an ended context
+	sawCanceled atomic.Bool  // a List ran with an ended context
 	deadlines   atomic.Int32 // Lists that ran with a deadline
 }
 
