@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 
@@ -123,5 +125,81 @@ func TestMissReloadBounded(t *testing.T) {
 	}
 	if n := f.vault.deadlines.Load(); n != 1 {
 		t.Fatalf("the miss's relisting ran %d Lists with a deadline, want 1", n)
+	}
+}
+
+// TestMissFindsNewKey: a key added to a vault while the signer runs is found by the relisting a
+// miss starts; a miss while that relisting runs waits for it instead of answering 404; and a miss
+// after ReloadInterval relists again.
+func TestMissFindsNewKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.Ed25519, "", nil)
+	priv, _ := tezos.GenerateKey(tezos.Ed25519)
+	added := &vault.SoftwareKey{Priv: priv, Ref: "new"}
+	newPKH := priv.Public().Hash().String()
+	gate := make(chan struct{})
+	f.vault.mu.Lock()
+	f.vault.keys = append(f.vault.keys, added)
+	f.vault.gate = gate
+	f.vault.mu.Unlock()
+	lists := f.vault.lists.Load()
+	found := make(chan error, 1)
+	go func() { _, err := f.s.PublicKey(t.Context(), newPKH); found <- err }()
+	for f.vault.lists.Load() == lists { // the first miss's relisting is under way, held by the gate
+		runtime.Gosched()
+	}
+	// A second miss meanwhile waits for that relisting (here until its own deadline, the gate
+	// still closed) instead of answering 404 at once.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	_, err := f.s.PublicKey(ctx, newPKH)
+	cancel()
+	if fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("a miss during the relisting: %v (want it to wait, then give up with its context)", err)
+	}
+	close(gate)
+	if err := <-found; err != nil {
+		t.Fatalf("a key added to the vault: %v", err)
+	}
+	if _, err := f.s.PublicKey(t.Context(), newPKH); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.vault.lists.Load() - lists; n != 1 {
+		t.Fatalf("misses during one relisting listed %d times, want 1", n)
+	}
+	// After ReloadInterval, a miss relists again.
+	f.vault.mu.Lock()
+	f.vault.gate = nil
+	f.vault.mu.Unlock()
+	f.s.refresh.Lock()
+	f.s.lastRef = time.Now().Add(-ReloadInterval)
+	f.s.refresh.Unlock()
+	if _, err := f.s.PublicKey(t.Context(), "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU"); err == nil {
+		t.Fatal("unknown key found")
+	}
+	if n := f.vault.lists.Load() - lists; n != 2 {
+		t.Fatalf("a miss after the interval: %d lists in all, want 2", n)
+	}
+}
+
+// TestShareMarksRefusals: a threshold member's statement is made only for a well-formed key hash,
+// chain id and a 32-byte nonce (the requester's freshness): anything else is 400 before any
+// policy or key is read.
+func TestShareMarksRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.Ed25519, "", nil)
+	nonce := strings.Repeat("00", 32)
+	for _, c := range []struct{ name, pkh, chain, nonce string }{
+		{"key hash", "tz1NotAKeyHash", "NetXdQprcVkpaWU", nonce},
+		{"chain", f.pkh, "NetXnotachain", nonce},
+		{"short nonce", f.pkh, "NetXdQprcVkpaWU", "00"},
+		{"long nonce", f.pkh, "NetXdQprcVkpaWU", nonce + "00"},
+		{"not hex", f.pkh, "NetXdQprcVkpaWU", strings.Repeat("zz", 32)},
+	} {
+		if _, err := f.s.ShareMarks(t.Context(), c.pkh, c.chain, c.nonce); fault.KindOf(err) != fault.BadRequest {
+			t.Errorf("%s: %v (want 400)", c.name, err)
+		}
+	}
+	if _, err := f.s.ShareMarks(t.Context(), f.pkh, "NetXdQprcVkpaWU", nonce); fault.KindOf(err) != fault.Forbidden {
+		t.Fatalf("a key that is no share: %v (want 403)", err)
 	}
 }

@@ -81,7 +81,10 @@ type fakeVault struct {
 	lists       atomic.Int32
 	sawCanceled atomic.Bool  // a List ran with an ended context
 	deadlines   atomic.Int32 // Lists that ran with a deadline
+	mu          sync.Mutex
+	gate        chan struct{} // when set, List waits for it
 }
+
 
 func (v *fakeVault) Name() string   { return "fake" }
 func (v *fakeVault) Driver() string { return "fake" }
@@ -100,7 +103,13 @@ func (v *fakeVault) List(ctx context.Context) ([]vault.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return v.keys, nil
+	v.mu.Lock()
+	keys, gate := v.keys, v.gate
+	v.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return keys, nil
 }
 
 // fakeStore is the mem store with faults: Load or Advance failing, and a racing commit by
