@@ -85,7 +85,6 @@ type fakeVault struct {
 	gate        chan struct{} // when set, List waits for it
 }
 
-
 func (v *fakeVault) Name() string   { return "fake" }
 func (v *fakeVault) Driver() string { return "fake" }
 func (v *fakeVault) Close() error   { return nil }
