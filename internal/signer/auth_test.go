@@ -12,8 +12,10 @@ import (
 	"github.com/ecadlabs/gotez/v2/crypt"
 
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/vault"
+	wmmem "github.com/signatory-go/signatory/internal/watermark/mem"
 )
 
 // authObserver records the statuses of failed authentications.
@@ -201,5 +203,83 @@ func TestShareMarksRefusals(t *testing.T) {
 	}
 	if _, err := f.s.ShareMarks(t.Context(), f.pkh, "NetXdQprcVkpaWU", nonce); fault.KindOf(err) != fault.Forbidden {
 		t.Fatalf("a key that is no share: %v (want 403)", err)
+	}
+}
+
+// TestDeterministicNonceRefusals: a deterministic nonce (the baker's secret until it reveals it)
+// is given only for a well-formed key hash, a key listed in the config whose policy allows it, to
+// a client its authorized_keys name; Supports_deterministic_nonces says no for an unlisted key.
+// The nonce, and its hash when asked, are the key's own.
+func TestDeterministicNonceRefusals(t *testing.T) {
+	t.Parallel()
+	client, _ := tezos.GenerateKey(tezos.Ed25519)
+	other, _ := tezos.GenerateKey(tezos.Ed25519)
+	priv, _ := tezos.GenerateKey(tezos.Ed25519)
+	soft := &vault.SoftwareKey{Priv: priv, Ref: "k"}
+	pkh := priv.Public().Hash().String()
+	unlisted, _ := tezos.GenerateKey(tezos.Ed25519)
+	pol := &policy.Policy{PKH: pkh, AllowDeterministicNonce: true, AuthorizedKeys: []string{client.Public().Hash().String()}}
+	s, err := New(t.Context(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{soft, &vault.SoftwareKey{Priv: unlisted, Ref: "u"}}}},
+		Store: wmmem.NewStore(), Policies: map[string]*policy.Policy{pkh: pol},
+		AuthorizedKeys: []crypt.PublicKey{client.Public(), other.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("seed nonce data")
+	by := func(k crypt.PrivateKey, pkh string) crypt.Signature {
+		p, _ := tezos.ParsePublicKeyHash(pkh)
+		sig, err := k.Sign(tezos.AuthenticatedBytes(p, data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	ask := func(pkh string, auth crypt.Signature, hash bool) ([32]byte, error) {
+		return s.DeterministicNonce(t.Context(), &NonceRequest{PKH: pkh, Data: data, AuthSignature: auth, Hash: hash})
+	}
+	want, _ := tezos.DeterministicNonce(priv, data)
+	if got, err := ask(pkh, by(client, pkh), false); err != nil || got != want {
+		t.Fatalf("the authorized client: %x %v", got, err)
+	}
+	if got, err := ask(pkh, by(client, pkh), true); err != nil || got != tezos.DeterministicNonceHash(want) {
+		t.Fatalf("the nonce's hash: %x %v", got, err)
+	}
+	unlistedPKH := unlisted.Public().Hash().String()
+	for _, c := range []struct {
+		name, pkh string
+		auth      crypt.Signature
+		kind      fault.Kind
+	}{
+		{"key hash", "tz1NotAKeyHash", by(client, pkh), fault.BadRequest},
+		{"no authentication", pkh, nil, fault.Unauthorized},
+		{"a client the key does not name", pkh, by(other, pkh), fault.Forbidden},
+		{"a key not listed", unlistedPKH, by(client, unlistedPKH), fault.Forbidden},
+	} {
+		if _, err := ask(c.pkh, c.auth, false); fault.KindOf(err) != c.kind {
+			t.Errorf("%s: %v (want %v)", c.name, err, c.kind)
+		}
+	}
+	// A key listed, and in no vault: 404.
+	gone, _ := tezos.GenerateKey(tezos.Ed25519)
+	gonePKH := gone.Public().Hash().String()
+	s.cfg.Policies[gonePKH] = &policy.Policy{PKH: gonePKH, AllowDeterministicNonce: true}
+	if _, err := ask(gonePKH, by(client, gonePKH), false); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("a key in no vault: %v", err)
+	}
+	if _, err := s.SupportsDeterministicNonces(t.Context(), gonePKH); fault.KindOf(err) != fault.NotFound {
+		t.Fatalf("Supports for a key in no vault: %v", err)
+	}
+	pol.AllowDeterministicNonce = false
+	if _, err := ask(pkh, by(client, pkh), false); fault.KindOf(err) != fault.Forbidden {
+		t.Fatalf("a policy without allow_deterministic_nonce: %v", err)
+	}
+	if ok, err := s.SupportsDeterministicNonces(t.Context(), pkh); err != nil || ok {
+		t.Fatalf("Supports for a key not allowed: %v %v", ok, err)
+	}
+	if _, err := s.SupportsDeterministicNonces(t.Context(), unlistedPKH); fault.KindOf(err) != fault.Forbidden {
+		t.Fatalf("Supports for a key not listed: %v", err)
+	}
+	if _, err := s.SupportsDeterministicNonces(t.Context(), "tz1NotAKeyHash"); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("Supports for a malformed key hash: %v", err)
 	}
 }
