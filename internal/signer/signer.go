@@ -263,8 +263,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 		sig, err = s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	}
 	if err != nil {
-		s.refund(r.PKH, res.spent) // not signed: it spends nothing
-		res.spent = ""
+		s.refund(r.PKH, res.spent) // not signed: it spends nothing (and Sign refunds only a signature)
 		s.obs.SignFailed(k.vault.Name(), fault.Status(err), req.ChainID())
 		return res, err
 	}
