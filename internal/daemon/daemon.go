@@ -38,8 +38,9 @@ type Daemon struct {
 	svc      liveService
 	retiring sync.WaitGroup // generations replaced, until their vaults are closed
 
-	reloadMu sync.Mutex // held by Reload; guards cfg, srv and closed
+	reloadMu sync.Mutex // held by Reload; guards cfg, token, srv and closed
 	cfg      *config.Config
+	token    string // the reload token of cfg's server.reload_token_file
 	srv      *server.Server
 	closed   bool // by Close: no reload after it
 }
@@ -109,14 +110,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.
 	if err != nil {
 		return nil, err
 	}
-	if _, err := readToken(cfg.Server.ReloadTokenFile); err != nil {
+	token, err := readToken(cfg.Server.ReloadTokenFile)
+	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{Metrics: m, log: log, keys: &vaultKeys{}, cfg: cfg}
-	vaults, err := openVaults(ctx, cfg, d.env(cfg), d.keys, func(name string, err error) error {
-		log.Error("vault skipped", "vault", name, "err", err)
-		return nil
-	})
+	d := &Daemon{Metrics: m, log: log, keys: &vaultKeys{}, cfg: cfg, token: token}
+	vaults, err := openVaults(ctx, cfg, d.env(cfg), d.keys, skipVault(log, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -196,12 +195,8 @@ func (d *Daemon) listen(ctx context.Context, noList bool) (*server.Server, *serv
 		log.Warn("SECURITY WARNING: the socket port listens beyond loopback and no client authentication is configured; anyone who can reach " +
 			s.SocketAddress + " can ask for signatures. Bind to 127.0.0.1, or set server.authorized_keys.")
 	}
-	token, err := readToken(s.ReloadTokenFile)
-	if err != nil {
-		return nil, nil, err
-	}
 	srv := server.New(server.Config{
-		Live:    liveOf(cfg, token),
+		Live:    liveOf(cfg, d.token),
 		Reload:  d.Reload,
 		Address: s.Address, UtilityAddress: s.UtilityAddress, MaxBodyBytes: s.MaxBodyBytes, MaxGenericInFlight: s.MaxGenericInFlight, SpareProc: true,
 		ReadTimeout: time.Duration(s.ReadTimeout), WriteTimeout: time.Duration(s.WriteTimeout), IdleTimeout: time.Duration(s.IdleTimeout),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -78,10 +79,7 @@ var WatermarkDrivers = map[string]watermark.Constructor{
 // not. The vaults already opened are closed then, as they are when ctx is cancelled.
 func OpenVaults(ctx context.Context, cfg *config.Config, env vault.Env, log *slog.Logger) ([]vault.Vault, error) {
 	keys := &vaultKeys{}
-	out, err := openVaults(ctx, cfg, env, keys, func(name string, err error) error {
-		log.Error("vault skipped", "vault", name, "err", err)
-		return nil
-	})
+	out, err := openVaults(ctx, cfg, env, keys, skipVault(log, nil))
 	keys.set(out)
 	return out, err
 }
@@ -126,6 +124,19 @@ func openVaults(ctx context.Context, cfg *config.Config, env vault.Env, keys *va
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// skipVault is what openVaults does with a vault that fails to open (not by a config mistake):
+// it is logged and skipped, as the reference does at start-up, unless it is one of serving (the
+// vaults of the config in force, at a reload), whose keys would then go: that refuses it all.
+func skipVault(log *slog.Logger, serving []vault.Vault) func(name string, err error) error {
+	return func(name string, err error) error {
+		if slices.ContainsFunc(serving, func(v vault.Vault) bool { return v.Name() == name }) {
+			return fmt.Errorf("vaults.%s: it serves under the config in force, and does not open again: %w", name, err)
+		}
+		log.Error("vault skipped", "vault", name, "err", err)
+		return nil
+	}
 }
 
 // vaultKeys finds a key by address among the opened vaults, for vault.Env.SignWith: a vault that

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,13 +68,7 @@ func (d *Daemon) Reload(ctx context.Context) (err error) {
 		return err
 	}
 	old := d.svc.cur.Load()
-	vaults, err := openVaults(ctx, cfg, d.env(cfg), d.keys, func(name string, err error) error {
-		if slices.ContainsFunc(old.vaults, func(v vault.Vault) bool { return v.Name() == name }) {
-			return fmt.Errorf("vaults.%s: it serves under the config in force, and does not open again: %w", name, err)
-		}
-		d.log.Error("vault skipped", "vault", name, "err", err)
-		return nil
-	})
+	vaults, err := openVaults(ctx, cfg, d.env(cfg), d.keys, skipVault(d.log, old.vaults))
 	if err != nil {
 		return err
 	}
@@ -95,7 +88,7 @@ func (d *Daemon) Reload(ctx context.Context) (err error) {
 	}
 	d.svc.cur.Store(newGeneration(s, vaults))
 	d.keys.set(vaults)
-	d.cfg = cfg
+	d.cfg, d.token = cfg, token
 	d.retiring.Go(func() {
 		old.retire()
 		if err := old.signer.CloseVaults(); err != nil {
