@@ -1,17 +1,20 @@
 package server
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signatory-go/signatory/internal/jwtauth"
 	"github.com/signatory-go/signatory/internal/metrics"
 	"github.com/signatory-go/signatory/internal/policy"
 	"github.com/signatory-go/signatory/internal/signer"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	tv "github.com/signatory-go/signatory/internal/testvectors"
 	"github.com/signatory-go/signatory/internal/vault"
 	vaultmem "github.com/signatory-go/signatory/internal/vault/mem"
@@ -153,4 +156,37 @@ func do(t *testing.T, method, url, body string, h map[string]string) (int, strin
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestReconfigureLogPayloads: the raw bytes of a signed request are logged for a key whose
+// policy says log_payloads, and a reload that turns it off stops them.
+func TestReconfigureLogPayloads(t *testing.T) {
+	t.Parallel()
+	s, m, _ := newEnvSigner(t, nil, nil)
+	var logs testdaemon.Buffer
+	srv := New(Config{Live: Live{LogPayloads: func(pkh string) bool { return pkh == tv.K5PKH }}}, s, m, slog.New(slog.NewTextHandler(&logs, nil)))
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	raw := "03c8e312c61a5fd8e9d6ff1d5dccf900e10b5769e55738eb365e99636e3c3fd1d76c006b82198cb179e8306c1bedd08f12dc863f328886df0202e90700c0843d0000a26828841890d3f3a2a1d4083839c7a882fe050100"
+	sign := func() {
+		if st, b := do(t, "POST", hs.URL+"/keys/"+tv.K5PKH, `"`+raw+`"`, nil); st != 200 {
+			t.Fatalf("sign: %d %s", st, b)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a bound against a hang, not a measure
+	defer cancel()
+	sign()
+	if !logs.WaitCount(ctx, "raw="+raw, 1) {
+		t.Fatalf("log_payloads on: no raw bytes logged:\n%s", logs.String())
+	}
+	if err := srv.Reconfigure(Live{}); err != nil {
+		t.Fatal(err)
+	}
+	sign()
+	if !logs.WaitCount(ctx, "msg=signed", 2) {
+		t.Fatalf("the second request was not logged:\n%s", logs.String())
+	}
+	if n := strings.Count(logs.String(), "raw="+raw); n != 1 {
+		t.Fatalf("log_payloads turned off by a reload: the raw bytes logged %d times, want 1", n)
+	}
 }

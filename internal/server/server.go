@@ -113,6 +113,10 @@ type liveState struct {
 	handler http.Handler // the signing routes behind the JWT middleware, when JWT is on
 }
 
+// logs reports whether the raw payloads of pkh are logged (Live.LogPayloads), read from one
+// state: a reload between two reads cannot leave a nil function to call.
+func (st *liveState) logs(pkh string) bool { return st.LogPayloads != nil && st.LogPayloads(pkh) }
+
 // Server is the signing and utility HTTP servers.
 type Server struct {
 	cfg      Config
@@ -609,7 +613,7 @@ func (s *Server) logSign(id, pkh, ip string, msg []byte, res *signer.SignResult,
 		d := blake2b.Sum256(msg)
 		attrs = append(attrs, slog.String("raw_prefix", hex.EncodeToString(msg[:min(len(msg), logPrefixBytes)])),
 			slog.Int("raw_len", len(msg)), slog.String("raw_digest", hex.EncodeToString(d[:])))
-	case msg != nil && s.live.Load().LogPayloads != nil && s.live.Load().LogPayloads(pkh):
+	case msg != nil && s.live.Load().logs(pkh):
 		// Signed, so authenticated (when authentication is on) and for a configured key.
 		attrs = append(attrs, slog.String("raw", hex.EncodeToString(msg)))
 	}
