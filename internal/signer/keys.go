@@ -22,7 +22,7 @@ const (
 // caller's context bounds it: a vault may take long to list many keys). A vault that fails to
 // list is logged and keeps the keys it had (none at start-up, as in the reference): a throttled
 // or unreachable vault never makes the signer forget a key it was signing with.
-func (s *Signer) reload(ctx context.Context, timeout time.Duration) error {
+func (s *Signer) reload(ctx context.Context, timeout time.Duration) {
 	s.mu.RLock()
 	prev := s.keys
 	s.mu.RUnlock()
@@ -60,7 +60,6 @@ func (s *Signer) reload(ctx context.Context, timeout time.Duration) error {
 	s.mu.Lock()
 	s.keys = keys
 	s.mu.Unlock()
-	return nil
 }
 
 // lookup finds a key. On a miss it relists the vaults, at most once per ReloadInterval, in a
@@ -83,7 +82,7 @@ func (s *Signer) lookup(ctx context.Context, pkh string) (*keyRef, error) {
 		go func() {
 			defer s.reloads.Done()
 			defer close(done)
-			_ = s.reload(context.WithoutCancel(ctx), ReloadTimeout)
+			s.reload(context.WithoutCancel(ctx), ReloadTimeout)
 			s.refresh.Lock()
 			s.reloading = nil
 			s.refresh.Unlock()

@@ -58,7 +58,7 @@ func (s *Signer) DeterministicNonce(ctx context.Context, r *NonceRequest) ([32]b
 			k.vault.Name(), k.vault.Driver()))
 	}
 	if out, err = nd.DeterministicNonce(ctx, r.Data); err != nil {
-		return out, err
+		return [32]byte{}, err // nothing of what the vault returned leaves with an error
 	}
 	if r.Hash {
 		out = tezos.DeterministicNonceHash(out)

@@ -130,9 +130,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 			s.listed[pkh] = parsed
 		}
 	}
-	if err := s.reload(ctx, 0); err != nil {
-		return nil, err
-	}
+	s.reload(ctx, 0)
 	return s, nil
 }
 
