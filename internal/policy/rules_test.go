@@ -182,6 +182,14 @@ limits:
 	if got := p.Limits.Summary(); !slices.Equal(got, want) {
 		t.Fatalf("summary\n%q\nwant\n%q", got, want)
 	}
+	// A limit not set is not listed (no "max_total 0 tez per 0s").
+	p, _, err = parse(t, "allow: {generic: [transaction]}\nlimits: {max_amount: 1}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Limits.Summary(); !slices.Equal(got, []string{"max_amount 1 tez"}) {
+		t.Fatalf("summary of max_amount alone: %q", got)
+	}
 }
 
 // TestLimitMessages: what a refusal says, for amounts past 2^62 mutez (printed exactly) and for
