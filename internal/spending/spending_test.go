@@ -30,7 +30,7 @@ func TestApplySpendBounded(t *testing.T) {
 	}
 	var le *LimitError
 	extra := Spend{ID: "x", Digest: [32]byte{0xff}, At: t0.Add(time.Minute)}
-	if _, _, err := ApplySpend(list, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !errors.Is(err, ErrOverLimit) {
+	if _, _, err := ApplySpend(list, extra, w); !errors.As(err, &le) || le.Rule != "window_full" || !errors.Is(err, ErrOverLimit) || le.Value != MaxSpends+1 || le.Limit != MaxSpends {
 		t.Fatalf("entry %d: %v", MaxSpends+1, err)
 	}
 	extra.At = t0.Add(3 * time.Hour) // pruneAfter: twice the window and an hour
