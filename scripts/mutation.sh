@@ -104,11 +104,12 @@ for pkg in "${pkgs[@]}"; do
     g_killed=$(grep -c " KILLED " ".mutation/$name.gremlins.txt" || true)
     g_not_covered=$(grep -c " NOT COVERED " ".mutation/$name.gremlins.txt" || true)
     own_killed=$g_killed
-    #    each survivor again, against the users' tests
-    while read -r kind loc; do
+    #    each survivor again, against the users' tests; and each mutant gremlins' coverage says
+    #    no test of the package reaches (NOT COVERED, which is not always so), against both
+    while read -r status kind loc; do
       file=${loc%%:*}; rest=${loc#*:}; line=${rest%%:*}; col=${rest#*:}
-      try "$pkg/$file" "$kind" "$line" "$col"
-    done < <(grep " LIVED " ".mutation/$name.gremlins.txt" | awk '{print $2, $4}')
+      if [ "$status" = LIVED ]; then try "$pkg/$file" "$kind" "$line" "$col"; else try "$pkg/$file" "$kind" "$line" "$col" own; fi
+    done < <(grep -E " (LIVED|NOT COVERED) " ".mutation/$name.gremlins.txt" | sed 's/NOT COVERED/NOT_COVERED/' | awk '{print $1, $2, $4}')
   fi
 
   # 2. Statement removal: every guard, call and assignment of the package's files.
@@ -123,7 +124,7 @@ for pkg in "${pkgs[@]}"; do
 
   total=$((own_killed + users_killed + lived))
   score=$(awk -v k=$((own_killed + users_killed)) -v t=$total 'BEGIN { printf "%.1f", t ? 100 * k / t : 100 }')
-  summary="$pkg: killed $own_killed by its tests + $users_killed by its users' tests, lived $lived ($score % killed); not covered $g_not_covered, not viable $not_viable"
+  summary="$pkg: killed $own_killed by its tests + $users_killed by its users' tests, lived $lived ($score % killed); not viable $not_viable ($g_not_covered not covered by gremlins' measure, each tried against both)"
   echo "$summary" | tee -a .mutation/summary.txt
   sed 's/^/  LIVED /' ".mutation/$name.lived"
 done

@@ -89,10 +89,7 @@ func field[T any](op any, name string) (T, bool) {
 	var zero T
 	v := reflect.ValueOf(op)
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-		if v.IsNil() {
-			return zero, false
-		}
-		v = v.Elem()
+		v = v.Elem() // nil: the zero Value, which is no struct
 	}
 	if v.Kind() != reflect.Struct {
 		return zero, false

@@ -3,6 +3,7 @@ package request
 import (
 	"encoding/hex"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 
@@ -220,6 +221,16 @@ func TestVersion1ReadAsLive(t *testing.T) {
 	ambiguous := append(append(append([]byte{}, reveal...), 0x11, 0, 0, 0, 0x60), make([]byte, 96)...)
 	if _, err := Decode(ambiguous, 1); fault.KindOf(err) != fault.BadRequest || !strings.Contains(err.Error(), "read differently") {
 		t.Fatalf("version 1: %v", err)
+	}
+	// 022's reveal then a transaction, which the live encoding cannot read at all (it takes the
+	// transaction's tag for the presence of a proof, and runs out of bytes), keeps its 022
+	// reading under version 1, and is refused under the live one.
+	only022 := append(append([]byte{}, reveal...), unitTransaction(0)[33:]...)
+	if req, err := Decode(only022, 1); err != nil || !slices.Equal(req.Ops, []string{"reveal", "transaction"}) {
+		t.Fatalf("022's reveal and a transaction under version 1: %+v %v", req, err)
+	}
+	if _, err := Decode(only022, VersionLatest); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("022's reveal and a transaction under the live version: %v", err)
 	}
 	// The same reveal, canonical for the live protocol (no proof), is accepted under both.
 	live := append(append([]byte{}, reveal...), 0)

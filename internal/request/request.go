@@ -86,7 +86,7 @@ func (r *Request) ChainID() string {
 
 // OpCounts returns the number of operations of each kind (for generic requests), or {kind: 1}.
 func (r *Request) OpCounts() map[string]int {
-	m := make(map[string]int, len(r.Ops)+1)
+	m := map[string]int{}
 	if r.Kind != Generic {
 		m[string(r.Kind)] = 1
 		return m

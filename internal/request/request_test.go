@@ -3,6 +3,7 @@ package request
 import (
 	"bytes"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -226,5 +227,60 @@ func TestTruncatedSaysSo(t *testing.T) {
 	bad[1+32] = 0xfe // an unknown operation tag
 	if _, err := DecodeFull(bad, VersionLatest); err == nil || !strings.Contains(err.Error(), "invalid generic operation payload") {
 		t.Fatalf("a wrong tag: %v", err)
+	}
+}
+
+// TestOpCounts: the operations counted for metrics are a generic request's, by kind, and a block's
+// or consensus operation's own kind once.
+func TestOpCounts(t *testing.T) {
+	t.Parallel()
+	d := tv.LoadDerived()
+	for name, c := range map[string]struct {
+		msg  []byte
+		want map[string]int
+	}{
+		"attestation": {tv.Hex(d.W["C3"]), map[string]int{"attestation": 1}},
+		"block":       {tv.Hex(d.W["A1"]), map[string]int{"block": 1}},
+		"two transactions": {append(unitTransaction(0), unitTransaction(0)[33:]...),
+			map[string]int{"transaction": 2}},
+		"stake and a transaction": {append(unitTransaction(6), unitTransaction(0)[33:]...),
+			map[string]int{"stake": 1, "transaction": 1}},
+	} {
+		req, err := Decode(c.msg, VersionLatest)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := req.OpCounts(); !maps.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+// TestField: a field is read only from a struct (through any pointers or interfaces), by its
+// exported name and type; anything else is no field.
+func TestField(t *testing.T) {
+	t.Parallel()
+	type op struct {
+		Fee    int
+		hidden int
+	}
+	var nilOp *op
+	var iface any = &op{Fee: 7}
+	if v, ok := field[int](&iface, "Fee"); !ok || v != 7 {
+		t.Fatalf("through a pointer to an interface: %v %v", v, ok)
+	}
+	for name, c := range map[string]struct {
+		op   any
+		name string
+	}{
+		"not a struct": {42, "Fee"}, "a nil pointer": {nilOp, "Fee"}, "nil": {nil, "Fee"},
+		"no such field": {&op{}, "Amount"}, "unexported": {&op{hidden: 1}, "hidden"},
+	} {
+		if v, ok := field[int](c.op, c.name); ok || v != 0 {
+			t.Errorf("%s: %v %v", name, v, ok)
+		}
+	}
+	if v, ok := field[string](&op{Fee: 7}, "Fee"); ok || v != "" {
+		t.Fatalf("another type: %q %v", v, ok)
 	}
 }
