@@ -232,6 +232,13 @@ func TestVersion1ReadAsLive(t *testing.T) {
 	if _, err := Decode(only022, VersionLatest); fault.KindOf(err) != fault.BadRequest {
 		t.Fatalf("022's reveal and a transaction under the live version: %v", err)
 	}
+	// Its 022 reading is held to 022's canonical encoding: a fee written 0x81 0x00 (a trailing
+	// zero byte) is refused (with the live encoding's error: version 1 tries it when 022's fails).
+	padded := append(append([]byte{}, only022[:1+32+1+21]...), 0x81, 0x00)
+	padded = append(padded, only022[1+32+1+21+1:]...)
+	if _, err := Decode(padded, 1); fault.KindOf(err) != fault.BadRequest {
+		t.Fatalf("022's reading of a fee with a trailing zero byte: %v", err)
+	}
 	// The same reveal, canonical for the live protocol (no proof), is accepted under both.
 	live := append(append([]byte{}, reveal...), 0)
 	for _, v := range []Version{1, VersionLatest} {
