@@ -319,9 +319,6 @@ func generic[T core.OperationContents](contents []T, full bool) (*Request, error
 		return nil, badRequest("generic operation has no contents")
 	}
 	req := &Request{Kind: Generic, Slot: -1, Ops: make([]string, 0, len(contents))}
-	if full {
-		req.Contents = make([]Content, 0, len(contents))
-	}
 	for i, c := range contents {
 		kind, entrypoint, err := opKind(c)
 		if err != nil {

@@ -181,6 +181,16 @@ func TestBlockRoundFromFitnessNotPayloadRound(t *testing.T) {
 	if req.Round != 9 {
 		t.Fatalf("round %d, want 9 (from the fitness)", req.Round)
 	}
+	// A fitness too short to be Tenderbake's gives no round: the block is refused, never read
+	// with a round of 0 or of whatever its last bytes say.
+	short := make([]byte, 32)
+	short[31] = 7
+	if r, err := FitnessRound(short); fault.KindOf(err) != fault.BadRequest || r != 0 {
+		t.Fatalf("a 32-byte fitness: round %d, %v", r, err)
+	}
+	if req, err := block(MagicBlock, nil, 5, short, nil); fault.KindOf(err) != fault.BadRequest || req != nil {
+		t.Fatalf("a block with a 32-byte fitness: %+v, %v", req, err)
+	}
 }
 
 func TestValidOpKind(t *testing.T) {
