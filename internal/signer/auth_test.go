@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,99 @@ func TestDeterministicNonceRefusals(t *testing.T) {
 	}
 	if _, err := s.SupportsDeterministicNonces(t.Context(), "tz1NotAKeyHash"); fault.KindOf(err) != fault.BadRequest {
 		t.Fatalf("Supports for a malformed key hash: %v", err)
+	}
+}
+
+// TestTz5ClientAuthentication: a tz5 client in server.authorized_keys authenticates with its
+// signature in base58 (exactly MLDSA44SignatureLength characters) or already decoded (the socket
+// transports); without a tz5 key authorized, a tz5 signature is refused as too long either way.
+func TestTz5ClientAuthentication(t *testing.T) {
+	t.Parallel()
+	client, err := tezos.GenerateKey(tezos.MLDSA44)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := tezos.GenerateKey(tezos.Ed25519)
+	for _, c := range []struct {
+		name   string
+		keys   []crypt.PublicKey
+		status int
+	}{
+		{"tz5 authorized", []crypt.PublicKey{other.Public(), client.Public()}, 200},
+		{"no tz5 authorized", []crypt.PublicKey{other.Public()}, 400},
+	} {
+		f := newFixture(t, tezos.Ed25519, "", func(cfg *Config) { cfg.AuthorizedKeys = c.keys })
+		pkh, _ := tezos.ParsePublicKeyHash(f.pkh)
+		for i, decoded := range []bool{false, true} {
+			msg := attestationAt(int32(10 + i))
+			sig, err := client.Sign(tezos.AuthenticatedBytes(pkh, msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &SignRequest{PKH: f.pkh, Message: msg, Version: 2}
+			if decoded {
+				r.AuthSignature = sig
+			} else {
+				r.Authentication = sig.String()
+				if len(r.Authentication) != tezos.MLDSA44SignatureLength {
+					t.Fatalf("an mdsig of %d characters", len(r.Authentication))
+				}
+			}
+			res, err := f.s.Sign(t.Context(), r)
+			if c.status == 200 {
+				if err != nil || res.Client != client.Public().Hash().String() {
+					t.Fatalf("%s, decoded %v: %v (client %q)", c.name, decoded, err, res.Client)
+				}
+			} else if fault.Status(err) != c.status || !strings.Contains(err.Error(), "too long") {
+				t.Fatalf("%s, decoded %v: %v, want %d", c.name, decoded, err, c.status)
+			}
+		}
+	}
+}
+
+// TestCheckJWTUser: a key's jwt_users binds only requests that carry a JWT user; a key without
+// the list takes any user.
+func TestCheckJWTUser(t *testing.T) {
+	t.Parallel()
+	pol := &policy.Policy{PKH: "tz1x", JWTUsers: []string{"alice"}}
+	for user, ok := range map[string]bool{"": true, "alice": true, "bob": false} {
+		if err := checkJWTUser(pol, user); (err == nil) != ok {
+			t.Errorf("user %q: %v", user, err)
+		}
+	}
+	if err := checkJWTUser(&policy.Policy{PKH: "tz1x"}, "bob"); err != nil {
+		t.Fatalf("a key without jwt_users: %v", err)
+	}
+}
+
+// TestListingAcrossVaults: a vault that cannot list, or that holds a key another vault holds
+// too, hides none of the other keys; Keys lists them sorted by key hash.
+func TestListingAcrossVaults(t *testing.T) {
+	t.Parallel()
+	var soft []*vault.SoftwareKey
+	for range 3 {
+		k, _ := tezos.GenerateKey(tezos.Ed25519)
+		soft = append(soft, &vault.SoftwareKey{Priv: k, Ref: "k"})
+	}
+	broken := &fakeVault{}
+	e := errors.New("throttled")
+	broken.listErr.Store(&e)
+	a := &fakeVault{keys: []vault.Key{soft[0]}}
+	b := &fakeVault{keys: []vault.Key{soft[0], soft[1], soft[2]}}
+	s, err := New(t.Context(), Config{Vaults: []vault.Vault{broken, a, b}, Store: wmmem.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, k := range soft {
+		want = append(want, k.PublicKey().Hash().String())
+	}
+	slices.Sort(want)
+	var got []string
+	for _, k := range s.Keys() {
+		got = append(got, k.PKH)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Keys = %v, want %v", got, want)
 	}
 }

@@ -665,6 +665,20 @@ func TestPossessionFailures(t *testing.T) {
 			t.Fatalf("bls_pk %.12s…: %v (want 400, not BLS)", over, err)
 		}
 	}
+	if _, err := s.ProvePossession(t.Context(), &PossessionRequest{PKH: pkh, BLSPK: "BLpkNotAKey"}); fault.Status(err) != 400 || !strings.Contains(err.Error(), "bls_pk") {
+		t.Fatalf("a bls_pk that does not decode: %v (want 400)", err)
+	}
+	// A key that is not BLS makes no proof, whatever its vault offers: 400.
+	ed, _ := tezos.GenerateKey(tezos.Ed25519)
+	edPKH := ed.Public().Hash().String()
+	s, err = New(t.Context(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{&vault.SoftwareKey{Priv: ed, Ref: "e"}}}}, Store: wmmem.NewStore(),
+		Policies: map[string]*policy.Policy{edPKH: {PKH: edPKH, AllowPoP: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proof, err := s.ProvePossession(t.Context(), &PossessionRequest{PKH: edPKH}); fault.Status(err) != 400 || proof != nil {
+		t.Fatalf("a tz1 key: %v, %v (want 400)", proof, err)
+	}
 }
 
 // listingVault tells when a List has begun, and whether it was closed while one ran.
