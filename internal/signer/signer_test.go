@@ -569,6 +569,8 @@ func TestPriority(t *testing.T) {
 		{"generic", f.pkh, append([]byte{0x03}, att[1:]...), false},
 		{"unknown key", "tz1Ke2h7sDdakHJQh8WX4Z372du1KChsksyU", att, false},
 		{"longer than any consensus body", f.pkh, append(append([]byte{}, att...), make([]byte, MaxPriorityBytes)...), false},
+		{"at the bound", f.pkh, append(append([]byte{}, att...), make([]byte, MaxPriorityBytes-len(att))...), true},
+		{"one byte past it", f.pkh, append(append([]byte{}, att...), make([]byte, MaxPriorityBytes-len(att)+1)...), false},
 		{"empty", f.pkh, nil, false},
 	} {
 		if got := f.s.Priority(c.pkh, c.msg); got != c.want {
