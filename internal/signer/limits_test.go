@@ -57,6 +57,20 @@ type limitsFixture struct {
 	now time.Time
 }
 
+// parsePolicy is the policy of pkh written in src (one key's YAML mapping).
+func parsePolicy(t *testing.T, pkh, src string) *policy.Policy {
+	t.Helper()
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &node); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := policy.Parse(pkh, node.Content[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func newLimitsFixture(t *testing.T, src string, mode string) *limitsFixture {
 	t.Helper()
 	lf := &limitsFixture{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
@@ -65,15 +79,7 @@ func newLimitsFixture(t *testing.T, src string, mode string) *limitsFixture {
 		for k := range c.Policies {
 			pkh = k
 		}
-		var node yaml.Node
-		if err := yaml.Unmarshal([]byte(src), &node); err != nil {
-			t.Fatal(err)
-		}
-		p, _, err := policy.Parse(pkh, node.Content[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Policies[pkh] = p
+		c.Policies[pkh] = parsePolicy(t, pkh, src)
 		c.Now = func() time.Time { lf.mu.Lock(); defer lf.mu.Unlock(); return lf.now }
 	})
 	return lf

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
-	"gopkg.in/yaml.v3"
 
 	"github.com/signatory-go/signatory/internal/audit"
 	"github.com/signatory-go/signatory/internal/fault"
@@ -146,11 +145,7 @@ func TestNewDefaults(t *testing.T) {
 	t.Parallel()
 	priv, _ := tezos.GenerateKey(tezos.Ed25519)
 	pkh := priv.Public().Hash().String()
-	var node = policyNode(t, "allow: {generic: [transaction], attestation: []}\nlimits: {max_operations: {count: 5, period: 1h}}\n")
-	pol, _, err := policy.Parse(pkh, node)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := parsePolicy(t, pkh, "allow: {generic: [transaction], attestation: []}\nlimits: {max_operations: {count: 5, period: 1h}}\n")
 	s, err := New(t.Context(), Config{Vaults: []vault.Vault{&fakeVault{keys: []vault.Key{&vault.SoftwareKey{Priv: priv, Ref: "k"}}}},
 		Store: wmmem.NewStore(), Policies: map[string]*policy.Policy{pkh: pol}})
 	if err != nil {
@@ -165,15 +160,6 @@ func TestNewDefaults(t *testing.T) {
 			t.Fatalf("%x: %v, want %d", c.msg[:1], err, c.status)
 		}
 	}
-}
-
-func policyNode(t *testing.T, src string) *yaml.Node {
-	t.Helper()
-	var node yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &node); err != nil {
-		t.Fatal(err)
-	}
-	return node.Content[0]
 }
 
 // TestAuditEntries: the audit journal's entry names the authenticated client beside its address,
