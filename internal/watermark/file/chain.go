@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,14 +33,14 @@ type chain struct {
 
 	writes atomic.Int64 // file writes attempted, for tests and benchmarks
 
-	// With a journal (the default), a batch is one record in it; see journal.go. Only the writer
-	// goroutine, and Close after the writers stopped, touch these.
-	journaled   bool
-	journalSize int64    // the least size of a new journal
-	fileSize    int64    // of the chain file last written
-	journal     *journal // nil until the first batch, or after a journal write failed
-	epoch       uint64   // the highest journal epoch of this chain so far
-	behind      bool     // the journal holds marks the chain file lacks
+	// With a journal (the default), a batch is part of one record in the store's journal; see
+	// journal.go. behind is touched only by the writer goroutine, and Close after the writers
+	// stopped.
+	journal *journal // the store's; nil: every batch writes the chain file
+	behind  bool     // the journal holds marks the chain file lacks
+
+	fileMu   sync.Mutex   // held while the chain file is written: the writer and a journal compaction both write it
+	fileSize atomic.Int64 // of the chain file last written, for the journal's size
 
 	// The chain file is brought up to date at most lag after a journal record (see refresh; 0:
 	// only at start, clean stop and when the journal is full).
@@ -273,93 +271,83 @@ type slotKey struct {
 	class int
 }
 
-// persist makes next durable: as a journal record of the touched slots when the chain has a
-// journal with room, else as the whole chain file (after which a new journal starts).
+// persist makes next durable: as part of a journal record when the store has a journal with
+// room, else as the whole chain file.
 func (c *chain) persist(next *state, touched map[slotKey]bool) error {
-	if !c.journaled {
+	if c.journal == nil {
 		return c.write(next)
 	}
-	if c.journal != nil {
-		c.writes.Add(1)
-		payload, err := encodeCompact(partial(next, touched))
-		if err == nil {
-			err = c.journal.append(payload)
-		}
-		if err == nil {
-			c.behind = true
-			c.scheduleRefresh()
-			return nil
-		}
-		if !errors.Is(err, errJournalFull) {
-			// After a failed write or fdatasync the file's content is unknown: this batch is
-			// refused, and the next one writes the chain file and starts a new journal.
-			c.journal.close()
-			c.journal = nil
-			return &fault.Error{Kind: fault.Internal, Err: err,
-				Msg: fmt.Sprintf("watermark: cannot write the journal of chain %s: %v", c.id, err)}
-		}
+	c.writes.Add(1)
+	part := partial(next, touched)
+	payload, err := encodeCompact(part)
+	if err == nil {
+		err = c.journal.append(c, part, payload)
+	}
+	if err == nil {
+		c.behind = true
+		c.scheduleRefresh()
+		return nil
+	}
+	if !errors.Is(err, errJournalFull) {
+		// After a failed write or fdatasync the journal's content is unknown: this batch is
+		// refused, and the next record starts a new journal.
+		return &fault.Error{Kind: fault.Internal, Err: err,
+			Msg: fmt.Sprintf("watermark: cannot write the journal for chain %s: %v", c.id, err)}
 	}
 	if err := c.write(next); err != nil {
 		return err
 	}
 	c.behind = false
-	// The chain file now holds everything: a failure to start the journal costs speed only.
-	var nj *journal
-	var err error
-	if c.journal != nil {
-		nj, err = c.journal.next(c.nextJournalSize())
-	} else {
-		nj, err = createJournal(c.dir, c.id, c.epoch+1, c.nextJournalSize())
-	}
-	if err == nil {
-		c.journal, c.epoch = nj, nj.epoch
-	}
 	return nil
 }
 
-// nextJournalSize is the size of a new journal: the configured one, or four times the chain file
-// (rounded up to 64 KiB) when that is more, so that a chain of many keys, whose batches are as
-// large, still rewrites its chain file only after several of them.
-func (c *chain) nextJournalSize() int64 {
-	const unit = 64 << 10
-	return max(c.journalSize, (4*c.fileSize+unit-1)/unit*unit)
-}
-
-// compact writes the chain file from the durable state if the journal holds marks it lacks, and
-// removes the journal, so that the directory holds only chain files, as the reference reads them
-// (at Close, after the writer stopped).
+// compact writes the chain file from the durable state if the journal holds marks it lacks, so
+// that the store can remove the journal and the directory holds only chain files, as the
+// reference reads them (at Close, after the writer stopped).
 func (c *chain) compact() error {
-	if c.behind {
-		if err := c.write(c.state.Load()); err != nil {
-			return err
-		}
+	if !c.behind {
+		return nil
 	}
-	if c.journal != nil {
-		c.journal.close()
+	if err := c.write(c.state.Load()); err != nil {
+		return err
 	}
-	// The journal, or one whose write failed (closed, but maybe still on disk), or none at all
-	// (epoch 0): the chain file now holds every mark.
-	err := os.Remove(filepath.Join(c.dir, journalName(c.id, c.epoch)))
-	if errors.Is(err, os.ErrNotExist) {
-		err = nil
-	}
-	return err
+	c.behind = false
+	return nil
 }
 
 // write makes st durable as the chain file.
 func (c *chain) write(st *state) error {
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
+	return c.writeLocked(st)
+}
+
+// writeRaised makes the durable state raised by part durable as the chain file: the journal's
+// compaction, from another chain's writer, with part the marks the journal holds for this chain
+// (its writer may not have published the last of them yet).
+func (c *chain) writeRaised(part *state) error {
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
+	st := c.state.Load().clone()
+	raise(st, part)
+	err := c.writeLocked(st)
+	c.mu.Lock()
+	c.writeErr = err
+	c.mu.Unlock()
+	return err
+}
+
+func (c *chain) writeLocked(st *state) error {
 	c.writes.Add(1)
 	data, err := encode(st)
 	if err == nil {
 		err = writeDurable(c.path, data)
 	}
-	if err == nil {
-		c.fileSize = int64(len(data))
-	}
 	if err != nil {
 		return &fault.Error{Kind: fault.Internal, Err: err,
 			Msg: fmt.Sprintf("watermark: cannot write %s: %v", c.path, err)}
 	}
+	c.fileSize.Store(int64(len(data)))
 	return nil
 }
 

@@ -209,7 +209,7 @@ func TestIdleChainsHoldNoGoroutine(t *testing.T) {
 func TestChainFileLag(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize, c.lag = true, 1<<16, 3*time.Second
+	c.journal, c.lag = newJournal(c.dir, 1<<16, nil), 3*time.Second
 	var fire []func()
 	c.after = func(d time.Duration, f func()) *time.Timer {
 		if d != 3*time.Second {
@@ -238,14 +238,11 @@ func TestChainFileLag(t *testing.T) {
 			t.Fatal(res[0].err)
 		}
 	}
-	commit(2) // no journal yet: the chain file is written, and the journal started
-	if len(fire) != 0 || onDisk().Level != 2 {
-		t.Fatalf("first batch: %d timers, file at %d", len(fire), onDisk().Level)
-	}
+	commit(2) // the journal started; no chain file yet
 	commit(3)
 	commit(4)
-	if len(fire) != 1 || onDisk().Level != 2 {
-		t.Fatalf("journaled batches: %d timers (want 1), file at %d (want 2)", len(fire), onDisk().Level)
+	if _, err := os.Stat(c.path); len(fire) != 1 || !os.IsNotExist(err) {
+		t.Fatalf("journaled batches: %d timers (want 1), chain file %v (want none yet)", len(fire), err)
 	}
 	writes := c.writes.Load()
 	fire[0]()
@@ -253,7 +250,7 @@ func TestChainFileLag(t *testing.T) {
 	if onDisk().Level != 4 || c.writes.Load() != writes+1 {
 		t.Fatalf("after the lag: file at %d, %d writes", onDisk().Level, c.writes.Load()-writes)
 	}
-	if _, err := os.Stat(filepath.Join(c.dir, journalName(c.id, c.epoch))); err != nil {
+	if _, err := os.Stat(filepath.Join(c.dir, storeJournalName(c.journal.epoch))); err != nil {
 		t.Fatalf("the journal went with the refresh: %v", err)
 	}
 	fire[0]() // nothing new: no write
@@ -297,6 +294,9 @@ func TestChainFileLag(t *testing.T) {
 	if err := c.compact(); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.journal.close(true); err != nil {
+		t.Fatal(err)
+	}
 	if onDisk().Level != 6 {
 		t.Fatalf("after a clean stop the file is at %d", onDisk().Level)
 	}
@@ -311,12 +311,13 @@ func TestChainFileLag(t *testing.T) {
 	}
 }
 
-// TestJournalGrowsWithTheChain: a new journal is at least four times the chain file, so that a
-// chain of many keys does not rewrite its whole file every few batches.
+// TestJournalGrowsWithTheChain: a new journal is at least four times the chain files of the
+// chains the last one held (or the record that did not fit), so that a chain of many keys does not
+// rewrite its whole file every few records.
 func TestJournalGrowsWithTheChain(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize = true, 4096
+	c.journal = newJournal(c.dir, 4096, nil)
 	var batch []*pending
 	for k := range 300 {
 		batch = append(batch, req(k, watermark.Attestation, 5, byte(k)))
@@ -326,33 +327,55 @@ func TestJournalGrowsWithTheChain(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
-	fi, err := os.Stat(filepath.Join(c.dir, journalName(c.id, c.epoch)))
+	// The record did not fit a journal of 4 KiB: the first one is four times the record.
+	fi, err := os.Stat(filepath.Join(c.dir, storeJournalName(c.journal.epoch)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const unit = 64 << 10
-	if want := (4*c.fileSize + unit - 1) / unit * unit; c.fileSize < 4096 || fi.Size() != want {
-		t.Fatalf("chain file %d bytes, new journal %d bytes; want %d (four times, rounded up to 64 KiB)", c.fileSize, fi.Size(), want)
+	if fi.Size() < 4*4096 || fi.Size()%unit != 0 {
+		t.Fatalf("journal of %d bytes for a record over 4 KiB", fi.Size())
+	}
+	// Fill it: the next journal is four times the chain file its compaction wrote.
+	c.journal.fsize = c.journal.off
+	batch = batch[:0]
+	for k := range 300 {
+		batch = append(batch, req(k, watermark.Attestation, 6, byte(k)))
+	}
+	for _, r := range c.commit(batch, nil) {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	fi, err = os.Stat(filepath.Join(c.dir, storeJournalName(c.journal.epoch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := c.fileSize.Load()
+	if want := (4*file + unit - 1) / unit * unit; file < 4096 || fi.Size() != want {
+		t.Fatalf("chain file %d bytes, new journal %d bytes; want %d (four times, rounded up to 64 KiB)", file, fi.Size(), want)
 	}
 }
 
-// TestCloseAfterJournalFailure: after a journal write failed (its batch refused, the journal
-// dropped), a clean stop still writes every acknowledged mark into the chain file and leaves no
-// journal behind.
+// TestCloseAfterJournalFailure: after a journal write failed (its batch refused), a clean stop
+// still writes every acknowledged mark into the chain file and leaves no journal behind.
 func TestCloseAfterJournalFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize, c.lag = true, 1<<16, 0
+	c.journal, c.lag = newJournal(c.dir, 1<<16, nil), 0
 	commitTwo(t, c)
 	c.journal.f.Close() // the next write fails
 	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
 		t.Fatal("a batch whose journal write failed was acknowledged")
 	}
-	if c.journal != nil {
+	if c.journal.f != nil {
 		t.Fatal("the failed journal is still in use")
 	}
 	c.close()
 	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.journal.close(true); err != nil {
 		t.Fatal(err)
 	}
 	if m := diskMark(t, c, 0, watermark.Block); m.Level != 3 {
@@ -387,42 +410,52 @@ func TestChainFileLagOption(t *testing.T) {
 	}
 }
 
-// TestJournalAfterFailure: after a journal write failed, the next batch writes the chain file and
-// starts a journal of a later epoch than the failed one.
+// TestJournalAfterFailure: after a journal write failed, the next batch brings the chain files
+// of what the failed journal held up to date (the failed record's marks too: they may be on disk),
+// removes it, and starts a journal of a later epoch.
 func TestJournalAfterFailure(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize = true, 1<<16
+	c.journal = newJournal(c.dir, 1<<16, nil)
 	commitTwo(t, c)
-	failed := c.epoch
+	failed := c.journal.epoch
 	c.journal.f.Close() // the next write fails
 	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
 		t.Fatal("a batch whose journal write failed was acknowledged")
 	}
+	if m := stored(c, 0, watermark.Block); m.mark.Level != 3 {
+		t.Fatalf("a refused batch changed the state to level %d", m.mark.Level)
+	}
 	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
-	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 {
-		t.Fatalf("chain file at level %d, want 5", m.Level)
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 4 {
+		t.Fatalf("chain file at level %d after the failed journal's compaction, want 4 (its last record)", m.Level)
 	}
-	if c.journal == nil || c.epoch != failed+1 {
-		t.Fatalf("journal %v of epoch %d after the failed one of epoch %d, want epoch %d", c.journal != nil, c.epoch, failed, failed+1)
+	if c.journal.f == nil || c.journal.epoch != failed+1 {
+		t.Fatalf("journal %v of epoch %d after the failed one of epoch %d, want epoch %d", c.journal.f != nil, c.journal.epoch, failed, failed+1)
 	}
-	if _, err := os.Stat(filepath.Join(c.dir, journalName(c.id, failed+1))); err != nil {
+	if _, err := os.Stat(filepath.Join(c.dir, storeJournalName(failed))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the failed journal is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, storeJournalName(failed+1))); err != nil {
 		t.Fatal(err)
 	}
 	c.close()
 	if err := c.compact(); err != nil {
 		t.Fatal(err)
 	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 {
+		t.Fatalf("chain file at level %d after a clean stop, want 5", m.Level)
+	}
 }
 
-// TestNextJournalSize: four times the chain file, rounded up to 64 KiB, unless the configured
+// TestNextJournalSize: four times what it must hold, rounded up to 64 KiB, unless the configured
 // size is larger.
 func TestNextJournalSize(t *testing.T) {
 	t.Parallel()
 	const unit = 64 << 10
-	for _, tc := range []struct{ configured, file, want int64 }{
+	for _, tc := range []struct{ configured, need, want int64 }{
 		{unit, 0, unit},
 		{0, 1, unit},
 		{0, unit / 4, unit},
@@ -430,9 +463,8 @@ func TestNextJournalSize(t *testing.T) {
 		{0, unit/4 - 1, unit},
 		{3 * unit, unit / 4, 3 * unit},
 	} {
-		c := &chain{journalSize: tc.configured, fileSize: tc.file}
-		if got := c.nextJournalSize(); got != tc.want {
-			t.Errorf("configured %d, chain file %d: %d, want %d", tc.configured, tc.file, got, tc.want)
+		if got := nextJournalSize(tc.configured, tc.need); got != tc.want {
+			t.Errorf("configured %d, need %d: %d, want %d", tc.configured, tc.need, got, tc.want)
 		}
 	}
 }
@@ -466,20 +498,18 @@ func TestOneWriterPerChain(t *testing.T) {
 	}
 }
 
-// TestFullJournalFallback: when the journal is full the batch is written as the whole chain file;
-// if that write fails the batch is refused and nothing changes; once it succeeds the chain file
-// is up to date (no rewrite follows) and a new journal of the next epoch is in use.
+// TestFullJournalFallback: when the journal is full, the chains it holds have their chain files
+// brought up to date and a journal of the next epoch takes the record; when that compaction fails,
+// the batch is written as the whole chain file instead, and if that write fails too the batch is
+// refused and nothing changes.
 func TestFullJournalFallback(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize = true, 1<<16
+	c.journal = newJournal(c.dir, 1<<16, nil)
 	commitTwo(t, c)
-	epoch := c.epoch
-	c.journal.size = c.journal.off // full
-	if err := os.Remove(c.path); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(c.path, "x"), 0o700); err != nil { // the chain file cannot be replaced
+	epoch := c.journal.epoch
+	c.journal.fsize = c.journal.off                                        // full
+	if err := os.MkdirAll(filepath.Join(c.path, "x"), 0o700); err != nil { // the chain file cannot be written
 		t.Fatal(err)
 	}
 	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err == nil {
@@ -488,28 +518,54 @@ func TestFullJournalFallback(t *testing.T) {
 	if m := stored(c, 0, watermark.Block); m.mark.Level != 3 {
 		t.Fatalf("refused batch changed the state to level %d", m.mark.Level)
 	}
+	if c.journal.epoch != epoch || c.journal.health() == nil {
+		t.Fatalf("after a failed compaction: epoch %d (was %d), health %v", c.journal.epoch, epoch, c.journal.health())
+	}
 	if err := os.RemoveAll(c.path); err != nil {
 		t.Fatal(err)
 	}
 	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
-	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 || c.epoch != epoch+1 {
-		t.Fatalf("chain file at %d, epoch %d (was %d)", m.Level, c.epoch, epoch)
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 3 || c.journal.epoch != epoch+1 || c.journal.health() != nil {
+		t.Fatalf("chain file at %d (want 3: the full journal's), epoch %d (was %d), health %v", m.Level, c.journal.epoch, epoch, c.journal.health())
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, storeJournalName(epoch))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the full journal is still there: %v", err)
+	}
+	// A clean stop closes the journal in use and removes it.
+	f := c.journal.f
+	c.close()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.journal.close(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("the journal's file was left open at the stop (closing it: %v)", err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 5 {
+		t.Fatalf("chain file at %d after a clean stop, want 5", m.Level)
+	}
+}
+
+// TestFullJournalChainFileFallback: when no journal can be started, a batch writes the whole
+// chain file: once it succeeds the chain file is up to date and no rewrite follows.
+func TestFullJournalChainFileFallback(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journal = newJournal(filepath.Join(c.dir, "missing"), 1<<16, nil) // journals cannot be created
+	if res := c.commit([]*pending{req(0, watermark.Block, 4, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 4 || c.journal.health() == nil {
+		t.Fatalf("chain file at %d, journal health %v", m.Level, c.journal.health())
 	}
 	writes := c.writes.Load()
 	c.refresh()
 	if c.writes.Load() != writes {
 		t.Fatal("the chain file was rewritten although it held everything")
-	}
-	// A clean stop closes the journal in use and removes it.
-	j := c.journal
-	c.close()
-	if err := c.compact(); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.f.Close(); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("the journal's file was left open at the stop (closing it: %v)", err)
 	}
 }
 
@@ -518,11 +574,11 @@ func TestFullJournalFallback(t *testing.T) {
 func TestFailedJournalClosed(t *testing.T) {
 	t.Parallel()
 	c := testChain(t)
-	c.journaled, c.journalSize = true, 1<<16
+	c.journal = newJournal(c.dir, 1<<16, nil)
 	if res := c.commit([]*pending{req(0, watermark.Block, 2, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
-	ro, err := os.Open(filepath.Join(c.dir, journalName(c.id, c.epoch))) // writes to it fail
+	ro, err := os.Open(filepath.Join(c.dir, storeJournalName(c.journal.epoch))) // writes to it fail
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +587,7 @@ func TestFailedJournalClosed(t *testing.T) {
 	if res := c.commit([]*pending{req(0, watermark.Block, 3, 1)}, nil); res[0].err == nil {
 		t.Fatal("a batch whose journal write failed was acknowledged")
 	}
-	if c.journal != nil {
+	if c.journal.f != nil {
 		t.Fatal("the failed journal is still in use")
 	}
 	if err := ro.Close(); !errors.Is(err, os.ErrClosed) {
@@ -539,7 +595,7 @@ func TestFailedJournalClosed(t *testing.T) {
 	}
 }
 
-// commitTwo commits key 0's block mark at levels 2 (the chain file) and 3 (a journal record).
+// commitTwo commits key 0's block mark at levels 2 and 3 (journal records).
 func commitTwo(t *testing.T, c *chain) {
 	t.Helper()
 	for level := int32(2); level <= 3; level++ {

@@ -35,8 +35,8 @@ const (
 
 const crashKeys = 4
 
-// TestCrashChild is the child of TestCrash: it advances crashKeys keys through rising levels,
-// one goroutine each, and prints "ACK <key> <level>" only after Advance returned nil.
+// TestCrashChild is the child of TestCrash: it advances crashKeys keys, on two chains, through
+// rising levels, one goroutine each, and prints "ACK <key> <level>" only after Advance returned nil.
 // It exits when its stdin closes, so it never outlives the parent.
 func TestCrashChild(t *testing.T) {
 	base := os.Getenv(crashEnv)
@@ -59,7 +59,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for g := range crashKeys {
-		k := watermarktest.Key(0, g, watermark.Block)
+		k := watermarktest.Key(g%2, g, watermark.Block) // two chains, one journal
 		m, _ := watermarktest.Stored(t, s, k)
 		wg.Go(func() {
 			for l := m.Level + 1; l < m.Level+1_000_000; l++ {
@@ -100,7 +100,7 @@ func crash(t *testing.T, journal int, lag time.Duration) {
 
 		s := open(t, base)
 		for g := range crashKeys {
-			m, _ := watermarktest.Stored(t, s, watermarktest.Key(0, g, watermark.Block))
+			m, _ := watermarktest.Stored(t, s, watermarktest.Key(g%2, g, watermark.Block))
 			hi := max(prev[g], acked[g]) + 1 // at most one request in flight per key
 			if m.Level < acked[g] || m.Level < prev[g] || m.Level > hi {
 				t.Fatalf("run %d key %d: stored level %d, acknowledged %d, before %d", run, g, m.Level, acked[g], prev[g])
@@ -111,6 +111,7 @@ func crash(t *testing.T, journal int, lag time.Duration) {
 			t.Fatalf("run %d: Health after crash: %v", run, err)
 		}
 		readChainFile(t, s, watermarktest.Chain(0)) // parses
+		readChainFile(t, s, watermarktest.Chain(1))
 		s.Close()
 		t.Logf("run %d (kill by %s): stored levels %v, acknowledged %v", run, map[bool]string{true: "timer", false: "count"}[byTimer], prev, acked)
 	}

@@ -5,12 +5,14 @@
 // a second process (another `signatory serve`, or `signatory watermark import`) on the same
 // directory fails to open, naming the holder, instead of signing from its own stale memory.
 //
-// Every Advance that returns nil has its mark on disk: by default as a record in the chain's
-// journal (one write and one fdatasync, journal.go), the chain file being rewritten at most
-// chain_file_lag later and at every clean stop; with journal: false as the whole chain file (temp
-// file, fsync, rename, directory fsync). Requests for one chain are batched by that chain's writer goroutine, so concurrent requests share
-// one fsync; chains never wait on each other. A chain file that does not parse is left untouched and
-// its chain refuses to sign until the operator repairs it; other chains keep working.
+// Every Advance that returns nil has its mark on disk: by default as part of a record in the
+// store's journal (one write and one fdatasync for the batches of every chain, journal.go), the
+// chain file being rewritten at most chain_file_lag later and at every clean stop; with journal:
+// false as the whole chain file (temp file, fsync, rename, directory fsync). Requests for one
+// chain are batched by that chain's writer goroutine, so concurrent requests share one fsync; a
+// chain waits for another only to share the journal's next write. A chain file that does not
+// parse is left untouched and its chain refuses to sign until the operator repairs it; other
+// chains keep working.
 package file
 
 import (
@@ -48,8 +50,12 @@ type Store struct {
 	// journalSize > 0 turns the journal on (see journal.go); the chain files are then at most
 	// chainLag behind it while running.
 	journalSize int64
-	chainLag    time.Duration
-	after       func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
+	journal     *journal // nil: off, or read-only
+	// broken is set at Open when a journal is damaged: it may have held marks of any chain, so
+	// no chain signs until the operator repairs it.
+	broken   error
+	chainLag time.Duration
+	after    func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
 
 	chains sync.Map // chain id → *chain
 
@@ -176,19 +182,27 @@ func Open(base string, opts ...Option) (*Store, error) {
 		lock.release()
 		return nil, fmt.Errorf("watermark: %w", err)
 	}
+	if s.journalSize > 0 {
+		s.journal = newJournal(s.dir, s.journalSize, s.log)
+	}
 	s.loadAll(entries)
 	return s, nil
 }
 
-// loadAll loads every chain of the directory: its chain file, raised by its journals if a crash
-// left any (a writable store then writes the chain file and removes them, so that the directory
+// loadAll loads every chain of the directory: its chain file, raised by the journals a crash left
+// (a writable store then writes the chain files and removes the journals, so that the directory
 // holds only chain files, as the reference reads them).
 func (s *Store) loadAll(entries []fs.DirEntry) {
 	journals := map[string][]uint64{}
+	var storeJournals []uint64
 	for _, e := range entries {
 		name := e.Name()
 		if chain, epoch, ok := parseJournalName(name); ok {
-			journals[chain] = append(journals[chain], epoch)
+			if chain+"." == storeJournalPrefix {
+				storeJournals = append(storeJournals, epoch)
+			} else {
+				journals[chain] = append(journals[chain], epoch)
+			}
 			continue
 		}
 		s.load(name)
@@ -196,9 +210,90 @@ func (s *Store) loadAll(entries []fs.DirEntry) {
 	for chain, epochs := range journals {
 		s.loadJournals(chain, epochs)
 	}
+	s.loadStoreJournals(storeJournals)
 }
 
-// loadJournals raises chain's state by its journals, oldest first.
+// loadStoreJournals raises the chains by the store's journals, oldest first, and (writable)
+// writes the chain files they raised and removes them. A journal that holds marks of a chain
+// whose chain file is corrupt, or that could not be written, stays: its marks are nowhere else.
+func (s *Store) loadStoreJournals(epochs []uint64) {
+	if len(epochs) == 0 {
+		return
+	}
+	slices.Sort(epochs)
+	if s.journal != nil {
+		s.journal.epoch = epochs[len(epochs)-1] // the next journal is of a later epoch
+	}
+	raised := map[*chain]*state{}
+	keep := false
+	for _, epoch := range epochs {
+		path := filepath.Join(s.dir, storeJournalName(epoch))
+		data, err := os.ReadFile(path)
+		if err == nil {
+			_, err = replayStoreJournal(data, epoch, func(id string, part *state) {
+				c := s.chainForJournal(id)
+				if c.broken != nil {
+					keep = true
+					return
+				}
+				st := raised[c]
+				if st == nil {
+					st = c.state.Load().clone()
+					raised[c] = st
+				}
+				raise(st, part)
+			})
+		}
+		if err != nil {
+			s.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
+				"watermark journal %s is corrupt (%v): no chain signs until the operator repairs the file", path, err)}
+			s.log.Error(s.broken.Error())
+			return
+		}
+	}
+	for c, st := range raised {
+		c.state.Store(st)
+	}
+	if s.readOnly {
+		return
+	}
+	for c, st := range raised {
+		if err := c.write(st); err != nil {
+			c.broken = err
+			keep = true
+			s.log.Error("watermark: cannot bring the chain file up to date from the journal", "chain", c.id, "err", err)
+		}
+	}
+	if keep {
+		s.log.Warn("watermark: journals kept: they hold marks of a chain whose file is corrupt or could not be written", "epochs", epochs)
+		return
+	}
+	for _, epoch := range epochs {
+		if err := os.Remove(filepath.Join(s.dir, storeJournalName(epoch))); err != nil {
+			s.log.Warn("watermark: cannot remove a replayed journal", "err", err)
+		}
+	}
+}
+
+// chainForJournal returns the chain id that a journal names, creating it when its chain file
+// does not exist (the journal held its first marks). id is a valid chain id.
+func (s *Store) chainForJournal(id string) *chain {
+	if v, ok := s.chains.Load(id); ok {
+		return v.(*chain)
+	}
+	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
+	s.journalize(c)
+	if !s.readOnly {
+		c.start = s.startWriter
+	} else {
+		c.closed = true
+	}
+	s.chains.Store(id, c)
+	return c
+}
+
+// loadJournals raises chain's state by its journals of an earlier version (one per chain), oldest
+// first, writes its chain file and removes them.
 func (s *Store) loadJournals(id string, epochs []uint64) {
 	if _, err := b58.ParseChainID([]byte(id)); err != nil {
 		err := fmt.Errorf("watermark journal of %s: name is not a chain id (%w); file ignored", id, err)
@@ -207,19 +302,7 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 		return
 	}
 	slices.Sort(epochs)
-	v, ok := s.chains.Load(id)
-	if !ok { // a journal without its chain file: start from nothing
-		c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
-		s.journalize(c)
-		if !s.readOnly {
-			c.start = s.startWriter
-		} else {
-			c.closed = true
-		}
-		s.chains.Store(id, c)
-		v = c
-	}
-	c := v.(*chain)
+	c := s.chainForJournal(id) // a journal without its chain file starts from nothing
 	if c.broken != nil {
 		return
 	}
@@ -237,7 +320,6 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 			s.log.Error(c.broken.Error())
 			return
 		}
-		c.epoch = max(c.epoch, epoch)
 	}
 	c.state.Store(st)
 	if s.readOnly {
@@ -315,7 +397,7 @@ func (s *Store) load(name string) {
 
 // journalize gives c the store's journal settings.
 func (s *Store) journalize(c *chain) {
-	c.journaled, c.journalSize = s.journalSize > 0, s.journalSize
+	c.journal = s.journal
 	c.lag, c.after, c.log = max(s.chainLag, 0), s.after, s.log // 0: no background rewrite
 }
 
@@ -356,6 +438,9 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 	if err := ctx.Err(); err != nil {
 		return watermark.Mark{}, unavailable(err)
 	}
+	if s.broken != nil {
+		return watermark.Mark{}, s.broken
+	}
 	c, err := s.chain(k.Chain)
 	if err != nil {
 		return watermark.Mark{}, err
@@ -380,6 +465,9 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 	if err := ctx.Err(); err != nil {
 		return watermark.Mark{}, false, unavailable(err)
 	}
+	if s.broken != nil {
+		return watermark.Mark{}, false, s.broken
+	}
 	v, ok := s.chains.Load(k.Chain)
 	if !ok {
 		return watermark.Mark{}, false, nil
@@ -400,6 +488,9 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 	}
 	var out []watermark.Entry
 	var errs []error
+	if s.broken != nil {
+		errs = append(errs, s.broken)
+	}
 	s.chains.Range(func(_, v any) bool {
 		c := v.(*chain)
 		if c.broken != nil {
@@ -437,6 +528,14 @@ func (s *Store) Health(ctx context.Context) error {
 		return watermark.ErrClosed
 	}
 	errs := slices.Clone(s.problems)
+	if s.broken != nil {
+		errs = append(errs, s.broken)
+	}
+	if s.journal != nil {
+		if err := s.journal.health(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	s.chains.Range(func(_, v any) bool {
 		if err := v.(*chain).health(); err != nil {
 			errs = append(errs, err)
@@ -478,8 +577,8 @@ func (s *Store) Close() error {
 		// daemon's, which hold acknowledged marks its chain files do not have yet.
 		return nil
 	}
-	// With the writers stopped, bring every journaled chain file up to date: after a clean stop
-	// the directory holds only chain files, which the reference reads.
+	// With the writers stopped, bring every journaled chain file up to date and remove the
+	// journal: after a clean stop the directory holds only chain files, which the reference reads.
 	var errs []error
 	s.chains.Range(func(_, v any) bool {
 		if err := v.(*chain).compact(); err != nil {
@@ -487,6 +586,11 @@ func (s *Store) Close() error {
 		}
 		return true
 	})
+	if s.journal != nil {
+		if err := s.journal.close(len(errs) == 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return errors.Join(append(errs, s.lock.release())...)

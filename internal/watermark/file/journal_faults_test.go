@@ -14,10 +14,14 @@ import (
 // The journal's failures, made by replacing datasync and writeDurable (package variables): these
 // tests are not parallel, and the package's parallel tests start only after them.
 
-// chainFileLevel is the block level of key 0 that s's chain file of chain 0 holds on disk.
+// chainFileLevel is the block level of key 0 that s's chain file of chain 0 holds on disk (0: no
+// chain file yet).
 func chainFileLevel(t *testing.T, s *Store) int32 {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(s.Dir(), watermarktest.Chain(0)+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +33,8 @@ func chainFileLevel(t *testing.T, s *Store) int32 {
 }
 
 // TestFailedSyncIsNoAcknowledgement: a journal record whose fdatasync fails is not durable: its
-// batch is refused, and the next one writes the chain file.
+// batch is refused; the next record starts a new journal, after the failed one's marks (the
+// failed record's too: it may be on disk) are written into the chain file.
 func TestFailedSyncIsNoAcknowledgement(t *testing.T) {
 	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
 	if err != nil {
@@ -37,8 +42,8 @@ func TestFailedSyncIsNoAcknowledgement(t *testing.T) {
 	}
 	defer s.Close()
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1)) // the chain file, then a journal
-	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1)) // the journal
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
 	failed := errors.New("EIO")
 	datasync = func(*os.File) error { return failed }
 	_, err = s.Advance(t.Context(), k, watermarktest.Mark(7, 0, 1))
@@ -46,15 +51,21 @@ func TestFailedSyncIsNoAcknowledgement(t *testing.T) {
 	if !errors.Is(err, failed) {
 		t.Fatalf("a record whose fdatasync failed: %v (want the batch refused)", err)
 	}
+	if m, _ := watermarktest.Stored(t, s, k); m.Level != 6 {
+		t.Fatalf("a refused record's mark is in memory: level %d", m.Level)
+	}
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(8, 0, 1))
-	if got := chainFileLevel(t, s); got != 8 {
-		t.Fatalf("after a failed journal the next batch left the chain file at %d, want 8", got)
+	if got := chainFileLevel(t, s); got != 7 {
+		t.Fatalf("after a failed journal the next record left the chain file at %d, want 7 (the failed journal's marks)", got)
+	}
+	if j := s.journal; j.f == nil || j.epoch != 2 {
+		t.Fatalf("no new journal after the failed one: epoch %d", j.epoch)
 	}
 }
 
 // TestJournalCreationFails: a journal whose creation fails (its write succeeded, its fsync did
-// not) is not used: the chain goes on writing its chain file at every batch, and when a full
-// journal cannot be replaced, the full one is kept and the chain file written.
+// not) is not used, nor left behind: the chain goes on writing its chain file at every batch, and
+// when a full journal cannot be replaced, the chain file is written.
 func TestJournalCreationFails(t *testing.T) {
 	failJournals := func(path string, data []byte) error {
 		if strings.HasSuffix(path, journalSuffix) {
@@ -95,6 +106,12 @@ func TestJournalCreationFails(t *testing.T) {
 			if got := chainFileLevel(t, s); got != level {
 				t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
 			}
+			if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
+				t.Fatalf("journals whose creation failed left behind: %v", m)
+			}
+		}
+		if s.Health(t.Context()) == nil {
+			t.Fatal("Health says nothing of the journal that cannot be started")
 		}
 	})
 	t.Run("next", func(t *testing.T) {
@@ -137,6 +154,9 @@ func TestParseJournalName(t *testing.T) {
 	if chain, epoch, ok := parseJournalName("NetXdQprcVkpaWU.12.journal"); !ok || chain != "NetXdQprcVkpaWU" || epoch != 12 {
 		t.Fatalf("a journal's name: %q %d %v", chain, epoch, ok)
 	}
+	if chain, epoch, ok := parseJournalName(storeJournalName(7)); !ok || chain+"." != storeJournalPrefix || epoch != 7 {
+		t.Fatalf("the store journal's name: %q %d %v", chain, epoch, ok)
+	}
 	for _, name := range []string{"NetXdQprcVkpaWU.12", ".12.journal", "12.journal", "NetXdQprcVkpaWU.x.journal", "NetXdQprcVkpaWU..journal", "NetXdQprcVkpaWU.-1.journal"} {
 		if chain, epoch, ok := parseJournalName(name); ok {
 			t.Errorf("%q read as the journal of %q, epoch %d", name, chain, epoch)
@@ -145,12 +165,20 @@ func TestParseJournalName(t *testing.T) {
 }
 
 // TestReplayUndecodableRecord: a whole record (its checksum right) whose content is not a chain
-// state is damage, named with its offset: the chain refuses to sign rather than guess.
+// state, or in a store journal not an object of chain states, is damage, named with its offset:
+// the chain (or the store) refuses to sign rather than guess.
 func TestReplayUndecodableRecord(t *testing.T) {
 	t.Parallel()
-	data := appendRecord(nil, 3, []byte("{}"))
-	data = appendRecord(data, 3, []byte("not json"))
+	data := appendRecord(nil, chainMagic, 3, []byte("{}"))
+	data = appendRecord(data, chainMagic, 3, []byte("not json"))
 	if _, err := replayJournal(emptyState(), data, 3); err == nil || !strings.Contains(err.Error(), "offset") {
 		t.Fatalf("a record that does not decode: %v", err)
+	}
+	for _, payload := range []string{"not json", "null", "[]", `{"NetXnotachain":{}}`, `{"` + watermarktest.Chain(0) + `":{"x":1}}`} {
+		data := appendRecord(nil, storeMagic, 3, []byte("{}"))
+		data = appendRecord(data, storeMagic, 3, []byte(payload))
+		if _, err := replayStoreJournal(data, 3, func(string, *state) {}); err == nil || !strings.Contains(err.Error(), "offset") {
+			t.Fatalf("a store record %s: %v", payload, err)
+		}
 	}
 }

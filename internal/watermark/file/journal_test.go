@@ -82,26 +82,32 @@ func checkMarks(t *testing.T, s watermark.Store, acked map[watermark.Key]waterma
 	}
 }
 
-// TestJournalCrashImage: with the journal on, commits after the first go to the journal (the chain
-// file keeps the first batch); a crash image of the directory at any moment opens with every
-// acknowledged mark, brings the chain file up to date and removes the journals; a clean Close
-// leaves only chain files too. A small journal makes the walk go through several compactions.
+// TestJournalCrashImage: with the journal on, commits go to the store's one journal (no chain
+// file is written while it has room); a crash image of the directory at any moment opens with
+// every acknowledged mark of every chain, brings the chain files up to date and removes the
+// journal; a clean Close leaves only chain files too. A small journal makes the walk go through
+// several compactions.
 func TestJournalCrashImage(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int64{file.DefaultJournalSize, 2048} {
 		s := openJournaled(t, t.TempDir(), size)
 		acked := walk(t, s, 1, 1)
-		f, _ := readChainFile(t, s, watermarktest.Chain(0))
-		if len(journals(t, s.Dir())) != 1 || f[watermarktest.PKH(0)]["block"].Level != 1 {
-			t.Fatalf("size %d: after the first batch: journals %v, chain file %v", size, journals(t, s.Dir()), f)
+		other := watermarktest.Key(1, 0, watermark.Attestation) // a second chain, in the same journal
+		if _, err := os.Stat(filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")); len(journals(t, s.Dir())) != 1 || !os.IsNotExist(err) {
+			t.Fatalf("size %d: after the first batch: journals %v, chain file %v", size, journals(t, s.Dir()), err)
 		}
 		for step := int32(2); step <= 40; step += 7 {
 			for k, m := range walk(t, s, step, step+6) {
 				acked[k] = m
 			}
+			acked[other] = watermarktest.Mark(step, 0, 1)
+			watermarktest.MustAdvance(t, s, other, acked[other])
 			if size == file.DefaultJournalSize {
-				if f, _ := readChainFile(t, s, watermarktest.Chain(0)); f[watermarktest.PKH(0)]["block"].Level != 1 {
-					t.Fatalf("the chain file was rewritten although the journal had room: %v", f)
+				if _, err := os.Stat(filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")); !os.IsNotExist(err) {
+					t.Fatalf("the chain file was written although the journal had room: %v", err)
+				}
+				if j := journals(t, s.Dir()); len(j) != 1 {
+					t.Fatalf("journals %v: want the store's one", j)
 				}
 			}
 			img := crashImage(t, s)
@@ -143,7 +149,7 @@ func TestJournalTornTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail := strings.LastIndex(string(data), "SWJ1")
+	tail := strings.LastIndex(string(data), "SWJ2")
 	end := strings.LastIndex(string(data), "}") + 1
 	// The last record loses its end: as if the machine stopped while writing it.
 	copy(data[tail+(end-tail)/2:end], make([]byte, end-tail))
@@ -171,8 +177,9 @@ func TestJournalTornTail(t *testing.T) {
 	watermarktest.MustAdvance(t, r, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(6, 0, 6))
 }
 
-// TestJournalDamagedRecord: a record damaged in the middle of a journal (acknowledged records
-// after it) is not skipped: the chain refuses to sign, naming the journal; other chains sign.
+// TestJournalDamagedRecord: a record damaged in the middle of the journal (acknowledged records
+// after it) is not skipped: it may have held marks of any chain, so every chain refuses to sign,
+// naming the journal, and nothing is rewritten or removed.
 func TestJournalDamagedRecord(t *testing.T) {
 	t.Parallel()
 	s := openJournaled(t, t.TempDir(), file.DefaultJournalSize)
@@ -181,30 +188,37 @@ func TestJournalDamagedRecord(t *testing.T) {
 	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(3, 0, 1))
 	img := crashImage(t, s)
 	j := journals(t, filepath.Join(img, file.DirName))
-	var chain0 string
-	for _, p := range j {
-		if strings.HasPrefix(filepath.Base(p), watermarktest.Chain(0)+".") {
-			chain0 = p
-		}
+	if len(j) != 1 {
+		t.Fatalf("journals %v, want one for the store", j)
 	}
-	data, err := os.ReadFile(chain0)
+	data, err := os.ReadFile(j[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := strings.Index(string(data[30:]), "SWJ1") + 30 // the record after the start record
+	second := strings.Index(string(data[30:]), "SWJ2") + 30 // the record after the start record
 	data[second+40] ^= 0x20
-	if err := os.WriteFile(chain0, data, 0o600); err != nil {
+	if err := os.WriteFile(j[0], data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := openJournaled(t, img, file.DefaultJournalSize)
 	defer r.Close()
-	_, err = r.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1))
-	if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), chain0) || !strings.Contains(err.Error(), "operator") {
-		t.Fatalf("Advance on the damaged chain = %v", err)
+	for _, k := range []watermark.Key{watermarktest.Key(0, 0, watermark.Block), watermarktest.Key(1, 0, watermark.Block), watermarktest.Key(2, 0, watermark.Block)} {
+		_, err = r.Advance(t.Context(), k, watermarktest.Mark(100, 0, 1))
+		if err == nil || fault.KindOf(err) != fault.Internal || !strings.Contains(err.Error(), j[0]) || !strings.Contains(err.Error(), "operator") {
+			t.Fatalf("Advance of %v with the journal damaged = %v", k, err)
+		}
+		if _, _, err := r.Load(t.Context(), k); err == nil {
+			t.Fatalf("Load of %v with the journal damaged gave no error", k)
+		}
 	}
-	watermarktest.MustRefuse(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(3, 0, 2))
-	watermarktest.MustAdvance(t, r, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(4, 0, 1))
-	if got, err := os.ReadFile(chain0); err != nil || string(got) != string(data) {
+	if _, err := r.List(t.Context()); err == nil {
+		t.Fatal("List with the journal damaged gave no error")
+	}
+	if err := r.Health(t.Context()); err == nil || !strings.Contains(err.Error(), j[0]) {
+		t.Fatalf("Health with the journal damaged: %v", err)
+	}
+	r.Close()
+	if got, err := os.ReadFile(j[0]); err != nil || string(got) != string(data) {
 		t.Fatal("the damaged journal was changed or removed")
 	}
 }
@@ -243,7 +257,6 @@ func TestJournalReplaySignatureAtSameMark(t *testing.T) {
 	t.Parallel()
 	s := openJournaled(t, t.TempDir(), file.DefaultJournalSize)
 	k := watermarktest.Key(0, 0, watermark.Block)
-	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 1, watermark.Block), watermarktest.SignedMark(1, 0, 1, 1)) // the chain file's first batch
 	unsigned := watermarktest.Mark(7, 0, 3)
 	signed := unsigned
 	signed.Signature = "sig-of-7"

@@ -26,7 +26,7 @@ import (
 // (found by mutation testing, see docs/testing.md).
 
 // journaledAtSix opens a journaled store without background rewrites in base, with a key's block
-// mark at level 5 in its chain file and at 6 in its journal only.
+// mark at levels 5 and 6 in its journal only (no chain file yet).
 func journaledAtSix(t *testing.T, base string) (*Store, watermark.Key) {
 	t.Helper()
 	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0))
@@ -135,10 +135,7 @@ func TestCloseReportsFailedCompaction(t *testing.T) {
 	base := t.TempDir()
 	s, k := journaledAtSix(t, base)
 	path := filepath.Join(s.Dir(), watermarktest.Chain(0)+".json")
-	// A non-empty directory where the chain file was: the rename over it fails.
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
+	// A non-empty directory where the chain file goes: the rename over it fails.
 	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -295,18 +292,18 @@ func TestOpenListingFails(t *testing.T) {
 	s.Close()
 }
 
-// crashWithJournalOnly leaves in a new base what a crash leaves when a chain's file is gone but
-// its journal holds marks up to level 6: the journal's epoch is returned.
+// crashWithJournalOnly leaves in a new base what a crash leaves when a chain has no file yet but
+// the journal holds its marks up to level 6: the journal's epoch is returned.
 func crashWithJournalOnly(t *testing.T) (string, uint64) {
 	t.Helper()
 	s, _ := journaledAtSix(t, t.TempDir())
-	epoch := s.chainFor(t, watermarktest.Chain(0)).epoch
+	epoch := s.journal.epoch
 	crashed := t.TempDir()
 	dir := filepath.Join(crashed, DirName)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	name := journalName(watermarktest.Chain(0), epoch)
+	name := storeJournalName(epoch)
 	data, err := os.ReadFile(filepath.Join(s.Dir(), name))
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +347,7 @@ func TestJournalWithoutChainFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// watermark show, closing its snapshot, must leave a running daemon's journal alone.
-	if _, err := os.Stat(filepath.Join(base, DirName, journalName(watermarktest.Chain(0), epoch))); err != nil {
+	if _, err := os.Stat(filepath.Join(base, DirName, storeJournalName(epoch))); err != nil {
 		t.Fatalf("the read-only store's Close removed the journal: %v", err)
 	}
 
@@ -369,8 +366,8 @@ func TestJournalWithoutChainFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.chainFor(t, watermarktest.Chain(0))
-	if !c.journaled || c.epoch <= epoch {
-		t.Fatalf("journaled %v, epoch %d after a replayed journal of epoch %d", c.journaled, c.epoch, epoch)
+	if c.journal == nil || s.journal.epoch <= epoch {
+		t.Fatalf("journaled %v, epoch %d after a replayed journal of epoch %d", c.journal != nil, s.journal.epoch, epoch)
 	}
 }
 
@@ -458,7 +455,7 @@ func TestStoreRefusals(t *testing.T) {
 	k := watermarktest.Key(2, 0, watermark.Block)
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
-	if !s.chainFor(t, watermarktest.Chain(2)).journaled {
+	if s.chainFor(t, watermarktest.Chain(2)).journal == nil {
 		t.Error("a new chain of a journaled store is not journaled")
 	}
 	if err := s.Close(); err != nil {
@@ -641,11 +638,11 @@ func TestLoadedChainJournals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if c := s.chainFor(t, watermarktest.Chain(0)); !c.journaled {
+	if c := s.chainFor(t, watermarktest.Chain(0)); c.journal == nil {
 		t.Fatal("a chain read from its file is not journaled")
 	}
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(6, 0, 1))
-	journals, _ := filepath.Glob(filepath.Join(base, DirName, watermarktest.Chain(0)+".*.journal"))
+	journals, _ := filepath.Glob(filepath.Join(base, DirName, "*.journal"))
 	if len(journals) != 1 {
 		t.Fatalf("journals after a mark on a loaded chain: %v", journals)
 	}
@@ -660,7 +657,7 @@ func TestCorruptChainFileWithJournal(t *testing.T) {
 	base, epoch := crashWithJournalOnly(t)
 	dir := filepath.Join(base, DirName)
 	chainFile := filepath.Join(dir, watermarktest.Chain(0)+".json")
-	journal := filepath.Join(dir, journalName(watermarktest.Chain(0), epoch))
+	journal := filepath.Join(dir, storeJournalName(epoch))
 	corrupt := []byte(`{"` + watermarktest.PKH(0) + `": {"block": {"level": 90`) // cut short
 	if err := os.WriteFile(chainFile, corrupt, 0o600); err != nil {
 		t.Fatal(err)

@@ -22,19 +22,19 @@ import (
 func TestParseRecordBounds(t *testing.T) {
 	t.Parallel()
 	payload := []byte(`{"x":1}`)
-	rec := appendRecord(nil, 7, payload)
+	rec := appendRecord(nil, chainMagic, 7, payload)
 
 	// A record with no payload is exactly a header long.
-	if r, ok := parseRecord(appendRecord(nil, 7, nil)); !ok || r.size != journalHeader || len(r.payload) != 0 {
+	if r, ok := parseRecord(appendRecord(nil, chainMagic, 7, nil), chainMagic); !ok || r.size != journalHeader || len(r.payload) != 0 {
 		t.Fatalf("a header-only record: %+v %v", r, ok)
 	}
 	// A record that ends exactly where the buffer does.
-	if r, ok := parseRecord(rec); !ok || r.size != len(rec) || string(r.payload) != string(payload) || r.epoch != 7 {
+	if r, ok := parseRecord(rec, chainMagic); !ok || r.size != len(rec) || string(r.payload) != string(payload) || r.epoch != 7 {
 		t.Fatalf("a record ending at the buffer's end: %+v %v", r, ok)
 	}
 	// Every shorter cut is no record, without a panic.
 	for n := range len(rec) {
-		if _, ok := parseRecord(rec[:n]); ok {
+		if _, ok := parseRecord(rec[:n], chainMagic); ok {
 			t.Fatalf("a record cut to %d of %d bytes was read", n, len(rec))
 		}
 	}
@@ -42,20 +42,20 @@ func TestParseRecordBounds(t *testing.T) {
 	for _, n := range []uint32{uint32(len(payload) + 1), uint32(len(rec)), math.MaxUint32} {
 		b := append([]byte(nil), rec...)
 		binary.LittleEndian.PutUint32(b[12:], n)
-		if _, ok := parseRecord(b); ok {
+		if _, ok := parseRecord(b, chainMagic); ok {
 			t.Fatalf("a record claiming %d payload bytes of %d was read", n, len(payload))
 		}
 	}
 	// Another magic, with a checksum that matches.
 	b := append([]byte(nil), rec...)
 	copy(b, "SWJ0")
-	if _, ok := parseRecord(b); ok {
+	if _, ok := parseRecord(b, chainMagic); ok {
 		t.Fatal("a record with another magic was read")
 	}
 	// A changed payload byte.
 	b = append([]byte(nil), rec...)
 	b[len(b)-2]++
-	if _, ok := parseRecord(b); ok {
+	if _, ok := parseRecord(b, chainMagic); ok {
 		t.Fatal("a record whose checksum does not match was read")
 	}
 }
@@ -75,7 +75,7 @@ func TestReplayBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return appendRecord(nil, epoch, p)
+		return appendRecord(nil, chainMagic, epoch, p)
 	}
 	level := func(st *state) int32 { return st.marks[pkh][classIndex(watermark.Block)].mark.Level }
 	damaged := func(b []byte) []byte { b = append([]byte(nil), b...); b[len(b)-2]++; return b }
@@ -108,7 +108,7 @@ func TestReplayBounds(t *testing.T) {
 	// header ending exactly at the end of the file.
 	for name, after := range map[string][]byte{
 		"a record then zeros":         cat(rec(1, 6), zeros),
-		"a header-only record at end": appendRecord(nil, 1, nil),
+		"a header-only record at end": appendRecord(nil, chainMagic, 1, nil),
 	} {
 		_, err := replayJournal(emptyState(), cat(rec(1, 4), damaged(rec(1, 5)), after), 1)
 		if err == nil || !strings.Contains(err.Error(), "damaged") {
@@ -179,46 +179,60 @@ func TestHigher(t *testing.T) {
 }
 
 // TestJournalFillsExactly: a record that fits the journal's last byte is written there; the next
-// one makes the journal full, and the file never grows past its preallocated size.
+// one makes the journal full, and the file never grows past its preallocated size. The next
+// journal has the next epoch, and the full one is gone.
 func TestJournalFillsExactly(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	payload := []byte(`{ }`)
-	size := startRecordSize + int64(len(appendRecord(nil, 1, payload)))
-	j, err := createJournal(dir, "chain", 1, size)
+	c := testChain(t)
+	j := newJournal(c.dir, 0, nil)
+	c.journal = j
+	part := emptyState()
+	var slots [len(classes)]slot
+	slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(5, 0, 1))
+	part.marks[watermarktest.PKH(0)] = slots
+	payload, err := encodeCompact(part)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.close()
-	if err := j.append(payload); err != nil {
+	if err := j.append(c, part, payload); err != nil {
+		t.Fatal(err)
+	}
+	// The journal ends exactly where a second such record would.
+	record := int64(journalHeader + len(`{"`+c.id+`":`) + len(payload) + 1)
+	size := j.off + record
+	path := filepath.Join(c.dir, storeJournalName(1))
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	j.fsize = size
+	if err := j.append(c, part, payload); err != nil {
 		t.Fatalf("a record that fits exactly: %v", err)
 	}
-	if err := j.append([]byte("{}")); err != errJournalFull {
-		t.Fatalf("a record past the end: %v, want errJournalFull", err)
+	if j.epoch != 1 || j.off != size {
+		t.Fatalf("a record that fits exactly went to epoch %d, offset %d of %d", j.epoch, j.off, size)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, journalName("chain", 1)))
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if int64(len(data)) != size {
 		t.Fatalf("journal is %d bytes, preallocated %d", len(data), size)
 	}
-	st := emptyState()
-	if tail, err := replayJournal(st, data, 1); err != nil || int64(tail) != size {
-		t.Fatalf("replay: tail %d of %d, %v", tail, size, err)
+	records := 0
+	if tail, err := replayStoreJournal(data, 1, func(string, *state) { records++ }); err != nil || int64(tail) != size || records != 2 {
+		t.Fatalf("replay: tail %d of %d, %d chain parts (want 2), %v", tail, size, records, err)
 	}
-
-	// The next journal has the next epoch, and the full one is gone.
-	n, err := j.next(size)
-	if err != nil {
+	if err := j.append(c, part, payload); err != nil {
 		t.Fatal(err)
 	}
-	defer n.close()
-	if n.epoch != 2 {
-		t.Fatalf("next epoch %d, want 2", n.epoch)
+	if j.epoch != 2 {
+		t.Fatalf("after a record past the end: epoch %d, want 2", j.epoch)
 	}
-	if _, err := os.Stat(filepath.Join(dir, journalName("chain", 1))); !os.IsNotExist(err) {
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the full journal is still there: %v", err)
+	}
+	if err := j.close(true); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,0 +1,267 @@
+package file
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signatory-go/signatory/internal/watermark"
+	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
+)
+
+// TestOneSyncForManyChains: the changes of every chain that arrive while a journal write is in
+// flight go out together, as one record with one fdatasync, and each is acknowledged only after
+// it; the writer that led hands the lead on, so that the queued chains are answered. (Not
+// parallel: it replaces datasync.)
+func TestOneSyncForManyChains(t *testing.T) {
+	const chains = 8
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1)) // the journal exists
+	entered, release := make(chan struct{}), make(chan struct{})
+	var syncs atomic.Int32
+	datasync = func(f *os.File) error {
+		if syncs.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return fdatasync(f)
+	}
+	defer func() { datasync = fdatasync }()
+	var wg sync.WaitGroup
+	errs := make([]error, chains)
+	var answered atomic.Int32
+	advance := func(i int) {
+		wg.Go(func() {
+			_, errs[i] = s.Advance(t.Context(), watermarktest.Key(i, 0, watermark.Block), watermarktest.Mark(2, 0, 1))
+			answered.Add(1)
+		})
+	}
+	advance(0)
+	<-entered // chain 0's record is being made durable
+	for i := 1; i < chains; i++ {
+		advance(i)
+	}
+	for queued := 0; queued < chains-1; { // every other chain has handed its batch to the journal
+		time.Sleep(time.Millisecond)
+		s.journal.mu.Lock()
+		queued = len(s.journal.queue)
+		s.journal.mu.Unlock()
+	}
+	if n := answered.Load(); n != 0 {
+		t.Fatalf("%d requests answered before their record's fdatasync", n)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("chain %d: %v", i, err)
+		}
+	}
+	if n := syncs.Load(); n != 2 {
+		t.Fatalf("%d fdatasyncs for chain 0's record and the %d chains queued behind it, want 2", n, chains-1)
+	}
+	// A crash now: every chain's mark is in the journal.
+	img := t.TempDir()
+	if err := os.Mkdir(filepath.Join(img, DirName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := storeJournalName(s.journal.epoch)
+	data, err := os.ReadFile(filepath.Join(s.Dir(), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(img, DirName, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range chains {
+		if m, ok := watermarktest.Stored(t, r, watermarktest.Key(i, 0, watermark.Block)); !ok || m.Level != 2 {
+			t.Fatalf("chain %d after a crash: %+v %v, want level 2", i, m, ok)
+		}
+	}
+}
+
+// TestManyChainsThroughCompactions: chains advancing at once through a small journal (many
+// compactions, each writing other chains' files from the leader) lose no acknowledged mark, in a
+// crash image taken at the end or after a clean stop. Each chain also has a key that advances
+// once, first: without background rewrites, only the compactions can carry its mark from the
+// first journal into its chain file.
+func TestManyChainsThroughCompactions(t *testing.T) {
+	t.Parallel()
+	const chains, levels = 6, 60
+	base := t.TempDir()
+	s, err := Open(base, WithJournal(4096), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, chains)
+	for i := range chains {
+		wg.Go(func() {
+			if _, err := s.Advance(t.Context(), watermarktest.Key(i, 100+i, watermark.Block), watermarktest.Mark(1, 0, 1)); err != nil {
+				errs <- err
+				return
+			}
+			for l := int32(1); l <= levels; l++ {
+				for _, c := range []watermark.Class{watermark.Block, watermark.Attestation} {
+					if _, err := s.Advance(t.Context(), watermarktest.Key(i, i, c), watermarktest.Mark(l, 0, byte(i))); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if s.journal.epoch < 3 {
+		t.Fatalf("journal epoch %d: the walk went through too few compactions to test them", s.journal.epoch)
+	}
+	check := func(st watermark.Store, when string) {
+		for i := range chains {
+			if m, ok := watermarktest.Stored(t, st, watermarktest.Key(i, 100+i, watermark.Block)); !ok || m.Level != 1 {
+				t.Fatalf("%s: chain %d's still key at %+v %v, want level 1", when, i, m, ok)
+			}
+			for _, c := range []watermark.Class{watermark.Block, watermark.Attestation} {
+				if m, ok := watermarktest.Stored(t, st, watermarktest.Key(i, i, c)); !ok || m.Level != levels {
+					t.Fatalf("%s: chain %d %s at %+v %v, want level %d", when, i, c, m, ok, levels)
+				}
+			}
+		}
+	}
+	img := t.TempDir()
+	if err := os.Mkdir(filepath.Join(img, DirName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	for _, e := range entries {
+		if e.Name() == LockName {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(img, DirName, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(r, "crash image")
+	r.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
+		t.Fatalf("journals left after a clean stop: %v", m)
+	}
+	r, err = Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	check(r, "after a clean stop")
+}
+
+// TestUpgradeFromChainJournals: journals of the versions that kept one per chain (left by a
+// crash) are replayed beside the store's, their marks written into the chain files, and removed.
+func TestUpgradeFromChainJournals(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	record := func(pkh int, class watermark.Class, level int32) []byte {
+		st := emptyState()
+		var slots [len(classes)]slot
+		slots[classIndex(class)] = newSlot(watermarktest.Mark(level, 0, 1))
+		st.marks[watermarktest.PKH(pkh)] = slots
+		p, err := encodeCompact(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Chain 0: its chain file at 5, its old journal at 7. Chain 1: an old journal only, at 9.
+	// Chain 2: the store journal, at 4.
+	if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(0)+".json"), []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":5,"round":0}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	legacy := func(chain int, epoch uint64, payload []byte) {
+		data := make([]byte, 4096)
+		rec := appendRecord(appendRecord(nil, chainMagic, epoch, []byte("{}")), chainMagic, epoch, payload)
+		copy(data, rec)
+		if err := os.WriteFile(filepath.Join(dir, journalName(watermarktest.Chain(chain), epoch)), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy(0, 3, record(0, watermark.Block, 7))
+	legacy(1, 1, record(1, watermark.Attestation, 9))
+	data := make([]byte, 4096)
+	copy(data, appendRecord(nil, storeMagic, 2, []byte(`{"`+watermarktest.Chain(2)+`":`+string(record(2, watermark.Preattestation, 4))+`}`)))
+	if err := os.WriteFile(filepath.Join(dir, storeJournalName(2)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(base, WithJournal(DefaultJournalSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[watermark.Key]int32{
+		watermarktest.Key(0, 0, watermark.Block):          7,
+		watermarktest.Key(1, 1, watermark.Attestation):    9,
+		watermarktest.Key(2, 2, watermark.Preattestation): 4,
+	}
+	for k, level := range want {
+		if m, ok := watermarktest.Stored(t, s, k); !ok || m.Level != level {
+			t.Fatalf("%v: %+v %v, want level %d", k, m, ok, level)
+		}
+		watermarktest.MustRefuse(t, s, k, watermarktest.Mark(level, 0, 2))
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*"+journalSuffix)); len(m) != 0 {
+		t.Fatalf("journals left after Open: %v", m)
+	}
+	// The next journal is of a later epoch than the store journal replayed.
+	watermarktest.MustAdvance(t, s, watermarktest.Key(2, 2, watermark.Preattestation), watermarktest.Mark(5, 0, 1))
+	if s.journal.epoch != 3 {
+		t.Fatalf("new journal of epoch %d after one of epoch 2 was replayed, want 3", s.journal.epoch)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := func() *Store {
+		r, err := Open(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}()
+	defer r.Close()
+	for k, level := range want {
+		if m, ok := watermarktest.Stored(t, r, k); !ok || m.Level < level {
+			t.Fatalf("%v after a clean stop: %+v %v, want level %d", k, m, ok, level)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, storeJournalName(3))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the journal is still there after a clean stop: %v", err)
+	}
+}
