@@ -23,9 +23,11 @@ func newWatermark(g *globals) *cobra.Command {
 			if err := store.Health(cmd.Context()); err != nil {
 				log.Warn("watermark store is not healthy", "err", err)
 			}
-			entries, err := store.List(cmd.Context())
-			if err != nil {
-				return err
+			// On an error (a mark that cannot be read), the text output still lists what was read,
+			// for the operator's repair, and the command fails; --json prints nothing then.
+			entries, listErr := store.List(cmd.Context())
+			if listErr != nil && g.jsonOut {
+				return listErr
 			}
 			type row struct {
 				Chain string `json:"chain_id"`
@@ -48,13 +50,16 @@ func newWatermark(g *globals) *cobra.Command {
 				return g.printJSON(rows)
 			}
 			fmt.Fprintf(g.stdout, "backend: %s\n", store.Name())
-			if len(rows) == 0 {
+			if len(rows) == 0 && listErr == nil {
 				fmt.Fprintln(g.stdout, "no watermarks recorded")
 			}
 			for _, r := range rows {
 				fmt.Fprintf(g.stdout, "%s  %s  %-15s level %d round %d\n", r.Chain, r.PKH, r.Class, r.Level, r.Round)
 			}
-			return nil
+			if listErr != nil {
+				fmt.Fprintln(g.stdout, "INCOMPLETE: marks that cannot be read are not listed above")
+			}
+			return listErr
 		},
 	}
 	show.Flags().BoolVar(&g.jsonOut, "json", false, "print JSON")

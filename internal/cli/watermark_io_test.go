@@ -297,3 +297,28 @@ func TestWatermarkFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestWatermarkShowIncomplete: when a mark cannot be read (here a corrupt chain file beside a good
+// one), `watermark show` fails; its text output still lists the marks it read, for the operator's
+// repair, and says it is incomplete; --json prints nothing.
+func TestWatermarkShowIncomplete(t *testing.T) {
+	cfg, base := wmConfig(t, "  driver: file\n")
+	dir := filepath.Join(base, "watermark_v2")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "NetXdQprcVkpaWU.json"), []byte(chainFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "NetXnHfVqm9iesp.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "-c", cfg, "watermark", "show")
+	if err == nil || !strings.Contains(err.Error(), "NetXnHfVqm9iesp") || !strings.Contains(out, "block           level 34 round 4") ||
+		!strings.Contains(out, "INCOMPLETE") || strings.Contains(out, "no watermarks recorded") {
+		t.Fatalf("show with a corrupt chain file: %v\n%s", err, out)
+	}
+	if out, _, err := run(t, "-c", cfg, "watermark", "show", "--json"); err == nil || out != "" {
+		t.Fatalf("show --json with a corrupt chain file: %v\n%s", err, out)
+	}
+}

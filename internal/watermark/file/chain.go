@@ -40,6 +40,7 @@ type chain struct {
 	behind  bool     // the journal holds marks the chain file lacks
 
 	fileMu   sync.Mutex   // held while the chain file is written: the writer and a journal compaction both write it
+	written  *state       // what the chain file holds, once this process wrote it (guarded by fileMu)
 	fileSize atomic.Int64 // of the chain file last written, for the journal's size
 
 	// The chain file is brought up to date at most lag after a journal record (see refresh; 0:
@@ -322,19 +323,19 @@ func (c *chain) write(st *state) error {
 	return c.writeLocked(st)
 }
 
-// writeRaised makes the durable state raised by part durable as the chain file: the journal's
-// compaction, from another chain's writer, with part the marks the journal holds for this chain
-// (its writer may not have published the last of them yet).
+// writeRaised makes the durable state raised by part durable as the chain file, unless the chain
+// file already holds part: the journal's compaction, from another chain's writer, with part the
+// acknowledged marks the journal holds for this chain (its writer may not have published the
+// last of them yet).
 func (c *chain) writeRaised(part *state) error {
 	c.fileMu.Lock()
 	defer c.fileMu.Unlock()
+	if c.written != nil && covers(c.written, part) {
+		return nil
+	}
 	st := c.state.Load().clone()
 	raise(st, part)
-	err := c.writeLocked(st)
-	c.mu.Lock()
-	c.writeErr = err
-	c.mu.Unlock()
-	return err
+	return c.writeLocked(st)
 }
 
 func (c *chain) writeLocked(st *state) error {
@@ -347,6 +348,7 @@ func (c *chain) writeLocked(st *state) error {
 		return &fault.Error{Kind: fault.Internal, Err: err,
 			Msg: fmt.Sprintf("watermark: cannot write %s: %v", c.path, err)}
 	}
+	c.written = st
 	c.fileSize.Store(int64(len(data)))
 	return nil
 }

@@ -110,8 +110,11 @@ func crash(t *testing.T, journal int, lag time.Duration) {
 		if err := s.Health(t.Context()); err != nil {
 			t.Fatalf("run %d: Health after crash: %v", run, err)
 		}
-		readChainFile(t, s, watermarktest.Chain(0)) // parses
-		readChainFile(t, s, watermarktest.Chain(1))
+		for c := range 2 { // each chain with a mark has a chain file that parses
+			if prev[c] > 0 || prev[c+2] > 0 {
+				readChainFile(t, s, watermarktest.Chain(c))
+			}
+		}
 		s.Close()
 		t.Logf("run %d (kill by %s): stored levels %v, acknowledged %v", run, map[bool]string{true: "timer", false: "count"}[byTimer], prev, acked)
 	}

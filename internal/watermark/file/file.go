@@ -53,7 +53,10 @@ type Store struct {
 	journal     *journal // nil: off, or read-only
 	// broken is set at Open when a journal is damaged: it may have held marks of any chain, so
 	// no chain signs until the operator repairs it.
-	broken   error
+	broken error
+	// vanished is set at a read-only Open when a journal listed was gone when read (a daemon
+	// compacted it meanwhile).
+	vanished bool
 	chainLag time.Duration
 	after    func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
 
@@ -104,8 +107,8 @@ func New(_ context.Context, _ string, node *yaml.Node, env backend.Env) (waterma
 
 // Config is the file store's watermark.config section.
 type Config struct {
-	// Journal (on unless false) makes each group commit one write and one fdatasync into a
-	// preallocated journal per chain instead of a whole-file replace (see docs/watermarks.md).
+	// Journal (on unless false) makes each group commit part of one write and one fdatasync into
+	// the store's preallocated journal instead of a whole-file replace (see docs/watermarks.md).
 	// The chain files are brought up to date at most ChainFileLag after a change, and at every
 	// start and clean stop. With journal: false every commit replaces the chain file.
 	Journal *bool `yaml:"journal"`
@@ -121,8 +124,8 @@ const (
 	MaxChainFileLag     = time.Hour
 )
 
-// WithJournal turns the journal on, each chain's preallocated to size bytes, with the chain
-// files at most DefaultChainFileLag behind it unless WithChainFileLag says otherwise.
+// WithJournal turns the journal on, preallocated to at least size bytes, with the chain files at
+// most DefaultChainFileLag behind it unless WithChainFileLag says otherwise.
 func WithJournal(size int64) Option { return func(s *Store) { s.journalSize = size } }
 
 // WithChainFileLag sets how long after a journaled change its chain file is rewritten; 0 or less
@@ -147,6 +150,10 @@ func ReadOnly() Option { return func(s *Store) { s.readOnly = true } }
 // readDir lists the watermark directory at Open (a variable for the tests of its failure).
 var readDir = os.ReadDir
 
+// readAttempts is how many times a read-only Open reads the directory while a daemon's
+// compactions change it under it.
+const readAttempts = 5
+
 // Open loads every <chain>.json in <base>/watermark_v2, creating the directory (0700) if needed.
 // Unparseable chain files and file names that are not chain ids do not make Open fail: they are
 // logged and reported by Health, and a corrupt chain refuses every Advance.
@@ -159,11 +166,26 @@ func Open(base string, opts ...Option) (*Store, error) {
 		s.chainLag = DefaultChainFileLag
 	}
 	if s.readOnly {
-		entries, err := readDir(s.dir)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("watermark: %w", err)
+		// A running daemon may compact while this reads: a journal listed, then removed before it
+		// is read, had its marks written into chain files this may have read before. Read
+		// everything again then.
+		for attempt := 1; ; attempt++ {
+			entries, err := readDir(s.dir)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("watermark: %w", err)
+			}
+			s.loadAll(entries)
+			if !s.vanished {
+				break
+			}
+			if attempt == readAttempts {
+				err := fmt.Errorf("watermark: the directory changed at each of %d reads (a daemon compacting its journal): marks written meanwhile may be missing", attempt)
+				s.problems = append(s.problems, err)
+				break
+			}
+			s.chains.Clear()
+			s.problems, s.broken, s.vanished = nil, nil, false
 		}
-		s.loadAll(entries)
 		s.closed = true // no writer runs, Advance fails
 		return s, nil
 	}
@@ -244,15 +266,22 @@ func (s *Store) loadStoreJournals(epochs []uint64) {
 				raise(st, part)
 			})
 		}
+		if s.readOnly && errors.Is(err, fs.ErrNotExist) {
+			s.vanished = true
+			continue
+		}
 		if err != nil {
 			s.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
 				"watermark journal %s is corrupt (%v): no chain signs until the operator repairs the file", path, err)}
 			s.log.Error(s.broken.Error())
-			return
+			break // the marks of the records read are shown (List); nothing is written or removed
 		}
 	}
 	for c, st := range raised {
 		c.state.Store(st)
+	}
+	if s.broken != nil {
+		return
 	}
 	if s.readOnly {
 		return
@@ -312,6 +341,10 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 		data, err := os.ReadFile(path)
 		if err == nil {
 			_, err = replayJournal(st, data, epoch)
+		}
+		if s.readOnly && errors.Is(err, fs.ErrNotExist) {
+			s.vanished = true
+			continue
 		}
 		if err != nil {
 			c.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(

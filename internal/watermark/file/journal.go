@@ -61,6 +61,10 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// maxJournalFile bounds the journal files Open reads: a larger one is damage (the store writes
+// journals of four times its chain files, and a chain file of 100,000 keys is about 20 MiB).
+const maxJournalFile = 1 << 30
+
 // journalRecord is one parsed record.
 type journalRecord struct {
 	epoch   uint64
@@ -70,10 +74,19 @@ type journalRecord struct {
 
 // parseRecord parses the record of magic at the start of b; ok is false when there is none whole.
 func parseRecord(b []byte, magic string) (journalRecord, bool) {
+	return parseRecordOf(b, magic, nil)
+}
+
+// parseRecordOf is parseRecord of a record of epoch, when epoch is not nil: a record of another
+// epoch is no record, found without computing its checksum.
+func parseRecordOf(b []byte, magic string, epoch *uint64) (journalRecord, bool) {
 	if len(b) < journalHeader || string(b[:4]) != magic {
 		return journalRecord{}, false
 	}
-	epoch := binary.LittleEndian.Uint64(b[4:])
+	e := binary.LittleEndian.Uint64(b[4:])
+	if epoch != nil && e != *epoch {
+		return journalRecord{}, false
+	}
 	n := int(binary.LittleEndian.Uint32(b[12:]))
 	sum := binary.LittleEndian.Uint32(b[16:])
 	if n > len(b)-journalHeader {
@@ -83,7 +96,7 @@ func parseRecord(b []byte, magic string) (journalRecord, bool) {
 	if crc32.Checksum(payload, crcTable) != sum {
 		return journalRecord{}, false
 	}
-	return journalRecord{epoch: epoch, payload: payload, size: journalHeader + n}, true
+	return journalRecord{epoch: e, payload: payload, size: journalHeader + n}, true
 }
 
 func appendRecord(dst []byte, magic string, epoch uint64, payload []byte) []byte {
@@ -107,9 +120,12 @@ func putHeader(rec []byte, magic string, epoch uint64) {
 // of data, in order, and returns the offset after the last one. A whole record after the first
 // one that is not is damage, and an error.
 func replayRecords(data []byte, magic string, epoch uint64, apply func([]byte) error) (tail int, err error) {
+	if len(data) > maxJournalFile {
+		return 0, fmt.Errorf("%d bytes, more than any journal this store writes (%d)", len(data), maxJournalFile)
+	}
 	for {
-		r, ok := parseRecord(data[tail:], magic)
-		if !ok || r.epoch != epoch {
+		r, ok := parseRecordOf(data[tail:], magic, &epoch)
+		if !ok {
 			break
 		}
 		if err := apply(r.payload); err != nil {
@@ -117,8 +133,14 @@ func replayRecords(data []byte, magic string, epoch uint64, apply func([]byte) e
 		}
 		tail += r.size
 	}
-	for i := tail + 1; i+journalHeader <= len(data); i++ {
-		if _, ok := parseRecord(data[i:], magic); ok {
+	// A record starts with its magic, which has no zero byte, so none starts in the zeros after
+	// the last non-zero byte: those cost no checksums.
+	end := len(data)
+	for end > tail && data[end-1] == 0 {
+		end--
+	}
+	for i := tail + 1; i+len(magic) <= end && i+journalHeader <= len(data); i++ {
+		if _, ok := parseRecordOf(data[i:], magic, &epoch); ok {
 			return 0, fmt.Errorf("the record at offset %d is damaged, and acknowledged records follow it (offset %d)", tail, i)
 		}
 	}
@@ -160,6 +182,24 @@ func replayStoreJournal(data []byte, epoch uint64, apply func(chain string, part
 		}
 		return nil
 	})
+}
+
+// covers reports whether raising st by part would change nothing.
+func covers(st, part *state) bool {
+	for pkh, slots := range part.marks {
+		cur := st.marks[pkh]
+		for i, sl := range slots {
+			if !sl.ok {
+				continue
+			}
+			old := cur[i]
+			if !old.ok || higher(sl.mark, old.mark) ||
+				sameLevelRound(sl.mark, old.mark) && old.mark.Signature == "" && sl.mark.Signature != "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // raise sets every slot of part that is higher than st's (or equal with a signature st lacks).
@@ -320,8 +360,24 @@ func (j *journal) commit(batch []*appendReq) {
 		}
 	}
 	putHeader(j.buf, storeMagic, j.epoch)
-	// Held before the write: a record whose fdatasync fails may still be on disk, and its marks
-	// go into the chain files at the next compaction, which only makes them more conservative.
+	j.records++
+	_, err := j.f.WriteAt(j.buf, j.off)
+	if err == nil {
+		err = datasync(j.f)
+	}
+	if err != nil {
+		// The file's content is now unknown: it takes no more records. The next record starts a
+		// new journal, after the chains it holds have their acknowledged marks in their chain
+		// files. This record's marks are not held: they were never acknowledged, and a chain file
+		// must not go above what its chain holds in memory (a crash before that leaves them in
+		// this file, which only makes them more conservative).
+		j.f.Close()
+		j.f = nil
+		answer(err)
+		return
+	}
+	j.off += n
+	// Held once durable: the next compaction writes them into the chain files.
 	for _, r := range batch {
 		h := j.held[r.c]
 		if h == nil {
@@ -330,20 +386,7 @@ func (j *journal) commit(batch []*appendReq) {
 		}
 		raise(h, r.part)
 	}
-	j.records++
-	_, err := j.f.WriteAt(j.buf, j.off)
-	if err == nil {
-		err = datasync(j.f)
-	}
-	if err != nil {
-		// The file's content is now unknown: it takes no more records. The next record starts a
-		// new journal, after the chains it holds have their marks in their chain files.
-		j.f.Close()
-		j.f = nil
-		answer(err)
-		return
-	}
-	j.off += n
+	j.recovered()
 	answer(nil)
 }
 
@@ -385,17 +428,22 @@ func (j *journal) rotate(need int64) error {
 		return fmt.Errorf("watermark: cannot open the journal %s: %w", path, err)
 	}
 	j.f, j.onDisk, j.off, j.fsize = f, true, startRecordSize, size
-	j.mu.Lock()
-	if j.err != nil && j.log != nil {
-		j.log.Info("watermark: journal in use again")
-	}
-	j.err = nil
-	j.mu.Unlock()
 	return nil
 }
 
-// fail records why no journal could be started (each batch meanwhile writes its chain file), and
-// logs it once per outage.
+// recovered clears the failure Health reports, after a record was written.
+func (j *journal) recovered() {
+	j.mu.Lock()
+	was := j.err
+	j.err = nil
+	j.mu.Unlock()
+	if was != nil && j.log != nil {
+		j.log.Info("watermark: journal in use again")
+	}
+}
+
+// fail records why a full journal could not be replaced (each batch that does not fit it meanwhile
+// writes its chain file), and logs it once per outage.
 func (j *journal) fail(err error) {
 	j.mu.Lock()
 	was := j.err

@@ -2,6 +2,7 @@ package file
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -263,5 +264,145 @@ func TestUpgradeFromChainJournals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, storeJournalName(3))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the journal is still there after a clean stop: %v", err)
+	}
+}
+
+// TestCompactionSkipsChainsUpToDate: a full journal's compaction writes only the chain files
+// that lack some of its marks: a chain whose file was brought up to date since (its background
+// rewrite) is not written again, so that the chain that filled the journal, and every chain
+// queued behind it, do not wait for chain files that hold everything already.
+func TestCompactionSkipsChainsUpToDate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := newJournal(dir, 1<<16, nil)
+	chains := make([]*chain, 3)
+	for i := range chains {
+		id := watermarktest.Chain(i)
+		chains[i] = newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+		chains[i].journal = j
+	}
+	commit := func(c *chain, level int32) {
+		t.Helper()
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	a, b, other := chains[0], chains[1], chains[2]
+	commit(b, 2)
+	commit(other, 2)
+	b.refresh() // b's chain file now holds its journaled mark; other's does not
+	commit(a, 2)
+	bWrites, otherWrites := b.writes.Load(), other.writes.Load()
+	j.fsize = j.off // full
+	commit(a, 3)
+	if j.epoch != 2 {
+		t.Fatalf("epoch %d: no compaction", j.epoch)
+	}
+	if n := b.writes.Load() - bWrites; n != 0 {
+		t.Fatalf("the compaction wrote a chain file that held everything (%d writes)", n)
+	}
+	if n := other.writes.Load() - otherWrites; n != 1 {
+		t.Fatalf("the compaction wrote the chain file that lacked its marks %d times, want 1", n)
+	}
+	for _, c := range []*chain{a, b, other} {
+		if m := diskMark(t, c, 0, watermark.Block); m.Level != 2 {
+			t.Fatalf("chain %s's file at %d after the compaction, want 2", c.id, m.Level)
+		}
+	}
+}
+
+// TestReadOnlySnapshotRereads: a journal that a running daemon compacts away between the
+// snapshot's listing and its reading of it (its marks now in chain files the snapshot may have
+// read before) makes the snapshot read the directory again, not call the store corrupt; a
+// directory that keeps changing is reported, not guessed. (Not parallel: it replaces readDir.)
+func TestReadOnlySnapshotRereads(t *testing.T) {
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
+	base := filepath.Dir(s.Dir())
+	gone := fakeEntry(storeJournalName(99)) // listed, never there: compacted meanwhile
+	defer func() { readDir = os.ReadDir }()
+	for _, listings := range []int{1, readAttempts} {
+		calls := 0
+		readDir = func(dir string) ([]os.DirEntry, error) {
+			calls++
+			entries, err := os.ReadDir(dir)
+			if calls <= listings {
+				entries = append(entries, gone)
+			}
+			return entries, err
+		}
+		r, err := Open(base, ReadOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok, err := r.Load(t.Context(), k)
+		health := r.Health(t.Context())
+		r.Close()
+		if err != nil || !ok || m.Level != 5 {
+			t.Fatalf("%d changed listings: %+v %v %v", listings, m, ok, err)
+		}
+		switch {
+		case listings < readAttempts && (calls != listings+1 || health != nil):
+			t.Fatalf("a listing that changed once: %d reads, health %v", calls, health)
+		case listings == readAttempts && (calls != readAttempts || health == nil):
+			t.Fatalf("a listing that kept changing: %d reads, health %v", calls, health)
+		}
+	}
+}
+
+type fakeEntry string
+
+func (e fakeEntry) Name() string               { return string(e) }
+func (e fakeEntry) IsDir() bool                { return false }
+func (e fakeEntry) Type() os.FileMode          { return 0 }
+func (e fakeEntry) Info() (os.FileInfo, error) { return nil, os.ErrNotExist }
+
+// TestDamagedJournalShowsWhatItReads: with a record damaged in the middle of the journal, the
+// marks of the records before it are still listed (for the operator's repair) while every chain
+// refuses to sign.
+func TestDamagedJournalShowsWhatItReads(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	record := func(level int32) []byte {
+		return []byte(`{"` + watermarktest.Chain(0) + `":{"` + watermarktest.PKH(0) + `":{"block":{"level":` + string(rune('0'+level)) + `,"round":0}}}}`)
+	}
+	data := appendRecord(nil, storeMagic, 1, []byte("{}"))
+	data = appendRecord(data, storeMagic, 1, record(5))
+	damaged := len(data)
+	data = appendRecord(data, storeMagic, 1, record(6))
+	data[damaged+journalHeader+2] ^= 0x20
+	data = appendRecord(data, storeMagic, 1, record(7))
+	if err := os.WriteFile(filepath.Join(dir, storeJournalName(1)), append(data, make([]byte, 64)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{true, false} {
+		opts := []Option{WithLogger(slog.New(slog.DiscardHandler))}
+		if ro {
+			opts = append(opts, ReadOnly())
+		}
+		s, err := Open(base, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := s.List(t.Context())
+		if err == nil || len(entries) != 1 || entries[0].Mark.Level != 5 {
+			t.Fatalf("read-only %v: List = %v, %v; want the mark at 5 and the damage", ro, entries, err)
+		}
+		if _, err := s.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(9, 0, 1)); err == nil {
+			t.Fatalf("read-only %v: signed with the journal damaged", ro)
+		}
+		s.Close()
+	}
+	if _, err := os.Stat(filepath.Join(dir, watermarktest.Chain(0)+".json")); !os.IsNotExist(err) {
+		t.Fatalf("a chain file was written from a damaged journal: %v", err)
 	}
 }
