@@ -9,6 +9,8 @@
 #
 # Usage: ./scripts/mutation.sh [package ...]   (default: the safety packages below)
 # STAGES="operators statements" (the default) chooses the kinds of mutant, e.g. STAGES=statements.
+# SINCE=<git revision> mutates only the lines changed since it (a change's own run, after a whole
+# run of the package before it).
 # A mutant's run may take ten times what the tests take without one (at least a minute): a mutant
 # that makes them hang counts as killed.
 # Results in .mutation/: <package>.gremlins.{json,txt} (gremlins' own run), <package>.log (every
@@ -22,6 +24,20 @@ go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 gremlins="$(go env GOPATH)/bin/gremlins"
 module=$(go list -m)
 STAGES=${STAGES:-operators statements}
+SINCE=${SINCE:-}
+since_args=()
+if [ -n "$SINCE" ]; then
+  git rev-parse --verify -q "$SINCE^{commit}" >/dev/null || { echo "SINCE=$SINCE is not a revision" >&2; exit 1; }
+  since_args=(--diff "$SINCE")
+fi
+
+# changed <file> <line>: true when SINCE is unset or the line is one of those changed since it.
+changed() {
+  [ -z "$SINCE" ] && return 0
+  git diff -U0 "$SINCE" -- "$1" | awk -v l="$2" '
+    /^@@/ { split($3, a, ","); s = substr(a[1], 2) + 0; n = (a[2] == "") ? 1 : a[2] + 0; if (l >= s && l < s + n) found = 1 }
+    END { exit found ? 0 : 1 }'
+}
 mkdir -p .mutation
 go build -o .mutation/mutant ./tools/mutant
 mutant=$PWD/.mutation/mutant
@@ -98,7 +114,7 @@ for pkg in "${pkgs[@]}"; do
   # 1. Operators: gremlins with every mutator, the package's own tests (-E '/': its files only,
   # not its subpackages').
   if [[ " $STAGES " == *" operators "* ]]; then
-    "$gremlins" unleash "./$pkg" -E '/' --workers 1 --timeout-coefficient 10 \
+    "$gremlins" unleash "./$pkg" -E '/' "${since_args[@]}" --workers 1 --timeout-coefficient 10 \
       --invert-logical --invert-loopctrl --invert-assignments --invert-bitwise --invert-bwassign \
       --remove-self-assignments -o ".mutation/$name.gremlins.json" > ".mutation/$name.gremlins.txt" 2>&1 || true
     g_killed=$(grep -c " KILLED " ".mutation/$name.gremlins.txt" || true)
@@ -117,7 +133,7 @@ for pkg in "${pkgs[@]}"; do
     for file in "$pkg"/*.go; do
       case $file in *_test.go) continue ;; esac
       while read -r line col _; do
-        try "$file" STATEMENT_REMOVAL "$line" "$col" own
+        changed "$file" "$line" && try "$file" STATEMENT_REMOVAL "$line" "$col" own
       done < <("$mutant" list "$file")
     done
   fi
