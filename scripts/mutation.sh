@@ -25,10 +25,8 @@ gremlins="$(go env GOPATH)/bin/gremlins"
 module=$(go list -m)
 STAGES=${STAGES:-operators statements}
 SINCE=${SINCE:-}
-since_args=()
 if [ -n "$SINCE" ]; then
   git rev-parse --verify -q "$SINCE^{commit}" >/dev/null || { echo "SINCE=$SINCE is not a revision" >&2; exit 1; }
-  since_args=(--diff "$SINCE")
 fi
 
 # changed <file> <line>: true when SINCE is unset or the line is one of those changed since it.
@@ -113,10 +111,18 @@ for pkg in "${pkgs[@]}"; do
   g_not_covered=0
   # 1. Operators: gremlins with every mutator, the package's own tests (-E '/': its files only,
   # not its subpackages').
-  if [[ " $STAGES " == *" operators "* ]]; then
-    "$gremlins" unleash "./$pkg" -E '/' "${since_args[@]}" --workers 1 --timeout-coefficient 10 \
-      --invert-logical --invert-loopctrl --invert-assignments --invert-bitwise --invert-bwassign \
-      --remove-self-assignments -o ".mutation/$name.gremlins.json" > ".mutation/$name.gremlins.txt" 2>&1 || true
+  mutators=(--invert-logical --invert-loopctrl --invert-assignments --invert-bitwise --invert-bwassign --remove-self-assignments)
+  if [[ " $STAGES " == *" operators "* ]] && [ -n "$SINCE" ]; then
+    #    with SINCE, gremlins only lists the mutants (its own --diff finds none in a package
+    #    below the module's root), and each on a changed line is run here
+    "$gremlins" unleash "./$pkg" -E '/' --dry-run "${mutators[@]}" > ".mutation/$name.gremlins.txt" 2>&1 || true
+    while read -r kind loc; do
+      file=${loc%%:*}; rest=${loc#*:}; line=${rest%%:*}; col=${rest#*:}
+      changed "$pkg/$file" "$line" && try "$pkg/$file" "$kind" "$line" "$col" own
+    done < <(grep -E " (RUNNABLE|NOT COVERED) " ".mutation/$name.gremlins.txt" | sed 's/NOT COVERED/NOT_COVERED/' | awk '{print $2, $4}')
+  elif [[ " $STAGES " == *" operators "* ]]; then
+    "$gremlins" unleash "./$pkg" -E '/' --workers 1 --timeout-coefficient 10 "${mutators[@]}" \
+      -o ".mutation/$name.gremlins.json" > ".mutation/$name.gremlins.txt" 2>&1 || true
     g_killed=$(grep -c " KILLED " ".mutation/$name.gremlins.txt" || true)
     g_not_covered=$(grep -c " NOT COVERED " ".mutation/$name.gremlins.txt" || true)
     own_killed=$g_killed
