@@ -271,10 +271,13 @@ func (s *Store) loadStoreJournals(epochs []uint64) {
 			continue
 		}
 		if err != nil {
-			s.broken = &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
+			bad := &fault.Error{Kind: fault.Internal, Err: fault.WithReason(fault.ReasonCorrupt, err), Msg: fmt.Sprintf(
 				"watermark journal %s is corrupt (%v): no chain signs until the operator repairs the file", path, err)}
-			s.log.Error(s.broken.Error())
-			break // the marks of the records read are shown (List); nothing is written or removed
+			s.log.Error(bad.Error())
+			if s.broken == nil {
+				s.broken = bad
+			}
+			continue // the marks of every record read are shown (List); nothing is written or removed
 		}
 	}
 	for c, st := range raised {

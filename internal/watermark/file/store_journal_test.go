@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,7 +325,16 @@ func TestReadOnlySnapshotRereads(t *testing.T) {
 	k := watermarktest.Key(0, 0, watermark.Block)
 	watermarktest.MustAdvance(t, s, k, watermarktest.Mark(5, 0, 1))
 	base := filepath.Dir(s.Dir())
-	gone := fakeEntry(storeJournalName(99)) // listed, never there: compacted meanwhile
+	// A legacy journal of chain 1, which the snapshot reads (the daemon read it at its start).
+	legacy := make([]byte, 4096)
+	copy(legacy, appendRecord(nil, chainMagic, 1, []byte(`{"`+watermarktest.PKH(1)+`":{"block":{"level":8,"round":0}}}`)))
+	if err := os.WriteFile(filepath.Join(s.Dir(), journalName(watermarktest.Chain(1), 1)), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	legacyKey := watermarktest.Key(1, 1, watermark.Block)
+	// Listed, never there: compacted meanwhile. Each sorts before the real journal of its kind,
+	// so that the real one is read after it.
+	gone := []os.DirEntry{fakeEntry(storeJournalName(0)), fakeEntry(journalName(watermarktest.Chain(1), 0))}
 	defer func() { readDir = os.ReadDir }()
 	for _, listings := range []int{1, readAttempts} {
 		calls := 0
@@ -332,7 +342,7 @@ func TestReadOnlySnapshotRereads(t *testing.T) {
 			calls++
 			entries, err := os.ReadDir(dir)
 			if calls <= listings {
-				entries = append(entries, gone)
+				entries = append(entries, gone...)
 			}
 			return entries, err
 		}
@@ -341,10 +351,11 @@ func TestReadOnlySnapshotRereads(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, ok, err := r.Load(t.Context(), k)
+		lm, lok, lerr := r.Load(t.Context(), legacyKey)
 		health := r.Health(t.Context())
 		r.Close()
-		if err != nil || !ok || m.Level != 5 {
-			t.Fatalf("%d changed listings: %+v %v %v", listings, m, ok, err)
+		if err != nil || !ok || m.Level != 5 || lerr != nil || !lok || lm.Level != 8 {
+			t.Fatalf("%d changed listings: %+v %v %v; the legacy journal's %+v %v %v", listings, m, ok, err, lm, lok, lerr)
 		}
 		switch {
 		case listings < readAttempts && (calls != listings+1 || health != nil):
@@ -362,9 +373,9 @@ func (e fakeEntry) IsDir() bool                { return false }
 func (e fakeEntry) Type() os.FileMode          { return 0 }
 func (e fakeEntry) Info() (os.FileInfo, error) { return nil, os.ErrNotExist }
 
-// TestDamagedJournalShowsWhatItReads: with a record damaged in the middle of the journal, the
-// marks of the records before it are still listed (for the operator's repair) while every chain
-// refuses to sign.
+// TestDamagedJournalShowsWhatItReads: with a record damaged in the middle of a journal, the marks
+// of the records before it, and of every other journal, are still listed (for the operator's
+// repair) while every chain refuses to sign.
 func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
@@ -384,6 +395,10 @@ func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, storeJournalName(1)), append(data, make([]byte, 64)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	other := appendRecord(nil, storeMagic, 2, []byte(`{"`+watermarktest.Chain(1)+`":{"`+watermarktest.PKH(1)+`":{"block":{"level":3,"round":0}}}}`))
+	if err := os.WriteFile(filepath.Join(dir, storeJournalName(2)), append(other, make([]byte, 64)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, ro := range []bool{true, false} {
 		opts := []Option{WithLogger(slog.New(slog.DiscardHandler))}
 		if ro {
@@ -394,8 +409,8 @@ func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		entries, err := s.List(t.Context())
-		if err == nil || len(entries) != 1 || entries[0].Mark.Level != 5 {
-			t.Fatalf("read-only %v: List = %v, %v; want the mark at 5 and the damage", ro, entries, err)
+		if err == nil || len(entries) != 2 || entries[0].Mark.Level != 5 || entries[1].Mark.Level != 3 {
+			t.Fatalf("read-only %v: List = %v, %v; want the marks at 5 (chain 0) and 3 (chain 1), and the damage", ro, entries, err)
 		}
 		if _, err := s.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(9, 0, 1)); err == nil {
 			t.Fatalf("read-only %v: signed with the journal damaged", ro)
@@ -404,5 +419,35 @@ func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, watermarktest.Chain(0)+".json")); !os.IsNotExist(err) {
 		t.Fatalf("a chain file was written from a damaged journal: %v", err)
+	}
+}
+
+// TestDamagedChainJournalReadOnly: a read-only snapshot of a damaged journal of an earlier
+// version (one per chain) reports that chain broken, as a writable store does; only a journal
+// that is gone when read (a daemon's compaction) is read again.
+func TestDamagedChainJournalReadOnly(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := appendRecord(nil, chainMagic, 1, []byte("{}"))
+	damaged := len(data)
+	data = appendRecord(data, chainMagic, 1, []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":5,"round":0}}}`))
+	data[damaged+journalHeader+3] ^= 0x20
+	data = appendRecord(data, chainMagic, 1, []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":6,"round":0}}}`))
+	if err := os.WriteFile(filepath.Join(dir, journalName(watermarktest.Chain(0), 1)), append(data, make([]byte, 64)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]Option{{ReadOnly()}, nil} {
+		s, err := Open(base, append(opts, WithLogger(slog.New(slog.DiscardHandler)))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Load(t.Context(), watermarktest.Key(0, 0, watermark.Block)); err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Fatalf("read-only %v: Load of a chain whose journal is damaged: %v", len(opts) > 0, err)
+		}
+		s.Close()
 	}
 }
