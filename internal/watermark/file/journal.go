@@ -62,8 +62,9 @@ const (
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // maxJournalFile bounds the journal files Open reads: a larger one is damage (the store writes
-// journals of four times its chain files, and a chain file of 100,000 keys is about 20 MiB).
-const maxJournalFile = 1 << 30
+// journals of four times its chain files, and a chain file of 100,000 keys is about 20 MiB). A
+// variable, so that a test can lower it.
+var maxJournalFile = 1 << 30
 
 // journalRecord is one parsed record.
 type journalRecord struct {
@@ -133,13 +134,7 @@ func replayRecords(data []byte, magic string, epoch uint64, apply func([]byte) e
 		}
 		tail += r.size
 	}
-	// A record starts with its magic, which has no zero byte, so none starts in the zeros after
-	// the last non-zero byte: those cost no checksums.
-	end := len(data)
-	for end > tail && data[end-1] == 0 {
-		end--
-	}
-	for i := tail + 1; i+len(magic) <= end && i+journalHeader <= len(data); i++ {
+	for i := tail + 1; i+journalHeader <= len(data); i++ {
 		if _, ok := parseRecordOf(data[i:], magic, &epoch); ok {
 			return 0, fmt.Errorf("the record at offset %d is damaged, and acknowledged records follow it (offset %d)", tail, i)
 		}

@@ -183,3 +183,43 @@ func TestReplayUndecodableRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalFileBound: a journal file up to maxJournalFile bytes is read; one byte more is
+// damage, refused before anything in it is read. (Not parallel: it lowers maxJournalFile.)
+func TestJournalFileBound(t *testing.T) {
+	defer func(n int) { maxJournalFile = n }(maxJournalFile)
+	data := appendRecord(nil, storeMagic, 1, []byte("{}"))
+	maxJournalFile = len(data) + 8
+	data = append(data, make([]byte, 8)...)
+	if tail, err := replayStoreJournal(data, 1, func(string, *state) {}); err != nil || tail != len(data)-8 {
+		t.Fatalf("a journal of exactly the bound: tail %d, %v", tail, err)
+	}
+	data = append(data, 0)
+	if _, err := replayStoreJournal(data, 1, func(string, *state) {}); err == nil || !strings.Contains(err.Error(), "more than any journal") {
+		t.Fatalf("a journal one byte over the bound: %v", err)
+	}
+}
+
+// TestCloseReportsJournalRemoval: when a clean stop cannot remove the journal, Close says so.
+// (Not parallel only to sit with the other fault tests; it replaces nothing.)
+func TestCloseReportsJournalRemoval(t *testing.T) {
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(5, 0, 1))
+	path := filepath.Join(s.Dir(), storeJournalName(s.journal.epoch))
+	// A non-empty directory where the journal was: its removal fails.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err == nil || !strings.Contains(err.Error(), storeJournalName(s.journal.epoch)) {
+		t.Fatalf("Close with the journal not removed: %v", err)
+	}
+	if got := chainFileLevel(t, s); got != 5 {
+		t.Fatalf("the chain file holds %d after the stop, want 5", got)
+	}
+}
