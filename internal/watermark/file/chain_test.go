@@ -357,6 +357,42 @@ func TestJournalGrowsWithTheChain(t *testing.T) {
 	}
 }
 
+// TestJournalGrowsWithAllItsChains: the next journal's size counts the chain files of every
+// chain the full one held, not the last one written.
+func TestJournalGrowsWithAllItsChains(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := newJournal(dir, 4096, nil)
+	var chains []*chain
+	for i := range 2 {
+		id := watermarktest.Chain(i)
+		c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+		c.journal = j
+		chains = append(chains, c)
+		var batch []*pending
+		for k := range 200 {
+			batch = append(batch, req(k, watermark.Attestation, 5, byte(k)))
+		}
+		for _, r := range c.commit(batch, nil) {
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+	}
+	j.fsize = j.off // full
+	if res := chains[0].commit([]*pending{req(0, watermark.Block, 6, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, storeJournalName(j.epoch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := chains[0].fileSize.Load() + chains[1].fileSize.Load()
+	if want := nextJournalSize(4096, sum); chains[1].fileSize.Load() == 0 || fi.Size() != want {
+		t.Fatalf("chain files %d + %d bytes, new journal %d bytes; want %d", chains[0].fileSize.Load(), chains[1].fileSize.Load(), fi.Size(), want)
+	}
+}
+
 // TestCloseAfterJournalFailure: after a journal write failed (its batch refused), a clean stop
 // still writes every acknowledged mark into the chain file and leaves no journal behind.
 func TestCloseAfterJournalFailure(t *testing.T) {

@@ -179,17 +179,19 @@ func replayStoreJournal(data []byte, epoch uint64, apply func(chain string, part
 	})
 }
 
+// raises reports whether sl would raise old: a mark where there was none, a higher one, or the
+// same level and round with a signature old lacks.
+func raises(old, sl slot) bool {
+	return sl.ok && (!old.ok || higher(sl.mark, old.mark) ||
+		sameLevelRound(sl.mark, old.mark) && old.mark.Signature == "" && sl.mark.Signature != "")
+}
+
 // covers reports whether raising st by part would change nothing.
 func covers(st, part *state) bool {
 	for pkh, slots := range part.marks {
 		cur := st.marks[pkh]
 		for i, sl := range slots {
-			if !sl.ok {
-				continue
-			}
-			old := cur[i]
-			if !old.ok || higher(sl.mark, old.mark) ||
-				sameLevelRound(sl.mark, old.mark) && old.mark.Signature == "" && sl.mark.Signature != "" {
+			if raises(cur[i], sl) {
 				return false
 			}
 		}
@@ -203,12 +205,7 @@ func raise(st *state, part *state) {
 		cur := st.marks[pkh]
 		changed := false
 		for i, sl := range slots {
-			if !sl.ok {
-				continue
-			}
-			old := cur[i]
-			if !old.ok || higher(sl.mark, old.mark) ||
-				sameLevelRound(sl.mark, old.mark) && old.mark.Signature == "" && sl.mark.Signature != "" {
+			if raises(cur[i], sl) {
 				cur[i] = sl
 				changed = true
 			}

@@ -2,6 +2,7 @@ package file
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -222,11 +223,15 @@ func TestJournalFillsExactly(t *testing.T) {
 	if tail, err := replayStoreJournal(data, 1, func(string, *state) { records++ }); err != nil || int64(tail) != size || records != 2 {
 		t.Fatalf("replay: tail %d of %d, %d chain parts (want 2), %v", tail, size, records, err)
 	}
+	full := j.f
 	if err := j.append(c, part, payload); err != nil {
 		t.Fatal(err)
 	}
-	if j.epoch != 2 {
-		t.Fatalf("after a record past the end: epoch %d, want 2", j.epoch)
+	if j.epoch != 2 || j.records != 3 {
+		t.Fatalf("after a record past the end: epoch %d (want 2), %d records written (want 3)", j.epoch, j.records)
+	}
+	if err := full.Close(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("the full journal's file was left open (closing it: %v)", err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the full journal is still there: %v", err)
@@ -326,5 +331,47 @@ func TestRaiseSkipsEmptySlots(t *testing.T) {
 	}
 	if a := slots[classIndex(watermark.Attestation)]; !a.ok || a.mark.Level != 3 {
 		t.Fatalf("the attestation mark: %+v", a)
+	}
+}
+
+// TestCovers: a chain file covers a journal's part when raising it by the part changes nothing:
+// every slot of the part is absent, lower, or the same without a signature the file lacks. A
+// lagging slot after an empty one, or in a second key, is seen.
+func TestCovers(t *testing.T) {
+	t.Parallel()
+	p0, p1 := watermarktest.PKH(0), watermarktest.PKH(1)
+	parse := func(s string) *state {
+		t.Helper()
+		st, err := decode([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	hash := `"vh2QmrcNURnrNwT5HEJv6ZA8n2gfw1MzThoBHK7dgyJsjHmVJhvj"`
+	file := parse(`{"` + p0 + `": {"block": {"level": 5}, "attestation": {"level": 5, "round": 1, "hash": ` + hash + `}},
+		"` + p1 + `": {"block": {"level": 2}}}`)
+	for _, tc := range []struct {
+		part string
+		want bool
+	}{
+		{`{}`, true},
+		{`{"` + p0 + `": {"block": {"level": 4}}}`, true},
+		{`{"` + p0 + `": {"block": {"level": 5}}}`, true},
+		{`{"` + p0 + `": {"block": {"level": 6}}}`, false},
+		{`{"` + p0 + `": {"attestation": {"level": 5, "round": 2}}}`, false},
+		{`{"` + p0 + `": {"attestation": {"level": 6}}}`, false},                                                       // after the empty preattestation slot
+		{`{"` + p0 + `": {"preattestation": {"level": 1}}}`, false},                                                    // a slot the file lacks
+		{`{"` + p1 + `": {"block": {"level": 3}}}`, false},                                                             // another key
+		{`{"` + watermarktest.PKH(2) + `": {"block": {"level": 0}}}`, false},                                           // a key the file lacks
+		{`{"` + p0 + `": {"attestation": {"level": 5, "round": 1, "hash": ` + hash + `, "signature": "sig"}}}`, false}, // a signature the file lacks
+	} {
+		if got := covers(file, parse(tc.part)); got != tc.want {
+			t.Errorf("covers(%s) = %v, want %v", tc.part, got, tc.want)
+		}
+	}
+	signed := parse(`{"` + p0 + `": {"block": {"level": 5, "hash": ` + hash + `, "signature": "sig"}}}`)
+	if !covers(signed, parse(`{"`+p0+`": {"block": {"level": 5, "hash": `+hash+`}}}`)) {
+		t.Error("a signed file does not cover the same mark unsigned")
 	}
 }
