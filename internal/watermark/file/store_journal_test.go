@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -449,5 +450,37 @@ func TestDamagedChainJournalReadOnly(t *testing.T) {
 			t.Fatalf("read-only %v: Load of a chain whose journal is damaged: %v", len(opts) > 0, err)
 		}
 		s.Close()
+	}
+}
+
+// TestJournalOutageLoggedOnce: a journal that cannot be started is logged once per outage, not
+// at every batch, and its recovery once; Health reports the outage until then.
+func TestJournalOutageLoggedOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var logged bytes.Buffer
+	missing := filepath.Join(dir, "missing")
+	j := newJournal(missing, 1<<16, slog.New(slog.NewTextHandler(&logged, nil)))
+	id := watermarktest.Chain(0)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	for level := int32(1); level <= 3; level++ {
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	if n := strings.Count(logged.String(), "level=ERROR"); n != 1 || j.health() == nil {
+		t.Fatalf("three batches without a journal: %d error lines (want 1), health %v\n%s", n, j.health(), logged.String())
+	}
+	if err := os.Mkdir(missing, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for level := int32(4); level <= 6; level++ {
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+	}
+	if n := strings.Count(logged.String(), "in use again"); n != 1 || j.health() != nil {
+		t.Fatalf("after the recovery: %d recovery lines (want 1), health %v\n%s", n, j.health(), logged.String())
 	}
 }
