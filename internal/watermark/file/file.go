@@ -235,16 +235,17 @@ func (s *Store) loadAll(entries []fs.DirEntry) {
 	s.loadStoreJournals(storeJournals)
 }
 
-// loadStoreJournals raises the chains by the store's journals, oldest first, and (writable)
+// loadStoreJournals raises the chains by the store's journals (in any order: marks only rise) and (writable)
 // writes the chain files they raised and removes them. A journal that holds marks of a chain
 // whose chain file is corrupt, or that could not be written, stays: its marks are nowhere else.
 func (s *Store) loadStoreJournals(epochs []uint64) {
 	if len(epochs) == 0 {
 		return
 	}
-	slices.Sort(epochs)
 	if s.journal != nil {
-		s.journal.epoch = epochs[len(epochs)-1] // the next journal is of a later epoch
+		// The next journal is of a later epoch than any kept: never one of their names. (The
+		// listing is in name order, where epoch 10 comes before 9.)
+		s.journal.epoch = slices.Max(epochs)
 	}
 	raised := map[*chain]*state{}
 	keep := false

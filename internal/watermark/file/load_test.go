@@ -413,6 +413,23 @@ func TestReplayedChainFileUnwritable(t *testing.T) {
 	if _, err := s.Advance(t.Context(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(9, 0, 1)); err == nil {
 		t.Fatal("a chain whose replay could not be written signed")
 	}
+	// The journal holds the only copy of the chain's marks: it stays, through Close too, and
+	// once the chain file can be written a start takes them from it.
+	s.Close()
+	if j, _ := filepath.Glob(filepath.Join(base, DirName, "*"+journalSuffix)); len(j) != 1 {
+		t.Fatalf("journals after a replay whose chain file could not be written: %v", j)
+	}
+	if err := os.RemoveAll(filepath.Join(base, DirName, watermarktest.Chain(0)+".json")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if m, ok := watermarktest.Stored(t, r, watermarktest.Key(0, 0, watermark.Block)); !ok || m.Level != 6 {
+		t.Fatalf("after the repair: %+v %v, want level 6", m, ok)
+	}
 }
 
 // TestStoreRefusals: the store's own refusals, each leaving the directory as it was: an invalid

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -483,4 +484,93 @@ func TestJournalOutageLoggedOnce(t *testing.T) {
 	if n := strings.Count(logged.String(), "in use again"); n != 1 || j.health() != nil {
 		t.Fatalf("after the recovery: %d recovery lines (want 1), health %v\n%s", n, j.health(), logged.String())
 	}
+}
+
+// TestKeptJournalsNotReused: journals kept at start (they hold marks of a chain whose file is
+// corrupt) are never overwritten or removed: the next journal is of a later epoch than all of
+// them, also when the listing puts epoch 10 before 9.
+func TestKeptJournalsNotReused(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(0)+".json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[uint64][]byte{}
+	for _, epoch := range []uint64{9, 10} {
+		rec := appendRecord(nil, storeMagic, epoch, []byte(`{"`+watermarktest.Chain(0)+`":{"`+watermarktest.PKH(0)+`":{"block":{"level":`+strconv.FormatUint(epoch, 10)+`,"round":0}}}}`))
+		kept[epoch] = append(rec, make([]byte, 64)...)
+		if err := os.WriteFile(filepath.Join(dir, storeJournalName(epoch)), kept[epoch], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithChainFileLag(0), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 0, watermark.Block), watermarktest.Mark(3, 0, 1))
+	if s.journal.epoch != 11 {
+		t.Fatalf("new journal of epoch %d beside kept ones of 9 and 10, want 11", s.journal.epoch)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for epoch, data := range kept {
+		if now, err := os.ReadFile(filepath.Join(dir, storeJournalName(epoch))); err != nil || !bytes.Equal(now, data) {
+			t.Fatalf("kept journal %d changed or removed: %v", epoch, err)
+		}
+	}
+}
+
+// TestCloseTwiceWritesNothing: a second Close (Close is idempotent) writes no chain file: the
+// first one released the lock, and another process may hold the directory by then.
+func TestCloseTwiceWritesNothing(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(5, 0, 1))
+	c := s.chainFor(t, watermarktest.Chain(0))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writes := c.writes.Load()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.writes.Load() - writes; n != 0 {
+		t.Fatalf("a second Close wrote the chain file %d times", n)
+	}
+}
+
+// TestCompactionTakesHeldMarks: a compaction writes the marks the journal holds for a chain even
+// when its writer has not published them yet (its record acknowledged, its state not yet stored):
+// the journal is removed after, and those marks must be in the chain file.
+func TestCompactionTakesHeldMarks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := newJournal(dir, 1<<16, nil)
+	id := watermarktest.Chain(0)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	// A record of level 9 written and acknowledged, the chain's state not stored yet.
+	part := emptyState()
+	var slots [len(classes)]slot
+	slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(9, 0, 1))
+	part.marks[watermarktest.PKH(0)] = slots
+	raise(j.held[c], part)
+	if err := j.rotate(0); err != nil {
+		t.Fatal(err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 9 {
+		t.Fatalf("chain file at %d after the compaction, want 9 (held by the journal)", m.Level)
+	}
+	j.close(true)
 }
