@@ -159,11 +159,8 @@ func replayJournal(st *state, data []byte, epoch uint64) (int, error) {
 func replayStoreJournal(data []byte, epoch uint64, apply func(chain string, part *state)) (int, error) {
 	return replayRecords(data, storeMagic, epoch, func(payload []byte) error {
 		var parts map[string]json.RawMessage
-		if err := json.Unmarshal(payload, &parts); err != nil {
-			return err
-		}
-		if parts == nil {
-			return errors.New("not an object of chains")
+		if err := json.Unmarshal(payload, &parts); err != nil || parts == nil {
+			return fmt.Errorf("not an object of chains (%v)", err)
 		}
 		for id, raw := range parts {
 			if _, err := b58.ParseChainID([]byte(id)); err != nil {
