@@ -223,3 +223,72 @@ func TestCloseReportsJournalRemoval(t *testing.T) {
 		t.Fatalf("the chain file holds %d after the stop, want 5", got)
 	}
 }
+
+// TestFailedRotationDropsTheFullJournal: when the full journal's replacement cannot be created,
+// the full one (its file closed) takes no more records, not even one that would still fit: each
+// batch writes its chain file until a journal can be created. (Not parallel: it replaces
+// writeDurable.)
+func TestFailedRotationDropsTheFullJournal(t *testing.T) {
+	dir := t.TempDir()
+	j := newJournal(dir, 1<<16, nil)
+	id := watermarktest.Chain(0)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	if res := c.commit([]*pending{req(0, watermark.Block, 1, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	var batch []*pending
+	for k := range 50 {
+		batch = append(batch, req(k, watermark.Attestation, 2, byte(k)))
+	}
+	j.fsize = j.off + 400 // room for a small record, not for the batch of 50
+	writeDurable = func(path string, data []byte) error {
+		if strings.HasSuffix(path, journalSuffix) {
+			return errors.New("ENOSPC")
+		}
+		return writeDurableFile(path, data)
+	}
+	defer func() { writeDurable = writeDurableFile }()
+	for _, r := range c.commit(batch, nil) {
+		if r.err != nil {
+			t.Fatalf("the batch that does not fit, its journal not replaced: %v", r.err)
+		}
+	}
+	if res := c.commit([]*pending{req(0, watermark.Block, 3, 1)}, nil); res[0].err != nil {
+		t.Fatalf("a small batch after the failed replacement: %v", res[0].err)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 3 {
+		t.Fatalf("chain file at %d, want 3", m.Level)
+	}
+}
+
+// TestRotationCannotRemoveTheFullJournal: when the full journal cannot be removed, no new one is
+// started over it: the batch writes its chain file and Health says why.
+func TestRotationCannotRemoveTheFullJournal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := newJournal(dir, 1<<16, nil)
+	id := watermarktest.Chain(0)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	if res := c.commit([]*pending{req(0, watermark.Block, 1, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	path := filepath.Join(dir, storeJournalName(j.epoch))
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil { // cannot be removed
+		t.Fatal(err)
+	}
+	j.fsize = j.off // full
+	if res := c.commit([]*pending{req(0, watermark.Block, 2, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	if j.health() == nil || j.epoch != 1 {
+		t.Fatalf("a full journal that cannot be removed: health %v, epoch %d (want the error, and 1)", j.health(), j.epoch)
+	}
+	if m := diskMark(t, c, 0, watermark.Block); m.Level != 2 {
+		t.Fatalf("chain file at %d, want 2", m.Level)
+	}
+}

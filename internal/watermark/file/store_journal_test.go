@@ -574,3 +574,30 @@ func TestCompactionTakesHeldMarks(t *testing.T) {
 	}
 	j.close(true)
 }
+
+// TestCompactionWritesWhatItHolds: each compaction writes the marks its journal holds, also for a
+// chain whose file an earlier compaction wrote; and holds nothing after (the next journal starts
+// empty).
+func TestCompactionWritesWhatItHolds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	j := newJournal(dir, 1<<16, nil)
+	id := watermarktest.Chain(0)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	for level := int32(1); level <= 3; level++ {
+		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
+			t.Fatal(res[0].err)
+		}
+		if err := j.rotate(0); err != nil {
+			t.Fatal(err)
+		}
+		if m := diskMark(t, c, 0, watermark.Block); m.Level != level {
+			t.Fatalf("chain file at %d after compaction %d, want %d", m.Level, level, level)
+		}
+		if len(j.held) != 0 {
+			t.Fatalf("the new journal holds %d chains' marks before any record", len(j.held))
+		}
+	}
+	j.close(true)
+}
