@@ -601,3 +601,20 @@ func TestCompactionWritesWhatItHolds(t *testing.T) {
 	}
 	j.close(true)
 }
+
+// TestCloseWithJournalGone: a journal already gone at a clean stop (removed by hand) is no error:
+// there is nothing left to remove.
+func TestCloseWithJournalGone(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(5, 0, 1))
+	if err := os.Remove(filepath.Join(s.Dir(), storeJournalName(s.journal.epoch))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close with the journal already gone: %v", err)
+	}
+}
