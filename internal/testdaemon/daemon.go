@@ -56,8 +56,9 @@ var defaultClient = &http.Client{Timeout: 30 * time.Second}
 func New(tb testing.TB) *Daemon {
 	tb.Helper()
 	dir := tb.TempDir()
+	addrs := FreeAddrs(tb, 2)
 	d := &Daemon{TB: tb, Name: "daemon", Dir: dir, Config: filepath.Join(dir, "signatory.yaml"),
-		Addr: FreeAddr(tb), UtilityAddr: FreeAddr(tb)}
+		Addr: addrs[0], UtilityAddr: addrs[1]}
 	tb.Cleanup(func() {
 		d.Kill()
 		if d.ReportRaces && strings.Contains(d.Logs(), "WARNING: DATA RACE") {
@@ -134,8 +135,10 @@ func (d *Daemon) rebind() bool {
 	if err != nil || !strings.Contains(string(cfg), d.Addr) || !strings.Contains(string(cfg), d.UtilityAddr) {
 		return false
 	}
-	addr, util := FreeAddr(d.TB), FreeAddr(d.TB)
-	s := strings.ReplaceAll(strings.ReplaceAll(string(cfg), d.Addr, addr), d.UtilityAddr, util)
+	addrs := FreeAddrs(d.TB, 2)
+	addr, util := addrs[0], addrs[1]
+	// One pass: a new address may be the old other one, which a second pass would replace again.
+	s := strings.NewReplacer(d.Addr, addr, d.UtilityAddr, util).Replace(string(cfg))
 	if err := os.WriteFile(d.Config, []byte(s), 0o600); err != nil {
 		return false
 	}

@@ -62,8 +62,8 @@ func StartService(tb testing.TB, spec ServiceSpec) *Service {
 	n := max(spec.Ports, 1)
 	for attempt := 1; ; attempt++ {
 		ports := make([]string, n)
-		for i := range ports {
-			_, ports[i], _ = net.SplitHostPort(FreeAddr(tb))
+		for i, a := range FreeAddrs(tb, n) {
+			_, ports[i], _ = net.SplitHostPort(a)
 		}
 		s := &Service{TB: tb, Name: spec.Name, Addr: net.JoinHostPort("127.0.0.1", ports[0]), Ports: ports,
 			Command: func() *exec.Cmd { return spec.Command(ports) }, StartTimeout: spec.StartTimeout,

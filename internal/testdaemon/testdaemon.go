@@ -159,12 +159,25 @@ func Installed(name string, install func() (string, error)) func(testing.TB) str
 // FreeAddr returns a loopback address "127.0.0.1:port" with a port that was free a moment ago.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	return FreeAddrs(tb, 1)[0]
+}
+
+// FreeAddrs returns n distinct loopback addresses whose ports were free a moment ago. They are
+// held together until all are picked: two FreeAddr calls in a row can return the same port, the
+// first being released before the second is chosen, and a daemon given one port for both its
+// listeners fails to start.
+func FreeAddrs(tb testing.TB, n int) []string {
+	tb.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // Buffer collects output, such as a child process's or a logger's, and can be read, and waited

@@ -132,10 +132,16 @@ func TestBufferAndFreeAddr(t *testing.T) {
 	if n := len(b.String()); n != 800 {
 		t.Errorf("%d bytes, want 800", n)
 	}
-	a, c := FreeAddr(t), FreeAddr(t)
-	if !strings.HasPrefix(a, "127.0.0.1:") || a == c {
-		t.Errorf("FreeAddr: %s, %s", a, c)
+	// FreeAddrs' addresses are distinct (two FreeAddr calls in a row may not be).
+	addrs := FreeAddrs(t, 50)
+	seen := map[string]bool{}
+	for _, x := range addrs {
+		if !strings.HasPrefix(x, "127.0.0.1:") || seen[x] {
+			t.Fatalf("FreeAddrs: %v", addrs)
+		}
+		seen[x] = true
 	}
+	a := FreeAddr(t)
 	l, err := net.Listen("tcp", a)
 	if err != nil {
 		t.Fatalf("the free address cannot be listened on: %v", err)

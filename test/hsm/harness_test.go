@@ -61,7 +61,8 @@ func newHSM(t *testing.T) *hsm {
 // writeConfig writes the config, on new ports, with a policy allowing transactions and
 // consensus for pkhs.
 func (h *hsm) writeConfig(pkhs []string) {
-	h.Addr, h.UtilityAddr = testdaemon.FreeAddr(h.t), testdaemon.FreeAddr(h.t)
+	addrs := testdaemon.FreeAddrs(h.t, 2)
+	h.Addr, h.UtilityAddr = addrs[0], addrs[1]
 	h.rewriteConfig(pkhs)
 }
 

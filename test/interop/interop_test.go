@@ -134,7 +134,8 @@ func TestTaquitoInterop(t *testing.T) {
       generic: [transaction]
 `, tz1.PKH, consensusAllow, tz2.PKH, consensusAllow, tz3.PKH, consensusAllow, tz4.PKH, restricted.PKH, tz5.PKH)
 	// Both daemons also serve octez-signer's socket protocol (socket.test.mjs).
-	mainSocket, authSocket := testdaemon.FreeAddr(t), testdaemon.FreeAddr(t)
+	sockets := testdaemon.FreeAddrs(t, 2)
+	mainSocket, authSocket := sockets[0], sockets[1]
 	mainUnix := filepath.Join(t.TempDir(), "main.sock")
 	mainD := startDaemon(t, "main", []*key{tz1, tz2, tz3, tz4, unlisted, restricted, tz5},
 		"  allow_list_known_keys: true\n  socket_address: "+mainSocket+"\n  unix_socket: "+mainUnix+"\n", mainTezos)

@@ -58,7 +58,8 @@ func newHarness(t *testing.T) *harness {
 // writeConfig writes the config, on new ports, with a policy allowing transactions and
 // consensus for pkhs.
 func (h *harness) writeConfig(pkhs []string) {
-	h.Addr, h.UtilityAddr = testdaemon.FreeAddr(h.t), testdaemon.FreeAddr(h.t)
+	addrs := testdaemon.FreeAddrs(h.t, 2)
+	h.Addr, h.UtilityAddr = addrs[0], addrs[1]
 	h.WriteConfig(fmt.Sprintf(`vaults:
   yubi:
     driver: yubihsm
