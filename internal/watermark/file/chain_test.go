@@ -22,6 +22,14 @@ func testChain(t *testing.T) *chain {
 	return newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
 }
 
+// journaledChain is chain i in dir, writing through the store journal j.
+func journaledChain(dir string, j *journal, i int) *chain {
+	id := watermarktest.Chain(i)
+	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
+	c.journal = j
+	return c
+}
+
 func req(pkh int, class watermark.Class, level int32, d byte) *pending {
 	return &pending{ctx: context.Background(), pkh: watermarktest.PKH(pkh), class: classIndex(class),
 		mark: watermarktest.Mark(level, 0, d), done: make(chan result, 1)}
@@ -365,9 +373,7 @@ func TestJournalGrowsWithAllItsChains(t *testing.T) {
 	j := newJournal(dir, 4096, nil)
 	var chains []*chain
 	for i := range 2 {
-		id := watermarktest.Chain(i)
-		c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-		c.journal = j
+		c := journaledChain(dir, j, i)
 		chains = append(chains, c)
 		var batch []*pending
 		for k := range 200 {

@@ -231,9 +231,7 @@ func TestCloseReportsJournalRemoval(t *testing.T) {
 func TestFailedRotationDropsTheFullJournal(t *testing.T) {
 	dir := t.TempDir()
 	j := newJournal(dir, 1<<16, nil)
-	id := watermarktest.Chain(0)
-	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-	c.journal = j
+	c := journaledChain(dir, j, 0)
 	if res := c.commit([]*pending{req(0, watermark.Block, 1, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
@@ -268,9 +266,7 @@ func TestRotationCannotRemoveTheFullJournal(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	j := newJournal(dir, 1<<16, nil)
-	id := watermarktest.Chain(0)
-	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-	c.journal = j
+	c := journaledChain(dir, j, 0)
 	if res := c.commit([]*pending{req(0, watermark.Block, 1, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}

@@ -280,9 +280,7 @@ func TestCompactionSkipsChainsUpToDate(t *testing.T) {
 	j := newJournal(dir, 1<<16, nil)
 	chains := make([]*chain, 3)
 	for i := range chains {
-		id := watermarktest.Chain(i)
-		chains[i] = newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-		chains[i].journal = j
+		chains[i] = journaledChain(dir, j, i)
 	}
 	commit := func(c *chain, level int32) {
 		t.Helper()
@@ -462,9 +460,7 @@ func TestJournalOutageLoggedOnce(t *testing.T) {
 	var logged bytes.Buffer
 	missing := filepath.Join(dir, "missing")
 	j := newJournal(missing, 1<<16, slog.New(slog.NewTextHandler(&logged, nil)))
-	id := watermarktest.Chain(0)
-	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-	c.journal = j
+	c := journaledChain(dir, j, 0)
 	for level := int32(1); level <= 3; level++ {
 		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
 			t.Fatal(res[0].err)
@@ -554,9 +550,7 @@ func TestCompactionTakesHeldMarks(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	j := newJournal(dir, 1<<16, nil)
-	id := watermarktest.Chain(0)
-	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-	c.journal = j
+	c := journaledChain(dir, j, 0)
 	if res := c.commit([]*pending{req(0, watermark.Block, 5, 1)}, nil); res[0].err != nil {
 		t.Fatal(res[0].err)
 	}
@@ -582,9 +576,7 @@ func TestCompactionWritesWhatItHolds(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	j := newJournal(dir, 1<<16, nil)
-	id := watermarktest.Chain(0)
-	c := newChain(id, dir, filepath.Join(dir, id+".json"), emptyState())
-	c.journal = j
+	c := journaledChain(dir, j, 0)
 	for level := int32(1); level <= 3; level++ {
 		if res := c.commit([]*pending{req(0, watermark.Block, level, 1)}, nil); res[0].err != nil {
 			t.Fatal(res[0].err)
