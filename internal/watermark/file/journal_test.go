@@ -13,34 +13,8 @@ import (
 	"github.com/signatory-go/signatory/internal/watermark/watermarktest"
 )
 
-// crashImage copies the watermark directory of a running store to a new base, as a machine that
-// lost power at this moment would find it: every acknowledged write has been fdatasynced, so the
-// copy holds it. The lock file is left out (a crashed process holds no lock).
-func crashImage(t *testing.T, s *file.Store) string {
-	t.Helper()
-	base := t.TempDir()
-	dst := filepath.Join(base, file.DirName)
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(s.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() == file.LockName {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return base
-}
+// crashImage is file.CrashImage (defined with the package's internal tests, which use it too).
+func crashImage(t *testing.T, s *file.Store) string { return file.CrashImage(t, s) }
 
 // journals lists the journal files of dir.
 func journals(t *testing.T, dir string) []string {

@@ -25,6 +25,36 @@ import (
 // Opening, closing, locking and the spending files, at each branch a negated condition gets wrong
 // (found by mutation testing, see docs/testing.md).
 
+// CrashImage copies the watermark directory of a running store to a new base, as a machine that
+// lost power at this moment would find it: every acknowledged write has been fdatasynced, so the
+// copy holds it. The lock file is left out (a crashed process holds no lock). Exported for the
+// package's external tests.
+func CrashImage(t testing.TB, s *Store) string {
+	t.Helper()
+	base := t.TempDir()
+	dst := filepath.Join(base, DirName)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == LockName {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return base
+}
+
 // journaledAtSix opens a journaled store without background rewrites in base, with a key's block
 // mark at levels 5 and 6 in its journal only (no chain file yet).
 func journaledAtSix(t *testing.T, base string) (*Store, watermark.Key) {
@@ -46,27 +76,8 @@ func TestOpenCleansUpQuietly(t *testing.T) {
 	base := t.TempDir()
 	s, k := journaledAtSix(t, base)
 	// The crash: a copy of the directory as it is, plus a temp file of a rewrite in progress.
-	crashed := t.TempDir()
+	crashed := CrashImage(t, s)
 	dir := filepath.Join(crashed, DirName)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(s.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() == LockName {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	s.Close()
 	if err := os.WriteFile(filepath.Join(dir, tmpPrefix+"123"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)

@@ -148,23 +148,7 @@ func TestManyChainsThroughCompactions(t *testing.T) {
 			}
 		}
 	}
-	img := t.TempDir()
-	if err := os.Mkdir(filepath.Join(img, DirName), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ := os.ReadDir(s.Dir())
-	for _, e := range entries {
-		if e.Name() == LockName {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(s.Dir(), e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(img, DirName, e.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	img := CrashImage(t, s)
 	r, err := Open(img)
 	if err != nil {
 		t.Fatal(err)
