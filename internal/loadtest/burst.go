@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,6 +24,44 @@ type BurstResult struct {
 	Keys   int     `json:"keys"`
 	Bursts int     `json:"bursts"`
 	Ms     Latency `json:"ms"` // time until the last signature of a burst
+	// ListenOverflows is how many connections the kernel of the tool's host dropped from a full
+	// listen queue during the measured bursts (Linux: TcpExt ListenOverflows of /proc/net/netstat;
+	// absent elsewhere). With the signer on the same host, a count above 0 means the burst's
+	// connections outran net.core.somaxconn and some waited for a SYN retransmission.
+	ListenOverflows *int64 `json:"listen_overflows,omitempty"`
+}
+
+// listenOverflows reads the kernel's count of connections dropped from full listen queues
+// (/proc/net/netstat's TcpExt ListenOverflows); false where there is none.
+func listenOverflows() (int64, bool) {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0, false
+	}
+	return netstatField(string(b), "TcpExt", "ListenOverflows")
+}
+
+// netstatField finds a field in /proc/net/netstat's format: for each group, a line of names and
+// a line of values, both starting with "<group>:".
+func netstatField(text, group, field string) (int64, bool) {
+	var names []string
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != group+":" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		i := slices.Index(names, field)
+		if i < 0 || i >= len(f) {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 // runBurst runs bursts of one consensus request per key until o.Requests requests (rounded up to
@@ -30,25 +71,37 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        len(streams) * 2,
-		MaxIdleConnsPerHost: len(streams) * 2,
-		MaxConnsPerHost:     len(streams) * 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	// Each worker has a connection of its own: with one shared pool, a
+	// request whose dial is slow takes a connection another request has just freed, and its own
+	// dial lands unused in the pool. When 10,000 dials at once overflow the signer's listen queue
+	// (net.core.somaxconn), such a connection can be one the kernel answered with a SYN cookie
+	// but never handed to the signer: the next burst's request written on it gets a connection
+	// reset, an error of the tool, not of the signer.
 	workers := make([]*worker, len(streams))
+	clients := make([]*http.Client, len(streams))
 	for i, s := range streams {
 		workers[i] = &worker{s: s, statuses: map[int]int{}}
+		tr := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1,
+			MaxIdleConnsPerHost: 1,
+			MaxConnsPerHost:     1,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}
+		clients[i] = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	}
+	defer func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}()
 	// Each worker runs one request per burst: go is released by closing the burst's channel.
 	burst := func(measure bool) time.Duration {
 		release := make(chan struct{})
 		var wg sync.WaitGroup
-		for _, w := range workers {
+		for i, w := range workers {
+			client := clients[i]
 			wg.Go(func() {
 				body := w.s.body()
 				<-release
@@ -74,6 +127,7 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	overflows0, counted := listenOverflows()
 	var bursts []time.Duration
 	start := time.Now()
 	for ctx.Err() == nil {
@@ -85,6 +139,10 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	r := report(o, workers, time.Since(start))
 	r.Workload = Burst
 	r.Burst = &BurstResult{Keys: len(workers), Bursts: len(bursts), Ms: percentiles(bursts)}
+	if n, ok := listenOverflows(); ok && counted {
+		n -= overflows0
+		r.Burst.ListenOverflows = &n
+	}
 	if err := mark.perRequest(ctx, o, r); err != nil {
 		return nil, err
 	}

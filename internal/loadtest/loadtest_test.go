@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,5 +139,55 @@ func TestBurst(t *testing.T) {
 	}
 	if r.Burst.Ms.Max < r.LatencyMs.Max {
 		t.Fatalf("the longest burst (%v ms) is shorter than its slowest request (%v ms)", r.Burst.Ms.Max, r.LatencyMs.Max)
+	}
+}
+
+// TestBurstConnectionPerKey: across bursts each key keeps one connection of its own, so no
+// connection dialled for one burst waits unused in a pool for a later one (see runBurst).
+func TestBurstConnectionPerKey(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(`{"signature":"x"}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	keys := make([]string, 24)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("tz1key%02d", i)
+	}
+	r, err := Run(t.Context(), Options{URL: srv.URL, Keys: keys, Workload: Burst, Requests: 24 * 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Statuses["200"] != 24*6 || r.Errors != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if n := conns.Load(); n != 24 {
+		t.Fatalf("%d connections for 24 keys over %d bursts", n, r.Burst.Bursts)
+	}
+}
+
+func TestNetstatField(t *testing.T) {
+	text := "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 17\nIpExt: InNoRoutes\nIpExt: 0\n"
+	if n, ok := netstatField(text, "TcpExt", "ListenOverflows"); !ok || n != 17 {
+		t.Fatal(n, ok)
+	}
+	for _, f := range []string{"Missing", "InNoRoutes"} {
+		if n, ok := netstatField(text, "TcpExt", f); ok {
+			t.Fatal(f, n)
+		}
+	}
+	if _, ok := netstatField("TcpExt: ListenOverflows\nTcpExt: x\n", "TcpExt", "ListenOverflows"); ok {
+		t.Fatal("a value that is no number was read")
+	}
+	if _, ok := listenOverflows(); !ok && runtime.GOOS == "linux" {
+		t.Fatal("no ListenOverflows in /proc/net/netstat")
 	}
 }
