@@ -11,10 +11,12 @@
 # STAGES="operators statements" (the default) chooses the kinds of mutant, e.g. STAGES=statements.
 # SINCE=<git revision> mutates only the lines changed since it (a change's own run, after a whole
 # run of the package before it).
+# RESUME=1 goes on with a run that was stopped: the mutants already in .mutation/<package>.done
+# are not run again (a whole package can take longer than one sitting).
 # A mutant's run may take ten times what the tests take without one (at least a minute): a mutant
 # that makes them hang counts as killed.
-# Results in .mutation/: <package>.gremlins.{json,txt} (gremlins' own run), <package>.log (every
-# mutant run again), <package>.lived (the survivors, with their source line), and one summary line
+# Results in .mutation/: <package>.gremlins.txt (gremlins' list of mutants), <package>.log (every
+# mutant run), <package>.done (each mutant's place and outcome), <package>.lived (the survivors, with their source line), and one summary line
 # per package on stdout and in .mutation/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ gremlins="$(go env GOPATH)/bin/gremlins"
 module=$(go list -m)
 STAGES=${STAGES:-operators statements}
 SINCE=${SINCE:-}
+RESUME=${RESUME:-}
 if [ -n "$SINCE" ]; then
   git rev-parse --verify -q "$SINCE^{commit}" >/dev/null || { echo "SINCE=$SINCE is not a revision" >&2; exit 1; }
 fi
@@ -37,6 +40,8 @@ changed() {
     END { exit found ? 0 : 1 }'
 }
 mkdir -p .mutation
+# A run stopped while a mutant was applied left the file mutated: put it back first.
+if [ -f .mutation/orig.path ]; then cp .mutation/orig.go "$(cat .mutation/orig.path)"; rm .mutation/orig.path; fi
 go build -o .mutation/mutant ./tools/mutant
 mutant=$PWD/.mutation/mutant
 
@@ -70,68 +75,56 @@ for pkg in "${pkgs[@]}"; do
   users=$(go list -f '{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}}' ./internal/... |
     awk -v p="$module/$pkg" '$1 != p { for (i = 2; i <= NF; i++) if ($i == p) { print $1; break } }' | sort -u | tr '\n' ' ')
   echo "== $pkg (users: ${users:-none})"
-  : > ".mutation/$name.log"
+  if [ -z "$RESUME" ]; then : > ".mutation/$name.log"; : > ".mutation/$name.lived"; : > ".mutation/$name.done"; fi
+  touch ".mutation/$name.log" ".mutation/$name.lived" ".mutation/$name.done"
   # The tests must pass on the code as it is, or every mutant would count as killed.
   # shellcheck disable=SC2086
   if ! own_limit=$(timed "./$pkg"); then echo "$pkg: its tests fail without a mutant; fix them first" >&2; exit 1; fi
   users_limit=60
   # shellcheck disable=SC2086
   if [ -n "$users" ] && ! users_limit=$(timed $users); then echo "$pkg: its users' tests fail without a mutant; fix them first" >&2; exit 1; fi
-  : > ".mutation/$name.lived"
-  own_killed=0 users_killed=0 lived=0 not_viable=0
 
-  # try <file> <TYPE> <line> <col> [own]: applies one mutant, runs the tests (its package's first
-  # when "own" is given, then the users'), counts the outcome, restores the file.
+  # try <file> <TYPE> <line> <col>: applies one mutant, runs its package's tests, then (when they
+  # pass) the users', records the outcome in .done, restores the file. A mutant already in .done
+  # (RESUME) is not run again.
   try() {
-    local file=$1 kind=$2 line=$3 col=$4 own=${5:-} desc outcome rc
+    local file=$1 kind=$2 line=$3 col=$4 desc outcome rc
+    if grep -qxF "$kind $file:$line:$col" <(cut -d' ' -f2,3 ".mutation/$name.done"); then return; fi
     cp "$file" .mutation/orig.go
+    echo "$file" > .mutation/orig.path
     if ! desc=$("$mutant" apply "$file" "$kind" "$line" "$col" 2>&1); then
-      cp .mutation/orig.go "$file"; echo "skipped $desc" >> ".mutation/$name.log"; return
+      cp .mutation/orig.go "$file"; rm .mutation/orig.path; echo "skipped $desc" >> ".mutation/$name.log"
+      echo "skipped $kind $file:$line:$col" >> ".mutation/$name.done"; return
     fi
     outcome=lived
-    if [ -n "$own" ]; then
-      runs "$own_limit" "./$pkg" && rc=0 || rc=$?
-      case $rc in 0) ;; 2) outcome=not_viable ;; *) outcome=own ;; esac
-    fi
+    runs "$own_limit" "./$pkg" && rc=0 || rc=$?
+    case $rc in 0) ;; 2) outcome=not_viable ;; *) outcome=own ;; esac
     if [ $outcome = lived ] && [ -n "$users" ]; then
       # shellcheck disable=SC2086
       runs "$users_limit" $users && rc=0 || rc=$?
       case $rc in 0) ;; 2) outcome=not_viable ;; *) outcome=users ;; esac
     fi
     cp .mutation/orig.go "$file"
-    case $outcome in
-      own) own_killed=$((own_killed + 1)) ;;
-      users) users_killed=$((users_killed + 1)) ;;
-      not_viable) not_viable=$((not_viable + 1)) ;;
-      lived) lived=$((lived + 1)); echo "$desc | $(sed -n "${line}p" "$file" | sed 's/^[[:space:]]*//')" >> ".mutation/$name.lived" ;;
-    esac
+    rm .mutation/orig.path
+    if [ $outcome = lived ]; then
+      echo "$desc | $(sed -n "${line}p" "$file" | sed 's/^[[:space:]]*//')" >> ".mutation/$name.lived"
+    fi
     echo "$outcome $desc" >> ".mutation/$name.log"
+    echo "$outcome $kind $file:$line:$col" >> ".mutation/$name.done"
   }
 
-  g_not_covered=0
-  # 1. Operators: gremlins with every mutator, the package's own tests (-E '/': its files only,
-  # not its subpackages').
+  # 1. Operators: gremlins (every mutator) lists the mutants of the package's own files (-E '/':
+  # not its subpackages'), and each is run here with the time limit measured above. (Gremlins'
+  # own runs take their limit from its coverage run, several minutes for a hanging mutant, and
+  # cannot resume; its --diff finds no mutant in a package below the module's root.) A mutant
+  # gremlins' coverage says no test reaches (NOT COVERED, which is not always so) is run too.
   mutators=(--invert-logical --invert-loopctrl --invert-assignments --invert-bitwise --invert-bwassign --remove-self-assignments)
-  if [[ " $STAGES " == *" operators "* ]] && [ -n "$SINCE" ]; then
-    #    with SINCE, gremlins only lists the mutants (its own --diff finds none in a package
-    #    below the module's root), and each on a changed line is run here
+  if [[ " $STAGES " == *" operators "* ]]; then
     "$gremlins" unleash "./$pkg" -E '/' --dry-run "${mutators[@]}" > ".mutation/$name.gremlins.txt" 2>&1 || true
     while read -r kind loc; do
       file=${loc%%:*}; rest=${loc#*:}; line=${rest%%:*}; col=${rest#*:}
-      changed "$pkg/$file" "$line" && try "$pkg/$file" "$kind" "$line" "$col" own
+      changed "$pkg/$file" "$line" && try "$pkg/$file" "$kind" "$line" "$col"
     done < <(grep -E " (RUNNABLE|NOT COVERED) " ".mutation/$name.gremlins.txt" | sed 's/NOT COVERED/NOT_COVERED/' | awk '{print $2, $4}')
-  elif [[ " $STAGES " == *" operators "* ]]; then
-    "$gremlins" unleash "./$pkg" -E '/' --workers 1 --timeout-coefficient 10 "${mutators[@]}" \
-      -o ".mutation/$name.gremlins.json" > ".mutation/$name.gremlins.txt" 2>&1 || true
-    g_killed=$(grep -c " KILLED " ".mutation/$name.gremlins.txt" || true)
-    g_not_covered=$(grep -c " NOT COVERED " ".mutation/$name.gremlins.txt" || true)
-    own_killed=$g_killed
-    #    each survivor again, against the users' tests; and each mutant gremlins' coverage says
-    #    no test of the package reaches (NOT COVERED, which is not always so), against both
-    while read -r status kind loc; do
-      file=${loc%%:*}; rest=${loc#*:}; line=${rest%%:*}; col=${rest#*:}
-      if [ "$status" = LIVED ]; then try "$pkg/$file" "$kind" "$line" "$col"; else try "$pkg/$file" "$kind" "$line" "$col" own; fi
-    done < <(grep -E " (LIVED|NOT COVERED) " ".mutation/$name.gremlins.txt" | sed 's/NOT COVERED/NOT_COVERED/' | awk '{print $1, $2, $4}')
   fi
 
   # 2. Statement removal: every guard, call and assignment of the package's files.
@@ -139,14 +132,16 @@ for pkg in "${pkgs[@]}"; do
     for file in "$pkg"/*.go; do
       case $file in *_test.go) continue ;; esac
       while read -r line col _; do
-        changed "$file" "$line" && try "$file" STATEMENT_REMOVAL "$line" "$col" own
+        changed "$file" "$line" && try "$file" STATEMENT_REMOVAL "$line" "$col"
       done < <("$mutant" list "$file")
     done
   fi
 
+  count() { grep -c "^$1 " ".mutation/$name.done" || true; }
+  own_killed=$(count own) users_killed=$(count users) lived=$(count lived) not_viable=$(count not_viable)
   total=$((own_killed + users_killed + lived))
   score=$(awk -v k=$((own_killed + users_killed)) -v t=$total 'BEGIN { printf "%.1f", t ? 100 * k / t : 100 }')
-  summary="$pkg: killed $own_killed by its tests + $users_killed by its users' tests, lived $lived ($score % killed); not viable $not_viable ($g_not_covered not covered by gremlins' measure, each tried against both)"
+  summary="$pkg: killed $own_killed by its tests + $users_killed by its users' tests, lived $lived ($score % killed); not viable $not_viable"
   echo "$summary" | tee -a .mutation/summary.txt
   sed 's/^/  LIVED /' ".mutation/$name.lived"
 done
