@@ -10,6 +10,10 @@
 // beyond the step it is in. In a pool, a freed session goes to the longest-waiting consensus
 // request, and to a generic one only when none waits.
 //
+// The kernel's run queue is shared too: while consensus and generic requests contend, the generic
+// requests' CPU work (an in-process signing and its check, a signature's verification) runs on
+// threads of lower priority (Low, Background), and a spare processor is added (Spare).
+//
 // Measured on two cores (docs/benchmarks.md): letting generic requests keep the cores that
 // consensus requests do not use, instead of pausing them all, doubled a baker's p50 under a
 // flood of generic requests.
@@ -26,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,6 +94,7 @@ type CPU struct {
 	maxWait  time.Duration
 	aged     int    // generic requests that took a core beside consensus requests after maxWait
 	contend  func() // called when a consensus request is admitted beside generic work (OnContention)
+	low      atomic.Pointer[lowUse]
 }
 
 // NewCPU admits up to cores generic requests at once while no consensus request is in flight,

@@ -18,8 +18,12 @@ const SpareHold = 2 * time.Second
 // 12–14 ms to about 10 ms. Kept for ever it costs the rest of the time: a processor more than the
 // cores makes the runtime spin more for work, measured at 8 % more CPU per generic request (94
 // against 102 µs at 64 clients, no consensus request at all).
+//
+// With a Low, its threads are added too (extra): each holds a processor while it runs, so the
+// process keeps cores+1 processors for its other threads.
 type Spare struct {
 	cores  int
+	extra  int
 	set    func(int) int // runtime.GOMAXPROCS
 	hold   time.Duration
 	now    func() time.Time
@@ -31,10 +35,15 @@ type Spare struct {
 	stopped bool
 }
 
-// NewSpare controls GOMAXPROCS through set (runtime.GOMAXPROCS), between cores and cores+1.
-func NewSpare(cores int, set func(int) int) *Spare {
-	return &Spare{cores: cores, set: set, hold: SpareHold, now: time.Now}
+// NewSpare controls GOMAXPROCS through set (runtime.GOMAXPROCS), between cores and cores+extra
+// (at least one more).
+func NewSpare(cores, extra int, set func(int) int) *Spare {
+	return &Spare{cores: cores, extra: max(1, extra), set: set, hold: SpareHold, now: time.Now}
 }
+
+// Raised reports whether consensus and generic requests contend: from a Contend until no
+// Contend was seen for SpareHold (CPU.SetLow uses Low while it is so).
+func (s *Spare) Raised() bool { return s.raised.Load() }
 
 // Contend records that a consensus request was admitted while generic requests were in flight or
 // waiting: the spare processor is raised (by another goroutine: changing GOMAXPROCS stops the
@@ -53,7 +62,7 @@ func (s *Spare) raise() {
 	if s.stopped {
 		return
 	}
-	s.set(s.cores + 1)
+	s.set(s.cores + s.extra)
 	s.timer = time.AfterFunc(s.hold, s.check)
 }
 

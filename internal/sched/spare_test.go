@@ -29,7 +29,7 @@ func TestSpare(t *testing.T) {
 	t.Parallel()
 	procs := &fakeProcs{set: make(chan int, 16)}
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	s := NewSpare(2, procs.GOMAXPROCS)
+	s := NewSpare(2, 1, procs.GOMAXPROCS)
 	s.hold, s.now = time.Millisecond, clock.now // the timer fires often; the fake clock decides
 
 	s.Contend()

@@ -68,8 +68,9 @@ type Config struct {
 	// (at least 1).
 	MaxGenericInFlight int
 	// SpareProc lets Serve add a processor above the cores while consensus and generic requests
-	// contend (sched.Spare), unless the GOMAXPROCS environment variable is set or a CPU quota
-	// applies. The daemon sets it; tests leave GOMAXPROCS alone.
+	// contend (sched.Spare), and run the generic requests' CPU work on threads of low priority
+	// then (sched.Low, with a processor each), unless the GOMAXPROCS environment variable is set
+	// or a CPU quota applies. The daemon sets it; tests leave GOMAXPROCS alone.
 	SpareProc    bool
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
@@ -743,8 +744,21 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 		}}
 	}
 	if s.cfg.SpareProc && spareAllowed() {
-		spare := sched.NewSpare(runtime.GOMAXPROCS(0), runtime.GOMAXPROCS)
+		cores, extra := runtime.GOMAXPROCS(0), 1
+		low, err := sched.StartLow(cores, sched.LowerBy)
+		if err != nil {
+			s.log.Warn("generic requests keep the normal thread priority while consensus requests contend", "err", err)
+		} else {
+			extra += cores
+			defer low.Stop() // after spare.Stop: Run after it runs in the caller
+			s.log.Info("while consensus requests contend, generic signing runs on threads of lower priority",
+				"threads", cores, "nice_added", sched.LowerBy)
+		}
+		spare := sched.NewSpare(cores, extra, runtime.GOMAXPROCS)
 		s.cpu.OnContention(spare.Contend)
+		if low != nil {
+			s.cpu.SetLow(low, spare.Raised)
+		}
 		defer spare.Stop()
 	}
 	main := &http.Server{Handler: s.Handler(), ReadTimeout: s.cfg.ReadTimeout, ReadHeaderTimeout: s.cfg.ReadTimeout,

@@ -30,7 +30,8 @@ func SignChecked(ctx context.Context, key vault.Key, pub crypt.PublicKey, msg []
 	if cs, ok := key.(vault.CheckedSigner); ok {
 		// A key whose secret is in this process checks its deterministic signatures itself, by a
 		// second computation (see vault.SoftwareKey.SignChecked); the others are verified below.
-		sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, pub)
+		// Its CPU work, when generic, yields to consensus requests (sched.Background).
+		sched.Background(ctx, func() { sig, checked, err = cs.SignChecked(ctx, msg, digest, opts, pub) })
 	} else {
 		sig, err = key.Sign(ctx, msg, digest, opts)
 	}
@@ -46,7 +47,9 @@ func SignChecked(ctx context.Context, key vault.Key, pub crypt.PublicKey, msg []
 	}
 	sig = tezos.LowS(sig)
 	sched.Yield(ctx)
-	if !tezos.Verify(pub, sig, msg, version) {
+	var ok bool
+	sched.Background(ctx, func() { ok = tezos.Verify(pub, sig, msg, version) })
+	if !ok {
 		return nil, took, fault.Safe(fault.Internal, "the vault returned an invalid signature",
 			errors.New("the signature does not verify against the key"))
 	}

@@ -197,6 +197,9 @@ func (d *Daemon) process() *Process {
 	return d.proc
 }
 
+// Pid is the running daemon's process id.
+func (d *Daemon) Pid() int { return d.process().Pid() }
+
 // Done is closed when the process last launched has exited.
 func (d *Daemon) Done() <-chan struct{} { return d.process().Done() }
 
