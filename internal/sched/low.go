@@ -12,7 +12,7 @@ import (
 // garbage collection has two) wait for every thread that holds a processor, a niced one too, so a
 // thread the kernel serves too rarely stalls the whole process. Measured on two cores with two
 // busy processes beside the signer and a flood of generic requests: a baker's slowest request
-// took 96 ms at nice 19, 20 ms at nice 10 and 34 ms without Low (docs/benchmarks.md).
+// took 95–123 ms at nice 19, 16 ms at nice 10 and 20–28 ms without Low (docs/benchmarks.md).
 const LowerBy = 10
 
 // Low runs functions on threads of low priority (LowerBy), so that while consensus requests and
