@@ -296,8 +296,15 @@ func TestChainFileLag(t *testing.T) {
 	if !strings.Contains(logged.String(), "chain file up to date again") {
 		t.Fatalf("no log line for the recovery:\n%s", logged.String())
 	}
-
+	// A rewrite after the recovery, with no outage before it, logs nothing.
 	commit(6)
+	fire[len(fire)-1]()
+	runWriter()
+	if onDisk().Level != 6 || strings.Count(logged.String(), "up to date again") != 1 {
+		t.Fatalf("a rewrite with no outage before it: file at %d, log:\n%s", onDisk().Level, logged.String())
+	}
+
+	commit(7)
 	c.close()
 	if err := c.compact(); err != nil {
 		t.Fatal(err)
@@ -305,13 +312,13 @@ func TestChainFileLag(t *testing.T) {
 	if err := c.journal.close(true); err != nil {
 		t.Fatal(err)
 	}
-	if onDisk().Level != 6 {
+	if onDisk().Level != 7 {
 		t.Fatalf("after a clean stop the file is at %d", onDisk().Level)
 	}
 	if m, _ := filepath.Glob(filepath.Join(c.dir, "*"+journalSuffix)); len(m) != 0 {
 		t.Fatalf("journals left after a clean stop: %v", m)
 	}
-	fire[len(fire)-1]() // the timer of commit(6), firing after the stop, does nothing
+	fire[len(fire)-1]() // the timer of commit(7), firing after the stop, does nothing
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.refreshing || c.running {
