@@ -8,20 +8,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/signatory-go/signatory/internal/testdaemon"
 )
 
-// threadNice reads a thread's nice value from /proc (field 19 of its stat), not through
-// getpriority, so that the conversion lowerThreadPriority makes is checked too.
+// threadNice is a thread's nice value, read from /proc.
 func threadNice(t *testing.T, stat string) int {
 	t.Helper()
-	b, err := os.ReadFile(stat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	n, err := strconv.Atoi(f[16]) // fields from the state (3rd) on: nice is the 19th
+	n, err := testdaemon.Nice(stat)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,26 +3,20 @@ package signer
 import (
 	"context"
 	"crypto/ed25519"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/ecadlabs/gotez/v2/crypt"
 	"github.com/signatory-go/signatory/internal/sched"
+	"github.com/signatory-go/signatory/internal/testdaemon"
 	"github.com/signatory-go/signatory/internal/vault"
 	"golang.org/x/crypto/blake2b"
 )
 
-// threadNice is the nice value of the calling thread (field 19 of its /proc stat).
+// threadNice is the nice value of the calling thread.
 func threadNice(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/thread-self/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))[16])
+	n, err := testdaemon.Nice("/proc/thread-self/stat")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,26 +2,14 @@ package daemon
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// procNice is a thread's or process's nice value from its /proc stat (field 19).
-func procNice(t *testing.T, stat string) (int, bool) {
-	b, err := os.ReadFile(stat)
-	if err != nil {
-		return 0, false // a thread that ended meanwhile
-	}
-	n, err := strconv.Atoi(strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))[16])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n, true
-}
+	"github.com/signatory-go/signatory/internal/testdaemon"
+)
 
 // TestLowPriorityThreads: the daemon starts the threads that run generic signing while consensus
 // requests contend (sched.Low), as many as it says in its log, each 10 below the priority of
@@ -40,9 +28,9 @@ func TestLowPriorityThreads(t *testing.T) {
 	}
 	want, _ := strconv.Atoi(m[1])
 	added, _ := strconv.Atoi(m[2])
-	base, ok := procNice(t, fmt.Sprintf("/proc/%d/stat", d.Pid()))
-	if !ok {
-		t.Fatal("the daemon is gone")
+	base, err := testdaemon.Nice(fmt.Sprintf("/proc/%d/stat", d.Pid()))
+	if err != nil {
+		t.Fatal(err)
 	}
 	low := min(19, base+added)
 	if low == base {
@@ -54,7 +42,7 @@ func TestLowPriorityThreads(t *testing.T) {
 	}
 	got := 0
 	for _, s := range stats {
-		if n, ok := procNice(t, s); ok && n == low {
+		if n, err := testdaemon.Nice(s); err == nil && n == low { // (a thread that ended meanwhile: no file)
 			got++
 		}
 	}
