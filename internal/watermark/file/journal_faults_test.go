@@ -258,6 +258,16 @@ func TestFailedRotationDropsTheFullJournal(t *testing.T) {
 	if m := diskMark(t, c, 0, watermark.Block); m.Level != 3 {
 		t.Fatalf("chain file at %d, want 3", m.Level)
 	}
+	// The chain file the batch wrote holds everything, the journal's earlier record included:
+	// neither the background rewrite nor a clean stop writes it again.
+	writes := c.writes.Load()
+	c.refresh()
+	if err := c.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.writes.Load() - writes; n != 0 {
+		t.Fatalf("the up-to-date chain file was written %d more times", n)
+	}
 }
 
 // TestRotationCannotRemoveTheFullJournal: when the full journal cannot be removed, no new one is
