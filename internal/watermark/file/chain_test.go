@@ -653,3 +653,27 @@ func commitTwo(t *testing.T, c *chain) {
 		}
 	}
 }
+
+// TestCloseStopsRefreshTimer: closing a chain stops its pending refresh timer, so that none
+// outlives the store by up to the lag.
+func TestCloseStopsRefreshTimer(t *testing.T) {
+	t.Parallel()
+	c := testChain(t)
+	c.journal, c.lag = newJournal(c.dir, 1<<16, nil), time.Hour
+	defer c.journal.close(true)
+	var tm *time.Timer
+	c.after = func(d time.Duration, f func()) *time.Timer {
+		tm = time.AfterFunc(d, f)
+		return tm
+	}
+	if res := c.commit([]*pending{req(0, watermark.Block, 2, 1)}, nil); res[0].err != nil {
+		t.Fatal(res[0].err)
+	}
+	if tm == nil {
+		t.Fatal("no refresh timer after a journal record")
+	}
+	c.close()
+	if tm.Stop() {
+		t.Fatal("the refresh timer was still pending after close")
+	}
+}
