@@ -323,8 +323,18 @@ func TestReadOnlySnapshotRereads(t *testing.T) {
 	legacyKey := watermarktest.Key(1, 1, watermark.Block)
 	// Listed, never there: compacted meanwhile. Each sorts before the real journal of its kind,
 	// so that the real one is read after it.
-	gone := []os.DirEntry{fakeEntry(storeJournalName(0)), fakeEntry(journalName(watermarktest.Chain(1), 0))}
+	goneStore, goneLegacy := fakeEntry(storeJournalName(0)), fakeEntry(journalName(watermarktest.Chain(1), 0))
 	defer func() { readDir = os.ReadDir }()
+	// Each kind of journal vanishing alone makes the re-read, and both together.
+	for _, gone := range [][]os.DirEntry{{goneStore, goneLegacy}, {goneStore}, {goneLegacy}} {
+		rereads(t, base, gone, k, legacyKey)
+	}
+}
+
+// rereads opens base read-only while its listing holds the vanished journals gone, once and then
+// at every read, and checks the marks of k and legacyKey (levels 5 and 8) and the reads made.
+func rereads(t *testing.T, base string, gone []os.DirEntry, k, legacyKey watermark.Key) {
+	t.Helper()
 	for _, listings := range []int{1, readAttempts} {
 		calls := 0
 		readDir = func(dir string) ([]os.DirEntry, error) {
@@ -344,13 +354,13 @@ func TestReadOnlySnapshotRereads(t *testing.T) {
 		health := r.Health(t.Context())
 		r.Close()
 		if err != nil || !ok || m.Level != 5 || lerr != nil || !lok || lm.Level != 8 {
-			t.Fatalf("%d changed listings: %+v %v %v; the legacy journal's %+v %v %v", listings, m, ok, err, lm, lok, lerr)
+			t.Fatalf("%v vanished, %d changed listings: %+v %v %v; the legacy journal's %+v %v %v", gone, listings, m, ok, err, lm, lok, lerr)
 		}
 		switch {
 		case listings < readAttempts && (calls != listings+1 || health != nil):
-			t.Fatalf("a listing that changed once: %d reads, health %v", calls, health)
+			t.Fatalf("%v vanished, a listing that changed once: %d reads, health %v", gone, calls, health)
 		case listings == readAttempts && (calls != readAttempts || health == nil):
-			t.Fatalf("a listing that kept changing: %d reads, health %v", calls, health)
+			t.Fatalf("%v vanished, a listing that kept changing: %d reads, health %v", gone, calls, health)
 		}
 	}
 }
