@@ -16,8 +16,8 @@
 # A mutant's run may take ten times what the tests take without one (at least a minute): a mutant
 # that makes them hang counts as killed.
 # Results in .mutation/: <package>.gremlins.txt (gremlins' list of mutants), <package>.log (every
-# mutant run), <package>.done (each mutant's place and outcome), <package>.lived (the survivors, with their source line), and one summary line
-# per package on stdout and in .mutation/summary.txt.
+# mutant run), <package>.done (each mutant's place and outcome), <package>.lived (the survivors,
+# with their source line), and one summary line per package on stdout and in .mutation/summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1

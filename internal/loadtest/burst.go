@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -71,9 +70,8 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Each worker has a connection of its own: with one shared pool, a
-	// request whose dial is slow takes a connection another request has just freed, and its own
-	// dial lands unused in the pool. When 10,000 dials at once overflow the signer's listen queue
+	// Each worker has a connection of its own: with one shared pool, a request whose dial is slow
+	// takes a connection another request has just freed, and its own dial lands unused in the pool. When 10,000 dials at once overflow the signer's listen queue
 	// (net.core.somaxconn), such a connection can be one the kernel answered with a SYN cookie
 	// but never handed to the signer: the next burst's request written on it gets a connection
 	// reset, an error of the tool, not of the signer.
@@ -81,15 +79,7 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	clients := make([]*http.Client, len(streams))
 	for i, s := range streams {
 		workers[i] = &worker{s: s, statuses: map[int]int{}}
-		tr := &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        1,
-			MaxIdleConnsPerHost: 1,
-			MaxConnsPerHost:     1,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
-		clients[i] = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+		clients[i] = &http.Client{Transport: newTransport(1), Timeout: 60 * time.Second}
 	}
 	defer func() {
 		for _, c := range clients {

@@ -82,14 +82,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        o.Concurrency * 2,
-		MaxIdleConnsPerHost: o.Concurrency * 2,
-		MaxConnsPerHost:     o.Concurrency * 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	tr := newTransport(o.Concurrency * 2)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	workers := make([]*worker, len(streams))
@@ -198,6 +191,19 @@ func (w *worker) record(status int, err error) {
 	w.statuses[status]++
 	if status != 200 && w.firstErr == "" {
 		w.firstErr = fmt.Sprintf("%d %s: %s", status, w.s.kind(), bytes.TrimSpace(w.buf.Bytes()))
+	}
+}
+
+// newTransport is the load tool's HTTP transport: keep-alive connections to the signer, at most
+// conns of them, every one kept when idle.
+func newTransport(conns int) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
 	}
 }
 
