@@ -34,14 +34,15 @@ type Low struct {
 // (lowerThreadPriority). The runtime never clones a thread of Low: it creates threads from a
 // thread of its own when asked on a locked one (runtime.LockOSThread).
 func StartLow(n, lowerBy int) (*Low, error) {
-	l := &Low{tids: make(chan int, max(1, n)), jobs: make(chan func()), stop: make(chan struct{})}
+	n = max(1, n)
+	l := &Low{tids: make(chan int, n), jobs: make(chan func()), stop: make(chan struct{})}
 	started := make(chan error, n)
-	for range max(1, n) {
+	for range n {
 		l.wg.Add(1)
 		go l.worker(lowerBy, started)
 	}
 	var err error
-	for range max(1, n) {
+	for range n {
 		if e := <-started; e != nil {
 			err = e
 		}
