@@ -59,6 +59,18 @@ func (l *Low) worker(lowerBy int, started chan<- error) {
 	// Never unlocked: the thread ends with this goroutine, and its priority with it; no other
 	// goroutine ever runs on it.
 	runtime.LockOSThread()
+	if onMainThread() {
+		// The process's main thread: its nice value is the one ps, top and /proc/<pid>/stat show
+		// for the whole process, and the runtime never ends it, so a goroutine locked to it that
+		// ends leaves it idle for good, at Low's priority. This goroutine holds it, idle, until
+		// Stop (no other goroutine runs on a locked thread), and the worker starts again on
+		// another thread.
+		l.wg.Add(1)
+		go l.worker(lowerBy, started)
+		<-l.stop
+		runtime.UnlockOSThread()
+		return
+	}
 	if err := lowerThreadPriority(lowerBy); err != nil {
 		started <- err
 		return

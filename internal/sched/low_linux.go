@@ -16,3 +16,7 @@ func lowerThreadPriority(by int) error {
 }
 
 func threadID() int { return unix.Gettid() }
+
+// onMainThread reports whether the calling thread is the process's main thread, whose id is the
+// process's.
+func onMainThread() bool { return unix.Gettid() == unix.Getpid() }

@@ -10,3 +10,5 @@ func lowerThreadPriority(int) error {
 }
 
 func threadID() int { return 0 }
+
+func onMainThread() bool { return false }

@@ -4,6 +4,7 @@ package sched
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -157,5 +158,41 @@ func TestBackground(t *testing.T) {
 	// A CPU without a Low runs generic work in the caller.
 	if got := nice(WithGeneric(t.Context(), NewCPU(2, 4))); got != base {
 		t.Errorf("without Low: ran at nice %d", got)
+	}
+}
+
+// TestLowLeavesMainThread: Low never lowers the process's main thread, whose nice value ps and
+// /proc/<pid>/stat show for the whole process, and which the runtime never ends (a goroutine
+// locked to it that ends leaves it idle for good). Each round starts and stops a Low while the
+// main thread is idle, free for one of Low's goroutines to run on.
+func TestLowLeavesMainThread(t *testing.T) {
+	base := myNice(t)
+	want := min(19, base+LowerBy)
+	if want == base {
+		t.Skipf("the test runs at nice %d already: Low can go no lower", base)
+	}
+	main := fmt.Sprintf("/proc/self/task/%d/stat", os.Getpid())
+	if got := threadNice(t, main); got != base {
+		t.Fatalf("the main thread is at nice %d before the test, want %d", got, base)
+	}
+	for round := range 50 {
+		l, err := StartLow(2, LowerBy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lows := map[string]bool{}
+		for range 2 {
+			lows[strconv.Itoa(<-l.tids)] = true
+		}
+		if lows[strconv.Itoa(os.Getpid())] || len(lows) != 2 {
+			t.Fatalf("round %d: Low's threads %v include the main thread %d", round, lows, os.Getpid())
+		}
+		if got := threadNice(t, main); got != base {
+			t.Fatalf("round %d: the main thread went to nice %d", round, got)
+		}
+		l.Stop()
+		if got := threadNice(t, main); got != base {
+			t.Fatalf("round %d: after Stop the main thread is at nice %d", round, got)
+		}
 	}
 }
