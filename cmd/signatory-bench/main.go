@@ -85,7 +85,7 @@ to show the tool's own ceiling on this machine.`,
 	f.BoolVar(&selfTest, "self-test", false, "measure the tool itself against a trivial in-process server")
 	f.IntVar(&pid, "pid", 0, "the signer's process id on this machine: report its CPU per request (from /proc)")
 	f.StringVar(&metricsURL, "metrics-url", "", "a Prometheus endpoint of the signer (e.g. http://127.0.0.1:9583/metrics): report its CPU per request from process_cpu_seconds_total")
-	cmd.AddCommand(newBurstConfig(), newKMSKeys())
+	cmd.AddCommand(newBurstConfig(), newKMSKeys(), newWaitReady())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "trivial-server [address]",
 		Short: "Serve a constant signature with no work (the HTTP floor), as its own process",
