@@ -325,8 +325,9 @@ func (s *Store) chainForJournal(id string) *chain {
 	return c
 }
 
-// loadJournals raises chain's state by its journals of an earlier version (one per chain), oldest
-// first, writes its chain file and removes them.
+// loadJournals raises chain's state by its journals of an earlier version (one per chain), in any
+// order (marks only rise: raise keeps the higher of two marks, and of two at one level and round
+// the one with a signature), writes its chain file and removes them.
 func (s *Store) loadJournals(id string, epochs []uint64) {
 	if _, err := b58.ParseChainID([]byte(id)); err != nil {
 		err := fmt.Errorf("watermark journal of %s: name is not a chain id (%w); file ignored", id, err)
@@ -334,7 +335,6 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 		s.problems = append(s.problems, err)
 		return
 	}
-	slices.Sort(epochs)
 	c := s.chainForJournal(id) // a journal without its chain file starts from nothing
 	if c.broken != nil {
 		return

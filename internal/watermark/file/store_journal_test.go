@@ -2,8 +2,10 @@ package file
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,6 +172,54 @@ func TestManyChainsThroughCompactions(t *testing.T) {
 	check(r, "after a clean stop")
 }
 
+// legacyRecord is the payload of a journal record of the versions that kept one journal per
+// chain: key pkh's mark of class at level.
+func legacyRecord(t *testing.T, pkh int, class watermark.Class, level int32) []byte {
+	t.Helper()
+	st := emptyState()
+	var slots [len(classes)]slot
+	slots[classIndex(class)] = newSlot(watermarktest.Mark(level, 0, 1))
+	st.marks[watermarktest.PKH(pkh)] = slots
+	p, err := encodeCompact(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// writeLegacyJournal writes chain's journal of epoch as those versions did (a 4 KiB file, an
+// empty record, then payload's).
+func writeLegacyJournal(t *testing.T, dir string, chain int, epoch uint64, payload []byte) {
+	t.Helper()
+	data := make([]byte, 4096)
+	rec := appendRecord(appendRecord(nil, chainMagic, epoch, []byte("{}")), chainMagic, epoch, payload)
+	copy(data, rec)
+	if err := os.WriteFile(filepath.Join(dir, journalName(watermarktest.Chain(chain), epoch)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dirFiles is every file of dir but the lock, name to content.
+func dirFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range entries {
+		if e.Name() == LockName {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = string(data)
+	}
+	return files
+}
+
 // TestUpgradeFromChainJournals: journals of the versions that kept one per chain (left by a
 // crash) are replayed beside the store's, their marks written into the chain files, and removed.
 func TestUpgradeFromChainJournals(t *testing.T) {
@@ -179,30 +229,13 @@ func TestUpgradeFromChainJournals(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	record := func(pkh int, class watermark.Class, level int32) []byte {
-		st := emptyState()
-		var slots [len(classes)]slot
-		slots[classIndex(class)] = newSlot(watermarktest.Mark(level, 0, 1))
-		st.marks[watermarktest.PKH(pkh)] = slots
-		p, err := encodeCompact(st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	record := func(pkh int, class watermark.Class, level int32) []byte { return legacyRecord(t, pkh, class, level) }
 	// Chain 0: its chain file at 5, its old journal at 7. Chain 1: an old journal only, at 9.
 	// Chain 2: the store journal, at 4.
 	if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(0)+".json"), []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":5,"round":0}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	legacy := func(chain int, epoch uint64, payload []byte) {
-		data := make([]byte, 4096)
-		rec := appendRecord(appendRecord(nil, chainMagic, epoch, []byte("{}")), chainMagic, epoch, payload)
-		copy(data, rec)
-		if err := os.WriteFile(filepath.Join(dir, journalName(watermarktest.Chain(chain), epoch)), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	legacy := func(chain int, epoch uint64, payload []byte) { writeLegacyJournal(t, dir, chain, epoch, payload) }
 	legacy(0, 3, record(0, watermark.Block, 7))
 	legacy(1, 1, record(1, watermark.Attestation, 9))
 	data := make([]byte, 4096)
@@ -233,6 +266,17 @@ func TestUpgradeFromChainJournals(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(dir, "*"+journalSuffix)); len(m) != 0 {
 		t.Fatalf("journals left after Open: %v", m)
 	}
+	// Their marks are in the chain files from Open on, before any stop: what the reference reads.
+	ro, err := Open(base, ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, level := range want {
+		if m, ok := watermarktest.Stored(t, ro, k); !ok || m.Level != level {
+			t.Fatalf("%v in the chain files after Open: %+v %v, want level %d", k, m, ok, level)
+		}
+	}
+	ro.Close()
 	// The next journal is of a later epoch than the store journal replayed.
 	watermarktest.MustAdvance(t, s, watermarktest.Key(2, 2, watermark.Preattestation), watermarktest.Mark(5, 0, 1))
 	if s.journal.epoch != 3 {
@@ -607,5 +651,107 @@ func TestCloseWithJournalGone(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close with the journal already gone: %v", err)
+	}
+}
+
+// TestUpgradeKeepsWhatItCannotWrite: an old per-chain journal whose chain file is corrupt, or whose
+// chain file cannot be written, stays where it is, and its chain refuses to sign: the journal
+// holds marks that are nowhere else. A corrupt chain file is never overwritten with the
+// journal's marks alone (they may be lower than what the file held). Once the file can be
+// written, the next start brings it up to date. (Not parallel: it replaces writeDurable.)
+func TestUpgradeKeepsWhatItCannotWrite(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, watermarktest.Chain(0)+".json")
+	if err := os.WriteFile(corrupt, []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":90`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeLegacyJournal(t, dir, 0, 1, legacyRecord(t, 0, watermark.Block, 7))
+	writeLegacyJournal(t, dir, 1, 1, legacyRecord(t, 1, watermark.Attestation, 9))
+	before := dirFiles(t, dir)
+	unwritable := filepath.Join(dir, watermarktest.Chain(1)+".json")
+	writeDurable = func(path string, data []byte) error {
+		if path == unwritable {
+			return errors.New("EIO")
+		}
+		return writeDurableFile(path, data)
+	}
+	defer func() { writeDurable = writeDurableFile }()
+	var logged bytes.Buffer
+	s, err := Open(base, WithJournal(DefaultJournalSize), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []watermark.Key{watermarktest.Key(0, 0, watermark.Block), watermarktest.Key(1, 1, watermark.Attestation)} {
+		if _, err := s.Advance(context.Background(), k, watermarktest.Mark(100, 0, 1)); err == nil || watermark.IsConflict(err) {
+			t.Errorf("%v: Advance = %v, want the chain's refusal to sign", k, err)
+		}
+	}
+	s.Close() // (what it reports is not this test's subject)
+	if got := dirFiles(t, dir); !maps.Equal(got, before) {
+		t.Fatalf("the directory changed: %v, was %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(before)))
+	}
+	if !strings.Contains(logged.String(), "cannot bring the chain file up to date from its journal") {
+		t.Fatalf("no word of the chain file that cannot be written:\n%s", logged.String())
+	}
+
+	// The file writable again: chain 1 comes up to date from the kept journal; chain 0 still
+	// refuses until the operator repairs its file.
+	writeDurable = writeDurableFile
+	s, err = Open(base, WithJournal(DefaultJournalSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	watermarktest.MustRefuse(t, s, watermarktest.Key(1, 1, watermark.Attestation), watermarktest.Mark(9, 0, 2))
+	watermarktest.MustAdvance(t, s, watermarktest.Key(1, 1, watermark.Attestation), watermarktest.Mark(10, 0, 1))
+	if _, err := s.Advance(context.Background(), watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(100, 0, 1)); err == nil || watermark.IsConflict(err) {
+		t.Fatalf("the corrupt chain: Advance = %v, want its refusal to sign", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, journalName(watermarktest.Chain(0), 1))); err != nil {
+		t.Fatalf("the journal of the corrupt chain: %v", err)
+	}
+}
+
+// TestReadOnlyChangesNothing: a read-only Open (watermark show, export) of a directory holding old
+// per-chain journals, a store journal and a stale temporary file shows every mark and changes no
+// file: the daemon that owns the directory may be running.
+func TestReadOnlyChangesNothing(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeLegacyJournal(t, dir, 0, 1, legacyRecord(t, 0, watermark.Block, 7))
+	data := make([]byte, 4096)
+	copy(data, appendRecord(nil, storeMagic, 2, []byte(`{"`+watermarktest.Chain(1)+`":`+string(legacyRecord(t, 1, watermark.Attestation, 9))+`}`)))
+	if err := os.WriteFile(filepath.Join(dir, storeJournalName(2)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tmpPrefix+"123"), []byte("half a chain file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := dirFiles(t, dir)
+	s, err := Open(base, ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, level := range map[watermark.Key]int32{
+		watermarktest.Key(0, 0, watermark.Block):       7,
+		watermarktest.Key(1, 1, watermark.Attestation): 9,
+	} {
+		if m, ok := watermarktest.Stored(t, s, k); !ok || m.Level != level {
+			t.Fatalf("%v: %+v %v, want level %d", k, m, ok, level)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirFiles(t, dir); !maps.Equal(got, before) {
+		t.Fatalf("a read-only Open changed the directory: %v, was %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(before)))
 	}
 }
