@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -436,7 +438,7 @@ func TestCloseAfterJournalFailure(t *testing.T) {
 }
 
 // TestChainFileLagOption: WithChainFileLag(0) turns the background rewrites off; without it a
-// journaled store rewrites after DefaultChainFileLag.
+// journaled store rewrites after DefaultChainFileLag; its chains schedule their rewrites so.
 func TestChainFileLagOption(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -455,6 +457,25 @@ func TestChainFileLagOption(t *testing.T) {
 		if s.chainLag != c.want {
 			t.Errorf("chain file lag %v, want %v", s.chainLag, c.want)
 		}
+		// A chain of the store schedules its rewrite that long after a journal record (none
+		// with no lag).
+		var lags []time.Duration
+		var mu sync.Mutex
+		s.after = func(d time.Duration, f func()) *time.Timer {
+			mu.Lock()
+			defer mu.Unlock()
+			lags = append(lags, d)
+			tm := time.NewTimer(time.Hour)
+			tm.Stop()
+			return tm
+		}
+		watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1))
+		watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(2, 0, 1))
+		mu.Lock()
+		if want := []time.Duration{c.want}; c.want > 0 && !slices.Equal(lags, want) || c.want < 0 && len(lags) != 0 {
+			t.Errorf("chain file lag %v: the chain's rewrites scheduled after %v", c.want, lags)
+		}
+		mu.Unlock()
 		s.Close()
 	}
 }
