@@ -2,6 +2,7 @@ package file_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -252,5 +253,41 @@ func TestDriverConfig(t *testing.T) {
 			t.Errorf("%q: journals %v, want a journal: %v", c.config, js, c.journal)
 		}
 		st.Close()
+	}
+}
+
+// TestCanceledLeavesNoChain: a request whose context has already ended changes nothing on disk:
+// no chain file, journal or record for its chain, through a clean stop.
+func TestCanceledLeavesNoChain(t *testing.T) {
+	t.Parallel()
+	for _, journal := range []bool{false, true} {
+		base := t.TempDir()
+		var opts []file.Option
+		if journal {
+			opts = append(opts, file.WithJournal(file.DefaultJournalSize))
+		}
+		s, err := file.Open(base, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		for i := range 3 {
+			if _, err := s.Advance(ctx, watermarktest.Key(i, 0, watermark.Block), watermarktest.Mark(1, 0, 1)); err == nil {
+				t.Fatal("a canceled request advanced")
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := os.ReadDir(filepath.Join(base, file.DirName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != file.LockName {
+				t.Errorf("journal %v: %s written for canceled requests", journal, e.Name())
+			}
+		}
 	}
 }
