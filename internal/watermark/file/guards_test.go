@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -183,5 +184,71 @@ func TestCloseAnswersEveryAcknowledgedMark(t *testing.T) {
 				t.Fatalf("key %d: acknowledged at %d before Close returned, the chain file holds %d", i, level, got)
 			}
 		}
+	}
+}
+
+// closeWaiting reports whether a goroutine is in Store.Close, waiting for the writers.
+func closeWaiting() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, ".(*Store).Close(") && strings.Contains(g, "sync.(*WaitGroup).Wait(") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCloseWaitsForTheWriters: Close returns only once the writer writing a mark has finished:
+// until then it does not compact, release the lock or return, and the mark is acknowledged and
+// in the chain file when it does. (Not parallel: it replaces writeDurable.)
+func TestCloseWaitsForTheWriters(t *testing.T) {
+	base := t.TempDir()
+	s, err := Open(base) // no journal: the writer writes the chain file itself
+	if err != nil {
+		t.Fatal(err)
+	}
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	writeDurable = func(path string, data []byte) error {
+		once.Do(func() { close(inWrite); <-release })
+		return writeDurableFile(path, data)
+	}
+	defer func() { writeDurable = writeDurableFile }()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	advanced := make(chan error, 1)
+	go func() {
+		_, err := s.Advance(context.Background(), k, watermarktest.Mark(7, 0, 1))
+		advanced <- err
+	}()
+	<-inWrite
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for !closeWaiting() { // a state of Close's goroutine, not a time
+		select {
+		case err := <-closed:
+			close(release)
+			t.Fatalf("Close returned (%v) while a writer was writing a mark", err)
+		default:
+		}
+		runtime.Gosched()
+	}
+	if _, err := lockDir(filepath.Join(base, DirName)); err == nil {
+		t.Fatal("the directory's lock was released while a writer was writing a mark")
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-advanced; err != nil {
+		t.Fatalf("the mark being written when Close began: %v", err)
+	}
+	r, err := Open(base, ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if m, ok := watermarktest.Stored(t, r, k); !ok || m.Level != 7 {
+		t.Fatalf("after Close: %+v %v, want level 7", m, ok)
 	}
 }
