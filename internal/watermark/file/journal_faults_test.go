@@ -115,6 +115,30 @@ func TestJournalCreationFails(t *testing.T) {
 			t.Fatal("Health says nothing of the journal that cannot be started")
 		}
 	})
+	t.Run("unopenable", func(t *testing.T) { // written, then it cannot be opened: removed
+		s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		writeDurable = func(path string, data []byte) error {
+			if strings.HasSuffix(path, journalSuffix) {
+				return os.Mkdir(path, 0o700) // there, and no file to open for writing
+			}
+			return writeDurableFile(path, data)
+		}
+		defer func() { writeDurable = writeDurableFile }()
+		k := watermarktest.Key(0, 0, watermark.Block)
+		for level := int32(5); level <= 7; level++ {
+			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+			if got := chainFileLevel(t, s); got != level {
+				t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
+			}
+			if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
+				t.Fatalf("journals that could not be opened left behind: %v", m)
+			}
+		}
+	})
 	t.Run("next", func(t *testing.T) {
 		s, err := Open(t.TempDir(), WithJournal(4096), WithChainFileLag(0))
 		if err != nil {
@@ -142,6 +166,11 @@ func TestJournalCreationFails(t *testing.T) {
 			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
 			if got := chainFileLevel(t, s); got != level {
 				t.Fatalf("a mark at %d with the journal full: the chain file holds %d", level, got)
+			}
+			// The full journal went once the chain file held its marks; the replacements that
+			// failed, on disk but not durable, are removed.
+			if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
+				t.Fatalf("journals left behind: %v", m)
 			}
 			level++
 		}
