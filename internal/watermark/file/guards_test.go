@@ -103,11 +103,7 @@ func TestReadPathRefusals(t *testing.T) {
 // (sorted), whatever order the chains are visited in.
 func TestHealthNamesInOrder(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	for i := range 4 {
 		if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(i)+".json"), []byte("{"), 0o600); err != nil {
 			t.Fatal(err)

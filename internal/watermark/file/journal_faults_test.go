@@ -64,6 +64,22 @@ func TestFailedSyncIsNoAcknowledgement(t *testing.T) {
 	}
 }
 
+// withoutJournal advances a key of s to 5, 6 and 7 while no journal can be started: each mark must
+// be in the chain file, and no journal file (what names them) left behind.
+func withoutJournal(t *testing.T, s *Store, what string) {
+	t.Helper()
+	k := watermarktest.Key(0, 0, watermark.Block)
+	for level := int32(5); level <= 7; level++ {
+		watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
+		if got := chainFileLevel(t, s); got != level {
+			t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
+		}
+		if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
+			t.Fatalf("%s left behind: %v", what, m)
+		}
+	}
+}
+
 // TestJournalCreationFails: a journal whose creation fails (its write succeeded, its fsync did
 // not) is not used, nor left behind: the chain goes on writing its chain file at every batch, and
 // when a full journal cannot be replaced, the chain file is written.
@@ -101,16 +117,7 @@ func TestJournalCreationFails(t *testing.T) {
 		defer s.Close()
 		writeDurable = failJournals
 		defer func() { writeDurable = writeDurableFile }()
-		k := watermarktest.Key(0, 0, watermark.Block)
-		for level := int32(5); level <= 7; level++ {
-			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
-			if got := chainFileLevel(t, s); got != level {
-				t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
-			}
-			if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
-				t.Fatalf("journals whose creation failed left behind: %v", m)
-			}
-		}
+		withoutJournal(t, s, "journals whose creation failed")
 		if s.Health(t.Context()) == nil {
 			t.Fatal("Health says nothing of the journal that cannot be started")
 		}
@@ -128,16 +135,7 @@ func TestJournalCreationFails(t *testing.T) {
 			return writeDurableFile(path, data)
 		}
 		defer func() { writeDurable = writeDurableFile }()
-		k := watermarktest.Key(0, 0, watermark.Block)
-		for level := int32(5); level <= 7; level++ {
-			watermarktest.MustAdvance(t, s, k, watermarktest.Mark(level, 0, 1))
-			if got := chainFileLevel(t, s); got != level {
-				t.Fatalf("a mark at %d with no journal: the chain file holds %d", level, got)
-			}
-			if m, _ := filepath.Glob(filepath.Join(s.Dir(), "*"+journalSuffix)); len(m) != 0 {
-				t.Fatalf("journals that could not be opened left behind: %v", m)
-			}
-		}
+		withoutJournal(t, s, "journals that could not be opened")
 	})
 	t.Run("next", func(t *testing.T) {
 		s, err := Open(t.TempDir(), WithJournal(4096), WithChainFileLag(0))

@@ -170,11 +170,7 @@ func TestCloseReportsFailedCompaction(t *testing.T) {
 // as such, not as an empty name.
 func TestLockHolderUnknown(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	f, err := os.OpenFile(filepath.Join(dir, LockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -448,11 +444,7 @@ func TestReplayedChainFileUnwritable(t *testing.T) {
 // not rewritten); any new chain after Close (a closed store has released its lock).
 func TestStoreRefusals(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	corrupt := filepath.Join(dir, watermarktest.Chain(1)+".json")
 	if err := os.WriteFile(corrupt, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)

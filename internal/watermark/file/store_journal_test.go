@@ -172,6 +172,18 @@ func TestManyChainsThroughCompactions(t *testing.T) {
 	check(r, "after a clean stop")
 }
 
+// watermarkDir returns a fresh base directory and its watermark directory, created (0700) and
+// empty.
+func watermarkDir(t *testing.T) (base, dir string) {
+	t.Helper()
+	base = t.TempDir()
+	dir = filepath.Join(base, DirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return base, dir
+}
+
 // legacyRecord is the payload of a journal record of the versions that kept one journal per
 // chain: key pkh's mark of class at level.
 func legacyRecord(t *testing.T, pkh int, class watermark.Class, level int32) []byte {
@@ -224,11 +236,7 @@ func dirFiles(t *testing.T, dir string) map[string]string {
 // crash) are replayed beside the store's, their marks written into the chain files, and removed.
 func TestUpgradeFromChainJournals(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	record := func(pkh int, class watermark.Class, level int32) []byte { return legacyRecord(t, pkh, class, level) }
 	// Chain 0: its chain file at 5, its old journal at 7. Chain 1: an old journal only, at 9.
 	// Chain 2: the store journal, at 4.
@@ -421,11 +429,7 @@ func (e fakeEntry) Info() (os.FileInfo, error) { return nil, os.ErrNotExist }
 // repair) while every chain refuses to sign.
 func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	record := func(level int32) []byte {
 		return []byte(`{"` + watermarktest.Chain(0) + `":{"` + watermarktest.PKH(0) + `":{"block":{"level":` + string(rune('0'+level)) + `,"round":0}}}}`)
 	}
@@ -470,11 +474,7 @@ func TestDamagedJournalShowsWhatItReads(t *testing.T) {
 // that is gone when read (a daemon's compaction) is read again.
 func TestDamagedChainJournalReadOnly(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	data := appendRecord(nil, chainMagic, 1, []byte("{}"))
 	damaged := len(data)
 	data = appendRecord(data, chainMagic, 1, []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":5,"round":0}}}`))
@@ -530,11 +530,7 @@ func TestJournalOutageLoggedOnce(t *testing.T) {
 // them, also when the listing puts epoch 10 before 9.
 func TestKeptJournalsNotReused(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	if err := os.WriteFile(filepath.Join(dir, watermarktest.Chain(0)+".json"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -660,11 +656,7 @@ func TestCloseWithJournalGone(t *testing.T) {
 // journal's marks alone (they may be lower than what the file held). Once the file can be
 // written, the next start brings it up to date. (Not parallel: it replaces writeDurable.)
 func TestUpgradeKeepsWhatItCannotWrite(t *testing.T) {
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	corrupt := filepath.Join(dir, watermarktest.Chain(0)+".json")
 	if err := os.WriteFile(corrupt, []byte(`{"`+watermarktest.PKH(0)+`":{"block":{"level":90`), 0o600); err != nil {
 		t.Fatal(err)
@@ -721,11 +713,7 @@ func TestUpgradeKeepsWhatItCannotWrite(t *testing.T) {
 // file: the daemon that owns the directory may be running.
 func TestReadOnlyChangesNothing(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	dir := filepath.Join(base, DirName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	base, dir := watermarkDir(t)
 	writeLegacyJournal(t, dir, 0, 1, legacyRecord(t, 0, watermark.Block, 7))
 	data := make([]byte, 4096)
 	copy(data, appendRecord(nil, storeMagic, 2, []byte(`{"`+watermarktest.Chain(1)+`":`+string(legacyRecord(t, 1, watermark.Attestation, 9))+`}`)))
