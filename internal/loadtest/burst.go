@@ -71,10 +71,11 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	// Each worker has a connection of its own: with one shared pool, a request whose dial is slow
-	// takes a connection another request has just freed, and its own dial lands unused in the pool. When 10,000 dials at once overflow the signer's listen queue
-	// (net.core.somaxconn), such a connection can be one the kernel answered with a SYN cookie
-	// but never handed to the signer: the next burst's request written on it gets a connection
-	// reset, an error of the tool, not of the signer.
+	// takes a connection another request has just freed, and its own dial lands unused in the
+	// pool. When 10,000 dials at once overflow the signer's listen queue (net.core.somaxconn),
+	// such a connection can be one the kernel answered with a SYN cookie but never handed to the
+	// signer: the next burst's request written on it gets a connection reset, an error of the
+	// tool, not of the signer.
 	workers := make([]*worker, len(streams))
 	clients := make([]*http.Client, len(streams))
 	for i, s := range streams {

@@ -56,8 +56,8 @@ func StartLow(n, lowerBy int) (*Low, error) {
 
 func (l *Low) worker(lowerBy int, started chan<- error) {
 	defer l.wg.Done()
-	// Never unlocked: the thread ends with this goroutine, and its priority with it; no other
-	// goroutine ever runs on it.
+	// Never unlocked (but on the main thread, below): the thread ends with this goroutine, and its
+	// priority with it; no other goroutine ever runs on it.
 	runtime.LockOSThread()
 	if onMainThread() {
 		// The process's main thread: its nice value is the one ps, top and /proc/<pid>/stat show
