@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -77,27 +76,24 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	// signer: the next burst's request written on it gets a connection reset, an error of the
 	// tool, not of the signer.
 	workers := make([]*worker, len(streams))
-	clients := make([]*http.Client, len(streams))
 	for i, s := range streams {
-		workers[i] = &worker{s: s, statuses: map[int]int{}}
-		clients[i] = &http.Client{Transport: newTransport(1), Timeout: 60 * time.Second}
-	}
-	defer func() {
-		for _, c := range clients {
-			c.CloseIdleConnections()
+		c, err := newConn(o.URL, 60*time.Second)
+		if err != nil {
+			return nil, err
 		}
-	}()
+		workers[i] = &worker{s: s, conn: c, statuses: map[int]int{}}
+	}
+	defer closeAll(workers)
 	// Each worker runs one request per burst: go is released by closing the burst's channel.
 	burst := func(measure bool) time.Duration {
 		release := make(chan struct{})
 		var wg sync.WaitGroup
-		for i, w := range workers {
-			client := clients[i]
+		for _, w := range workers {
 			wg.Go(func() {
 				body := w.s.body()
 				<-release
 				t0 := time.Now()
-				status, err := w.do(ctx, client, o.URL+w.s.path, body)
+				status, err := w.conn.post(ctx, w.s.path, body, &w.buf)
 				if !measure {
 					return
 				}

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,6 +55,7 @@ type Latency struct {
 
 type worker struct {
 	s        *stream
+	conn     *conn
 	lat      []time.Duration
 	statuses map[int]int
 	errs     int
@@ -82,17 +80,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tr := newTransport(o.Concurrency * 2)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	workers := make([]*worker, len(streams))
 	perWorker := 1 << 16
 	if o.Requests > 0 {
 		perWorker = o.Requests/len(streams) + 1
 	}
 	for i, s := range streams {
-		workers[i] = &worker{s: s, statuses: map[int]int{}, lat: make([]time.Duration, 0, perWorker)}
+		c, err := newConn(o.URL, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		workers[i] = &worker{s: s, conn: c, statuses: map[int]int{}, lat: make([]time.Duration, 0, perWorker)}
 	}
+	defer closeAll(workers)
 
 	var remaining chan struct{}
 	if o.Requests > 0 {
@@ -111,7 +111,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.loop(ctx, client, o.URL, measuring, stop, remaining)
+			w.loop(ctx, measuring, stop, remaining)
 		}()
 	}
 	if o.Warmup > 0 {
@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return r, nil
 }
 
-func (w *worker) loop(ctx context.Context, client *http.Client, url string, measuring, stop <-chan struct{}, remaining <-chan struct{}) {
+func (w *worker) loop(ctx context.Context, measuring, stop <-chan struct{}, remaining <-chan struct{}) {
 	warm := true
 	for ctx.Err() == nil {
 		if warm {
@@ -169,7 +169,7 @@ func (w *worker) loop(ctx context.Context, client *http.Client, url string, meas
 		}
 		body := w.s.body()
 		t0 := time.Now()
-		status, err := w.do(ctx, client, url+w.s.path, body)
+		status, err := w.conn.post(ctx, w.s.path, body, &w.buf)
 		d := time.Since(t0)
 		if warm {
 			continue
@@ -194,33 +194,11 @@ func (w *worker) record(status int, err error) {
 	}
 }
 
-// newTransport is the load tool's HTTP transport: keep-alive connections to the signer, at most
-// conns of them, every one kept when idle.
-func newTransport(conns int) *http.Transport {
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+// closeAll closes the workers' connections.
+func closeAll(workers []*worker) {
+	for _, w := range workers {
+		w.conn.close()
 	}
-}
-
-func (w *worker) do(ctx context.Context, client *http.Client, url string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	w.buf.Reset()
-	_, err = io.Copy(&w.buf, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, err
 }
 
 func report(o Options, workers []*worker, elapsed time.Duration) *Result {
