@@ -127,13 +127,17 @@ func (k *SoftwareKey) PublicKey() crypt.PublicKey {
 // ID implements Key.
 func (k *SoftwareKey) ID() string { return k.Ref }
 
+// usable is nil when the key may sign now: its Life allows it, or ctx is not done.
+func (k *SoftwareKey) usable(ctx context.Context) error {
+	if k.Life != nil {
+		return k.Life.Usable(ctx)
+	}
+	return context.Cause(ctx)
+}
+
 // Sign implements Key.
 func (k *SoftwareKey) Sign(ctx context.Context, message []byte, digest *[32]byte, opts SignOptions) (crypt.Signature, error) {
-	if k.Life != nil {
-		if err := k.Life.Usable(ctx); err != nil {
-			return nil, err
-		}
-	} else if err := context.Cause(ctx); err != nil {
+	if err := k.usable(ctx); err != nil {
 		return nil, err
 	}
 	switch p := k.Priv.(type) {
@@ -243,7 +247,8 @@ var ErrFault = errors.New("the signature failed the key's own check")
 //  2. signing a second time and comparing the two signatures byte for byte. A deterministic scheme
 //     gives the same bytes twice; a transient fault (a bit flipped in a register or in memory
 //     during one computation, the fault attacks on deterministic signatures that leak the key
-//     from one faulty and one correct signature) makes them differ.
+//     from one faulty and one correct signature) makes them differ. Ed25519's two computations
+//     share one inversion, whose result the second checks (ed25519Checked).
 //
 // What it does not catch, verification would only turn into a refusal without more safety: a
 // secret corrupted in memory before both computations signs, consistently, for another key; the
@@ -257,6 +262,15 @@ func (k *SoftwareKey) SignChecked(ctx context.Context, message []byte, digest *[
 		if !ok || len(p) != ed25519.PrivateKeySize || !bytes.Equal(ed25519.PrivateKey(p)[32:], want) {
 			return nil, false, fmt.Errorf("%w: the key's public half is not the listed public key", ErrFault)
 		}
+		// Two computations compared, as signTwice does, sharing one checked inversion.
+		if err := k.usable(ctx); err != nil {
+			return nil, false, err
+		}
+		sig, err := ed25519Checked(ed25519.PrivateKey(p), digest[:])
+		if err != nil {
+			return nil, false, err
+		}
+		return crypt.Ed25519Signature(sig), true, nil
 	case *crypt.BLSPrivateKey:
 		want, ok := pub.(*crypt.BLSPublicKey)
 		if !ok || !k.blsPublicIs(want) {
