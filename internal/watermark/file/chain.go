@@ -14,20 +14,24 @@ import (
 )
 
 // chain is one chain file and its writer. Advance calls for the chain queue a pending request;
-// the chain's writer goroutine takes everything queued, judges it in arrival order, writes the
-// file once and answers the whole batch (group commit). The writer runs only while there is work:
-// it is started by the request that finds none running and exits when the queue is empty, so an
-// idle chain (say, one a client made up) costs no goroutine.
+// the chain's writer takes everything queued, judges it in arrival order, writes the file once
+// and answers the whole batch (group commit). The writer runs only while there is work: the
+// request that finds none running writes its own batch (runOnce), and a writer goroutine (run),
+// started for what queued behind it, exits when the queue is empty, so an idle chain (say, one a
+// client made up) costs no goroutine.
 type chain struct {
 	id, dir, path string
 	broken        error // set at Open when the file does not parse; then no writer runs
 
 	state atomic.Pointer[state] // durable state; replaced only after a successful write
 
-	mu       sync.Mutex
-	queue    []*pending
-	running  bool         // a writer is running (guarded by mu)
-	start    func(func()) // runs the writer in a goroutine; nil: requests wait for a run call (tests)
+	mu      sync.Mutex
+	queue   []*pending
+	running bool         // a writer is running (guarded by mu)
+	start   func(func()) // runs the writer in a goroutine; nil: requests wait for a run call (tests)
+	// enter counts a writer running in a request's goroutine (runOnce) for Close, and returns the
+	// function that ends it; nil: requests never write their own batch (tests).
+	enter    func() (done func())
 	closed   bool
 	writeErr error // last write failure, nil after a success; for Health
 
@@ -78,9 +82,10 @@ func newChain(id, dir, path string, st *state) *chain {
 
 func unavailable(err error) error { return fault.Wrap(fault.Unavailable, err) }
 
-// advance queues one request and waits for its batch. If ctx ends first the caller gets an
-// Unavailable error and must not sign; the writer skips requests whose ctx has ended, but one
-// already being written may still become durable, which only makes the mark more conservative.
+// advance queues one request and waits for its batch, or writes it (runOnce). If ctx ends first
+// the caller gets an Unavailable error and must not sign (a request writing its own batch learns
+// that when the write has ended); the writer skips requests whose ctx has ended, but one already
+// being written may still become durable, which only makes the mark more conservative.
 func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.Mark) (watermark.Mark, error) {
 	p := &pending{ctx: ctx, pkh: pkh, class: class, mark: m, done: make(chan result, 1)}
 	c.mu.Lock()
@@ -89,8 +94,18 @@ func (c *chain) advance(ctx context.Context, pkh string, class int, m watermark.
 		return watermark.Mark{}, watermark.ErrClosed
 	}
 	c.queue = append(c.queue, p)
-	c.spawnLocked()
-	c.mu.Unlock()
+	if !c.running && c.enter != nil {
+		// No writer runs: this request's goroutine writes its own batch (runOnce), which saves
+		// starting a goroutine and two hand-offs between threads per batch.
+		c.running = true
+		done := c.enter()
+		c.mu.Unlock()
+		c.runOnce()
+		done()
+	} else {
+		c.spawnLocked()
+		c.mu.Unlock()
+	}
 	select {
 	case r := <-p.done:
 		return r.mark, r.err
@@ -129,6 +144,29 @@ func (c *chain) run() {
 			c.refresh()
 		}
 	}
+}
+
+// runOnce is the writer run by the request that found none running, in its own goroutine: it
+// answers one batch (the one that request is in), then, if more was queued meanwhile or the
+// refresh timer fired, hands the writer's part on to a goroutine (run), and returns: a request's
+// answer never waits for later batches. Unlike one answered by a writer goroutine, a request whose
+// batch its own goroutine is writing gets its answer only when the write has ended, even if its
+// context ends first: until then the outcome is not known anyway.
+func (c *chain) runOnce() {
+	c.mu.Lock()
+	batch := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	results := c.commit(batch, nil)
+	for i, p := range batch {
+		p.done <- results[i]
+	}
+	c.mu.Lock()
+	c.running = false
+	if len(c.queue) > 0 || c.refreshing {
+		c.spawnLocked()
+	}
+	c.mu.Unlock()
 }
 
 // scheduleRefresh arranges for the chain file to be brought up to date lag from now, unless that

@@ -317,7 +317,7 @@ func (s *Store) chainForJournal(id string) *chain {
 	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
 	s.journalize(c)
 	if !s.readOnly {
-		c.start = s.startWriter
+		c.start, c.enter = s.startWriter, s.enterWriter
 	} else {
 		c.closed = true
 	}
@@ -429,13 +429,20 @@ func (s *Store) load(name string) {
 		c.closed = true
 		return
 	}
-	c.start = s.startWriter
+	c.start, c.enter = s.startWriter, s.enterWriter
 }
 
 // journalize gives c the store's journal settings.
 func (s *Store) journalize(c *chain) {
 	c.journal = s.journal
 	c.lag, c.after, c.log = max(s.chainLag, 0), s.after, s.log // 0: no background rewrite
+}
+
+// enterWriter counts a chain's writer that runs in a request's goroutine, which Close waits for
+// as for startWriter's; it is called with the chain's mu held, as startWriter is.
+func (s *Store) enterWriter() (done func()) {
+	s.wg.Add(1)
+	return s.wg.Done
 }
 
 // startWriter runs a chain's writer in a goroutine that Close waits for.
@@ -462,7 +469,7 @@ func (s *Store) chain(id string) (*chain, error) {
 	}
 	c := newChain(id, s.dir, filepath.Join(s.dir, id+".json"), emptyState())
 	s.journalize(c)
-	c.start = s.startWriter
+	c.start, c.enter = s.startWriter, s.enterWriter
 	s.chains.Store(id, c)
 	return c, nil
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -741,5 +742,83 @@ func TestReadOnlyChangesNothing(t *testing.T) {
 	}
 	if got := dirFiles(t, dir); !maps.Equal(got, before) {
 		t.Fatalf("a read-only Open changed the directory: %v, was %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(before)))
+	}
+}
+
+// goroutineID is the running goroutine's number, from the first line of its stack.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	return id
+}
+
+// TestRequestWritesItsOwnBatch: a request that finds no writer running on its chain writes its
+// batch from its own goroutine (no goroutine is started for it), and returns once that batch is
+// durable; what was queued on the chain meanwhile is written by a writer goroutine started then,
+// never by the request's goroutine, so a request's answer never waits for later batches. (Not
+// parallel: it replaces datasync.)
+func TestRequestWritesItsOwnBatch(t *testing.T) {
+	s, err := Open(t.TempDir(), WithJournal(DefaultJournalSize), WithChainFileLag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	watermarktest.MustAdvance(t, s, watermarktest.Key(0, 0, watermark.Block), watermarktest.Mark(1, 0, 1)) // the journal exists
+	type sync1 struct {
+		by      string // the goroutine calling datasync
+		release chan struct{}
+	}
+	syncs, stop := make(chan sync1), make(chan struct{})
+	datasync = func(f *os.File) error {
+		c := sync1{goroutineID(), make(chan struct{})}
+		select {
+		case syncs <- c:
+			select {
+			case <-c.release:
+			case <-stop: // the test failed: nothing holds the writes back any more
+			}
+		case <-stop:
+		}
+		return fdatasync(f)
+	}
+	defer func() { close(stop); datasync = fdatasync }() // before Close, which waits for the writes
+	advance := func(pkh int, id chan<- string, done chan<- error) {
+		go func() {
+			id <- goroutineID()
+			_, err := s.Advance(t.Context(), watermarktest.Key(0, pkh, watermark.Block), watermarktest.Mark(2, 0, 1))
+			done <- err
+		}()
+	}
+	aID, bID := make(chan string, 1), make(chan string, 1)
+	aDone, bDone := make(chan error, 1), make(chan error, 1)
+	advance(0, aID, aDone)
+	a := <-syncs
+	if id := <-aID; a.by != id {
+		t.Fatalf("the lone request's batch was written by goroutine %s, not by the request's (%s)", a.by, id)
+	}
+	advance(1, bID, bDone) // the same chain, while A's batch is being written
+	c, _ := s.chains.Load(watermarktest.Chain(0))
+	for queued := 0; queued == 0; runtime.Gosched() { // a state of the chain, not a time
+		c.(*chain).mu.Lock()
+		queued = len(c.(*chain).queue)
+		c.(*chain).mu.Unlock()
+	}
+	close(a.release)
+	b := <-syncs
+	if id := <-bID; b.by == a.by || b.by == id {
+		t.Fatalf("the batch queued behind was written by goroutine %s (the first request's %s, its own %s), not by a writer", b.by, a.by, id)
+	}
+	if err := <-aDone; err != nil { // answered while B's batch is still being written
+		t.Fatal(err)
+	}
+	close(b.release)
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	for pkh := range 2 {
+		if m, ok := watermarktest.Stored(t, s, watermarktest.Key(0, pkh, watermark.Block)); !ok || m.Level != 2 {
+			t.Fatalf("key %d: %+v %v", pkh, m, ok)
+		}
 	}
 }
