@@ -52,7 +52,7 @@ if [ "$FUZZTIME" != "0" ]; then
       ./internal/jwtauth:FuzzValidate ./internal/signer:FuzzAuthentication ./internal/request:FuzzMichelineDepth \
       ./internal/server:FuzzHTTP ./internal/tezos:FuzzSecp256k1Verify ./internal/request:FuzzFastGeneric \
       ./internal/policy:FuzzParseTez ./internal/tezos:FuzzParseMatchesGotez ./internal/dkg:FuzzPackets \
-      ./internal/blsthreshold:FuzzMarksVerify ./internal/socket:FuzzDecodeRequest ./internal/server:FuzzDecodeMessage; do
+      ./internal/blsthreshold:FuzzMarksVerify ./internal/socket:FuzzDecodeRequest ./internal/server:FuzzDecodeMessage ./internal/request:FuzzFastConsensus; do
     pkg=${target%%:*}; name=${target##*:}
     go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x
   done

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/signatory-go/signatory/internal/fault"
+	"github.com/signatory-go/signatory/internal/tezos"
 )
 
 // Kind is a request kind as named in the allow map of a policy.
@@ -81,7 +82,7 @@ func (r *Request) ChainID() string {
 	if r.Chain == nil {
 		return ""
 	}
-	return r.Chain.String()
+	return tezos.ChainIDString((*[4]byte)(r.Chain))
 }
 
 // OpCounts returns the number of operations of each kind (for generic requests), or {kind: 1}.
@@ -147,6 +148,12 @@ func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 	if msg[0] == MagicGeneric && version != 1 && !full {
 		if ops, ok := fastGeneric(msg); ok {
 			return &Request{Kind: Generic, Slot: -1, Ops: ops, Digest: blake2b.Sum256(msg)}, nil
+		}
+	}
+	if version != 1 {
+		if req, ok := fastConsensus(msg); ok {
+			req.Digest = blake2b.Sum256(msg)
+			return req, nil
 		}
 	}
 	if version == 1 {

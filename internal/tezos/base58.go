@@ -196,3 +196,6 @@ func decodeTZ(s string, pre *prefix.Prefix) ([]byte, bool) {
 	}
 	return raw[len(pre.Prefix):], true
 }
+
+// ChainIDString is the base58 chain id (Net…) of id, as gotez's ChainID.String, faster.
+func ChainIDString(id *[4]byte) string { return encodeBase58Check(prefix.ChainID.Prefix, id[:]) }
