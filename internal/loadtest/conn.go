@@ -65,8 +65,10 @@ func (c *conn) post(ctx context.Context, path string, body []byte, out *bytes.Bu
 			c.r.Reset(nc)
 		}
 	}
-	// A canceled run ends the request in flight at once.
-	stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(time.Unix(1, 0)) })
+	// A canceled run ends the request in flight at once (on this connection: close may clear c.c
+	// while the function runs).
+	nc := c.c
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	status, err := c.roundTrip(path, body, out)
 	if err != nil {
