@@ -75,13 +75,9 @@ func runBurst(ctx context.Context, o Options) (*Result, error) {
 	// such a connection can be one the kernel answered with a SYN cookie but never handed to the
 	// signer: the next burst's request written on it gets a connection reset, an error of the
 	// tool, not of the signer.
-	workers := make([]*worker, len(streams))
-	for i, s := range streams {
-		c, err := newConn(o.URL, 60*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		workers[i] = &worker{s: s, conn: c, statuses: map[int]int{}}
+	workers, err := newWorkers(streams, o.URL, 60*time.Second, 0)
+	if err != nil {
+		return nil, err
 	}
 	defer closeAll(workers)
 	// Each worker runs one request per burst: go is released by closing the burst's channel.

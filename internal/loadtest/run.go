@@ -80,17 +80,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	workers := make([]*worker, len(streams))
 	perWorker := 1 << 16
 	if o.Requests > 0 {
 		perWorker = o.Requests/len(streams) + 1
 	}
-	for i, s := range streams {
-		c, err := newConn(o.URL, 30*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		workers[i] = &worker{s: s, conn: c, statuses: map[int]int{}, lat: make([]time.Duration, 0, perWorker)}
+	workers, err := newWorkers(streams, o.URL, 30*time.Second, perWorker)
+	if err != nil {
+		return nil, err
 	}
 	defer closeAll(workers)
 
@@ -192,6 +188,21 @@ func (w *worker) record(status int, err error) {
 	if status != 200 && w.firstErr == "" {
 		w.firstErr = fmt.Sprintf("%d %s: %s", status, w.s.kind(), bytes.TrimSpace(w.buf.Bytes()))
 	}
+}
+
+// newWorkers makes a worker for each stream, each with its own connection to the signer at url
+// (an answer awaited at most timeout), each with room for latCap latencies.
+func newWorkers(streams []*stream, url string, timeout time.Duration, latCap int) ([]*worker, error) {
+	c, err := newConn(url, timeout)
+	if err != nil {
+		return nil, err
+	}
+	workers := make([]*worker, len(streams))
+	for i, s := range streams {
+		own := *c // the parsed address; a connection of its own
+		workers[i] = &worker{s: s, conn: &own, statuses: map[int]int{}, lat: make([]time.Duration, 0, latCap)}
+	}
+	return workers, nil
 }
 
 // closeAll closes the workers' connections.
