@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"testing"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
+
+	tv "github.com/signatory-go/signatory/internal/testvectors"
 )
 
 // TestEd25519CheckedMatchesTheLibrary: ed25519Checked gives crypto/ed25519's bytes for random
@@ -38,9 +39,9 @@ func TestEd25519CheckedMatchesTheLibrary(t *testing.T) {
 		{"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "72",
 			"92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
 	} {
-		priv := ed25519.NewKeyFromSeed(mustHex(t, v.seed))
-		got, err := ed25519Checked(priv, mustHex(t, v.msg))
-		if err != nil || !bytes.Equal(got, mustHex(t, v.sig)) {
+		priv := ed25519.NewKeyFromSeed(tv.Hex(v.seed))
+		got, err := ed25519Checked(priv, tv.Hex(v.msg))
+		if err != nil || !bytes.Equal(got, tv.Hex(v.sig)) {
 			t.Fatalf("RFC 8032 vector %s: %x %v", v.seed, got, err)
 		}
 	}
@@ -130,13 +131,4 @@ func BenchmarkEd25519Checked(b *testing.B) {
 			}
 		}
 	})
-}
-
-func mustHex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
