@@ -565,7 +565,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		status = writeErrorID(w, err, id)
 	} else {
 		status = http.StatusOK
-		writeSignature(w, tezos.SignatureString(res.Signature))
+		writeSignature(w, res.SignatureString())
 	}
 	elapsed := time.Since(start)
 	address := pkh

@@ -164,7 +164,17 @@ type SignResult struct {
 	Vault     string
 	Client    string // authenticated client key hash
 
-	spent string // the id of the spending-window entry recorded for this request, if any
+	spent   string // the id of the spending-window entry recorded for this request, if any
+	encoded string // Signature's base58, when the watermark record already holds it
+}
+
+// SignatureString is the signature's base58 (edsig…, spsig1…, p2sig…, BLsig…), made once: a
+// watermarked signature's is the one its record holds.
+func (r *SignResult) SignatureString() string {
+	if r.encoded != "" {
+		return r.encoded
+	}
+	return tezos.SignatureString(r.Signature)
 }
 
 // Sign signs r.Message with the key r.PKH if every check passes, and journals the outcome.
@@ -254,7 +264,7 @@ func (s *Signer) sign(ctx context.Context, r *SignRequest) (*SignResult, error) 
 	start := time.Now()
 	var sig crypt.Signature
 	if req.Watermarked() {
-		sig, err = s.signWatermarked(ctx, k, r, req, pol)
+		sig, res.encoded, err = s.signWatermarked(ctx, k, r, req, pol)
 	} else {
 		s.countGeneric(req)
 		sched.Yield(ctx) // a generic request gives its core to consensus requests that need it
@@ -301,48 +311,51 @@ func (s *Signer) countGeneric(req *request.Request) {
 //
 // A crash at any point before step 4 completes leaves no trace of the signature outside this
 // process, and the slot as it was: a retry is safe.
-func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request, pol *policy.Policy) (crypt.Signature, error) {
+//
+// The second result is the new signature's base58, as its record holds it ("" for a stored one).
+func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest, req *request.Request, pol *policy.Policy) (crypt.Signature, string, error) {
 	wk, mark := slotOf(r.PKH, req)
 	unlock, err := s.slots.lock(ctx, slotKey{wk, mark.Level, mark.Round})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer unlock()
 	backend := s.cfg.Store.Name()
 	start := time.Now()
 	stored, ok, err := s.cfg.Store.Load(ctx, wk)
 	if err != nil {
-		return nil, s.storeFailed(r.PKH, req, start, err)
+		return nil, "", s.storeFailed(r.PKH, req, start, err)
 	}
 	if !ok && pol.ShareOf != "" {
 		if err := s.checkHistory(ctx, wk); err != nil {
 			if fault.KindOf(err) == fault.Conflict {
-				return nil, s.refused(r, req, start, err)
+				return nil, "", s.refused(r, req, start, err)
 			}
-			return nil, s.storeFailed(r.PKH, req, start, err)
+			return nil, "", s.storeFailed(r.PKH, req, start, err)
 		}
 	}
 	o, err := watermark.Check(wk, stored, ok, mark)
 	switch o {
 	case watermark.Refuse:
-		return nil, s.refused(r, req, start, err)
+		return nil, "", s.refused(r, req, start, err)
 	case watermark.Identical:
 		s.obs.WatermarkStep(backend, string(req.Kind), "success", time.Since(start))
-		return s.storedSignature(k, r, stored)
+		sig, err := s.storedSignature(k, r, stored)
+		return sig, "", err
 	}
 	loadTime := time.Since(start)
 	sig, err := s.signWith(ctx, k, r.Message, &req.Digest, r.Version)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	mark.Signature = tezos.SignatureString(sig)
 	start = time.Now()
 	rec, err := s.cfg.Store.Advance(ctx, wk, mark)
 	if err != nil {
 		if watermark.IsConflict(err) {
-			return nil, s.refused(r, req, start, err)
+			return nil, "", s.refused(r, req, start, err)
 		}
-		return nil, s.storeFailed(r.PKH, req, start, err)
+		return nil, "", s.storeFailed(r.PKH, req, start, err)
 	}
 	took := time.Since(start) + loadTime
 	s.obs.WatermarkStep(backend, string(req.Kind), "success", took)
@@ -350,9 +363,10 @@ func (s *Signer) signWatermarked(ctx context.Context, k *keyRef, r *SignRequest,
 		// Another process committed the same bytes first: its signature is the one released.
 		s.log.Info("identical request already signed by another signer: returning the stored signature",
 			"pkh", r.PKH, "chain", wk.Chain, "class", wk.Class, "level", rec.Level, "round", rec.Round)
-		return s.storedSignature(k, r, rec)
+		sig, err := s.storedSignature(k, r, rec)
+		return sig, "", err
 	}
-	return sig, nil
+	return sig, mark.Signature, nil
 }
 
 // slotOf is a block's or consensus operation's watermark key and mark (watermark.ClassOf is the

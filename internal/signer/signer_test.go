@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -175,6 +176,10 @@ func (f *fixture) sign(ctx context.Context, msg []byte) (crypt.Signature, error)
 
 func (f *fixture) signVersion(ctx context.Context, msg []byte, version int) (crypt.Signature, error) {
 	res, err := f.s.Sign(ctx, &SignRequest{PKH: f.pkh, Message: msg, Version: version})
+	if err == nil && res.SignatureString() != res.Signature.String() {
+		// The answer's base58, made once with the record's, is the released signature's.
+		return nil, fmt.Errorf("answer's base58 %s, released signature %s", res.SignatureString(), res.Signature)
+	}
 	return res.Signature, err
 }
 

@@ -199,3 +199,9 @@ func decodeTZ(s string, pre *prefix.Prefix) ([]byte, bool) {
 
 // ChainIDString is the base58 chain id (Net…) of id, as gotez's ChainID.String, faster.
 func ChainIDString(id *[4]byte) string { return encodeBase58Check(prefix.ChainID.Prefix, id[:]) }
+
+// PayloadHashString is tz.BlockPayloadHash(*d).String() (vh…), faster: every watermark record
+// a store writes names its payload hash, once per signature.
+func PayloadHashString(d *[32]byte) string {
+	return encodeBase58Check(prefix.ValueHash.Prefix, d[:])
+}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
 	"github.com/ecadlabs/gotez/v2/b58/base58"
 )
@@ -118,4 +119,28 @@ func BenchmarkParseMLDSA44Signature(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPayloadHashString: a payload hash's base58 is gotez's, for random hashes, all-zero and
+// all-ones included.
+func TestPayloadHashString(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 5))
+	var ones [32]byte
+	for i := range ones {
+		ones[i] = 0xff
+	}
+	hashes := [][32]byte{{}, ones}
+	for range 2000 {
+		var h [32]byte
+		for i := range h {
+			h[i] = byte(rng.Uint32())
+		}
+		hashes = append(hashes, h)
+	}
+	for _, h := range hashes {
+		if got, want := PayloadHashString(&h), tz.BlockPayloadHash(h).String(); got != want {
+			t.Fatalf("%x: %s, gotez %s", h, got, want)
+		}
+	}
 }

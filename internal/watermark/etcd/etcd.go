@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -28,6 +27,7 @@ import (
 	"github.com/signatory-go/signatory/internal/backend"
 	"github.com/signatory-go/signatory/internal/fault"
 	"github.com/signatory-go/signatory/internal/spending"
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -118,7 +118,7 @@ type stored struct {
 func encode(m watermark.Mark) string {
 	v := stored{Level: m.Level, Round: m.Round, Signature: m.Signature}
 	if m.HasDigest {
-		h := tz.BlockPayloadHash(m.Digest).String()
+		h := tezos.PayloadHashString(&m.Digest)
 		v.Digest = &h
 	}
 	b, _ := json.Marshal(v)

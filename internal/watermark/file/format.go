@@ -8,9 +8,9 @@ import (
 	"math"
 	"slices"
 
-	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/ecadlabs/gotez/v2/b58"
 
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -42,7 +42,7 @@ type slot struct {
 func newSlot(m watermark.Mark) slot {
 	s := slot{mark: m, ok: true}
 	if m.HasDigest {
-		s.hash = tz.BlockPayloadHash(m.Digest).String()
+		s.hash = tezos.PayloadHashString(&m.Digest)
 	}
 	return s
 }
