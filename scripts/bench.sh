@@ -5,10 +5,12 @@
 # generic requests, 10,000 keys (start-up, memory, a burst), the bursts of 256 keys, and memory
 # over 1 M requests. With --reference BIN (any remote signer with the reference implementation's
 # CLI: `serve -c config`), the same loads run against it and us side by side, both with their
-# default configs and log level, alternating, two rounds, and the ratios are printed. Every report
+# default configs and log level, alternating, $ROUNDS rounds (default 3), and the ratios are printed.
+# Every report
 # is JSON in $OUT; markdown tables go to stdout and the chart to $OUT/benchmarks.png.
 # Usage: ./scripts/bench.sh [--reference BIN] [seconds per run, default 10]
 # MEMORY_REQUESTS (default 1000000; 0 skips the memory run) sets the length of the memory run.
+# ROUNDS (default 3) sets the rounds side by side with the reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REFERENCE=
@@ -19,6 +21,7 @@ fi
 SECS=${1:-10}
 OUT=${OUT:-$(mktemp -d)}
 MEMORY_REQUESTS=${MEMORY_REQUESTS:-1000000}
+ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
 BIN=$(mktemp -d)
 go build -o "$BIN/signatory" ./cmd/signatory
@@ -150,13 +153,19 @@ ten_thousand "$BIN/signatory" ours-tz1 tz1
 ten_thousand "$BIN/signatory" ours-tz1tz4 tz1,tz4
 
 if [ -n "$REFERENCE" ]; then
-  echo "== side by side with $REFERENCE: default configs and log levels, alternating, two rounds" >&2
-  # side <load> <bench args...>: the load against ours then the reference, twice.
+  echo "== side by side with $REFERENCE: default configs and log levels, alternating, $ROUNDS rounds" >&2
+  # side <load> <bench args...>: the load against both, $ROUNDS rounds, ours first in odd rounds and
+  # the reference first in even ones, so that a machine growing slower or faster through a load's
+  # rounds favours neither. The machine's speed moves by 10–25 % between minutes here (the same
+  # binary, run twice); a round's ratio compares two runs a few seconds apart, and the median of
+  # the rounds' ratios is the load's ratio.
   side() {
-    local load=$1 round who bin
+    local load=$1 round who bin order
     shift
-    for round in 1 2; do
-      for who in ours ref; do
+    for round in $(seq "$ROUNDS"); do
+      order="ours ref"
+      [ $((round % 2)) = 0 ] && order="ref ours"
+      for who in $order; do
         bin=$BIN/signatory
         [ "$who" = ref ] && bin=$REFERENCE
         serve_with "$bin" "$(fresh_config "$KEYDIR/signatory.yaml" "side-$who")" "$OUT/daemon-side-$load-$who-$round.log"
@@ -280,13 +289,19 @@ for f in "$OUT"/keys10k-*.json; do
 done
 
 if [ -n "$REFERENCE" ]; then
-  printf '\n| load (ours ÷ reference, round 1 / round 2) | throughput | signer CPU per request | p99 |\n|---|---|---|---|\n'
+  printf '\n| load (ours ÷ reference: median of %s rounds (each round)) | throughput | signer CPU per request | p99 |\n|---|---|---|---|\n' "$ROUNDS"
   for load in generic-tz1-c64 generic-tz2-c8 generic-tz3-c8 attestation-c1 attestation-c8; do
     node -e '
-      const fs = require("fs"), d = process.argv[1], l = process.argv[2];
+      const fs = require("fs"), d = process.argv[1], l = process.argv[2], n = +process.argv[3];
       const r = (who, i) => JSON.parse(fs.readFileSync(`${d}/side-${l}-${who}-${i}.json`));
-      const ratio = (f) => [1, 2].map(i => (f(r("ours", i)) / f(r("ref", i))).toFixed(2)).join(" / ");
+      const rounds = Array.from({length: n}, (_, i) => i + 1);
+      const ratio = (f) => {
+        const each = rounds.map(i => f(r("ours", i)) / f(r("ref", i)));
+        const s = [...each].sort((a, b) => a - b), m = s.length >> 1;
+        const median = s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+        return `**${median.toFixed(2)}** (${each.map(x => x.toFixed(2)).join(" / ")})`;
+      };
       console.log(`| ${l} | ${ratio(x => x.throughput_rps)} | ${ratio(x => x.signer_cpu_us_per_request)} | ${ratio(x => x.latency_ms.P99)} |`);
-    ' "$OUT" "$load"
+    ' "$OUT" "$load" "$ROUNDS"
   done
 fi
