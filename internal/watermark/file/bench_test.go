@@ -126,3 +126,25 @@ func BenchmarkDatasyncFloor(b *testing.B) {
 		off = (off + int64(len(data))) % (size - int64(len(data)))
 	}
 }
+
+// BenchmarkAdvanceManyKeys: serial journaled Advances of one key on a chain that holds the marks
+// of 1 or 10,000 keys: the cost of a batch must not grow with the keys its chain holds.
+func BenchmarkAdvanceManyKeys(b *testing.B) {
+	for _, keys := range []int{1, 10_000} {
+		b.Run(fmt.Sprintf("keys-%d", keys), func(b *testing.B) {
+			s := benchStore(b, WithJournal(DefaultJournalSize))
+			ctx := context.Background()
+			for i := range keys {
+				if _, err := s.Advance(ctx, watermarktest.Key(0, i, watermark.Attestation), watermarktest.Mark(1, 0, 1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			k := watermarktest.Key(0, 0, watermark.Block)
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Advance(ctx, k, watermarktest.Mark(int32(i+1), 0, 1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

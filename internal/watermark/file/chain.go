@@ -254,7 +254,7 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 		if next != nil {
 			st = next
 		}
-		slots := st.marks[p.pkh]
+		slots := st.of(p.pkh)
 		old := slots[p.class]
 		tk := slotKey{p.pkh, p.class}
 		k := watermark.Key{Chain: c.id, PKH: p.pkh, Class: classes[p.class]}
@@ -265,7 +265,7 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 		case watermark.Refuse:
 			results[i].err = err
 			if touched[tk] {
-				d := cur.marks[p.pkh][p.class]
+				d := cur.of(p.pkh)[p.class]
 				od, _ := watermark.Decide(k, d.mark, d.ok, p.mark)
 				needsWrite[i] = od != watermark.Refuse
 			}
@@ -280,7 +280,7 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 			touched = make(map[slotKey]bool)
 		}
 		slots[p.class] = newSlot(p.mark)
-		next.marks[p.pkh] = slots
+		next.set(p.pkh, slots)
 		touched[tk] = true
 		needsWrite[i] = true
 		results[i].mark = p.mark

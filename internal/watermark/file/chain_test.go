@@ -38,7 +38,7 @@ func req(pkh int, class watermark.Class, level int32, d byte) *pending {
 }
 
 func stored(c *chain, pkh int, class watermark.Class) slot {
-	return c.state.Load().marks[watermarktest.PKH(pkh)][classIndex(class)]
+	return c.state.Load().of(watermarktest.PKH(pkh))[classIndex(class)]
 }
 
 // diskMark is the mark of key pkh and class in c's chain file on disk.
@@ -52,7 +52,7 @@ func diskMark(t *testing.T, c *chain, pkh int, class watermark.Class) watermark.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.marks[watermarktest.PKH(pkh)][classIndex(class)].mark
+	return st.of(watermarktest.PKH(pkh))[classIndex(class)].mark
 }
 
 // TestBatchOrder: a batch is judged in arrival order against earlier changes of the same batch,

@@ -493,7 +493,7 @@ func (s *Store) Advance(ctx context.Context, k watermark.Key, req watermark.Mark
 		return watermark.Mark{}, c.broken
 	}
 	// A key hash already in the file is valid; a new one must be, or the file would not load.
-	if _, known := c.state.Load().marks[k.PKH]; !known {
+	if !c.state.Load().has(k.PKH) {
 		if _, err := b58.ParsePublicKeyHash([]byte(k.PKH)); err != nil {
 			return watermark.Mark{}, &fault.Error{Kind: fault.Internal, Err: err, Msg: "watermark: invalid key hash " + k.PKH}
 		}
@@ -520,7 +520,7 @@ func (s *Store) Load(ctx context.Context, k watermark.Key) (watermark.Mark, bool
 	if c.broken != nil {
 		return watermark.Mark{}, false, c.broken
 	}
-	sl := c.state.Load().marks[k.PKH][classIndex(k.Class)]
+	sl := c.state.Load().of(k.PKH)[classIndex(k.Class)]
 	return sl.mark, sl.ok, nil
 }
 
@@ -541,7 +541,7 @@ func (s *Store) List(ctx context.Context) ([]watermark.Entry, error) {
 			errs = append(errs, c.broken)
 			return true
 		}
-		for pkh, slots := range c.state.Load().marks {
+		for pkh, slots := range c.state.Load().all() {
 			for i, sl := range slots {
 				if sl.ok {
 					out = append(out, watermark.Entry{

@@ -176,7 +176,7 @@ func TestCloseAnswersEveryAcknowledgedMark(t *testing.T) {
 			}
 		}
 		for i, level := range after {
-			if got := st.marks[watermarktest.PKH(i)][classIndex(watermark.Block)].mark.Level; got < level {
+			if got := st.of(watermarktest.PKH(i))[classIndex(watermark.Block)].mark.Level; got < level {
 				t.Fatalf("key %d: acknowledged at %d before Close returned, the chain file holds %d", i, level, got)
 			}
 		}

@@ -185,8 +185,8 @@ func raises(old, sl slot) bool {
 
 // covers reports whether raising st by part would change nothing.
 func covers(st, part *state) bool {
-	for pkh, slots := range part.marks {
-		cur := st.marks[pkh]
+	for pkh, slots := range part.all() {
+		cur := st.of(pkh)
 		for i, sl := range slots {
 			if raises(cur[i], sl) {
 				return false
@@ -198,8 +198,8 @@ func covers(st, part *state) bool {
 
 // raise sets every slot of part that is higher than st's (or equal with a signature st lacks).
 func raise(st *state, part *state) {
-	for pkh, slots := range part.marks {
-		cur := st.marks[pkh]
+	for pkh, slots := range part.all() {
+		cur := st.of(pkh)
 		changed := false
 		for i, sl := range slots {
 			if raises(cur[i], sl) {
@@ -208,7 +208,7 @@ func raise(st *state, part *state) {
 			}
 		}
 		if changed {
-			st.marks[pkh] = cur
+			st.set(pkh, cur)
 		}
 	}
 }

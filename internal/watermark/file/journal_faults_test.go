@@ -29,7 +29,7 @@ func chainFileLevel(t *testing.T, s *Store) int32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.marks[watermarktest.PKH(0)][classIndex(watermark.Block)].mark.Level
+	return st.of(watermarktest.PKH(0))[classIndex(watermark.Block)].mark.Level
 }
 
 // TestFailedSyncIsNoAcknowledgement: a journal record whose fdatasync fails is not durable: its

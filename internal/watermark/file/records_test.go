@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -69,16 +70,16 @@ func TestReplayBounds(t *testing.T) {
 	pkh := watermarktest.PKH(0)
 	rec := func(epoch uint64, level int32) []byte {
 		st := emptyState()
-		var slots [len(classes)]slot
+		var slots keyMarks
 		slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(level, 0, 1))
-		st.marks[pkh] = slots
+		st.set(pkh, slots)
 		p, err := encodeCompact(st)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return appendRecord(nil, chainMagic, epoch, p)
 	}
-	level := func(st *state) int32 { return st.marks[pkh][classIndex(watermark.Block)].mark.Level }
+	level := func(st *state) int32 { return st.of(pkh)[classIndex(watermark.Block)].mark.Level }
 	damaged := func(b []byte) []byte { b = append([]byte(nil), b...); b[len(b)-2]++; return b }
 	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
 	zeros := make([]byte, 64)
@@ -126,11 +127,11 @@ func TestRaiseNeverLowers(t *testing.T) {
 	pkh := watermarktest.PKH(0)
 	at := func(level, round int32, sig string) *state {
 		st := emptyState()
-		var slots [len(classes)]slot
+		var slots keyMarks
 		m := watermarktest.Mark(level, round, 1)
 		m.Signature = sig
 		slots[classIndex(watermark.Block)] = newSlot(m)
-		st.marks[pkh] = slots
+		st.set(pkh, slots)
 		return st
 	}
 	for _, c := range []struct {
@@ -148,12 +149,12 @@ func TestRaiseNeverLowers(t *testing.T) {
 		{"a higher round", at(10, 0, "a"), at(10, 1, ""), true},
 		{"a higher level, lower round", at(10, 5, "a"), at(11, 0, ""), true},
 	} {
-		want := c.have.marks[pkh]
+		want := c.have.of(pkh)
 		if c.raised {
-			want = c.record.marks[pkh]
+			want = c.record.of(pkh)
 		}
 		raise(c.have, c.record)
-		if got := c.have.marks[pkh]; got != want {
+		if got := c.have.of(pkh); got != want {
 			t.Errorf("%s: %+v, want %+v", c.name, got[classIndex(watermark.Block)].mark, want[classIndex(watermark.Block)].mark)
 		}
 	}
@@ -188,9 +189,9 @@ func TestJournalFillsExactly(t *testing.T) {
 	j := newJournal(c.dir, 0, nil)
 	c.journal = j
 	part := emptyState()
-	var slots [len(classes)]slot
+	var slots keyMarks
 	slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(5, 0, 1))
-	part.marks[watermarktest.PKH(0)] = slots
+	part.set(watermarktest.PKH(0), slots)
 	payload, err := encodeCompact(part)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +306,7 @@ func TestDecodeKeepsEveryClass(t *testing.T) {
 		t.Fatal(err)
 	}
 	for class, want := range map[watermark.Class]int32{watermark.Attestation: 10, watermark.Block: 7, watermark.Preattestation: 8} {
-		if sl := st.marks[pkh][classIndex(class)]; !sl.ok || sl.mark.Level != want {
+		if sl := st.of(pkh)[classIndex(class)]; !sl.ok || sl.mark.Level != want {
 			t.Errorf("%s: %+v, want level %d", class, sl, want)
 		}
 	}
@@ -325,7 +326,7 @@ func TestRaiseSkipsEmptySlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	raise(st, part)
-	slots := st.marks[pkh]
+	slots := st.of(pkh)
 	if b := slots[classIndex(watermark.Block)]; !b.ok || b.mark.Level != -5 {
 		t.Fatalf("the block mark after a record of attestations: %+v", b)
 	}
@@ -373,5 +374,71 @@ func TestCovers(t *testing.T) {
 	signed := parse(`{"` + p0 + `": {"block": {"level": 5, "hash": ` + hash + `, "signature": "sig"}}}`)
 	if !covers(signed, parse(`{"`+p0+`": {"block": {"level": 5, "hash": `+hash+`}}}`)) {
 		t.Error("a signed file does not cover the same mark unsigned")
+	}
+}
+
+// TestCloneCopiesOnWrite: a clone's changes never reach the state it was cloned from (which
+// readers hold without a lock), on a shard it copies and on one it changes twice; what it does not
+// change it shares. Readers run alongside, for the race detector.
+func TestCloneCopiesOnWrite(t *testing.T) {
+	t.Parallel()
+	at := func(level int32) keyMarks {
+		var v keyMarks
+		v[classIndex(watermark.Block)] = newSlot(watermark.Mark{Level: level})
+		return v
+	}
+	level := func(st *state, pkh string) int32 { return st.of(pkh)[classIndex(watermark.Block)].mark.Level }
+	orig := emptyState()
+	const keys = 2000
+	for i := range keys {
+		orig.set(watermarktest.PKH(i), at(1))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range keys {
+			if level(orig, watermarktest.PKH(i)) != 1 {
+				t.Error("the original changed under a reader")
+				return
+			}
+		}
+	}()
+	c := orig.clone()
+	changed := func(i int) bool { return i%3 == 0 && shardOf(watermarktest.PKH(i))%2 == 0 } // even shards only
+	for i := range keys {
+		if changed(i) {
+			c.set(watermarktest.PKH(i), at(2))
+			c.set(watermarktest.PKH(i), at(3)) // the second change of a shard this clone owns
+		}
+	}
+	c.set("tz1new", at(4))
+	<-done
+	for i := range keys {
+		if got := level(orig, watermarktest.PKH(i)); got != 1 {
+			t.Fatalf("original key %d at level %d after the clone's changes", i, got)
+		}
+		want := int32(1)
+		if changed(i) {
+			want = 3
+		}
+		if got := level(c, watermarktest.PKH(i)); got != want {
+			t.Fatalf("clone key %d at level %d, want %d", i, got, want)
+		}
+	}
+	if orig.has("tz1new") || !c.has("tz1new") {
+		t.Fatal("a new key went to the original, or not to the clone")
+	}
+	n := 0
+	for range c.all() {
+		n++
+	}
+	if n != keys+1 {
+		t.Fatalf("the clone yields %d keys, want %d", n, keys+1)
+	}
+	// Shards the clone never changed (the odd ones) are the original's own maps.
+	for i := 1; i < shards; i += 2 {
+		if c.own[i] || reflect.ValueOf(c.marks[i]).Pointer() != reflect.ValueOf(orig.marks[i]).Pointer() {
+			t.Fatalf("the clone copied shard %d, which it never changed", i)
+		}
 	}
 }

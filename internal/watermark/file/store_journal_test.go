@@ -190,9 +190,9 @@ func watermarkDir(t *testing.T) (base, dir string) {
 func legacyRecord(t *testing.T, pkh int, class watermark.Class, level int32) []byte {
 	t.Helper()
 	st := emptyState()
-	var slots [len(classes)]slot
+	var slots keyMarks
 	slots[classIndex(class)] = newSlot(watermarktest.Mark(level, 0, 1))
-	st.marks[watermarktest.PKH(pkh)] = slots
+	st.set(watermarktest.PKH(pkh), slots)
 	p, err := encodeCompact(st)
 	if err != nil {
 		t.Fatal(err)
@@ -596,9 +596,9 @@ func TestCompactionTakesHeldMarks(t *testing.T) {
 	}
 	// A record of level 9 written and acknowledged, the chain's state not stored yet.
 	part := emptyState()
-	var slots [len(classes)]slot
+	var slots keyMarks
 	slots[classIndex(watermark.Block)] = newSlot(watermarktest.Mark(9, 0, 1))
-	part.marks[watermarktest.PKH(0)] = slots
+	part.set(watermarktest.PKH(0), slots)
 	raise(j.held[c], part)
 	if err := j.rotate(0); err != nil {
 		t.Fatal(err)
