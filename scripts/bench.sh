@@ -5,12 +5,13 @@
 # generic requests, 10,000 keys (start-up, memory, a burst), the bursts of 256 keys, and memory
 # over 1 M requests. With --reference BIN (any remote signer with the reference implementation's
 # CLI: `serve -c config`), the same loads run against it and us side by side, both with their
-# default configs and log level, alternating, $ROUNDS rounds (default 3), and the ratios are printed.
-# Every report
-# is JSON in $OUT; markdown tables go to stdout and the chart to $OUT/benchmarks.png.
+# default configs and log level, alternating, in ROUNDS rounds, and the ratios are printed (each
+# load's median over the rounds, and each round's). Every report is JSON in $OUT; markdown tables
+# go to stdout and the chart to $OUT/benchmarks.png.
 # Usage: ./scripts/bench.sh [--reference BIN] [seconds per run, default 10]
 # MEMORY_REQUESTS (default 1000000; 0 skips the memory run) sets the length of the memory run.
-# ROUNDS (default 3) sets the rounds side by side with the reference.
+# ROUNDS (default 3) sets the rounds side by side with the reference; an odd number keeps the
+# median one round's ratio (with an even number it is the mean of the middle two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REFERENCE=
@@ -22,6 +23,12 @@ SECS=${1:-10}
 OUT=${OUT:-$(mktemp -d)}
 MEMORY_REQUESTS=${MEMORY_REQUESTS:-1000000}
 ROUNDS=${ROUNDS:-3}
+case $ROUNDS in
+  '' | *[!0-9]*) ROUNDS_OK= ;;
+  *) ROUNDS_OK=$((10#$ROUNDS > 0)) ;;
+esac
+[ "$ROUNDS_OK" = 1 ] || { echo "ROUNDS must be a positive whole number, not '$ROUNDS'" >&2; exit 2; }
+ROUNDS=$((10#$ROUNDS))
 mkdir -p "$OUT"
 BIN=$(mktemp -d)
 go build -o "$BIN/signatory" ./cmd/signatory

@@ -76,7 +76,7 @@ type result struct {
 
 func newChain(id, dir, path string, st *state) *chain {
 	c := &chain{id: id, dir: dir, path: path}
-	c.state.Store(st)
+	c.state.Store(st.seal())
 	return c
 }
 
@@ -300,7 +300,7 @@ func (c *chain) commit(batch []*pending, results []result) []result {
 		}
 		return results
 	}
-	c.state.Store(next)
+	c.state.Store(next.seal())
 	return results
 }
 
@@ -386,7 +386,7 @@ func (c *chain) writeLocked(st *state) error {
 		return &fault.Error{Kind: fault.Internal, Err: err,
 			Msg: fmt.Sprintf("watermark: cannot write %s: %v", c.path, err)}
 	}
-	c.written = st
+	c.written = st.seal()
 	c.fileSize.Store(int64(len(data)))
 	return nil
 }

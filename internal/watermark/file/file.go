@@ -282,7 +282,7 @@ func (s *Store) loadStoreJournals(epochs []uint64) {
 		}
 	}
 	for c, st := range raised {
-		c.state.Store(st)
+		c.state.Store(st.seal())
 	}
 	if s.broken != nil {
 		return
@@ -358,7 +358,7 @@ func (s *Store) loadJournals(id string, epochs []uint64) {
 			return
 		}
 	}
-	c.state.Store(st)
+	c.state.Store(st.seal())
 	if s.readOnly {
 		return
 	}
@@ -422,7 +422,7 @@ func (s *Store) load(name string) {
 		s.chains.Store(id, c)
 		return
 	}
-	c.state.Store(st)
+	c.state.Store(st.seal())
 	s.journalize(c)
 	s.chains.Store(id, c)
 	if s.readOnly {

@@ -74,6 +74,14 @@ func emptyState() *state { return &state{} }
 // clone returns a copy of s that shares its shards until it changes them.
 func (s *state) clone() *state { return &state{marks: s.marks, extra: s.extra} }
 
+// seal marks s as published (read without a lock, shared by its clones): it owns no shard any
+// more, so that a set on it, which the store never makes, would copy a shard rather than change
+// one that readers and clones hold.
+func (s *state) seal() *state {
+	s.own = [shards]bool{}
+	return s
+}
+
 // shardOf is FNV-1a of pkh, reduced to a shard.
 func shardOf(pkh string) int {
 	h := uint32(2166136261)

@@ -3,6 +3,7 @@ package file
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -411,7 +412,11 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 			c.set(watermarktest.PKH(i), at(3)) // the second change of a shard this clone owns
 		}
 	}
-	c.set("tz1new", at(4))
+	newKey := "tz1new"
+	for n := 0; shardOf(newKey)%2 != 0; n++ {
+		newKey = fmt.Sprintf("tz1new%d", n) // a new key in an even shard: the odd ones stay shared
+	}
+	c.set(newKey, at(4))
 	<-done
 	for i := range keys {
 		if got := level(orig, watermarktest.PKH(i)); got != 1 {
@@ -425,7 +430,7 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 			t.Fatalf("clone key %d at level %d, want %d", i, got, want)
 		}
 	}
-	if orig.has("tz1new") || !c.has("tz1new") {
+	if orig.has(newKey) || !c.has(newKey) {
 		t.Fatal("a new key went to the original, or not to the clone")
 	}
 	n := 0
@@ -439,6 +444,37 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	for i := 1; i < shards; i += 2 {
 		if c.own[i] || reflect.ValueOf(c.marks[i]).Pointer() != reflect.ValueOf(orig.marks[i]).Pointer() {
 			t.Fatalf("the clone copied shard %d, which it never changed", i)
+		}
+	}
+}
+
+// TestPublishedStatesOwnNothing: every state a chain publishes, at open and after a batch, owns no
+// shard, so that nothing can change a shard through it that its readers and clones share.
+func TestPublishedStatesOwnNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for round := range 2 { // the second Open reads what the first wrote
+		s, err := Open(dir, WithJournal(DefaultJournalSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(when string) {
+			s.chains.Range(func(_, v any) bool {
+				if v.(*chain).state.Load().own != [shards]bool{} {
+					t.Errorf("round %d, %s: a published state owns shards", round, when)
+				}
+				return true
+			})
+		}
+		check("opened")
+		for i := range 100 {
+			if _, err := s.Advance(t.Context(), watermarktest.Key(0, i, watermark.Block), watermarktest.Mark(int32(round+1), 0, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check("after its batches")
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
