@@ -301,6 +301,28 @@ func TestFaultPaths(t *testing.T) {
 	}
 }
 
+// TestSignatureStringUsesTheRecords: a fresh watermarked signature's answer is the base58 its
+// record holds, not encoded again; with none (a generic or stored signature) it is encoded.
+func TestSignatureStringUsesTheRecords(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, tezos.Ed25519, "", nil)
+	res, err := f.s.Sign(t.Context(), &SignRequest{PKH: f.pkh, Message: attestationAt(5), Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := f.stored(t); res.encoded == "" || res.encoded != m.Signature {
+		t.Fatalf("fresh signature: encoded %q, record %q", res.encoded, m.Signature)
+	}
+	res.encoded = "recorded" // which one the answer takes
+	if got := res.SignatureString(); got != "recorded" {
+		t.Fatalf("answer %q: encoded again instead of the record's", got)
+	}
+	res.encoded = ""
+	if got := res.SignatureString(); got != tezos.SignatureString(res.Signature) {
+		t.Fatalf("answer %q without a record's, want %q", got, tezos.SignatureString(res.Signature))
+	}
+}
+
 // TestStoredSignatureReturned: identical bytes get the first signature back, on every curve,
 // without asking the vault again; the stored signature is low-S even when the vault was not.
 func TestStoredSignatureReturned(t *testing.T) {

@@ -404,12 +404,23 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 			}
 		}
 	}()
+	// The keys spread over the shards (a batch copies only the ones it changes: that helps only
+	// if no shard holds most of the keys).
+	for i, m := range orig.marks {
+		if n := len(m); n == 0 || n > 3*keys/shards {
+			t.Fatalf("shard %d holds %d of %d keys", i, n, keys)
+		}
+	}
 	c := orig.clone()
 	changed := func(i int) bool { return i%3 == 0 && shardOf(watermarktest.PKH(i))%2 == 0 } // even shards only
 	for i := range keys {
 		if changed(i) {
 			c.set(watermarktest.PKH(i), at(2))
+			copied := reflect.ValueOf(c.marks[shardOf(watermarktest.PKH(i))]).Pointer()
 			c.set(watermarktest.PKH(i), at(3)) // the second change of a shard this clone owns
+			if reflect.ValueOf(c.marks[shardOf(watermarktest.PKH(i))]).Pointer() != copied {
+				t.Fatal("a shard the clone already owns was copied again")
+			}
 		}
 	}
 	newKey := "tz1new"
