@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 
-	tz "github.com/ecadlabs/gotez/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/signatory-go/signatory/internal/config"
@@ -153,7 +152,7 @@ func digestString(m watermark.Mark) *string {
 	if !m.HasDigest {
 		return nil
 	}
-	s := tz.BlockPayloadHash(m.Digest).String()
+	s := tezos.PayloadHashString(&m.Digest)
 	return &s
 }
 

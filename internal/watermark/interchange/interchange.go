@@ -22,8 +22,7 @@ import (
 	"io"
 	"slices"
 
-	tz "github.com/ecadlabs/gotez/v2"
-
+	"github.com/signatory-go/signatory/internal/tezos"
 	"github.com/signatory-go/signatory/internal/watermark"
 )
 
@@ -56,7 +55,7 @@ func FromEntries(es []watermark.Entry) *Document {
 	for _, e := range es {
 		r := Record{Chain: e.Chain, PKH: e.PKH, Class: string(e.Class), Level: e.Level, Round: e.Round, Signature: e.Signature}
 		if e.HasDigest {
-			h := tz.BlockPayloadHash(e.Digest).String()
+			h := tezos.PayloadHashString(&e.Digest)
 			r.Digest = &h
 		}
 		d.Watermarks = append(d.Watermarks, r)
