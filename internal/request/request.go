@@ -150,12 +150,6 @@ func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 			return &Request{Kind: Generic, Slot: -1, Ops: ops, Digest: blake2b.Sum256(msg)}, nil
 		}
 	}
-	if version != 1 {
-		if req, ok := fastConsensus(msg); ok {
-			req.Digest = blake2b.Sum256(msg)
-			return req, nil
-		}
-	}
 	if version == 1 {
 		// Version 1 clients use protocol 022 encodings; tz4 bakers also send 023+ BLS-mode
 		// consensus tags (40, 41) with it, so fall back to the latest encodings.
@@ -164,6 +158,8 @@ func decode(msg []byte, version Version, full bool) (req *Request, err error) {
 		} else if msg[0] == MagicGeneric {
 			err = sameAsLatest(msg, req)
 		}
+	} else if fast, ok := fastConsensus(msg); ok {
+		req = fast
 	} else {
 		req, err = decodeLatest(msg, full)
 	}
